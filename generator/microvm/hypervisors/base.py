@@ -1,0 +1,125 @@
+"""The interface every hypervisor backend implements. Backends are pure: VM in, data out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ..capabilities import CAPABILITIES, Capabilities, Feature, Hypervisor
+from ..config import InterfaceType, MicroVM
+
+# fds the runner opens for macvtap queues start here (0-2 are stdio)
+FIRST_MACVTAP_FD = 3
+
+
+class Accel(StrEnum):
+    """How the guest CPU runs: hardware virtualisation or QEMU's software emulation."""
+
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the backend may refer to besides the VM: where the runner tree is installed."""
+
+    runner_dir: str
+
+    @property
+    def share_dir(self) -> str:
+        return f"{self.runner_dir}/share/microvm"
+
+
+@dataclass(frozen=True)
+class Control:
+    """One request to the hypervisor's control channel, rendered by the control template.
+
+    kind:
+      "qmp"    payload is a QMP command object (JSON text) sent over `socket`
+      "argv"   argv is run as is (ch-remote, crosvm, lkvm, ...)
+      "http"   method/path/payload sent with curl over the Unix socket `socket`
+    """
+
+    kind: str
+    socket: str | None = None
+    payload: str | None = None
+    argv: tuple[str, ...] = ()
+    method: str = "PUT"
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start the hypervisor: argv per acceleration, plus files it reads."""
+
+    # argv[0] is the binary (a plain name resolved on PATH, or an absolute path)
+    variants: dict[Accel, list[str]]
+    # argv of a quick check that KVM works; None: no check, use the first variant
+    kvm_probe: list[str] | None = None
+    # extra files written below share/microvm/, name -> content
+    files: dict[str, str] = field(default_factory=dict)
+    # environment variables the hypervisor needs
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def macvtap_fds(vm: MicroVM) -> dict[str, list[int]]:
+    """fd numbers the runner opens for each macvtap interface id (one per queue)."""
+    fds: dict[str, list[int]] = {}
+    nxt = FIRST_MACVTAP_FD
+    for iface in vm.interfaces_of(InterfaceType.MACVTAP):
+        fds[iface.id] = list(range(nxt, nxt + queues(vm)))
+        nxt += queues(vm)
+    return fds
+
+
+def queues(vm: MicroVM) -> int:
+    """Queue pairs of a multiqueue tap: one per vCPU (a single queue for one vCPU)."""
+    return vm.vcpu
+
+
+class Backend(ABC):
+    hypervisor: Hypervisor
+
+    @property
+    def caps(self) -> Capabilities:
+        return CAPABILITIES[self.hypervisor]
+
+    @abstractmethod
+    def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
+        """argv (per acceleration) and files to start `vm`."""
+
+    def shutdown(self, vm: MicroVM) -> Control | None:
+        """The request that makes the guest power off, or None when there is none."""
+        return None
+
+    def balloon(self, vm: MicroVM) -> Control | None:
+        """The request that sets the balloon at runtime, or None when there is none.
+
+        Placeholders the balloon script replaces in `payload` and `argv`: @BALLOON_MIB@ and
+        @BALLOON_BYTES@ (memory taken from the guest), @GUEST_MIB@ and @GUEST_BYTES@ (memory
+        left to the guest)."""
+        return None
+
+    def supports(self, feature: Feature) -> bool:
+        return self.caps.supports(feature)
+
+
+def comma_escape(value: str) -> str:
+    """QEMU-style option values: a literal ',' is written ',,'."""
+    return value.replace(",", ",,")
+
+
+def opts(head: str | None, kv: Mapping[str, str | int | bool | None] | None = None) -> str:
+    """Join a QEMU-style option string: opts("virtio-blk-pci", {"drive": "d0", "serial": None})
+    -> "virtio-blk-pci,drive=d0". Values are comma-escaped; None drops the key; bools are
+    on/off. Keys are written as given (QEMU mixes `mount_tag` and `guest-cid`)."""
+    out = [head] if head else []
+    for key, value in (kv or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        out.append(f"{key}={comma_escape(str(value))}")
+    return ",".join(out)

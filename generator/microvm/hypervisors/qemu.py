@@ -1,0 +1,298 @@
+"""QEMU: `microvm` machine by default on x86_64 (q35 when PCI is needed), `virt` on aarch64.
+
+Checked against qemu/qemu docs/system/i386/microvm.rst, docs/system/invocation and the Debian 12
+build's `-device help` (QEMU 7.2); see ../shared/hypervisors.md section 3.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..capabilities import Hypervisor
+from ..config import InterfaceType, MicroVM, ShareProto
+from .base import Accel, Backend, Control, Launch, RunContext, macvtap_fds, opts, queues
+
+# Kernel words QEMU guests need: a reboot ends QEMU (-no-reboot), a panic too.
+REBOOT_PARAMS = ("reboot=t", "panic=-1")
+# Under TCG, a kernel on the microvm machine (no HPET, no ACPI PM timer) can hang calibrating
+# the TSC; an early TSC frequency avoids it (see ../shared/e2e-recipes.md, section 2).
+TCG_MICROVM_PARAMS = ("tsc_early_khz=2000000",)
+
+
+def binary(vm: MicroVM) -> str:
+    return "qemu-system-aarch64" if vm.arch == "aarch64" else "qemu-system-x86_64"
+
+
+def machine_type(vm: MicroVM) -> str:
+    """The machine: the user's choice, else microvm (x86_64) unless something needs PCI."""
+    if vm.qemu.machine is not None:
+        return vm.qemu.machine
+    if vm.arch == "aarch64":
+        return "virt"
+    needs_q35 = vm.hotplug_mem > 0 or vm.graphics or any(d.bus == "pci" for d in vm.devices)
+    return "q35" if needs_q35 else "microvm"
+
+
+def uses_pci(vm: MicroVM) -> bool:
+    """virtio-*-pci devices (q35, virt, microvm with pcie=on) or virtio-*-device (mmio)."""
+    m = machine_type(vm)
+    if m != "microvm":
+        return True
+    return bool(dict(vm.qemu.machine_opts or ()).get("pcie") == "on")
+
+
+def console(vm: MicroVM) -> str:
+    return "ttyAMA0" if vm.arch == "aarch64" else "ttyS0"
+
+
+def kernel_params(vm: MicroVM, accel: Accel) -> list[str]:
+    words: list[str] = []
+    if vm.qemu.serial_console:
+        words.append(f"console={console(vm)}")
+    words += REBOOT_PARAMS
+    if (accel is Accel.TCG and machine_type(vm) == "microvm"
+            and not any(w.startswith("tsc_early_khz=") for w in vm.kernel_params)):
+        words += TCG_MICROVM_PARAMS
+    return words + list(vm.kernel_params)
+
+
+def machine_opts(vm: MicroVM, accel: Accel) -> dict[str, str | None]:
+    m = machine_type(vm)
+    if vm.qemu.machine_opts is not None:
+        given: dict[str, str | None] = dict(vm.qemu.machine_opts)
+        given.setdefault("accel", str(accel))
+        return given
+    o: dict[str, str | None] = {"accel": str(accel)}
+    if m == "microvm":
+        # TCG needs the legacy PIT and PIC to boot; with KVM they are dead weight.
+        legacy = "on" if accel is Accel.TCG else "off"
+        o.update({"acpi": "on", "pcie": "off", "pic": legacy, "pit": legacy, "rtc": "on",
+                  "usb": "on" if any(d.bus == "usb" for d in vm.devices) else "off"})
+    if vm.arch == "aarch64":
+        o["gic-version"] = "max"
+    if accel is Accel.KVM:
+        o["mem-merge"] = "on"
+    if _shared_memory(vm):
+        o["memory-backend"] = "mem"
+    return o
+
+
+def _shared_memory(vm: MicroVM) -> bool:
+    return bool(vm.shares_of(ShareProto.VIRTIOFS)) or vm.hugepage_mem
+
+
+def cpu(vm: MicroVM, accel: Accel) -> str:
+    if vm.cpu is not None:
+        return vm.cpu
+    if accel is Accel.TCG:
+        return "max"
+    # SGX on the microvm machine crashes QEMU (qemu issue 2142)
+    return "host,+x2apic,-sgx" if vm.arch == "x86_64" else "host"
+
+
+def _host_fwd(vm: MicroVM) -> list[str]:
+    out = []
+    for f in vm.forward_ports:
+        if f.direction == "host":
+            out.append(f"hostfwd={f.proto}:{f.host_address}:{f.host_port}-"
+                       f"{f.guest_address}:{f.guest_port}")
+        else:
+            out.append(f"guestfwd={f.proto}:{f.guest_address or '10.0.2.100'}:{f.guest_port}-"
+                       f"cmd:socat - TCP:{f.host_address or '127.0.0.1'}:{f.host_port}")
+    return out
+
+
+class Qemu(Backend):
+    hypervisor = Hypervisor.QEMU
+
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel) -> list[str]:
+        del ctx  # QEMU reads no generated files
+        dev = "pci" if uses_pci(vm) else "device"
+        machine = machine_type(vm)
+        mem = vm.mem
+        argv: list[str] = [binary(vm)]
+        if vm.pretty_procnames:
+            argv += ["-name", opts(None, {"guest": vm.host_name, "process": vm.host_name})]
+        else:
+            argv += ["-name", opts(None, {"guest": vm.host_name})]
+        argv += [
+            "-machine", opts(machine, machine_opts(vm, accel)),
+            "-cpu", cpu(vm, accel),
+            "-smp", str(vm.vcpu),
+            "-m", (f"{mem}M" if not vm.hotplug_mem
+                   else f"{mem}M,slots=1,maxmem={mem + vm.hotplug_mem}M"),
+            "-nodefaults", "-no-user-config", "-no-reboot",
+        ]
+        if machine == "microvm":
+            # modern virtio-mmio: vhost-user (virtiofsd) refuses legacy devices
+            argv += ["-global", "virtio-mmio.force-legacy=false"]
+        if _shared_memory(vm):
+            backend = ("memory-backend-file" if vm.hugepage_mem else "memory-backend-memfd")
+            argv += ["-object", opts(backend, {
+                "id": "mem", "size": f"{mem}M", "share": True,
+                "mem-path": "/dev/hugepages" if vm.hugepage_mem else None})]
+        if vm.user is not None:
+            argv += ["-run-with", opts(None, {"user": vm.user})]
+        if vm.graphics:
+            display = {"gtk": "gtk,gl=on", "cocoa": "cocoa", "headless": "none"}
+            argv += ["-display", display[vm.graphics_backend],
+                     "-device", "virtio-gpu-pci" if dev == "pci" else "virtio-gpu-device",
+                     "-device", f"virtio-keyboard-{dev}", "-device", f"virtio-tablet-{dev}"]
+        else:
+            argv += ["-display", "none"]
+        if vm.qemu.serial_console:
+            argv += ["-chardev", "stdio,id=stdio,signal=off",
+                     "-serial", "chardev:stdio"]
+        if not any(i.type is InterfaceType.BRIDGE for i in vm.interfaces):
+            # the bridge helper is spawned by QEMU; everything else runs without that right
+            spawn = "allow" if any(f.direction == "guest" for f in vm.forward_ports) else "deny"
+            argv += ["-sandbox", (f"on,obsolete=deny,elevateprivileges=deny,spawn={spawn},"
+                     "resourcecontrol=deny")]
+        argv += ["-kernel", vm.kernel]
+        if vm.initrd is not None:
+            argv += ["-initrd", vm.initrd]
+        argv += ["-append", " ".join(kernel_params(vm, accel))]
+        if vm.socket is not None:
+            argv += ["-qmp", opts(f"unix:{vm.socket.replace(',', ',,')}",
+                                  {"server": True, "wait": False})]
+        if vm.machine_id is not None:
+            argv += ["-smbios", f"type=1,uuid={vm.machine_id}"]
+        argv += ["-device", f"virtio-rng-{dev}"]
+        argv += self._disks(vm, dev)
+        argv += self._shares(vm, dev)
+        argv += self._net(vm, dev)
+        if vm.vsock_cid is not None:
+            argv += ["-device", opts(f"vhost-vsock-{dev}", {"guest-cid": vm.vsock_cid})]
+        if vm.balloon:
+            argv += ["-device", opts(f"virtio-balloon-{dev}", {
+                "id": "balloon0", "deflate-on-oom": vm.deflate_on_oom,
+                "free-page-reporting": True})]
+        if vm.hotplug_mem:
+            argv += ["-object", opts("memory-backend-ram", {
+                         "id": "hotmem", "size": f"{vm.hotplug_mem}M"}),
+                     "-device", opts("virtio-mem-pci", {
+                         "id": "hotmem0", "memdev": "hotmem",
+                         "requested-size": f"{vm.hotplugged_mem}M"})]
+        argv += self._devices(vm)
+        for name, path in vm.credential_files:
+            argv += ["-fw_cfg", opts(None, {"name": f"opt/io.systemd.credentials/{name}",
+                                            "file": path})]
+        argv += list(vm.qemu.extra_args)
+        return argv
+
+    def _disks(self, vm: MicroVM, dev: str) -> list[str]:
+        argv: list[str] = []
+        disks: list[tuple[str, str, bool, bool, str | None, str]] = []
+        if vm.store_disk_path is not None:
+            disks.append(("store", vm.store_disk_path, True, False, "store", "raw"))
+        for i, v in enumerate(vm.volumes):
+            fmt = {"vhd": "vpc"}.get(v.image_type, v.image_type)
+            disks.append((f"vol{i}", v.image, v.read_only, v.direct, v.serial, fmt))
+        for drive_id, path, ro, direct, serial, fmt in disks:
+            argv += ["-drive", opts(None, {
+                "id": drive_id, "format": fmt, "file": path, "if": "none",
+                "read-only": True if ro else None,
+                "cache.direct": True if direct else None})]
+            argv += ["-device", opts(f"virtio-blk-{dev}", {"drive": drive_id,
+                                                           "serial": serial})]
+        return argv
+
+    def _shares(self, vm: MicroVM, dev: str) -> list[str]:
+        argv: list[str] = []
+        for i, s in enumerate(vm.shares):
+            if s.proto is ShareProto.NINEP:
+                model = {"mapped": "mapped-xattr"}.get(s.security_model, s.security_model)
+                argv += ["-fsdev", opts("local", {
+                    "id": f"fs{i}", "path": s.source, "security_model": model,
+                    "readonly": True if s.read_only else None})]
+                argv += ["-device", opts(f"virtio-9p-{dev}", {"fsdev": f"fs{i}",
+                                                              "mount_tag": s.tag})]
+            else:
+                assert s.socket is not None
+                argv += ["-chardev", opts("socket", {"id": f"fs{i}", "path": s.socket})]
+                argv += ["-device", opts(f"vhost-user-fs-{dev}", {"chardev": f"fs{i}",
+                                                                  "tag": s.tag})]
+        return argv
+
+    def _net(self, vm: MicroVM, dev: str) -> list[str]:
+        argv: list[str] = []
+        fds = macvtap_fds(vm)
+        q = queues(vm)
+        first_user = True
+        for i, iface in enumerate(vm.interfaces):
+            netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
+            multiqueue = q > 1 and iface.type is not InterfaceType.USER
+            match iface.type:
+                case InterfaceType.USER:
+                    head = "user"
+                    extra = _host_fwd(vm) if first_user else []
+                    first_user = False
+                    spec = opts(head, netdev)
+                    if extra:
+                        spec += "," + ",".join(extra)
+                    argv += ["-netdev", spec]
+                case InterfaceType.TAP:
+                    netdev.update({"ifname": iface.id, "script": "no", "downscript": "no",
+                                   "vhost": True if iface.vhost else None,
+                                   "queues": q if multiqueue else None})
+                    argv += ["-netdev", opts("tap", netdev)]
+                case InterfaceType.BRIDGE:
+                    assert iface.bridge is not None
+                    netdev["br"] = iface.bridge
+                    argv += ["-netdev", opts("bridge", netdev)]
+                    multiqueue = False
+                case InterfaceType.MACVTAP:
+                    ids = fds[iface.id]
+                    if len(ids) == 1:
+                        netdev["fd"] = ids[0]
+                    else:
+                        netdev["fds"] = ":".join(map(str, ids))
+                    netdev["vhost"] = True if iface.vhost else None
+                    argv += ["-netdev", opts("tap", netdev)]
+            device: dict[str, str | int | bool | None] = {"netdev": f"net{i}", "mac": iface.mac}
+            if multiqueue:
+                device["mq"] = True
+                if dev == "pci":
+                    device["vectors"] = 2 * q + 2
+            argv += ["-device", opts(f"virtio-net-{dev}", device)]
+        return argv
+
+    def _devices(self, vm: MicroVM) -> list[str]:
+        argv: list[str] = []
+        if any(d.bus == "usb" for d in vm.devices):
+            argv += ["-device", "qemu-xhci,id=usb-bus"]
+        for d in vm.devices:
+            if d.bus == "pci":
+                spec = opts("vfio-pci", {"host": d.path, "id": d.qemu_id, "bus": d.qemu_bus})
+            else:
+                # a USB path is a list of usb-host properties (vendorid=...,productid=...)
+                spec = opts("usb-host", {"id": d.qemu_id, "bus": d.qemu_bus or "usb-bus.0"})
+                spec += "," + d.path
+            if d.qemu_device_extra_args:
+                spec += "," + d.qemu_device_extra_args
+            argv += ["-device", spec]
+        return argv
+
+    def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
+        tcg = self.argv(vm, ctx, Accel.TCG)
+        if vm.cpu is not None:
+            return Launch(variants={Accel.TCG: tcg})
+        probe_machine = "virt" if vm.arch == "aarch64" else "microvm"
+        probe = [binary(vm), "-machine", f"{probe_machine},accel=kvm", "-cpu", "host",
+                 "-m", "16M", "-nodefaults", "-no-user-config", "-display", "none", "-S",
+                 "-monitor", "stdio"]
+        return Launch(variants={Accel.KVM: self.argv(vm, ctx, Accel.KVM), Accel.TCG: tcg},
+                      kvm_probe=probe)
+
+    def shutdown(self, vm: MicroVM) -> Control | None:
+        if vm.socket is None:
+            return None
+        return Control(kind="qmp", socket=vm.socket,
+                       payload=json.dumps({"execute": "system_powerdown"}))
+
+    def balloon(self, vm: MicroVM) -> Control | None:
+        if vm.socket is None or not vm.balloon:
+            return None
+        # QMP `balloon` takes the guest's target memory in bytes
+        return Control(kind="qmp", socket=vm.socket,
+                       payload='{"execute":"balloon","arguments":{"value":@GUEST_BYTES@}}')

@@ -1,0 +1,187 @@
+"""Write a VM's runner tree: bin/* scripts and share/microvm/* metadata.
+
+Output is deterministic (same VM, same directory -> same bytes) and written atomically: the tree
+is built in a temporary sibling directory and renamed into place, so a failed run leaves
+nothing behind and an existing tree is replaced only by a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .capabilities import CAPABILITIES
+from .config import InterfaceType, MicroVM, Share, ShareProto
+from .errors import MicrovmError
+from .hypervisors import Control, RunContext, backend
+from .hypervisors.base import macvtap_fds, queues
+from .render import render
+
+# mkfs spells "filesystem label" differently per filesystem
+_LABEL_FLAG = {"vfat": "-n", "fat": "-n", "msdos": "-n", "exfat": "-L", "ntfs": "-L"}
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The runner tree as data: relative path -> (content, executable)."""
+
+    files: Mapping[str, tuple[str, bool]]
+
+
+def _mkfs_args(fs_type: str, label: str | None, extra: tuple[str, ...]) -> list[str]:
+    args = [_LABEL_FLAG.get(fs_type, "-L"), label] if label else []
+    return [*args, *extra]
+
+
+def virtiofsd_argv(vm: MicroVM, share: Share) -> dict[str, list[str]]:
+    """virtiofsd argv for the Rust daemon and for the C one (Debian's /usr/lib/qemu)."""
+    assert share.socket is not None
+    o = vm.virtiofsd
+    rust = ["virtiofsd", f"--socket-path={share.socket}", f"--shared-dir={share.source}",
+            f"--cache={share.cache}"]
+    if o.inode_file_handles is not None:
+        rust.append(f"--inode-file-handles={o.inode_file_handles}")
+    if share.posix_acl:
+        rust += ["--xattr", "--posix-acl"]
+    if share.read_only:
+        rust.append("--readonly")
+    c_cache = {"never": "none", "metadata": "auto"}.get(share.cache, share.cache)
+    c = ["virtiofsd", f"--socket-path={share.socket}", "-o", f"source={share.source}",
+         "-o", f"cache={c_cache}"]
+    if share.posix_acl:
+        c += ["-o", "xattr", "-o", "posix_acl"]
+    common: list[str] = []
+    if o.thread_pool_size is not None:
+        common.append(f"--thread-pool-size={o.thread_pool_size}")
+    if o.group is not None:
+        common.append(f"--socket-group={o.group}")
+    common += [*o.extra_args, *share.extra_args]
+    return {"rust": rust + common, "c": c + common}
+
+
+def _control_reason(vm: MicroVM, what: str) -> str:
+    if vm.socket is None:
+        return f"{what} needs the control socket, and microvm.socket is null"
+    if what == "ballooning" and not vm.balloon:
+        return "the VM has no balloon device (set microvm.balloon = true)"
+    return f"{vm.hypervisor} has no control request for {what}"
+
+
+def build(vm: MicroVM, runner_dir: str) -> Tree:
+    """Everything the runner tree holds, as strings, for a runner installed at runner_dir."""
+    be = backend(vm.hypervisor)
+    ctx = RunContext(runner_dir=runner_dir)
+    launch = be.launch(vm, ctx)
+    caps = CAPABILITIES[vm.hypervisor]
+    common: dict[str, Any] = {
+        "version": __version__, "host_name": vm.host_name, "hypervisor": str(vm.hypervisor),
+        "runtime_path": ":".join(vm.runtime_path), "runner_dir": runner_dir,
+    }
+    files: dict[str, tuple[str, bool]] = {}
+
+    def script(name: str, template: str, **kw: Any) -> None:
+        files[f"bin/{name}"] = (render(template, script=name, **common, **kw), True)
+
+    def meta(name: str, content: str) -> None:
+        files[f"share/microvm/{name}"] = (content, False)
+
+    fds = macvtap_fds(vm)
+    taps = [{"id": i.id, "bridge": i.bridge if i.type is InterfaceType.BRIDGE else None,
+             "multi_queue": queues(vm) > 1}
+            for i in vm.interfaces_of(InterfaceType.TAP, InterfaceType.BRIDGE)
+            if not (vm.hypervisor == "qemu" and i.type is InterfaceType.BRIDGE)]
+    macvtaps = [{"id": i.id, "mac": i.mac, "link": i.macvtap_link, "mode": i.macvtap_mode,
+                 "fds": fds[i.id]} for i in vm.interfaces_of(InterfaceType.MACVTAP)]
+    virtiofs = vm.shares_of(ShareProto.VIRTIOFS)
+    volumes = [{"image": v.image, "size": v.size, "fs_type": v.fs_type,
+                "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
+               for v in vm.volumes if v.auto_create]
+    variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
+    script("microvm-run", "microvm-run.sh.j2", need_runner_dir=True,
+           pre_start=bool(vm.pre_start), volumes=volumes, taps=taps, macvtaps=macvtaps,
+           virtiofs=virtiofs, kvm_probe=launch.kvm_probe, variants=variants,
+           default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
+           env=sorted(launch.env.items()),
+           process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
+    shutdown = be.shutdown(vm)
+    script("microvm-shutdown", "microvm-shutdown.sh.j2", control=shutdown,
+           method=caps.shutdown)
+    balloon: Control | None = be.balloon(vm)
+    script("microvm-balloon", "microvm-balloon.sh.j2", control=balloon,
+           guest_mib=vm.mem + vm.hotplugged_mem, reason=_control_reason(vm, "ballooning"))
+    script("tap-up", "tap-up.sh.j2", taps=taps, user=vm.user)
+    script("tap-down", "tap-down.sh.j2", taps=taps)
+    script("macvtap-up", "macvtap-up.sh.j2", macvtaps=macvtaps, user=vm.user)
+    script("macvtap-down", "macvtap-down.sh.j2", macvtaps=macvtaps)
+    if virtiofs:
+        shares = [{"tag": s.tag, "socket": s.socket, **virtiofsd_argv(vm, s)} for s in virtiofs]
+        script("virtiofsd-run", "virtiofsd-run.sh.j2", shares=shares)
+    if vm.pre_start:
+        meta("pre-start", vm.pre_start if vm.pre_start.endswith("\n") else vm.pre_start + "\n")
+
+    def lines(items: list[str]) -> str:
+        return "".join(f"{x}\n" for x in items)
+
+    meta("hypervisor", f"{vm.hypervisor}\n")
+    meta("hostname", f"{vm.host_name}\n")
+    meta("system", f"{vm.system}\n")
+    if vm.toplevel:
+        meta("toplevel", f"{vm.toplevel}\n")
+    if vm.socket is not None:
+        meta("control-socket", f"{vm.socket}\n")
+    meta("tap-interfaces", lines([str(t["id"]) for t in taps]))
+    meta("macvtap-interfaces", lines([f"{m['id']} {m['mac']} {m['link']} {m['mode']}"
+                                      for m in macvtaps]))
+    meta("pci-devices", lines([d.path for d in vm.devices if d.bus == "pci"]))
+    meta("usb-devices", lines([d.path for d in vm.devices if d.bus == "usb"]))
+    if vm.vsock_cid is not None:
+        meta("vsock-cid", f"{vm.vsock_cid}\n")
+    for s in virtiofs:
+        meta(f"virtiofs/{s.tag}/socket", f"{s.socket}\n")
+        meta(f"virtiofs/{s.tag}/source", f"{s.source}\n")
+    for name, content in launch.files.items():
+        meta(name, content)
+    meta("vm.json", json.dumps(vm.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
+         + "\n")
+    meta("launch.json", json.dumps({
+        "variants": dict(variants), "kvmProbe": launch.kvm_probe, "env": launch.env,
+    }, indent=2, ensure_ascii=False) + "\n")
+    return Tree(files=files)
+
+
+def write(vm: MicroVM, out: Path, *, force: bool = False) -> Path:
+    """Generate the runner tree into `out` (absolute). An existing `out` is replaced only with
+    force=True, and only once the new tree is complete."""
+    out = Path(os.path.abspath(out))
+    if out.exists() and not force:
+        raise MicrovmError(f"{out} exists; pass --force to replace it")
+    tree = build(vm, str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for rel, (content, executable) in sorted(tree.files.items()):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, "utf-8")
+            path.chmod(0o755 if executable else 0o644)
+        tmp.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,380 @@
+"""Checks of a VM document: JSON Schema first, then rules the schema cannot express.
+
+Each problem names the option path a user writes (`microvm.shares[0].tag`), says what is wrong,
+and where it helps, what would work instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jsonschema
+
+from .capabilities import CAPABILITIES, Feature, Hypervisor, supporting
+from .config import InterfaceType, MicroVM, ShareProto, option_path
+from .errors import Problem
+
+IFNAMSIZ = 16
+VIRTIO_BLK_SERIAL_MAX = 20
+VIRTIOFS_TAG_MAX = 36
+VSOCK_CID_MIN = 3
+VSOCK_CID_MAX = 0xFFFFFFFE
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_PCI = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TYPE_NAMES = {
+    "string": "a string", "integer": "an integer", "boolean": "a boolean (true or false)",
+    "object": "an object", "array": "a list", "null": "null", "number": "a number",
+}
+
+
+def _json_type(value: Any) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "boolean"
+        case int():
+            return "integer"
+        case float():
+            return "number"
+        case str():
+            return "string"
+        case list():
+            return "list"
+        case _:
+            return "object"
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else _json_type(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(err: jsonschema.ValidationError) -> list[Problem]:
+    path = list(err.absolute_path)
+    # the stubs allow "unset" values; a reported error always has them set
+    v: Any = err.validator_value
+    inst: Any = err.instance
+    sch: Any = err.schema
+    match err.validator:
+        case "additionalProperties":
+            allowed = sorted(sch.get("properties", {}))
+            extras = [k for k in inst if k not in allowed]
+            notes = []
+            for key in extras:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                notes.append(Problem(option_path([*path, key]), f"unknown option{hint}"))
+            return notes
+        case "required":
+            missing = [k for k in v if k not in inst]
+            return [Problem(option_path([*path, missing[0]]), "must be set (it has no default)")]
+        case "type":
+            types = [v] if isinstance(v, str) else v
+            want = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+            return [Problem(option_path(path), f"must be {want}, got {_show(inst)}")]
+        case "enum":
+            choices = ", ".join("null" if c is None else repr(c) for c in v)
+            close = difflib.get_close_matches(str(inst), [str(c) for c in v if c], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            msg = f"must be one of {choices}; got {_show(inst)}{hint}"
+            return [Problem(option_path(path), msg)]
+        case "const":
+            return [Problem(option_path(path), f"must be {v!r}, got {_show(inst)}")]
+        case "minimum":
+            return [Problem(option_path(path), f"must be at least {v}, got {inst}")]
+        case "maximum":
+            return [Problem(option_path(path), f"must be at most {v}, got {inst}")]
+        case "minLength":
+            return [Problem(option_path(path), "must not be empty")]
+        case "pattern":
+            return [Problem(option_path(path), f"must match {v}, got {_show(inst)}")]
+        case _:
+            return [Problem(option_path(path), err.message)]
+
+
+def schema_problems(doc: Any, sch: Mapping[str, Any]) -> list[Problem]:
+    """Problems the JSON Schema finds, sorted by path, one per line."""
+    if not isinstance(doc, dict):
+        return [Problem("", f"a VM document must be a JSON object, got {_json_type(doc)}")]
+    validator = jsonschema.Draft202012Validator(sch)
+    found = {p for e in validator.iter_errors(doc) for p in _describe(e)}
+    return sorted(found, key=lambda p: (p.path, p.message))
+
+
+# -- semantic checks -----------------------------------------------------------------------
+
+class _Checker:
+    def __init__(self, vm: MicroVM) -> None:
+        self.vm = vm
+        self.caps = CAPABILITIES[vm.hypervisor]
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def need(self, feature: Feature, path: str, what: str | None = None) -> bool:
+        """Report `path` when the chosen hypervisor lacks `feature`; True when supported."""
+        if self.caps.supports(feature):
+            return True
+        others = [str(h) for h in supporting(feature)]
+        alt = f"; hypervisors that support it: {', '.join(others)}" if others else ""
+        self.add(path, f"{what or feature} not supported by {self.vm.hypervisor}{alt}")
+        return False
+
+    def unique(self, items: Iterable[tuple[str, str]], what: str) -> None:
+        """items: (path, value); report every later duplicate with the first one's path."""
+        seen: dict[str, str] = {}
+        for path, value in items:
+            if value in seen:
+                self.add(path, f"duplicate {what} {value!r} (also used by {seen[value]})")
+            else:
+                seen[value] = path
+
+
+def _hostname_problem(name: str) -> str | None:
+    if _CONTROL.search(name):
+        return "must not contain control characters (newline, tab, NUL...)"
+    if "/" in name or name in (".", ".."):
+        return "must not contain '/' or be '.' or '..' (it names files and sockets)"
+    if len(name.encode()) > 253:
+        return "must be at most 253 bytes"
+    return None
+
+
+def _ifname_problem(name: str) -> str | None:
+    if len(name.encode()) >= IFNAMSIZ:
+        return f"interface names are at most {IFNAMSIZ - 1} bytes (IFNAMSIZ), got {name!r}"
+    if name in (".", "..") or any(c in name for c in "/:") or any(c.isspace() for c in name):
+        return f"not a valid interface name: {name!r} (no '/', ':' or whitespace)"
+    if _CONTROL.search(name):
+        return "must not contain control characters"
+    return None
+
+
+def _check_machine(c: _Checker) -> None:
+    vm = c.vm
+    caps = c.caps
+    if vm.system not in caps.platforms:
+        c.add("microvm.hypervisor",
+              f"{vm.hypervisor} does not run on {vm.system} "
+              f"(it runs on {', '.join(sorted(caps.platforms))})")
+    if (p := _hostname_problem(vm.host_name)) is not None:
+        c.add("networking.hostName", p)
+    if vm.cpu is not None:
+        c.need(Feature.CPU_EMULATION, "microvm.cpu")
+    if vm.hugepage_mem:
+        c.need(Feature.HUGEPAGES, "microvm.hugepageMem")
+    if vm.socket is not None and c.need(Feature.CONTROL_SOCKET, "microvm.socket",
+              "a control socket (set microvm.socket = null)") and _CONTROL.search(vm.socket):
+        c.add("microvm.socket", "must not contain control characters")
+    if vm.machine_id is not None and not _UUID.match(vm.machine_id):
+        c.add("microvm.machineId",
+              f"must be a UUID like 8-4-4-4-12 hex digits, got {vm.machine_id!r}")
+    for i, word in enumerate(vm.kernel_params):
+        if _CONTROL.search(word):
+            c.add(f"microvm.kernelParams[{i}]", "must not contain control characters (newline...)")
+    if vm.store_on_disk and not vm.store_disk:
+        c.add("microvm.storeDisk",
+              "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)")
+    for key, value in (("microvm.writableStoreOverlay", vm.writable_store_overlay),):
+        if value is not None and not value.startswith("/"):
+            c.add(key, f"must be an absolute guest path, got {value!r}")
+    if vm.graphics:
+        c.need(Feature.GRAPHICS, "microvm.graphics.enable")
+    if vm.credential_files:
+        c.need(Feature.CREDENTIALS, "microvm.credentialFiles")
+        for name, _ in vm.credential_files:
+            if not name or "/" in name or _CONTROL.search(name):
+                c.add(f"microvm.credentialFiles.{name}", "not a valid credential name")
+    if vm.qemu.machine_opts is not None:
+        for key, value in vm.qemu.machine_opts:
+            if "," in key or "=" in key:
+                c.add(f"microvm.qemu.machineOpts.{key}", "a property name has no ',' or '='")
+            if _CONTROL.search(value):
+                c.add(f"microvm.qemu.machineOpts.{key}", "must not contain control characters")
+
+
+def _check_memory(c: _Checker) -> None:
+    vm = c.vm
+    if vm.initial_balloon_mem and not vm.balloon:
+        c.add("microvm.initialBalloonMem", "needs microvm.balloon = true")
+    if vm.balloon:
+        c.need(Feature.BALLOON, "microvm.balloon")
+    if vm.initial_balloon_mem >= vm.mem + vm.hotplugged_mem and vm.initial_balloon_mem:
+        c.add("microvm.initialBalloonMem",
+              f"must be less than the guest's memory ({vm.mem + vm.hotplugged_mem} MiB), "
+              f"got {vm.initial_balloon_mem}")
+    if vm.hotplugged_mem > vm.hotplug_mem:
+        c.add("microvm.hotpluggedMem",
+              f"must be at most microvm.hotplugMem ({vm.hotplug_mem}), got {vm.hotplugged_mem}")
+    if vm.hotplug_mem and (c.need(Feature.HOTPLUG_MEM, "microvm.hotplugMem")
+            and vm.hypervisor is Hypervisor.QEMU and vm.qemu.machine == "microvm"):
+        c.add("microvm.hotplugMem",
+              "virtio-mem needs PCI; the QEMU microvm machine has none "
+              "(leave microvm.qemu.machine unset, or use q35)")
+
+
+def _check_volumes(c: _Checker) -> None:
+    vm = c.vm
+    for i, v in enumerate(vm.volumes):
+        p = f"microvm.volumes[{i}]"
+        if _CONTROL.search(v.image):
+            c.add(f"{p}.image", "must not contain control characters (newline...)")
+        if v.auto_create and v.size is None:
+            c.add(f"{p}.size", "must be set when autoCreate is true (size in MiB)")
+        if v.image_type not in c.caps.image_types:
+            known = ", ".join(sorted(c.caps.image_types))
+            c.add(f"{p}.imageType",
+                  f"{vm.hypervisor} reads only {known} images, got {v.image_type!r}")
+        elif v.auto_create and v.image_type != "raw":
+            c.add(f"{p}.imageType",
+                  "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false")
+        if v.serial is not None:
+            if len(v.serial.encode()) > VIRTIO_BLK_SERIAL_MAX:
+                c.add(f"{p}.serial", f"at most {VIRTIO_BLK_SERIAL_MAX} bytes (virtio-blk), "
+                      f"got {len(v.serial.encode())}")
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", v.serial):
+                c.add(f"{p}.serial", f"only letters, digits, '.', '_' and '-', got {v.serial!r}")
+        if v.mount_point is not None and not v.mount_point.startswith("/"):
+            c.add(f"{p}.mountPoint", f"must be an absolute guest path, got {v.mount_point!r}")
+        for j, arg in enumerate(v.mkfs_extra_args):
+            if _CONTROL.search(arg):
+                c.add(f"{p}.mkfsExtraArgs[{j}]", "must not contain control characters")
+    c.unique(((f"microvm.volumes[{i}].image", v.image) for i, v in enumerate(vm.volumes)),
+             "image")
+    c.unique(((f"microvm.volumes[{i}].serial", v.serial) for i, v in enumerate(vm.volumes)
+              if v.serial is not None), "serial")
+
+
+def _check_shares(c: _Checker) -> None:
+    vm = c.vm
+    for i, s in enumerate(vm.shares):
+        p = f"microvm.shares[{i}]"
+        if s.proto is ShareProto.NINEP:
+            if c.need(Feature.SHARE_9P, f"{p}.proto") and s.read_only:
+                c.need(Feature.SHARE_9P_READONLY, f"{p}.readOnly")
+        else:
+            c.need(Feature.SHARE_VIRTIOFS, f"{p}.proto")
+            if len(s.tag.encode()) > VIRTIOFS_TAG_MAX:
+                c.add(f"{p}.tag", f"virtiofs tags are at most {VIRTIOFS_TAG_MAX} bytes, "
+                      f"got {len(s.tag.encode())}")
+        if _CONTROL.search(s.tag) or "," in s.tag:
+            c.add(f"{p}.tag", f"must not contain ',' or control characters, got {s.tag!r}")
+        if _CONTROL.search(s.source):
+            c.add(f"{p}.source", "must not contain control characters (newline...)")
+        if s.socket is not None and _CONTROL.search(s.socket):
+            c.add(f"{p}.socket", "must not contain control characters (newline...)")
+        if not s.mount_point.startswith("/"):
+            c.add(f"{p}.mountPoint", f"must be an absolute guest path, got {s.mount_point!r}")
+        for j, arg in enumerate(s.extra_args):
+            if _CONTROL.search(arg):
+                c.add(f"{p}.extraArgs[{j}]", "must not contain control characters")
+    c.unique(((f"microvm.shares[{i}].tag", s.tag) for i, s in enumerate(vm.shares)), "tag")
+    c.unique(((f"microvm.shares[{i}].socket", s.socket) for i, s in enumerate(vm.shares)
+              if s.socket is not None), "socket")
+    mounts = [(f"microvm.shares[{i}].mountPoint", s.mount_point.rstrip("/") or "/")
+              for i, s in enumerate(vm.shares)]
+    mounts += [(f"microvm.volumes[{i}].mountPoint", v.mount_point.rstrip("/") or "/")
+               for i, v in enumerate(vm.volumes) if v.mount_point is not None]
+    c.unique(mounts, "mount point")
+
+
+def _check_interfaces(c: _Checker) -> None:
+    vm = c.vm
+    feature_of = {
+        InterfaceType.USER: Feature.NET_USER, InterfaceType.TAP: Feature.NET_TAP,
+        InterfaceType.MACVTAP: Feature.NET_MACVTAP, InterfaceType.BRIDGE: Feature.NET_BRIDGE,
+    }
+    for i, iface in enumerate(vm.interfaces):
+        p = f"microvm.interfaces[{i}]"
+        c.need(feature_of[iface.type], f"{p}.type")
+        if not _MAC.match(iface.mac):
+            c.add(f"{p}.mac", f"must look like 02:00:00:00:00:01, got {iface.mac!r}")
+        elif int(iface.mac[:2], 16) & 1:
+            c.add(f"{p}.mac", f"must be a unicast address (first octet even), got {iface.mac!r}")
+        if iface.type is not InterfaceType.USER and (e := _ifname_problem(iface.id)):
+            c.add(f"{p}.id", e)
+        if iface.type is InterfaceType.USER and _CONTROL.search(iface.id):
+            c.add(f"{p}.id", "must not contain control characters")
+        if iface.type is InterfaceType.MACVTAP:
+            if not iface.macvtap_link:
+                c.add(f"{p}.macvtap.link", "must be set for a macvtap interface")
+            elif (e := _ifname_problem(iface.macvtap_link)):
+                c.add(f"{p}.macvtap.link", e)
+            if not iface.macvtap_mode:
+                c.add(f"{p}.macvtap.mode", "must be set for a macvtap interface")
+        if iface.type is InterfaceType.BRIDGE:
+            if not iface.bridge:
+                c.add(f"{p}.bridge", "must be set for a bridge interface")
+            elif (e := _ifname_problem(iface.bridge)):
+                c.add(f"{p}.bridge", e)
+        if iface.vhost:
+            if iface.type is InterfaceType.USER:
+                c.add(f"{p}.tap.vhost", "vhost-net applies to tap, bridge and macvtap only")
+            else:
+                c.need(Feature.VHOST_NET, f"{p}.tap.vhost")
+    c.unique(((f"microvm.interfaces[{i}].id", x.id) for i, x in enumerate(vm.interfaces)), "id")
+    c.unique(((f"microvm.interfaces[{i}].mac", x.mac.lower())
+              for i, x in enumerate(vm.interfaces)), "MAC")
+    users = vm.interfaces_of(InterfaceType.USER)
+    if len(users) > 1 and vm.hypervisor is Hypervisor.KVMTOOL:
+        c.add("microvm.interfaces", "kvmtool has one user-mode network per VM")
+    for i, f in enumerate(vm.forward_ports):
+        p = f"microvm.forwardPorts[{i}]"
+        if not users:
+            c.add(p, "port forwarding needs an interface with type = \"user\"")
+        c.need(Feature.FORWARD_PORTS, p)
+        for side, addr in (("host", f.host_address), ("guest", f.guest_address)):
+            if addr:
+                try:
+                    ipaddress.IPv4Address(addr)
+                except ValueError:
+                    c.add(f"{p}.{side}.address", f"must be an IPv4 address or empty, got {addr!r}")
+    c.unique(((f"microvm.forwardPorts[{i}].host.port", f"{f.proto}/{f.host_port}")
+              for i, f in enumerate(vm.forward_ports) if f.direction == "host"), "host port")
+    if vm.vsock_cid is not None and c.need(Feature.VSOCK, "microvm.vsock.cid") and not (
+            VSOCK_CID_MIN <= vm.vsock_cid <= VSOCK_CID_MAX):
+        c.add("microvm.vsock.cid", f"must be between {VSOCK_CID_MIN} and {VSOCK_CID_MAX} "
+              f"(0-2 are reserved), got {vm.vsock_cid}")
+
+
+def _check_devices(c: _Checker) -> None:
+    vm = c.vm
+    for i, d in enumerate(vm.devices):
+        p = f"microvm.devices[{i}]"
+        if d.bus == "pci":
+            c.need(Feature.PCI_PASSTHROUGH, f"{p}.bus")
+            if not _PCI.match(d.path):
+                c.add(f"{p}.path", f"must be a PCI address like 0000:01:00.0, got {d.path!r}")
+        else:
+            c.need(Feature.USB_PASSTHROUGH, f"{p}.bus")
+            if _CONTROL.search(d.path):
+                c.add(f"{p}.path", "must not contain control characters")
+    c.unique(((f"microvm.devices[{i}].path", f"{d.bus}:{d.path}")
+              for i, d in enumerate(vm.devices)), "device")
+
+
+CHECKS: tuple[Callable[[_Checker], None], ...] = (
+    _check_machine, _check_memory, _check_volumes, _check_shares, _check_interfaces,
+    _check_devices,
+)
+
+
+def semantic_problems(vm: MicroVM) -> list[Problem]:
+    """Rules beyond the schema, in document order within each area."""
+    c = _Checker(vm)
+    for check in CHECKS:
+        check(c)
+    return c.problems
