@@ -446,6 +446,7 @@ power_button() {
         (dd if="/dev/input/${_e##*/}" of=/dev/null bs=192 count=1 2>/dev/null && poweroff -f) &
     done
     [ -n "$_found" ] || { echo "testguest: no Power Button input device" >&2; return 1; }
+    sleep 0.3  # let the readers open their devices before anyone presses the button
 }
 
 # net_up [IFACE]: configure IFACE (default eth0) from e2e.ip=ADDR/LEN [e2e.gw=GATEWAY].

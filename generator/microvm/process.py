@@ -1,0 +1,155 @@
+"""The one module that starts other programs. Everything else calls these functions.
+
+argv is always a list (never a shell string); each call is logged as `+ shlex.join(argv)` at
+debug level before it runs. A program that cannot be started becomes a `ProcessError` naming
+it; a program that fails (with `check=True`) becomes a `ProcessError` carrying its exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from .errors import MicrovmError
+
+log = logging.getLogger(__name__)
+
+Argv = Sequence[str | os.PathLike[str]]
+
+
+class ProcessError(MicrovmError):
+    """A program could not be started, or failed. `exit_code` is the child's when it ran."""
+
+    def __init__(self, message: str, exit_code: int = 1, output: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _strs(argv: Argv) -> list[str]:
+    return [os.fspath(a) for a in argv]
+
+
+def _log(argv: list[str], cwd: Path | None) -> None:
+    log.debug("+ %s%s", shlex.join(argv), f"   (in {cwd})" if cwd else "")
+
+
+def _env(env: Mapping[str, str] | None, extra: Mapping[str, str] | None) -> dict[str, str] | None:
+    if env is None and not extra:
+        return None
+    return {**(os.environ if env is None else env), **(extra or {})}
+
+
+def run(argv: Argv, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str] | None = None, check: bool = True, capture: bool = True,
+        input: str | None = None, timeout: float | None = None) -> Result:
+    """Run argv to completion. capture=False lets the child write to our stdout/stderr."""
+    args = _strs(argv)
+    _log(args, cwd)
+    try:
+        p = subprocess.run(
+            args, cwd=cwd, env=_env(env, extra_env), input=input, text=True,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise ProcessError(f"{args[0]}: command not found (is it installed and on PATH?)",
+                           127) from None
+    except PermissionError as e:
+        raise ProcessError(f"{args[0]}: cannot execute: {e.strerror}", 126) from None
+    except subprocess.TimeoutExpired:
+        raise ProcessError(f"{args[0]} did not finish within {timeout} s") from None
+    result = Result(p.returncode, p.stdout or "", p.stderr or "")
+    if check and p.returncode != 0:
+        detail = result.stderr.strip().splitlines()
+        tail = f": {detail[-1]}" if detail else ""
+        raise ProcessError(f"{shlex.join(args[:3])}{' ...' if len(args) > 3 else ''} failed "
+                           f"with exit code {p.returncode}{tail}", p.returncode,
+                           result.stdout + result.stderr)
+    return result
+
+
+def spawn(argv: Argv, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+          extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start argv in the background with our stdio; the caller waits or terminates it."""
+    args = _strs(argv)
+    _log(args, cwd)
+    try:
+        return subprocess.Popen(args, cwd=cwd, env=_env(env, extra_env))
+    except FileNotFoundError:
+        raise ProcessError(f"{args[0]}: command not found (is it installed and on PATH?)",
+                           127) from None
+    except PermissionError as e:
+        raise ProcessError(f"{args[0]}: cannot execute: {e.strerror}", 126) from None
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    return proc.wait()
+
+
+@contextlib.contextmanager
+def forwarding_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP sent to us go to proc, and SIGINT is left to the
+    terminal (it reaches the child, which shares our process group)."""
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        del frame
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def wait(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for proc, passing SIGTERM/SIGHUP on (see forwarding_signals); its exit status, with
+    death by signal N reported as 128+N like a shell does."""
+    with forwarding_signals(proc):
+        code = proc.wait()
+    return 128 - code if code < 0 else code
+
+
+def exec_(argv: Argv, *, cwd: Path | None = None,
+          extra_env: Mapping[str, str] | None = None) -> None:
+    """Replace this process with argv (interactive tools: ssh, socat on a terminal)."""
+    args = _strs(argv)
+    _log(args, cwd)
+    if cwd is not None:
+        os.chdir(cwd)
+    env = _env(None, extra_env) or dict(os.environ)
+    try:
+        os.execvpe(args[0], args, env)
+    except FileNotFoundError:
+        raise ProcessError(f"{args[0]}: command not found (is it installed and on PATH?)",
+                           127) from None
+    except PermissionError as e:
+        raise ProcessError(f"{args[0]}: cannot execute: {e.strerror}", 126) from None
