@@ -1,0 +1,139 @@
+"""The contract: schema, defaults, the typed model and its JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from microvm.capabilities import Hypervisor
+from microvm.config import MicroVM, from_document, option_path, schema
+from microvm.errors import ValidationError
+
+FULL: dict[str, Any] = {
+    "hostName": "full",
+    "toplevel": "/nix/store/abc-nixos-system",
+    "runtimePath": ["/nix/store/q/bin"],
+    "microvm": {
+        "kernel": "/k/bzImage", "initrdPath": "/k/initrd", "vcpu": 2, "mem": 1024,
+        "balloon": True, "hotplugMem": 512, "hotpluggedMem": 256,
+        "kernelParams": ["init=/init", "quiet"], "storeDisk": "/k/store.erofs",
+        "volumes": [{"image": "var.img", "size": 256, "mountPoint": "/var", "serial": "var",
+                     "label": "var", "mkfsExtraArgs": ["-E", "lazy_itable_init=1"]}],
+        "shares": [{"tag": "ro-store", "source": "/nix/store", "mountPoint": "/nix/.ro-store",
+                    "proto": "virtiofs"},
+                   {"tag": "home", "source": "/home/u", "mountPoint": "/home",
+                    "securityModel": "mapped"}],
+        "interfaces": [{"type": "user", "id": "u1", "mac": "02:00:00:00:00:01"},
+                       {"type": "tap", "id": "vm-full", "mac": "02:00:00:00:00:02",
+                        "tap": {"vhost": True}},
+                       {"type": "macvtap", "id": "mvt-full", "mac": "02:00:00:00:00:03",
+                        "macvtap": {"link": "eth0", "mode": "bridge"}}],
+        "forwardPorts": [{"host": {"port": 2222}, "guest": {"port": 22}}],
+        "devices": [{"bus": "pci", "path": "0000:01:00.0"},
+                    {"bus": "usb", "path": "vendorid=0x1234,productid=0x5678"}],
+        "vsock": {"cid": 42}, "credentialFiles": {"token": "/run/secrets/token"},
+        "machineId": "a67472e5-570e-5c8a-b18c-ae3c77701050",
+        "qemu": {"extraArgs": ["-no-hpet"]},
+    },
+}
+
+
+def test_schema_is_valid_and_documented() -> None:
+    sch = schema()
+    jsonschema.Draft202012Validator.check_schema(sch)
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for key, sub in node.get("properties", {}).items():
+            p = f"{path}.{key}" if path else key
+            assert sub.get("description"), f"{p} has no description"
+            assert "type" in sub or "const" in sub, f"{p} has no type"
+            walk(sub, p)
+            if isinstance(sub.get("items"), dict):
+                walk(sub["items"], p + "[]")
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path} allows unknown keys"
+
+    walk(sch, "")
+
+
+def test_schema_command_prints_the_shipped_schema() -> None:
+    out = subprocess.run([sys.executable, "-m", "microvm.cli", "schema"], capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out) == schema()
+
+
+def test_defaults_follow_the_established_interface() -> None:
+    vm = from_document({"hostName": "d", "microvm": {"kernel": "/k", "storeDisk": "/s"}})
+    assert vm.hypervisor is Hypervisor.QEMU
+    assert (vm.vcpu, vm.mem, vm.balloon, vm.deflate_on_oom) == (1, 512, False, True)
+    assert vm.socket == "d.sock"
+    assert vm.store_on_disk and vm.store_disk_type == "erofs"
+    assert vm.qemu.serial_console and vm.pretty_procnames
+
+
+def test_computed_defaults() -> None:
+    vm = from_document(FULL)
+    assert vm.hotplugged_mem == 256
+    assert not vm.store_on_disk  # /nix/store is shared
+    assert vm.shares[0].socket == "full-virtiofs-ro-store.sock"
+    assert vm.shares[1].socket is None
+    no_hotplugged = json.loads(json.dumps(FULL))
+    del no_hotplugged["microvm"]["hotpluggedMem"]
+    assert from_document(no_hotplugged).hotplugged_mem == 512
+    alioth = from_document({"hostName": "a", "microvm": {
+        "kernel": "/k", "hypervisor": "alioth", "storeOnDisk": False}})
+    assert alioth.socket is None  # alioth has no control socket
+    nosock = from_document({"hostName": "n", "microvm": {
+        "kernel": "/k", "socket": None, "storeOnDisk": False}})
+    assert nosock.socket is None
+
+
+def test_json_round_trip_is_exact() -> None:
+    vm = from_document(FULL)
+    doc = vm.to_json()
+    assert from_document(doc) == vm
+    assert MicroVM.from_json(doc) == vm
+    assert from_document(doc).to_json() == doc
+    # the completed document is itself valid against the schema
+    jsonschema.Draft202012Validator(schema()).validate(doc)
+
+
+@pytest.mark.parametrize(("parts", "text"), [
+    (["microvm", "volumes", 1, "size"], "microvm.volumes[1].size"),
+    (["hostName"], "networking.hostName"),
+    (["microvm", "qemu", "machineOpts", "acpi"], "microvm.qemu.machineOpts.acpi"),
+    ([], ""),
+])
+def test_option_paths(parts: list[str | int], text: str) -> None:
+    assert option_path(parts) == text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+KEYS = ["hypervisor", "vcpu", "mem", "volumes", "shares", "interfaces", "forwardPorts",
+        "vsock", "balloon", "initialBalloonMem", "hotplugMem", "devices", "qemu", "socket",
+        "kernelParams", "storeOnDisk", "credentialFiles", "machineId"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=5))
+def test_fuzzed_documents_never_crash(extra: dict[str, Any]) -> None:
+    """Any JSON at any option either validates or is refused with located problems."""
+    doc = {"hostName": "f", "microvm": {"kernel": "/k", "storeOnDisk": False, **extra}}
+    try:
+        from_document(doc)
+    except ValidationError as e:
+        assert e.problems
+        for p in e.problems:
+            assert p.path.startswith("microvm") or p.path == "", p

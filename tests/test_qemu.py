@@ -1,0 +1,161 @@
+"""QEMU argv: the choices the backend makes (machine, acceleration, devices), asserted exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microvm.config import from_document
+from microvm.hypervisors import Accel, RunContext
+from microvm.hypervisors.qemu import Qemu
+
+CTX = RunContext(runner_dir="/runner")
+
+
+def argv(accel: Accel = Accel.KVM, system: str = "x86_64-linux", **microvm: Any) -> list[str]:
+    doc = {"hostName": "q", "system": system,
+           "microvm": {"kernel": "/k", "storeOnDisk": False, **microvm}}
+    return Qemu().argv(from_document(doc), CTX, accel)
+
+
+def value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def values(args: list[str], flag: str) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+def test_microvm_machine_under_kvm_and_tcg() -> None:
+    kvm = argv(Accel.KVM)
+    tcg = argv(Accel.TCG)
+    assert value(kvm, "-machine") == ("microvm,accel=kvm,acpi=on,pcie=off,pic=off,pit=off,"
+                                      "rtc=on,usb=off,mem-merge=on")
+    assert value(tcg, "-machine") == "microvm,accel=tcg,acpi=on,pcie=off,pic=on,pit=on,rtc=on,usb=off"
+    assert value(kvm, "-cpu") == "host,+x2apic,-sgx"
+    assert value(tcg, "-cpu") == "max"
+    assert value(kvm, "-append") == "console=ttyS0 reboot=t panic=-1"
+    assert value(tcg, "-append") == "console=ttyS0 reboot=t panic=-1 tsc_early_khz=2000000"
+    for a in (kvm, tcg):
+        assert a[0] == "qemu-system-x86_64"
+        assert {"-nodefaults", "-no-user-config", "-no-reboot"} <= set(a)
+        assert value(a, "-qmp") == "unix:q.sock,server=on,wait=off"
+        assert value(a, "-global") == "virtio-mmio.force-legacy=false"
+        assert "virtio-rng-device" in values(a, "-device")
+
+
+def test_user_kernel_params_come_last_and_tsc_is_not_doubled() -> None:
+    tcg = argv(Accel.TCG, kernelParams=["init=/init", "tsc_early_khz=1000000"])
+    assert value(tcg, "-append") == ("console=ttyS0 reboot=t panic=-1 init=/init "
+                                     "tsc_early_khz=1000000")
+
+
+def test_cpu_model_means_emulation_only() -> None:
+    doc = {"hostName": "q", "microvm": {"kernel": "/k", "storeOnDisk": False, "cpu": "qemu64"}}
+    launch = Qemu().launch(from_document(doc), CTX)
+    assert list(launch.variants) == [Accel.TCG]
+    assert launch.kvm_probe is None
+    assert value(launch.variants[Accel.TCG], "-cpu") == "qemu64"
+
+
+def test_kvm_probe_is_offered_otherwise() -> None:
+    launch = Qemu().launch(from_document({"hostName": "q", "microvm": {
+        "kernel": "/k", "storeOnDisk": False}}), CTX)
+    assert list(launch.variants) == [Accel.KVM, Accel.TCG]
+    assert launch.kvm_probe is not None and "accel=kvm" in " ".join(launch.kvm_probe)
+
+
+def test_pci_passthrough_and_hotplug_pick_q35() -> None:
+    a = argv(devices=[{"bus": "pci", "path": "0000:01:00.0", "qemu": {"id": "gpu"}}],
+             hotplugMem=512, hotpluggedMem=128, mem=1024)
+    assert value(a, "-machine") == "q35,accel=kvm,mem-merge=on"
+    assert value(a, "-m") == "1024M,slots=1,maxmem=1536M"
+    devs = values(a, "-device")
+    assert "vfio-pci,host=0000:01:00.0,id=gpu" in devs
+    assert "virtio-mem-pci,id=hotmem0,memdev=hotmem,requested-size=128M" in devs
+    assert "virtio-rng-pci" in devs
+
+
+def test_aarch64_uses_virt() -> None:
+    a = argv(Accel.TCG, system="aarch64-linux")
+    assert a[0] == "qemu-system-aarch64"
+    assert value(a, "-machine") == "virt,accel=tcg,gic-version=max"
+    assert value(a, "-append").startswith("console=ttyAMA0 ")
+
+
+def test_virtiofs_needs_shared_memory() -> None:
+    a = argv(mem=300, shares=[{"tag": "t", "source": "/s", "mountPoint": "/m",
+                               "proto": "virtiofs"}])
+    assert value(a, "-machine").endswith(",memory-backend=mem")
+    assert value(a, "-object") == "memory-backend-memfd,id=mem,size=300M,share=on"
+    assert value(a, "-chardev").startswith("stdio")
+    assert "socket,id=fs0,path=q-virtiofs-t.sock" in values(a, "-chardev")
+    assert "vhost-user-fs-device,chardev=fs0,tag=t" in values(a, "-device")
+
+
+def test_networking() -> None:
+    a = argv(vcpu=2, interfaces=[
+        {"type": "user", "id": "u", "mac": "02:00:00:00:00:01"},
+        {"type": "tap", "id": "vm-a", "mac": "02:00:00:00:00:02", "tap": {"vhost": True}},
+        {"type": "macvtap", "id": "mvt", "mac": "02:00:00:00:00:03",
+         "macvtap": {"link": "eth0", "mode": "bridge"}},
+        {"type": "bridge", "id": "vm-b", "mac": "02:00:00:00:00:04", "bridge": "br0"},
+    ], forwardPorts=[{"host": {"port": 2222}, "guest": {"port": 22}},
+                     {"from": "guest", "host": {"address": "10.0.0.1", "port": 80},
+                      "guest": {"address": "10.0.2.100", "port": 8080}}])
+    assert values(a, "-netdev") == [
+        "user,id=net0,hostfwd=tcp::2222-:22,"
+        "guestfwd=tcp:10.0.2.100:8080-cmd:socat - TCP:10.0.0.1:80",
+        "tap,id=net1,ifname=vm-a,script=no,downscript=no,vhost=on,queues=2",
+        "tap,id=net2,fds=3:4",
+        "bridge,id=net3,br=br0",
+    ]
+    nets = [d for d in values(a, "-device") if d.startswith("virtio-net")]
+    assert nets == [
+        "virtio-net-device,netdev=net0,mac=02:00:00:00:00:01",
+        "virtio-net-device,netdev=net1,mac=02:00:00:00:00:02,mq=on",
+        "virtio-net-device,netdev=net2,mac=02:00:00:00:00:03,mq=on",
+        "virtio-net-device,netdev=net3,mac=02:00:00:00:00:04",
+    ]
+    # QEMU spawns the bridge helper, so the seccomp sandbox stays off with a bridge
+    assert "-sandbox" not in a
+
+
+def test_sandbox_on_without_bridges() -> None:
+    assert value(argv(), "-sandbox") == ("on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+                                         "resourcecontrol=deny")
+
+
+def test_commas_are_escaped_once() -> None:
+    a = argv(volumes=[{"image": "a,b.img", "size": 1, "serial": "s"}],
+             shares=[{"tag": "t", "source": "/x,y", "mountPoint": "/m"}])
+    assert "id=vol0,format=raw,file=a,,b.img,if=none" in values(a, "-drive")
+    assert "local,id=fs0,path=/x,,y,security_model=none" in values(a, "-fsdev")
+
+
+def test_store_disk_first_read_only_with_serial() -> None:
+    doc = {"hostName": "q", "microvm": {"kernel": "/k", "storeDisk": "/s.erofs",
+                                        "volumes": [{"image": "v.img", "size": 1}]}}
+    a = Qemu().argv(from_document(doc), CTX, Accel.KVM)
+    assert values(a, "-drive") == ["id=store,format=raw,file=/s.erofs,if=none,read-only=on",
+                                   "id=vol0,format=raw,file=v.img,if=none"]
+    assert values(a, "-device")[1:3] == ["virtio-blk-device,drive=store,serial=store",
+                                         "virtio-blk-device,drive=vol0"]
+
+
+def test_balloon_vsock_credentials_machine_id() -> None:
+    a = argv(balloon=True, deflateOnOOM=False, vsock={"cid": 5},
+             credentialFiles={"tok": "/run/tok"},
+             machineId="a67472e5-570e-5c8a-b18c-ae3c77701050")
+    devs = values(a, "-device")
+    assert "vhost-vsock-device,guest-cid=5" in devs
+    assert ("virtio-balloon-device,id=balloon0,deflate-on-oom=off,free-page-reporting=on"
+            in devs)
+    assert value(a, "-fw_cfg") == "name=opt/io.systemd.credentials/tok,file=/run/tok"
+    assert value(a, "-smbios") == "type=1,uuid=a67472e5-570e-5c8a-b18c-ae3c77701050"
+
+
+def test_machine_opts_override_and_extra_args_last() -> None:
+    a = argv(qemu={"machine": "microvm", "machineOpts": {"x-option-roms": "off"},
+                   "extraArgs": ["-no-hpet"]})
+    assert value(a, "-machine") == "microvm,x-option-roms=off,accel=kvm"
+    assert a[-1] == "-no-hpet"

@@ -1,0 +1,202 @@
+"""The runner tree: deterministic, shellcheck-clean, atomic, and its scripts do what they say.
+
+The script logic (volume creation, preStart, extraArgsScript, argv hand-off) is exercised here
+with a stand-in hypervisor binary that records its argv; tests/test_e2e_qemu.py boots the real
+QEMU with the same scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microvm import runner
+from microvm.config import from_document
+from test_config import FULL
+
+HOSTILE = "sp ace'q\"$(touch PWNED)`id`;ü,λ"
+
+
+def doc(**microvm: Any) -> dict[str, Any]:
+    return {"hostName": "t", "microvm": {"kernel": "/k/vmlinux", "storeOnDisk": False,
+                                         **microvm}}
+
+
+DOCS = {
+    "minimal": doc(),
+    "full": FULL,
+    "no-socket": doc(socket=None, balloon=True),
+    "hostile": {"hostName": HOSTILE, "runtimePath": [f"/opt/{HOSTILE}/bin"], "microvm": {
+        "kernel": f"/k/{HOSTILE}", "storeOnDisk": False, "balloon": True,
+        "preStart": "echo hi",
+        "volumes": [{"image": f"v {HOSTILE}.img", "size": 8, "label": "l",
+                     "mkfsExtraArgs": [HOSTILE]}],
+        "shares": [{"tag": "s", "source": f"/srv/{HOSTILE}", "mountPoint": "/s",
+                    "proto": "virtiofs", "socket": f"{HOSTILE}.sock"}],
+        "kernelParams": [f"x={HOSTILE}"], "extraArgsScript": f"/bin/{HOSTILE}",
+        "qemu": {"extraArgs": [HOSTILE]}}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_scripts_pass_shellcheck_and_are_strict(tmp_path: Path, name: str) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    out = runner.write(from_document(DOCS[name]), tmp_path / "r")
+    scripts = sorted((out / "bin").iterdir())
+    assert {p.name for p in scripts} >= {"microvm-run", "microvm-shutdown", "microvm-balloon",
+                                         "tap-up", "tap-down", "macvtap-up", "macvtap-down"}
+    for s in scripts:
+        text = s.read_text()
+        assert text.startswith("#!/usr/bin/env bash\n"), s
+        assert "\nset -euo pipefail\n" in text, s
+        assert os.access(s, os.X_OK)
+        subprocess.run(["bash", "-n", str(s)], check=True)
+    r = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_output_is_deterministic(tmp_path: Path) -> None:
+    vm = from_document(FULL)
+
+    def snapshot() -> dict[str, bytes]:
+        out = tmp_path / "r"
+        runner.write(vm, out, force=True)
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+                if p.is_file()}
+
+    first = snapshot()
+    assert first == snapshot()
+    meta = json.loads(first["share/microvm/vm.json"])
+    assert from_document(meta) == vm
+    assert first["share/microvm/hypervisor"] == b"qemu\n"
+    assert first["share/microvm/tap-interfaces"] == b"vm-full\n"
+    assert first["share/microvm/macvtap-interfaces"] == b"mvt-full 02:00:00:00:00:03 eth0 bridge\n"
+    assert first["share/microvm/virtiofs/ro-store/socket"] == b"full-virtiofs-ro-store.sock\n"
+    assert first["share/microvm/virtiofs/ro-store/source"] == b"/nix/store\n"
+    assert first["share/microvm/vsock-cid"] == b"42\n"
+    assert first["share/microvm/pci-devices"] == b"0000:01:00.0\n"
+    assert first["share/microvm/usb-devices"] == b"vendorid=0x1234,productid=0x5678\n"
+
+
+def test_failed_generation_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def boom(template: str, **kw: Any) -> str:
+        calls.append(template)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return "x"
+
+    monkeypatch.setattr(runner, "render", boom)
+    with pytest.raises(RuntimeError):
+        runner.write(from_document(DOCS["minimal"]), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_force_and_is_replaced_whole(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale").write_text("old")
+    src = tmp_path / "vm.json"
+    src.write_text(json.dumps(DOCS["minimal"]))
+    cli = [sys.executable, "-m", "microvm.cli", "generate", str(src), "--out", str(out)]
+    r = subprocess.run(cli, capture_output=True, text=True)
+    assert r.returncode == 2 and "exists; pass --force" in r.stderr
+    assert (out / "stale").exists()
+    subprocess.run([*cli, "--force"], check=True)
+    assert not (out / "stale").exists() and (out / "bin" / "microvm-run").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "vm.json"]
+
+
+FAKE_QEMU = """#!/usr/bin/env python3
+import json, os, sys
+with open(os.environ["ARGV_LOG"], "w") as f:
+    json.dump({"argv": sys.argv, "cwd": os.getcwd(), "pre": os.environ.get("PRE_START")}, f)
+"""
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path) -> Path:
+    """A PATH directory whose qemu-system-x86_64 records its argv instead of running."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    fake = bindir / "qemu-system-x86_64"
+    fake.write_text(FAKE_QEMU)
+    fake.chmod(0o755)
+    return bindir
+
+
+def run_runner(out: Path, cwd: Path, fake_path: Path, log: Path) -> dict[str, Any]:
+    env = {**os.environ, "PATH": f"{fake_path}:{os.environ['PATH']}",
+           "ARGV_LOG": str(log), "MICROVM_ACCEL": "tcg"}
+    subprocess.run([str(out / "bin" / "microvm-run")], cwd=cwd, env=env, check=True,
+                   capture_output=True, timeout=60)
+    result: dict[str, Any] = json.loads(log.read_text())
+    return result
+
+
+def test_runner_hands_argv_over_exactly(tmp_path: Path, fake_path: Path) -> None:
+    """preStart runs first, volumes appear, extraArgsScript lines are appended, and the
+    hypervisor gets the argv of launch.json byte for byte."""
+    script = tmp_path / f"extra {HOSTILE}"
+    script.write_text("#!/bin/sh\nprintf '%s\\n' '-arg with space' \"$(printf 'x\\ty')\"\n")
+    script.chmod(0o755)
+    d = doc(preStart='export PRE_START="ran in $PWD"',
+            volumes=[{"image": f"vols/{HOSTILE}.img", "size": 8, "label": "vol"}],
+            extraArgsScript=str(script))
+    out = runner.write(from_document(d), tmp_path / "r")
+    work = tmp_path / "state"
+    work.mkdir()
+    got = run_runner(out, work, fake_path, tmp_path / "argv.json")
+    launch = json.loads((out / "share/microvm/launch.json").read_text())
+    assert got["argv"][1:] == launch["variants"]["tcg"][1:] + ["-arg with space", "x\ty"]
+    assert got["pre"] == f"ran in {work}"
+    image = work / "vols" / f"{HOSTILE}.img"
+    assert image.stat().st_size == 8 << 20
+    blkid = subprocess.run(["dumpe2fs", "-h", str(image)], capture_output=True, text=True)
+    assert "Filesystem volume name:   vol" in blkid.stdout
+    assert not list((work / "vols").glob("*.microvm-new.*"))
+
+
+def test_runner_never_recreates_a_volume(tmp_path: Path, fake_path: Path) -> None:
+    d = doc(volumes=[{"image": "data.img", "size": 8}, {"image": "link.img", "size": 8}])
+    out = runner.write(from_document(d), tmp_path / "r")
+    (tmp_path / "data.img").write_bytes(b"user data")
+    (tmp_path / "link.img").symlink_to(tmp_path / "elsewhere.img")  # dangling on purpose
+    run_runner(out, tmp_path, fake_path, tmp_path / "argv.json")
+    assert (tmp_path / "data.img").read_bytes() == b"user data"
+    assert not (tmp_path / "elsewhere.img").exists()
+
+
+def test_failed_mkfs_leaves_no_image(tmp_path: Path, fake_path: Path) -> None:
+    d = doc(volumes=[{"image": "data.img", "size": 8, "fsType": "nosuchfs"}])
+    out = runner.write(from_document(d), tmp_path / "r")
+    env = {**os.environ, "PATH": f"{fake_path}:{os.environ['PATH']}",
+           "ARGV_LOG": str(tmp_path / "argv.json"), "MICROVM_ACCEL": "tcg"}
+    r = subprocess.run([str(out / "bin" / "microvm-run")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "cannot create volume data.img" in r.stderr
+    assert not (tmp_path / "argv.json").exists()  # the hypervisor never started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fakebin", "r"]
+
+
+def test_balloon_script_refuses_bad_sizes_and_explains_missing_balloon(tmp_path: Path) -> None:
+    out = runner.write(from_document(doc(balloon=True, mem=256)), tmp_path / "r")
+    for arg, msg in (("x", "whole number"), ("256", "less than the guest's 256 MiB")):
+        r = subprocess.run([str(out / "bin" / "microvm-balloon"), arg], capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and msg in r.stderr
+    out2 = runner.write(from_document(doc()), tmp_path / "r2")
+    r = subprocess.run([str(out2 / "bin" / "microvm-balloon"), "10"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "no balloon device (set microvm.balloon = true)" in r.stderr
