@@ -467,12 +467,12 @@ _EPILOGUE = """
 poweroff -f
 """
 
-EXAMPLE_SCRIPT = r"""echo MICROVM-EXAMPLE-READY
-power_button
+EXAMPLE_SCRIPT = r"""power_button
 net_up
 if dev=$(disk_by_serial data); then
     mkdir -p /mnt/data && mount "$dev" /mnt/data && echo "testguest: $dev on /mnt/data"
 fi
+echo MICROVM-EXAMPLE-READY
 if [ -t 0 ] && [ "$(param e2e.shell)" != 0 ]; then
     setsid cttyhack sh
 else
