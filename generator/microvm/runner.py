@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__
 from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, Share, ShareProto
-from .errors import MicrovmError
+from .errors import UsageError
 from .hypervisors import Control, RunContext, backend
 from .hypervisors.base import macvtap_fds, queues
 from .render import render
@@ -52,6 +52,9 @@ def virtiofsd_argv(vm: MicroVM, share: Share) -> dict[str, list[str]]:
         rust += ["--xattr", "--posix-acl"]
     if share.read_only:
         rust.append("--readonly")
+    if CAPABILITIES[vm.hypervisor].virtiofsd_tag:
+        # the hypervisor reads the tag from the daemon (vhost-user config space)
+        rust.append(f"--tag={share.tag}")
     c_cache = {"never": "none", "metadata": "auto"}.get(share.cache, share.cache)
     c = ["virtiofsd", f"--socket-path={share.socket}", "-o", f"source={share.source}",
          "-o", f"cache={c_cache}"]
@@ -99,16 +102,18 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
             if not (vm.hypervisor == "qemu" and i.type is InterfaceType.BRIDGE)]
     macvtaps = [{"id": i.id, "mac": i.mac, "link": i.macvtap_link, "mode": i.macvtap_mode,
                  "fds": fds[i.id]} for i in vm.interfaces_of(InterfaceType.MACVTAP)]
-    virtiofs = vm.shares_of(ShareProto.VIRTIOFS)
+    # virtiofs shares served by a virtiofsd (some hypervisors have the server built in)
+    virtiofs = vm.shares_of(ShareProto.VIRTIOFS) if caps.virtiofsd else []
     volumes = [{"image": v.image, "size": v.size, "fs_type": v.fs_type,
                 "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
                for v in vm.volumes if v.auto_create]
     variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
-    script("microvm-run", "microvm-run.sh.j2", need_runner_dir=True,
+    script("microvm-run", "microvm-run.sh.j2",
+           need_runner_dir=bool(vm.pre_start or taps or macvtaps or virtiofs),
            pre_start=bool(vm.pre_start), volumes=volumes, taps=taps, macvtaps=macvtaps,
            virtiofs=virtiofs, kvm_probe=launch.kvm_probe, variants=variants,
            default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
-           env=sorted(launch.env.items()),
+           env=sorted(launch.env.items()), sockets=launch.sockets,
            process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
     shutdown = be.shutdown(vm)
     script("microvm-shutdown", "microvm-shutdown.sh.j2", control=shutdown,
@@ -156,32 +161,42 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
     return Tree(files=files)
 
 
+def _fill(tree: Tree, root: Path) -> None:
+    for rel, (content, executable) in sorted(tree.files.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, "utf-8")
+        path.chmod(0o755 if executable else 0o644)
+    root.chmod(0o755)
+
+
 def write(vm: MicroVM, out: Path, *, force: bool = False) -> Path:
-    """Generate the runner tree into `out` (absolute). An existing `out` is replaced only with
-    force=True, and only once the new tree is complete."""
+    """Generate the runner tree into `out`. A new `out` is written in place and removed again
+    if anything fails (so a Nix build may write its $out and nothing beside it). An existing
+    `out` is replaced only with force=True, and only by a complete tree built beside it."""
     out = Path(os.path.abspath(out))
     if out.exists() and not force:
-        raise MicrovmError(f"{out} exists; pass --force to replace it")
+        raise UsageError(f"{out} exists; pass --force to replace it")
     tree = build(vm, str(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.mkdir()
+        try:
+            _fill(tree, out)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        return out
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old = out.with_name(f".{out.name}.old")
     try:
-        for rel, (content, executable) in sorted(tree.files.items()):
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, "utf-8")
-            path.chmod(0o755 if executable else 0o644)
-        tmp.chmod(0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-            tmp.rename(out)
+        _fill(tree, tmp)
+        if old.exists():
             shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        out.rename(old)
+        tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(old)
     return out

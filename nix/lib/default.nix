@@ -1,0 +1,69 @@
+# Pure helpers shared by the modules and the flake: the capability table, evaluation-time checks,
+# vm.json serialisation and the derivations that run the generator and build the store disk.
+# Everything that needs packages takes `pkgs` as an argument; this file needs only nixpkgs' lib.
+{ lib }:
+
+let
+  capabilities = lib.importJSON ./capabilities.json;
+
+  self = {
+    inherit capabilities;
+
+    # Hypervisor names in the generator's declaration order (error hints list them in this order).
+    hypervisors = capabilities.hypervisors;
+
+    # supports "qemu" "SHARE_9P" -> true; feature names are those of capabilities.Feature.
+    supports = hypervisor: feature: lib.elem feature capabilities.capabilities.${hypervisor}.features;
+
+    # the same, on one platform (some features work on some of a hypervisor's platforms only)
+    supportsOn = hypervisor: feature: system:
+      let caps = capabilities.capabilities.${hypervisor}; in
+      self.supports hypervisor feature
+      && lib.elem system (caps.featurePlatforms.${feature} or caps.platforms);
+
+    # The hypervisors that supports a feature, in declaration order.
+    supporting = feature: lib.filter (hv: self.supports hv feature) self.hypervisors;
+
+    # Does the hypervisor give disks the serial the generator sets ("store" for the store disk,
+    # microvm.volumes.*.serial), so the guest finds them in /dev/disk/by-id? Without it the
+    # guest sees the disks in attachment order: the store disk first, then the volumes.
+    blockSerials = hypervisor: self.supports hypervisor "VOLUME_SERIAL";
+
+    # The console device each hypervisor connects to microvm-run's stdio.
+    consoleDevice = { hypervisor, system }:
+      if hypervisor == "vfkit" then "hvc0"
+      else if lib.hasPrefix "aarch64-" system then "ttyAMA0"
+      else "ttyS0";
+
+    # Which file of a kernel package a hypervisor boots directly.
+    kernelFile = { kernel, hypervisor, system }:
+      if !(lib.isDerivation kernel) then "${kernel}"
+      else if lib.hasPrefix "aarch64-" system then "${kernel}/Image"
+      else if lib.elem hypervisor [ "cloud-hypervisor" "firecracker" "crosvm" ]
+      then "${kernel.dev or kernel}/vmlinux"
+      else "${kernel}/bzImage";
+
+    # Problems Nix can see before the generator runs, as { path, message } with the generator's
+    # option paths and wording (generator/microvm/validate.py).
+    problems = import ./checks.nix { inherit lib; mlib = self; };
+
+    # The vm.json document (an attribute set) of an evaluated guest configuration.
+    document = import ./document.nix { inherit lib; mlib = self; };
+
+    # Throw with every problem of a configuration, or return `value`.
+    checked = config: value:
+      let found = self.problems { inherit config; };
+      in if found == [ ] then value
+      else throw ("MicroVM ${config.networking.hostName} is invalid:\n"
+        + lib.concatMapStrings (p: "- ${p.path}: ${p.message}\n") found);
+
+    buildRunner = import ./runner.nix { inherit lib; };
+    buildStoreDisk = import ./store-disk.nix { inherit lib; };
+    buildUnits = import ./units.nix { inherit lib; };
+
+    # The generator as a package of `pkgs` (the overlay's, or built from this checkout).
+    generatorFor = pkgs:
+      pkgs.microvm-generator or (pkgs.python3Packages.callPackage ../pkgs/microvm-generator.nix { });
+  };
+in
+self

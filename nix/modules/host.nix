@@ -1,0 +1,180 @@
+# The MicroVM host module: declared VMs (microvm.vms.<name>), the state directory, the
+# `microvm` user and command, and the systemd units. The unit files come from the generator
+# (`microvm units`, built as one package); this module only installs them and enables them.
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkOption types literalExpression;
+  mlib = import ../lib { inherit lib; };
+  cfg = config.microvm;
+  hostCfg = cfg.host;
+  guestModule = ./microvm;
+
+  vmOptions = { name, config, ... }: {
+    options = {
+      flake = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        defaultText = literalExpression "inputs.my-vms";
+        description = "A flake whose nixosConfigurations.<name> is this VM (built with the host).";
+      };
+      config = mkOption {
+        type = types.nullOr types.deferredModule;
+        default = null;
+        description = "The VM's NixOS configuration as a module, evaluated with the host (no flake needed).";
+      };
+      evaluatedConfig = mkOption {
+        type = types.nullOr types.unspecified;
+        default = null;
+        defaultText = literalExpression "nixpkgs.lib.nixosSystem { ... }";
+        description = "An already evaluated NixOS system of the VM (it must import the guest module).";
+      };
+      pkgs = mkOption {
+        type = types.nullOr types.unspecified;
+        default = pkgs;
+        defaultText = literalExpression "pkgs";
+        description = "Package set the inline `config` is evaluated with; it decides the VM's system.";
+      };
+      nixpkgs = mkOption {
+        type = types.path;
+        default = if config.pkgs != null then config.pkgs.path else pkgs.path;
+        defaultText = literalExpression "pkgs.path";
+        description = "nixpkgs whose nixos/lib/eval-config.nix evaluates the inline `config`.";
+      };
+      specialArgs = mkOption {
+        type = types.attrsOf types.unspecified;
+        default = { };
+        description = "Extra arguments for the modules of the inline `config`.";
+      };
+      extraModules = mkOption {
+        type = types.listOf types.deferredModule;
+        default = [ ];
+        description = "More modules for the inline `config`.";
+      };
+      autostart = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Start the VM with the host (adds it to microvm.autostart).";
+      };
+      restartIfChanged = mkOption {
+        type = types.bool;
+        default = config.config != null || config.evaluatedConfig != null;
+        defaultText = literalExpression "config != null || evaluatedConfig != null";
+        description = "Restart the VM when a host rebuild changes its runner.";
+      };
+    };
+  };
+
+  # the evaluated guest system of a declared VM
+  guestOf = name: vm:
+    if vm.flake != null then vm.flake.nixosConfigurations.${name}
+    else if vm.evaluatedConfig != null then vm.evaluatedConfig
+    else import (vm.nixpkgs + "/nixos/lib/eval-config.nix") {
+      inherit (vm) pkgs specialArgs;
+      system = (if vm.pkgs != null then vm.pkgs else pkgs).stdenv.hostPlatform.system;
+      prefix = [ "microvm" "vms" name "config" ];
+      modules = [
+        guestModule
+        { networking.hostName = lib.mkDefault name; }
+        vm.config
+      ] ++ vm.extraModules;
+    };
+
+  declared = lib.mapAttrsToList (name: vm: {
+    inherit name;
+    inherit (vm) restartIfChanged;
+    autostart = lib.elem name cfg.autostart;
+    guest = (guestOf name vm).config;
+    runner = "${(guestOf name vm).config.microvm.declaredRunner}";
+  }) cfg.vms;
+
+  units = mlib.buildUnits {
+    pkgs = pkgs;
+    generator = hostCfg.package;
+    inherit (cfg) stateDir;
+    inherit (hostCfg) user group;
+    declared = map (vm: { inherit (vm) name runner restartIfChanged autostart; }) declared;
+  };
+
+  # a unit of the package, switched on by NixOS (it ignores the package's .wants links)
+  enable = target: { wantedBy = [ target ]; overrideStrategy = "asDropin"; };
+
+  shareDirs = vm: lib.concatMap (s:
+    lib.optional (s.source != "/nix/store") (
+      if lib.hasPrefix "/" s.source then s.source else "${cfg.stateDir}/${vm.name}/${s.source}"))
+    vm.guest.microvm.shares;
+in
+{
+  options.microvm = {
+    host.enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Run MicroVMs on this machine: units, state directory, user and the `microvm` command.";
+    };
+    host.package = mkOption {
+      type = types.package;
+      default = mlib.generatorFor pkgs;
+      defaultText = literalExpression "pkgs.microvm-generator";
+      description = "The generator: the `microvm` command and the source of the host's units.";
+    };
+    host.user = mkOption {
+      type = types.str;
+      default = "microvm";
+      description = "User the hypervisors run as.";
+    };
+    host.group = mkOption {
+      type = types.str;
+      default = "kvm";
+      description = "Group the hypervisors run as (it needs /dev/kvm).";
+    };
+    vms = mkOption {
+      type = types.attrsOf (types.submodule vmOptions);
+      default = { };
+      description = "MicroVMs built and installed with this host's configuration.";
+    };
+    autostart = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "VMs started at boot: declared ones (by default all of them) and ones made with the `microvm` command.";
+    };
+    stateDir = mkOption {
+      type = types.path;
+      default = "/var/lib/microvms";
+      description = "Directory holding one directory per VM (runner links, volumes, sockets).";
+    };
+  };
+
+  config = lib.mkIf hostCfg.enable {
+    assertions = lib.mapAttrsToList (name: vm: {
+      assertion = lib.length (lib.filter (x: x != null) [ vm.flake vm.config vm.evaluatedConfig ]) == 1;
+      message = "microvm.vms.${name}: set exactly one of flake, config and evaluatedConfig";
+    }) cfg.vms;
+
+    microvm.autostart = lib.mapAttrsToList (name: _: name) (lib.filterAttrs (_: vm: vm.autostart) cfg.vms);
+
+    boot.kernelModules = [ "tap" "vhost_net" ];
+
+    users.users.${hostCfg.user} = {
+      isSystemUser = true;
+      inherit (hostCfg) group;
+    };
+    users.groups.${hostCfg.group} = { };
+
+    environment.systemPackages = [ hostCfg.package ];
+
+    systemd.packages = [ units ];
+    systemd.targets.microvms = enable "multi-user.target";
+    systemd.services = lib.mkMerge (
+      map (vm: { "install-microvm-${vm.name}" = enable "microvms.target"; }) declared
+      ++ map (name: { "microvm@${name}" = enable "microvms.target"; }) cfg.autostart);
+
+    systemd.tmpfiles.settings."10-microvm" = lib.mkMerge ([
+      { ${cfg.stateDir}.d = { inherit (hostCfg) user group; mode = "0775"; }; }
+    ] ++ map (vm: {
+      "${cfg.stateDir}/${vm.name}".d = { inherit (hostCfg) user group; mode = "0755"; };
+    }) declared
+      # a shared directory is made when missing, and left alone when it exists
+      ++ map (dir: { ${dir}.d = { user = ":${hostCfg.user}"; group = ":${hostCfg.group}"; mode = ":0775"; }; })
+      (lib.unique (lib.concatMap shareDirs declared)));
+  };
+}

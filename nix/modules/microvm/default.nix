@@ -1,0 +1,10 @@
+# The MicroVM guest module: import it into a NixOS configuration to make it a MicroVM.
+{
+  imports = [
+    ./options.nix
+    ./packages.nix
+    ./compat.nix
+    ./guest.nix
+    ./runner.nix
+  ];
+}

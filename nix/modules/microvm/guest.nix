@@ -1,0 +1,170 @@
+# NixOS glue of a MicroVM guest: what the guest's initrd needs to find its disks and shares,
+# the file systems (read-only store, writable overlay, volumes, shares), the command line and
+# the store disk. Disabled with microvm.guest.enable = false.
+{ config, lib, pkgs, ... }:
+
+let
+  mlib = import ../../lib { inherit lib; };
+  cfg = config.microvm;
+  hv = cfg.hypervisor;
+  system = pkgs.stdenv.hostPlatform.system;
+  overlay = cfg.writableStoreOverlay;
+  toplevel = config.system.build.toplevel;
+
+  serials = mlib.blockSerials hv;
+  # disks in attachment order: the store disk first (when used), then the volumes
+  diskLetter = n: builtins.elemAt lib.strings.lowerChars n;
+  firstVolume = if cfg.storeOnDisk then 1 else 0;
+
+  storeShares = lib.filter (s: s.source == "/nix/store") cfg.shares;
+  roStore =
+    if cfg.storeOnDisk then (if overlay == null then "/nix/store" else "/nix/.ro-store")
+    else if storeShares != [ ] then (builtins.head storeShares).mountPoint
+    else null;
+
+  # is `path` the mount point `mountPoint` or below it?
+  within = mountPoint: path:
+    path != null && (path == mountPoint || lib.hasPrefix "${lib.removeSuffix "/" mountPoint}/" path);
+
+  shareOptions = s:
+    {
+      "9p" = [ "trans=virtio" "version=9p2000.L" "msize=65536" ];
+      virtiofs = [ "defaults" ];
+    }.${s.proto}
+    ++ lib.optional s.readOnly "ro"
+    ++ lib.optional (s.proto == "virtiofs" && within s.mountPoint overlay) "userxattr";
+
+  volumeDevice = i: v:
+    if v.serial != null && serials then "/dev/disk/by-id/virtio-${v.serial}"
+    else if v.label != null then "/dev/disk/by-label/${v.label}"
+    else "/dev/vd${diskLetter (firstVolume + i)}";
+
+  # the toplevel's path without its closure when the store disk carries that closure
+  toplevelRef = if cfg.storeOnDisk then builtins.unsafeDiscardStringContext "${toplevel}" else "${toplevel}";
+
+  registration = pkgs.closureInfo { rootPaths = [ toplevel ]; };
+  registerClosure = cfg.registerClosure && config.nix.enable;
+  registrationRef =
+    if cfg.storeOnDisk then builtins.unsafeDiscardStringContext "${registration}" else "${registration}";
+
+  console = mlib.consoleDevice { hypervisor = hv; inherit system; };
+in
+{
+  config = lib.mkIf cfg.guest.enable {
+    assertions = [{
+      assertion = cfg.storeOnDisk || storeShares != [ ];
+      message = "microvm.storeOnDisk: false needs a microvm.shares entry with source = \"/nix/store\"";
+    }];
+
+    boot.loader.grub.enable = false;
+
+    boot.initrd.kernelModules =
+      [ "virtio_mmio" "virtio_pci" "virtio_blk" ]
+      ++ lib.optionals (lib.any (s: s.proto == "9p") cfg.shares) [ "9pnet_virtio" "9p" ]
+      ++ lib.optional (lib.any (s: s.proto == "virtiofs") cfg.shares) "virtiofs"
+      ++ lib.optional cfg.storeOnDisk cfg.storeDiskType
+      ++ lib.optional (overlay != null) "overlay"
+      # hvc0 is vfkit's console; firecracker asks for a power-off with Ctrl-Alt-Del on the i8042
+      ++ lib.optional (hv == "vfkit") "virtio_console"
+      ++ lib.optional (hv == "firecracker" && lib.hasPrefix "x86_64-" system) "i8042";
+
+    boot.initrd.availableKernelModules = [
+      "virtio_net"
+      "virtio_rng"
+      "virtio_balloon"
+      "virtio_console"
+      "vmw_vsock_virtio_transport"
+    ];
+
+    # a getty on the console the runner connects to its stdio
+    systemd.services."serial-getty@${console}" = lib.mkIf (hv != "qemu" || cfg.qemu.serialConsole) {
+      enable = true;
+      wantedBy = [ "getty.target" ];
+    };
+
+    fileSystems = lib.mkMerge ([
+      {
+        "/" = lib.mkDefault {
+          device = "rootfs";
+          fsType = "tmpfs";
+          options = [ "size=50%" "mode=0755" ];
+          neededForBoot = true;
+        };
+      }
+
+      (lib.mkIf cfg.storeOnDisk {
+        ${roStore} = {
+          device = if serials then "/dev/disk/by-id/virtio-store" else "/dev/vda";
+          fsType = cfg.storeDiskType;
+          options = [ "ro" ];
+          neededForBoot = true;
+          noCheck = true;
+        };
+      })
+
+      # the host's store is shared somewhere else: show it at /nix/store
+      (lib.mkIf (!cfg.storeOnDisk && overlay == null && roStore != null && roStore != "/nix/store") {
+        "/nix/store" = {
+          device = roStore;
+          fsType = "none";
+          options = [ "bind" "ro" ];
+          depends = [ roStore ];
+          neededForBoot = true;
+        };
+      })
+
+      (lib.mkIf (overlay != null && roStore != null) {
+        "/nix/store" = {
+          overlay = {
+            lowerdir = [ roStore ];
+            upperdir = "${overlay}/store";
+            workdir = "${overlay}/work";
+          };
+          neededForBoot = true;
+        };
+      })
+    ]
+    ++ lib.imap0 (i: v: lib.mkIf (v.mountPoint != null) {
+      ${v.mountPoint} = {
+        device = volumeDevice i v;
+        inherit (v) fsType;
+        options = lib.optional v.readOnly "ro";
+        neededForBoot = within v.mountPoint overlay;
+      };
+    }) cfg.volumes
+    ++ map (s: {
+      ${s.mountPoint} = {
+        device = s.tag;
+        fsType = s.proto;
+        options = shareOptions s;
+        neededForBoot = s.source == "/nix/store" || within s.mountPoint overlay;
+      };
+    }) cfg.shares);
+
+    microvm.kernelParams =
+      config.boot.kernelParams
+      ++ [ "init=${toplevelRef}/init" ]
+      ++ lib.optional registerClosure "regInfo=${registrationRef}/registration";
+
+    boot.postBootCommands = lib.mkIf registerClosure ''
+      if [[ "$(cat /proc/cmdline)" =~ regInfo=([^ ]*) ]]; then
+        ${config.nix.package.out}/bin/nix-store --load-db < "''${BASH_REMATCH[1]}"
+      fi
+    '';
+
+    microvm.initrdPath = lib.mkDefault "${config.system.build.initialRamdisk}/${config.system.boot.loader.initrdFile}";
+
+    microvm.storeDisk = lib.mkIf cfg.storeOnDisk (lib.mkDefault (mlib.buildStoreDisk {
+      inherit pkgs;
+      inherit toplevel;
+      type = cfg.storeDiskType;
+      extraPaths = lib.optional registerClosure registration;
+      erofsFlags = cfg.storeDiskErofsFlags;
+      squashfsFlags = cfg.storeDiskSquashfsFlags;
+    }));
+
+    environment.etc."machine-id" = lib.mkIf (cfg.machineId != null) {
+      text = lib.replaceStrings [ "-" ] [ "" ] cfg.machineId + "\n";
+    };
+  };
+}

@@ -1,0 +1,73 @@
+# Nix-only options: which packages a runner uses, what it contains beyond the generator's tree,
+# and how the store disk is built. None of them is part of vm.json.
+{ config, lib, ... }:
+
+let
+  inherit (lib) mkOption types literalExpression;
+  cfg = config.microvm;
+  hostPkgs = cfg.vmHostPackages;
+  package = attr: mkOption {
+    type = types.package;
+    default = hostPkgs.${attr};
+    defaultText = literalExpression "config.microvm.vmHostPackages.${attr}";
+    description = "Package providing ${attr} for the runner (its bin directory goes on the runner's PATH).";
+  };
+in
+{
+  options.microvm = {
+    qemu.package = mkOption {
+      type = types.package;
+      # qemu_kvm has only the host's system emulator; an emulated CPU may need another one
+      default = if cfg.cpu == null && hostPkgs.stdenv.hostPlatform.isLinux then hostPkgs.qemu_kvm else hostPkgs.qemu;
+      defaultText = literalExpression "if cpu == null on Linux then vmHostPackages.qemu_kvm else vmHostPackages.qemu";
+      description = "QEMU package for the runner.";
+    };
+    cloud-hypervisor.package = package "cloud-hypervisor";
+    firecracker.package = package "firecracker";
+    crosvm.package = package "crosvm";
+    kvmtool.package = package "kvmtool";
+    stratovirt.package = package "stratovirt";
+    alioth.package = package "alioth";
+    vfkit.package = package "vfkit";
+    virtiofsd.package = package "virtiofsd";
+
+    binScripts = mkOption {
+      type = types.attrsOf types.lines;
+      default = { };
+      description = "Extra scripts put in the runner's bin/ directory: name -> bash commands (run with set -euo pipefail).";
+    };
+
+    systemSymlink = mkOption {
+      type = types.bool;
+      default = !cfg.storeOnDisk;
+      defaultText = literalExpression "!config.microvm.storeOnDisk";
+      description = ''
+        Make the runner refer to the guest's toplevel (share/microvm/toplevel names it), so the
+        whole system closure stays alive and is copied with the runner. With a store disk the
+        image already holds that closure, and the runner refers only to the image.
+      '';
+    };
+
+    storeDiskErofsFlags = mkOption {
+      type = types.listOf types.str;
+      default = [ "-zlz4hc" ];
+      description = "Extra mkfs.erofs arguments for the store disk.";
+    };
+
+    storeDiskSquashfsFlags = mkOption {
+      type = types.listOf types.str;
+      default = [ "-comp" "zstd" ];
+      description = "Extra mksquashfs arguments for the store disk.";
+    };
+
+    registerClosure = mkOption {
+      type = types.bool;
+      default = cfg.guest.enable;
+      defaultText = literalExpression "config.microvm.guest.enable";
+      description = ''
+        Register the system closure in the guest's Nix database at boot (when nix.enable), so
+        nix inside the VM knows the paths of the read-only store.
+      '';
+    };
+  };
+}

@@ -1,0 +1,30 @@
+# The built runner: microvm.runner.<hypervisor> and microvm.declaredRunner, plus the generator's
+# checks as NixOS assertions so that a bad configuration fails before anything is built.
+{ config, lib, pkgs, extendModules, ... }:
+
+let
+  mlib = import ../../lib { inherit lib; };
+  cfg = config.microvm;
+  hostPkgs = cfg.vmHostPackages;
+
+  runner = mlib.checked config (mlib.buildRunner {
+    pkgs = hostPkgs;
+    document = mlib.document { inherit config pkgs; };
+    generator = mlib.generatorFor hostPkgs.buildPackages;
+    inherit (cfg) binScripts;
+  });
+
+  # the same guest evaluated for another hypervisor (kernel file, modules and checks differ)
+  runnerFor = hv:
+    if hv == cfg.hypervisor then runner
+    else (extendModules { modules = [{ microvm.hypervisor = lib.mkForce hv; }]; }).config.microvm.declaredRunner;
+in
+{
+  config = {
+    microvm.runner = lib.genAttrs mlib.hypervisors runnerFor;
+
+    assertions = map
+      (p: { assertion = false; message = "${p.path}: ${p.message}"; })
+      (mlib.problems { inherit config; inToplevel = true; });
+  };
+}

@@ -1,0 +1,33 @@
+# The generator and the `microvm` command, built from this repository's pyproject.toml.
+{ lib, python3Packages }:
+
+let
+  root = ../..;
+  project = (builtins.fromTOML (builtins.readFile (root + "/pyproject.toml"))).project;
+in
+python3Packages.buildPythonApplication {
+  pname = project.name;
+  inherit (project) version;
+  pyproject = true;
+
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (root + "/pyproject.toml")
+      (root + "/generator")
+      (lib.fileset.maybeMissing (root + "/README.md"))
+    ];
+  };
+
+  build-system = [ python3Packages.setuptools ];
+  dependencies = with python3Packages; [ click jinja2 jsonschema ];
+
+  # the generator's own tests run in this repository's CI; here, only check that it imports
+  pythonImportsCheck = [ "microvm" "microvm.cli" ];
+
+  meta = {
+    inherit (project) description;
+    license = lib.licenses.mit;
+    mainProgram = "microvm";
+  };
+}

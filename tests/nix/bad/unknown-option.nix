@@ -1,0 +1,6 @@
+{
+  module = {
+    networking.hostName = "bad-option";
+    microvm.vcpus = 2;
+  };
+}

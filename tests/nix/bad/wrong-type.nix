@@ -1,0 +1,6 @@
+{
+  module = {
+    networking.hostName = "bad-type";
+    microvm.vcpu = "two";
+  };
+}

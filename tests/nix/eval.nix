@@ -1,0 +1,52 @@
+# Evaluate one example configuration (tests/nix/configs/*.nix) with the guest module, the NixOS
+# stub and the stand-in packages. A configuration file is { system ? ..., module }.
+{ configuration
+, python ? "python3"
+, repo ? toString ../..
+, hostKernel ? null
+, hostInitrd ? null
+}:
+
+let
+  lib = import <nixpkgs/lib>;
+  mlib = import ../../nix/lib { inherit lib; };
+  example = import configuration;
+  pkgs = import ./pkgs-standin.nix {
+    inherit lib python repo hostKernel hostInitrd;
+    system = example.system or "x86_64-linux";
+  };
+  evaluated = lib.evalModules {
+    modules = [
+      ./stub.nix
+      ../../nix/modules/microvm
+      { _module.args.pkgs = pkgs; }
+      example.module
+    ];
+  };
+  inherit (evaluated) config;
+
+  # what NixOS does before it builds a system: refuse failed assertions
+  failed = lib.filter (a: !a.assertion) config.assertions;
+  assertionsChecked = value:
+    if failed == [ ] then value
+    else throw "Failed assertions:\n${lib.concatMapStrings (a: "- ${a.message}\n") failed}";
+
+  document = mlib.document { inherit config pkgs; };
+in
+{
+  inherit config pkgs evaluated;
+  # the document without any check: what `microvm validate` gets to see
+  uncheckedJson = builtins.toJSON document;
+  # the document after the assertions and the generator's checks, as a NixOS build would
+  json = assertionsChecked (mlib.checked config (builtins.toJSON document));
+  problems = mlib.problems { inherit config; };
+  runner = assertionsChecked config.microvm.declaredRunner;
+  glue = {
+    inherit (config) fileSystems;
+    initrdKernelModules = config.boot.initrd.kernelModules;
+    initrdAvailableKernelModules = config.boot.initrd.availableKernelModules;
+    grub = config.boot.loader.grub.enable;
+    services = config.systemd.services or { };
+    inherit (config) warnings;
+  };
+}

@@ -1,0 +1,68 @@
+# A minimal stand-in for the NixOS options the MicroVM modules read and write, so that
+# lib.evalModules can evaluate them without nixpkgs. The toplevel and the initrd are small
+# derivations of the stand-in package set (pkgs-standin.nix).
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkOption types;
+  strings = mkOption { type = types.listOf types.str; default = [ ]; };
+  free = mkOption { type = types.attrsOf types.anything; default = { }; };
+  hostName = config.networking.hostName;
+
+  # something for the toplevel to refer to, so its closure has more than one path
+  greeting = pkgs.runCommand "greeting" { } ''
+    echo "hello from the store disk of ${hostName}" > "$out"
+  '';
+in
+{
+  options = {
+    networking = mkOption {
+      type = types.submodule {
+        freeformType = types.attrsOf types.anything;
+        options.hostName = mkOption { type = types.str; default = "nixos"; };
+      };
+      default = { };
+    };
+    boot.kernelPackages = mkOption { type = types.attrsOf types.raw; default = { kernel = pkgs.linux; }; };
+    boot.kernelParams = strings;
+    boot.kernelModules = strings;
+    boot.initrd.kernelModules = strings;
+    boot.initrd.availableKernelModules = strings;
+    boot.loader.grub.enable = mkOption { type = types.bool; default = true; };
+    boot.postBootCommands = mkOption { type = types.lines; default = ""; };
+    fileSystems = free;
+    system.build = mkOption { type = types.lazyAttrsOf types.raw; default = { }; };
+    system.boot.loader.initrdFile = mkOption { type = types.str; default = "initrd"; };
+    system.stateVersion = mkOption { type = types.str; default = "26.05"; };
+    systemd = mkOption {
+      type = types.submodule {
+        freeformType = types.attrsOf types.anything;
+        options.packages = mkOption { type = types.listOf types.package; default = [ ]; };
+      };
+      default = { };
+    };
+    users = free;
+    environment.etc = free;
+    environment.systemPackages = mkOption { type = types.listOf types.package; default = [ ]; };
+    nix.enable = mkOption { type = types.bool; default = false; };
+    nix.package = mkOption { type = types.raw; default = pkgs.runCommand "nix-standin" { } "mkdir -p $out/bin"; };
+    assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+    warnings = mkOption { type = types.listOf types.str; default = [ ]; };
+  };
+
+  config.system.build = {
+    initialRamdisk = pkgs.initrd;
+    # init prints a marker; the boot test's initramfs runs it from the mounted store disk
+    toplevel = pkgs.runCommand "nixos-system-${hostName}" { } ''
+      mkdir -p "$out"
+      {
+        echo '#!/bin/sh'
+        echo 'read -r greeting < ${greeting}'
+        echo 'echo "MICROVM-NIX-TOPLEVEL ${hostName}: $greeting"'
+      } > "$out/init"
+      chmod +x "$out/init"
+      printf '%s\n' ${lib.escapeShellArgs config.boot.kernelParams} > "$out/kernel-params"
+      printf '%s\n' ${lib.escapeShellArgs config.boot.initrd.kernelModules} > "$out/initrd-modules"
+    '';
+  };
+}

@@ -1,0 +1,432 @@
+"""The Nix side: guest and host modules, nix/lib, flake.nix, without nixpkgs.
+
+The modules are evaluated with `lib.evalModules`, a stub of the NixOS options they touch
+(tests/nix/stub.nix) and a stand-in package set (tests/nix/pkgs-standin.nix). Needs `nix` and
+`<nixpkgs/lib>` on NIX_PATH (e.g. NIX_PATH=nixpkgs=/opt/nixpkgs-lib); skips otherwise.
+MICROVM_UPDATE_GOLDEN=1 rewrites tests/nix/golden/* and nix/lib/capabilities.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NIXDIR = REPO / "tests" / "nix"
+GOLDEN = NIXDIR / "golden"
+CONFIGS = sorted(p.stem for p in (NIXDIR / "configs").glob("*.nix"))
+UPDATE = os.environ.get("MICROVM_UPDATE_GOLDEN") == "1"
+SCHEMA = json.loads((REPO / "generator/microvm/schema/vm.schema.json").read_text())
+STORE_HASH = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-")
+NIX_OPTS = ["--option", "sandbox", "false", "--option", "build-users-group", "",
+            "--option", "substituters", ""]
+
+sys.path.insert(0, str(REPO / "nix" / "lib"))
+import export_capabilities  # noqa: E402
+
+
+@cache
+def nix_problem() -> str | None:
+    if shutil.which("nix-instantiate") is None:
+        return "nix is not installed"
+    r = subprocess.run(["nix-instantiate", "--eval", "-E", "(import <nixpkgs/lib>).version"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return "<nixpkgs/lib> is not on NIX_PATH (set NIX_PATH=nixpkgs=/path/to/nixpkgs-lib)"
+    return None
+
+
+pytestmark = [pytest.mark.nix]
+
+
+# tests that run without nix
+NO_NIX = {"test_capabilities_json_is_current"}
+
+
+@pytest.fixture(autouse=True)
+def _need_nix(request: pytest.FixtureRequest) -> None:
+    if request.node.originalname not in NO_NIX and (why := nix_problem()):
+        pytest.skip(why)
+
+
+def nix_args() -> list[str]:
+    return ["--arg", "python", json.dumps(sys.executable), "--arg", "repo", json.dumps(str(REPO))]
+
+
+def nix_eval(expr: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", *nix_args(),
+                        "-E", expr], cwd=NIXDIR, capture_output=True, text=True, timeout=120)
+    if check and r.returncode != 0:
+        raise AssertionError(f"nix evaluation failed:\n{r.stderr[-4000:]}")
+    return r
+
+
+def nix_json(expr: str) -> Any:
+    return json.loads(nix_eval(f"{{ python, repo }}: {expr}").stdout)
+
+
+def normalise(value: Any) -> Any:
+    """Store hashes out of everything (the stand-ins' paths are not what is under test)."""
+    return json.loads(STORE_HASH.sub("/nix/store/<hash>-", json.dumps(value)))
+
+
+def check_golden(name: str, value: Any) -> None:
+    path = GOLDEN / name
+    text = json.dumps(normalise(value), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if UPDATE or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if not UPDATE:
+            pytest.fail(f"wrote missing golden file {path}; review and commit it")
+    assert text == path.read_text(), f"{path} differs (MICROVM_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def validate(doc: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    f = tmp_path / "vm.json"
+    f.write_text(doc)
+    return subprocess.run([sys.executable, "-m", "microvm.cli", "validate", str(f)],
+                          capture_output=True, text=True, env={**os.environ,
+                          "PYTHONPATH": str(REPO / "generator")})
+
+
+# -- files -----------------------------------------------------------------------------------
+
+def nix_files() -> list[Path]:
+    roots = [REPO / "flake.nix", REPO / "nix", REPO / "templates", NIXDIR]
+    return sorted(p for r in roots for p in ([r] if r.is_file() else r.rglob("*.nix")))
+
+
+def test_every_nix_file_parses() -> None:
+    files = nix_files()
+    assert len(files) > 20
+    for f in files:
+        r = subprocess.run(["nix-instantiate", "--parse", str(f)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{f}: {r.stderr}"
+
+
+def test_capabilities_json_is_current() -> None:
+    path = REPO / "nix" / "lib" / "capabilities.json"
+    if UPDATE:
+        path.write_text(export_capabilities.render())
+    assert path.read_text() == export_capabilities.render(), (
+        "nix/lib/capabilities.json is stale: python3 nix/lib/export_capabilities.py > "
+        "nix/lib/capabilities.json")
+
+
+# -- the guest module on example configurations -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def examples() -> dict[str, Any]:
+    """Every tests/nix/configs/*.nix evaluated in one nix call."""
+    if why := nix_problem():
+        pytest.skip(why)
+    attrs = " ".join(f'"{n}" = let e = import ./eval.nix {{ configuration = ./configs/{n}.nix; '
+                     f'inherit python repo; }}; in {{ inherit (e) json uncheckedJson glue; }};'
+                     for n in CONFIGS)
+    return nix_json(f"{{ {attrs} }}")
+
+
+def test_configurations_cover_every_hypervisor(examples: dict[str, Any]) -> None:
+    assert len(examples) >= 5
+    used = {json.loads(e["json"])["microvm"]["hypervisor"] for e in examples.values()}
+    assert used == set(export_capabilities.export()["hypervisors"])
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_document_validates_and_matches_golden(name: str, examples: dict[str, Any],
+                                               tmp_path: Path) -> None:
+    e = examples[name]
+    assert e["json"] == e["uncheckedJson"]
+    r = validate(e["json"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    check_golden(f"{name}.json", json.loads(e["json"]))
+    check_golden(f"{name}.glue.json", e["glue"])
+
+
+def test_kernel_file_per_hypervisor(examples: dict[str, Any]) -> None:
+    kernels = {n: json.loads(e["json"])["microvm"]["kernel"].split("-", 1)[1]
+               for n, e in examples.items()}
+    assert kernels["qemu-full"] == "linux-standin/bzImage"
+    assert kernels["kvmtool"] == kernels["alioth"] == "linux-standin/bzImage"
+    assert kernels["cloud-hypervisor"] == kernels["firecracker"] == kernels["crosvm"] == (
+        "linux-standin-dev/vmlinux")
+    assert kernels["stratovirt"] == kernels["vfkit"] == "linux-standin/Image"
+
+
+def test_guest_file_systems(examples: dict[str, Any]) -> None:
+    fs = examples["qemu-full"]["glue"]["fileSystems"]
+    assert fs["/nix/.ro-store"]["device"] == "/dev/disk/by-id/virtio-store"
+    assert fs["/nix/store"]["overlay"]["upperdir"] == "/nix/.rw-store/store"
+    assert fs["/nix/.rw-store"]["device"] == "/dev/disk/by-id/virtio-rw-store"
+    assert fs["/nix/.rw-store"]["neededForBoot"] is True
+    assert fs["/data"]["device"] == "/dev/disk/by-label/data"
+    assert fs["/scratch"]["device"] == "/dev/vdd"  # store disk, two volumes, then this one
+    assert fs["/home/alice"]["fsType"] == "9p"
+    assert "ro" in fs["/etc/vm-config"]["options"]
+    fc = examples["firecracker"]["glue"]["fileSystems"]
+    assert fc["/nix/store"] == {"device": "/dev/vda", "fsType": "squashfs", "options": ["ro"],
+                                "neededForBoot": True, "noCheck": True}
+    assert fc["/var"]["device"] == "/dev/vdb"
+    ch = examples["cloud-hypervisor"]["glue"]["fileSystems"]
+    assert ch["/nix/store"]["overlay"]["lowerdir"] == ["/nix/.ro-store"]
+    assert "userxattr" in ch["/nix/.rw-store"]["options"]
+
+
+# -- options and schema agree -----------------------------------------------------------------
+
+# Options that are not part of vm.json: packages, outputs, how Nix builds the store disk and the
+# runner, and the established interface's options this project accepts but ignores.
+NIX_ONLY = {
+    "guest.enable", "vmHostPackages", "runner", "declaredRunner", "binScripts", "systemSymlink",
+    "storeDiskErofsFlags", "storeDiskSquashfsFlags", "registerClosure",
+    *(f"{hv}.package" for hv in ("qemu", "cloud-hypervisor", "firecracker", "crosvm",
+                                 "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
+    "registerWithMachined", "graphics.socket", "graphics.vulkan", "graphics.hostmem",
+    "qemu.pcieRootPorts", "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
+    "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing",
+}
+# Schema properties without a default, and what the Nix option does instead.
+NO_SCHEMA_DEFAULT = {
+    "kernel": "computed",           # the kernel package's file for the hypervisor
+    "socket": "computed",           # "<hostName>.sock", or null without a control socket
+    "storeOnDisk": "computed",      # unless a share has source /nix/store
+    "shares.*.socket": "computed",  # "<hostName>-virtiofs-<tag>.sock" for virtiofs
+    "volumes.*.size": "null",       # omitted from vm.json while null
+}
+
+
+def schema_view(s: dict[str, Any]) -> dict[str, Any]:
+    """A schema property in the shape tests/nix/dump-options.nix gives a Nix type."""
+    types = s.get("type", [])
+    types = sorted([types] if isinstance(types, str) else types)
+    view: dict[str, Any] = {"types": types}
+    if "enum" in s:
+        view["enum"] = sorted(v for v in s["enum"] if v is not None)
+    for key in ("minimum", "maximum", "minLength"):
+        if key in s:
+            view[key] = s[key]
+    if "pattern" in s:
+        view["pattern"] = s["pattern"].removeprefix("^").removesuffix("$")
+    if "items" in s:
+        view["items"] = schema_view(s["items"])
+    if isinstance(s.get("additionalProperties"), dict):
+        view["additionalProperties"] = schema_view(s["additionalProperties"])
+    return view
+
+
+def nix_view(t: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = {"types": sorted(t["types"])}
+    if "enum" in t:
+        view["enum"] = sorted(t["enum"])
+    for key in ("minimum", "maximum", "minLength", "pattern"):
+        if t.get(key) is not None:
+            view[key] = t[key]
+    if "pattern" in view:  # a pattern that needs a character says minLength itself
+        view.pop("minLength", None)
+    if "items" in t:
+        view["items"] = nix_view(t["items"])
+    if "additionalProperties" in t:
+        view["additionalProperties"] = nix_view(t["additionalProperties"])
+    return view
+
+
+def flatten(opts: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, o in opts.items():
+        if "group" in o:
+            out.update(flatten(o["group"], f"{prefix}{name}."))
+            continue
+        out[prefix + name] = o
+        t = o["type"]
+        sub = t.get("properties") or t.get("items", {}).get("properties")
+        if sub is not None:
+            out.update(flatten(sub, f"{prefix}{name}.{'*.' if 'items' in t else ''}"))
+    return out
+
+
+def schema_flatten(props: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, s in props.items():
+        if "properties" in s:
+            out.update(schema_flatten(s["properties"], f"{prefix}{name}."))
+            continue
+        out[prefix + name] = s
+        sub = s.get("items", {}).get("properties")
+        if sub is not None:
+            out.update(schema_flatten(sub, f"{prefix}{name}.*."))
+    return out
+
+
+def test_options_and_schema_agree() -> None:
+    options = flatten(json.loads(nix_eval("import ./dump-options.nix").stdout))
+    schema = schema_flatten(SCHEMA["properties"]["microvm"]["properties"])
+    contract = {k: v for k, v in options.items() if k not in NIX_ONLY}
+    assert not NIX_ONLY - options.keys(), "NIX_ONLY names options that do not exist"
+    assert sorted(schema.keys() - contract.keys()) == [], "schema properties without an option"
+    assert sorted(contract.keys() - schema.keys()) == [], "options missing from the schema"
+    for path, s in schema.items():
+        o = contract[path]
+        assert o["description"], f"microvm.{path} has no description"
+        if path == "kernel":  # a package or a path in Nix, its file's path in vm.json
+            assert o["computed"]
+            continue
+        want, got = schema_view(s), nix_view(o["type"])
+        if o["type"].get("path"):
+            want.pop("minLength", None)
+        sub_object = "properties" in o["type"] or "properties" in o["type"].get("items", {})
+        if sub_object:  # compared property by property
+            want.pop("items", None)
+            got.pop("items", None)
+        if NO_SCHEMA_DEFAULT.get(path) == "null":
+            assert got["types"] == sorted([*want["types"], "null"]), path
+            got["types"] = want["types"]
+        assert got == want, f"microvm.{path}: option type {got} != schema {want}"
+        if "default" in s:
+            assert not o["computed"], f"microvm.{path}: computed default, schema has one"
+            assert o.get("default", "<none>") == s["default"], (
+                f"microvm.{path}: default {o.get('default', '<none>')!r} != {s['default']!r}")
+        elif path in NO_SCHEMA_DEFAULT:
+            kind = NO_SCHEMA_DEFAULT[path]
+            assert (o["computed"] if kind == "computed" else o.get("default", 0) is None), path
+        else:  # required in the schema: no default in Nix either
+            assert not o["hasDefault"], f"microvm.{path} has a default the schema lacks"
+
+
+# -- bad configurations ------------------------------------------------------------------------
+
+BAD = {
+    "duplicate-tag": "microvm.shares[1].tag: duplicate tag 'data' (also used by "
+                     "microvm.shares[0].tag)",
+    "virtiofs-on-firecracker": "microvm.shares[0].proto: virtiofs shares not supported by "
+                               "firecracker",
+    "forward-without-user": "microvm.forwardPorts[0]: port forwarding needs an interface with "
+                            "type = \"user\"",
+    "volumes": "microvm.volumes[1].serial: duplicate serial 'disk' (also used by "
+               "microvm.volumes[0].serial)",
+}
+
+
+def bad_expr(name: str, attr: str) -> str:
+    return (f"{{ python, repo }}: (import ./eval.nix {{ configuration = ./bad/{name}.nix; "
+            f"inherit python repo; }}).{attr}")
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_configuration_fails_like_the_generator(name: str, tmp_path: Path) -> None:
+    r = nix_eval(bad_expr(name, "json"), check=False)
+    assert r.returncode != 0
+    assert "Failed assertions:" in r.stderr, r.stderr[-3000:]
+    assert BAD[name] in r.stderr, r.stderr[-3000:]
+    unchecked = json.loads(nix_eval(bad_expr(name, "uncheckedJson")).stdout)
+    v = validate(unchecked, tmp_path)
+    assert v.returncode == 2
+    nix_lines = sorted(set(re.findall(r"^\s*- (microvm\.\S+: .*)$", r.stderr, re.M)))
+    py_lines = sorted(set(re.findall(r"^error: (microvm\.\S+: .*)$", v.stderr, re.M)))
+    assert BAD[name] in "\n".join(py_lines)
+    assert nix_lines == py_lines
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("wrong-type", "microvm.vcpu' is not of type `positive integer"),
+    ("unknown-option", "microvm.vcpus' does not exist"),
+])
+def test_bad_type_or_name_fails_evaluation(name: str, message: str) -> None:
+    r = nix_eval(bad_expr(name, "json"), check=False)
+    assert r.returncode != 0
+    assert message in r.stderr, r.stderr[-3000:]
+
+
+# -- host module and flake -------------------------------------------------------------------
+
+def test_host_module() -> None:
+    s = nix_json("(import ./host-eval.nix { inherit python repo; }).summary")
+    assert s["assertions"] == []
+    assert s["users"]["users"]["microvm"] == {"group": "kvm", "isSystemUser": True}
+    assert s["autostart"] == ["imperative", "web"]
+    enabled = {n: v["wantedBy"] for n, v in s["services"].items()}
+    assert enabled == {"install-microvm-manual": ["microvms.target"],
+                       "install-microvm-web": ["microvms.target"],
+                       "microvm@imperative": ["microvms.target"],
+                       "microvm@web": ["microvms.target"]}
+    assert {v["overrideStrategy"] for v in s["services"].values()} == {"asDropin"}
+    assert s["targets"]["microvms"]["wantedBy"] == ["multi-user.target"]
+    assert s["packages"] == ["microvm-units"]
+    tmp = s["tmpfiles"]
+    assert tmp["/var/lib/microvms"]["d"] == {"user": "microvm", "group": "kvm", "mode": "0775"}
+    assert tmp["/var/lib/microvms/web/www"]["d"]["mode"] == ":0775"
+
+
+def test_flake_outputs() -> None:
+    s = nix_json("(import ./flake-eval.nix { inherit python repo; }).summary")
+    assert s["nixosModules"] == ["default", "host", "microvm"]
+    assert s["overlays"] == ["default"]
+    assert s["templates"] == ["default"]
+    assert set(s["hypervisors"]) == set(export_capabilities.export()["hypervisors"])
+    for system in ("x86_64-linux", "aarch64-linux"):
+        assert {"qemu-demo", "qemu-shared-store", "microvm-generator"} <= set(
+            s["packages"][system])
+        assert set(s["apps"][system]) == {"default", "qemu-demo", "qemu-shared-store"}
+        assert s["checks"][system] == s["packages"][system]
+    assert s["runners"]["qemu-demo"] == "microvm-qemu-qemu-demo"
+    assert s["templateHost"] == {"vms": ["my-vm"], "autostart": ["my-vm"],
+                                 "packages": ["microvm-units"]}
+    docs = {**s["exampleDocuments"], "template": s["templateVm"]}
+    for name, doc in docs.items():
+        assert json.loads(doc)["formatVersion"] == 1, name
+
+
+@pytest.mark.parametrize("name", ["qemu-demo", "qemu-shared-store", "template"])
+def test_flake_example_documents_validate(name: str, tmp_path: Path) -> None:
+    s = nix_json("(import ./flake-eval.nix { inherit python repo; }).summary")
+    doc = s["templateVm"] if name == "template" else s["exampleDocuments"][name]
+    r = validate(doc, tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+# -- build with nix-build and boot -------------------------------------------------------------
+
+@pytest.mark.boot
+def test_runner_builds_with_nix_and_boots(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    import vmtest
+
+    if not vmtest.have("qemu-system-x86_64") or not vmtest.have("mkfs.erofs"):
+        pytest.skip("needs qemu-system-x86_64 and mkfs.erofs (erofs-utils)")
+    try:
+        kernel = vmtest.guest_kernel()
+        # a stage 1 in miniature: mount the store disk, run the toplevel's init from it
+        initrd = vmtest.initrd(tmp_path, r"""
+init=$(sed -n 's/.*init=\([^ ]*\).*/\1/p' /proc/cmdline)
+mkdir -p /nix/store
+mount -t erofs -o ro /dev/vda /nix/store
+sh "$init"
+""")
+    except Exception as e:
+        pytest.skip(f"test guest unavailable: {e}")
+    expr = (f"(import ./eval.nix {{ configuration = ./boot.nix;"
+            f" python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))};"
+            f" hostKernel = {json.dumps(str(kernel.vmlinux))};"
+            f" hostInitrd = {json.dumps(str(initrd))}; }}).runner")
+    r = subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", "-E", expr], cwd=NIXDIR,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    runner = Path(r.stdout.strip().splitlines()[-1])
+    doc = json.loads((runner / "share/microvm/vm.json").read_text())
+    assert doc["microvm"]["storeDisk"].endswith("-microvm-store-disk.erofs")
+    assert (runner / "bin/microvm-run").read_text().startswith("#!/bin/bash\n")
+    work = tmp_path / "state"
+    work.mkdir()
+    # nothing but the runner's own PATH (the runtimePath Nix put in vm.json)
+    with vmtest.VM(runner, work, env={"PATH": "/nonexistent"}) as vm:
+        line = vm.wait_for("MICROVM-NIX-TOPLEVEL")
+        assert line.endswith("MICROVM-NIX-TOPLEVEL nixboot: hello from the store disk of nixboot")
+        assert vm.wait_exit() == 0
