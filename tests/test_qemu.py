@@ -30,7 +30,8 @@ def test_microvm_machine_under_kvm_and_tcg() -> None:
     tcg = argv(Accel.TCG)
     assert value(kvm, "-machine") == ("microvm,accel=kvm,acpi=on,pcie=off,pic=off,pit=off,"
                                       "rtc=on,usb=off,mem-merge=on")
-    assert value(tcg, "-machine") == "microvm,accel=tcg,acpi=on,pcie=off,pic=on,pit=on,rtc=on,usb=off"
+    assert value(tcg, "-machine") == ("microvm,accel=tcg,acpi=on,pcie=off,pic=on,pit=on,"
+                                      "rtc=on,usb=off")
     assert value(kvm, "-cpu") == "host,+x2apic,-sgx"
     assert value(tcg, "-cpu") == "max"
     assert value(kvm, "-append") == "console=ttyS0 reboot=t panic=-1"
@@ -103,8 +104,8 @@ def test_networking() -> None:
                      {"from": "guest", "host": {"address": "10.0.0.1", "port": 80},
                       "guest": {"address": "10.0.2.100", "port": 8080}}])
     assert values(a, "-netdev") == [
-        "user,id=net0,hostfwd=tcp::2222-:22,"
-        "guestfwd=tcp:10.0.2.100:8080-cmd:socat - TCP:10.0.0.1:80",
+        ("user,id=net0,hostfwd=tcp::2222-:22,"
+         "guestfwd=tcp:10.0.2.100:8080-cmd:socat - TCP:10.0.0.1:80"),
         "tap,id=net1,ifname=vm-a,script=no,downscript=no,vhost=on,queues=2",
         "tap,id=net2,fds=3:4",
         "bridge,id=net3,br=br0",

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from microvm import runner
 from microvm.config import from_document
 from test_config import FULL
@@ -158,7 +157,7 @@ def test_runner_hands_argv_over_exactly(tmp_path: Path, fake_path: Path) -> None
     work.mkdir()
     got = run_runner(out, work, fake_path, tmp_path / "argv.json")
     launch = json.loads((out / "share/microvm/launch.json").read_text())
-    assert got["argv"][1:] == launch["variants"]["tcg"][1:] + ["-arg with space", "x\ty"]
+    assert got["argv"][1:] == [*launch["variants"]["tcg"][1:], "-arg with space", "x\ty"]
     assert got["pre"] == f"ran in {work}"
     image = work / "vols" / f"{HOSTILE}.img"
     assert image.stat().st_size == 8 << 20

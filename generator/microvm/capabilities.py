@@ -1,9 +1,16 @@
-"""What each hypervisor can do: the one table that validation, scripts and docs read."""
+"""What each hypervisor can do: the one table that validation, scripts and docs read.
+
+A feature listed for a hypervisor means the generated runner can express it on that hypervisor
+(validation accepts it, the backend emits it). Sources are the upstream files named in `source`;
+the per-feature reasoning is in docs/hypervisors.md, which is generated from this table.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class Hypervisor(StrEnum):
@@ -23,6 +30,7 @@ class Feature(StrEnum):
     SHARE_9P = "9p shares"
     SHARE_9P_READONLY = "read-only 9p shares"
     SHARE_VIRTIOFS = "virtiofs shares"
+    SHARE_VIRTIOFS_READONLY = "read-only virtiofs shares"
     NET_USER = "user networking"
     FORWARD_PORTS = "port forwarding"
     NET_TAP = "tap interfaces"
@@ -31,8 +39,12 @@ class Feature(StrEnum):
     VHOST_NET = "vhost-net"
     VSOCK = "vsock"
     BALLOON = "memory balloon"
+    INITIAL_BALLOON = "a balloon inflated at boot"
     HOTPLUG_MEM = "memory hotplug"
+    HOTPLUGGED_MEM = "hotplug memory plugged at boot"
     HUGEPAGES = "huge pages"
+    VOLUME_SERIAL = "volume serial numbers"
+    VOLUME_DIRECT = "direct I/O volumes"
     PCI_PASSTHROUGH = "PCI passthrough"
     USB_PASSTHROUGH = "USB passthrough"
     GRAPHICS = "graphics"
@@ -40,6 +52,44 @@ class Feature(StrEnum):
     GRACEFUL_SHUTDOWN = "graceful shutdown"
     CREDENTIALS = "credential files"
     CPU_EMULATION = "CPU emulation"
+    CHANGE_USER = "dropping privileges to microvm.user"
+    MACHINE_ID = "a machine UUID"
+
+    @property
+    def option(self) -> str:
+        """The option that asks for the feature, for the docs table."""
+        return _FEATURE_OPTION[self]
+
+
+_FEATURE_OPTION: dict[Feature, str] = {
+    Feature.SHARE_9P: "shares.*.proto = \"9p\"",
+    Feature.SHARE_9P_READONLY: "shares.*.readOnly (9p)",
+    Feature.SHARE_VIRTIOFS: "shares.*.proto = \"virtiofs\"",
+    Feature.SHARE_VIRTIOFS_READONLY: "shares.*.readOnly (virtiofs)",
+    Feature.NET_USER: "interfaces.*.type = \"user\"",
+    Feature.FORWARD_PORTS: "forwardPorts",
+    Feature.NET_TAP: "interfaces.*.type = \"tap\"",
+    Feature.NET_MACVTAP: "interfaces.*.type = \"macvtap\"",
+    Feature.NET_BRIDGE: "interfaces.*.type = \"bridge\"",
+    Feature.VHOST_NET: "interfaces.*.tap.vhost",
+    Feature.VSOCK: "vsock.cid",
+    Feature.BALLOON: "balloon",
+    Feature.INITIAL_BALLOON: "initialBalloonMem",
+    Feature.HOTPLUG_MEM: "hotplugMem",
+    Feature.HOTPLUGGED_MEM: "hotpluggedMem",
+    Feature.HUGEPAGES: "hugepageMem",
+    Feature.VOLUME_SERIAL: "volumes.*.serial",
+    Feature.VOLUME_DIRECT: "volumes.*.direct",
+    Feature.PCI_PASSTHROUGH: "devices.*.bus = \"pci\"",
+    Feature.USB_PASSTHROUGH: "devices.*.bus = \"usb\"",
+    Feature.GRAPHICS: "graphics.enable",
+    Feature.CONTROL_SOCKET: "socket",
+    Feature.GRACEFUL_SHUTDOWN: "(bin/microvm-shutdown)",
+    Feature.CREDENTIALS: "credentialFiles",
+    Feature.CPU_EMULATION: "cpu",
+    Feature.CHANGE_USER: "user",
+    Feature.MACHINE_ID: "machineId",
+}
 
 
 @dataclass(frozen=True)
@@ -50,94 +100,213 @@ class Capabilities:
     # how the host asks the guest to power off, in words (docs and `microvm doctor`)
     shutdown: str
     source: str
+    # features that work on some of `platforms` only: feature -> the platforms where they do
+    feature_platforms: Mapping[Feature, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # the kernel image format(s) the hypervisor boots directly (microvm.kernel must be one)
+    kernel_formats: str = ""
+    # tap devices are opened with one queue pair per vCPU (IFF_MULTI_QUEUE): tap-up must create
+    # them multi_queue and one macvtap fd is opened per queue; otherwise a single queue
+    multiqueue_tap: bool = False
+    # virtiofs shares are served by an external virtiofsd (vhost-user); False: built in
+    virtiofsd: bool = True
+    # the virtiofs tag comes from virtiofsd (--tag) rather than from the hypervisor's argv
+    virtiofsd_tag: bool = False
+    # facts a user of this hypervisor should know, for docs/hypervisors.md
+    notes: tuple[str, ...] = ()
 
-    def supports(self, feature: Feature) -> bool:
-        return feature in self.features
+    def supports(self, feature: Feature, system: str | None = None) -> bool:
+        """Does the hypervisor support `feature` (on `system`, when given: a feature limited to
+        some platforms is unsupported elsewhere; whether the hypervisor runs on `system` at all
+        is `platforms`' business)?"""
+        if feature not in self.features:
+            return False
+        only = self.feature_platforms.get(feature)
+        return system is None or only is None or system in only
 
 
 F = Feature
 _LINUX = frozenset({"x86_64-linux", "aarch64-linux"})
+_X86 = frozenset({"x86_64-linux"})
 
 CAPABILITIES: dict[Hypervisor, Capabilities] = {
     Hypervisor.QEMU: Capabilities(
         features=frozenset({
-            F.SHARE_9P, F.SHARE_9P_READONLY, F.SHARE_VIRTIOFS, F.NET_USER, F.FORWARD_PORTS,
-            F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE, F.VHOST_NET, F.VSOCK, F.BALLOON,
-            F.HOTPLUG_MEM, F.HUGEPAGES, F.PCI_PASSTHROUGH, F.USB_PASSTHROUGH, F.GRAPHICS,
-            F.CONTROL_SOCKET, F.GRACEFUL_SHUTDOWN, F.CREDENTIALS, F.CPU_EMULATION,
+            F.SHARE_9P, F.SHARE_9P_READONLY, F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY,
+            F.NET_USER, F.FORWARD_PORTS, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE, F.VHOST_NET,
+            F.VSOCK, F.BALLOON, F.HOTPLUG_MEM, F.HOTPLUGGED_MEM, F.HUGEPAGES, F.VOLUME_SERIAL,
+            F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.USB_PASSTHROUGH, F.GRAPHICS, F.CONTROL_SOCKET,
+            F.GRACEFUL_SHUTDOWN, F.CREDENTIALS, F.CPU_EMULATION, F.CHANGE_USER, F.MACHINE_ID,
         }),
         image_types=frozenset({"raw", "qcow2", "vhd", "vhdx"}),
         platforms=frozenset({"x86_64-linux", "aarch64-linux", "aarch64-darwin"}),
         shutdown="QMP system_powerdown (ACPI power button)",
         source="qemu/qemu: docs/system/i386/microvm.rst, qapi/machine.json",
+        kernel_formats="x86_64: bzImage (an ELF vmlinux only with the PVH note); "
+                       "aarch64: Image",
+        multiqueue_tap=True,
+        notes=(
+            ("The only hypervisor that can emulate the CPU (TCG) when KVM is missing; the "
+             "runner probes KVM and falls back to TCG."),
+            ("`initialBalloonMem` is refused: QEMU has no command-line option for the balloon's "
+             "size at boot (only the QMP `balloon` command after start)."),
+        ),
     ),
     Hypervisor.CLOUD_HYPERVISOR: Capabilities(
         features=frozenset({
-            F.SHARE_VIRTIOFS, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE, F.VSOCK, F.BALLOON,
-            F.HOTPLUG_MEM, F.HUGEPAGES, F.PCI_PASSTHROUGH, F.CONTROL_SOCKET,
-            F.GRACEFUL_SHUTDOWN, F.CREDENTIALS,
+            F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE,
+            F.VSOCK, F.BALLOON, F.INITIAL_BALLOON, F.HOTPLUG_MEM, F.HOTPLUGGED_MEM, F.HUGEPAGES,
+            F.VOLUME_SERIAL, F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.CONTROL_SOCKET,
+            F.GRACEFUL_SHUTDOWN, F.MACHINE_ID,
         }),
         image_types=frozenset({"raw", "qcow2", "vhd", "vhdx"}),
         platforms=_LINUX,
-        shutdown="ch-remote power-button (ACPI power button)",
-        source="cloud-hypervisor/cloud-hypervisor: vmm/src/config.rs, docs/api.md",
+        shutdown="API PUT /api/v1/vm.power-button (ACPI power button)",
+        source="cloud-hypervisor/cloud-hypervisor: vmm/src/config.rs, vmm/src/vm_config.rs, "
+               "cloud-hypervisor/src/main.rs, option_parser/src/lib.rs, "
+               "vmm/src/api/openapi/cloud-hypervisor.yaml, Cargo.toml",
+        kernel_formats="x86_64: ELF vmlinux with the PVH note, or bzImage; aarch64: Image",
+        multiqueue_tap=True,
+        notes=(
+            ("vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock` in the "
+             "working directory (connect and send `CONNECT <port>`), not AF_VSOCK."),
+            ("Credential files are refused: passing files through fw_cfg needs a build with the "
+             "non-default `fw_cfg` feature (`--fw-cfg-config`)."),
+            "Shutdown and ballooning use the REST API over the control socket with curl.",
+        ),
     ),
     Hypervisor.FIRECRACKER: Capabilities(
         features=frozenset({
-            F.NET_TAP, F.NET_BRIDGE, F.VSOCK, F.BALLOON, F.HUGEPAGES, F.CONTROL_SOCKET,
-            F.GRACEFUL_SHUTDOWN,
+            F.NET_TAP, F.NET_BRIDGE, F.VSOCK, F.BALLOON, F.INITIAL_BALLOON, F.HOTPLUG_MEM,
+            F.HUGEPAGES, F.CONTROL_SOCKET, F.GRACEFUL_SHUTDOWN,
         }),
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
         shutdown="API PUT /actions SendCtrlAltDel (x86_64 only)",
-        source="firecracker-microvm/firecracker: src/firecracker/swagger/firecracker.yaml",
+        source="firecracker-microvm/firecracker: src/firecracker/swagger/firecracker.yaml, "
+               "src/vmm/src/resources.rs, src/firecracker/src/main.rs, "
+               "docs/api_requests/actions.md, docs/memory-hotplug.md, "
+               "src/vmm/src/vmm_config/machine_config.rs",
+        feature_platforms=MappingProxyType({F.GRACEFUL_SHUTDOWN: _X86}),
+        kernel_formats="x86_64: uncompressed ELF vmlinux (bzImage only in releases after 1.16.1); "
+                       "aarch64: Image",
+        notes=(
+            ("Configured by `share/microvm/firecracker.json` (`--config-file`); "
+             "`microvm.firecracker.extraConfig` is merged into it recursively."),
+            ("Memory hotplug needs Firecracker 1.14 or later; the hotplug region starts "
+             "unplugged, so `hotpluggedMem` must be 0 (plug it with `PATCH /hotplug/memory`) "
+             "and `hotplugMem` a multiple of 128 MiB (the slot size)."),
+            "vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock`.",
+            "`SendCtrlAltDel` exists on x86_64 only; on aarch64 the shutdown script says so.",
+        ),
     ),
     Hypervisor.CROSVM: Capabilities(
         features=frozenset({
-            F.SHARE_VIRTIOFS, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE, F.VSOCK, F.BALLOON,
-            F.PCI_PASSTHROUGH, F.GRAPHICS, F.CONTROL_SOCKET, F.GRACEFUL_SHUTDOWN,
+            F.SHARE_9P, F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY, F.NET_TAP, F.NET_MACVTAP,
+            F.NET_BRIDGE, F.VHOST_NET, F.VSOCK, F.BALLOON, F.INITIAL_BALLOON, F.VOLUME_SERIAL,
+            F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.CONTROL_SOCKET, F.GRACEFUL_SHUTDOWN,
         }),
         image_types=frozenset({"raw", "qcow2"}),
         platforms=_LINUX,
         shutdown="crosvm powerbtn (ACPI power button)",
-        source="google/crosvm: src/crosvm/cmdline.rs",
+        source="google/crosvm: src/crosvm/cmdline.rs, devices/src/virtio/net.rs, "
+               "devices/src/virtio/block/mod.rs, devices/src/virtio/balloon.rs, "
+               "serde_keyvalue/src/key_values.rs",
+        kernel_formats="x86_64: ELF vmlinux or bzImage; aarch64: Image (also ELF, lz4 Image)",
+        virtiofsd_tag=True,
+        notes=(
+            ("virtiofs goes through virtiofsd (`--vhost-user type=fs`); crosvm reads the tag "
+             "from the daemon, so the runner starts the Rust virtiofsd with `--tag`."),
+            ("9p uses crosvm's built-in server (`--shared-dir DIR:TAG:type=p9`); microvm.nix "
+             "reports 9p shares as broken on crosvm [unverified here]."),
+            "The balloon always offers deflate-on-OOM, so `deflateOnOOM = false` is refused.",
+            "`crosvm.pivotRoot` must name an existing empty directory.",
+        ),
     ),
     Hypervisor.KVMTOOL: Capabilities(
         features=frozenset({
             F.SHARE_9P, F.NET_USER, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE, F.VHOST_NET,
-            F.VSOCK, F.BALLOON, F.HUGEPAGES, F.PCI_PASSTHROUGH, F.GRAPHICS, F.CONTROL_SOCKET,
+            F.VSOCK, F.HUGEPAGES, F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.GRAPHICS,
         }),
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
         shutdown="none (lkvm stop is an abrupt stop)",
-        source="kvmtool/kvmtool: builtin-run.c, builtin-stop.c",
+        source="kvmtool/kvmtool: builtin-run.c, builtin-balloon.c, disk/core.c, virtio/9p.c, "
+               "virtio/net.c, virtio/balloon.c, kvm.c, Makefile",
+        feature_platforms=MappingProxyType({F.GRAPHICS: _X86}),
+        kernel_formats="x86_64: bzImage (no ELF vmlinux); aarch64: Image",
+        notes=(
+            ("No control socket: lkvm keeps its instance socket in `$HOME/.lkvm/<name>.sock`, "
+             "not at `microvm.socket`. Its balloon (`lkvm balloon -i/-d`) only inflates or "
+             "deflates by a relative amount, so the balloon is not offered."),
+            "At most 4 disks (store disk included); disk and 9p paths cannot contain ','.",
+            "9p shares cannot be read-only (`--9p DIR,TAG` has no such flag).",
+            ("Graphics is a VESA framebuffer (x86_64 only); `gtk` maps to `--gtk`, `headless` "
+             "to `--vnc`; the lkvm build must include that UI."),
+        ),
     ),
     Hypervisor.STRATOVIRT: Capabilities(
         features=frozenset({
-            F.SHARE_VIRTIOFS, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE, F.VHOST_NET, F.VSOCK,
-            F.BALLOON, F.CONTROL_SOCKET,
+            F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY, F.NET_TAP, F.NET_MACVTAP,
+            F.NET_BRIDGE, F.VHOST_NET, F.VSOCK, F.BALLOON, F.HUGEPAGES, F.VOLUME_SERIAL,
+            F.VOLUME_DIRECT, F.CONTROL_SOCKET,
         }),
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
         shutdown="none (QMP system_powerdown does not reach a microvm guest)",
-        source="openeuler-mirror/stratovirt: docs/config_guidebook.md, docs/qmp.md",
+        source="openeuler-mirror/stratovirt: docs/config_guidebook.md, docs/boot.md, "
+               "docs/qmp.md, machine_manager/src/config/mod.rs",
+        kernel_formats="x86_64: bzImage or a raw image (objcopy -O binary vmlinux); "
+                       "aarch64: Image",
+        notes=(
+            ("Always the `microvm` machine (virtio-mmio), on both architectures; PCI "
+             "passthrough would need the standard machine with UEFI firmware."),
+            "Option values cannot contain ',' or '=' (no escaping in its parser).",
+            "Memory must be 128 MiB to 512 GiB; at most 11 devices on x86_64.",
+        ),
     ),
     Hypervisor.ALIOTH: Capabilities(
-        features=frozenset({F.SHARE_VIRTIOFS, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE}),
+        features=frozenset({
+            F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY, F.NET_TAP, F.NET_BRIDGE, F.VSOCK,
+        }),
         image_types=frozenset({"raw"}),
-        platforms=frozenset({"x86_64-linux", "aarch64-linux", "aarch64-darwin"}),
+        platforms=_LINUX,
         shutdown="none (alioth has no control channel)",
-        source="google/alioth: alioth-cli/src/boot/boot.rs",
+        source="google/alioth: alioth-cli/src/boot/boot.rs, alioth-cli/src/boot/config.rs, "
+               "alioth-cli/src/objects.rs, alioth/src/virtio/dev/net/tap.rs, "
+               "alioth/src/device/console.rs",
+        kernel_formats="x86_64: bzImage (`--pvh` would take an ELF with the PVH note); "
+                       "aarch64: Image",
+        multiqueue_tap=True,
+        notes=(
+            "Experimental upstream. The console goes to stdio and needs a TTY.",
+            "Linux hosts only here: on macOS alioth has no tap, vhost-user or vhost-vsock.",
+            ("macvtap is not offered: alioth opens it by device path (`tap=/dev/tapN`), which "
+             "is only known once the link exists; it takes no file descriptor."),
+            "Values with ',' or '=' are passed through alioth's `-o id_N,VALUE` objects.",
+        ),
     ),
     Hypervisor.VFKIT: Capabilities(
         features=frozenset({
-            F.SHARE_VIRTIOFS, F.NET_USER, F.VSOCK, F.GRAPHICS, F.CONTROL_SOCKET,
+            F.SHARE_VIRTIOFS, F.NET_USER, F.VOLUME_SERIAL, F.GRAPHICS, F.CONTROL_SOCKET,
             F.GRACEFUL_SHUTDOWN,
         }),
         image_types=frozenset({"raw"}),
         platforms=frozenset({"aarch64-darwin"}),
         shutdown="REST POST /vm/state {\"state\": \"Stop\"}",
-        source="crc-org/vfkit: doc/usage.md",
+        source="crc-org/vfkit: doc/usage.md, pkg/config/virtio.go, pkg/config/bootloader.go, "
+               "pkg/cmdline/string_slice.go, pkg/rest/rest.go, pkg/rest/vf/state_change.go",
+        kernel_formats="uncompressed arm64 Image (a compressed one hangs)",
+        virtiofsd=False,
+        notes=(
+            ("macOS host (Virtualization.framework). virtiofs is built in: no virtiofsd, and "
+             "no read-only shares (`virtio-fs` takes only sharedDir and mountTag)."),
+            ("vsock is not offered: `virtio-vsock` maps single ports to Unix sockets and has no "
+             "CID; the balloon device has no runtime resize request."),
+            ("The REST socket must be absolute (`unix:///...`): a relative `microvm.socket` is "
+             "made absolute against the working directory at start."),
+            "`--device` values cannot contain ','; the kernel command line cannot contain '\"'.",
+        ),
     ),
 }
 

@@ -126,11 +126,15 @@ class _Checker:
 
     def need(self, feature: Feature, path: str, what: str | None = None) -> bool:
         """Report `path` when the chosen hypervisor lacks `feature`; True when supported."""
-        if self.caps.supports(feature):
+        if self.caps.supports(feature, self.vm.system):
             return True
-        others = [str(h) for h in supporting(feature)]
+        where = ""
+        if self.caps.supports(feature):
+            only = ", ".join(sorted(self.caps.feature_platforms[feature]))
+            where = f" on {self.vm.system} (only on {only})"
+        others = [str(h) for h in supporting(feature) if h is not self.vm.hypervisor]
         alt = f"; hypervisors that support it: {', '.join(others)}" if others else ""
-        self.add(path, f"{what or feature} not supported by {self.vm.hypervisor}{alt}")
+        self.add(path, f"{what or feature} not supported by {self.vm.hypervisor}{where}{alt}")
         return False
 
     def unique(self, items: Iterable[tuple[str, str]], what: str) -> None:
@@ -182,6 +186,10 @@ def _check_machine(c: _Checker) -> None:
     if vm.machine_id is not None and not _UUID.match(vm.machine_id):
         c.add("microvm.machineId",
               f"must be a UUID like 8-4-4-4-12 hex digits, got {vm.machine_id!r}")
+    elif vm.machine_id is not None:
+        c.need(Feature.MACHINE_ID, "microvm.machineId")
+    if vm.user is not None:
+        c.need(Feature.CHANGE_USER, "microvm.user")
     for i, word in enumerate(vm.kernel_params):
         if _CONTROL.search(word):
             c.add(f"microvm.kernelParams[{i}]", "must not contain control characters (newline...)")
@@ -210,8 +218,8 @@ def _check_memory(c: _Checker) -> None:
     vm = c.vm
     if vm.initial_balloon_mem and not vm.balloon:
         c.add("microvm.initialBalloonMem", "needs microvm.balloon = true")
-    if vm.balloon:
-        c.need(Feature.BALLOON, "microvm.balloon")
+    if vm.balloon and c.need(Feature.BALLOON, "microvm.balloon") and vm.initial_balloon_mem:
+        c.need(Feature.INITIAL_BALLOON, "microvm.initialBalloonMem")
     if vm.initial_balloon_mem >= vm.mem + vm.hotplugged_mem and vm.initial_balloon_mem:
         c.add("microvm.initialBalloonMem",
               f"must be less than the guest's memory ({vm.mem + vm.hotplugged_mem} MiB), "
@@ -224,6 +232,8 @@ def _check_memory(c: _Checker) -> None:
         c.add("microvm.hotplugMem",
               "virtio-mem needs PCI; the QEMU microvm machine has none "
               "(leave microvm.qemu.machine unset, or use q35)")
+    if vm.hotplug_mem and vm.hotplugged_mem and c.caps.supports(Feature.HOTPLUG_MEM):
+        c.need(Feature.HOTPLUGGED_MEM, "microvm.hotpluggedMem")
 
 
 def _check_volumes(c: _Checker) -> None:
@@ -241,7 +251,9 @@ def _check_volumes(c: _Checker) -> None:
         elif v.auto_create and v.image_type != "raw":
             c.add(f"{p}.imageType",
                   "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false")
-        if v.serial is not None:
+        if v.direct:
+            c.need(Feature.VOLUME_DIRECT, f"{p}.direct")
+        if v.serial is not None and c.need(Feature.VOLUME_SERIAL, f"{p}.serial"):
             if len(v.serial.encode()) > VIRTIO_BLK_SERIAL_MAX:
                 c.add(f"{p}.serial", f"at most {VIRTIO_BLK_SERIAL_MAX} bytes (virtio-blk), "
                       f"got {len(v.serial.encode())}")
@@ -266,12 +278,13 @@ def _check_shares(c: _Checker) -> None:
             if c.need(Feature.SHARE_9P, f"{p}.proto") and s.read_only:
                 c.need(Feature.SHARE_9P_READONLY, f"{p}.readOnly")
         else:
-            c.need(Feature.SHARE_VIRTIOFS, f"{p}.proto")
+            if c.need(Feature.SHARE_VIRTIOFS, f"{p}.proto") and s.read_only:
+                c.need(Feature.SHARE_VIRTIOFS_READONLY, f"{p}.readOnly")
             if len(s.tag.encode()) > VIRTIOFS_TAG_MAX:
                 c.add(f"{p}.tag", f"virtiofs tags are at most {VIRTIOFS_TAG_MAX} bytes, "
                       f"got {len(s.tag.encode())}")
-        if _CONTROL.search(s.tag) or "," in s.tag:
-            c.add(f"{p}.tag", f"must not contain ',' or control characters, got {s.tag!r}")
+        if _CONTROL.search(s.tag) or any(ch in s.tag for ch in ",/") or s.tag in (".", ".."):
+            c.add(f"{p}.tag", f"must not contain ',', '/' or control characters, got {s.tag!r}")
         if _CONTROL.search(s.source):
             c.add(f"{p}.source", "must not contain control characters (newline...)")
         if s.socket is not None and _CONTROL.search(s.socket):
@@ -374,7 +387,9 @@ CHECKS: tuple[Callable[[_Checker], None], ...] = (
 
 def semantic_problems(vm: MicroVM) -> list[Problem]:
     """Rules beyond the schema, in document order within each area."""
+    from .hypervisors import backend
+
     c = _Checker(vm)
     for check in CHECKS:
         check(c)
-    return c.problems
+    return c.problems + backend(vm.hypervisor).problems(vm)

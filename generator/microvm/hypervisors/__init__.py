@@ -14,12 +14,34 @@ def backend(hv: Hypervisor) -> Backend:
             from .qemu import Qemu
 
             return Qemu()
-        case (Hypervisor.CLOUD_HYPERVISOR | Hypervisor.FIRECRACKER | Hypervisor.CROSVM
-              | Hypervisor.KVMTOOL | Hypervisor.STRATOVIRT | Hypervisor.ALIOTH
-              | Hypervisor.VFKIT):
-            from .pending import Pending
+        case Hypervisor.CLOUD_HYPERVISOR:
+            from .cloud_hypervisor import CloudHypervisor
 
-            return Pending(hv)
+            return CloudHypervisor()
+        case Hypervisor.FIRECRACKER:
+            from .firecracker import Firecracker
+
+            return Firecracker()
+        case Hypervisor.CROSVM:
+            from .crosvm import Crosvm
+
+            return Crosvm()
+        case Hypervisor.KVMTOOL:
+            from .kvmtool import Kvmtool
+
+            return Kvmtool()
+        case Hypervisor.STRATOVIRT:
+            from .stratovirt import Stratovirt
+
+            return Stratovirt()
+        case Hypervisor.ALIOTH:
+            from .alioth import Alioth
+
+            return Alioth()
+        case Hypervisor.VFKIT:
+            from .vfkit import Vfkit
+
+            return Vfkit()
         case _:
             assert_never(hv)
 

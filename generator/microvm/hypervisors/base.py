@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from ..capabilities import CAPABILITIES, Capabilities, Feature, Hypervisor
 from ..config import InterfaceType, MicroVM
+from ..errors import Problem
 
 # fds the runner opens for macvtap queues start here (0-2 are stdio)
 FIRST_MACVTAP_FD = 3
@@ -62,6 +63,8 @@ class Launch:
     files: dict[str, str] = field(default_factory=dict)
     # environment variables the hypervisor needs
     env: dict[str, str] = field(default_factory=dict)
+    # Unix sockets the hypervisor creates and will not replace: stale ones are removed first
+    sockets: list[str] = field(default_factory=list)
 
 
 def macvtap_fds(vm: MicroVM) -> dict[str, list[int]]:
@@ -75,8 +78,8 @@ def macvtap_fds(vm: MicroVM) -> dict[str, list[int]]:
 
 
 def queues(vm: MicroVM) -> int:
-    """Queue pairs of a multiqueue tap: one per vCPU (a single queue for one vCPU)."""
-    return vm.vcpu
+    """Queue pairs of a tap: one per vCPU where the hypervisor opens taps multiqueue, else 1."""
+    return vm.vcpu if CAPABILITIES[vm.hypervisor].multiqueue_tap else 1
 
 
 class Backend(ABC):
@@ -104,6 +107,28 @@ class Backend(ABC):
 
     def supports(self, feature: Feature) -> bool:
         return self.caps.supports(feature)
+
+    def problems(self, vm: MicroVM) -> list[Problem]:
+        """What this backend cannot express for `vm` although the capability table allows it
+        (option values its syntax cannot carry, device limits), by option path."""
+        del vm
+        return []
+
+
+def unencodable(path: str, value: str, chars: str, hv: Hypervisor,
+                where: str = "option values") -> list[Problem]:
+    """A problem when `value` holds one of `chars`, which `hv` cannot escape in `where`."""
+    bad = sorted({c for c in value if c in chars})
+    if not bad:
+        return []
+    shown = " or ".join(repr(c) for c in bad)
+    return [Problem(path, f"{hv} cannot take {shown} in {where}, got {value!r}")]
+
+
+def hybrid_vsock_socket(vm: MicroVM) -> str:
+    """Host side of a vsock device that hypervisors expose as a Unix socket (firecracker,
+    cloud-hypervisor): relative to the working directory, like the control socket."""
+    return f"{vm.host_name}-vsock.sock"
 
 
 def comma_escape(value: str) -> str:

@@ -1,0 +1,115 @@
+"""Documentation rendered from the capability table (the one source of what is supported).
+
+`python -m microvm.docs --write docs/hypervisors.md` rewrites the generated blocks of that page
+(between the BEGIN/END markers); `--check` exits 1 when they are stale; with no option the
+feature table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .capabilities import CAPABILITIES, Capabilities, Feature, Hypervisor
+
+TABLE_BEGIN = "<!-- BEGIN FEATURE TABLE -->"
+TABLE_END = "<!-- END FEATURE TABLE -->"
+NOTES_BEGIN = "<!-- BEGIN HYPERVISOR NOTES -->"
+NOTES_END = "<!-- END HYPERVISOR NOTES -->"
+REGENERATE = "python -m microvm.docs --write docs/hypervisors.md"
+
+YES = "yes"
+NO = "—"
+
+
+def _arches(platforms: frozenset[str]) -> str:
+    return ", ".join(sorted(p.split("-", 1)[0] for p in platforms))
+
+
+def _cell(caps: Capabilities, feature: Feature) -> str:
+    if not caps.supports(feature):
+        return NO
+    only = caps.feature_platforms.get(feature)
+    if only is not None and only != caps.platforms:
+        return f"{_arches(only)} only"
+    return YES
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def feature_table() -> str:
+    """Markdown: one row per feature, one column per hypervisor, then platforms and images."""
+    hvs = list(Hypervisor)
+    lines = [_row(["Feature", "Option (`microvm.`…)", *(f"`{hv}`" for hv in hvs)]),
+             _row(["---"] * (len(hvs) + 2))]
+    for feature in Feature:
+        cells = [_cell(CAPABILITIES[hv], feature) for hv in hvs]
+        lines.append(_row([feature.value, f"`{feature.option}`", *cells]))
+    lines.append(_row(["platforms", "`system`",
+                       *(", ".join(sorted(CAPABILITIES[hv].platforms)) for hv in hvs)]))
+    lines.append(_row(["image types", "`volumes.*.imageType`",
+                       *(", ".join(sorted(CAPABILITIES[hv].image_types)) for hv in hvs)]))
+    lines.append(_row(["multiqueue taps", "(`vcpu` > 1)",
+                       *(YES if CAPABILITIES[hv].multiqueue_tap else NO for hv in hvs)]))
+    return "\n".join(lines) + "\n"
+
+
+def hypervisor_notes() -> str:
+    """Markdown: per hypervisor, the kernel it boots, how it shuts down, sources and notes."""
+    out: list[str] = []
+    for hv in Hypervisor:
+        caps = CAPABILITIES[hv]
+        out += [f"### {hv}", "",
+                f"- Kernel (`microvm.kernel`): {caps.kernel_formats}.",
+                f"- Shutdown: {caps.shutdown}.",
+                f"- Checked against {caps.source}."]
+        out += [f"- {note}" for note in caps.notes]
+        out.append("")
+    return "\n".join(out)
+
+
+def _replace(text: str, begin: str, end: str, body: str) -> str:
+    try:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+    except ValueError:
+        raise ValueError(f"markers {begin} ... {end} not found") from None
+    return f"{head}{begin}\n{body}{end}{tail}"
+
+
+def render_page(text: str) -> str:
+    """`text` with its generated blocks replaced by the current ones."""
+    text = _replace(text, TABLE_BEGIN, TABLE_END, feature_table())
+    return _replace(text, NOTES_BEGIN, NOTES_END, hypervisor_notes())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m microvm.docs", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", type=Path, metavar="PAGE",
+                       help="rewrite the generated blocks of PAGE")
+    group.add_argument("--check", type=Path, metavar="PAGE",
+                       help="exit 1 when the generated blocks of PAGE are stale")
+    args = parser.parse_args(argv)
+    if args.write is None and args.check is None:
+        sys.stdout.write(feature_table())
+        return 0
+    page: Path = args.write or args.check
+    text = page.read_text("utf-8")
+    new = render_page(text)
+    if args.check is not None:
+        if new != text:
+            print(f"{page} is stale; regenerate it with: {REGENERATE}", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        page.write_text(new, "utf-8")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""alioth: `alioth boot` with serde_aco `key=value` options; no control channel at all.
+
+Checked against google/alioth: alioth-cli/src/boot/boot.rs (`BootArgs`), alioth-cli/src/boot/
+config.rs (`BlkSpec`, `FsSpec`, `NetSpec`, `VsockSpec`), alioth-cli/src/boot/boot_test.rs
+(spellings), alioth-cli/src/objects.rs (`-o id_N,VALUE` for values with ',' or '='),
+alioth/src/virtio/dev/net/tap.rs (`if_name`, `queue_pairs`), alioth/src/mem/mem.rs (`MemSpec`).
+"""
+
+from __future__ import annotations
+
+from ..capabilities import Hypervisor
+from ..config import MicroVM, ShareProto
+from .base import Accel, Backend, Launch, RunContext, queues
+
+REBOOT_PARAMS = ("reboot=k", "panic=1")
+
+
+def console(vm: MicroVM) -> str:
+    # 16450 UART on x86_64, PL011 on aarch64
+    return "ttyAMA0" if vm.arch == "aarch64" else "ttyS0"
+
+
+def cmdline(vm: MicroVM) -> str:
+    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *vm.kernel_params])
+
+
+class _Objects:
+    """Values serde_aco cannot take inline go into `-o id_N,VALUE` objects."""
+
+    def __init__(self) -> None:
+        self.argv: list[str] = []
+
+    def value(self, v: str | int) -> str:
+        s = str(v)
+        if "," not in s and "=" not in s:
+            return s
+        key = f"id_{len(self.argv) // 2}"
+        self.argv += ["-o", f"{key},{s}"]
+        return key
+
+    def kv(self, head: str | None, items: dict[str, str | int | bool | None]) -> str:
+        out = [head] if head else []
+        for k, v in items.items():
+            if v is None:
+                continue
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            out.append(f"{k}={self.value(v)}")
+        return ",".join(out)
+
+
+class Alioth(Backend):
+    hypervisor = Hypervisor.ALIOTH
+
+    def argv(self, vm: MicroVM) -> list[str]:
+        o = _Objects()
+        shared = bool(vm.shares_of(ShareProto.VIRTIOFS))
+        argv = ["alioth", "boot",
+                "--cpu", o.kv(None, {"count": vm.vcpu}),
+                # memfd backing; vhost-user (virtiofsd) needs it mapped shared
+                "--memory", o.kv(None, {"size": f"{vm.mem}M", "backend": "memfd",
+                                        "shared": True if shared else None}),
+                "--kernel", vm.kernel]
+        if vm.initrd is not None:
+            argv += ["--initramfs", vm.initrd]
+        argv += ["--cmdline", cmdline(vm),
+                 "--entropy"]
+        if vm.store_disk_path is not None:
+            argv += ["--blk", o.kv("file", {"path": vm.store_disk_path, "readonly": True})]
+        for v in vm.volumes:
+            argv += ["--blk", o.kv("file", {"path": v.image, "readonly": v.read_only or None})]
+        for s in vm.shares_of(ShareProto.VIRTIOFS):
+            assert s.socket is not None
+            argv += ["--fs", o.kv("vu", {"socket": s.socket, "tag": s.tag})]
+        q = queues(vm)
+        for iface in vm.interfaces:
+            argv += ["--net", o.kv(None, {"if_name": iface.id, "mac": iface.mac,
+                                          "queue_pairs": q if q > 1 else None})]
+        if vm.vsock_cid is not None:
+            argv += ["--vsock", o.kv("vhost", {"cid": vm.vsock_cid})]
+        return argv + o.argv + list(vm.hypervisor_extra_args)
+
+    def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
+        del ctx  # alioth reads no generated files
+        return Launch(variants={Accel.KVM: self.argv(vm)})

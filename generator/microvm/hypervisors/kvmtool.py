@@ -1,0 +1,107 @@
+"""kvmtool: `lkvm run`, no control channel this generator can address.
+
+Checked against kvmtool/kvmtool: builtin-run.c (options and the command line it prepends),
+disk/core.c (`-d PATH[,ro][,direct]`, at most 4 disks), virtio/9p.c (`--9p DIR,TAG`),
+virtio/net.c (`-n` keys, fd passing, single-queue tap open, default user network),
+include/kvm/disk-image.h (MAX_DISK_IMAGES), Makefile (framebuffer on x86 only).
+"""
+
+from __future__ import annotations
+
+from ..capabilities import Hypervisor
+from ..config import InterfaceType, MicroVM, ShareProto
+from ..errors import Problem
+from .base import Accel, Backend, Launch, RunContext, macvtap_fds, unencodable
+
+REBOOT_PARAMS = ("reboot=k", "panic=1")
+MAX_DISKS = 4  # include/kvm/disk-image.h MAX_DISK_IMAGES
+HUGETLBFS = "/dev/hugepages"
+# graphics backend -> lkvm framebuffer UI
+_UI = {"gtk": "--gtk", "headless": "--vnc"}
+
+
+def cmdline(vm: MicroVM) -> str:
+    # lkvm prepends its own words (console=, reboot=k...) unless --nodefaults; ours come last
+    return " ".join(["console=ttyS0", *REBOOT_PARAMS, *vm.kernel_params])
+
+
+def _disks(vm: MicroVM) -> list[tuple[str, str, str]]:
+    """(option path, image, flags) for the store disk and each volume."""
+    disks = []
+    if vm.store_disk_path is not None:
+        disks.append(("microvm.storeDisk", vm.store_disk_path, ",ro"))
+    for i, v in enumerate(vm.volumes):
+        flags = (",ro" if v.read_only else "") + (",direct" if v.direct else "")
+        disks.append((f"microvm.volumes[{i}].image", v.image, flags))
+    return disks
+
+
+class Kvmtool(Backend):
+    hypervisor = Hypervisor.KVMTOOL
+
+    def argv(self, vm: MicroVM) -> list[str]:
+        argv = ["lkvm", "run",
+                "--name", vm.host_name,
+                "--cpus", str(vm.vcpu),
+                "--mem", str(vm.mem),
+                "--console", "serial",
+                "--rng",
+                "--kernel", vm.kernel]
+        if vm.initrd is not None:
+            argv += ["--initrd", vm.initrd]
+        argv += ["--params", cmdline(vm)]
+        if vm.hugepage_mem:
+            argv += ["--hugetlbfs", HUGETLBFS]
+        for _, image, flags in _disks(vm):
+            argv += ["--disk", image + flags]
+        for s in vm.shares_of(ShareProto.NINEP):
+            argv += ["--9p", f"{s.source},{s.tag}"]
+        fds = macvtap_fds(vm)
+        for iface in vm.interfaces:
+            vhost = ",vhost=1" if iface.vhost else ""
+            match iface.type:
+                case InterfaceType.USER:
+                    spec = "mode=user"
+                case InterfaceType.MACVTAP:
+                    # the runner opened /dev/tapN; lkvm uses the fd as is
+                    spec = f"mode=tap,fd={fds[iface.id][0]}{vhost}"
+                case _:
+                    spec = f"mode=tap,tapif={iface.id}{vhost}"
+            argv += ["--network", f"{spec},guest_mac={iface.mac}"]
+        if not vm.interfaces:
+            # without any -n, lkvm adds a user-mode network of its own
+            argv += ["--network", "mode=none"]
+        if vm.vsock_cid is not None:
+            argv += ["--vsock", str(vm.vsock_cid)]
+        for d in vm.devices:
+            argv += ["--vfio-pci", d.path]
+        if vm.graphics and vm.graphics_backend in _UI:
+            argv.append(_UI[vm.graphics_backend])
+        return argv + list(vm.hypervisor_extra_args)
+
+    def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
+        del ctx  # lkvm reads no generated files
+        return Launch(variants={Accel.KVM: self.argv(vm)})
+
+    def problems(self, vm: MicroVM) -> list[Problem]:
+        hv = self.hypervisor
+        out: list[Problem] = []
+        disks = _disks(vm)
+        if len(disks) > MAX_DISKS:
+            out.append(Problem("microvm.volumes", f"kvmtool attaches at most {MAX_DISKS} disks "
+                               f"(the store disk counts), got {len(disks)}"))
+        for path, image, _ in disks:
+            out += unencodable(path, image, ",", hv, "disk paths")
+        for i, s in enumerate(vm.shares):
+            if s.proto is ShareProto.NINEP:
+                out += unencodable(f"microvm.shares[{i}].source", s.source, ",", hv,
+                                   "9p directories")
+        for i, iface in enumerate(vm.interfaces):
+            if iface.type is not InterfaceType.USER:
+                out += unencodable(f"microvm.interfaces[{i}].id", iface.id, ",", hv,
+                                   "interface names")
+        if vm.graphics and vm.graphics_backend not in _UI:
+            out.append(Problem("microvm.graphics.backend",
+                               f"kvmtool offers {' or '.join(sorted(_UI))}, "
+                               f"got {vm.graphics_backend!r}"))
+        return out

@@ -1,0 +1,527 @@
+"""Hypervisor backends: exact argv/config against reviewed golden files, and the runner scripts
+they produce pass shellcheck.
+
+None of these hypervisors can run on the CI machine (no KVM), so the argv is the contract: each
+golden file under tests/golden/<hypervisor>/ was checked by hand against the upstream files its
+README names. `MICROVM_UPDATE_GOLDEN=1 python -m pytest tests/test_backends.py` rewrites them;
+review the diff before committing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
+from microvm.config import MicroVM, from_document
+from microvm.errors import ValidationError
+from microvm.hypervisors import Accel, RunContext, backend
+from microvm.hypervisors.alioth import Alioth
+from microvm.hypervisors.cloud_hypervisor import CloudHypervisor, vm_config
+from microvm.hypervisors.cloud_hypervisor import value as ch_value
+from microvm.hypervisors.crosvm import value as crosvm_value
+from microvm.hypervisors.firecracker import merge
+from microvm.hypervisors.qemu import Qemu
+from microvm.hypervisors.vfkit import Vfkit
+from microvm.runner import build, virtiofsd_argv
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("MICROVM_UPDATE_GOLDEN") == "1"
+RUNNER_DIR = "/nix/store/00000000000000000000000000000000-microvm-runner"
+CTX = RunContext(runner_dir=RUNNER_DIR)
+F = Feature
+Doc = dict[str, Any]
+
+# the kernel each hypervisor is given (its preferred direct-boot format, see docs)
+KERNEL = {
+    Hypervisor.QEMU: "/nix/store/kkkk-linux-6.6/bzImage",
+    Hypervisor.CLOUD_HYPERVISOR: "/nix/store/kkkk-linux-6.6-dev/vmlinux",
+    Hypervisor.FIRECRACKER: "/nix/store/kkkk-linux-6.6-dev/vmlinux",
+    Hypervisor.CROSVM: "/nix/store/kkkk-linux-6.6-dev/vmlinux",
+    Hypervisor.KVMTOOL: "/nix/store/kkkk-linux-6.6/bzImage",
+    Hypervisor.STRATOVIRT: "/nix/store/kkkk-linux-6.6/bzImage",
+    Hypervisor.ALIOTH: "/nix/store/kkkk-linux-6.6/bzImage",
+    Hypervisor.VFKIT: "/nix/store/kkkk-linux-6.6/Image",
+}
+INITRD = "/nix/store/iiii-initrd-linux-6.6/initrd"
+STORE_DISK = "/nix/store/ssss-store-disk/store.erofs"
+
+
+def system(hv: Hypervisor) -> str:
+    return "aarch64-darwin" if hv is Hypervisor.VFKIT else "x86_64-linux"
+
+
+def document(hv: Hypervisor, **microvm: Any) -> Doc:
+    """A document for `hv`: its kernel, an initrd, no store disk unless asked for."""
+    m: dict[str, Any] = {"hypervisor": str(hv), "kernel": KERNEL[hv], "initrdPath": INITRD,
+                         "storeOnDisk": False}
+    m.update(microvm)
+    return {"hostName": "demo", "system": system(hv), "microvm": m}
+
+
+def has(hv: Hypervisor, feature: Feature) -> bool:
+    return CAPABILITIES[hv].supports(feature, system(hv))
+
+
+# -- the cases ------------------------------------------------------------------------------
+
+def shares(hv: Hypervisor) -> list[Doc]:
+    out: list[Doc] = []
+    if has(hv, F.SHARE_VIRTIOFS):
+        out.append({"tag": "ro-store", "source": "/nix/store", "mountPoint": "/nix/.ro-store",
+                    "proto": "virtiofs", "readOnly": has(hv, F.SHARE_VIRTIOFS_READONLY)})
+    if has(hv, F.SHARE_9P):
+        out.append({"tag": "data", "source": "/srv/vm data", "mountPoint": "/data",
+                    "proto": "9p", "readOnly": has(hv, F.SHARE_9P_READONLY),
+                    "securityModel": "mapped"})
+    return out
+
+
+def interfaces(hv: Hypervisor) -> list[Doc]:
+    out: list[Doc] = []
+    if has(hv, F.NET_USER):
+        out.append({"type": "user", "id": "usernet", "mac": "02:00:00:00:00:01"})
+    if has(hv, F.NET_TAP):
+        out.append({"type": "tap", "id": "vm-demo", "mac": "02:00:00:00:00:02",
+                    "tap": {"vhost": has(hv, F.VHOST_NET)}})
+    if has(hv, F.NET_MACVTAP):
+        out.append({"type": "macvtap", "id": "vm-demo-mvt", "mac": "02:00:00:00:00:03",
+                    "macvtap": {"link": "eth0", "mode": "bridge"}})
+    if has(hv, F.NET_BRIDGE):
+        out.append({"type": "bridge", "id": "vm-demo-br", "mac": "02:00:00:00:00:04",
+                    "bridge": "br0"})
+    return out
+
+
+def volumes(hv: Hypervisor) -> list[Doc]:
+    data: Doc = {"image": "data.img", "size": 256, "label": "data", "mountPoint": "/var/data"}
+    if has(hv, F.VOLUME_SERIAL):
+        data["serial"] = "data"
+    if has(hv, F.VOLUME_DIRECT):
+        data["direct"] = True
+    return [data, {"image": "/srv/images/seed.img", "autoCreate": False, "readOnly": True}]
+
+
+EXTRA_ARGS = {
+    Hypervisor.CLOUD_HYPERVISOR: ["--watchdog"],
+    Hypervisor.FIRECRACKER: ["--level", "Info"],
+    Hypervisor.CROSVM: ["--disable-sandbox"],
+    Hypervisor.KVMTOOL: ["--debug"],
+    Hypervisor.STRATOVIRT: ["-D"],
+    Hypervisor.ALIOTH: ["--pvpanic"],
+    Hypervisor.VFKIT: ["--device", "virtio-balloon"],
+}
+
+
+def full(hv: Hypervisor) -> Doc:
+    """Every option the hypervisor supports, at once."""
+    m: dict[str, Any] = {"vcpu": 2, "mem": 1024, "storeOnDisk": True, "storeDisk": STORE_DISK,
+                         "kernelParams": ["quiet", "systemd.unit=multi-user.target"],
+                         "volumes": volumes(hv), "shares": shares(hv),
+                         "interfaces": interfaces(hv)}
+    if has(hv, F.FORWARD_PORTS):
+        m["forwardPorts"] = [{"host": {"port": 2222}, "guest": {"port": 22}}]
+    if has(hv, F.VSOCK):
+        m["vsock"] = {"cid": 42}
+    if has(hv, F.BALLOON):
+        m["balloon"] = True
+        if has(hv, F.INITIAL_BALLOON):
+            m["initialBalloonMem"] = 128
+    if has(hv, F.HOTPLUG_MEM):
+        m["hotplugMem"] = 1024
+        m["hotpluggedMem"] = 512 if has(hv, F.HOTPLUGGED_MEM) else 0
+    if has(hv, F.HUGEPAGES):
+        m["hugepageMem"] = True
+    devices = []
+    if has(hv, F.PCI_PASSTHROUGH):
+        devices.append({"bus": "pci", "path": "0000:01:00.0"})
+    if has(hv, F.USB_PASSTHROUGH):
+        devices.append({"bus": "usb", "path": "vendorid=0x1234,productid=0x5678"})
+    m["devices"] = devices
+    if has(hv, F.GRAPHICS):
+        m["graphics"] = {"enable": True,
+                         "backend": "cocoa" if hv is Hypervisor.VFKIT else "gtk"}
+    if has(hv, F.MACHINE_ID):
+        m["machineId"] = "5e0c3b4a-8f2d-4c51-9a6e-2b7d1f0e9c3a"
+    if has(hv, F.CREDENTIALS):
+        m["credentialFiles"] = {"token": "/run/secrets/token"}
+    if has(hv, F.CHANGE_USER):
+        m["user"] = "microvm"
+    if hv in EXTRA_ARGS:
+        m[str(hv)] = {"extraArgs": EXTRA_ARGS[hv]}
+    if hv is Hypervisor.FIRECRACKER:
+        m["firecracker"]["cpu"] = {"kvm_capabilities": ["!56"], "cpuid_modifiers": [{
+            "leaf": "0x1", "subleaf": "0x0", "flags": 0,
+            "modifiers": [{"register": "ecx", "bitmap": "0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx0"}]}]}
+        m["firecracker"]["extraConfig"] = {"machine-config": {"track_dirty_pages": True},
+                                           "logger": {"level": "Info", "log_path": "fc.log"}}
+    if hv is Hypervisor.CROSVM:
+        m["crosvm"]["pivotRoot"] = "/var/empty"
+    return document(hv, **m)
+
+
+def optional(feature: Feature, make: Callable[[Hypervisor], Doc]
+             ) -> Callable[[Hypervisor], Doc | None]:
+    return lambda hv: make(hv) if has(hv, feature) else None
+
+
+CASES: dict[str, Callable[[Hypervisor], Doc | None]] = {
+    "minimal": lambda hv: document(hv),
+    "full": full,
+    "store-disk": lambda hv: document(hv, storeOnDisk=True, storeDisk=STORE_DISK,
+                                      volumes=[{"image": "var.img", "size": 512}]),
+    "shares": lambda hv: document(hv, shares=shares(hv)) if shares(hv) else None,
+    "net": lambda hv: document(hv, vcpu=2, interfaces=interfaces(hv)),
+    "vsock": optional(F.VSOCK, lambda hv: document(hv, vsock={"cid": 3})),
+    "balloon": optional(F.BALLOON, lambda hv: document(
+        hv, mem=2048, balloon=True, deflateOnOOM=hv is Hypervisor.CROSVM,
+        initialBalloonMem=512 if has(hv, F.INITIAL_BALLOON) else 0)),
+}
+
+QEMU_CASES: dict[str, Doc] = {
+    "microvm": document(Hypervisor.QEMU, storeOnDisk=True, storeDisk=STORE_DISK,
+                        volumes=[{"image": "var.img", "size": 512, "serial": "var"}],
+                        shares=[{"tag": "data", "source": "/srv/data", "mountPoint": "/data",
+                                 "readOnly": True}],
+                        interfaces=[{"type": "user", "id": "usernet",
+                                     "mac": "02:00:00:00:00:01"}]),
+    "q35-pci": document(Hypervisor.QEMU, vcpu=2, mem=2048, hotplugMem=1024,
+                        devices=[{"bus": "pci", "path": "0000:01:00.0",
+                                  "qemu": {"id": "gpu0"}}],
+                        machineId="5e0c3b4a-8f2d-4c51-9a6e-2b7d1f0e9c3a"),
+    "virtiofs": document(Hypervisor.QEMU, shares=[
+        {"tag": "ro-store", "source": "/nix/store", "mountPoint": "/nix/.ro-store",
+         "proto": "virtiofs", "readOnly": True}]),
+    "macvtap": document(Hypervisor.QEMU, vcpu=2, interfaces=[
+        {"type": "macvtap", "id": "vm-demo-mvt", "mac": "02:00:00:00:00:03",
+         "macvtap": {"link": "eth0", "mode": "bridge"}, "tap": {"vhost": True}}]),
+    "forward-ports": document(Hypervisor.QEMU, interfaces=[
+        {"type": "user", "id": "usernet", "mac": "02:00:00:00:00:01"}], forwardPorts=[
+        {"host": {"port": 2222}, "guest": {"port": 22}},
+        {"from": "guest", "proto": "tcp", "host": {"address": "127.0.0.1", "port": 8080},
+         "guest": {"address": "10.0.2.100", "port": 80}}]),
+}
+
+OTHERS = [hv for hv in Hypervisor if hv is not Hypervisor.QEMU]
+
+
+def all_cases() -> list[tuple[Hypervisor, str, Doc]]:
+    out = []
+    for hv in OTHERS:
+        for name, make in CASES.items():
+            doc = make(hv)
+            if doc is not None:
+                out.append((hv, name, doc))
+    out += [(Hypervisor.QEMU, name, doc) for name, doc in QEMU_CASES.items()]
+    return out
+
+
+ALL = all_cases()
+
+
+def load(doc: Doc) -> MicroVM:
+    return from_document(doc)
+
+
+def control(c: Any) -> Any:
+    """A Control as JSON: the fields its kind uses."""
+    if c is None:
+        return None
+    d = dataclasses.asdict(c)
+    if c.kind != "http":
+        del d["method"], d["path"]
+    return {k: v for k, v in d.items() if v not in (None, ())}
+
+
+def golden_record(hv: Hypervisor, doc: Doc) -> dict[str, Any]:
+    vm = load(doc)
+    be = backend(hv)
+    record: dict[str, Any] = {"document": doc["microvm"]}
+    if hv is Hypervisor.QEMU:
+        qemu = Qemu()
+        record["argv"] = {"kvm": qemu.argv(vm, CTX, Accel.KVM),
+                          "tcg": qemu.argv(vm, CTX, Accel.TCG)}
+    else:
+        launch = be.launch(vm, CTX)
+        assert list(launch.variants) == [Accel.KVM]
+        record["argv"] = {str(k): v for k, v in launch.variants.items()}
+        if launch.files:
+            record["files"] = {name: json.loads(text) for name, text in launch.files.items()}
+        if launch.sockets:
+            record["sockets"] = launch.sockets
+    if hv is Hypervisor.CLOUD_HYPERVISOR:
+        record["vm_config"] = vm_config(vm)
+    record["shutdown"] = control(be.shutdown(vm))
+    record["balloon"] = control(be.balloon(vm))
+    return record
+
+
+def _id(case: tuple[Hypervisor, str, Doc]) -> str:
+    return f"{case[0]}/{case[1]}"
+
+
+@pytest.mark.parametrize("case", ALL, ids=_id)
+def test_golden(case: tuple[Hypervisor, str, Doc]) -> None:
+    hv, name, doc = case
+    path = GOLDEN / str(hv) / f"{name}.json"
+    got = json.dumps(golden_record(hv, doc), indent=2, ensure_ascii=False) + "\n"
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(got, "utf-8")
+    assert path.exists(), f"no golden file {path}; run with MICROVM_UPDATE_GOLDEN=1 and review"
+    assert path.read_text("utf-8") == got, (
+        f"{path} differs; if the change is intended, rerun with MICROVM_UPDATE_GOLDEN=1 and "
+        "review the diff against the upstream docs named in its README")
+
+
+def test_no_stray_golden_files() -> None:
+    expected = {GOLDEN / str(hv) / f"{name}.json" for hv, name, _ in ALL}
+    found = set(GOLDEN.glob("*/*.json"))
+    assert found - expected == set(), "golden files without a case"
+    for hv in Hypervisor:
+        assert (GOLDEN / str(hv) / "README.md").exists(), f"{hv}: golden README missing"
+
+
+@pytest.mark.parametrize("hv", OTHERS, ids=str)
+def test_each_case_is_valid_and_has_one_kvm_variant(hv: Hypervisor) -> None:
+    for name, make in CASES.items():
+        doc = make(hv)
+        if doc is None:
+            continue
+        vm = load(doc)
+        launch = backend(hv).launch(vm, CTX)
+        assert set(launch.variants) == {Accel.KVM}, name
+        argv = launch.variants[Accel.KVM]
+        assert all(isinstance(a, str) for a in argv), name
+        extra = list(vm.hypervisor_extra_args)
+        assert any(argv[i:i + len(extra)] == extra for i in range(len(argv))), name
+
+
+# -- shellcheck over every generated runner -------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_generated_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    scripts = []
+    for hv, name, doc in ALL:
+        tree = build(load(doc), f"/run/microvm/{hv}-{name}")
+        for rel, (content, executable) in tree.files.items():
+            if executable:
+                path = tmp_path / str(hv) / name / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content, "utf-8")
+                scripts.append(str(path))
+    assert len(scripts) > 50
+    result = subprocess.run(["shellcheck", "--shell=bash", "--severity=style", *scripts],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+# -- runner integration ---------------------------------------------------------------------
+
+def test_vfkit_serves_virtiofs_itself() -> None:
+    vm = load(CASES["shares"](Hypervisor.VFKIT) or {})
+    tree = build(vm, RUNNER_DIR)
+    assert "bin/virtiofsd-run" not in tree.files
+    run = tree.files["bin/microvm-run"][0]
+    assert "virtiofsd-run" not in run
+
+
+def test_crosvm_gets_the_tag_from_virtiofsd() -> None:
+    vm = load(CASES["shares"](Hypervisor.CROSVM) or {})
+    share = vm.shares[0]
+    assert f"--tag={share.tag}" in virtiofsd_argv(vm, share)["rust"]
+    qemu_vm = load(QEMU_CASES["virtiofs"])
+    assert not any(a.startswith("--tag") for a in virtiofsd_argv(qemu_vm,
+                                                                 qemu_vm.shares[0])["rust"])
+
+
+@pytest.mark.parametrize("hv", [Hypervisor.FIRECRACKER, Hypervisor.KVMTOOL, Hypervisor.CROSVM,
+                                Hypervisor.STRATOVIRT], ids=str)
+def test_single_queue_hypervisors_get_single_queue_taps(hv: Hypervisor) -> None:
+    vm = load(CASES["net"](hv) or {})
+    tree = build(vm, RUNNER_DIR)
+    assert "multi_queue" not in tree.files["bin/tap-up"][0]
+    if has(hv, F.NET_MACVTAP):
+        # one fd per macvtap: an unread queue would drop the flows steered to it
+        assert tree.files["bin/microvm-run"][0].count("<>\"/dev/tap$ifindex\"") == 1
+
+
+def test_multiqueue_hypervisor_gets_multiqueue_taps() -> None:
+    vm = load(CASES["net"](Hypervisor.CLOUD_HYPERVISOR) or {})
+    tree = build(vm, RUNNER_DIR)
+    assert "multi_queue" in tree.files["bin/tap-up"][0]
+    assert tree.files["bin/microvm-run"][0].count("<>\"/dev/tap$ifindex\"") == 2
+
+
+def test_stale_sockets_are_removed_before_start() -> None:
+    vm = load(CASES["vsock"](Hypervisor.FIRECRACKER) or {})
+    run = build(vm, RUNNER_DIR).files["bin/microvm-run"][0]
+    assert "if [ -S demo.sock ]; then rm -f -- demo.sock; fi" in run
+    assert "if [ -S demo-vsock.sock ]; then rm -f -- demo-vsock.sock; fi" in run
+
+
+def test_firecracker_writes_its_config_beside_the_runner() -> None:
+    vm = load(full(Hypervisor.FIRECRACKER))
+    tree = build(vm, RUNNER_DIR)
+    config = json.loads(tree.files["share/microvm/firecracker.json"][0])
+    argv = backend(Hypervisor.FIRECRACKER).launch(vm, CTX).variants[Accel.KVM]
+    assert argv[1:3] == ["--config-file", f"{RUNNER_DIR}/share/microvm/firecracker.json"]
+    assert config["cpu-config"] == f"{RUNNER_DIR}/share/microvm/cpu-config.json"
+    assert json.loads(tree.files["share/microvm/cpu-config.json"][0]) == vm.firecracker_cpu
+    # extraConfig merges into the generated sections instead of replacing them
+    assert config["machine-config"] == {"vcpu_count": 2, "mem_size_mib": 1024,
+                                        "huge_pages": "2M", "track_dirty_pages": True}
+
+
+def test_shutdown_script_says_plainly_when_there_is_no_way() -> None:
+    for hv in (Hypervisor.KVMTOOL, Hypervisor.ALIOTH, Hypervisor.STRATOVIRT):
+        script = build(load(document(hv)), RUNNER_DIR).files["bin/microvm-shutdown"][0]
+        assert f"microvm: {hv} has no way to ask the guest to power off" in script
+        assert "exit 1" in script
+
+
+def test_firecracker_on_aarch64_has_no_shutdown_request() -> None:
+    doc = document(Hypervisor.FIRECRACKER)
+    doc["system"] = "aarch64-linux"
+    vm = load(doc)
+    assert backend(Hypervisor.FIRECRACKER).shutdown(vm) is None
+    assert backend(Hypervisor.FIRECRACKER).balloon(vm) is None
+    x86 = load(document(Hypervisor.FIRECRACKER))
+    assert backend(Hypervisor.FIRECRACKER).shutdown(x86) is not None
+
+
+# -- value encoding -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "encoded"), [
+    ("plain.img", "plain.img"),
+    ("a,b.img", '"a,b.img"'),
+    ('say "hi".img', '"say ""hi"".img"'),
+    ("[x].img", '"[x].img"'),
+    (" lead", '" lead"'),
+])
+def test_cloud_hypervisor_quotes_values_like_option_parser(raw: str, encoded: str) -> None:
+    assert ch_value(raw) == encoded
+
+
+@pytest.mark.parametrize(("raw", "encoded"), [
+    ("plain.img", "plain.img"),
+    ("a,b.img", '"a,b.img"'),
+    ('q"uote', '"q\\"uote"'),
+    ("back\\slash", '"back\\\\slash"'),
+])
+def test_crosvm_quotes_values_like_serde_keyvalue(raw: str, encoded: str) -> None:
+    assert crosvm_value(raw) == encoded
+
+
+def test_alioth_moves_awkward_values_into_objects() -> None:
+    vm = load(document(Hypervisor.ALIOTH, volumes=[
+        {"image": "/srv/disk,2024.img", "autoCreate": False},
+        {"image": "/srv/a=b.img", "autoCreate": False}]))
+    argv = Alioth().argv(vm)
+    assert argv[argv.index("--blk") + 1] == "file,path=id_0"
+    assert argv[-4:] == ["-o", "id_0,/srv/disk,2024.img", "-o", "id_1,/srv/a=b.img"]
+
+
+def test_vfkit_makes_a_relative_socket_absolute_at_start() -> None:
+    vm = load(document(Hypervisor.VFKIT))
+    argv = Vfkit().argv(vm)
+    assert argv[:2] == ["bash", "-c"]
+    assert argv[3:6] == ["vfkit", "demo.sock", "vfkit"]
+    out = subprocess.run([*argv[:5], "printf", "%s\\n"], capture_output=True, text=True,
+                         cwd="/tmp", check=True).stdout.split()
+    assert out == ["--restful-uri", "unix:///tmp/demo.sock"]
+    absolute = load(document(Hypervisor.VFKIT, socket="/run/vm/demo.sock"))
+    assert Vfkit().argv(absolute)[-2:] == ["--restful-uri", "unix:///run/vm/demo.sock"]
+
+
+def test_firecracker_merge_is_recursive() -> None:
+    base = {"a": {"x": 1, "y": [1]}, "b": 2}
+    assert merge(base, {"a": {"y": [2], "z": 3}, "c": 4}) == {
+        "a": {"x": 1, "y": [2], "z": 3}, "b": 2, "c": 4}
+    assert base == {"a": {"x": 1, "y": [1]}, "b": 2}
+
+
+# -- cloud-hypervisor: the JSON body says what the argv says --------------------------------
+
+def _flags(argv: list[str], flag: str) -> list[dict[str, str]]:
+    out = []
+    for i, a in enumerate(argv):
+        if a == flag:
+            items = {}
+            for part in _split(argv[i + 1]):
+                key, _, val = part.partition("=")
+                items[key] = val.strip('"')
+            out.append(items)
+    return out
+
+
+def _split(s: str) -> list[str]:
+    parts, cur, quoted, depth = [], "", False, 0
+    for c in s:
+        if c == '"':
+            quoted = not quoted
+        elif not quoted and c == "[":
+            depth += 1
+        elif not quoted and c == "]":
+            depth -= 1
+        elif c == "," and not quoted and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += c
+    return [*parts, cur]
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if CASES[n](Hypervisor.CLOUD_HYPERVISOR)])
+def test_cloud_hypervisor_vm_config_matches_argv(name: str) -> None:
+    vm = load(CASES[name](Hypervisor.CLOUD_HYPERVISOR) or {})
+    argv = CloudHypervisor().argv(vm)
+    config = vm_config(vm)
+    mib = 1 << 20
+    assert config["payload"]["kernel"] == argv[argv.index("--kernel") + 1]
+    assert config["payload"]["cmdline"] == argv[argv.index("--cmdline") + 1]
+    assert config["payload"].get("initramfs") == (
+        argv[argv.index("--initramfs") + 1] if "--initramfs" in argv else None)
+    assert f"boot={config['cpus']['boot_vcpus']}" == argv[argv.index("--cpus") + 1]
+    memory = _flags(argv, "--memory")[0]
+    assert int(memory["size"].rstrip("M")) * mib == config["memory"]["size"]
+    assert (memory.get("shared") == "on") == config["memory"]["shared"]
+    assert (memory.get("mergeable") == "on") == config["memory"]["mergeable"]
+    assert (memory.get("hugepages") == "on") == config["memory"]["hugepages"]
+    if "hotplug_size" in memory:
+        assert int(memory["hotplug_size"].rstrip("M")) * mib == config["memory"]["hotplug_size"]
+    disks = _flags(argv, "--disk")
+    assert [d["path"] for d in disks] == [d["path"] for d in config.get("disks", [])]
+    assert [d.get("readonly") == "on" for d in disks] == [
+        d["readonly"] for d in config.get("disks", [])]
+    assert [d.get("serial") for d in disks] == [d.get("serial") for d in config.get("disks", [])]
+    fs = _flags(argv, "--fs")
+    assert [(f["tag"], f["socket"]) for f in fs] == [
+        (f["tag"], f["socket"]) for f in config.get("fs", [])]
+    nets = _flags(argv, "--net")
+    assert [(n.get("tap"), n["mac"]) for n in nets] == [
+        (n.get("tap"), n["mac"]) for n in config.get("net", [])]
+    vsock = _flags(argv, "--vsock")
+    assert [(int(v["cid"]), v["socket"]) for v in vsock] == (
+        [(config["vsock"]["cid"], config["vsock"]["socket"])] if "vsock" in config else [])
+    balloon = _flags(argv, "--balloon")
+    assert [int(b["size"].rstrip("M")) * mib for b in balloon] == (
+        [config["balloon"]["size"]] if "balloon" in config else [])
+    devices = _flags(argv, "--device")
+    assert [d["path"] for d in devices] == [d["path"] for d in config.get("devices", [])]
+
+
+def test_validation_error_names_unencodable_values() -> None:
+    doc = document(Hypervisor.STRATOVIRT, volumes=[{"image": "a,b.img", "size": 8}])
+    with pytest.raises(ValidationError) as err:
+        load(doc)
+    assert [str(p) for p in err.value.problems] == [
+        ("microvm.volumes[0].image: stratovirt cannot take ',' in option values, "
+         "got 'a,b.img'")]
