@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from microvm.config import from_document
 from microvm.errors import ValidationError
 
