@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..capabilities import Hypervisor
 from ..config import MicroVM, ShareProto
-from .base import Accel, Backend, Launch, RunContext, queues
+from .base import Accel, Backend, Launch, RunContext, opts, queues
 
 REBOOT_PARAMS = ("reboot=k", "panic=1")
 
@@ -39,14 +39,7 @@ class _Objects:
         return key
 
     def kv(self, head: str | None, items: dict[str, str | int | bool | None]) -> str:
-        out = [head] if head else []
-        for k, v in items.items():
-            if v is None:
-                continue
-            if isinstance(v, bool):
-                v = "true" if v else "false"
-            out.append(f"{k}={self.value(v)}")
-        return ",".join(out)
+        return opts(head, items, escape=self.value, bools=("true", "false"))
 
 
 class Alioth(Backend):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -136,15 +136,20 @@ def comma_escape(value: str) -> str:
     return value.replace(",", ",,")
 
 
-def opts(head: str | None, kv: Mapping[str, str | int | bool | None] | None = None) -> str:
-    """Join a QEMU-style option string: opts("virtio-blk-pci", {"drive": "d0", "serial": None})
-    -> "virtio-blk-pci,drive=d0". Values are comma-escaped; None drops the key; bools are
-    on/off. Keys are written as given (QEMU mixes `mount_tag` and `guest-cid`)."""
+def opts(head: str | None, kv: Mapping[str, str | int | bool | None] | None = None, *,
+         escape: Callable[[str], str] = comma_escape,
+         bools: tuple[str, str] = ("on", "off")) -> str:
+    """Join a `head,key=value,...` option string, the syntax most hypervisors share:
+    opts("virtio-blk-pci", {"drive": "d0", "serial": None}) -> "virtio-blk-pci,drive=d0".
+    None drops a key; bools are spelled bools[0]/bools[1]; values pass through `escape` (QEMU
+    doubles commas; other parsers quote). Keys are written as given (QEMU mixes `mount_tag`
+    and `guest-cid`)."""
     out = [head] if head else []
     for key, value in (kv or {}).items():
         if value is None:
             continue
         if isinstance(value, bool):
-            value = "on" if value else "off"
-        out.append(f"{key}={comma_escape(str(value))}")
+            out.append(f"{key}={bools[0] if value else bools[1]}")
+        else:
+            out.append(f"{key}={escape(str(value))}")
     return ",".join(out)

@@ -20,6 +20,7 @@ from .base import (
     RunContext,
     hybrid_vsock_socket,
     macvtap_fds,
+    opts,
     queues,
 )
 
@@ -43,14 +44,7 @@ def value(v: str | int) -> str:
 
 def kv(items: dict[str, str | int | bool | None]) -> str:
     """key=value,... with on/off for bools; None drops the key."""
-    out = []
-    for key, v in items.items():
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            v = "on" if v else "off"
-        out.append(f"{key}={value(v)}")
-    return ",".join(out)
+    return opts(None, items, escape=value)
 
 
 def console(vm: MicroVM) -> str:

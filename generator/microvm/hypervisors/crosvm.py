@@ -11,7 +11,16 @@ from __future__ import annotations
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
-from .base import Accel, Backend, Control, Launch, RunContext, macvtap_fds, unencodable
+from .base import (
+    Accel,
+    Backend,
+    Control,
+    Launch,
+    RunContext,
+    macvtap_fds,
+    opts,
+    unencodable,
+)
 
 REBOOT_PARAMS = ("reboot=k", "panic=1")
 
@@ -26,14 +35,7 @@ def value(v: str | int) -> str:
 
 
 def kv(head: str | None, items: dict[str, str | int | bool | None]) -> str:
-    out = [head] if head else []
-    for key, v in items.items():
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            v = "true" if v else "false"
-        out.append(f"{key}={value(v)}")
-    return ",".join(out)
+    return opts(head, items, escape=value, bools=("true", "false"))
 
 
 def cmdline(vm: MicroVM) -> str:
