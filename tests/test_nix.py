@@ -352,17 +352,39 @@ def test_host_module() -> None:
     assert s["assertions"] == []
     assert s["users"]["users"]["microvm"] == {"group": "kvm", "isSystemUser": True}
     assert s["autostart"] == ["imperative", "web"]
-    enabled = {n: v["wantedBy"] for n, v in s["services"].items()}
+    services = dict(s["services"])
+    reconcile = services.pop("microvm-reconcile")
+    enabled = {n: v["wantedBy"] for n, v in services.items()}
     assert enabled == {"install-microvm-manual": ["microvms.target"],
                        "install-microvm-web": ["microvms.target"],
                        "microvm@imperative": ["microvms.target"],
                        "microvm@web": ["microvms.target"]}
-    assert {v["overrideStrategy"] for v in s["services"].values()} == {"asDropin"}
+    assert {v["overrideStrategy"] for v in services.values()} == {"asDropin"}
+    # after a switch, VMs no longer declared are stopped (the generator's `reconcile`)
+    assert reconcile["wantedBy"] == ["multi-user.target"]
+    assert reconcile["execStart"].endswith(
+        "/bin/microvm reconcile --state-dir /var/lib/microvms '--declared=manual' "
+        "'--declared=web'")
     assert s["targets"]["microvms"]["wantedBy"] == ["multi-user.target"]
     assert s["packages"] == ["microvm-units"]
     tmp = s["tmpfiles"]
     assert tmp["/var/lib/microvms"]["d"] == {"user": "microvm", "group": "kvm", "mode": "0775"}
     assert tmp["/var/lib/microvms/web/www"]["d"]["mode"] == ":0775"
+
+
+def test_host_units_build_with_the_generator(tmp_path: Path) -> None:
+    """The host module's unit package really runs `microvm units` with the flags it passes."""
+    expr = (f"(import ./host-eval.nix {{ python = {json.dumps(sys.executable)};"
+            f" repo = {json.dumps(str(REPO))}; }}).units")
+    r = subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", "-E", expr], cwd=NIXDIR,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    units = Path(r.stdout.strip().splitlines()[-1]) / "lib/systemd/system"
+    names = {p.name for p in units.iterdir()}
+    assert {"microvm@.service", "microvms.target", "install-microvm-web.service",
+            "install-microvm-manual.service"} <= names
+    web = (units / "install-microvm-web.service").read_text()
+    assert "-microvm-qemu-web" in web
 
 
 def test_flake_outputs() -> None:

@@ -1,37 +1,76 @@
-"""The `microvm` command. Only this module turns errors into exit codes."""
+"""The `microvm` command. Only this module turns errors into exit codes.
+
+Exit codes: 0 success, 1 a failure (or the exit code of a program that failed), 2 a usage error
+or an invalid VM document. `--debug` logs every program run and shows tracebacks.
+
+The short flags of microvm.nix's `microvm` command are accepted too (see `_short_flags`):
+`-c NAME [-f FLAKE]`, `-u NAME... [-R]`, `-r NAME`, `-s NAME [-- SSH-OPTIONS | COMMAND]`, `-l`.
+"""
 
 from __future__ import annotations
 
+import getopt
 import json
+import logging
+import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from . import __version__
 from .config import load, schema
-from .errors import MicrovmError, ValidationError
+from .errors import MicrovmError, UsageError, ValidationError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Group(click.Group):
     """Maps MicrovmError to a one-line message and its exit code; no traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except ValidationError as e:
+            if debug:
+                raise
             for problem in e.problems:
                 click.echo(f"error: {problem}", err=True)
             ctx.exit(e.exit_code)
         except MicrovmError as e:
+            if debug:
+                raise
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            ctx.exit(130)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """microvm.nix's short flags become subcommands before click parses anything."""
+        try:
+            args = _short_flags(args)
+        except UsageError as e:
+            raise click.UsageError(str(e), ctx) from None
+        return super().parse_args(ctx, args)
 
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="microvm")
-def main() -> None:
-    """Generate and run NixOS MicroVMs."""
+@click.option("--debug", is_flag=True, help="Log every program run; show tracebacks.")
+def main(debug: bool) -> None:
+    """Generate and run NixOS MicroVMs.
+
+    Host commands keep their state under --state-dir (default $MICROVM_STATE_DIR, else
+    /var/lib/microvms). microvm.nix's short flags work too: -c NAME [-f FLAKE], -u NAME... [-R],
+    -r NAME, -s NAME, -l.
+    """
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(message)s", stream=sys.stderr)
 
 
 VM_DOC = click.Path(path_type=Path, dir_okay=False)
@@ -63,5 +102,319 @@ def generate(document: Path, out: Path, force: bool) -> None:
     write(vm, out, force=force)
 
 
+# -- systemd units ---------------------------------------------------------------------------
+
+@main.command()
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory to write lib/systemd/system/* and libexec/microvm/* to.")
+@click.option("--state-dir", default="/var/lib/microvms", show_default=True,
+              help="Where the units find the VMs (<state-dir>/<name>/current, booted).")
+@click.option("--user", default="microvm", show_default=True, help="User the VMs run as.")
+@click.option("--group", default="kvm", show_default=True, help="Group the VMs run as.")
+@click.option("--libexec-dir", help="Absolute directory the helpers will be installed in "
+              "(default: <out>/libexec/microvm).")
+@click.option("--readiness", type=click.Choice(["started", "vsock"]), default="started",
+              show_default=True, help="When microvm@NAME is up: the runner was started, or "
+              "the guest sent READY=1 over vsock.")
+@click.option("--console", type=click.Choice(["socket", "journal"]), default="socket",
+              show_default=True, help="Serial console on console.sock (microvm console) or "
+              "in the journal.")
+@click.option("--start-timeout", type=click.IntRange(min=1), default=150, show_default=True,
+              help="Seconds a VM (or its virtiofsd) may take to become ready.")
+@click.option("--shutdown-timeout", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Seconds the guest gets to power off before SIGTERM.")
+@click.option("--virtiofsd-notify", is_flag=True,
+              help="virtiofsd sends sd_notify READY=1 (the Rust one): Type=notify.")
+@click.option("--declare", "declare", multiple=True, metavar="NAME=RUNNER",
+              help="A VM of the host configuration (install-microvm-NAME.service).")
+@click.option("--declared", "declared_file", type=click.File("r"),
+              help="JSON object NAME -> {runner, restartIfChanged, autostart}.")
+@click.option("--no-restart-if-changed", multiple=True, metavar="NAME",
+              help="A declared VM keeps running when its runner changes.")
+@click.option("--no-autostart", multiple=True, metavar="NAME",
+              help="A declared VM is not started by microvms.target.")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | None,
+          readiness: str, console: str, start_timeout: int, shutdown_timeout: int,
+          virtiofsd_notify: bool, declare: tuple[str, ...], declared_file: Any,
+          no_restart_if_changed: tuple[str, ...], no_autostart: tuple[str, ...],
+          force: bool) -> None:
+    """Write the host's systemd units (microvm@.service and its helpers)."""
+    from . import units as u
+
+    declared = u.parse_declared(declare, no_restart_if_changed, no_autostart)
+    if declared_file is not None:
+        try:
+            data = json.load(declared_file)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--declared: invalid JSON: {e}") from None
+        declared += u.declared_from_json(data)
+    opts = u.UnitOptions(
+        state_dir=os.path.abspath(state_dir), user=user, group=group, libexec_dir=libexec_dir,
+        readiness=u.Readiness(readiness), console=u.Console(console),
+        start_timeout=start_timeout, shutdown_timeout=shutdown_timeout,
+        virtiofsd_notify=virtiofsd_notify, declared=declared)
+    u.write(out, opts, force=force)
+
+
+# -- host commands ---------------------------------------------------------------------------
+
+def _state_dir_option(f: F) -> F:
+    return click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+                        help="State directory (default: $MICROVM_STATE_DIR, else "
+                        "/var/lib/microvms).")(f)
+
+
+def _host(state_dir: str | None) -> Any:
+    from .host.commands import Host
+    from .host.service import Service
+    from .host.state import state_root
+
+    def echo(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    return Host(root=state_root(state_dir), service=Service(echo=echo), echo=echo)
+
+
+def _use_color() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--flake", "-f", help="Flake to build nixosConfigurations.NAME from "
+              "(default git+file:///etc/nixos when --runner is not given).")
+@click.option("--runner", type=click.Path(exists=True, file_okay=False),
+              help="An existing runner tree (a Nix store path or `microvm generate` output).")
+@click.option("--restart-on-update", is_flag=True,
+              help="`microvm update` restarts this VM when its runner changed.")
+@click.option("--user", default="microvm", show_default=True,
+              help="Owner of the VM's directory (when run as root and the user exists).")
+@click.option("--group", default="kvm", show_default=True, help="Its group.")
+@_state_dir_option
+def create(name: str, flake: str | None, runner: str | None, restart_on_update: bool,
+           user: str, group: str, state_dir: str | None) -> None:
+    """Create a VM from a flake or a runner."""
+    from .host import commands
+
+    if flake is None and runner is None:
+        flake = commands.DEFAULT_FLAKE
+    commands.create(_host(state_dir), name, flake=flake, runner=runner,
+                    restart_on_update=restart_on_update, user=user, group=group)
+
+
+@main.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--restart", "-R", is_flag=True, help="Restart running VMs whose runner changed.")
+@click.option("--flake", "-f", help="Build from this flake from now on (one VM).")
+@click.option("--runner", type=click.Path(exists=True, file_okay=False),
+              help="Switch to this runner (one VM).")
+@_state_dir_option
+def update(names: tuple[str, ...], restart: bool, flake: str | None, runner: str | None,
+           state_dir: str | None) -> None:
+    """Rebuild VMs, switch their `current` runner, show what changed."""
+    from .host import commands
+
+    commands.update(_host(state_dir), names, restart=restart, flake=flake, runner=runner)
+
+
+@main.command()
+@click.argument("name")
+@_state_dir_option
+@click.pass_context
+def run(ctx: click.Context, name: str, state_dir: str | None) -> None:
+    """Run a VM in the foreground (its console on this terminal)."""
+    from .host import commands
+
+    ctx.exit(commands.run(_host(state_dir), name))
+
+
+@main.command("list")
+@click.option("--check", is_flag=True, help="Evaluate flakes to find outdated VMs (slow).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_state_dir_option
+def list_cmd(check: bool, as_json: bool, state_dir: str | None) -> None:
+    """List VMs: running or stopped, current vs booted runner, hypervisor."""
+    from .host import commands
+
+    rows = commands.list_status(_host(state_dir), check=check)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    color = _use_color()
+    if not rows:
+        click.echo("no MicroVMs")
+        return
+    width = max(len(r.name) for r in rows)
+    click.echo(f"{'NAME':<{width}}  {'STATE':<8} {'HYPERVISOR':<17} RUNNER")
+    for r in rows:
+        state = "running" if r.running else "stopped"
+        runner = r.runner_state
+        fg_state = "green" if r.running else "yellow" if r.booted else "red"
+        fg_runner = ("green" if runner == "up to date" else
+                     "red" if runner.startswith(("outdated", "broken")) else "yellow")
+        line = (f"{click.style(f'{r.name:<{width}}', bold=True)}  "
+                f"{click.style(f'{state:<8}', fg=fg_state)} {r.hypervisor:<17} "
+                f"{click.style(runner, fg=fg_runner)}")
+        click.echo(line, color=color)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--timeout", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Seconds the guest gets to power off before it is killed.")
+@_state_dir_option
+def shutdown(name: str, timeout: int, state_dir: str | None) -> None:
+    """Ask a VM to power off and wait for it."""
+    from .host import commands
+
+    commands.shutdown(_host(state_dir), name, timeout)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("size", type=click.IntRange(min=0))
+@_state_dir_option
+@click.pass_context
+def balloon(ctx: click.Context, name: str, size: int, state_dir: str | None) -> None:
+    """Inflate a running VM's balloon to SIZE MiB (0 gives all memory back)."""
+    from .host import commands
+
+    ctx.exit(commands.balloon(_host(state_dir), name, size))
+
+
+@main.command()
+@click.argument("name")
+@_state_dir_option
+def console(name: str, state_dir: str | None) -> None:
+    """Attach to a VM's serial console (console.sock; Ctrl-] detaches)."""
+    from .host import commands
+
+    commands.console(_host(state_dir), name)
+
+
+@main.command(context_settings={"allow_interspersed_args": False})
+@click.argument("name")
+@click.option("--login", "-l", "user", default="root", show_default=True,
+              help="User to log in as.")
+@click.option("--option", "-o", "options", multiple=True, metavar="OPTION",
+              help="ssh -o OPTION (repeatable).")
+@click.option("--ssh-arg", "ssh_args", multiple=True, help="Raw argument for ssh.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@_state_dir_option
+def ssh(name: str, user: str, options: tuple[str, ...], ssh_args: tuple[str, ...],
+        command: tuple[str, ...], state_dir: str | None) -> None:
+    """ssh into a VM over vsock (needs microvm.vsock.cid and an sshd on vsock in the guest).
+
+    Options go before NAME; everything after NAME is the remote command."""
+    from .host import commands
+
+    host = _host(state_dir)
+    commands.ssh(host, name, user, [*_ssh_options(options), *ssh_args], command)
+
+
+def _ssh_options(options: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for o in options:
+        out += ["-o", o]
+    return out
+
+
+@main.command()
+@click.argument("name")
+@click.option("--purge", is_flag=True,
+              help="Also delete the VM's directory with its volumes.")
+@click.option("--timeout", type=click.IntRange(min=1), default=60, show_default=True)
+@_state_dir_option
+def remove(name: str, purge: bool, timeout: int, state_dir: str | None) -> None:
+    """Stop a VM and remove it; volumes stay unless --purge."""
+    from .host import commands
+
+    commands.remove(_host(state_dir), name, purge=purge, timeout=timeout)
+
+
+@main.command()
+@click.option("--declared", "declared", multiple=True, metavar="NAME", required=False,
+              help="A VM the host configuration declares (repeatable; also NAME...).")
+@click.argument("names", nargs=-1)
+@click.option("--timeout", type=click.IntRange(min=1), default=60, show_default=True)
+@_state_dir_option
+def reconcile(declared: tuple[str, ...], names: tuple[str, ...], timeout: int,
+              state_dir: str | None) -> None:
+    """Apply the host configuration: restart changed VMs, stop undeclared ones."""
+    from .host import commands
+
+    commands.reconcile(_host(state_dir), [*declared, *names], timeout=timeout)
+
+
+@main.command()
+@click.option("--user", default="microvm", show_default=True)
+@click.option("--group", default="kvm", show_default=True)
+@_state_dir_option
+@click.pass_context
+def doctor(ctx: click.Context, user: str, group: str, state_dir: str | None) -> None:
+    """Check what this host can run and say what to fix (exit 1 on failures)."""
+    from .host import doctor as d
+    from .host.state import state_root
+
+    findings = d.diagnose(state_root(state_dir), user, group)
+    color = _use_color()
+    fg = {d.Level.OK: "green", d.Level.WARN: "yellow", d.Level.FAIL: "red"}
+    for f in findings:
+        tag = click.style(f"{f.level:<4}", fg=fg[f.level], bold=f.level is not d.Level.OK)
+        click.echo(f"{tag}  {f.check}: {f.detail}", color=color)
+        if f.fix:
+            click.echo(f"      fix: {f.fix}")
+    ctx.exit(1 if d.worst(findings) is d.Level.FAIL else 0)
+
+
+# -- microvm.nix's short flags ---------------------------------------------------------------
+
+def _short_flags(argv: list[str]) -> list[str]:
+    """Translate microvm.nix's `microvm -c NAME -f FLAKE`, `-Ru NAME...`, `-r NAME`,
+    `-s NAME [-- SSH-OPTIONS | COMMAND...]` and `-l` into subcommands (its getopts
+    ":c:C:f:uRr:s:l": the last action flag wins, -f only matters to -c (an update rebuilds
+    from the recorded flake), -R only to -u, and -u takes the names that follow the flags)."""
+    if not argv or not argv[0].startswith("-") or argv[0].startswith("--"):
+        return argv
+    if argv[0] == "-h":
+        return ["--help"]
+    try:
+        opts, rest = getopt.getopt(argv, "c:f:uRr:s:l")
+    except getopt.GetoptError as e:
+        raise UsageError(f"{e}; see microvm --help") from None
+    action: tuple[str, str | None] | None = None
+    flake = None
+    restart = False
+    for flag, value in opts:
+        match flag:
+            case "-f":
+                flake = value
+            case "-R":
+                restart = True
+            case "-u" | "-l":
+                action = (flag, None)
+            case _:
+                action = (flag, value)
+    if action is None:
+        raise UsageError("give an action: -c NAME, -u NAME..., -r NAME, -s NAME or -l "
+                         "(see microvm --help)")
+    flag, name = action
+    assert name is not None or flag in ("-u", "-l")
+    match flag:
+        case "-c":
+            return ["create", str(name), *(["--flake", flake] if flake else [])]
+        case "-u":
+            return ["update", *rest, *(["--restart"] if restart else [])]
+        case "-r":
+            return ["run", str(name)]
+        case "-s":
+            if rest and rest[0] == "--":
+                return ["ssh", *[f"--ssh-arg={a}" for a in rest[1:]], str(name)]
+            return ["ssh", str(name), "--", *rest]
+        case _:
+            return ["list"]
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -96,6 +96,22 @@ let
     declared = map (vm: { inherit (vm) name runner restartIfChanged autostart; }) declared;
   };
 
+  # After a switch: restart declared VMs whose runner changed (per restartIfChanged), stop
+  # VMs no longer declared and remove their taps; state directories and volumes stay
+  # (`microvm remove --purge NAME` deletes them). Reruns whenever the declared set changes.
+  reconcile = {
+    description = "Apply the host's declared MicroVMs";
+    wantedBy = [ "multi-user.target" ];
+    after = map (vm: "install-microvm-${vm.name}.service") declared;
+    restartTriggers = map (vm: "${vm.name}=${vm.runner}") declared;
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+      ExecStart = lib.escapeShellArgs ([ "${hostCfg.package}/bin/microvm" "reconcile"
+        "--state-dir" cfg.stateDir ] ++ map (vm: "--declared=${vm.name}") declared);
+    };
+  };
+
   # a unit of the package, switched on by NixOS (it ignores the package's .wants links)
   enable = target: { wantedBy = [ target ]; overrideStrategy = "asDropin"; };
 
@@ -165,7 +181,8 @@ in
     systemd.packages = [ units ];
     systemd.targets.microvms = enable "multi-user.target";
     systemd.services = lib.mkMerge (
-      map (vm: { "install-microvm-${vm.name}" = enable "microvms.target"; }) declared
+      [ { microvm-reconcile = reconcile; } ]
+      ++ map (vm: { "install-microvm-${vm.name}" = enable "microvms.target"; }) declared
       ++ map (name: { "microvm@${name}" = enable "microvms.target"; }) cfg.autostart);
 
     systemd.tmpfiles.settings."10-microvm" = lib.mkMerge ([

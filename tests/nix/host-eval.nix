@@ -32,7 +32,11 @@ in
   summary = {
     users = config.users;
     tmpfiles = config.systemd.tmpfiles.settings."10-microvm";
-    services = lib.mapAttrs (_: s: { inherit (s) wantedBy overrideStrategy; }) config.systemd.services;
+    services = lib.mapAttrs (_: s: {
+      wantedBy = s.wantedBy or [ ];
+      overrideStrategy = s.overrideStrategy or null;
+      execStart = s.serviceConfig.ExecStart or null;
+    }) config.systemd.services;
     targets = config.systemd.targets;
     autostart = config.microvm.autostart;
     packages = map (p: p.name) config.systemd.packages;

@@ -1,0 +1,600 @@
+"""The `microvm` host commands: create, update, run, list, shutdown, balloon, console, ssh,
+remove and reconcile. Messages go through `echo`; errors are raised (HostError, UsageError) and
+turned into exit codes by cli.py."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import grp
+import json
+import os
+import pwd
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import process
+from ..errors import UsageError
+from . import nix
+from .pin import Pin, describe_change, parse_git_flake, prefetch
+from .service import Service, unit
+from .state import (
+    HostError,
+    Runner,
+    VMDir,
+    check_name,
+    checkpoint,
+    get_vm,
+    list_vms,
+    prepare_vm_dir,
+    switch_link,
+    write_atomic,
+    write_json,
+)
+
+Echo = Callable[[str], None]
+DEFAULT_FLAKE = "git+file:///etc/nixos"
+GCROOTS_ENV = "MICROVM_GCROOTS_DIR"
+DEFAULT_GCROOTS = "/nix/var/nix/gcroots/microvm"
+# files of a VM's state directory that belong to the `microvm` tools (not to the guest)
+METADATA = ("current", "booted", "flake", "runner", "pin.json", "declared.json",
+            "settings.json", "toplevel", ".lock", ".run.lock", ".build", "console.sock")
+
+
+@dataclass(frozen=True)
+class Host:
+    root: Path
+    service: Service
+    echo: Echo
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def resolve_runner(path: str | os.PathLike[str]) -> Path:
+    """An existing runner tree, followed to its real location (a `result` link may move)."""
+    real = Path(os.path.realpath(path))
+    if not Runner(real).valid:
+        raise HostError(f"{path} is no MicroVM runner (no bin/microvm-run)")
+    return real
+
+
+def _gcroots_dir() -> Path | None:
+    explicit = os.environ.get(GCROOTS_ENV)
+    if explicit:
+        return Path(explicit)
+    default = Path(DEFAULT_GCROOTS)
+    return default if default.parent.is_dir() else None
+
+
+def ensure_gcroots(vm: VMDir, target: Path) -> None:
+    """Keep the VM's runners alive across `nix-collect-garbage`: gcroots/microvm/NAME ->
+    <state>/NAME/current and booted-NAME -> .../booted (only for runners in the Nix store)."""
+    roots = _gcroots_dir()
+    if roots is None or (not str(target).startswith("/nix/store/")
+                         and GCROOTS_ENV not in os.environ):
+        return
+    roots.mkdir(parents=True, exist_ok=True)
+    for name, link in ((vm.name, vm.current_link), (f"booted-{vm.name}", vm.booted_link)):
+        path = roots / name
+        if not path.is_symlink() or os.readlink(path) != str(link):
+            switch_link(path, link)
+
+
+def remove_gcroots(vm: VMDir) -> None:
+    roots = _gcroots_dir()
+    if roots is None:
+        return
+    for name in (vm.name, f"booted-{vm.name}"):
+        with contextlib.suppress(FileNotFoundError):
+            (roots / name).unlink()
+
+
+def _chown_for_service(vm: VMDir, user: str | None, group: str | None) -> str | None:
+    """Give the VM directory to the user the units run VMs as; a note when that is impossible."""
+    if os.geteuid() != 0 or (user is None and group is None):
+        return None
+    try:
+        uid = pwd.getpwnam(user).pw_uid if user else -1
+        gid = grp.getgrnam(group).gr_gid if group else -1
+    except KeyError as e:
+        return f"not handing {vm.path} to {user}:{group}: {e.args[0]}"
+    os.chown(vm.path, uid, gid)
+    return None
+
+
+def _build_flake(vm: VMDir, flake: str, old_pin: Pin | None, echo: Echo) -> tuple[Path, Pin | None]:
+    """Pin (git flakes) and build the VM's runner; the store path and the new pin."""
+    git = parse_git_flake(flake)
+    ref = flake
+    pin: Pin | None = None
+    if git is not None:
+        pin = prefetch(git.url, git.wanted)
+        echo(f"{vm.name}: {describe_change(old_pin, pin)}")
+        ref = git.with_rev(pin.rev)
+    else:
+        echo(f"{vm.name}: {flake} is no git+ reference; building it unpinned")
+    echo(f"{vm.name}: building {nix.runner_attr(ref, vm.name)}")
+    target = nix.build_runner(ref, vm.name, vm.file(".build"))
+    return target, pin
+
+
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _drop_build_link(vm: VMDir) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        vm.file(".build").unlink()
+
+
+# -- create ----------------------------------------------------------------------------------
+
+def create(host: Host, name: str, *, flake: str | None = None, runner: str | None = None,
+           restart_on_update: bool = False, user: str | None = "microvm",
+           group: str | None = "kvm") -> VMDir:
+    """A new VM from a flake (built with nix) or an existing runner. The `current` link is the
+    last thing written: until then no VM of that name exists."""
+    if (flake is None) == (runner is None):
+        raise UsageError("create needs exactly one of --flake and --runner")
+    vm = prepare_vm_dir(host.root, name)
+    with vm.changing():
+        if flake is not None:
+            target, pin = _build_flake(vm, flake, None, host.echo)
+            write_atomic(vm.file("flake"), flake + "\n")
+            if pin is not None:
+                write_json(vm.file("pin.json"), pin.to_json())
+        else:
+            assert runner is not None
+            target = resolve_runner(runner)
+            write_atomic(vm.file("runner"), os.path.abspath(runner) + "\n")
+        if not Runner(target).valid:
+            raise HostError(f"{target} is no MicroVM runner (no bin/microvm-run)")
+        if restart_on_update:
+            write_json(vm.file("settings.json"), {"restartOnUpdate": True})
+        note = _chown_for_service(vm, user, group)
+        if note:
+            host.echo(note)
+        ensure_gcroots(vm, target)
+        checkpoint("create:before-current")
+        switch_link(vm.current_link, target)
+        _drop_build_link(vm)
+    how = (f"systemctl start {unit(name)}" if host.service.systemd else f"microvm run {name}")
+    host.echo(f"Created MicroVM {name} ({Runner(target).hypervisor}). Start it: {how}")
+    return vm
+
+
+# -- what changed ----------------------------------------------------------------------------
+
+def _meta_files(runner: Runner) -> dict[str, str]:
+    base = runner.path / "share" / "microvm"
+    out: dict[str, str] = {}
+    if base.is_dir():
+        for path in sorted(base.rglob("*")):
+            if path.is_file():
+                out[str(path.relative_to(base))] = path.read_text("utf-8", "replace")
+    return out
+
+
+def runner_diff(old: Runner, new: Runner, label: str = "booted") -> list[str]:
+    """What differs between two runners: hypervisor, the launch argv (share/microvm/launch.json,
+    unified diff, one argument per line), its environment and other metadata files."""
+    lines: list[str] = []
+    if old.hypervisor != new.hypervisor:
+        lines.append(f"hypervisor: {old.hypervisor} -> {new.hypervisor}")
+    a, b = old.launch(), new.launch()
+    va: dict[str, list[str]] = a.get("variants") or {}
+    vb: dict[str, list[str]] = b.get("variants") or {}
+    for accel in [x for x in vb if x in va] or list(vb)[:1]:
+        diff = list(difflib.unified_diff(va.get(accel, []), vb.get(accel, []),
+                                         f"{label}/launch.json ({accel})",
+                                         f"new/launch.json ({accel})", lineterm="", n=1))
+        if diff:
+            lines += diff
+            break  # the other accelerations differ the same way
+    if a.get("env") != b.get("env"):
+        lines.append(f"environment: {a.get('env')} -> {b.get('env')}")
+    ma, mb = _meta_files(old), _meta_files(new)
+    skip = {"launch.json", "vm.json"}
+    changed = sorted(k for k in set(ma) | set(mb) if k not in skip and ma.get(k) != mb.get(k))
+    if changed:
+        lines.append("changed: " + ", ".join(f"share/microvm/{k}" for k in changed))
+    return lines
+
+
+# -- update ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Updated:
+    name: str
+    changed: bool
+    restarted: bool
+
+
+def update(host: Host, names: Sequence[str], *, restart: bool = False,
+           flake: str | None = None, runner: str | None = None) -> list[Updated]:
+    """Rebuild (flake) or re-resolve (runner) each VM, switch `current`, show what changed
+    against the booted runner, and restart when asked or configured."""
+    if not names:
+        raise UsageError("update needs at least one VM name")
+    if (flake or runner) and len(names) > 1:
+        raise UsageError("--flake/--runner apply to a single VM")
+    results = []
+    for name in names:
+        vm = get_vm(host.root, name)
+        if vm.declared is not None:
+            raise HostError(f"{name} is declared in the host configuration; change it there "
+                            f"(install-microvm-{name}.service installs its runner)")
+        results.append(_update_one(host, vm, restart=restart, flake=flake, runner=runner))
+    return results
+
+
+def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
+                runner: str | None) -> Updated:
+    echo = host.echo
+    with vm.changing():
+        old = vm.current
+        source_flake = flake or vm.flake
+        new_pin: Pin | None = None
+        if runner is not None or (source_flake is None and vm.runner_source):
+            source = runner or vm.runner_source
+            assert source is not None
+            new = resolve_runner(source)
+        elif source_flake is not None:
+            old_pin = vm.pin
+            new, new_pin = _build_flake(vm, source_flake, None if old_pin is None
+                                        else Pin.from_json(old_pin), echo)
+        else:
+            raise HostError(f"{vm.name} has neither a flake nor a runner to update from")
+        if not Runner(new).valid:
+            raise HostError(f"{new} is no MicroVM runner (no bin/microvm-run)")
+        checkpoint("update:built")
+        changed = old != new
+        if changed:
+            ensure_gcroots(vm, new)
+            switch_link(vm.current_link, new)
+        checkpoint("update:switched")
+        # the source given replaces the other kind (a VM is built from a flake or a runner)
+        if runner is not None:
+            write_atomic(vm.file("runner"), os.path.abspath(runner) + "\n")
+            _unlink(vm.file("flake"), vm.file("pin.json"))
+        if flake is not None:
+            write_atomic(vm.file("flake"), flake + "\n")
+            _unlink(vm.file("runner"))
+        if new_pin is not None:
+            write_json(vm.file("pin.json"), new_pin.to_json())
+        elif flake is not None:
+            _unlink(vm.file("pin.json"))  # a non-git flake has no pin
+        _drop_build_link(vm)
+    reference = vm.runner("booted") or (Runner(old) if old else None)
+    if not changed:
+        echo(f"{vm.name}: no change (current is {new})")
+    else:
+        echo(f"{vm.name}: current -> {new}")
+        if reference is not None and reference.path != new:
+            what = "booted" if vm.booted else "previous"
+            diff = runner_diff(reference, Runner(new), what)
+            echo(f"{vm.name}: changes against the {what} runner:" if diff
+                 else f"{vm.name}: the {what} runner launches the same way")
+            for line in diff:
+                echo(f"  {line}")
+            if str(reference.path).startswith("/nix/store/") and str(new).startswith("/nix/"):
+                closure = nix.diff_closures(reference.path, new)
+                if closure.strip():
+                    echo(closure.rstrip())
+    booted = vm.booted
+    restarted = False
+    running = host.service.running(vm)
+    if booted is not None and running:
+        if booted == new:
+            echo(f"{vm.name}: no restart needed (it runs {new})")
+        elif restart or vm.restart_on_update:
+            echo(f"{vm.name}: restarting to boot the new runner")
+            host.service.restart(vm)
+            restarted = True
+        else:
+            how = (f"systemctl restart {unit(vm.name)}" if host.service.systemd
+                   else f"microvm shutdown {vm.name}, then microvm run {vm.name}")
+            echo(f"{vm.name}: restart it to boot the new runner: {how}")
+    elif restart and host.service.systemd:
+        echo(f"{vm.name}: starting")
+        host.service.start(vm)
+        restarted = True
+    elif restart:
+        echo(f"{vm.name}: not running; `microvm run {vm.name}` starts the new runner")
+    return Updated(vm.name, changed, restarted)
+
+
+# -- run -------------------------------------------------------------------------------------
+
+def run(host: Host, name: str) -> int:
+    """Run the VM in the foreground: booted := current, then bin/microvm-run (which starts
+    virtiofsd and, as root, tap devices, and stops them when the hypervisor exits). `booted` is
+    removed again when it ends. Returns the runner's exit status."""
+    vm = get_vm(host.root, name)
+    if host.service.unit_active(vm):
+        raise HostError(f"{name} already runs as {unit(name)}")
+    current = vm.runner("current")
+    if current is None or not current.valid:
+        raise HostError(f"{vm.current_link} does not point at a runner")
+    with vm.hold_run_lock():
+        with vm.changing():
+            ensure_gcroots(vm, current.path)
+            switch_link(vm.booted_link, current.path)
+        booted = Runner(vm.booted_link)
+        proc = process.spawn([booted.bin("microvm-run")], cwd=vm.path)
+        try:
+            return process.wait(proc)
+        finally:
+            if proc.poll() is None:
+                process.terminate(proc)
+            with vm.changing():
+                if vm.booted == current.path:
+                    with contextlib.suppress(FileNotFoundError):
+                        vm.booted_link.unlink()
+
+
+# -- list ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    running: str | None  # systemd | foreground | None
+    hypervisor: str
+    current: Path | None
+    booted: Path | None
+    source: str
+    declared: bool
+    outdated: bool | None  # None: not checked
+    valid: bool
+
+    @property
+    def runner_state(self) -> str:
+        if not self.valid:
+            return "broken: current is no runner"
+        if self.outdated:
+            return "outdated: microvm update " + self.name
+        if self.running and self.booted is not None and self.booted != self.current:
+            return "restart pending: the new runner is installed"
+        if self.running:
+            return "up to date"
+        return "not booted"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "state": "running" if self.running else "stopped",
+                "runBy": self.running, "hypervisor": self.hypervisor,
+                "current": str(self.current) if self.current else None,
+                "booted": str(self.booted) if self.booted else None,
+                "source": self.source, "declared": self.declared, "outdated": self.outdated,
+                "runner": self.runner_state}
+
+
+def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
+    current = vm.runner("current")
+    booted = vm.booted
+    running = host.service.running(vm)
+    flake = vm.flake
+    declared = vm.declared is not None
+    source = ("declared" if declared else f"flake {flake}" if flake
+              else f"runner {vm.runner_source}" if vm.runner_source else "?")
+    outdated: bool | None = None
+    if check and flake and not declared:
+        try:
+            outdated = nix.eval_runner(flake, vm.name).strip() != str(vm.current)
+        except process.ProcessError as e:
+            host.echo(f"{vm.name}: cannot evaluate {flake}: {e}")
+    runner = vm.runner("booted") if running and booted else current
+    return Status(name=vm.name, running=running,
+                  hypervisor=runner.hypervisor if runner else "?",
+                  current=vm.current, booted=booted if running else None, source=source,
+                  declared=declared, outdated=outdated,
+                  valid=current is not None and current.valid)
+
+
+def list_status(host: Host, *, check: bool = False) -> list[Status]:
+    return [status(host, vm, check=check) for vm in list_vms(host.root)]
+
+
+# -- shutdown, balloon, console, ssh ---------------------------------------------------------
+
+def _running(host: Host, name: str) -> VMDir:
+    vm = get_vm(host.root, name)
+    if host.service.running(vm) is None:
+        raise HostError(f"{name} is not running")
+    return vm
+
+
+def shutdown(host: Host, name: str, timeout: int = 60) -> None:
+    vm = get_vm(host.root, name)
+    if host.service.running(vm) is None:
+        host.echo(f"{name} is not running")
+        return
+    host.service.stop(vm, timeout)
+    host.echo(f"{name} stopped")
+
+
+def balloon(host: Host, name: str, size: int) -> int:
+    vm = _running(host, name)
+    runner = vm.active_runner
+    assert runner is not None
+    return process.run([runner.bin("microvm-balloon"), str(size)], cwd=vm.path, capture=False,
+                       check=False).returncode
+
+
+def console_argv(vm: VMDir, tty: bool) -> list[str]:
+    """socat attached to the VM's console.sock (relative: socat parses ':' and ',' in paths)."""
+    if tty:
+        return ["socat", "-,raw,echo=0,escape=0x1d", "UNIX-CONNECT:console.sock"]
+    return ["socat", "-", "UNIX-CONNECT:console.sock"]
+
+
+def console(host: Host, name: str) -> None:
+    vm = _running(host, name)
+    if not vm.file("console.sock").is_socket():
+        raise HostError(f"{name} offers no console socket: it runs without "
+                        "MICROVM_CONSOLE=socket (its console is on the journal, or on the "
+                        "terminal of `microvm run`); supported for qemu")
+    tty = sys.stdin.isatty()
+    if tty:
+        host.echo(f"Connected to the console of {name}; Ctrl-] detaches.")
+    process.exec_(console_argv(vm, tty), cwd=vm.path)
+
+
+def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
+             command: Sequence[str]) -> list[str]:
+    """ssh through the VM's vsock: ProxyCommand socat VSOCK-CONNECT:CID:22 (native vsock), or
+    the hypervisor's vsock multiplexer socket (cloud-hypervisor, firecracker)."""
+    cid = runner.vsock_cid
+    if cid is None:
+        raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
+    if runner.hypervisor in ("cloud-hypervisor", "firecracker"):
+        mux = shlex.quote(str(vm.file("notify.vsock"))).replace("%", "%%")
+        proxy = f"sh -c '{{ printf \"CONNECT 22\\n\"; cat; }} | socat - UNIX-CONNECT:{mux}'"
+    else:
+        proxy = f"socat - VSOCK-CONNECT:{cid}:22"
+    return ["ssh", "-o", f"ProxyCommand={proxy}", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", *options,
+            "-l", user, f"vsock/{cid}", *command]
+
+
+def ssh(host: Host, name: str, user: str, ssh_args: Sequence[str],
+        command: Sequence[str]) -> None:
+    """ssh_args go to ssh before the destination (e.g. ["-o", "ConnectTimeout=3"])."""
+    vm = _running(host, name)
+    runner = vm.active_runner
+    assert runner is not None
+    process.exec_(ssh_argv(vm, runner, user, ssh_args, command))
+
+
+# -- remove and reconcile --------------------------------------------------------------------
+
+def _links_down(host: Host, vm: VMDir) -> None:
+    """Remove the VM's tap and macvtap devices (root only; missing ones are skipped)."""
+    runner = vm.active_runner
+    if runner is None:
+        return
+    scripts = [(s, f) for s, f in (("tap-down", "tap-interfaces"),
+                                   ("macvtap-down", "macvtap-interfaces"))
+               if runner.lines(f) and runner.bin(s).is_file()]
+    if not scripts:
+        return
+    if os.geteuid() != 0:
+        host.echo(f"{vm.name}: not root: leaving its tap devices")
+        return
+    for script, _ in scripts:
+        result = process.run([runner.bin(script)], cwd=vm.path, check=False)
+        if result.returncode != 0:
+            host.echo(f"{vm.name}: {script} failed: {result.stderr.strip()}")
+
+
+def _volumes(vm: VMDir) -> list[Path]:
+    """The VM's volume images (from the runner's share/microvm/vm.json), absolute."""
+    from ..config import from_document
+    from ..errors import ValidationError
+
+    runner = vm.active_runner
+    text = runner.meta("vm.json") if runner else None
+    if text is None:
+        return []
+    try:
+        model = from_document(json.loads(text))
+    except (ValidationError, ValueError):
+        return []
+    return [Path(os.path.normpath(vm.path / v.image)) for v in model.volumes]
+
+
+def stop_and_unplug(host: Host, vm: VMDir, timeout: int = 60) -> None:
+    if host.service.running(vm):
+        host.echo(f"{vm.name}: stopping")
+        host.service.stop(vm, timeout)
+    _links_down(host, vm)
+
+
+def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> None:
+    """Stop the VM, remove its taps and its links and metadata. Volumes and other files in its
+    directory are kept unless purge; with purge the directory goes, and volumes outside it are
+    named but never deleted."""
+    vm = get_vm(host.root, name)
+    stop_and_unplug(host, vm, timeout)
+    volumes = _volumes(vm)
+    remove_gcroots(vm)
+    if purge:
+        outside = [v for v in volumes if not v.is_relative_to(vm.path)]
+        shutil.rmtree(vm.path)
+        host.echo(f"{name}: removed {vm.path} with its volumes")
+        for v in outside:
+            host.echo(f"{name}: kept volume outside the state directory: {v}")
+        return
+    with vm.changing():
+        for entry in METADATA:
+            path = vm.file(entry)
+            if entry == ".lock":
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        vm.file(".lock").unlink()
+    kept = sorted(p.name for p in vm.path.iterdir()) if vm.path.is_dir() else []
+    if not kept:
+        vm.path.rmdir()
+        host.echo(f"{name}: removed")
+    else:
+        host.echo(f"{name}: removed; kept {vm.path} with {', '.join(kept)} "
+                  f"(microvm remove --purge deletes them)")
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    restarted: tuple[str, ...]
+    pending: tuple[str, ...]
+    undeclared: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+def reconcile(host: Host, declared: Iterable[str], *, timeout: int = 60) -> Reconciled:
+    """After the host configuration changed: restart declared VMs whose runner changed (per
+    their restartIfChanged), stop VMs that are no longer declared and remove their taps. State
+    directories and volumes stay (microvm remove --purge deletes them)."""
+    wanted = {check_name(n) for n in declared}
+    restarted: list[str] = []
+    pending: list[str] = []
+    undeclared: list[str] = []
+    present = set()
+    for vm in list_vms(host.root):
+        info = vm.declared
+        if info is None:
+            continue  # imperative VMs (microvm create) are not the configuration's business
+        present.add(vm.name)
+        if vm.name not in wanted:
+            stop_and_unplug(host, vm, timeout)
+            with vm.changing(), contextlib.suppress(FileNotFoundError):
+                vm.file("declared.json").unlink()
+            host.echo(f"{vm.name}: no longer declared: stopped, taps removed, {vm.path} kept "
+                      f"(microvm remove --purge {vm.name} deletes it)")
+            undeclared.append(vm.name)
+            continue
+        booted, current = vm.booted, vm.current
+        if not host.service.running(vm) or booted is None or booted == current:
+            continue
+        if info.restart_if_changed:
+            host.echo(f"{vm.name}: runner changed; restarting")
+            host.service.restart(vm)
+            restarted.append(vm.name)
+        else:
+            host.echo(f"{vm.name}: runner changed; restartIfChanged is off, restart it to "
+                      f"apply: systemctl restart {unit(vm.name)}")
+            pending.append(vm.name)
+    missing = sorted(wanted - present)
+    for name in missing:
+        host.echo(f"{name}: declared but not installed (install-microvm-{name}.service "
+                  "has not run)")
+    return Reconciled(tuple(restarted), tuple(pending), tuple(undeclared), tuple(missing))

@@ -1,0 +1,279 @@
+"""`microvm doctor`: what this host can run, and what to fix.
+
+Every check yields Findings (ok / warn / fail, with a fix). Nothing is changed on the host; the
+only program run is `qemu-system-* -accel kvm`, for a moment, to tell whether KVM really works.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import grp
+import json
+import os
+import platform
+import pwd
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from .. import process
+from ..capabilities import Hypervisor
+from .state import Runner, list_vms
+
+KVM_GET_API_VERSION = 0xAE00
+KVM_CREATE_VM = 0xAE01
+
+
+class Level(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    check: str
+    detail: str
+    fix: str = ""
+
+
+# binaries each hypervisor's runner calls (besides the shell tools)
+HYPERVISOR_BINARIES: dict[Hypervisor, tuple[str, ...]] = {
+    Hypervisor.QEMU: ("qemu-system-{arch}",),
+    Hypervisor.CLOUD_HYPERVISOR: ("cloud-hypervisor", "ch-remote"),
+    Hypervisor.FIRECRACKER: ("firecracker",),
+    Hypervisor.CROSVM: ("crosvm",),
+    Hypervisor.KVMTOOL: ("lkvm",),
+    Hypervisor.STRATOVIRT: ("stratovirt",),
+    Hypervisor.ALIOTH: ("alioth",),
+    Hypervisor.VFKIT: ("vfkit",),
+}
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
+
+
+def _open(path: str) -> tuple[int | None, str]:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC), ""
+    except OSError as e:
+        return None, e.strerror or str(e)
+
+
+def check_kvm(qemu: str | None) -> Iterator[Finding]:
+    fix_tcg = "QEMU falls back to emulation (TCG, much slower); other hypervisors cannot run"
+    if not os.path.exists("/dev/kvm"):
+        yield Finding(Level.WARN, "/dev/kvm", "missing: no hardware virtualisation",
+                      "enable VT-x/AMD-V (or nested virtualisation) and load kvm_intel/kvm_amd; "
+                      + fix_tcg)
+        return
+    fd, err = _open("/dev/kvm")
+    if fd is None:
+        yield Finding(Level.WARN, "/dev/kvm", f"present but cannot be opened: {err}",
+                      "add the VM user to the group owning /dev/kvm (usually kvm)")
+        return
+    try:
+        version = fcntl.ioctl(fd, KVM_GET_API_VERSION)
+        vm_fd = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+        os.close(vm_fd)
+    except OSError as e:
+        yield Finding(Level.WARN, "/dev/kvm", f"present but KVM_CREATE_VM fails: {e.strerror}",
+                      fix_tcg)
+        return
+    finally:
+        os.close(fd)
+    flags = _cpu_flags()
+    if flags is not None and not ({"vmx", "svm"} & flags) and _arch() == "x86_64":
+        note = "the CPU reports neither vmx nor svm (a nested or emulated KVM); "
+    else:
+        note = ""
+    if qemu is None:
+        yield Finding(Level.OK if not note else Level.WARN, "/dev/kvm",
+                      f"{note}KVM API {version}, a VM can be created (QEMU not found to try "
+                      "more)")
+        return
+    probe = [qemu, "-machine", "none,accel=kvm" if _arch() != "x86_64"
+             else "microvm,accel=kvm", "-cpu", "host", "-m", "16M", "-nodefaults",
+             "-no-user-config", "-display", "none", "-S", "-monitor", "stdio"]
+    try:
+        result = process.run(probe, input="quit\n", check=False, timeout=30)
+    except process.ProcessError as e:
+        yield Finding(Level.WARN, "/dev/kvm", f"cannot try QEMU with KVM: {e}")
+        return
+    if result.returncode == 0:
+        yield Finding(Level.OK, "/dev/kvm", f"{note}usable (QEMU starts a VM with -accel kvm)")
+        return
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    why = lines[0].strip() if lines else f"exit code {result.returncode}"
+    yield Finding(Level.WARN, "/dev/kvm",
+                  f"present but unusable: {note}QEMU with -accel kvm fails: {why}",
+                  "use a host with working (nested) virtualisation; " + fix_tcg)
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
+def check_device(path: str, what: str, fix: str, level: Level = Level.WARN) -> Finding:
+    if not os.path.exists(path):
+        return Finding(level, path, f"missing: no {what}", fix)
+    fd, err = _open(path)
+    if fd is None:
+        if err and "No such device" in err:
+            return Finding(level, path, f"present but without a driver: {err}", fix)
+        return Finding(level, path, f"present but cannot be opened: {err}", fix)
+    os.close(fd)
+    return Finding(Level.OK, path, f"{what}: usable")
+
+
+def check_binaries(path: str | None = None) -> Iterator[Finding]:
+    arch = _arch()
+    for hv, names in HYPERVISOR_BINARIES.items():
+        wanted = [n.format(arch=arch) for n in names]
+        if hv is Hypervisor.VFKIT and platform.system() != "Darwin":
+            yield Finding(Level.OK, f"hypervisor {hv}", "macOS only; not applicable here")
+            continue
+        missing = [n for n in wanted if shutil.which(n, path=path) is None]
+        found = [shutil.which(n, path=path) for n in wanted if n not in missing]
+        if missing:
+            yield Finding(Level.WARN, f"hypervisor {hv}",
+                          f"missing on PATH: {', '.join(missing)}",
+                          f"install {hv} to run VMs with microvm.hypervisor = \"{hv}\"")
+        else:
+            yield Finding(Level.OK, f"hypervisor {hv}", ", ".join(str(f) for f in found))
+
+
+def check_tools(path: str | None = None) -> Iterator[Finding]:
+    tools = [
+        ("virtiofsd", Level.WARN, "virtiofs shares",
+         "install virtiofsd (or put QEMU's in the VM's microvm.runtimePath)"),
+        ("socat", Level.FAIL, "shutdown, balloon, console and ssh", "install socat"),
+        ("ip", Level.WARN, "tap and macvtap interfaces", "install iproute2"),
+        ("ssh", Level.WARN, "microvm ssh", "install an OpenSSH client"),
+        ("nix", Level.WARN, "microvm create/update --flake", "install Nix"),
+    ]
+    for name, level, used_for, fix in tools:
+        found = shutil.which(name, path=path)
+        if found:
+            yield Finding(Level.OK, name, found)
+        else:
+            yield Finding(level, name, f"missing on PATH (needed for {used_for})", fix)
+
+
+def check_accounts(user: str, group: str) -> Iterator[Finding]:
+    try:
+        g = grp.getgrnam(group)
+    except KeyError:
+        yield Finding(Level.WARN, f"group {group}", "does not exist",
+                      f"create it (groupadd --system {group}) and give it /dev/kvm")
+        g = None
+    try:
+        u = pwd.getpwnam(user)
+    except KeyError:
+        yield Finding(Level.WARN, f"user {user}", "does not exist (the units run VMs as it)",
+                      f"useradd --system --gid {group} {user}")
+        u = None
+    if g is not None and u is not None:
+        member = u.pw_gid == g.gr_gid or user in g.gr_mem
+        yield Finding(Level.OK if member else Level.WARN, f"user {user}",
+                      f"{'in' if member else 'not in'} group {group}",
+                      "" if member else f"usermod -aG {group} {user}")
+    if g is not None and os.path.exists("/dev/kvm"):
+        st = os.stat("/dev/kvm")
+        if st.st_gid != g.gr_gid:
+            owner = _group_name(st.st_gid)
+            yield Finding(Level.WARN, "/dev/kvm group", f"owned by group {owner}, not {group}",
+                          f"chgrp {group} /dev/kvm (udev: KERNEL==\"kvm\", GROUP=\"{group}\")")
+    if os.geteuid() != 0:
+        mine = {_group_name(x) for x in os.getgroups()}
+        if group not in mine:
+            yield Finding(Level.WARN, "you", f"not in group {group}: `microvm run` cannot use "
+                          "KVM", f"usermod -aG {group} $USER, then log in again")
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def check_state(root: Path) -> Iterator[Finding]:
+    if not root.exists():
+        yield Finding(Level.WARN, "state directory", f"{root} does not exist yet",
+                      "microvm create makes it")
+        return
+    if not os.access(root, os.W_OK):
+        yield Finding(Level.WARN, "state directory", f"{root} is not writable for you",
+                      "run as root or pass --state-dir")
+    else:
+        yield Finding(Level.OK, "state directory", str(root))
+    for vm in list_vms(root):
+        runner = vm.runner("current")
+        if runner is None or not runner.valid:
+            yield Finding(Level.FAIL, f"vm {vm.name}", "current does not point at a runner",
+                          f"microvm update {vm.name}, or microvm remove {vm.name}")
+            continue
+        hv = runner.hypervisor
+        try:
+            names = HYPERVISOR_BINARIES[Hypervisor(hv)]
+        except ValueError:
+            continue
+        runtime = _runtime_path(runner)
+        search = os.pathsep.join([*runtime, os.environ.get("PATH", "")])
+        missing = [n.format(arch=_arch()) for n in names
+                   if shutil.which(n.format(arch=_arch()), path=search) is None]
+        uses_virtiofsd = runner.bin("virtiofsd-run").is_file()
+        if uses_virtiofsd and shutil.which("virtiofsd", path=search) is None:
+            missing.append("virtiofsd")
+        if missing:
+            yield Finding(Level.FAIL, f"vm {vm.name}", f"{hv}: missing {', '.join(missing)}",
+                          "install them or add their directory to microvm.runtimePath")
+        else:
+            yield Finding(Level.OK, f"vm {vm.name}", f"{hv}: binaries found")
+
+
+def _runtime_path(runner: Runner) -> list[str]:
+    text = runner.meta("vm.json")
+    if not text:
+        return []
+    try:
+        value = json.loads(text).get("runtimePath", [])
+    except (ValueError, AttributeError):
+        return []
+    return [str(x) for x in value] if isinstance(value, list) else []
+
+
+def diagnose(root: Path, user: str = "microvm", group: str = "kvm",
+             path: str | None = None) -> list[Finding]:
+    qemu = shutil.which(f"qemu-system-{_arch()}", path=path)
+    out: list[Finding] = [*check_kvm(qemu)]
+    out.append(check_device("/dev/net/tun", "tap devices", "modprobe tun", Level.WARN))
+    out.append(check_device("/dev/vhost-net", "vhost-net acceleration",
+                            "modprobe vhost_net (interfaces with tap.vhost = true need it)"))
+    out.append(check_device("/dev/vhost-vsock", "vsock (microvm ssh, readiness over vsock)",
+                            "modprobe vhost_vsock (VMs with microvm.vsock.cid need it)"))
+    out += check_binaries(path)
+    out += check_tools(path)
+    out += check_accounts(user, group)
+    out += check_state(root)
+    return out
+
+
+def worst(findings: Sequence[Finding]) -> Level:
+    levels = {f.level for f in findings}
+    return Level.FAIL if Level.FAIL in levels else Level.WARN if Level.WARN in levels \
+        else Level.OK
+

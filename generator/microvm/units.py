@@ -1,0 +1,284 @@
+"""systemd units for the host, rendered from templates/units/*.
+
+`build(UnitOptions)` returns the tree as data; `write()` puts it on disk:
+
+    lib/systemd/system/microvm@.service                 the VM (runs booted/bin/microvm-run)
+    lib/systemd/system/microvm-set-booted@.service      booted := current (atomic), on start
+    lib/systemd/system/microvm-tap-interfaces@.service  booted/bin/tap-up, tap-down
+    lib/systemd/system/microvm-macvtap-interfaces@.service
+    lib/systemd/system/microvm-pci-devices@.service     binds share/microvm/pci-devices to vfio
+    lib/systemd/system/microvm-virtiofsd@.service       booted/bin/virtiofsd-run
+    lib/systemd/system/microvms.target                  wants the declared autostart VMs
+    lib/systemd/system/install-microvm-<name>.service   per declared VM: installs its runner
+    lib/systemd/system/microvm@<name>.service.d/50-declared.conf
+    lib/systemd/system/*.target.wants/*                 enablement links
+    lib/tmpfiles.d/microvm.conf                         creates the state directory at boot
+    libexec/microvm/*                                   the helpers the units run (POSIX sh)
+
+The tree is deterministic, so Nix can build it as a package (`systemd.packages`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import UsageError
+from .host.state import DEFAULT_STATE_DIR, check_name
+from .render import render
+
+UNIT_DIR = "lib/systemd/system"
+TMPFILES = "lib/tmpfiles.d/microvm.conf"
+LIBEXEC_DIR = "libexec/microvm"
+# vsock port the guest's service manager notifies: NOTIFY_PORT_BASE + the guest's CID
+NOTIFY_PORT_BASE = 8888
+# the units a VM requires; each is PartOf= the VM, so it stops and restarts with it
+DEPENDENCIES = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
+                "microvm-pci-devices", "microvm-virtiofsd")
+TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
+HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup")
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+=@:,-]*")
+_SAFE_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
+
+
+class Readiness(StrEnum):
+    """When systemd considers microvm@NAME started."""
+
+    STARTED = "started"  # the runner was executed (Type=exec)
+    VSOCK = "vsock"  # the guest said READY=1 over vsock (Type=notify, relayed)
+
+
+class Console(StrEnum):
+    """Where the serial console of a VM run by systemd goes."""
+
+    SOCKET = "socket"  # console.sock in the state directory (`microvm console NAME`)
+    JOURNAL = "journal"  # the hypervisor's stdout, i.e. the journal
+
+
+@dataclass(frozen=True)
+class DeclaredVM:
+    """A VM of the host configuration: its runner is installed by install-microvm-NAME."""
+
+    name: str
+    runner: str
+    restart_if_changed: bool = True
+    autostart: bool = True
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    state_dir: str = DEFAULT_STATE_DIR
+    user: str = "microvm"
+    group: str = "kvm"
+    # absolute directory the helpers are installed in (default: <out>/libexec/microvm)
+    libexec_dir: str | None = None
+    readiness: Readiness = Readiness.STARTED
+    console: Console = Console.SOCKET
+    start_timeout: int = 150
+    shutdown_timeout: int = 60
+    # grace after microvm-shutdown gave up before SIGTERM turns into SIGKILL
+    kill_grace: int = 30
+    virtiofsd_notify: bool = False
+    declared: tuple[DeclaredVM, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Link:
+    target: str
+
+
+Entry = tuple[str, int] | Link
+
+
+def _safe_path(what: str, value: str) -> str:
+    if not _SAFE_PATH.fullmatch(value) or "//" in value or "/../" in f"{value}/":
+        raise UsageError(f"{what} must be an absolute path of letters, digits and ._/+=@:,- "
+                         f"(it is written into unit files), got {value!r}")
+    return value.rstrip("/") or "/"
+
+
+def _check(opts: UnitOptions) -> None:
+    _safe_path("--state-dir", opts.state_dir)
+    for what, value in (("--user", opts.user), ("--group", opts.group)):
+        if not _SAFE_ACCOUNT.fullmatch(value):
+            raise UsageError(f"{what} must be a user/group name, got {value!r}")
+    if opts.start_timeout <= 0 or opts.shutdown_timeout <= 0:
+        raise UsageError("timeouts must be positive numbers of seconds")
+    seen: set[str] = set()
+    for vm in opts.declared:
+        check_name(vm.name)
+        _safe_path(f"runner of {vm.name}", vm.runner)
+        if vm.name in seen:
+            raise UsageError(f"VM {vm.name!r} is declared twice")
+        seen.add(vm.name)
+
+
+def state_specifier(state_dir: str) -> str:
+    """How units spell the state directory: %S (/var/lib for system units) when it is below."""
+    if state_dir.startswith("/var/lib/"):
+        return "%S/" + state_dir[len("/var/lib/"):]
+    return state_dir
+
+
+def _writable_outside(runner: str, state_dir: str, name: str) -> list[str]:
+    """Volume directories and writable 9p shares of a declared runner that lie outside its state
+    directory (ProtectSystem=strict makes them read-only unless listed)."""
+    from .config import ShareProto, from_document
+    from .errors import ValidationError
+    from .host.state import Runner
+
+    text = Runner(Path(runner)).meta("vm.json")
+    if text is None:
+        return []
+    import json
+
+    try:
+        vm = from_document(json.loads(text))
+    except (ValidationError, ValueError):
+        return []
+    base = f"{state_dir}/{name}"
+    paths: set[str] = set()
+    for v in vm.volumes:
+        if not v.read_only:
+            paths.add(os.path.dirname(os.path.join(base, v.image)))
+    for s in vm.shares:
+        if s.proto is ShareProto.NINEP and not s.read_only:
+            paths.add(os.path.join(base, s.source))
+    inside = base + "/"
+    out = []
+    for p in sorted(paths):
+        norm = os.path.normpath(p)
+        if not (norm + "/").startswith(inside) and _SAFE_PATH.fullmatch(norm):
+            out.append(norm)
+    return out
+
+
+def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
+    """The unit tree: relative path -> (content, mode) or Link."""
+    _check(opts)
+    libexec = _safe_path("--libexec-dir", libexec_dir)
+    state_dir = opts.state_dir.rstrip("/")
+    common: dict[str, Any] = {
+        "version": __version__, "state": state_specifier(state_dir), "state_dir": state_dir,
+        "libexec": libexec, "user": opts.user, "group": opts.group,
+        "readiness": str(opts.readiness), "console": str(opts.console),
+        "start_timeout": opts.start_timeout, "shutdown_timeout": opts.shutdown_timeout,
+        "kill_grace": opts.kill_grace, "virtiofsd_notify": opts.virtiofsd_notify,
+        "notify_port_base": NOTIFY_PORT_BASE, "deps": DEPENDENCIES,
+    }
+    files: dict[str, Entry] = {}
+
+    def unit(unit_name: str, template: str, **kw: Any) -> None:
+        files[f"{UNIT_DIR}/{unit_name}"] = (
+            render(f"units/{template}", unit=unit_name, **common, **kw), 0o644)
+
+    for name in TEMPLATE_UNITS:
+        unit(name, f"{name}.j2")
+    autostart = [vm.name for vm in opts.declared if vm.autostart]
+    unit("microvms.target", "microvms.target.j2", autostart=autostart)
+    files[f"{UNIT_DIR}/multi-user.target.wants/microvms.target"] = Link("../microvms.target")
+    for vm in opts.declared:
+        install = f"install-microvm-{vm.name}.service"
+        unit(install, "install-microvm.service.j2", name=vm.name, runner=vm.runner,
+             restart_if_changed="true" if vm.restart_if_changed else "false",
+             before=("microvm", *DEPENDENCIES), state_path=state_specifier(state_dir))
+        files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
+            render("units/microvm-declared.conf.j2", **common, name=vm.name,
+                   restart_if_changed=vm.restart_if_changed,
+                   paths=_writable_outside(vm.runner, state_dir, vm.name)), 0o644)
+        files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
+        if vm.autostart:
+            files[f"{UNIT_DIR}/microvms.target.wants/microvm@{vm.name}.service"] = Link(
+                "../microvm@.service")
+    files[TMPFILES] = (render("units/microvm.tmpfiles.j2", **common), 0o644)
+    for helper in HELPERS:
+        files[f"{LIBEXEC_DIR}/{helper}"] = (
+            render(f"units/libexec/{helper}.sh.j2", helper=helper, **common), 0o755)
+    return files
+
+
+def write(out: Path, opts: UnitOptions, *, force: bool = False) -> Mapping[str, Entry]:
+    """Write the unit tree below `out` (replaced only with force=True, only once complete)."""
+    out = Path(os.path.abspath(out))
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
+    files = build(opts, opts.libexec_dir or str(out / LIBEXEC_DIR))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for rel, entry in sorted(files.items()):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(entry, Link):
+                path.symlink_to(entry.target)
+            else:
+                content, mode = entry
+                path.write_text(content, "utf-8")
+                path.chmod(mode)
+        for d in _dirs(tmp):
+            d.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return files
+
+
+def _dirs(root: Path) -> Iterable[Path]:
+    yield root
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            yield Path(dirpath) / d
+
+
+def parse_declared(specs: Iterable[str], no_restart: Iterable[str] = (),
+                   no_autostart: Iterable[str] = ()) -> tuple[DeclaredVM, ...]:
+    """--declare NAME=RUNNER values (with --no-restart-if-changed/--no-autostart NAME)."""
+    keep = set(no_restart)
+    manual = set(no_autostart)
+    out = []
+    for spec in specs:
+        name, sep, runner = spec.partition("=")
+        if not sep or not runner:
+            raise UsageError(f"--declare wants NAME=RUNNER, got {spec!r}")
+        out.append(DeclaredVM(name=name, runner=runner, restart_if_changed=name not in keep,
+                              autostart=name not in manual))
+    unknown = (keep | manual) - {vm.name for vm in out}
+    if unknown:
+        raise UsageError(f"not declared with --declare: {', '.join(sorted(unknown))}")
+    return tuple(out)
+
+
+def declared_from_json(data: Any) -> tuple[DeclaredVM, ...]:
+    """--declared FILE: {"NAME": {"runner": PATH, "restartIfChanged": bool, "autostart": bool}}
+    (what the host module writes with builtins.toJSON)."""
+    if not isinstance(data, dict):
+        raise UsageError("--declared file must hold a JSON object of VM name -> settings")
+    out = []
+    for name, item in sorted(data.items()):
+        if not isinstance(item, dict) or not isinstance(item.get("runner"), str):
+            raise UsageError(f"--declared: {name}: needs \"runner\": \"/path/to/runner\"")
+        flags = {k: item.get(k, True) for k in ("restartIfChanged", "autostart")}
+        for k, v in flags.items():
+            if not isinstance(v, bool):
+                raise UsageError(f"--declared: {name}.{k}: must be true or false, got {v!r}")
+        out.append(DeclaredVM(name=name, runner=item["runner"],
+                              restart_if_changed=flags["restartIfChanged"],
+                              autostart=flags["autostart"]))
+    return tuple(out)

@@ -1,0 +1,273 @@
+"""The `microvm` host CLI: microvm.nix's short flags, exit codes, the exact argv of ssh and
+console (vsock cannot work here), colour rules, doctor's findings on this machine, reconcile
+through a fake systemctl, --debug logging."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from microvm.cli import _short_flags
+from microvm.errors import UsageError
+from test_host import calls, cli, fake_systemctl, make_runner, write_exe
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["-c", "vm"], ["create", "vm"]),
+    (["-c", "vm", "-f", "git+file:///src"], ["create", "vm", "--flake", "git+file:///src"]),
+    (["-f", "git+file:///src", "-c", "vm"], ["create", "vm", "--flake", "git+file:///src"]),
+    (["-c", "vm", "-R"], ["create", "vm"]),  # -R only matters to -u
+    (["-u", "a", "b"], ["update", "a", "b"]),
+    (["-Ru", "a", "b"], ["update", "a", "b", "--restart"]),
+    (["-u", "-f", "x", "a"], ["update", "a"]),  # an update rebuilds from the recorded flake
+    (["-r", "vm"], ["run", "vm"]),
+    (["-s", "vm"], ["ssh", "vm", "--"]),
+    (["-s", "vm", "uptime", "-a"], ["ssh", "vm", "--", "uptime", "-a"]),
+    # getopts (and getopt) eat the first "--": a second one marks ssh options, as in
+    # microvm.nix's `[ "$1" = "--" ]` after `shift $((OPTIND-1))`
+    (["-s", "vm", "--", "-i", "key"], ["ssh", "vm", "--", "-i", "key"]),
+    (["-s", "vm", "--", "--", "-i", "key"], ["ssh", "--ssh-arg=-i", "--ssh-arg=key", "vm"]),
+    (["-l"], ["list"]),
+    (["-c", "a", "-r", "b"], ["run", "b"]),  # the last action wins, as with getopts
+    (["-h"], ["--help"]),
+    (["list"], ["list"]),
+    (["--debug", "list"], ["--debug", "list"]),
+])
+def test_short_flags(argv: list[str], expected: list[str]) -> None:
+    assert _short_flags(argv) == expected
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-x"], "option -x not recognized"),
+    (["-c"], "option -c requires argument"),
+    (["-f", "flake"], "give an action"),
+])
+def test_short_flag_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        _short_flags(argv)
+    p = cli(*argv)
+    assert p.returncode == 2
+    assert message in p.stderr
+
+
+def test_exit_codes(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    for args, code, message in (
+            (["nosuchcommand"], 2, "No such command"),
+            (["run", "vm"], 1, "no MicroVM 'vm'"),
+            (["run", "../x"], 2, "invalid VM name"),
+            (["balloon", "vm", "-1"], 2, "No such option '-1'"),
+            (["balloon", "vm", "--", "-1"], 2, "-1 is not in the range"),
+            (["update"], 2, "Missing argument"),
+            (["create", "vm", "--runner", str(tmp_path)], 1, "no MicroVM runner"),
+            (["create", "vm", "--runner", str(tmp_path / "x")], 2, "does not exist")):
+        p = cli(*args, state_dir=root)
+        assert (p.returncode, message in p.stderr) == (code, True), (args, p.stderr)
+
+
+def test_balloon_passes_the_scripts_exit_code(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path, "vm")
+    root = tmp_path / "s"
+    cli("create", "vm", "--runner", str(runner), state_dir=root, check=True)
+    p = cli("balloon", "vm", "10", state_dir=root)
+    assert p.returncode == 1
+    assert "vm is not running" in p.stderr
+    with_lock = subprocess.Popen(
+        [sys.executable, "-c", ("import sys, time; from pathlib import Path; "
+                                "from microvm.host.state import VMDir; "
+                                "l = VMDir(Path(sys.argv[1]), 'vm').hold_run_lock(); "
+                                "l.__enter__(); print('held', flush=True); time.sleep(60)"),
+         str(root)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert with_lock.stdout is not None
+        assert with_lock.stdout.readline() == "held\n"
+        p = cli("balloon", "vm", "10", state_dir=root)
+        assert p.returncode == 1  # from bin/microvm-balloon
+        assert "no balloon device (set microvm.balloon = true)" in p.stderr
+    finally:
+        with_lock.kill()
+        with_lock.wait()
+        assert with_lock.stdout is not None
+        with_lock.stdout.close()
+
+
+@pytest.fixture
+def systemd_env(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
+    bin_dir, log, active = tmp_path / "bin", tmp_path / "systemctl.log", tmp_path / "active"
+    fake_systemctl(bin_dir, log, active)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "MICROVM_SERVICE_MANAGER": "systemd"}
+    return env, log, active
+
+
+def record_argv(bin_dir: Path, name: str, out: Path) -> None:
+    write_exe(bin_dir / name, f"""
+        #!{sys.executable}
+        import json, os, sys
+        with open({str(out)!r}, "w") as f:
+            json.dump({{"argv": sys.argv[1:], "cwd": os.getcwd()}}, f)
+        """)
+
+
+def test_ssh_argv(tmp_path: Path, systemd_env: tuple[dict[str, str], Path, Path]) -> None:
+    env, _, active = systemd_env
+    runner = make_runner(tmp_path, "vm", vsock={"cid": 5})
+    root = tmp_path / "s"
+    cli("create", "vm", "--runner", str(runner), state_dir=root, env=env, check=True)
+    record_argv(tmp_path / "bin", "ssh", tmp_path / "ssh.json")
+    p = cli("ssh", "vm", state_dir=root, env=env)
+    assert p.returncode == 1
+    assert "vm is not running" in p.stderr
+    active.write_text("microvm@vm.service")
+    common = ["-o", "ProxyCommand=socat - VSOCK-CONNECT:5:22", "-o",
+              "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+              "-o", "LogLevel=ERROR"]
+    cli("ssh", "vm", "uptime", "-a", state_dir=root, env=env, check=True)
+    got = json.loads((tmp_path / "ssh.json").read_text())["argv"]
+    assert got == [*common, "-l", "root", "vsock/5", "uptime", "-a"]
+    cli("ssh", "-l", "admin", "-o", "ConnectTimeout=3", "vm", state_dir=root, env=env,
+        check=True)
+    got = json.loads((tmp_path / "ssh.json").read_text())["argv"]
+    assert got == [*common, "-o", "ConnectTimeout=3", "-l", "admin", "vsock/5"]
+    cli("-s", "vm", "--", "--", "-i", "key", state_dir=root, env=env, check=True)
+    got = json.loads((tmp_path / "ssh.json").read_text())["argv"]
+    assert got == [*common, "-i", "key", "-l", "root", "vsock/5"]
+
+
+def test_ssh_needs_vsock(tmp_path: Path, systemd_env: tuple[dict[str, str], Path, Path]) -> None:
+    env, _, active = systemd_env
+    root = tmp_path / "s"
+    cli("create", "vm", "--runner", str(make_runner(tmp_path, "vm")), state_dir=root, env=env,
+        check=True)
+    active.write_text("microvm@vm.service")
+    p = cli("ssh", "vm", state_dir=root, env=env)
+    assert p.returncode == 1
+    assert "has no vsock: set microvm.vsock.cid" in p.stderr
+
+
+def test_console_argv(tmp_path: Path, systemd_env: tuple[dict[str, str], Path, Path]) -> None:
+    env, _, active = systemd_env
+    root = tmp_path / "s"
+    cli("create", "vm", "--runner", str(make_runner(tmp_path, "vm")), state_dir=root, env=env,
+        check=True)
+    active.write_text("microvm@vm.service")
+    p = cli("console", "vm", state_dir=root, env=env)
+    assert p.returncode == 1
+    assert "no console socket" in p.stderr
+    record_argv(tmp_path / "bin", "socat", tmp_path / "socat.json")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(root / "vm" / "console.sock"))
+        cli("console", "vm", state_dir=root, env=env, check=True)
+    got = json.loads((tmp_path / "socat.json").read_text())
+    assert got == {"argv": ["-", "UNIX-CONNECT:console.sock"], "cwd": str(root / "vm")}
+
+
+def list_on_a_tty(root: Path, extra_env: dict[str, str]) -> str:
+    main, sub = pty.openpty()
+    env = {**os.environ, "MICROVM_STATE_DIR": str(root), "MICROVM_SERVICE_MANAGER": "none",
+           **extra_env}
+    env.pop("NO_COLOR", None) if "NO_COLOR" not in extra_env else None
+    p = subprocess.run([sys.executable, "-m", "microvm.cli", "list"], stdout=sub, env=env,
+                       timeout=60)
+    os.close(sub)
+    out = b""
+    try:
+        while chunk := os.read(main, 4096):
+            out += chunk
+    except OSError:
+        pass
+    os.close(main)
+    assert p.returncode == 0
+    return out.decode()
+
+
+def test_list_colour_only_on_a_tty_without_no_color(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    cli("create", "vm", "--runner", str(make_runner(tmp_path, "vm")), state_dir=root,
+        check=True)
+    piped = cli("list", state_dir=root, check=True).stdout
+    assert not ANSI.search(piped)
+    assert re.search(r"^vm\s+stopped\s+qemu\s+not booted$", piped, re.M)
+    assert ANSI.search(list_on_a_tty(root, {}))
+    assert not ANSI.search(list_on_a_tty(root, {"NO_COLOR": "1"}))
+
+
+def test_reconcile_through_systemd(tmp_path: Path,
+                                   systemd_env: tuple[dict[str, str], Path, Path]) -> None:
+    env, log, active = systemd_env
+    a, b = make_runner(tmp_path, "vm", name="a"), make_runner(tmp_path, "vm", name="b")
+    root = tmp_path / "s"
+    for name, restart in (("keep", "false"), ("auto", "true"), ("gone", "true")):
+        cli("create", name, "--runner", str(b), state_dir=root, env=env, check=True)
+        (root / name / "booted").symlink_to(a)  # running the old runner
+        (root / name / "declared.json").write_text(f'{{"restartIfChanged": {restart}}}')
+    cli("create", "mine", "--runner", str(b), state_dir=root, env=env, check=True)
+    active.write_text("\n".join(f"microvm@{n}.service" for n in ("keep", "auto", "gone",
+                                                                  "mine")))
+    p = cli("reconcile", "--declared", "keep", "--declared", "auto", state_dir=root, env=env,
+            check=True)
+    mutating = [c for c in calls(log) if c[0] != "is-active"]
+    assert mutating == [["restart", "microvm@auto.service"], ["stop", "microvm@gone.service"]]
+    assert "keep: runner changed; restartIfChanged is off" in p.stderr
+    assert "gone: no longer declared" in p.stderr
+    assert (root / "gone" / "current").is_symlink()
+    assert not (root / "gone" / "declared.json").exists()
+    assert "mine" not in p.stderr  # imperative VMs are left alone
+
+
+def test_debug_logs_programs(tmp_path: Path,
+                             systemd_env: tuple[dict[str, str], Path, Path]) -> None:
+    env, _, _ = systemd_env
+    root = tmp_path / "s"
+    cli("create", "vm", "--runner", str(make_runner(tmp_path, "vm")), state_dir=root, env=env,
+        check=True)
+    p = cli("--debug", "list", state_dir=root, env=env, check=True)
+    assert "+ systemctl is-active --quiet microvm@vm.service" in p.stderr
+
+
+def test_doctor_on_this_machine(tmp_path: Path) -> None:
+    """The findings match facts checked independently here."""
+    p = cli("doctor", state_dir=tmp_path / "s")
+    out = p.stdout
+    lines = {line.split(":", 1)[0].split(None, 1)[1]: line for line in out.splitlines()
+             if not line.startswith(" ")}
+    if not os.path.exists("/dev/vhost-vsock"):
+        assert lines["/dev/vhost-vsock"].startswith("warn")
+        assert "missing: no vsock" in lines["/dev/vhost-vsock"]
+    if not os.path.exists("/dev/vhost-net"):
+        assert "missing" in lines["/dev/vhost-net"]
+    cpu = Path("/proc/cpuinfo").read_text()
+    if os.path.exists("/dev/kvm") and not re.search(r"\b(vmx|svm)\b", cpu) \
+            and shutil.which("qemu-system-x86_64"):
+        assert "present but unusable" in lines["/dev/kvm"]
+        assert "QEMU with -accel kvm fails" in lines["/dev/kvm"]
+    for hv, binary in (("firecracker", "firecracker"), ("crosvm", "crosvm")):
+        if shutil.which(binary) is None:
+            assert f"missing on PATH: {binary}" in lines[f"hypervisor {hv}"]
+    assert "fix:" in out
+    assert p.returncode == 0  # nothing here is a failure, only warnings
+
+
+def test_doctor_fails_for_a_vm_whose_hypervisor_is_missing(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    runner = make_runner(tmp_path, "vm")
+    cli("create", "vm", "--runner", str(runner), state_dir=root, check=True)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    for tool in ("socat",):  # keep doctor's own required tool
+        if shutil.which(tool):
+            (empty / tool).symlink_to(shutil.which(tool) or "")
+    p = cli("doctor", state_dir=root, env={"PATH": str(empty)})
+    assert p.returncode == 1
+    assert "missing on PATH: qemu-system-x86_64" in p.stdout
+    assert re.search(r"^fail\s+vm vm: qemu: missing qemu-system-x86_64", p.stdout, re.M)

@@ -1,0 +1,312 @@
+"""The state directory and the host commands, without booting: atomic switches (with the process
+killed between every two steps), locks, create/update/list/remove on generated runners, fake
+`nix` and `systemctl` programs that record their argv.
+
+Helpers here are shared by test_host_boot.py, test_host_prefetch.py and test_cli_host.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vmtest
+from microvm.host import state
+from microvm.host.commands import runner_diff
+from microvm.host.state import Runner, VMDir
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def make_runner(work: Path, host_name: str = "vm", *, kernel: Path | None = None,
+                initrd: Path | None = None, name: str = "runner",
+                **microvm: Any) -> Path:
+    """A real runner tree from `microvm generate` (kernel paths need not exist to generate)."""
+    doc = vmtest.document(host_name, kernel or Path("/nonexistent/vmlinux"),
+                          initrd or Path("/nonexistent/initrd"), **microvm)
+    return vmtest.generate(doc, work / f"{name}-src", name=name)
+
+
+def cli(*args: str, env: Mapping[str, str] | None = None, state_dir: Path | None = None,
+        check: bool | None = None, input: str | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `python -m microvm.cli ARGS` (no systemd unless env says so)."""
+    full = {**os.environ, "MICROVM_SERVICE_MANAGER": "none", **(env or {})}
+    if state_dir is not None:
+        full["MICROVM_STATE_DIR"] = str(state_dir)
+    p = subprocess.run([sys.executable, "-m", "microvm.cli", *args], env=full, text=True,
+                       capture_output=True, input=input, timeout=timeout)
+    if check:
+        assert p.returncode == 0, f"microvm {' '.join(args)}: {p.returncode}\n{p.stderr}"
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+def write_exe(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), "utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def fake_systemctl(bin_dir: Path, log: Path, active: Path) -> None:
+    """`systemctl` that logs its argv (one JSON list a line); `is-active --quiet UNIT` succeeds
+    when `active` lists UNIT; start/restart/stop add/remove it."""
+    write_exe(bin_dir / "systemctl", f"""
+        #!{sys.executable}
+        import json, sys
+        from pathlib import Path
+        log, active = Path({str(log)!r}), Path({str(active)!r})
+        with log.open("a") as f:
+            f.write(json.dumps(sys.argv[1:]) + "\\n")
+        units = set(active.read_text().split()) if active.exists() else set()
+        verb, unit = sys.argv[1], sys.argv[-1]
+        if verb == "is-active":
+            sys.exit(0 if unit in units else 3)
+        if verb in ("start", "restart"):
+            units.add(unit)
+        if verb == "stop":
+            units.discard(unit)
+        active.write_text("\\n".join(sorted(units)))
+        """)
+
+
+def calls(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+# -- names, links, temporaries ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["vm", "web-1", "a.b", "_x", "A9"])
+def test_good_names(name: str) -> None:
+    assert state.check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".vm", "-vm", "a/b", "a b", "x" * 65, "a..b", "vm.",
+                                  "ü", "a\nb"])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(state.UsageError, match="invalid VM name"):
+        state.check_name(name)
+
+
+def test_state_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(state.STATE_DIR_ENV, raising=False)
+    assert state.state_root() == Path("/var/lib/microvms")
+    monkeypatch.setenv(state.STATE_DIR_ENV, str(tmp_path / "env"))
+    assert state.state_root() == tmp_path / "env"
+    assert state.state_root(tmp_path / "flag") == tmp_path / "flag"
+
+
+SWITCH_STEPS = ["current:before-link", "current:link-written", "current:renamed"]
+
+
+@pytest.mark.parametrize("step", SWITCH_STEPS)
+def test_switch_link_killed_at_each_step(tmp_path: Path, step: str) -> None:
+    """SIGKILL between any two steps leaves `current` at the old or the new target, and the
+    leftover temporary link is cleaned up by the next change."""
+    link = tmp_path / "current"
+    link.symlink_to("old")
+    code = ("import sys; from pathlib import Path; from microvm.host.state import switch_link;"
+            "switch_link(Path(sys.argv[1]), 'new')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(link)],
+                            env={**os.environ, state.CRASH_ENV: step})
+    assert proc.wait() == -signal.SIGKILL
+    assert os.readlink(link) in ("old", "new")
+    assert os.readlink(link) == ("new" if step == "current:renamed" else "old")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "current"]
+    assert leftovers == ([] if step != "current:link-written" else [f".current.new.{proc.pid}"])
+    removed = state.clean_temporaries(tmp_path)
+    assert [x.name for x in removed] == leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current"]
+
+
+def test_write_atomic_and_temporaries_of_live_processes(tmp_path: Path) -> None:
+    target = tmp_path / "pin.json"
+    state.write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    mine = tmp_path / f".pin.json.new.{os.getpid()}"
+    mine.write_text("in progress")
+    assert state.clean_temporaries(tmp_path) == []  # our own (live) temporary stays
+    assert mine.exists()
+
+
+def test_run_lock(tmp_path: Path) -> None:
+    vm = VMDir(tmp_path, "vm")
+    vm.path.mkdir()
+    assert vm.run_pid() is None
+    with vm.hold_run_lock():
+        assert vm.run_pid() == os.getpid()
+        # a second holder (another process) is refused
+        code = ("import sys; from pathlib import Path; from microvm.host.state import VMDir;"
+                "vm = VMDir(Path(sys.argv[1]), 'vm')\n"
+                "try:\n  vm.hold_run_lock().__enter__()\nexcept Exception as e: print(e)")
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], text=True,
+                             capture_output=True).stdout
+        assert "vm is already running" in out
+    assert vm.run_pid() is None
+
+
+# -- create, list, update, remove (no boot) --------------------------------------------------
+
+@pytest.fixture
+def runners(tmp_path: Path) -> tuple[Path, Path]:
+    a = make_runner(tmp_path, "vm", name="a")
+    b = make_runner(tmp_path, "vm", name="b", mem=384, volumes=[
+        {"image": "data.img", "size": 8, "mountPoint": "/data"}])
+    return a, b
+
+
+def test_create_list_update_remove(tmp_path: Path, runners: tuple[Path, Path]) -> None:
+    a, b = runners
+    root = tmp_path / "state"
+    cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    assert vm.current == a
+    assert vm.runner_source == str(a)
+    assert vm.booted is None
+    listed = json.loads(cli("list", "--json", state_dir=root, check=True).stdout)
+    assert [(x["name"], x["state"], x["runner"], x["hypervisor"]) for x in listed] == [
+        ("vm", "stopped", "not booted", "qemu")]
+    again = cli("create", "vm", "--runner", str(a), state_dir=root)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+
+    out = cli("update", "vm", "--runner", str(b), state_dir=root, check=True).stderr
+    assert vm.current == b
+    assert "+384M" in out  # the launch.json argv diff: -m 256M -> 384M
+    assert "-256M" in out
+    assert "+id=vol0,format=raw,file=data.img,if=none" in out
+    assert "vm: no change" in cli("update", "vm", state_dir=root, check=True).stderr
+
+    (vm.path / "data.img").write_text("volume")
+    out = cli("remove", "vm", state_dir=root, check=True).stderr
+    assert "kept" in out
+    assert sorted(p.name for p in vm.path.iterdir()) == ["data.img"]
+    assert cli("list", "--json", state_dir=root, check=True).stdout.strip() == "[]"
+    # the name can be used again, and the kept volume with it
+    cli("create", "vm", "--runner", str(b), state_dir=root, check=True)
+    assert (vm.path / "data.img").read_text() == "volume"
+    cli("remove", "vm", "--purge", state_dir=root, check=True)
+    assert not vm.path.exists()
+
+
+def test_create_refuses_no_runner(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    p = cli("create", "vm", "--runner", str(tmp_path / "empty"), state_dir=tmp_path / "s")
+    assert p.returncode == 1
+    assert "no MicroVM runner" in p.stderr
+    assert not (tmp_path / "s" / "vm" / "current").exists()
+
+
+@pytest.mark.parametrize("step", ["current:before-link", "current:link-written",
+                                  "create:before-current"])
+def test_create_killed_leaves_no_vm(tmp_path: Path, runners: tuple[Path, Path],
+                                    step: str) -> None:
+    a, _ = runners
+    root = tmp_path / "state"
+    p = cli("create", "vm", "--runner", str(a), state_dir=root,
+            env={state.CRASH_ENV: step})
+    assert p.returncode == -signal.SIGKILL
+    assert cli("list", "--json", state_dir=root, check=True).stdout.strip() == "[]"
+    cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
+    assert VMDir(root, "vm").current == a
+
+
+UPDATE_STEPS = ["update:built", "current:before-link", "current:link-written",
+                "current:renamed", "update:switched", "runner:written"]
+
+
+@pytest.mark.parametrize("step", UPDATE_STEPS)
+def test_update_killed_at_each_step(tmp_path: Path, runners: tuple[Path, Path],
+                                    step: str) -> None:
+    """An update killed between any two steps leaves `current` at a complete runner (old or
+    new) and `booted` untouched; the next update finishes the job."""
+    a, b = runners
+    root = tmp_path / "state"
+    cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    vm.booted_link.symlink_to(a)  # as if it ran
+    p = cli("update", "vm", "--runner", str(b), state_dir=root, env={state.CRASH_ENV: step})
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert vm.current in (a, b)
+    assert Runner(vm.current_link).valid
+    assert vm.booted == a
+    listed = json.loads(cli("list", "--json", state_dir=root, check=True).stdout)
+    assert listed[0]["name"] == "vm"
+    cli("update", "vm", "--runner", str(b), state_dir=root, check=True)
+    assert vm.current == b
+    assert vm.booted == a
+    assert not [p for p in vm.path.iterdir() if ".new." in p.name]
+
+
+def test_update_restart_through_systemd(tmp_path: Path, runners: tuple[Path, Path]) -> None:
+    """With systemd, a running VM whose runner changed is restarted only with --restart (or
+    when it was created with --restart-on-update)."""
+    a, b = runners
+    root, log, active = tmp_path / "state", tmp_path / "log", tmp_path / "active"
+    fake_systemctl(tmp_path / "bin", log, active)
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+           "MICROVM_SERVICE_MANAGER": "systemd"}
+    out = cli("create", "vm", "--runner", str(a), state_dir=root, env=env, check=True).stderr
+    assert "systemctl start microvm@vm.service" in out
+    vm = VMDir(root, "vm")
+    vm.booted_link.symlink_to(a)
+    active.write_text("microvm@vm.service")
+    out = cli("update", "vm", "--runner", str(b), state_dir=root, env=env, check=True).stderr
+    assert "systemctl restart microvm@vm.service" in out
+    assert ["restart", "microvm@vm.service"] not in calls(log)
+    listed = json.loads(cli("list", "--json", state_dir=root, env=env, check=True).stdout)
+    assert listed[0]["runner"] == "restart pending: the new runner is installed"
+    assert listed[0]["runBy"] == "systemd"
+    cli("update", "vm", "--runner", str(a), state_dir=root, env=env, check=True)
+    out = cli("update", "-R", "vm", "--runner", str(b), state_dir=root, env=env,
+              check=True).stderr
+    assert ["restart", "microvm@vm.service"] in calls(log)
+    assert "restarting" in out
+    out = cli("shutdown", "vm", state_dir=root, env=env, check=True)
+    assert ["stop", "microvm@vm.service"] in calls(log)
+
+
+def test_declared_vm_cannot_be_updated(tmp_path: Path, runners: tuple[Path, Path]) -> None:
+    a, _ = runners
+    root = tmp_path / "state"
+    cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
+    (root / "vm" / "declared.json").write_text('{"declared": true, "restartIfChanged": true}')
+    p = cli("update", "vm", state_dir=root)
+    assert p.returncode == 1
+    assert "declared in the host configuration" in p.stderr
+
+
+def test_runner_diff_names_changes(tmp_path: Path) -> None:
+    a = make_runner(tmp_path, "vm", name="a")
+    b = make_runner(tmp_path, "vm", name="b", vcpu=2, vsock={"cid": 7})
+    lines = runner_diff(Runner(a), Runner(b))
+    assert "--- booted/launch.json (kvm)" in lines
+    assert "+vhost-vsock-device,guest-cid=7" in lines
+    assert "changed: share/microvm/vsock-cid" in lines
+    assert runner_diff(Runner(a), Runner(a)) == []
+
+
+def test_state_dir_listing_ignores_noise(tmp_path: Path, runners: tuple[Path, Path]) -> None:
+    a, _ = runners
+    root = tmp_path / "state"
+    (root / "not-a-vm").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    (root / "file").write_text("x")
+    cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
+    assert [v.name for v in state.list_vms(root)] == ["vm"]
+    mode = stat.S_IMODE((root / "vm").stat().st_mode)
+    assert (mode & 0o755) == 0o755, oct(mode)

@@ -1,0 +1,366 @@
+"""systemd units from `microvm units`: layout, determinism, `systemd-analyze verify` of every
+unit (in a --root tree with stand-in runners), exposure scores (checked against the table in
+docs/host.md), and the helpers the units run (shellcheck, and each run on a scratch directory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from microvm import units
+from microvm.units import DeclaredVM, UnitOptions
+from test_host import cli, make_runner
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "host.md"
+INSTANCE = "web"
+STAND_INS = ("microvm-run", "microvm-shutdown", "tap-up", "tap-down", "macvtap-up",
+             "macvtap-down", "virtiofsd-run")
+
+needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                   reason="systemd-analyze is not installed")
+
+
+def tree(tmp_path: Path, opts: UnitOptions, name: str = "out") -> Path:
+    out = tmp_path / name
+    units.write(out, opts)
+    return out
+
+
+def instances(declared: bool = True) -> list[str]:
+    names = [f"{u.removesuffix('@.service')}@{INSTANCE}.service" for u in units.TEMPLATE_UNITS]
+    return [*names, *([f"install-microvm-{INSTANCE}.service"] if declared else []),
+            "microvms.target"]
+
+
+def verify_root(tmp_path: Path, out: Path, state_dir: str) -> Path:
+    """A --root for systemd-analyze: the distribution's units, ours in /etc/systemd/system, the
+    helpers at their absolute path and stand-in runners below the state directory."""
+    root = tmp_path / "root"
+    (root / "usr/lib/systemd").mkdir(parents=True)
+    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    shutil.copytree(out / units.UNIT_DIR, root / "etc/systemd/system", symlinks=True)
+    shutil.copytree(out / units.LIBEXEC_DIR, root / str(out / units.LIBEXEC_DIR).lstrip("/"))
+    for link in ("current", "booted"):
+        bin_dir = root / state_dir.lstrip("/") / INSTANCE / link / "bin"
+        bin_dir.mkdir(parents=True)
+        for exe in STAND_INS:
+            (bin_dir / exe).write_text("#!/bin/sh\n")
+            (bin_dir / exe).chmod(0o755)
+    return root
+
+
+def analyze(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", *args, f"--root={root}"], text=True,
+                          capture_output=True, cwd=root / "etc/systemd/system")
+
+
+OPTION_SETS = {
+    "default": UnitOptions(declared=(DeclaredVM(INSTANCE, "/nix/store/abc-microvm-web"),)),
+    "custom": UnitOptions(state_dir="/srv/vms", user="vmuser", group="vmgroup",
+                          readiness=units.Readiness.VSOCK, console=units.Console.JOURNAL,
+                          virtiofsd_notify=True, start_timeout=30, shutdown_timeout=5,
+                          declared=(DeclaredVM(INSTANCE, "/nix/store/x-r", False, False),)),
+}
+
+
+@needs_analyze
+@pytest.mark.parametrize("variant", sorted(OPTION_SETS))
+def test_systemd_analyze_verify(tmp_path: Path, variant: str) -> None:
+    opts = OPTION_SETS[variant]
+    out = tree(tmp_path, opts)
+    root = verify_root(tmp_path, out, opts.state_dir)
+    r = analyze(root, "verify", "--man=no", *instances())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout + r.stderr == ""  # no warnings (unknown keys, bad values, missing paths)
+
+
+@needs_analyze
+def test_verify_notices_a_missing_runner(tmp_path: Path) -> None:
+    """The stand-ins matter: without them verify fails (so the test above tests something)."""
+    opts = OPTION_SETS["default"]
+    out = tree(tmp_path, opts)
+    root = verify_root(tmp_path, out, opts.state_dir)
+    (root / "var/lib/microvms/web/booted/bin/microvm-run").unlink()
+    r = analyze(root, "verify", "--man=no", f"microvm@{INSTANCE}.service")
+    assert r.returncode != 0
+    assert "microvm-run is not executable" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-tmpfiles") is None, reason="no systemd-tmpfiles")
+def test_tmpfiles_creates_the_state_directory(tmp_path: Path) -> None:
+    out = tree(tmp_path, OPTION_SETS["default"])
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n"
+                                     "microvm:x:990:990::/var/empty:/bin/false\n")
+    (root / "etc/group").write_text("root:x:0:\nkvm:x:990:\n")
+    r = subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create",
+                        str(out / units.TMPFILES)], text=True, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    st = (root / "var/lib/microvms").stat()
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)) == (990, 990, "0o755")
+
+
+def exposure(root: Path, unit: str) -> float:
+    r = analyze(root, "security", "--offline=true", unit)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    return float(m.group(1))
+
+
+def documented_scores() -> dict[str, float]:
+    """The table in docs/host.md: | `unit` | score | ... |"""
+    rows = re.findall(r"^\| `([^`]+)` \| (\d+\.\d) \|", DOC.read_text("utf-8"), re.M)
+    return {unit: float(score) for unit, score in rows}
+
+
+@needs_analyze
+def test_security_scores_match_docs(tmp_path: Path) -> None:
+    opts = OPTION_SETS["default"]
+    out = tree(tmp_path, opts)
+    root = verify_root(tmp_path, out, opts.state_dir)
+    got = {u.replace(f"@{INSTANCE}.", "@.").replace(f"-{INSTANCE}.", "-NAME."): exposure(root, u)
+           for u in instances() if u.endswith(".service")}
+    assert got == documented_scores(), f"update the table in {DOC}: {got}"
+    # the VM itself stays well inside systemd's "OK" band although QEMU needs devices and JIT
+    assert got["microvm@.service"] <= 2.0
+    assert max(got.values()) < 4.0
+
+
+def test_layout_links_and_determinism(tmp_path: Path) -> None:
+    opts = OPTION_SETS["default"]
+    a = units.build(opts, "/usr/libexec/microvm")
+    b = units.build(opts, "/usr/libexec/microvm")
+    assert a == b
+    system = units.UNIT_DIR
+    assert a[f"{system}/multi-user.target.wants/microvms.target"] == units.Link(
+        "../microvms.target")
+    assert a[f"{system}/microvms.target.wants/microvm@web.service"] == units.Link(
+        "../microvm@.service")
+    assert a[f"{system}/microvms.target.wants/install-microvm-web.service"] == units.Link(
+        "../install-microvm-web.service")
+    service = a[f"{system}/microvm@.service"]
+    assert isinstance(service, tuple)
+    text = service[0]
+    for line in ("WorkingDirectory=%S/microvms/%i",
+                 "ExecStart=%S/microvms/%i/booted/bin/microvm-run",
+                 "ExecStop=-%S/microvms/%i/booted/bin/microvm-shutdown",
+                 "Environment=MICROVM_VIRTIOFSD=external", "Environment=MICROVM_CONSOLE=socket",
+                 "Restart=always", "User=microvm", "Group=kvm", "LimitMEMLOCK=infinity",
+                 "LimitNOFILE=1048576", "KillMode=mixed", "TimeoutStopSec=90",
+                 "Requires=microvm-set-booted@%i.service", "Type=exec"):
+        assert line in text.splitlines(), line
+    helpers = {k: v for k, v in a.items() if k.startswith(units.LIBEXEC_DIR)}
+    assert sorted(Path(k).name for k in helpers) == sorted(units.HELPERS)
+    assert all(isinstance(v, tuple) and v[1] == 0o755 for v in helpers.values())
+
+
+def test_state_dir_spelling(tmp_path: Path) -> None:
+    assert units.state_specifier("/var/lib/microvms") == "%S/microvms"
+    assert units.state_specifier("/srv/vms") == "/srv/vms"
+    files = units.build(OPTION_SETS["custom"], "/opt/x")
+    text = files[f"{units.UNIT_DIR}/microvm@.service"]
+    assert isinstance(text, tuple)
+    assert "WorkingDirectory=/srv/vms/%i" in text[0]
+    assert "Type=notify" in text[0]
+    assert "ExecStart=/opt/x/notify-relay /srv/vms/%i/booted/bin/microvm-run" in text[0]
+    assert "MICROVM_CONSOLE" not in text[0]
+    assert "TimeoutStartSec=30" in text[0]
+    dropin = files[f"{units.UNIT_DIR}/microvm@web.service.d/50-declared.conf"]
+    assert isinstance(dropin, tuple)
+    assert "X-RestartIfChanged=false" in dropin[0]
+    assert f"{units.UNIT_DIR}/microvms.target.wants/microvm@web.service" not in files
+
+
+def test_declared_dropin_lists_writable_paths_outside(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path, "web", volumes=[
+        {"image": "inside.img", "size": 8, "mountPoint": "/a"},
+        {"image": "/srv/data/outside.img", "size": 8, "mountPoint": "/b"},
+        {"image": "/srv/ro/ro.img", "size": 8, "mountPoint": "/c", "readOnly": True}],
+        shares=[{"proto": "9p", "tag": "s", "source": "/srv/share", "mountPoint": "/s"}])
+    files = units.build(UnitOptions(declared=(DeclaredVM("web", str(runner)),)), "/x")
+    dropin = files[f"{units.UNIT_DIR}/microvm@web.service.d/50-declared.conf"]
+    assert isinstance(dropin, tuple)
+    paths = [x for x in dropin[0].splitlines() if x.startswith("ReadWritePaths=")]
+    assert paths == ["ReadWritePaths=-/srv/data", "ReadWritePaths=-/srv/share"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--state-dir", "/var/lib/my vms"], "--state-dir must be an absolute path"),
+    (["--state-dir", "/var/lib/%i"], "--state-dir must be an absolute path"),
+    (["--user", "bad user"], "--user must be a user/group name"),
+    (["--declare", "web"], "--declare wants NAME=RUNNER"),
+    (["--declare", "../x=/nix/store/a"], "invalid VM name"),
+    (["--declare", "a=/nix/store/a", "--declare", "a=/nix/store/b"], "declared twice"),
+    (["--no-autostart", "b"], "not declared with --declare: b"),
+])
+def test_cli_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    p = cli("units", "--out", str(tmp_path / "o"), *args)
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_declared_json_and_force(tmp_path: Path) -> None:
+    spec = tmp_path / "declared.json"
+    spec.write_text('{"a": {"runner": "/nix/store/a-r", "autostart": false},'
+                    ' "b": {"runner": "/nix/store/b-r", "restartIfChanged": false}}')
+    out = tmp_path / "o"
+    cli("units", "--out", str(out), "--declared", str(spec), check=True)
+    wants = sorted(p.name for p in (out / units.UNIT_DIR / "microvms.target.wants").iterdir())
+    assert wants == ["install-microvm-a.service", "install-microvm-b.service",
+                     "microvm@b.service"]
+    assert cli("units", "--out", str(out)).returncode == 2
+    cli("units", "--out", str(out), "--force", check=True)
+    assert not (out / units.UNIT_DIR / "microvms.target.wants").exists()
+    spec.write_text('{"a": {"runner": 3}}')
+    p = cli("units", "--out", str(tmp_path / "p"), "--declared", str(spec))
+    assert p.returncode == 2
+    assert "needs \"runner\"" in p.stderr
+
+
+# -- the helpers -----------------------------------------------------------------------------
+
+@pytest.fixture
+def helpers(tmp_path: Path) -> Path:
+    """Helpers generated for a scratch state directory and the current user."""
+    import grp
+    import pwd
+
+    opts = UnitOptions(state_dir=str(tmp_path / "state"),
+                       user=pwd.getpwuid(os.getuid()).pw_name,
+                       group=grp.getgrgid(os.getgid()).gr_name)
+    return tree(tmp_path, opts, "units") / units.LIBEXEC_DIR
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_helpers_pass_shellcheck(helpers: Path) -> None:
+    r = subprocess.run(["shellcheck", "-s", "sh", *sorted(map(str, helpers.iterdir()))],
+                       text=True, capture_output=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_set_booted(helpers: Path, tmp_path: Path) -> None:
+    d = tmp_path / "vm"
+    d.mkdir()
+    (d / "current").symlink_to("/nix/store/new")
+    (d / "booted").symlink_to("/nix/store/old")
+    subprocess.run([helpers / "set-booted"], cwd=d, check=True)
+    assert os.readlink(d / "booted") == "/nix/store/new"
+    assert sorted(p.name for p in d.iterdir()) == ["booted", "current"]
+    subprocess.run([helpers / "set-booted", "--clear"], cwd=d, check=True)
+    assert sorted(p.name for p in d.iterdir()) == ["current"]
+    (d / "current").unlink()
+    r = subprocess.run([helpers / "set-booted"], cwd=d, text=True, capture_output=True)
+    assert r.returncode == 1
+    assert "is not a symlink to a runner" in r.stderr
+
+
+def test_install_runner(helpers: Path, tmp_path: Path) -> None:
+    run = [str(helpers / "install-runner")]
+    subprocess.run([*run, "web", "/nix/store/one", "false"], check=True)
+    d = tmp_path / "state" / "web"
+    assert os.readlink(d / "current") == "/nix/store/one"
+    assert (d / "declared.json").read_text() == '{"declared": true, "restartIfChanged": false}\n'
+    subprocess.run([*run, "web", "/nix/store/two", "true"], check=True)
+    assert os.readlink(d / "current") == "/nix/store/two"
+    assert sorted(p.name for p in d.iterdir()) == ["current", "declared.json"]
+    for bad in (["../x", "/r", "true"], ["web", "/r", "maybe"], ["web"]):
+        assert subprocess.run([*run, *bad], capture_output=True).returncode == 2
+
+
+def test_wait_virtiofsd(helpers: Path, tmp_path: Path) -> None:
+    d = tmp_path / "vm"
+    share = d / "booted/share/microvm/virtiofs/fs"
+    share.mkdir(parents=True)
+    (share / "socket").write_text("fs.sock\n")
+    r = subprocess.run([helpers / "wait-virtiofsd", "1"], cwd=d, text=True,
+                       capture_output=True)
+    assert r.returncode == 1
+    assert "no virtiofsd socket after 1 s: fs.sock" in r.stderr
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(d / "fs.sock"))
+        subprocess.run([helpers / "wait-virtiofsd", "1"], cwd=d, check=True)
+
+
+def test_pci_setup_on_a_fake_sysfs(helpers: Path, tmp_path: Path) -> None:
+    sys_, dev = tmp_path / "sys", tmp_path / "dev"
+    address = "0000:01:00.0"
+    pci = sys_ / "bus/pci"
+    device = pci / "devices" / address
+    (pci / "drivers/e1000e").mkdir(parents=True)
+    (pci / "drivers/vfio-pci").mkdir(parents=True)
+    (pci / "drivers/e1000e/unbind").write_text("")
+    (pci / "drivers_probe").write_text("")
+    (sys_ / "kernel/iommu_groups/7").mkdir(parents=True)
+    device.mkdir(parents=True)
+    (device / "driver").symlink_to(pci / "drivers/e1000e")
+    (device / "iommu_group").symlink_to(sys_ / "kernel/iommu_groups/7")
+    (device / "driver_override").write_text("")
+    (dev / "vfio").mkdir(parents=True)
+    (dev / "vfio/7").write_text("")
+    listing = tmp_path / "pci-devices"
+    listing.write_text(f"{address}\n")
+    env = {**os.environ, "MICROVM_SYSFS": str(sys_), "MICROVM_DEVFS": str(dev)}
+    r = subprocess.run([helpers / "pci-setup", listing], env=env, text=True,
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert (pci / "drivers/e1000e/unbind").read_text() == f"{address}\n"
+    assert (device / "driver_override").read_text() == "vfio-pci\n"
+    assert (pci / "drivers_probe").read_text() == f"{address}\n"
+    assert f"{address} -> vfio-pci" in r.stdout
+    listing.write_text("0000:02:00.0\n")
+    r = subprocess.run([helpers / "pci-setup", listing], env=env, text=True,
+                       capture_output=True)
+    assert r.returncode == 1
+    assert "no PCI device 0000:02:00.0" in r.stderr
+
+
+def test_notify_relay_without_systemd_just_runs(helpers: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    r = subprocess.run([helpers / "notify-relay", sys.executable, "-c", "print('ran')"],
+                       cwd=tmp_path, env=env, text=True, capture_output=True, check=True)
+    assert r.stdout == "ran\n"
+
+
+def test_notify_relay_listens_on_the_cid_port(helpers: Path, tmp_path: Path) -> None:
+    """With NOTIFY_SOCKET and a vsock CID, socat listens on 8888+CID (AF_VSOCK sockets work
+    here even without /dev/vhost-vsock; nothing can connect, see docs/host.md)."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed")
+    d = tmp_path / "vm"
+    (d / "booted/share/microvm").mkdir(parents=True)
+    (d / "booted/share/microvm/vsock-cid").write_text("40\n")
+    try:
+        probe = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        probe.close()
+    except OSError:
+        pytest.skip("no AF_VSOCK sockets on this kernel")
+    notify = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(notify))
+        code = ("import os,socket,time\nfor _ in range(50):\n"
+                " t=socket.socket(socket.AF_VSOCK,socket.SOCK_STREAM)\n"
+                " try: t.bind((socket.VMADDR_CID_ANY, 8928))\n"
+                " except OSError: print('busy'); break\n"
+                " finally: t.close()\n"
+                " time.sleep(0.1)\n"
+                "print(open(f'/proc/self/task/{os.getpid()}/children').read())\n")
+        with (tmp_path / "out").open("w") as out:
+            subprocess.run([helpers / "notify-relay", sys.executable, "-c", code], cwd=d,
+                           env={**os.environ, "NOTIFY_SOCKET": str(notify)}, stdout=out,
+                           stderr=subprocess.STDOUT, timeout=30)
+    text = (tmp_path / "out").read_text()
+    busy, children = text.splitlines()[-2:]
+    for pid in children.split():  # the relay (socat), a child of the command it ran
+        os.kill(int(pid), signal.SIGTERM)
+    assert busy == "busy", text
