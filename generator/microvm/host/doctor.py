@@ -158,7 +158,7 @@ def check_binaries(path: str | None = None) -> Iterator[Finding]:
 def check_tools(path: str | None = None) -> Iterator[Finding]:
     tools = [
         ("virtiofsd", Level.WARN, "virtiofs shares",
-         "install virtiofsd (or put QEMU's in the VM's microvm.runtimePath)"),
+         "install virtiofsd (or put the directory of QEMU's one in the VM document's runtimePath)"),
         ("socat", Level.FAIL, "shutdown, balloon, console and ssh", "install socat"),
         ("ip", Level.WARN, "tap and macvtap interfaces", "install iproute2"),
         ("ssh", Level.WARN, "microvm ssh", "install an OpenSSH client"),
@@ -240,7 +240,7 @@ def check_state(root: Path) -> Iterator[Finding]:
             missing.append("virtiofsd")
         if missing:
             yield Finding(Level.FAIL, f"vm {vm.name}", f"{hv}: missing {', '.join(missing)}",
-                          "install them or add their directory to microvm.runtimePath")
+                          "install them or add their directory to the VM document's runtimePath")
         else:
             yield Finding(Level.OK, f"vm {vm.name}", f"{hv}: binaries found")
 
