@@ -264,10 +264,13 @@ def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
 NET_SCRIPT = "net_up; echo E2E-NET-READY; while :; do sleep 1; done\n"
 
 
-def test_tap_networking_in_netns(make_initrd: InitrdFactory, tmp_path: Path, netns: str) -> None:
-    """microvm-run (as root) creates the tap with tap-up; the host side pings the guest."""
+@pytest.mark.parametrize("vcpu", [1, 2], ids=["single-queue", "multi-queue"])
+def test_tap_networking_in_netns(make_initrd: InitrdFactory, tmp_path: Path, netns: str,
+                                 vcpu: int) -> None:
+    """microvm-run (as root) creates the tap with tap-up (multi_queue with one queue pair per
+    vCPU); the host side pings the guest."""
     doc = document("tapvm", vmtest.guest_kernel().vmlinux, make_initrd(NET_SCRIPT),
-                   kernelParams=["quiet", "e2e.ip=10.77.0.2/24"],
+                   kernelParams=["quiet", "e2e.ip=10.77.0.2/24"], vcpu=vcpu,
                    interfaces=[{"type": "tap", "id": "vm-tap0", "mac": "02:00:00:00:00:02"}])
     runner = generate(doc, tmp_path)
     with VM(runner, tmp_path, wrap=["ip", "netns", "exec", netns]) as vm:
@@ -280,20 +283,27 @@ def test_tap_networking_in_netns(make_initrd: InitrdFactory, tmp_path: Path, net
         ping = in_ns(netns, "busybox", "ping", "-c", "3", "-W", "5", "10.77.0.2")
         assert ping.returncode == 0, ping.stdout + ping.stderr
         assert "3 packets received" in ping.stdout
+        flags = in_ns(netns, "cat", "/sys/class/net/vm-tap0/tun_flags").stdout.strip()
+        assert bool(int(flags, 16) & 0x0100) == (vcpu > 1)  # IFF_MULTI_QUEUE
+        if vcpu > 1:
+            argv = Path(f"/proc/{vm.proc.pid}/cmdline").read_bytes().split(b"\0")
+            assert b"tap,id=net0,ifname=vm-tap0,script=no,downscript=no,queues=2" in argv
     # tap-down removes it again
     subprocess.run(["ip", "netns", "exec", netns, str(runner / "bin" / "tap-down")], check=True)
     assert in_ns(netns, "ip", "link", "show", "vm-tap0").returncode != 0
 
 
+@pytest.mark.parametrize("vcpu", [1, 2], ids=["single-queue", "multi-queue"])
 def test_macvtap_networking_in_netns(make_initrd: InitrdFactory, tmp_path: Path,
-                                     netns: str) -> None:
-    """macvtap-up creates the macvtap on a veth; microvm-run opens /dev/tapN and passes the fd."""
+                                     netns: str, vcpu: int) -> None:
+    """macvtap-up creates the macvtap on a veth; microvm-run opens /dev/tapN (once per queue)
+    and passes the fds."""
     for cmd in (["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
                 ["ip", "link", "set", "v0", "up"], ["ip", "link", "set", "v1", "up"],
                 ["ip", "addr", "add", "10.78.0.1/24", "dev", "v1"]):
         assert in_ns(netns, *cmd).returncode == 0
     doc = document("mvtvm", vmtest.guest_kernel().vmlinux, make_initrd(NET_SCRIPT),
-                   kernelParams=["quiet", "e2e.ip=10.78.0.2/24"],
+                   kernelParams=["quiet", "e2e.ip=10.78.0.2/24"], vcpu=vcpu,
                    interfaces=[{"type": "macvtap", "id": "mvt0", "mac": "02:00:00:00:00:03",
                                 "macvtap": {"link": "v0", "mode": "bridge"}}])
     runner = generate(doc, tmp_path)
@@ -304,6 +314,8 @@ def test_macvtap_networking_in_netns(make_initrd: InitrdFactory, tmp_path: Path,
         link = in_ns(netns, "ip", "-d", "link", "show", "mvt0").stdout
         assert "macvtap mode bridge" in link
         assert "02:00:00:00:00:03" in link
+        argv = Path(f"/proc/{vm.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert (b"tap,id=net0,fds=3:4" if vcpu > 1 else b"tap,id=net0,fd=3") in argv
     subprocess.run(["ip", "netns", "exec", netns, str(runner / "bin" / "macvtap-down")],
                    check=True)
     assert in_ns(netns, "ip", "link", "show", "mvt0").returncode != 0
