@@ -367,6 +367,7 @@ def test_host_module() -> None:
         "'--declared=web'")
     assert s["targets"]["microvms"]["wantedBy"] == ["multi-user.target"]
     assert s["packages"] == ["microvm-units"]
+    assert s["etc"]["qemu/bridge.conf"]["text"] == "allow br-lan\n"
     tmp = s["tmpfiles"]
     assert tmp["/var/lib/microvms"]["d"] == {"user": "microvm", "group": "kvm", "mode": "0775"}
     assert tmp["/var/lib/microvms/web/www"]["d"]["mode"] == ":0775"

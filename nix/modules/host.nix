@@ -112,6 +112,11 @@ let
     };
   };
 
+  qemuBridges = lib.unique (lib.concatMap (vm:
+    lib.optionals (vm.guest.microvm.hypervisor == "qemu")
+      (map (i: i.bridge) (lib.filter (i: i.type == "bridge") vm.guest.microvm.interfaces)))
+    declared);
+
   # a unit of the package, switched on by NixOS (it ignores the package's .wants links)
   enable = target: { wantedBy = [ target ]; overrideStrategy = "asDropin"; };
 
@@ -177,6 +182,11 @@ in
     users.groups.${hostCfg.group} = { };
 
     environment.systemPackages = [ hostCfg.package ];
+    # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins
+    # bridges its ACL allows
+    environment.etc."qemu/bridge.conf" = lib.mkIf (qemuBridges != [ ]) {
+      text = lib.concatMapStrings (br: "allow ${br}\n") qemuBridges;
+    };
 
     systemd.packages = [ units ];
     systemd.targets.microvms = enable "multi-user.target";

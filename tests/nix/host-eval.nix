@@ -18,7 +18,11 @@ let
       ../../nix/modules/host.nix
       { _module.args.pkgs = pkgs; }
       {
-        microvm.vms.web.config = { microvm.mem = 768; microvm.shares = [{ tag = "www"; source = "www"; mountPoint = "/var/www"; }]; };
+        microvm.vms.web.config = {
+          microvm.mem = 768;
+          microvm.shares = [{ tag = "www"; source = "www"; mountPoint = "/var/www"; }];
+          microvm.interfaces = [{ type = "bridge"; id = "vm-web"; bridge = "br-lan"; mac = "02:00:00:00:00:01"; }];
+        };
         microvm.vms.manual = { evaluatedConfig = guest; autostart = false; };
         microvm.autostart = [ "imperative" ];
       }
@@ -38,6 +42,7 @@ in
       execStart = s.serviceConfig.ExecStart or null;
     }) config.systemd.services;
     targets = config.systemd.targets;
+    etc = config.environment.etc;
     autostart = config.microvm.autostart;
     packages = map (p: p.name) config.systemd.packages;
     kernelModules = config.boot.kernelModules;

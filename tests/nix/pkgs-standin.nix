@@ -48,7 +48,7 @@ let
     mkdir -p "$out/bin"
     for c in ${lib.escapeShellArgs commands}; do
       case "$c" in /*) src=$c ;; *) src=/usr/bin/$c ;; esac
-      if [ -e "$src" ]; then ln -s "$src" "$out/bin/''${src##*/}"; fi
+      if [ -e "$src" ] && [ ! -e "$out/bin/''${src##*/}" ]; then ln -s "$src" "$out/bin/''${src##*/}"; fi
     done
   '';
 
