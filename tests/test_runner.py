@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from microvm import runner
 from microvm.config import from_document
 from test_config import FULL
@@ -199,3 +201,34 @@ def test_balloon_script_refuses_bad_sizes_and_explains_missing_balloon(tmp_path:
     r = subprocess.run([str(out2 / "bin" / "microvm-balloon"), "10"], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "no balloon device (set microvm.balloon = true)" in r.stderr
+
+
+# any printable text, including quotes, $, backticks, commas, spaces and non-ASCII letters
+hostile_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\x00"),
+    min_size=1, max_size=20)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=hostile_text, source=hostile_text, image=hostile_text)
+def test_hostile_strings_reach_the_hypervisor_byte_for_byte(
+        tmp_path_factory: pytest.TempPathFactory, fake_path: Path, name: str, source: str,
+        image: str) -> None:
+    """Property: whatever printable text a host name, share source or volume path holds, the
+    argv the hypervisor receives is the backend's argv, byte for byte (no shell ever reads it)."""
+    if name in (".", ".."):
+        name = f"x{name}"
+    work = tmp_path_factory.mktemp("hostile")
+    d = {"hostName": name, "microvm": {
+        "kernel": "/k/vmlinux", "storeOnDisk": False,
+        "shares": [{"tag": "t", "source": f"/srv/{source}", "mountPoint": "/t"}],
+        "volumes": [{"image": image, "autoCreate": False}]}}
+    out = runner.write(from_document(d), work / "r")
+    got = run_runner(out, work, fake_path, work / "argv.json")
+    launch = json.loads((out / "share/microvm/launch.json").read_text())
+    # (argv[0], the process name, is checked on a real QEMU in test_e2e_qemu.py: an
+    # interpreter replaces it for this stand-in)
+    assert got["argv"][1:] == launch["variants"]["tcg"][1:]
+    assert f"guest={name.replace(',', ',,')}," in got["argv"][2]
+    assert f"path=/srv/{source.replace(',', ',,')},security_model" in " ".join(got["argv"])
