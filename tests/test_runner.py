@@ -232,3 +232,16 @@ def test_hostile_strings_reach_the_hypervisor_byte_for_byte(
     assert got["argv"][1:] == launch["variants"]["tcg"][1:]
     assert f"guest={name.replace(',', ',,')}," in got["argv"][2]
     assert f"path=/srv/{source.replace(',', ',,')},security_model" in " ".join(got["argv"])
+
+
+def test_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    src = tmp_path / "vm.json"
+    src.write_text(json.dumps(DOCS["minimal"]))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(src), "--out",
+                        str(blocker / "out")], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"error: {blocker}")
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "vm.json"]
