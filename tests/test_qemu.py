@@ -152,7 +152,11 @@ def test_balloon_vsock_credentials_machine_id() -> None:
     assert ("virtio-balloon-device,id=balloon0,deflate-on-oom=off,free-page-reporting=on"
             in devs)
     assert value(a, "-fw_cfg") == "name=opt/io.systemd.credentials/tok,file=/run/tok"
-    assert value(a, "-smbios") == "type=1,uuid=a67472e5-570e-5c8a-b18c-ae3c77701050"
+    assert values(a, "-smbios") == [
+        "type=1,uuid=a67472e5-570e-5c8a-b18c-ae3c77701050",
+        # a systemd guest reports readiness over vsock to the host's relay (port 8888 + CID)
+        "type=11,value=io.systemd.credential:vmm.notify_socket=vsock-stream:2:8893",
+    ]
 
 
 def test_machine_opts_override_and_extra_args_last() -> None:

@@ -33,13 +33,14 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 from .host.state import DEFAULT_STATE_DIR, check_name
+from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .render import render
 
 UNIT_DIR = "lib/systemd/system"
 TMPFILES = "lib/tmpfiles.d/microvm.conf"
 LIBEXEC_DIR = "libexec/microvm"
 # vsock port the guest's service manager notifies: NOTIFY_PORT_BASE + the guest's CID
-NOTIFY_PORT_BASE = 8888
+NOTIFY_PORT_BASE = NOTIFY_VSOCK_PORT_BASE
 # the units a VM requires; each is PartOf= the VM, so it stops and restarts with it
 DEPENDENCIES = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
                 "microvm-pci-devices", "microvm-virtiofsd")

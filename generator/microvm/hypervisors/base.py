@@ -13,6 +13,9 @@ from ..errors import Problem
 
 # fds the runner opens for macvtap queues start here (0-2 are stdio)
 FIRST_MACVTAP_FD = 3
+# vsock port the guest's service manager sends sd_notify messages to: this + the guest's CID
+# (the host's notify relay listens there; guest credential vmm.notify_socket)
+NOTIFY_VSOCK_PORT_BASE = 8888
 
 
 class Accel(StrEnum):

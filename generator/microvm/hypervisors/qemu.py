@@ -10,7 +10,17 @@ import json
 
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
-from .base import Accel, Backend, Control, Launch, RunContext, macvtap_fds, opts, queues
+from .base import (
+    NOTIFY_VSOCK_PORT_BASE,
+    Accel,
+    Backend,
+    Control,
+    Launch,
+    RunContext,
+    macvtap_fds,
+    opts,
+    queues,
+)
 
 # Kernel words QEMU guests need: a reboot ends QEMU (-no-reboot), a panic too.
 REBOOT_PARAMS = ("reboot=t", "panic=-1")
@@ -163,6 +173,10 @@ class Qemu(Backend):
         argv += self._net(vm, dev)
         if vm.vsock_cid is not None:
             argv += ["-device", opts(f"vhost-vsock-{dev}", {"guest-cid": vm.vsock_cid})]
+            # where a systemd guest reports readiness (READY=1) to the host's notify relay
+            port = NOTIFY_VSOCK_PORT_BASE + vm.vsock_cid
+            credential = f"vmm.notify_socket=vsock-stream:2:{port}"
+            argv += ["-smbios", f"type=11,value=io.systemd.credential:{credential}"]
         if vm.balloon:
             argv += ["-device", opts(f"virtio-balloon-{dev}", {
                 "id": "balloon0", "deflate-on-oom": vm.deflate_on_oom,
