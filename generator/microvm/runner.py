@@ -114,6 +114,7 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
            virtiofs=virtiofs, kvm_probe=launch.kvm_probe, variants=variants,
            default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
            env=sorted(launch.env.items()), sockets=launch.sockets,
+           console_socket=launch.console_socket,
            process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
     shutdown = be.shutdown(vm)
     script("microvm-shutdown", "microvm-shutdown.sh.j2", control=shutdown,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..capabilities import CAPABILITIES, Capabilities, Feature, Hypervisor
+from ..capabilities import CAPABILITIES, Capabilities, Hypervisor
 from ..config import InterfaceType, MicroVM
 from ..errors import Problem
 
@@ -68,6 +68,9 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     # Unix sockets the hypervisor creates and will not replace: stale ones are removed first
     sockets: list[str] = field(default_factory=list)
+    # (argv element serving the serial console on stdio, the one serving it on console.sock):
+    # the runner swaps them when MICROVM_CONSOLE=socket; None: no console socket
+    console_socket: tuple[str, str] | None = None
 
 
 def macvtap_fds(vm: MicroVM) -> dict[str, list[int]]:
@@ -107,9 +110,6 @@ class Backend(ABC):
         @BALLOON_BYTES@ (memory taken from the guest), @GUEST_MIB@ and @GUEST_BYTES@ (memory
         left to the guest)."""
         return None
-
-    def supports(self, feature: Feature) -> bool:
-        return self.caps.supports(feature)
 
     def problems(self, vm: MicroVM) -> list[Problem]:
         """What this backend cannot express for `vm` although the capability table allows it

@@ -22,6 +22,9 @@ from .base import (
     queues,
 )
 
+# the serial console's chardev, and its replacement when a service manager runs the VM
+SERIAL_STDIO = "stdio,id=stdio,signal=off"
+SERIAL_SOCKET = "socket,id=stdio,path=console.sock,server=on,wait=off"
 # Kernel words QEMU guests need: a reboot ends QEMU (-no-reboot), a panic too.
 REBOOT_PARAMS = ("reboot=t", "panic=-1")
 # Under TCG, a kernel on the microvm machine (no HPET, no ACPI PM timer) can hang calibrating
@@ -151,7 +154,7 @@ class Qemu(Backend):
         else:
             argv += ["-display", "none"]
         if vm.qemu.serial_console:
-            argv += ["-chardev", "stdio,id=stdio,signal=off",
+            argv += ["-chardev", SERIAL_STDIO,
                      "-serial", "chardev:stdio"]
         if not any(i.type is InterfaceType.BRIDGE for i in vm.interfaces):
             # the bridge helper is spawned by QEMU; everything else runs without that right
@@ -289,14 +292,15 @@ class Qemu(Backend):
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         tcg = self.argv(vm, ctx, Accel.TCG)
+        console = (SERIAL_STDIO, SERIAL_SOCKET) if vm.qemu.serial_console else None
         if vm.cpu is not None:
-            return Launch(variants={Accel.TCG: tcg})
+            return Launch(variants={Accel.TCG: tcg}, console_socket=console)
         probe_machine = "virt" if vm.arch == "aarch64" else "microvm"
         probe = [binary(vm), "-machine", f"{probe_machine},accel=kvm", "-cpu", "host",
                  "-m", "16M", "-nodefaults", "-no-user-config", "-display", "none", "-S",
                  "-monitor", "stdio"]
         return Launch(variants={Accel.KVM: self.argv(vm, ctx, Accel.KVM), Accel.TCG: tcg},
-                      kvm_probe=probe)
+                      kvm_probe=probe, console_socket=console)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:
