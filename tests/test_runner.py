@@ -103,6 +103,18 @@ def test_failed_generation_writes_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failed_write_removes_the_directories_it_made(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def half_fill(tree: runner.Tree, root: Path) -> None:
+        (root / "bin").mkdir()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "_fill", half_fill)
+    with pytest.raises(OSError, match="No space"):
+        runner.write(from_document(DOCS["minimal"]), tmp_path / "a" / "b" / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_existing_output_needs_force_and_is_replaced_whole(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

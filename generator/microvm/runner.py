@@ -180,12 +180,15 @@ def write(vm: MicroVM, out: Path, *, force: bool = False) -> Path:
         raise UsageError(f"{out} exists; pass --force to replace it")
     tree = build(vm, str(out))
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.mkdir()
+        # the outermost directory this run creates: removed again if anything fails
+        first_new = out
+        while not first_new.parent.exists():
+            first_new = first_new.parent
         try:
+            out.mkdir(parents=True)
             _fill(tree, out)
         except BaseException:
-            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(first_new, ignore_errors=True)
             raise
         return out
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
