@@ -64,7 +64,7 @@ def main() -> int:
         print(f"  | {line.rstrip()}", flush=True)
         if MARKER in line and not ready:
             ready = True
-            print(f"demo: guest is up after {time.monotonic() - t1:.1f} s; "
+            print(f"demo: guest is up after {time.monotonic() - t1:.1f} s; " +
                   "asking it to power off with bin/microvm-shutdown", flush=True)
             subprocess.run([str(work / "runner" / "bin" / "microvm-shutdown")], cwd=work,
                            check=True, timeout=90)
@@ -72,7 +72,7 @@ def main() -> int:
     if not ready:
         print(f"demo: the guest never printed {MARKER} (exit code {rc})", file=sys.stderr)
         return 1
-    print(f"demo: QEMU exited with {rc} after {time.monotonic() - t1:.1f} s; "
+    print(f"demo: QEMU exited with {rc} after {time.monotonic() - t1:.1f} s; " +
           f"the runner is in {work / 'runner'}, the volume in {work / 'data.img'}")
     return rc
 

@@ -277,7 +277,7 @@ def test_golden(case: tuple[Hypervisor, str, Doc]) -> None:
         path.write_text(got, "utf-8")
     assert path.exists(), f"no golden file {path}; run with MICROVM_UPDATE_GOLDEN=1 and review"
     assert path.read_text("utf-8") == got, (
-        f"{path} differs; if the change is intended, rerun with MICROVM_UPDATE_GOLDEN=1 and "
+        f"{path} differs; if the change is intended, rerun with MICROVM_UPDATE_GOLDEN=1 and " +
         "review the diff against the upstream docs named in its README")
 
 
@@ -523,5 +523,5 @@ def test_validation_error_names_unencodable_values() -> None:
     with pytest.raises(ValidationError) as err:
         load(doc)
     assert [str(p) for p in err.value.problems] == [
-        ("microvm.volumes[0].image: stratovirt cannot take ',' in option values, "
+        ("microvm.volumes[0].image: stratovirt cannot take ',' in option values, " +
          "got 'a,b.img'")]

@@ -191,7 +191,7 @@ def test_platform_restricted_feature_is_refused_on_the_other_platform(tmp_path: 
     doc["system"] = "aarch64-linux"
     result = validate_cli(doc, tmp_path)
     assert result.returncode == 2
-    assert ("error: microvm.graphics.enable: graphics not supported by kvmtool on aarch64-linux "
+    assert ("error: microvm.graphics.enable: graphics not supported by kvmtool on aarch64-linux " +
             "(only on x86_64-linux); hypervisors that support it: qemu, vfkit"
             ) in result.stderr.splitlines()
 
@@ -265,7 +265,7 @@ def test_only_qemu_emulates() -> None:
             launch = backend(hv).launch(from_document(document(hv, {})),
                                         RunContext("/run/microvm/demo"))
             assert [str(a) for a in launch.variants] == ["kvm"]
-            assert launch.kvm_probe is None
+            assert launch.kvm_modules is None
 
 
 # -- docs -----------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_docs_page_is_current() -> None:
 
 def test_docs_check_command(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
-    page.write_text(f"intro\n{docs.TABLE_BEGIN}\nold\n{docs.TABLE_END}\n"
+    page.write_text(f"intro\n{docs.TABLE_BEGIN}\nold\n{docs.TABLE_END}\n" +
                     f"{docs.NOTES_BEGIN}\n{docs.NOTES_END}\nend\n", "utf-8")
     check = [sys.executable, "-m", "microvm.docs", "--check", str(page)]
     stale = subprocess.run(check, capture_output=True, text=True, check=False)

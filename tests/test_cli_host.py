@@ -83,9 +83,9 @@ def test_balloon_passes_the_scripts_exit_code(tmp_path: Path) -> None:
     assert p.returncode == 1
     assert "vm is not running" in p.stderr
     with_lock = subprocess.Popen(
-        [sys.executable, "-c", ("import sys, time; from pathlib import Path; "
-                                "from microvm.host.state import VMDir; "
-                                "l = VMDir(Path(sys.argv[1]), 'vm').hold_run_lock(); "
+        [sys.executable, "-c", ("import sys, time; from pathlib import Path; " +
+                                "from microvm.host.state import VMDir; " +
+                                "l = VMDir(Path(sys.argv[1]), 'vm').hold_run_lock(); " +
                                 "l.__enter__(); print('held', flush=True); time.sleep(60)"),
          str(root)],
         stdout=subprocess.PIPE, text=True)
@@ -249,8 +249,9 @@ def test_doctor_on_this_machine(tmp_path: Path) -> None:
     cpu = Path("/proc/cpuinfo").read_text()
     if os.path.exists("/dev/kvm") and not re.search(r"\b(vmx|svm)\b", cpu) \
             and shutil.which("qemu-system-x86_64"):
+        # kvm_intel/kvm_amd need vmx/svm: whatever /dev/kvm is here, an ordinary kernel
+        # cannot run on it, and the runners emulate
         assert "present but unusable" in lines["/dev/kvm"]
-        assert "QEMU with -accel kvm fails" in lines["/dev/kvm"]
     for hv, binary in (("firecracker", "firecracker"), ("crosvm", "crosvm")):
         if shutil.which(binary) is None:
             assert f"missing on PATH: {binary}" in lines[f"hypervisor {hv}"]

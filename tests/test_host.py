@@ -119,7 +119,7 @@ def test_switch_link_killed_at_each_step(tmp_path: Path, step: str) -> None:
     leftover temporary link is cleaned up by the next change."""
     link = tmp_path / "current"
     link.symlink_to("old")
-    code = ("import sys; from pathlib import Path; from microvm.host.state import switch_link;"
+    code = ("import sys; from pathlib import Path; from microvm.host.state import switch_link;" +
             "switch_link(Path(sys.argv[1]), 'new')")
     proc = subprocess.Popen([sys.executable, "-c", code, str(link)],
                             env={**os.environ, state.CRASH_ENV: step})
@@ -150,8 +150,8 @@ def test_run_lock(tmp_path: Path) -> None:
     with vm.hold_run_lock():
         assert vm.run_pid() == os.getpid()
         # a second holder (another process) is refused
-        code = ("import sys; from pathlib import Path; from microvm.host.state import VMDir;"
-                "vm = VMDir(Path(sys.argv[1]), 'vm')\n"
+        code = ("import sys; from pathlib import Path; from microvm.host.state import VMDir;" +
+                "vm = VMDir(Path(sys.argv[1]), 'vm')\n" +
                 "try:\n  vm.hold_run_lock().__enter__()\nexcept Exception as e: print(e)")
         out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], text=True,
                              capture_output=True).stdout

@@ -119,8 +119,8 @@ def test_run_starts_and_stops_virtiofsd(make_initrd: InitrdFactory,
     share = tmp_path / "share"
     share.mkdir()
     (share / "from-host").write_text("hello guest\n")
-    script = ("power_button\nmkdir -p /mnt/v\nmount -t virtiofs myfs /mnt/v\n"
-              "cat /mnt/v/from-host\necho written > /mnt/v/from-guest\nsync\n"
+    script = ("power_button\nmkdir -p /mnt/v\nmount -t virtiofs myfs /mnt/v\n" +
+              "cat /mnt/v/from-host\necho written > /mnt/v/from-guest\nsync\n" +
               "echo VFS-READY\nwhile :; do sleep 1; done\n")
     runner = make_runner(tmp_path, "vfs", kernel=guest_kernel.vmlinux,
                          initrd=make_initrd(script), virtiofsd={"group": None},
@@ -167,7 +167,7 @@ def test_console_socket(make_initrd: InitrdFactory, guest_kernel: vmtest.testgue
                         tmp_path: Path) -> None:
     """MICROVM_CONSOLE=socket: the runner serves the serial console on console.sock and
     `microvm console` talks to the guest through it."""
-    script = ("power_button\nwhile read -r line; do echo \"GOT:$line\"; "
+    script = ("power_button\nwhile read -r line; do echo \"GOT:$line\"; " +
               "[ \"$line\" = bye ] && poweroff -f; done\n")
     runner = make_runner(tmp_path, "con", kernel=guest_kernel.vmlinux,
                          initrd=make_initrd(script))
@@ -215,7 +215,7 @@ def test_reconcile_stops_undeclared_and_keeps_volume(make_initrd: InitrdFactory,
     """A declared VM (installed by install-microvm-NAME's helper) that is no longer declared is
     stopped by `reconcile`; its directory and volume stay until `remove --purge`."""
     runner = make_runner(tmp_path, "decl", kernel=guest_kernel.vmlinux,
-                         initrd=make_initrd("power_button\necho DECL-READY\n"
+                         initrd=make_initrd("power_button\necho DECL-READY\n" +
                                             "while :; do sleep 1; done\n"),
                          volumes=[{"image": "data.img", "size": 16, "mountPoint": "/data"}])
     root = tmp_path / "state"
@@ -250,11 +250,11 @@ def test_reconcile_removes_taps_in_a_netns(root_only: None, tmp_path: Path) -> N
     cli("create", "tapvm", "--runner", str(runner), state_dir=root, check=True)
     (root / "tapvm" / "declared.json").write_text('{"declared": true}')
     # a new mount namespace too, with its own /sys: tap-down looks at /sys/class/net
-    inner = (f"mount -t sysfs sysfs /sys && "
-             f"ip tuntap add name mvtest0 mode tap && ip link show mvtest0 >/dev/null && "
-             f"MICROVM_STATE_DIR={root} MICROVM_SERVICE_MANAGER=none "
-             f"{sys.executable} -m microvm.cli reconcile && "
-             f"! ip link show mvtest0 2>/dev/null && echo TAP-GONE")
+    inner = ("mount -t sysfs sysfs /sys && " +
+             "ip tuntap add name mvtest0 mode tap && ip link show mvtest0 >/dev/null && " +
+             f"MICROVM_STATE_DIR={root} MICROVM_SERVICE_MANAGER=none " +
+             f"{sys.executable} -m microvm.cli reconcile && " +
+             "! ip link show mvtest0 2>/dev/null && echo TAP-GONE")
     p = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", inner], text=True,
                        capture_output=True, timeout=60)
     assert "TAP-GONE" in p.stdout, p.stderr

@@ -118,7 +118,7 @@ def test_capabilities_json_is_current() -> None:
     if UPDATE:
         path.write_text(export_capabilities.render())
     assert path.read_text() == export_capabilities.render(), (
-        "nix/lib/capabilities.json is stale: python3 nix/lib/export_capabilities.py > "
+        "nix/lib/capabilities.json is stale: python3 nix/lib/export_capabilities.py > " +
         "nix/lib/capabilities.json")
 
 
@@ -129,8 +129,8 @@ def examples() -> dict[str, Any]:
     """Every tests/nix/configs/*.nix evaluated in one nix call."""
     if why := nix_problem():
         pytest.skip(why)
-    attrs = " ".join(f'"{n}" = let e = import ./eval.nix {{ configuration = ./configs/{n}.nix; '
-                     f'inherit python repo; }}; in {{ inherit (e) json uncheckedJson glue; }};'
+    attrs = " ".join(f'"{n}" = let e = import ./eval.nix {{ configuration = ./configs/{n}.nix; ' +
+                     'inherit python repo; }; in { inherit (e) json uncheckedJson glue; };'
                      for n in CONFIGS)
     return nix_json(f"{{ {attrs} }}")
 
@@ -304,19 +304,19 @@ def test_options_and_schema_agree() -> None:
 # -- bad configurations ------------------------------------------------------------------------
 
 BAD = {
-    "duplicate-tag": "microvm.shares[1].tag: duplicate tag 'data' (also used by "
+    "duplicate-tag": "microvm.shares[1].tag: duplicate tag 'data' (also used by " +
                      "microvm.shares[0].tag)",
-    "virtiofs-on-firecracker": "microvm.shares[0].proto: virtiofs shares not supported by "
+    "virtiofs-on-firecracker": "microvm.shares[0].proto: virtiofs shares not supported by " +
                                "firecracker",
-    "forward-without-user": "microvm.forwardPorts[0]: port forwarding needs an interface with "
+    "forward-without-user": "microvm.forwardPorts[0]: port forwarding needs an interface with " +
                             "type = \"user\"",
-    "volumes": "microvm.volumes[1].serial: duplicate serial 'disk' (also used by "
+    "volumes": "microvm.volumes[1].serial: duplicate serial 'disk' (also used by " +
                "microvm.volumes[0].serial)",
 }
 
 
 def bad_expr(name: str, attr: str) -> str:
-    return (f"{{ python, repo }}: (import ./eval.nix {{ configuration = ./bad/{name}.nix; "
+    return (f"{{ python, repo }}: (import ./eval.nix {{ configuration = ./bad/{name}.nix; " +
             f"inherit python repo; }}).{attr}")
 
 
@@ -363,7 +363,7 @@ def test_host_module() -> None:
     # after a switch, VMs no longer declared are stopped (the generator's `reconcile`)
     assert reconcile["wantedBy"] == ["multi-user.target"]
     assert reconcile["execStart"].endswith(
-        "/bin/microvm reconcile --state-dir /var/lib/microvms '--declared=manual' "
+        "/bin/microvm reconcile --state-dir /var/lib/microvms '--declared=manual' " +
         "'--declared=web'")
     assert s["targets"]["microvms"]["wantedBy"] == ["multi-user.target"]
     assert s["packages"] == ["microvm-units"]
@@ -375,7 +375,7 @@ def test_host_module() -> None:
 
 def test_host_units_build_with_the_generator(tmp_path: Path) -> None:
     """The host module's unit package really runs `microvm units` with the flags it passes."""
-    expr = (f"(import ./host-eval.nix {{ python = {json.dumps(sys.executable)};"
+    expr = (f"(import ./host-eval.nix {{ python = {json.dumps(sys.executable)};" +
             f" repo = {json.dumps(str(REPO))}; }}).units")
     r = subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", "-E", expr], cwd=NIXDIR,
                        capture_output=True, text=True, timeout=300)
@@ -435,9 +435,9 @@ sh "$init"
 """)
     except Exception as e:
         pytest.skip(f"test guest unavailable: {e}")
-    expr = (f"(import ./eval.nix {{ configuration = ./boot.nix;"
-            f" python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))};"
-            f" hostKernel = {json.dumps(str(kernel.vmlinux))};"
+    expr = ("(import ./eval.nix { configuration = ./boot.nix;" +
+            f" python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))};" +
+            f" hostKernel = {json.dumps(str(kernel.vmlinux))};" +
             f" hostInitrd = {json.dumps(str(initrd))}; }}).runner")
     r = subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", "-E", expr], cwd=NIXDIR,
                        capture_output=True, text=True, timeout=300)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import machine
 import pytest
 from microvm import units
 from microvm.units import DeclaredVM, UnitOptions
@@ -100,7 +101,7 @@ def test_tmpfiles_creates_the_state_directory(tmp_path: Path) -> None:
     out = tree(tmp_path, OPTION_SETS["default"])
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n"
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n" +
                                      "microvm:x:990:990::/var/empty:/bin/false\n")
     (root / "etc/group").write_text("root:x:0:\nkvm:x:990:\n")
     r = subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create",
@@ -212,7 +213,7 @@ def test_cli_usage_errors(tmp_path: Path, args: list[str], message: str) -> None
 
 def test_cli_declared_json_and_force(tmp_path: Path) -> None:
     spec = tmp_path / "declared.json"
-    spec.write_text('{"a": {"runner": "/nix/store/a-r", "autostart": false},'
+    spec.write_text('{"a": {"runner": "/nix/store/a-r", "autostart": false},' +
                     ' "b": {"runner": "/nix/store/b-r", "restartIfChanged": false}}')
     out = tmp_path / "o"
     cli("units", "--out", str(out), "--declared", str(spec), check=True)
@@ -344,16 +345,16 @@ def test_notify_relay_listens_on_the_cid_port(helpers: Path, tmp_path: Path) -> 
         probe = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
         probe.close()
     except OSError:
-        pytest.skip("no AF_VSOCK sockets on this kernel")
+        machine.cannot("vhost", "no AF_VSOCK sockets on this kernel")
     notify = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.bind(str(notify))
-        code = ("import os,socket,time\nfor _ in range(50):\n"
-                " t=socket.socket(socket.AF_VSOCK,socket.SOCK_STREAM)\n"
-                " try: t.bind((socket.VMADDR_CID_ANY, 8928))\n"
-                " except OSError: print('busy'); break\n"
-                " finally: t.close()\n"
-                " time.sleep(0.1)\n"
+        code = ("import os,socket,time\nfor _ in range(50):\n" +
+                " t=socket.socket(socket.AF_VSOCK,socket.SOCK_STREAM)\n" +
+                " try: t.bind((socket.VMADDR_CID_ANY, 8928))\n" +
+                " except OSError: print('busy'); break\n" +
+                " finally: t.close()\n" +
+                " time.sleep(0.1)\n" +
                 "print(open(f'/proc/self/task/{os.getpid()}/children').read())\n")
         with (tmp_path / "out").open("w") as out:
             subprocess.run([helpers / "notify-relay", sys.executable, "-c", code], cwd=d,

@@ -142,13 +142,13 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         platforms=frozenset({"x86_64-linux", "aarch64-linux", "aarch64-darwin"}),
         shutdown="QMP system_powerdown (ACPI power button)",
         source="qemu/qemu: docs/system/i386/microvm.rst, qapi/machine.json",
-        kernel_formats="x86_64: bzImage (an ELF vmlinux only with the PVH note); "
+        kernel_formats="x86_64: bzImage (an ELF vmlinux only with the PVH note); " +
                        "aarch64: Image",
         multiqueue_tap=True,
         notes=(
-            ("The only hypervisor that can emulate the CPU (TCG) when KVM is missing; the "
+            ("The only hypervisor that can emulate the CPU (TCG) when KVM is missing; the " +
              "runner probes KVM and falls back to TCG."),
-            ("`initialBalloonMem` is refused: QEMU has no command-line option for the balloon's "
+            ("`initialBalloonMem` is refused: QEMU has no command-line option for the balloon's " +
              "size at boot (only the QMP `balloon` command after start)."),
         ),
     ),
@@ -162,15 +162,15 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         image_types=frozenset({"raw", "qcow2", "vhd", "vhdx"}),
         platforms=_LINUX,
         shutdown="API PUT /api/v1/vm.power-button (ACPI power button)",
-        source="cloud-hypervisor/cloud-hypervisor: vmm/src/config.rs, vmm/src/vm_config.rs, "
-               "cloud-hypervisor/src/main.rs, option_parser/src/lib.rs, "
+        source="cloud-hypervisor/cloud-hypervisor: vmm/src/config.rs, vmm/src/vm_config.rs, " +
+               "cloud-hypervisor/src/main.rs, option_parser/src/lib.rs, " +
                "vmm/src/api/openapi/cloud-hypervisor.yaml, Cargo.toml",
         kernel_formats="x86_64: ELF vmlinux with the PVH note, or bzImage; aarch64: Image",
         multiqueue_tap=True,
         notes=(
-            ("vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock` in the "
+            ("vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock` in the " +
              "working directory (connect and send `CONNECT <port>`), not AF_VSOCK."),
-            ("Credential files are refused: passing files through fw_cfg needs a build with the "
+            ("Credential files are refused: passing files through fw_cfg needs a build with the " +
              "non-default `fw_cfg` feature (`--fw-cfg-config`)."),
             "Shutdown and ballooning use the REST API over the control socket with curl.",
         ),
@@ -183,18 +183,18 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
         shutdown="API PUT /actions SendCtrlAltDel (x86_64 only)",
-        source="firecracker-microvm/firecracker: src/firecracker/swagger/firecracker.yaml, "
-               "src/vmm/src/resources.rs, src/firecracker/src/main.rs, "
-               "docs/api_requests/actions.md, docs/memory-hotplug.md, "
+        source="firecracker-microvm/firecracker: src/firecracker/swagger/firecracker.yaml, " +
+               "src/vmm/src/resources.rs, src/firecracker/src/main.rs, " +
+               "docs/api_requests/actions.md, docs/memory-hotplug.md, " +
                "src/vmm/src/vmm_config/machine_config.rs",
         feature_platforms=MappingProxyType({F.GRACEFUL_SHUTDOWN: _X86}),
-        kernel_formats="x86_64: uncompressed ELF vmlinux (bzImage only in releases after 1.16.1); "
-                       "aarch64: Image",
+        kernel_formats=("x86_64: uncompressed ELF vmlinux (bzImage only in releases after "
+                        + "1.16.1); aarch64: Image"),
         notes=(
-            ("Configured by `share/microvm/firecracker.json` (`--config-file`); "
+            ("Configured by `share/microvm/firecracker.json` (`--config-file`); " +
              "`microvm.firecracker.extraConfig` is merged into it recursively."),
-            ("Memory hotplug needs Firecracker 1.14 or later; the hotplug region starts "
-             "unplugged, so `hotpluggedMem` must be 0 (plug it with `PATCH /hotplug/memory`) "
+            ("Memory hotplug needs Firecracker 1.14 or later; the hotplug region starts " +
+             "unplugged, so `hotpluggedMem` must be 0 (plug it with `PATCH /hotplug/memory`) " +
              "and `hotplugMem` a multiple of 128 MiB (the slot size)."),
             "vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock`.",
             "`SendCtrlAltDel` exists on x86_64 only; on aarch64 the shutdown script says so.",
@@ -209,15 +209,15 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         image_types=frozenset({"raw", "qcow2"}),
         platforms=_LINUX,
         shutdown="crosvm powerbtn (ACPI power button)",
-        source="google/crosvm: src/crosvm/cmdline.rs, devices/src/virtio/net.rs, "
-               "devices/src/virtio/block/mod.rs, devices/src/virtio/balloon.rs, "
+        source="google/crosvm: src/crosvm/cmdline.rs, devices/src/virtio/net.rs, " +
+               "devices/src/virtio/block/mod.rs, devices/src/virtio/balloon.rs, " +
                "serde_keyvalue/src/key_values.rs",
         kernel_formats="x86_64: ELF vmlinux or bzImage; aarch64: Image (also ELF, lz4 Image)",
         virtiofsd_tag=True,
         notes=(
-            ("virtiofs goes through virtiofsd (`--vhost-user type=fs`); crosvm reads the tag "
+            ("virtiofs goes through virtiofsd (`--vhost-user type=fs`); crosvm reads the tag " +
              "from the daemon, so the runner starts the Rust virtiofsd with `--tag`."),
-            ("9p uses crosvm's built-in server (`--shared-dir DIR:TAG:type=p9`); microvm.nix "
+            ("9p uses crosvm's built-in server (`--shared-dir DIR:TAG:type=p9`); microvm.nix " +
              "reports 9p shares as broken on crosvm [unverified here]."),
             "The balloon always offers deflate-on-OOM, so `deflateOnOOM = false` is refused.",
             "`crosvm.pivotRoot` must name an existing empty directory.",
@@ -231,17 +231,17 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
         shutdown="none (lkvm stop is an abrupt stop)",
-        source="kvmtool/kvmtool: builtin-run.c, builtin-balloon.c, disk/core.c, virtio/9p.c, "
+        source="kvmtool/kvmtool: builtin-run.c, builtin-balloon.c, disk/core.c, virtio/9p.c, " +
                "virtio/net.c, virtio/balloon.c, kvm.c, Makefile",
         feature_platforms=MappingProxyType({F.GRAPHICS: _X86}),
         kernel_formats="x86_64: bzImage (no ELF vmlinux); aarch64: Image",
         notes=(
-            ("No control socket: lkvm keeps its instance socket in `$HOME/.lkvm/<name>.sock`, "
-             "not at `microvm.socket`. Its balloon (`lkvm balloon -i/-d`) only inflates or "
+            ("No control socket: lkvm keeps its instance socket in `$HOME/.lkvm/<name>.sock`, " +
+             "not at `microvm.socket`. Its balloon (`lkvm balloon -i/-d`) only inflates or " +
              "deflates by a relative amount, so the balloon is not offered."),
             "At most 4 disks (store disk included); disk and 9p paths cannot contain ','.",
             "9p shares cannot be read-only (`--9p DIR,TAG` has no such flag).",
-            ("Graphics is a VESA framebuffer (x86_64 only); `gtk` maps to `--gtk`, `headless` "
+            ("Graphics is a VESA framebuffer (x86_64 only); `gtk` maps to `--gtk`, `headless` " +
              "to `--vnc`; the lkvm build must include that UI."),
         ),
     ),
@@ -254,12 +254,12 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
         shutdown="none (QMP system_powerdown does not reach a microvm guest)",
-        source="openeuler-mirror/stratovirt: docs/config_guidebook.md, docs/boot.md, "
+        source="openeuler-mirror/stratovirt: docs/config_guidebook.md, docs/boot.md, " +
                "docs/qmp.md, machine_manager/src/config/mod.rs",
-        kernel_formats="x86_64: bzImage or a raw image (objcopy -O binary vmlinux); "
+        kernel_formats="x86_64: bzImage or a raw image (objcopy -O binary vmlinux); " +
                        "aarch64: Image",
         notes=(
-            ("Always the `microvm` machine (virtio-mmio), on both architectures; PCI "
+            ("Always the `microvm` machine (virtio-mmio), on both architectures; PCI " +
              "passthrough would need the standard machine with UEFI firmware."),
             "Option values cannot contain ',' or '=' (no escaping in its parser).",
             "Memory must be 128 MiB to 512 GiB; at most 11 devices on x86_64.",
@@ -272,16 +272,16 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
         shutdown="none (alioth has no control channel)",
-        source="google/alioth: alioth-cli/src/boot/boot.rs, alioth-cli/src/boot/config.rs, "
-               "alioth-cli/src/objects.rs, alioth/src/virtio/dev/net/tap.rs, "
+        source="google/alioth: alioth-cli/src/boot/boot.rs, alioth-cli/src/boot/config.rs, " +
+               "alioth-cli/src/objects.rs, alioth/src/virtio/dev/net/tap.rs, " +
                "alioth/src/device/console.rs",
-        kernel_formats="x86_64: bzImage (`--pvh` would take an ELF with the PVH note); "
+        kernel_formats="x86_64: bzImage (`--pvh` would take an ELF with the PVH note); " +
                        "aarch64: Image",
         multiqueue_tap=True,
         notes=(
             "Experimental upstream. The console goes to stdio and needs a TTY.",
             "Linux hosts only here: on macOS alioth has no tap, vhost-user or vhost-vsock.",
-            ("macvtap is not offered: alioth opens it by device path (`tap=/dev/tapN`), which "
+            ("macvtap is not offered: alioth opens it by device path (`tap=/dev/tapN`), which " +
              "is only known once the link exists; it takes no file descriptor."),
             "Values with ',' or '=' are passed through alioth's `-o id_N,VALUE` objects.",
         ),
@@ -294,16 +294,16 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         image_types=frozenset({"raw"}),
         platforms=frozenset({"aarch64-darwin"}),
         shutdown="REST POST /vm/state {\"state\": \"Stop\"}",
-        source="crc-org/vfkit: doc/usage.md, pkg/config/virtio.go, pkg/config/bootloader.go, "
+        source="crc-org/vfkit: doc/usage.md, pkg/config/virtio.go, pkg/config/bootloader.go, " +
                "pkg/cmdline/string_slice.go, pkg/rest/rest.go, pkg/rest/vf/state_change.go",
         kernel_formats="uncompressed arm64 Image (a compressed one hangs)",
         virtiofsd=False,
         notes=(
-            ("macOS host (Virtualization.framework). virtiofs is built in: no virtiofsd, and "
+            ("macOS host (Virtualization.framework). virtiofs is built in: no virtiofsd, and " +
              "no read-only shares (`virtio-fs` takes only sharedDir and mountTag)."),
-            ("vsock is not offered: `virtio-vsock` maps single ports to Unix sockets and has no "
+            ("vsock is not offered: `virtio-vsock` maps single ports to Unix sockets and has no " +
              "CID; the balloon device has no runtime resize request."),
-            ("The REST socket must be absolute (`unix:///...`): a relative `microvm.socket` is "
+            ("The REST socket must be absolute (`unix:///...`): a relative `microvm.socket` is " +
              "made absolute against the working directory at start."),
             "`--device` values cannot contain ','; the kernel command line cannot contain '\"'.",
         ),

@@ -118,13 +118,13 @@ def generate(document: Path, out: Path, force: bool) -> None:
               help="Where the units find the VMs (<state-dir>/<name>/current, booted).")
 @click.option("--user", default="microvm", show_default=True, help="User the VMs run as.")
 @click.option("--group", default="kvm", show_default=True, help="Group the VMs run as.")
-@click.option("--libexec-dir", help="Absolute directory the helpers will be installed in "
+@click.option("--libexec-dir", help="Absolute directory the helpers will be installed in " +
               "(default: <out>/libexec/microvm).")
 @click.option("--readiness", type=click.Choice(["started", "vsock"]), default="started",
-              show_default=True, help="When microvm@NAME is up: the runner was started, or "
+              show_default=True, help="When microvm@NAME is up: the runner was started, or " +
               "the guest sent READY=1 over vsock.")
 @click.option("--console", type=click.Choice(["socket", "journal"]), default="socket",
-              show_default=True, help="Serial console on console.sock (microvm console) or "
+              show_default=True, help="Serial console on console.sock (microvm console) or " +
               "in the journal.")
 @click.option("--start-timeout", type=click.IntRange(min=1), default=150, show_default=True,
               help="Seconds a VM (or its virtiofsd) may take to become ready.")
@@ -168,7 +168,7 @@ def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | N
 
 def _state_dir_option(f: F) -> F:
     return click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-                        help="State directory (default: $MICROVM_STATE_DIR, else "
+                        help="State directory (default: $MICROVM_STATE_DIR, else " +
                         "/var/lib/microvms).")(f)
 
 
@@ -189,7 +189,7 @@ def _use_color() -> bool:
 
 @main.command()
 @click.argument("name")
-@click.option("--flake", "-f", help="Flake to build nixosConfigurations.NAME from "
+@click.option("--flake", "-f", help="Flake to build nixosConfigurations.NAME from " +
               "(default git+file:///etc/nixos when --runner is not given).")
 @click.option("--runner", type=click.Path(exists=True, file_okay=False),
               help="An existing runner tree (a Nix store path or `microvm generate` output).")
@@ -260,8 +260,8 @@ def list_cmd(check: bool, as_json: bool, state_dir: str | None) -> None:
         fg_state = "green" if r.running else "yellow" if r.booted else "red"
         fg_runner = ("green" if runner == "up to date" else
                      "red" if runner.startswith(("outdated", "broken")) else "yellow")
-        line = (f"{click.style(f'{r.name:<{width}}', bold=True)}  "
-                f"{click.style(f'{state:<8}', fg=fg_state)} {r.hypervisor:<17} "
+        line = (f"{click.style(f'{r.name:<{width}}', bold=True)}  " +
+                f"{click.style(f'{state:<8}', fg=fg_state)} {r.hypervisor:<17} " +
                 f"{click.style(runner, fg=fg_runner)}")
         click.echo(line, color=color)
 
@@ -404,7 +404,7 @@ def _short_flags(argv: list[str]) -> list[str]:
             case _:
                 action = (flag, value)
     if action is None:
-        raise UsageError("give an action: -c NAME, -u NAME..., -r NAME, -s NAME or -l "
+        raise UsageError("give an action: -c NAME, -u NAME..., -r NAME, -s NAME or -l " +
                          "(see microvm --help)")
     flag, name = action
     assert name is not None or flag in ("-u", "-l")

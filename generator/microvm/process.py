@@ -78,7 +78,7 @@ def run(argv: Argv, *, cwd: Path | None = None, env: Mapping[str, str] | None = 
     if check and p.returncode != 0:
         detail = result.stderr.strip().splitlines()
         tail = f": {detail[-1]}" if detail else ""
-        raise ProcessError(f"{shlex.join(args[:3])}{' ...' if len(args) > 3 else ''} failed "
+        raise ProcessError(f"{shlex.join(args[:3])}{' ...' if len(args) > 3 else ''} failed " +
                            f"with exit code {p.returncode}{tail}", p.returncode,
                            result.stdout + result.stderr)
     return result

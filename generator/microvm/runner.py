@@ -111,7 +111,7 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
     script("microvm-run", "microvm-run.sh.j2",
            need_runner_dir=bool(vm.pre_start or taps or macvtaps or virtiofs),
            pre_start=bool(vm.pre_start), volumes=volumes, taps=taps, macvtaps=macvtaps,
-           virtiofs=virtiofs, kvm_probe=launch.kvm_probe, variants=variants,
+           virtiofs=virtiofs, kvm_modules=launch.kvm_modules, variants=variants,
            default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
            env=sorted(launch.env.items()), sockets=launch.sockets,
            console_socket=launch.console_socket,
@@ -157,7 +157,7 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
     meta("vm.json", json.dumps(vm.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
          + "\n")
     meta("launch.json", json.dumps({
-        "variants": dict(variants), "kvmProbe": launch.kvm_probe, "env": launch.env,
+        "variants": dict(variants), "kvmModules": launch.kvm_modules, "env": launch.env,
     }, indent=2, ensure_ascii=False) + "\n")
     return Tree(files=files)
 

@@ -101,7 +101,7 @@ Entry = tuple[str, int] | Link
 
 def _safe_path(what: str, value: str) -> str:
     if not _SAFE_PATH.fullmatch(value) or "//" in value or "/../" in f"{value}/":
-        raise UsageError(f"{what} must be an absolute path of letters, digits and ._/+=@:,- "
+        raise UsageError(f"{what} must be an absolute path of letters, digits and ._/+=@:,- " +
                          f"(it is written into unit files), got {value!r}")
     return value.rstrip("/") or "/"
 

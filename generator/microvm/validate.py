@@ -172,7 +172,7 @@ def _check_machine(c: _Checker) -> None:
     caps = c.caps
     if vm.system not in caps.platforms:
         c.add("microvm.hypervisor",
-              f"{vm.hypervisor} does not run on {vm.system} "
+              f"{vm.hypervisor} does not run on {vm.system} " +
               f"(it runs on {', '.join(sorted(caps.platforms))})")
     if (p := _hostname_problem(vm.host_name)) is not None:
         c.add("networking.hostName", p)
@@ -222,7 +222,7 @@ def _check_memory(c: _Checker) -> None:
         c.need(Feature.INITIAL_BALLOON, "microvm.initialBalloonMem")
     if vm.initial_balloon_mem >= vm.mem + vm.hotplugged_mem and vm.initial_balloon_mem:
         c.add("microvm.initialBalloonMem",
-              f"must be less than the guest's memory ({vm.mem + vm.hotplugged_mem} MiB), "
+              f"must be less than the guest's memory ({vm.mem + vm.hotplugged_mem} MiB), " +
               f"got {vm.initial_balloon_mem}")
     if vm.hotplugged_mem > vm.hotplug_mem:
         c.add("microvm.hotpluggedMem",
@@ -230,7 +230,7 @@ def _check_memory(c: _Checker) -> None:
     if vm.hotplug_mem and (c.need(Feature.HOTPLUG_MEM, "microvm.hotplugMem")
             and vm.hypervisor is Hypervisor.QEMU and vm.qemu.machine == "microvm"):
         c.add("microvm.hotplugMem",
-              "virtio-mem needs PCI; the QEMU microvm machine has none "
+              "virtio-mem needs PCI; the QEMU microvm machine has none " +
               "(leave microvm.qemu.machine unset, or use q35)")
     if vm.hotplug_mem and vm.hotplugged_mem and c.caps.supports(Feature.HOTPLUG_MEM):
         c.need(Feature.HOTPLUGGED_MEM, "microvm.hotpluggedMem")
@@ -255,7 +255,7 @@ def _check_volumes(c: _Checker) -> None:
             c.need(Feature.VOLUME_DIRECT, f"{p}.direct")
         if v.serial is not None and c.need(Feature.VOLUME_SERIAL, f"{p}.serial"):
             if len(v.serial.encode()) > VIRTIO_BLK_SERIAL_MAX:
-                c.add(f"{p}.serial", f"at most {VIRTIO_BLK_SERIAL_MAX} bytes (virtio-blk), "
+                c.add(f"{p}.serial", f"at most {VIRTIO_BLK_SERIAL_MAX} bytes (virtio-blk), " +
                       f"got {len(v.serial.encode())}")
             if not re.fullmatch(r"[A-Za-z0-9._-]+", v.serial):
                 c.add(f"{p}.serial", f"only letters, digits, '.', '_' and '-', got {v.serial!r}")
@@ -281,7 +281,7 @@ def _check_shares(c: _Checker) -> None:
             if c.need(Feature.SHARE_VIRTIOFS, f"{p}.proto") and s.read_only:
                 c.need(Feature.SHARE_VIRTIOFS_READONLY, f"{p}.readOnly")
             if len(s.tag.encode()) > VIRTIOFS_TAG_MAX:
-                c.add(f"{p}.tag", f"virtiofs tags are at most {VIRTIOFS_TAG_MAX} bytes, "
+                c.add(f"{p}.tag", f"virtiofs tags are at most {VIRTIOFS_TAG_MAX} bytes, " +
                       f"got {len(s.tag.encode())}")
         if _CONTROL.search(s.tag) or any(ch in s.tag for ch in ",/") or s.tag in (".", ".."):
             c.add(f"{p}.tag", f"must not contain ',', '/' or control characters, got {s.tag!r}")
@@ -359,7 +359,7 @@ def _check_interfaces(c: _Checker) -> None:
               for i, f in enumerate(vm.forward_ports) if f.direction == "host"), "host port")
     if vm.vsock_cid is not None and c.need(Feature.VSOCK, "microvm.vsock.cid") and not (
             VSOCK_CID_MIN <= vm.vsock_cid <= VSOCK_CID_MAX):
-        c.add("microvm.vsock.cid", f"must be between {VSOCK_CID_MIN} and {VSOCK_CID_MAX} "
+        c.add("microvm.vsock.cid", f"must be between {VSOCK_CID_MIN} and {VSOCK_CID_MAX} " +
               f"(0-2 are reserved), got {vm.vsock_cid}")
 
 

@@ -229,7 +229,7 @@ def update(host: Host, names: Sequence[str], *, restart: bool = False,
     for name in names:
         vm = get_vm(host.root, name)
         if vm.declared is not None:
-            raise HostError(f"{name} is declared in the host configuration; change it there "
+            raise HostError(f"{name} is declared in the host configuration; change it there " +
                             f"(install-microvm-{name}.service installs its runner)")
         results.append(_update_one(host, vm, restart=restart, flake=flake, runner=runner))
     return results
@@ -437,8 +437,8 @@ def console_argv(vm: VMDir, tty: bool) -> list[str]:
 def console(host: Host, name: str) -> None:
     vm = _running(host, name)
     if not vm.file("console.sock").is_socket():
-        raise HostError(f"{name} offers no console socket: it runs without "
-                        "MICROVM_CONSOLE=socket (its console is on the journal, or on the "
+        raise HostError(f"{name} offers no console socket: it runs without " +
+                        "MICROVM_CONSOLE=socket (its console is on the journal, or on the " +
                         "terminal of `microvm run`); supported for qemu")
     tty = sys.stdin.isatty()
     if tty:
@@ -548,8 +548,8 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
         vm.path.rmdir()
         host.echo(f"{name}: removed")
     else:
-        host.echo(f"{name}: removed; kept {vm.path} with {', '.join(kept)} "
-                  f"(microvm remove --purge deletes them)")
+        host.echo(f"{name}: removed; kept {vm.path} with {', '.join(kept)} " +
+                  "(microvm remove --purge deletes them)")
 
 
 @dataclass(frozen=True)
@@ -578,7 +578,7 @@ def reconcile(host: Host, declared: Iterable[str], *, timeout: int = 60) -> Reco
             stop_and_unplug(host, vm, timeout)
             with vm.changing(), contextlib.suppress(FileNotFoundError):
                 vm.file("declared.json").unlink()
-            host.echo(f"{vm.name}: no longer declared: stopped, taps removed, {vm.path} kept "
+            host.echo(f"{vm.name}: no longer declared: stopped, taps removed, {vm.path} kept " +
                       f"(microvm remove --purge {vm.name} deletes it)")
             undeclared.append(vm.name)
             continue
@@ -590,11 +590,11 @@ def reconcile(host: Host, declared: Iterable[str], *, timeout: int = 60) -> Reco
             host.service.restart(vm)
             restarted.append(vm.name)
         else:
-            host.echo(f"{vm.name}: runner changed; restartIfChanged is off, restart it to "
+            host.echo(f"{vm.name}: runner changed; restartIfChanged is off, restart it to " +
                       f"apply: systemctl restart {unit(vm.name)}")
             pending.append(vm.name)
     missing = sorted(wanted - present)
     for name in missing:
-        host.echo(f"{name}: declared but not installed (install-microvm-{name}.service "
+        host.echo(f"{name}: declared but not installed (install-microvm-{name}.service " +
                   "has not run)")
     return Reconciled(tuple(restarted), tuple(pending), tuple(undeclared), tuple(missing))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import process
 from ..capabilities import Hypervisor
+from ..hypervisors.qemu import KVM_MODULES
 from .state import Runner, list_vms
 
 KVM_GET_API_VERSION = 0xAE00
@@ -92,9 +93,21 @@ def check_kvm(qemu: str | None) -> Iterator[Finding]:
         note = "the CPU reports neither vmx nor svm (a nested or emulated KVM); "
     else:
         note = ""
+    modules = KVM_MODULES.get(_arch(), ())
+    if modules and not any(os.path.isdir(m) for m in modules):
+        # the runner's own test (hypervisors/qemu.py): without them it emulates
+        loaded = sorted(p.name for p in Path("/sys/module").glob("kvm_*"))
+        yield Finding(Level.WARN, "/dev/kvm",
+                      f"present but unusable: {note}none of " +
+                      f"{', '.join(Path(m).name for m in modules)} is loaded " +
+                      f"(loaded: {', '.join(loaded) or 'none'}); an ordinary guest kernel " +
+                      "fails under it, so QEMU runners emulate (TCG)",
+                      "use a host with VT-x/AMD-V (or nested virtualisation) and load " +
+                      "kvm_intel or kvm_amd; " + fix_tcg)
+        return
     if qemu is None:
         yield Finding(Level.OK if not note else Level.WARN, "/dev/kvm",
-                      f"{note}KVM API {version}, a VM can be created (QEMU not found to try "
+                      f"{note}KVM API {version}, a VM can be created (QEMU not found to try " +
                       "more)")
         return
     probe = [qemu, "-machine", "none,accel=kvm" if _arch() != "x86_64"
@@ -199,7 +212,7 @@ def check_accounts(user: str, group: str) -> Iterator[Finding]:
     if os.geteuid() != 0:
         mine = {_group_name(x) for x in os.getgroups()}
         if group not in mine:
-            yield Finding(Level.WARN, "you", f"not in group {group}: `microvm run` cannot use "
+            yield Finding(Level.WARN, "you", f"not in group {group}: `microvm run` cannot use " +
                           "KVM", f"usermod -aG {group} $USER, then log in again")
 
 

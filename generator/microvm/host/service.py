@@ -51,7 +51,7 @@ class Service:
 
     # -- actions ---------------------------------------------------------------------------
     def _no_manager(self, vm: VMDir, what: str) -> HostError:
-        return HostError(f"cannot {what} {vm.name}: systemd is not running here; "
+        return HostError(f"cannot {what} {vm.name}: systemd is not running here; " +
                          f"run it in the foreground with `microvm run {vm.name}`")
 
     def start(self, vm: VMDir) -> None:
@@ -62,7 +62,7 @@ class Service:
     def restart(self, vm: VMDir) -> None:
         how = self.running(vm)
         if how == "foreground":
-            raise HostError(f"{vm.name} runs in the foreground (`microvm run`); stop it "
+            raise HostError(f"{vm.name} runs in the foreground (`microvm run`); stop it " +
                             f"(`microvm shutdown {vm.name}`) and run it again")
         if not self.systemd:
             raise self._no_manager(vm, "restart")
@@ -83,7 +83,7 @@ class Service:
                                  extra_env={"MICROVM_SHUTDOWN_TIMEOUT": str(timeout)},
                                  timeout=timeout + 10)
             if result.returncode != 0:
-                self.echo(f"{vm.name}: microvm-shutdown failed: "
+                self.echo(f"{vm.name}: microvm-shutdown failed: " +
                           f"{result.stderr.strip() or result.returncode}")
         if _wait_released(vm, 10.0):
             return

@@ -46,7 +46,7 @@ class HostError(MicrovmError):
 def check_name(name: str) -> str:
     """A VM name is a directory name and a systemd instance name: letters, digits, `_.-`."""
     if not _NAME.fullmatch(name) or name.endswith(".") or ".." in name:
-        raise UsageError(f"invalid VM name {name!r}: use 1-64 letters, digits, '_', '.' or '-', "
+        raise UsageError(f"invalid VM name {name!r}: use 1-64 letters, digits, '_', '.' or '-', " +
                          "starting with a letter, digit or '_'")
     return name
 

@@ -60,8 +60,11 @@ class Launch:
 
     # argv[0] is the binary (a plain name resolved on PATH, or an absolute path)
     variants: dict[Accel, list[str]]
-    # argv of a quick check that KVM works; None: no check, use the first variant
-    kvm_probe: list[str] | None = None
+    # None: no check, use the first variant. Otherwise the runner uses KVM when /dev/kvm is
+    # readable and writable and (where this is not empty) one of these directories exists:
+    # the kernel modules of hardware-assisted KVM. /dev/kvm can exist without them (kvm_pvm
+    # runs only guest kernels built for PVM), and then a normal kernel dies under KVM.
+    kvm_modules: tuple[str, ...] | None = None
     # extra files written below share/microvm/, name -> content
     files: dict[str, str] = field(default_factory=dict)
     # environment variables the hypervisor needs

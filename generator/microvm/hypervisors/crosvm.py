@@ -103,7 +103,7 @@ class Crosvm(Backend):
         out = []
         if vm.balloon and not vm.deflate_on_oom:
             out.append(Problem("microvm.deflateOnOOM",
-                               "crosvm's balloon always lets the guest deflate it on OOM; "
+                               "crosvm's balloon always lets the guest deflate it on OOM; " +
                                "set deflateOnOOM = true"))
         for i, s in enumerate(vm.shares):
             if s.proto is ShareProto.NINEP:

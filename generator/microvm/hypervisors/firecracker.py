@@ -113,11 +113,11 @@ class Firecracker(Backend):
             out.append(Problem("microvm.vcpu",
                                f"firecracker runs at most {MAX_VCPUS} vCPUs, got {vm.vcpu}"))
         if vm.hugepage_mem and vm.mem % 2:
-            out.append(Problem("microvm.mem", "with 2 MiB huge pages the memory must be a "
+            out.append(Problem("microvm.mem", "with 2 MiB huge pages the memory must be a " +
                                f"multiple of 2 MiB, got {vm.mem}"))
         if vm.hotplug_mem % HOTPLUG_SLOT_MIB:
-            out.append(Problem("microvm.hotplugMem", "firecracker's hotplug memory is a "
-                               f"multiple of its {HOTPLUG_SLOT_MIB} MiB slot size, "
+            out.append(Problem("microvm.hotplugMem", "firecracker's hotplug memory is a " +
+                               f"multiple of its {HOTPLUG_SLOT_MIB} MiB slot size, " +
                                f"got {vm.hotplug_mem}"))
         return out
 

@@ -88,7 +88,7 @@ class Kvmtool(Backend):
         out: list[Problem] = []
         disks = _disks(vm)
         if len(disks) > MAX_DISKS:
-            out.append(Problem("microvm.volumes", f"kvmtool attaches at most {MAX_DISKS} disks "
+            out.append(Problem("microvm.volumes", f"kvmtool attaches at most {MAX_DISKS} disks " +
                                f"(the store disk counts), got {len(disks)}"))
         for path, image, _ in disks:
             out += unencodable(path, image, ",", hv, "disk paths")
@@ -102,6 +102,6 @@ class Kvmtool(Backend):
                                    "interface names")
         if vm.graphics and vm.graphics_backend not in _UI:
             out.append(Problem("microvm.graphics.backend",
-                               f"kvmtool offers {' or '.join(sorted(_UI))}, "
+                               f"kvmtool offers {' or '.join(sorted(_UI))}, " +
                                f"got {vm.graphics_backend!r}"))
         return out

@@ -30,6 +30,9 @@ REBOOT_PARAMS = ("reboot=t", "panic=-1")
 # Under TCG, a kernel on the microvm machine (no HPET, no ACPI PM timer) can hang calibrating
 # the TSC; an early TSC frequency avoids it (see ../shared/e2e-recipes.md, section 2).
 TCG_MICROVM_PARAMS = ("tsc_early_khz=2000000",)
+# Hardware-assisted KVM on x86 is kvm_intel (VT-x) or kvm_amd (AMD-V); on aarch64 KVM is built
+# into the kernel and /dev/kvm alone tells.
+KVM_MODULES = {"x86_64": ("/sys/module/kvm_intel", "/sys/module/kvm_amd")}
 
 
 def binary(vm: MicroVM) -> str:
@@ -107,10 +110,10 @@ def _host_fwd(vm: MicroVM) -> list[str]:
     out = []
     for f in vm.forward_ports:
         if f.direction == "host":
-            out.append(f"hostfwd={f.proto}:{f.host_address}:{f.host_port}-"
+            out.append(f"hostfwd={f.proto}:{f.host_address}:{f.host_port}-" +
                        f"{f.guest_address}:{f.guest_port}")
         else:
-            out.append(f"guestfwd={f.proto}:{f.guest_address or '10.0.2.100'}:{f.guest_port}-"
+            out.append(f"guestfwd={f.proto}:{f.guest_address or '10.0.2.100'}:{f.guest_port}-" +
                        f"cmd:socat - TCP:{f.host_address or '127.0.0.1'}:{f.host_port}")
     return out
 
@@ -159,7 +162,7 @@ class Qemu(Backend):
         if not any(i.type is InterfaceType.BRIDGE for i in vm.interfaces):
             # the bridge helper is spawned by QEMU; everything else runs without that right
             spawn = "allow" if any(f.direction == "guest" for f in vm.forward_ports) else "deny"
-            argv += ["-sandbox", (f"on,obsolete=deny,elevateprivileges=deny,spawn={spawn},"
+            argv += ["-sandbox", (f"on,obsolete=deny,elevateprivileges=deny,spawn={spawn}," +
                      "resourcecontrol=deny")]
         argv += ["-kernel", vm.kernel]
         if vm.initrd is not None:
@@ -295,12 +298,8 @@ class Qemu(Backend):
         console = (SERIAL_STDIO, SERIAL_SOCKET) if vm.qemu.serial_console else None
         if vm.cpu is not None:
             return Launch(variants={Accel.TCG: tcg}, console_socket=console)
-        probe_machine = "virt" if vm.arch == "aarch64" else "microvm"
-        probe = [binary(vm), "-machine", f"{probe_machine},accel=kvm", "-cpu", "host",
-                 "-m", "16M", "-nodefaults", "-no-user-config", "-display", "none", "-S",
-                 "-monitor", "stdio"]
         return Launch(variants={Accel.KVM: self.argv(vm, ctx, Accel.KVM), Accel.TCG: tcg},
-                      kvm_probe=probe, console_socket=console)
+                      kvm_modules=KVM_MODULES.get(vm.arch, ()), console_socket=console)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:

@@ -114,13 +114,13 @@ class Stratovirt(Backend):
         hv = self.hypervisor
         out: list[Problem] = []
         if not MEM_MIN_MIB <= vm.mem <= MEM_MAX_MIB:
-            out.append(Problem("microvm.mem", f"stratovirt takes {MEM_MIN_MIB} MiB to "
+            out.append(Problem("microvm.mem", f"stratovirt takes {MEM_MIN_MIB} MiB to " +
                                f"{MEM_MAX_MIB} MiB of memory, got {vm.mem}"))
         limit = MAX_DEVICES.get(vm.arch)
         n = len(self._devices(vm))
         if limit is not None and n > limit:
-            out.append(Problem("microvm", f"stratovirt's microvm machine has at most {limit} "
-                               f"devices on {vm.arch}, this VM needs {n} (entropy, disks, "
+            out.append(Problem("microvm", f"stratovirt's microvm machine has at most {limit} " +
+                               f"devices on {vm.arch}, this VM needs {n} (entropy, disks, " +
                                "shares, interfaces, vsock, balloon)"))
         values: list[tuple[str, str | None]] = [("microvm.socket", vm.socket),
                                                 ("microvm.storeDisk", vm.store_disk_path)]

@@ -16,7 +16,7 @@ from .base import Accel, Backend, Control, Launch, RunContext, unencodable
 
 REBOOT_PARAMS = ("reboot=t", "panic=-1")
 # makes a relative socket absolute against the working directory at start, then runs vfkit
-_ABSOLUTE_SOCKET = ('socket=$1; shift; case $socket in /*) ;; *) socket=$PWD/$socket ;; esac; '
+_ABSOLUTE_SOCKET = ('socket=$1; shift; case $socket in /*) ;; *) socket=$PWD/$socket ;; esac; ' +
                     'exec "$@" --restful-uri "unix://$socket"')
 
 
