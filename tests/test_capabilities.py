@@ -265,7 +265,7 @@ def test_only_qemu_emulates() -> None:
             launch = backend(hv).launch(from_document(document(hv, {})),
                                         RunContext("/run/microvm/demo"))
             assert [str(a) for a in launch.variants] == ["kvm"]
-            assert launch.kvm_modules is None
+            assert launch.probe is None
 
 
 # -- docs -----------------------------------------------------------------------------------

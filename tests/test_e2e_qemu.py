@@ -211,6 +211,28 @@ def test_balloon_changes_what_qmp_reports(make_initrd: InitrdFactory, tmp_path: 
         assert vm.wait_exit() == 0
 
 
+def test_qemu_drops_to_microvm_user(make_initrd: InitrdFactory, tmp_path: Path) -> None:
+    """Started as root with microvm.user, QEMU (7.2 here: -runas, not -run-with) keeps its
+    seccomp sandbox, runs as that user, and still powers off through QMP."""
+    assert os.geteuid() == 0, "this test starts QEMU as root"
+    initrd = make_initrd("power_button; echo E2E-READY; while :; do sleep 1; done\n")
+    doc = document("runas", vmtest.guest_kernel().vmlinux, initrd, user="nobody")
+    with VM(generate(doc, tmp_path), tmp_path) as vm:
+        vm.wait_for("E2E-READY")
+        status = Path(f"/proc/{vm.proc.pid}/status").read_text()
+        uids = next(x for x in status.splitlines() if x.startswith("Uid:")).split()[1:]
+        assert uids == ["65534"] * 4, status
+        argv = Path(f"/proc/{vm.proc.pid}/cmdline").read_bytes().split(b"\0")
+        spelling = argv[argv.index(b"-runas") + 1] if b"-runas" in argv else None
+        has_run_with = subprocess.run(["qemu-system-x86_64", "-run-with", "user=nobody",
+                                       "-version"], capture_output=True).returncode == 0
+        assert spelling == (None if has_run_with else b"nobody")
+        sandbox = argv[argv.index(b"-sandbox") + 1]
+        assert b"elevateprivileges=allow" in sandbox and b"spawn=deny" in sandbox
+        vm.run_tool("microvm-shutdown")
+        assert vm.wait_exit() == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

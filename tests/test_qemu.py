@@ -54,7 +54,7 @@ def test_cpu_model_means_emulation_only() -> None:
     doc = {"hostName": "q", "microvm": {"kernel": "/k", "storeOnDisk": False, "cpu": "qemu64"}}
     launch = Qemu().launch(from_document(doc), CTX)
     assert list(launch.variants) == [Accel.TCG]
-    assert launch.kvm_modules is None
+    assert launch.probe is None
     assert value(launch.variants[Accel.TCG], "-cpu") == "qemu64"
 
 
@@ -167,3 +167,32 @@ def test_machine_opts_override_and_extra_args_last() -> None:
                    "extraArgs": ["-no-hpet"]})
     assert value(a, "-machine") == "microvm,x-option-roms=off,accel=kvm"
     assert a[-1] == "-no-hpet"
+
+
+def test_darwin_uses_hvf_and_no_seccomp() -> None:
+    """A macOS QEMU has Hypervisor.framework (hvf), not KVM, and no seccomp (-sandbox)."""
+    doc = {"hostName": "q", "system": "aarch64-darwin",
+           "microvm": {"kernel": "/k", "storeOnDisk": False}}
+    launch = Qemu().launch(from_document(doc), CTX)
+    assert list(launch.variants) == [Accel.HVF, Accel.TCG]
+    assert launch.probe is Accel.HVF and launch.kvm_modules == ()
+    hvf = launch.variants[Accel.HVF]
+    assert value(hvf, "-machine").startswith("virt,accel=hvf")
+    assert value(hvf, "-cpu") == "host"
+    assert "-sandbox" not in hvf and "-sandbox" not in launch.variants[Accel.TCG]
+    assert hvf[0] == "qemu-system-aarch64"
+
+
+def test_sandbox_allows_the_privilege_drop_of_microvm_user() -> None:
+    """The seccomp filter is installed before QEMU switches to microvm.user: set*uid must be
+    allowed then, and only then (the boot test checks the uid of a real QEMU)."""
+    assert "elevateprivileges=deny" in value(argv(), "-sandbox")
+    dropped = argv(user="microvm")
+    assert "elevateprivileges=allow" in value(dropped, "-sandbox")
+    assert value(dropped, "-run-with") == "user=microvm"
+    launch = Qemu().launch(from_document({"hostName": "q", "microvm": {
+        "kernel": "/k", "storeOnDisk": False, "user": "microvm"}}), CTX)
+    (fallback,) = launch.fallbacks
+    assert fallback.new == ("-run-with", "user=microvm")
+    assert fallback.old == ("-runas", "microvm")
+    assert fallback.probe == ("qemu-system-x86_64", "-run-with", "user=microvm", "-version")

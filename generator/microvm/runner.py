@@ -111,10 +111,11 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
     script("microvm-run", "microvm-run.sh.j2",
            need_runner_dir=bool(vm.pre_start or taps or macvtaps or virtiofs),
            pre_start=bool(vm.pre_start), volumes=volumes, taps=taps, macvtaps=macvtaps,
-           virtiofs=virtiofs, kvm_modules=launch.kvm_modules, variants=variants,
+           virtiofs=virtiofs, probe=launch.probe, kvm_modules=launch.kvm_modules,
+           variants=variants,
            default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
            env=sorted(launch.env.items()), sockets=launch.sockets,
-           console_socket=launch.console_socket,
+           console_socket=launch.console_socket, fallbacks=launch.fallbacks,
            process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
     shutdown = be.shutdown(vm)
     script("microvm-shutdown", "microvm-shutdown.sh.j2", control=shutdown,
@@ -157,7 +158,8 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
     meta("vm.json", json.dumps(vm.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
          + "\n")
     meta("launch.json", json.dumps({
-        "variants": dict(variants), "kvmModules": launch.kvm_modules, "env": launch.env,
+        "variants": dict(variants), "probe": launch.probe, "kvmModules": launch.kvm_modules,
+        "env": launch.env,
     }, indent=2, ensure_ascii=False) + "\n")
     return Tree(files=files)
 

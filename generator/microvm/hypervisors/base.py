@@ -22,6 +22,7 @@ class Accel(StrEnum):
     """How the guest CPU runs: hardware virtualisation or QEMU's software emulation."""
 
     KVM = "kvm"
+    HVF = "hvf"  # Apple's Hypervisor.framework (QEMU on macOS)
     TCG = "tcg"
 
 
@@ -60,11 +61,14 @@ class Launch:
 
     # argv[0] is the binary (a plain name resolved on PATH, or an absolute path)
     variants: dict[Accel, list[str]]
-    # None: no check, use the first variant. Otherwise the runner uses KVM when /dev/kvm is
-    # readable and writable and (where this is not empty) one of these directories exists:
-    # the kernel modules of hardware-assisted KVM. /dev/kvm can exist without them (kvm_pvm
-    # runs only guest kernels built for PVM), and then a normal kernel dies under KVM.
-    kvm_modules: tuple[str, ...] | None = None
+    # The hardware acceleration the runner tests for at start (falling back to the TCG
+    # variant); None: no test, use the first variant. KVM: /dev/kvm is readable and writable
+    # and (where kvm_modules is not empty) one of those directories exists: the kernel modules
+    # of hardware-assisted KVM. /dev/kvm can exist without them (kvm_pvm runs only guest
+    # kernels built for PVM), and then a normal kernel dies under KVM. HVF: the macOS kernel
+    # reports kern.hv_support = 1.
+    probe: Accel | None = None
+    kvm_modules: tuple[str, ...] = ()
     # extra files written below share/microvm/, name -> content
     files: dict[str, str] = field(default_factory=dict)
     # environment variables the hypervisor needs
@@ -74,6 +78,22 @@ class Launch:
     # (argv element serving the serial console on stdio, the one serving it on console.sock):
     # the runner swaps them when MICROVM_CONSOLE=socket; None: no console socket
     console_socket: tuple[str, str] | None = None
+    # argv spellings that depend on the hypervisor's version, decided when the runner starts
+    fallbacks: tuple[Fallback, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """When `probe` (run once by the runner, output discarded) fails, the consecutive argv
+    words `new` are replaced by `old`, of the same length: the older hypervisor's spelling."""
+
+    why: str
+    probe: tuple[str, ...]
+    new: tuple[str, ...]
+    old: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        assert len(self.new) == len(self.old) > 0
 
 
 def macvtap_fds(vm: MicroVM) -> dict[str, list[int]]:

@@ -15,6 +15,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    Fallback,
     Launch,
     RunContext,
     macvtap_fds,
@@ -97,11 +98,35 @@ def _shared_memory(vm: MicroVM) -> bool:
     return bool(vm.shares_of(ShareProto.VIRTIOFS)) or vm.hugepage_mem
 
 
+def darwin(vm: MicroVM) -> bool:
+    return vm.system.endswith("-darwin")
+
+
+def hardware_accel(vm: MicroVM) -> Accel:
+    """KVM on Linux, Hypervisor.framework on macOS."""
+    return Accel.HVF if darwin(vm) else Accel.KVM
+
+
+def sandbox(vm: MicroVM) -> str | None:
+    """QEMU's seccomp filter (-sandbox): not on macOS (no seccomp there), not with a bridge
+    interface (QEMU runs qemu-bridge-helper, a setuid program). It is installed before QEMU
+    drops to microvm.user, so set*uid must stay allowed then (tried with QEMU 7.2:
+    elevateprivileges=deny and =children both end in "Bad system call")."""
+    if darwin(vm) or any(i.type is InterfaceType.BRIDGE for i in vm.interfaces):
+        return None
+    spawn = "allow" if any(f.direction == "guest" for f in vm.forward_ports) else "deny"
+    elevate = "deny" if vm.user is None else "allow"
+    return opts("on", {"obsolete": "deny", "elevateprivileges": elevate, "spawn": spawn,
+                       "resourcecontrol": "deny"})
+
+
 def cpu(vm: MicroVM, accel: Accel) -> str:
     if vm.cpu is not None:
         return vm.cpu
     if accel is Accel.TCG:
         return "max"
+    if accel is Accel.HVF:
+        return "host"
     # SGX on the microvm machine crashes QEMU (qemu issue 2142)
     return "host,+x2apic,-sgx" if vm.arch == "x86_64" else "host"
 
@@ -148,6 +173,7 @@ class Qemu(Backend):
                 "id": "mem", "size": f"{mem}M", "share": True,
                 "mem-path": "/dev/hugepages" if vm.hugepage_mem else None})]
         if vm.user is not None:
+            # QEMU 9.1 and later; older ones spell it -runas (see launch)
             argv += ["-run-with", opts(None, {"user": vm.user})]
         if vm.graphics:
             display = {"gtk": "gtk,gl=on", "cocoa": "cocoa", "headless": "none"}
@@ -159,11 +185,8 @@ class Qemu(Backend):
         if vm.qemu.serial_console:
             argv += ["-chardev", SERIAL_STDIO,
                      "-serial", "chardev:stdio"]
-        if not any(i.type is InterfaceType.BRIDGE for i in vm.interfaces):
-            # the bridge helper is spawned by QEMU; everything else runs without that right
-            spawn = "allow" if any(f.direction == "guest" for f in vm.forward_ports) else "deny"
-            argv += ["-sandbox", (f"on,obsolete=deny,elevateprivileges=deny,spawn={spawn}," +
-                     "resourcecontrol=deny")]
+        if (seccomp := sandbox(vm)) is not None:
+            argv += ["-sandbox", seccomp]
         argv += ["-kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["-initrd", vm.initrd]
@@ -296,10 +319,20 @@ class Qemu(Backend):
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         tcg = self.argv(vm, ctx, Accel.TCG)
         console = (SERIAL_STDIO, SERIAL_SOCKET) if vm.qemu.serial_console else None
+        fallbacks: tuple[Fallback, ...] = ()
+        if vm.user is not None:
+            user = opts(None, {"user": vm.user})
+            fallbacks = (Fallback(
+                why="QEMU before 9.1 has no -run-with; it drops privileges with -runas",
+                probe=(binary(vm), "-run-with", user, "-version"),
+                new=("-run-with", user), old=("-runas", vm.user)),)
         if vm.cpu is not None:
-            return Launch(variants={Accel.TCG: tcg}, console_socket=console)
-        return Launch(variants={Accel.KVM: self.argv(vm, ctx, Accel.KVM), Accel.TCG: tcg},
-                      kvm_modules=KVM_MODULES.get(vm.arch, ()), console_socket=console)
+            return Launch(variants={Accel.TCG: tcg}, console_socket=console,
+                          fallbacks=fallbacks)
+        hw = hardware_accel(vm)
+        return Launch(variants={hw: self.argv(vm, ctx, hw), Accel.TCG: tcg}, probe=hw,
+                      kvm_modules=KVM_MODULES.get(vm.arch, ()) if hw is Accel.KVM else (),
+                      console_socket=console, fallbacks=fallbacks)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:
