@@ -315,6 +315,44 @@ def test_tap_networking_in_netns(make_initrd: InitrdFactory, tmp_path: Path, net
     assert in_ns(netns, "ip", "link", "show", "vm-tap0").returncode != 0
 
 
+def test_bridge_interface_joins_the_bridge(make_initrd: InitrdFactory, tmp_path: Path,
+                                           netns: str) -> None:
+    """A `bridge` interface: QEMU's own qemu-bridge-helper (no NixOS wrapper here, so the
+    runner leaves helper= out) creates the tap and puts it on the bridge its ACL allows. The
+    ACL file, /etc/qemu/bridge.conf, exists only in the VM's private mount namespace (an
+    overlay on /etc), so this machine's /etc is never written."""
+    bridge, etc = "br-mvt", tmp_path / "etc"
+    (etc / "upper").mkdir(parents=True)
+    (etc / "work").mkdir()
+    for cmd in (["ip", "link", "add", bridge, "type", "bridge"],
+                ["ip", "addr", "add", "10.78.0.1/24", "dev", bridge],
+                ["ip", "link", "set", bridge, "up"]):
+        assert in_ns(netns, *cmd).returncode == 0
+    doc = document("brvm", vmtest.guest_kernel().vmlinux,
+                   make_initrd("power_button; " + NET_SCRIPT),
+                   kernelParams=["quiet", "e2e.ip=10.78.0.2/24"],
+                   interfaces=[{"type": "bridge", "id": "vm-br0", "mac": "02:00:00:00:00:05",
+                                "bridge": bridge}])
+    runner = generate(doc, tmp_path)
+    private_etc = ("mount --make-rprivate / && mount -t overlay overlay -o lowerdir=/etc," +
+                   f"upperdir={etc}/upper,workdir={etc}/work /etc && mkdir -p /etc/qemu && " +
+                   f"echo 'allow {bridge}' > /etc/qemu/bridge.conf && " +
+                   f'exec ip netns exec {netns} "$@"')
+    with VM(runner, tmp_path, wrap=["unshare", "-m", "sh", "-c", private_etc, "sh"]) as vm:
+        vm.wait_for("E2E-NET-READY")
+        ping = in_ns(netns, "busybox", "ping", "-c", "3", "-W", "5", "10.78.0.2")
+        assert ping.returncode == 0, ping.stdout + ping.stderr + vm.console
+        ports = in_ns(netns, "ls", f"/sys/class/net/{bridge}/brif").stdout.split()
+        assert len(ports) == 1 and ports[0].startswith("tap"), ports
+        argv = Path(f"/proc/{vm.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert f"bridge,id=net0,br={bridge}".encode() in argv
+        down = vm.run_tool("microvm-shutdown", check=False)
+        assert down.returncode == 0, down.stderr + vm.console
+        assert vm.wait_exit() == 0
+    assert not Path("/etc/qemu/bridge.conf").exists() or "br-mvt" not in Path(
+        "/etc/qemu/bridge.conf").read_text()
+
+
 @pytest.mark.parametrize("vcpu", [1, 2], ids=["single-queue", "multi-queue"])
 def test_macvtap_networking_in_netns(make_initrd: InitrdFactory, tmp_path: Path,
                                      netns: str, vcpu: int) -> None:

@@ -368,6 +368,9 @@ def test_host_module() -> None:
     assert s["targets"]["microvms"]["wantedBy"] == ["multi-user.target"]
     assert s["packages"] == ["microvm-units"]
     assert s["etc"]["qemu/bridge.conf"]["text"] == "allow br-lan\n"
+    helper = s["wrappers"]["qemu-bridge-helper"]
+    assert helper["capabilities"] == "cap_net_admin+ep" and helper["owner"] == "root"
+    assert helper["source"].endswith("/libexec/qemu-bridge-helper")
     tmp = s["tmpfiles"]
     assert tmp["/var/lib/microvms"]["d"] == {"user": "microvm", "group": "kvm", "mode": "0775"}
     assert tmp["/var/lib/microvms/web/www"]["d"]["mode"] == ":0775"

@@ -111,7 +111,7 @@ def test_networking() -> None:
          "guestfwd=tcp:10.0.2.100:8080-cmd:socat - TCP:10.0.0.1:80"),
         "tap,id=net1,ifname=vm-a,script=no,downscript=no,vhost=on,queues=2",
         "tap,id=net2,fds=3:4",
-        "bridge,id=net3,br=br0",
+        "bridge,id=net3,br=br0,helper=/run/wrappers/bin/qemu-bridge-helper",
     ]
     nets = [d for d in values(a, "-device") if d.startswith("virtio-net")]
     assert nets == [

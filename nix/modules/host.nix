@@ -187,6 +187,15 @@ in
     environment.etc."qemu/bridge.conf" = lib.mkIf (qemuBridges != [ ]) {
       text = lib.concatMapStrings (br: "allow ${br}\n") qemuBridges;
     };
+    # the helper creates the tap, so it needs CAP_NET_ADMIN whoever runs QEMU; the runner uses
+    # /run/wrappers/bin/qemu-bridge-helper when it exists (libvirtd brings its own wrapper)
+    security.wrappers.qemu-bridge-helper = lib.mkIf
+      (qemuBridges != [ ] && !(config.virtualisation.libvirtd.enable or false)) {
+        source = "${pkgs.qemu-utils or pkgs.qemu}/libexec/qemu-bridge-helper";
+        owner = "root";
+        group = "root";
+        capabilities = "cap_net_admin+ep";
+      };
 
     systemd.packages = [ units ];
     systemd.targets.microvms = enable "multi-user.target";

@@ -43,6 +43,7 @@ in
     }) config.systemd.services;
     targets = config.systemd.targets;
     etc = config.environment.etc;
+    wrappers = config.security.wrappers;
     autostart = config.microvm.autostart;
     packages = map (p: p.name) config.systemd.packages;
     kernelModules = config.boot.kernelModules;

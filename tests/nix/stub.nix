@@ -43,6 +43,7 @@ in
     };
     users = free;
     environment.etc = free;
+    security.wrappers = free;
     environment.systemPackages = mkOption { type = types.listOf types.package; default = [ ]; };
     nix.enable = mkOption { type = types.bool; default = false; };
     nix.package = mkOption { type = types.raw; default = pkgs.runCommand "nix-standin" { } "mkdir -p $out/bin"; };

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ..capabilities import Hypervisor
-from ..config import InterfaceType, MicroVM, ShareProto
+from ..config import Interface, InterfaceType, MicroVM, ShareProto
 from .base import (
     NOTIFY_VSOCK_PORT_BASE,
     Accel,
@@ -34,6 +34,10 @@ TCG_MICROVM_PARAMS = ("tsc_early_khz=2000000",)
 # Hardware-assisted KVM on x86 is kvm_intel (VT-x) or kvm_amd (AMD-V); on aarch64 KVM is built
 # into the kernel and /dev/kvm alone tells.
 KVM_MODULES = {"x86_64": ("/sys/module/kvm_intel", "/sys/module/kvm_amd")}
+# qemu-bridge-helper creates the tap of a `bridge` interface; it needs CAP_NET_ADMIN, so NixOS
+# hosts get a wrapper with that capability here (nix/modules/host.nix). Where it is missing the
+# runner leaves helper= out and QEMU runs its own (Debian: /usr/lib/qemu/qemu-bridge-helper).
+BRIDGE_HELPER = "/run/wrappers/bin/qemu-bridge-helper"
 
 
 def binary(vm: MicroVM) -> str:
@@ -141,6 +145,12 @@ def _host_fwd(vm: MicroVM) -> list[str]:
             out.append(f"guestfwd={f.proto}:{f.guest_address or '10.0.2.100'}:{f.guest_port}-" +
                        f"cmd:socat - TCP:{f.host_address or '127.0.0.1'}:{f.host_port}")
     return out
+
+
+def _bridge_netdev(iface: Interface, netdev: dict[str, str | int | bool | None],
+                   helper: str | None) -> str:
+    assert iface.bridge is not None
+    return opts("bridge", {**netdev, "br": iface.bridge, "helper": helper})
 
 
 class Qemu(Backend):
@@ -280,9 +290,7 @@ class Qemu(Backend):
                                    "queues": q if multiqueue else None})
                     argv += ["-netdev", opts("tap", netdev)]
                 case InterfaceType.BRIDGE:
-                    assert iface.bridge is not None
-                    netdev["br"] = iface.bridge
-                    argv += ["-netdev", opts("bridge", netdev)]
+                    argv += ["-netdev", _bridge_netdev(iface, netdev, BRIDGE_HELPER)]
                     multiqueue = False
                 case InterfaceType.MACVTAP:
                     ids = fds[iface.id]
@@ -326,6 +334,14 @@ class Qemu(Backend):
                 why="QEMU before 9.1 has no -run-with; it drops privileges with -runas",
                 probe=(binary(vm), "-run-with", user, "-version"),
                 new=("-run-with", user), old=("-runas", vm.user)),)
+        for i, iface in enumerate(vm.interfaces):
+            if iface.type is InterfaceType.BRIDGE:
+                netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
+                fallbacks += (Fallback(
+                    why=f"{BRIDGE_HELPER} is NixOS's; elsewhere QEMU finds its own helper",
+                    probe=("test", "-x", BRIDGE_HELPER),
+                    new=(_bridge_netdev(iface, netdev, BRIDGE_HELPER),),
+                    old=(_bridge_netdev(iface, netdev, None),)),)
         if vm.cpu is not None:
             return Launch(variants={Accel.TCG: tcg}, console_socket=console,
                           fallbacks=fallbacks)
