@@ -101,6 +101,27 @@ umount /mnt/data && echo E2E-WRITTEN
     assert not list(image.parent.glob("*.microvm-new.*"))
 
 
+def test_q35_machine_with_pci_devices(make_initrd: InitrdFactory, tmp_path: Path) -> None:
+    """On q35 the devices are virtio-*-pci with disable-legacy=on and romfile= (no iPXE): the
+    guest finds its volume by serial and its network card, and powers off through ACPI."""
+    script = r"""power_button
+dev=$(disk_by_serial data) && echo "E2E-DISK:$dev"
+ls /sys/class/net | grep -q eth0 && echo E2E-NIC
+echo E2E-READY; while :; do sleep 1; done
+"""
+    doc = document("pcivm", vmtest.guest_kernel().vmlinux, make_initrd(script),
+                   qemu={"machine": "q35"},
+                   volumes=[{"image": "data.img", "size": 16, "serial": "data"}],
+                   interfaces=[{"type": "user", "id": "u0", "mac": "02:00:00:00:00:09"}])
+    with VM(generate(doc, tmp_path), tmp_path) as vm:
+        vm.wait_for("E2E-READY")
+        assert "E2E-DISK:/dev/vda" in vm.console and "E2E-NIC" in vm.console, vm.console
+        argv = Path(f"/proc/{vm.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"virtio-blk-pci,drive=vol0,serial=data,disable-legacy=on" in argv
+        vm.run_tool("microvm-shutdown")
+        assert vm.wait_exit() == 0
+
+
 def test_existing_volume_is_never_touched(make_initrd: InitrdFactory, tmp_path: Path) -> None:
     """A file already at a volume's path (even garbage) is attached as it is, never mkfs'd."""
     (tmp_path / "user.img").write_bytes(b"precious" * 4096)

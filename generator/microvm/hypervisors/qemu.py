@@ -245,9 +245,13 @@ class Qemu(Backend):
             argv += ["-drive", opts(None, {
                 "id": drive_id, "format": fmt, "file": path, "if": "none",
                 "read-only": True if ro else None,
-                "cache.direct": True if direct else None})]
-            argv += ["-device", opts(f"virtio-blk-{dev}", {"drive": drive_id,
-                                                           "serial": serial})]
+                "cache.direct": True if direct else None,
+                # the guest's TRIM frees the blocks in the (sparse) image file
+                "discard": None if ro else "unmap"})]
+            argv += ["-device", opts(f"virtio-blk-{dev}", {
+                "drive": drive_id, "serial": serial,
+                # modern virtio only: no legacy I/O ports to allocate on the PCI bus
+                "disable-legacy": True if dev == "pci" else None})]
         return argv
 
     def _shares(self, vm: MicroVM, dev: str) -> list[str]:
@@ -301,6 +305,8 @@ class Qemu(Backend):
                     netdev["vhost"] = True if iface.vhost else None
                     argv += ["-netdev", opts("tap", netdev)]
             device: dict[str, str | int | bool | None] = {"netdev": f"net{i}", "mac": iface.mac}
+            if dev == "pci":
+                device["romfile"] = ""  # no iPXE option ROM: the kernel boots directly
             if multiqueue:
                 device["mq"] = True
                 if dev == "pci":
