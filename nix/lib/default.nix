@@ -57,6 +57,10 @@ let
       else throw ("MicroVM ${config.networking.hostName} is invalid:\n"
         + lib.concatMapStrings (p: "- ${p.path}: ${p.message}\n") found);
 
+    # Generated bin/ scripts that end by exec'ing or exiting (tests/test_nix_dropin.py checks
+    # this against the templates): microvm.binScripts cannot extend them.
+    closedScripts = [ "microvm-run" "virtiofsd-run" ];
+
     buildRunner = import ./runner.nix { inherit lib; };
     buildStoreDisk = import ./store-disk.nix { inherit lib; };
     buildUnits = import ./units.nix { inherit lib; };

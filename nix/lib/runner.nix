@@ -5,7 +5,8 @@
 { pkgs
 , document                       # the vm.json attribute set (nix/lib/document.nix)
 , generator                      # a package with bin/microvm
-, binScripts ? { }               # extra bin/<name> scripts: name -> shell text
+, binScripts ? { }               # bin/<name> scripts: name -> shell text, appended to
+                                 # the generated script of that name if there is one
 }:
 
 let
@@ -25,9 +26,15 @@ pkgs.runCommand name
   (''
     microvm generate "$documentPath" --out "$out"
   ''
-  + lib.concatMapStrings (s: ''
-    { printf '#!/usr/bin/env bash\nset -euo pipefail\n'; cat "''$${s.var}Path"; } > "$out/bin/"${lib.escapeShellArg s.name}
-    chmod 0755 "$out/bin/"${lib.escapeShellArg s.name}
+  # a script the generator wrote (tap-up, ...) is extended: the configuration's lines run after
+  # the generated ones, as microvm.nix's module-merged scripts do; others are new scripts
+  + lib.concatMapStrings (s: let out = "$out/bin/" + lib.escapeShellArg s.name; in ''
+    if [ -e ${out} ]; then
+      { printf '\n# microvm.binScripts.%s (from the configuration)\n' ${lib.escapeShellArg s.name}; cat "''$${s.var}Path"; } >> ${out}
+    else
+      { printf '#!/usr/bin/env bash\nset -euo pipefail\n'; cat "''$${s.var}Path"; } > ${out}
+      chmod 0755 ${out}
+    fi
   '') scripts
   + ''
     patchShebangs "$out/bin"

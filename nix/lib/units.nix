@@ -7,11 +7,15 @@
 , stateDir ? "/var/lib/microvms"
 , user ? "microvm"
 , group ? "kvm"
+, startupTimeout ? 150           # seconds (TimeoutStartSec of microvm@)
+, useNotifySockets ? false       # started = the guest said READY=1 over vsock
 , declared ? [ ]                 # [ { name, runner, restartIfChanged, autostart } ]
 }:
 
 let
-  args = [ "--state-dir" stateDir "--user" user "--group" group ]
+  args = [ "--state-dir" stateDir "--user" user "--group" group
+      "--start-timeout" (toString startupTimeout)
+      "--readiness" (if useNotifySockets then "vsock" else "started") ]
     ++ lib.concatMap (vm: [ "--declare" "${vm.name}=${vm.runner}" ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.restartIfChanged) [ "--no-restart-if-changed" vm.name ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.autostart) [ "--no-autostart" vm.name ]) declared;

@@ -19,9 +19,19 @@ let
         description = "A flake whose nixosConfigurations.<name> is this VM (built with the host).";
       };
       config = mkOption {
-        type = types.nullOr types.deferredModule;
+        # As in microvm.nix, the value is the evaluated NixOS system of the VM (so
+        # `microvm.vms.NAME.config.config.networking.hostName` reads the guest's host name),
+        # built from every definition of this option; each VM is evaluated once.
+        type = types.nullOr (lib.mkOptionType {
+          name = "microvm-guest";
+          description = "NixOS module of the VM (its value: the evaluated VM system)";
+          merge = _loc: defs: evalGuest name config (map (d: d.value) defs);
+        });
         default = null;
-        description = "The VM's NixOS configuration as a module, evaluated with the host (no flake needed).";
+        description = ''
+          The VM's NixOS configuration as a module, evaluated with the host (no flake needed).
+          Reading it gives the evaluated system, e.g. `.config.networking.hostName`.
+        '';
       };
       evaluatedConfig = mkOption {
         type = types.nullOr types.unspecified;
@@ -56,43 +66,50 @@ let
         default = true;
         description = "Start the VM with the host (adds it to microvm.autostart).";
       };
+      updateFlake = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        defaultText = literalExpression ''"git+file:///home/user/my-vms"'';
+        description = "Flake reference kept for a later `microvm update` of this VM.";
+      };
       restartIfChanged = mkOption {
         type = types.bool;
-        default = config.config != null || config.evaluatedConfig != null;
-        defaultText = literalExpression "config != null || evaluatedConfig != null";
-        description = "Restart the VM when a host rebuild changes its runner.";
+        default = config.config != null;
+        defaultText = literalExpression "config != null";
+        description = "Restart the VM when a host rebuild changes its runner (as microvm.nix: on by default for an inline `config`).";
       };
     };
+  };
+
+  # the NixOS system of an inline `config` (the option's value)
+  evalGuest = name: vm: modules: import (vm.nixpkgs + "/nixos/lib/eval-config.nix") {
+    inherit (vm) pkgs specialArgs;
+    system = (if vm.pkgs != null then vm.pkgs else pkgs).stdenv.hostPlatform.system;
+    prefix = [ "microvm" "vms" name "config" ];
+    modules = [
+      guestModule
+      { networking.hostName = lib.mkDefault name; }
+    ] ++ modules ++ vm.extraModules;
   };
 
   # the evaluated guest system of a declared VM
   guestOf = name: vm:
     if vm.flake != null then vm.flake.nixosConfigurations.${name}
     else if vm.evaluatedConfig != null then vm.evaluatedConfig
-    else import (vm.nixpkgs + "/nixos/lib/eval-config.nix") {
-      inherit (vm) pkgs specialArgs;
-      system = (if vm.pkgs != null then vm.pkgs else pkgs).stdenv.hostPlatform.system;
-      prefix = [ "microvm" "vms" name "config" ];
-      modules = [
-        guestModule
-        { networking.hostName = lib.mkDefault name; }
-        vm.config
-      ] ++ vm.extraModules;
-    };
+    else vm.config;
 
-  declared = lib.mapAttrsToList (name: vm: {
-    inherit name;
+  declared = lib.mapAttrsToList (name: vm: let guest = (guestOf name vm).config; in {
+    inherit name guest;
     inherit (vm) restartIfChanged;
     autostart = lib.elem name cfg.autostart;
-    guest = (guestOf name vm).config;
-    runner = "${(guestOf name vm).config.microvm.declaredRunner}";
+    runner = "${guest.microvm.declaredRunner}";
   }) cfg.vms;
 
   units = mlib.buildUnits {
     pkgs = pkgs;
     generator = hostCfg.package;
     inherit (cfg) stateDir;
-    inherit (hostCfg) user group;
+    inherit (hostCfg) user group startupTimeout useNotifySockets;
     declared = map (vm: { inherit (vm) name runner restartIfChanged autostart; }) declared;
   };
 
@@ -147,6 +164,20 @@ in
       type = types.str;
       default = "kvm";
       description = "Group the hypervisors run as (it needs /dev/kvm).";
+    };
+    host.startupTimeout = mkOption {
+      type = types.ints.positive;
+      default = 150;
+      description = "Seconds `microvm@NAME.service` may take to start (TimeoutStartSec).";
+    };
+    host.useNotifySockets = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Count a VM as started when its guest's service manager reports READY=1 over vsock
+        (every VM needs microvm.vsock.cid and a systemd guest), instead of when the hypervisor
+        has started. A VM that never reports fails to start after host.startupTimeout.
+      '';
     };
     vms = mkOption {
       type = types.attrsOf (types.submodule vmOptions);

@@ -34,7 +34,12 @@ in
     binScripts = mkOption {
       type = types.attrsOf types.lines;
       default = { };
-      description = "Extra scripts put in the runner's bin/ directory: name -> bash commands (run with set -euo pipefail).";
+      description = ''
+        Scripts in the runner's bin/ directory: name -> bash commands (run with set -euo
+        pipefail). A name the generator already uses (tap-up, tap-down, macvtap-up, ...) extends
+        that script: these lines run after the generated ones. bin/microvm-run ends by starting
+        the hypervisor and cannot be extended (use microvm.preStart or microvm.extraArgsScript).
+      '';
     };
 
     systemSymlink = mkOption {

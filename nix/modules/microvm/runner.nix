@@ -25,6 +25,13 @@ in
 
     assertions = map
       (p: { assertion = false; message = "${p.path}: ${p.message}"; })
-      (mlib.problems { inherit config; inToplevel = true; });
+      (mlib.problems { inherit config; inToplevel = true; })
+    ++ map (name: {
+      assertion = !(cfg.binScripts ? ${name});
+      message = "microvm.binScripts.${name}: bin/${name} is generated and ends by " +
+        "starting its program, so lines added after it would never run; use " +
+        "microvm.preStart (commands before the start) or microvm.extraArgsScript " +
+        "(more hypervisor arguments)";
+    }) mlib.closedScripts;
   };
 }
