@@ -21,6 +21,7 @@ failure under CI=true, see tests/conftest.py).
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import os
 import re
@@ -51,6 +52,8 @@ STORE_HASH = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-")
 FILE_MARKER = re.compile(r"@file:([^@]*)@(.*)@end@", re.S)
 
 pytestmark = [pytest.mark.nix]
+# tests of the table itself, which run without upstream's source or nix
+NO_ORACLE = {"test_migration_doc_is_current", "test_table_entries_are_well_formed"}
 
 
 def upstream_src() -> Path:
@@ -61,12 +64,18 @@ def upstream_src() -> Path:
 def problem() -> str | None:
     src = upstream_src()
     if not (src / "lib" / "runners" / "qemu.nix").is_file():
-        return (f"upstream microvm.nix source not found at {src} (set MICROVM_NIX_SRC to a " +
-                "checkout of github.com/microvm-nix/microvm.nix)")
+        return (
+            f"upstream microvm.nix source not found at {src} (set MICROVM_NIX_SRC to a "
+            + "checkout of github.com/microvm-nix/microvm.nix)"
+        )
     if shutil.which("nix-instantiate") is None:
         return "nix is not installed"
-    r = subprocess.run(["nix-instantiate", "--eval", "-E", "(import <nixpkgs/lib>).version"],
-                       capture_output=True, text=True, env=nix_env())
+    r = subprocess.run(
+        ["nix-instantiate", "--eval", "-E", "(import <nixpkgs/lib>).version"],
+        capture_output=True,
+        text=True,
+        env=nix_env(),
+    )
     if r.returncode != 0:
         return "<nixpkgs/lib> is not on NIX_PATH (set NIX_PATH=nixpkgs=/path/to/nixpkgs-lib)"
     return None
@@ -81,11 +90,12 @@ def nix_env() -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def _need_oracle(request: pytest.FixtureRequest) -> None:
-    if request.node.originalname != "test_migration_doc_is_current" and (why := problem()):
+    if request.node.originalname not in NO_ORACLE and (why := problem()):
         pytest.skip(why)
 
 
 # -- evaluation --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Side:
@@ -106,20 +116,55 @@ class Evaluated:
 
 
 def matrix_names() -> list[str]:
-    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E",
-                        "builtins.attrNames (import ./matrix.nix)"],
-                       cwd=NIXDIR, capture_output=True, text=True, env=nix_env(), check=True)
+    r = subprocess.run(
+        [
+            "nix-instantiate",
+            "--eval",
+            "--strict",
+            "--json",
+            "-E",
+            "builtins.attrNames (import ./matrix.nix)",
+        ],
+        cwd=NIXDIR,
+        capture_output=True,
+        text=True,
+        env=nix_env(),
+        check=True,
+    )
     names: list[str] = json.loads(r.stdout)
     return names
 
 
 def nix_eval(name: str, sides: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["nix-instantiate", "--eval", "--strict", "--json", "eval.nix",
-         "--arg", "upstream", str(upstream_src()), "--argstr", "name", name,
-         "--arg", "sides", "[ " + " ".join(json.dumps(s) for s in sides) + " ]",
-         "--arg", "python", json.dumps(sys.executable), "--arg", "repo", json.dumps(str(REPO))],
-        cwd=NIXDIR, capture_output=True, text=True, env=nix_env(), timeout=120)
+        [
+            "nix-instantiate",
+            "--eval",
+            "--strict",
+            "--json",
+            "eval.nix",
+            "--arg",
+            "upstream",
+            str(upstream_src()),
+            "--argstr",
+            "name",
+            name,
+            "--arg",
+            "sides",
+            "[ " + " ".join(json.dumps(s) for s in sides) + " ]",
+            "--arg",
+            "python",
+            json.dumps(sys.executable),
+            "--arg",
+            "repo",
+            json.dumps(str(REPO)),
+        ],
+        cwd=NIXDIR,
+        capture_output=True,
+        text=True,
+        env=nix_env(),
+        timeout=120,
+    )
 
 
 def error_line(stderr: str) -> str:
@@ -179,8 +224,7 @@ def evaluate(name: str) -> Evaluated:
     project = project_side(data["project"])
     if data["project"] is not None:
         disks.append(json.loads(data["project"])["microvm"].get("storeDisk"))
-    return Evaluated(name, name.split(".")[0], up, project,
-                     tuple(d for d in disks if d))
+    return Evaluated(name, name.split(".")[0], up, project, tuple(d for d in disks if d))
 
 
 @cache
@@ -193,25 +237,61 @@ def evaluated() -> dict[str, Evaluated]:
 # -- decomposition into comparable items --------------------------------------------------------
 
 # the flag carrying the kernel command line, per hypervisor (after ALIASES)
-CMDLINE_FLAGS = {"qemu": "-append", "cloud-hypervisor": "--cmdline", "crosvm": "--params",
-                 "kvmtool": "--params", "stratovirt": "-append", "alioth": "--cmdline"}
+CMDLINE_FLAGS = {
+    "qemu": "-append",
+    "cloud-hypervisor": "--cmdline",
+    "crosvm": "--params",
+    "kvmtool": "--params",
+    "stratovirt": "-append",
+    "alioth": "--cmdline",
+}
 # short and long spellings of one flag (qemu -h; crosvm run --help; kvmtool's builtin-run.c;
 # alioth boot --help): compared under the long name
 ALIASES = {
     "qemu": {"-M": "-machine"},
     "crosvm": {"-m": "--mem", "-c": "--cpus", "-s": "--socket", "-p": "--params"},
-    "kvmtool": {"-m": "--mem", "-c": "--cpus", "-d": "--disk", "-k": "--kernel",
-                "-i": "--initrd", "-n": "--network", "-p": "--params"},
+    "kvmtool": {
+        "-m": "--mem",
+        "-c": "--cpus",
+        "-d": "--disk",
+        "-k": "--kernel",
+        "-i": "--initrd",
+        "-n": "--network",
+        "-p": "--params",
+    },
     "alioth": {"-k": "--kernel", "-i": "--initramfs", "-c": "--cmdline"},
 }
 # flags whose first positional part is a named key: crosvm's `--block PATH,...` is
-# `--block path=PATH,...` (and `--vsock CID` is `--vsock cid=CID`); cloud-hypervisor's `--api-socket PATH` is `--api-socket path=PATH`
-POSITIONAL_KEY = {("crosvm", "--block"): "path", ("crosvm", "--vsock"): "cid",
-                  ("cloud-hypervisor", "--api-socket"): "path"}
+# `--block path=PATH,...` (and `--vsock CID` is `--vsock cid=CID`); cloud-hypervisor's
+# `--api-socket PATH` is `--api-socket path=PATH`
+POSITIONAL_KEY = {
+    ("crosvm", "--block"): "path",
+    ("crosvm", "--vsock"): "cid",
+    ("cloud-hypervisor", "--api-socket"): "path",
+}
 # sub-options that name one of several values of a flag (which drive, netdev, share...)
-IDENTITY_KEYS = ("type", "id", "drive", "netdev", "chardev", "fsdev", "path", "tap", "tag", "socket",
-                 "if_name", "tapif", "tap-name", "tap-fd", "mac", "guest-cid", "cid", "host",
-                 "sharedDir", "name")
+IDENTITY_KEYS = (
+    "type",
+    "id",
+    "drive",
+    "netdev",
+    "chardev",
+    "fsdev",
+    "path",
+    "tap",
+    "tag",
+    "socket",
+    "if_name",
+    "tapif",
+    "tap-name",
+    "tap-fd",
+    "mac",
+    "guest-cid",
+    "cid",
+    "host",
+    "sharedDir",
+    "name",
+)
 
 
 def normalise(text: str, disks: tuple[str, ...]) -> str:
@@ -231,7 +311,7 @@ def split_opts(value: str) -> list[str]:
         if c == '"':
             quoted = not quoted
         if c == "," and not quoted:
-            if value[i + 1:i + 2] == ",":
+            if value[i + 1 : i + 2] == ",":
                 cur += ",,"
                 i += 2
                 continue
@@ -281,21 +361,25 @@ def unwrap_vfkit(argv: tuple[str, ...]) -> tuple[list[str], tuple[str, ...]]:
     exec_line = next(line for line in script.splitlines() if line.startswith("exec "))
     words = shlex.split(exec_line.removeprefix("exec "))
     at = words.index("--restful-uri")
-    return [f"--restful-uri unix://$PWD/{socket}"], tuple(words[:at] + words[at + 2:])
+    return [f"--restful-uri unix://$PWD/{socket}"], tuple(words[:at] + words[at + 2 :])
 
 
 def argv_items(hv: str, argv: tuple[str, ...]) -> list[str]:
     wrapper: list[str] = []
     if hv == "vfkit":
         wrapper, argv = unwrap_vfkit(argv)
-    items = [f"program {Path(argv[0]).name}"] + wrapper
+    items = [f"program {Path(argv[0]).name}", *wrapper]
     rest = list(argv[1:])
     if hv == "stratovirt" and items[0] == "program unbuffer":
         items = [f"program unbuffer {Path(rest.pop(0)).name}"]
     while rest and not rest[0].startswith("-"):
         items.append(f"subcommand {rest.pop(0)}")
-    if hv == "crosvm" and rest and not rest[-1].startswith("-") and (
-            len(rest) < 2 or rest[-2] == "--initrd" or not rest[-2].startswith("-")):
+    if (
+        hv == "crosvm"
+        and rest
+        and not rest[-1].startswith("-")
+        and (len(rest) < 2 or rest[-2] == "--initrd" or not rest[-2].startswith("-"))
+    ):
         items.append(f"kernel {rest.pop()}")
     flag = "<positional>"
     valueless = False  # a flag standing alone (a switch) is an item of its own
@@ -333,8 +417,9 @@ def json_items(prefix: str, value: Any) -> Iterator[str]:
         for i, v in enumerate(value):
             key = i
             if isinstance(v, dict):
-                key = next((v[k] for k in ("path_on_host", "host_dev_name", "tag", "id")
-                            if k in v), i)
+                key = next(
+                    (v[k] for k in ("path_on_host", "host_dev_name", "tag", "id") if k in v), i
+                )
             yield from json_items(f"{prefix}[{key}]", v)
     else:
         yield f"{prefix}={json.dumps(value)}"
@@ -359,7 +444,7 @@ REFERENCE_KEYS = ("id", "drive", "netdev", "chardev", "fsdev", "memdev", "rng")
 def canonical_ids(argv: tuple[str, ...]) -> tuple[str, ...]:
     names: dict[str, str] = {}
     count: Counter[str] = Counter()
-    for flag, value in zip(argv, argv[1:], strict=False):
+    for flag, value in itertools.pairwise(argv):
         if flag in DEFINING:
             for part in split_opts(value):
                 if part.startswith("id=") and part[3:] not in names:
@@ -393,7 +478,7 @@ def side_items(ev: Evaluated, side: Side) -> Counter[str]:
 @dataclass(frozen=True)
 class Difference:
     config: str
-    side: str      # "upstream" (only upstream has it) or "project" (only this project has it)
+    side: str  # "upstream" (only upstream has it) or "project" (only this project has it)
     item: str
 
     def __str__(self) -> str:
@@ -419,12 +504,15 @@ def all_differences() -> list[Difference]:
 
 
 def matches(entry: upstream_diff.Entry, d: Difference) -> bool:
-    return (d.side == entry.side
-            and any(fnmatch.fnmatchcase(d.config, g) for g in entry.configs)
-            and re.fullmatch(entry.item, d.item) is not None)
+    return (
+        d.side == entry.side
+        and any(fnmatch.fnmatchcase(d.config, g) for g in entry.configs)
+        and re.fullmatch(entry.item, d.item) is not None
+    )
 
 
 # -- tests -------------------------------------------------------------------------------------
+
 
 def test_matrix_covers_every_hypervisor_and_feature() -> None:
     evs = evaluated()
@@ -447,17 +535,23 @@ def test_every_difference_is_reviewed() -> None:
             unlisted.append(str(d))
         elif len(hits) > 1:
             ambiguous.append(f"{d} (entries {', '.join(hits)})")
-    assert not unlisted, ("differences from upstream microvm.nix not in tests/upstream_diff.py:\n"
-                          + "\n".join(unlisted))
+    assert not unlisted, (
+        "differences from upstream microvm.nix not in tests/upstream_diff.py:\n"
+        + "\n".join(unlisted)
+    )
     assert not ambiguous, "differences matching several entries:\n" + "\n".join(ambiguous)
 
 
 def test_every_listed_difference_still_exists() -> None:
     diffs = all_differences()
-    gone = [f"{e.id}: {e.summary}" for e in upstream_diff.TABLE
-            if not any(matches(e, d) for d in diffs)]
-    assert not gone, ("entries of tests/upstream_diff.py that no configuration shows any more " +
-                      "(fixed? remove them):\n" + "\n".join(gone))
+    gone = [
+        f"{e.id}: {e.summary}" for e in upstream_diff.TABLE if not any(matches(e, d) for d in diffs)
+    ]
+    assert not gone, (
+        "entries of tests/upstream_diff.py that no configuration shows any more "
+        + "(fixed? remove them):\n"
+        + "\n".join(gone)
+    )
 
 
 def test_table_entries_are_well_formed() -> None:
@@ -475,8 +569,9 @@ def test_migration_doc_is_current() -> None:
     if UPDATE:
         MIGRATION.write_text(text)
     assert MIGRATION.read_text() == text, (
-        "docs/migration.md is stale: MICROVM_UPDATE_GOLDEN=1 python -m pytest " +
-        "tests/test_upstream.py -k migration")
+        "docs/migration.md is stale: MICROVM_UPDATE_GOLDEN=1 python -m pytest "
+        + "tests/test_upstream.py -k migration"
+    )
 
 
 if __name__ == "__main__":  # print the current differences (for reviewing the table)
