@@ -695,8 +695,8 @@ TABLE: tuple[Entry, ...] = (
         r"--block \[id=data0\] o_direct=true",
         D,
         "direct I/O spelled direct=true",
-        "crosvm's --block key is `direct` (o_direct is an alias in some versions).",
-        "crosvm run --help (--block direct)",
+        "crosvm's --block key is `direct`; `o_direct` is kept as an alias.",
+        "crosvm devices/src/virtio/block (DiskOption: direct, alias o_direct)",
     ),
     _e(
         "crosvm-direct-p",
@@ -718,7 +718,7 @@ TABLE: tuple[Entry, ...] = (
         "no network device unless an interface is declared",
         "Without --network kvmtool adds a user-mode NIC; `--network mode=none` keeps the "
         + "guest without one, as declared. Upstream's guests get the default NIC.",
-        "kvmtool builtin-run.c (--network mode=none)",
+        "kvmtool virtio/net.c (set_net_param: mode=none)",
     ),
     _e(
         "kvmtool-macvtap",
@@ -729,7 +729,7 @@ TABLE: tuple[Entry, ...] = (
         "macvtap passed as an open fd",
         "The runner opens /dev/tapN itself (as for the other hypervisors) and passes fd=3; "
         + "upstream lets kvmtool open the device path computed by an unquoted shell expansion.",
-        "kvmtool virtio/net.c (fd=, tapif=)",
+        "kvmtool virtio/net.c (set_net_param: fd=, tapif=)",
     ),
     _e(
         "kvmtool-macvtap-p",
@@ -847,8 +847,8 @@ TABLE: tuple[Entry, ...] = (
         r"-machine microvm mem-share=on",
         D,
         "shared guest memory for virtiofs",
-        "vhost-user-fs needs the guest memory shared with virtiofsd; upstream does not share "
-        + "it, so its virtiofs shares cannot work.",
+        "vhost-user-fs needs the guest memory shared with virtiofsd (StratoVirt: "
+        + "mem-share=on); upstream's runner does not share it.",
         "StratoVirt docs/config_guidebook.md (mem-share, virtio-fs)",
     ),
     _e(
@@ -914,7 +914,7 @@ TABLE: tuple[Entry, ...] = (
         "alioth --net without mtu",
         "NetTapParam.mtu is a required u16 in alioth, so `--net if_name=...,mac=...` without "
         + "mtu= is refused by alioth; upstream passes mtu=1500.",
-        "/work/shared/hypervisors.md section 9 (alioth/src/virtio/dev/net/tap.rs)",
+        "alioth/src/virtio/dev/net/tap.rs (NetTapParam: `pub mtu: u16`, no default)",
     ),
     _e(
         "alioth-queue-pairs",
@@ -945,7 +945,7 @@ TABLE: tuple[Entry, ...] = (
         D,
         "read-only volumes are read-only",
         "Upstream ignores readOnly for vfkit volumes.",
-        "vfkit doc/usage.md (virtio-blk readonly)",
+        "vfkit doc/usage.md (virtio-blk readonly); upstream uses it for the store disk",
     ),
 )
 
