@@ -472,7 +472,18 @@ def side_items(ev: Evaluated, side: Side) -> Counter[str]:
         argv = canonical_ids(argv)
     argv = tuple("@file" if w.startswith("@file:") else w for w in argv)
     files = tuple((n, normalise(c, ev.store_disks)) for n, c in side.files)
-    return Counter(argv_items(ev.hypervisor, argv) + file_items(files))
+    return Counter(argv_items(ev.hypervisor, argv) + file_items(files) + [disk_order(argv, files)])
+
+
+# the disk images of tests/nix/upstream/matrix.nix: without serials the guest finds volumes by
+# position (/dev/vda, vdb...), so the order in which they are attached is compared too
+DISKS = ("@storeDisk", "var.img", "/srv/data.img", "direct.img")
+
+
+def disk_order(argv: tuple[str, ...], files: tuple[tuple[str, str], ...]) -> str:
+    text = "\0".join(argv + tuple(c for _, c in files))
+    found = sorted((text.find(d), d) for d in DISKS if d in text)
+    return "disk order: " + " ".join(d for _, d in found)
 
 
 @dataclass(frozen=True)

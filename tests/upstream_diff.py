@@ -967,7 +967,8 @@ def render() -> str:
         "Compared after normalising what has to differ: store paths (hashes), the store "
         + "disk's path, the hypervisor binary's directory, internal ids that only link options "
         + "within one command line (QEMU/StratoVirt `id=`, `drive=`, `netdev=`...), short and "
-        + "long spellings of one flag, and the order of options.",
+        + "long spellings of one flag, and the order of options (the order of disks is "
+        + "compared: without serials the guest finds volumes by position).",
         "",
         "**defect** rows are known gaps this project intends to close; **deliberate** rows "
         + "are choices, with the reason and the source behind them.",
