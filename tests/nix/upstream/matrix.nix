@@ -1,0 +1,74 @@
+# The differential matrix: one microvm.* configuration per (hypervisor, case), evaluated both by
+# upstream microvm.nix's runner code and by this project (tests/test_upstream.py). Every case is
+# an ordinary guest module with microvm.nix's option names; the same module goes to both sides.
+# Result: name -> { hypervisor, system, module }.
+let
+  hypervisors = [ "qemu" "cloud-hypervisor" "firecracker" "crosvm" "kvmtool" "stratovirt" "alioth" "vfkit" ];
+
+  # the network interface each hypervisor takes in upstream's runner without refusing it
+  nic = hv: n:
+    if hv == "vfkit" then { type = "user"; id = "usernet${toString n}"; mac = "02:00:00:00:00:0${toString n}"; }
+    else { type = "tap"; id = "vm-tap${toString n}"; mac = "02:00:00:00:00:0${toString n}"; };
+
+  cases = hv: {
+    # defaults only: store disk (upstream's default), control socket, 1 vCPU, 512 MiB
+    minimal = { };
+    no-store-disk = { microvm.storeOnDisk = false; };
+    cpu-mem = { microvm = { vcpu = 4; mem = 3072; }; };
+    kernel-params = {
+      boot.kernelParams = [ "quiet" ];
+      microvm.kernelParams = [ "loglevel=4" "systemd.log_level=debug" ];
+    };
+    volumes = {
+      microvm.volumes = [
+        { image = "var.img"; mountPoint = "/var"; size = 256; }
+        { image = "/srv/data.img"; mountPoint = "/data"; size = 64; readOnly = true; }
+      ];
+    };
+    volume-options = {
+      microvm.volumes = [
+        { image = "direct.img"; mountPoint = "/direct"; size = 64; direct = true; serial = "data0"; }
+      ];
+    };
+    share-9p = {
+      microvm.shares = [{ tag = "ro-store"; source = "/nix/store"; mountPoint = "/nix/.ro-store"; }];
+    };
+    share-virtiofs = {
+      microvm.shares = [{ tag = "home"; source = "/home/alice"; mountPoint = "/home/alice"; proto = "virtiofs"; }];
+    };
+    tap = { microvm.interfaces = [ (nic hv 1) ]; };
+    tap-multiqueue = { microvm = { vcpu = 2; interfaces = [ (nic hv 1) (nic hv 2) ]; }; };
+    macvtap = {
+      microvm.interfaces = [{
+        type = "macvtap"; id = "vm-mvt1"; mac = "02:00:00:00:01:01";
+        macvtap = { link = "eth0"; mode = "bridge"; };
+      }];
+    };
+    user-forward = {
+      microvm.interfaces = [{ type = "user"; id = "usernet"; mac = "02:00:00:00:02:01"; }];
+      microvm.forwardPorts = [{ host.port = 2222; guest.port = 22; }];
+    };
+    vsock = { microvm.vsock.cid = 42; };
+    balloon = { microvm.balloon = true; };
+    machine-id = { microvm.machineId = "a67472e5-570e-5c8a-b18c-ae3c77701050"; };
+    credentials = { microvm.credentialFiles.token = "/run/secrets/token"; };
+    no-socket = { microvm.socket = null; };
+  };
+
+  entry = hv: case: module: {
+    name = "${hv}.${case}";
+    value = {
+      hypervisor = hv;
+      system = if hv == "vfkit" then "aarch64-linux" else "x86_64-linux";
+      module = { pkgs, lib, ... }: {
+        imports = [ module ];
+        networking.hostName = "vm-${hv}";
+        microvm.hypervisor = hv;
+        microvm.vmHostPackages = lib.mkIf (hv == "vfkit") (pkgs.forSystem "aarch64-darwin");
+      };
+    };
+  };
+in
+builtins.listToAttrs (builtins.concatMap
+  (hv: builtins.attrValues (builtins.mapAttrs (entry hv) (cases hv)))
+  hypervisors)

@@ -1,0 +1,1005 @@
+"""The reviewed differences between this project's runners and upstream microvm.nix's.
+
+tests/test_upstream.py evaluates upstream microvm.nix's runner code and this project's backends
+for every configuration of tests/nix/upstream/matrix.nix, decomposes both command lines into
+items, and requires every item that only one side has to match exactly one entry here; an
+entry that no longer matches anything fails too. docs/migration.md is rendered from this table
+(`MICROVM_UPDATE_GOLDEN=1 python -m pytest tests/test_upstream.py -k migration`).
+
+kind "deliberate": this project differs on purpose; `reason` says why and `source` names the
+upstream file or the hypervisor's documentation that justifies it. kind "defect": this project
+should change (or the difference be argued deliberate with a source); `reason` has the evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HYPERVISORS = (
+    "qemu",
+    "cloud-hypervisor",
+    "firecracker",
+    "crosvm",
+    "kvmtool",
+    "stratovirt",
+    "alioth",
+    "vfkit",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    # which side alone has the item: "upstream" or "project"
+    side: str
+    # configurations (names in tests/nix/upstream/matrix.nix, fnmatch globs) it may appear in
+    configs: tuple[str, ...]
+    # regular expression matched in full against the item (see tests/test_upstream.py)
+    item: str
+    kind: str
+    summary: str
+    reason: str
+    source: str
+
+
+def _e(
+    id: str, side: str, configs: str, item: str, kind: str, summary: str, reason: str, source: str
+) -> Entry:
+    return Entry(id, side, tuple(configs.split()), item, kind, summary, reason, source)
+
+
+U, P = "upstream", "project"
+D, X = "deliberate", "defect"
+Q_RUNNER = "microvm.nix lib/runners/qemu.nix"
+CH_RUNNER = "microvm.nix lib/runners/cloud-hypervisor.nix"
+FC_RUNNER = "microvm.nix lib/runners/firecracker.nix"
+QEMU_DOC = "QEMU documentation, qemu(1) (system/invocation)"
+CH_DOC = "cloud-hypervisor --help / docs in github.com/cloud-hypervisor/cloud-hypervisor"
+FC_SPEC = (
+    "firecracker's API spec (src/firecracker/swagger/firecracker.yaml), "
+    + "vendored in /work/shared/specs"
+)
+DEFAULT_OFF = "the hypervisor's default for the omitted option is the value upstream spells out"
+
+TABLE: tuple[Entry, ...] = (
+    # -- every hypervisor: option semantics -------------------------------------------------
+    _e(
+        "machine-id-hypervisors",
+        U,
+        "firecracker.machine-id crosvm.machine-id kvmtool.machine-id "
+        + "stratovirt.machine-id alioth.machine-id vfkit.machine-id",
+        r"accepts \(project: microvm\.machineId: a machine UUID not supported by .*\)",
+        X,
+        "microvm.machineId is refused for six hypervisors",
+        "Upstream accepts machineId everywhere: it sets the guest's /etc/machine-id and the "
+        + "machined registration whatever the hypervisor, and only QEMU also gets an SMBIOS "
+        + "UUID. A configuration that sets it fails here on firecracker, crosvm, kvmtool, "
+        + "stratovirt, alioth and vfkit.",
+        "microvm.nix nixos-modules/microvm/system.nix (environment.etc.machine-id), lib/runner.nix",
+    ),
+    _e(
+        "machine-id-default",
+        U,
+        "qemu.*",
+        r"-smbios \[type=1\]( type=1| uuid=607af5d4-2b5e-89da-924b-a3f5cf6bf1c7)?",
+        X,
+        "microvm.machineId defaults to null (upstream: a UUID derived from the host name)",
+        'Upstream\'s option default is a UUID from sha256("microvm.nix:" + hostName), so every '
+        + "QEMU guest gets -smbios type=1,uuid=... and a stable /etc/machine-id; here the default "
+        + "is null and both are missing unless set.",
+        "microvm.nix nixos-modules/microvm/options.nix (machineId default)",
+    ),
+    _e(
+        "refuse-ignored-options",
+        U,
+        "kvmtool.user-forward vfkit.user-forward stratovirt.user-forward "
+        + "firecracker.volume-options alioth.volume-options vfkit.volume-options "
+        + "kvmtool.volume-options",
+        r"accepts \(project: .*(forwardPorts|volumes\[0\]\.(direct|serial)"
+        + r"|interfaces\[0\]\.type).*\)",
+        D,
+        "options a hypervisor cannot honour are refused, not dropped",
+        "Upstream drops forwardPorts without user networking, volume serials and direct I/O "
+        + "on firecracker, alioth and kvmtool (with a warning) and on vfkit (silently), and passes "
+        + "`-netdev user` to stratovirt, which has no user networking. Here the option path is "
+        + "named in an error instead.",
+        "microvm.nix lib/runners/{kvmtool,vfkit,firecracker,alioth,stratovirt}.nix "
+        + "(warnIf, unused options); "
+        + "StratoVirt docs/config_guidebook.md (netdev: tap and vhost-user only)",
+    ),
+    _e(
+        "kvmtool-balloon",
+        U,
+        "kvmtool.balloon",
+        r"accepts \(project: microvm\.balloon: memory balloon not supported by kvmtool.*\)",
+        X,
+        "microvm.balloon is refused for kvmtool",
+        "kvmtool has a virtio balloon (`lkvm run --balloon`) and `lkvm balloon -i/-d` changes "
+        + "it at run time; upstream passes --balloon and writes a microvm-balloon script.",
+        "kvmtool builtin-run.c (--balloon), builtin-balloon.c; microvm.nix lib/runners/kvmtool.nix",
+    ),
+    _e(
+        "balloon-firecracker-stratovirt",
+        P,
+        "firecracker.balloon stratovirt.balloon",
+        r"accepts \(upstream refuses\)",
+        D,
+        "balloon on firecracker and stratovirt",
+        "Both have a virtio balloon device (firecracker's /balloon resource, stratovirt's "
+        + "virtio-balloon-device); upstream refuses the option for them.",
+        FC_SPEC + "; StratoVirt docs/config_guidebook.md (Balloon)",
+    ),
+    _e(
+        "firecracker-no-socket",
+        P,
+        "firecracker.no-socket",
+        r"accepts \(upstream refuses\)",
+        D,
+        "firecracker without an API socket",
+        "firecracker boots from --config-file alone; with socket = null the runner passes "
+        + "--no-api (no shutdown or balloon requests then). Upstream requires the socket.",
+        "firecracker docs/getting-started.md (--config-file, --no-api)",
+    ),
+    # -- QEMU --------------------------------------------------------------------------------
+    _e(
+        "qemu-accel",
+        U,
+        "qemu.*",
+        r"-machine microvm accel=kvm:tcg|-enable-kvm",
+        D,
+        "QEMU accelerator chosen by the runner",
+        "The runner checks for working hardware KVM at start and runs one of two argv "
+        + "(accel=kvm with the host CPU, or accel=tcg with what TCG needs); upstream asks QEMU "
+        + "to fall back (kvm:tcg) and adds -enable-kvm, which QEMU treats as accel=kvm.",
+        QEMU_DOC + " (-accel, -enable-kvm); README.md (Users without KVM)",
+    ),
+    _e(
+        "qemu-accel-kvm",
+        P,
+        "qemu.*",
+        r"-machine microvm accel=kvm",
+        D,
+        "QEMU accelerator chosen by the runner (the KVM variant compared here)",
+        "See qemu-accel: this is the argv used when KVM works.",
+        QEMU_DOC,
+    ),
+    _e(
+        "qemu-name",
+        U,
+        "qemu.*",
+        r"-name vm-qemu",
+        D,
+        "QEMU -name also names the process",
+        "`-name guest=NAME,process=NAME` titles the QEMU process like upstream's `exec -a` "
+        + "does for microvm-run (prettyProcnames).",
+        QEMU_DOC + " (-name)",
+    ),
+    _e(
+        "qemu-name-project",
+        P,
+        "qemu.*",
+        r"-name \[\]( guest=vm-qemu| process=vm-qemu)?",
+        D,
+        "QEMU -name also names the process",
+        "See qemu-name.",
+        QEMU_DOC + " (-name)",
+    ),
+    _e(
+        "qemu-i8042",
+        U,
+        "qemu.*",
+        r"-device i8042",
+        D,
+        "no i8042 keyboard controller",
+        "Shutdown goes through QMP system_powerdown (ACPI power button, acpi=on) rather than "
+        + "a Ctrl-Alt-Del key press on an emulated i8042, so the device is not needed; booted "
+        + "and shut down under QEMU in tests/test_e2e_qemu.py.",
+        Q_RUNNER + " (input-send-event ctrl-alt-delete); " + QEMU_DOC + " (microvm machine)",
+    ),
+    _e(
+        "qemu-nographic",
+        U,
+        "qemu.*",
+        r"-nographic",
+        D,
+        "-display none instead of -nographic",
+        "-nographic also redirects the serial port and monitor to stdio implicitly; the "
+        + "runner wires the serial console explicitly (-chardev stdio + -serial chardev:stdio, "
+        + "swappable for console.sock) and only needs no display.",
+        QEMU_DOC + " (-nographic, -display none)",
+    ),
+    _e(
+        "qemu-display-none",
+        P,
+        "qemu.*",
+        r"-display none",
+        D,
+        "-display none instead of -nographic",
+        "See qemu-nographic.",
+        QEMU_DOC,
+    ),
+    _e(
+        "qemu-sandbox",
+        P,
+        "qemu.*",
+        r"-sandbox on (obsolete|elevateprivileges|spawn|resourcecontrol)=deny",
+        D,
+        "stricter QEMU seccomp sandbox",
+        "Upstream enables `-sandbox on` when QEMU is built with seccomp; here the sandbox also "
+        + "denies obsolete syscalls, privilege elevation, spawning (unless a bridge helper is "
+        + "needed) and resource control.",
+        QEMU_DOC + " (-sandbox)",
+    ),
+    _e(
+        "qemu-mmio-modern",
+        P,
+        "qemu.*",
+        r"-global \[\]( virtio-mmio\.force-legacy=false)?",
+        D,
+        "modern virtio-mmio devices",
+        "vhost-user devices (virtiofsd) refuse legacy virtio-mmio; forcing modern mmio lets "
+        + "virtiofs work on the microvm machine without PCI (booted in tests/test_e2e_qemu.py).",
+        QEMU_DOC + " (-global virtio-mmio.force-legacy)",
+    ),
+    _e(
+        "qemu-shares-pci",
+        U,
+        "qemu.share-9p qemu.share-virtiofs",
+        r"-machine microvm pcie=on|-device (virtio-rng-pci|virtio-9p-pci\[.*"
+        + r"|vhost-user-fs-pci\[.*|virtio-blk-pci\[.*)",
+        D,
+        "shares keep the microvm machine on virtio-mmio",
+        "Upstream switches the microvm machine to PCIe as soon as there is a share; here 9p "
+        + "and virtiofs devices stay on virtio-mmio (modern, see qemu-mmio-modern), booted with "
+        + "both share types in tests/test_e2e_qemu.py.",
+        Q_RUNNER + " (requirePci)",
+    ),
+    _e(
+        "qemu-shares-mmio",
+        P,
+        "qemu.share-9p qemu.share-virtiofs",
+        r"-machine microvm pcie=off|-device (virtio-rng-device|virtio-9p-device\[.*"
+        + r"|vhost-user-fs-device\[.*|virtio-blk-device\[drive=drive0\]( drive=drive0)?)",
+        D,
+        "shares keep the microvm machine on virtio-mmio",
+        "See qemu-shares-pci.",
+        Q_RUNNER,
+    ),
+    _e(
+        "qemu-numa-memory",
+        U,
+        "qemu.share-9p qemu.share-virtiofs",
+        r"-numa node( memdev=object0)?"
+        + r"|-object memory-backend-memfd\[id=object0\]( id=object0| share=on| size=512M)?",
+        D,
+        "shared guest memory only for virtiofs, through -machine memory-backend",
+        "vhost-user needs the guest memory shared; `-machine memory-backend=mem` names the "
+        + "memfd backend without a NUMA node. 9p needs no shared memory, upstream shares it "
+        + "for any share.",
+        QEMU_DOC + " (-machine memory-backend, -object memory-backend-memfd)",
+    ),
+    _e(
+        "qemu-memory-backend",
+        P,
+        "qemu.share-virtiofs",
+        r"-machine microvm memory-backend=mem",
+        D,
+        "shared guest memory through -machine memory-backend",
+        "See qemu-numa-memory.",
+        QEMU_DOC,
+    ),
+    _e(
+        "qemu-qmp-syntax",
+        U,
+        "qemu.*",
+        r"-qmp unix:vm-qemu\.sock (server|nowait)",
+        D,
+        "QMP socket options spelled server=on,wait=off",
+        "Same socket; QEMU deprecated the bare `server`/`nowait` flags in favour of "
+        + "`server=on,wait=off`.",
+        QEMU_DOC + " (-chardev socket); QEMU deprecated.rst",
+    ),
+    _e(
+        "qemu-qmp-syntax-project",
+        P,
+        "qemu.*",
+        r"-qmp unix:vm-qemu\.sock (server=on|wait=off)",
+        D,
+        "QMP socket options spelled server=on,wait=off",
+        "See qemu-qmp-syntax.",
+        QEMU_DOC,
+    ),
+    _e(
+        "qemu-store-serial",
+        P,
+        "qemu.*",
+        r"-device virtio-blk-device\[drive=drive0\] serial=store",
+        D,
+        "the store disk has a serial",
+        "The guest finds the store disk as /dev/disk/by-id/virtio-store instead of by position.",
+        "nix/modules/microvm/guest.nix (store disk mount); Linux virtio_blk serial attribute",
+    ),
+    _e(
+        "qemu-aio",
+        U,
+        "qemu.*",
+        r"-drive \[id=drive\d\] aio=io_uring",
+        X,
+        "QEMU disks use the default AIO engine (upstream: io_uring on Linux)",
+        "Upstream passes aio=io_uring for the store disk and volumes on Linux hosts; the "
+        + "backend has no such option and no recorded reason (performance, not correctness).",
+        Q_RUNNER + " (aioEngine)",
+    ),
+    _e(
+        "qemu-discard",
+        U,
+        "qemu.volumes qemu.volume-options",
+        r"-drive \[id=drive\d\] discard=unmap",
+        X,
+        "QEMU volumes do not pass discard (TRIM) through",
+        "Upstream sets discard=unmap on volumes, so fstrim in the guest frees space in the "
+        + "image file; without it images only grow.",
+        Q_RUNNER + "; " + QEMU_DOC + " (-drive discard)",
+    ),
+    _e(
+        "qemu-volume-defaults",
+        U,
+        "qemu.volumes qemu.volume-options",
+        r"-drive \[id=drive\d\] (read-only=off|cache=none)",
+        D,
+        "default and equivalent -drive options",
+        "read-only=off is QEMU's default; cache=none is cache.direct=on with writeback, which "
+        + "is what the project writes for direct volumes.",
+        QEMU_DOC + " (-drive cache)",
+    ),
+    _e(
+        "qemu-direct",
+        P,
+        "qemu.volume-options",
+        r"-drive \[id=drive1\] cache\.direct=on",
+        D,
+        "direct I/O spelled cache.direct=on",
+        "See qemu-volume-defaults.",
+        QEMU_DOC,
+    ),
+    _e(
+        "qemu-fsdev-readonly",
+        U,
+        "qemu.share-9p",
+        r"-fsdev local\[id=fsdev0\] readonly=false",
+        D,
+        "default -fsdev readonly omitted",
+        DEFAULT_OFF + " (readonly is off unless given).",
+        QEMU_DOC + " (-fsdev)",
+    ),
+    _e(
+        "qemu-hostfwd-comma",
+        U,
+        "qemu.user-forward",
+        r"-netdev user\[id=netdev0\] ",
+        D,
+        "no empty option after hostfwd",
+        "Upstream ends each forwarding rule with a comma, leaving an empty option that QEMU "
+        + "ignores.",
+        Q_RUNNER + " (forwardingOptions)",
+    ),
+    _e(
+        "qemu-net-mq",
+        P,
+        "qemu.tap-multiqueue",
+        r"-device virtio-net-device\[netdev=netdev\d\] mq=on",
+        D,
+        "multiqueue virtio-net on virtio-mmio too",
+        "The tap is opened with one queue per vCPU (queues=N on both sides); the device "
+        + "advertises them with mq=on. Upstream only does so on PCI.",
+        QEMU_DOC + " (virtio-net-device mq)",
+    ),
+    _e(
+        "qemu-notify-credential",
+        P,
+        "qemu.vsock",
+        r"-smbios \[type=11\]( type=11"
+        + r"| value=io\.systemd\.credential:vmm\.notify_socket=vsock-stream:2:8930)?",
+        D,
+        "sd_notify readiness over vsock for QEMU",
+        "With a vsock CID the guest's systemd gets vmm.notify_socket (port 8888 + CID, so "
+        + "several VMs can share the host relay) and the host unit learns when the guest is up; "
+        + "upstream does this for cloud-hypervisor only.",
+        "systemd.system-credentials(7) (vmm.notify_socket); " + QEMU_DOC + " (-smbios type=11)",
+    ),
+    _e(
+        "qemu-earlyprintk",
+        U,
+        "qemu.*",
+        r"cmdline earlyprintk=ttyS0",
+        D,
+        "no earlyprintk on the kernel command line",
+        "console=ttyS0 shows the kernel log once the console is up; earlyprintk only helps "
+        + "debugging crashes before that and the user can add it to boot.kernelParams.",
+        "Linux Documentation/admin-guide/kernel-parameters.txt (earlyprintk)",
+    ),
+    # -- cloud-hypervisor --------------------------------------------------------------------
+    _e(
+        "ch-earlyprintk",
+        U,
+        "cloud-hypervisor.*",
+        r"cmdline earlyprintk=ttyS0",
+        D,
+        "no earlyprintk on the kernel command line",
+        "See qemu-earlyprintk.",
+        "Linux Documentation/admin-guide/kernel-parameters.txt (earlyprintk)",
+    ),
+    _e(
+        "ch-watchdog",
+        U,
+        "cloud-hypervisor.*",
+        r"--watchdog",
+        X,
+        "no virtio watchdog for cloud-hypervisor",
+        "Upstream adds --watchdog, so a guest whose systemd sets RuntimeWatchdogSec is reset "
+        + "when it hangs; the backend omits it without a recorded reason.",
+        CH_RUNNER + "; " + CH_DOC + " (--watchdog)",
+    ),
+    _e(
+        "ch-defaults",
+        U,
+        "cloud-hypervisor.*",
+        r"--seccomp( true)?|--memory \[\] shared=off|--platform "
+        + r"|--disk \[path=[^\]]*\] (direct|readonly)=off",
+        D,
+        "default cloud-hypervisor options omitted",
+        DEFAULT_OFF
+        + ": --seccomp true, shared=off, direct=off, readonly=off; an empty "
+        + "--platform is no platform option.",
+        CH_DOC + " (--seccomp, --memory, --disk)",
+    ),
+    _e(
+        "ch-console",
+        U,
+        "cloud-hypervisor.*",
+        r"--console null",
+        D,
+        "--console off instead of null",
+        "null keeps a virtio-console device that discards output; off creates none. The "
+        + "guest console is the serial port (--serial tty) on both sides.",
+        CH_DOC + " (--console)",
+    ),
+    _e(
+        "ch-console-project",
+        P,
+        "cloud-hypervisor.*",
+        r"--console off",
+        D,
+        "--console off instead of null",
+        "See ch-console.",
+        CH_DOC,
+    ),
+    _e(
+        "ch-image-type",
+        P,
+        "cloud-hypervisor.*",
+        r"--disk \[path=@storeDisk\] image_type=raw",
+        D,
+        "the store disk's image type is given",
+        "cloud-hypervisor otherwise probes the format of a read-only raw image (and warns); "
+        + "volumes get image_type on both sides.",
+        CH_DOC + " (--disk image_type)",
+    ),
+    _e(
+        "ch-disk-queues",
+        U,
+        "cloud-hypervisor.cpu-mem cloud-hypervisor.tap-multiqueue",
+        r"--disk \[path=@storeDisk\] num_queues=\d",
+        X,
+        "no multiqueue store disk for cloud-hypervisor",
+        "Upstream gives disks one queue per vCPU (num_queues=N); volumes and the store disk "
+        + "here have one (performance only).",
+        CH_RUNNER + " (mqOps)",
+    ),
+    _e(
+        "ch-vsock-socket",
+        U,
+        "cloud-hypervisor.vsock",
+        r"--vsock \[socket=notify\.vsock\]( cid=42| socket=notify\.vsock)?",
+        D,
+        "vsock socket named after the VM",
+        "`<hostName>-vsock.sock` instead of notify.vsock, so several VMs started from one "
+        + "directory do not share a socket.",
+        "docs/hypervisors.md (vsock); " + CH_RUNNER,
+    ),
+    _e(
+        "ch-vsock-socket-p",
+        P,
+        "cloud-hypervisor.vsock",
+        r"--vsock \[socket=vm-cloud-hypervisor-vsock\.sock\]"
+        + r"( cid=42| socket=vm-cloud-hypervisor-vsock\.sock)?",
+        D,
+        "vsock socket named after the VM",
+        "See ch-vsock-socket.",
+        "docs/hypervisors.md",
+    ),
+    _e(
+        "ch-notify-credential",
+        U,
+        "cloud-hypervisor.vsock",
+        r"--platform \[\]( oem_strings="
+        + r"\[io\.systemd\.credential:vmm\.notify_socket=vsock-stream:2:8888\])?",
+        X,
+        "cloud-hypervisor guests get no vmm.notify_socket credential",
+        "With a vsock CID upstream passes the credential as an OEM string, so the guest's "
+        + "systemd reports readiness over vsock; the project does this for QEMU (SMBIOS type "
+        + "11) but not for cloud-hypervisor, which supports --platform oem_strings.",
+        CH_RUNNER + " (oemStringValues); " + CH_DOC + " (--platform oem_strings)",
+    ),
+    _e(
+        "ch-machine-id",
+        P,
+        "cloud-hypervisor.machine-id",
+        r"--platform \[\]( uuid=a67472e5-570e-5c8a-b18c-ae3c77701050)?",
+        D,
+        "machineId as the platform UUID",
+        "cloud-hypervisor exposes --platform uuid= as the SMBIOS system UUID, like QEMU's "
+        + "-smbios type=1; upstream passes machineId to QEMU only.",
+        CH_DOC + " (--platform uuid)",
+    ),
+    # -- firecracker -------------------------------------------------------------------------
+    _e(
+        "fc-enable-pci",
+        U,
+        "firecracker.*",
+        r"--enable-pci",
+        D,
+        "firecracker devices stay on virtio-mmio",
+        "--enable-pci (firecracker >= 1.13) is optional; virtio-mmio works with every "
+        + "firecracker version and the kernels microvm builds.",
+        FC_RUNNER + "; firecracker CHANGELOG 1.13",
+    ),
+    _e(
+        "fc-console",
+        U,
+        "firecracker.*",
+        r"cmdline console=ttyS0,115200",
+        D,
+        "console=ttyS0 without a baud rate",
+        "The emulated 8250 UART has no line speed; the rate is ignored.",
+        "Linux Documentation/admin-guide/serial-console.rst",
+    ),
+    _e(
+        "fc-console-p",
+        P,
+        "firecracker.*",
+        r"cmdline console=ttyS0",
+        D,
+        "console=ttyS0 without a baud rate",
+        "See fc-console.",
+        "Linux serial-console.rst",
+    ),
+    _e(
+        "fc-smt",
+        U,
+        "firecracker.*",
+        r"config\.machine-config\.smt=true",
+        D,
+        "firecracker's default SMT (off)",
+        "smt defaults to false: each vCPU is its own core. Upstream turns SMT on on x86_64.",
+        FC_SPEC + " (MachineConfiguration.smt)",
+    ),
+    _e(
+        "fc-vsock-null",
+        U,
+        "firecracker.*",
+        r"config\.vsock=null",
+        D,
+        "no vsock key without a vsock",
+        "An absent key and null mean no vsock device.",
+        FC_SPEC,
+    ),
+    _e(
+        "fc-ids",
+        U,
+        "firecracker.volumes firecracker.tap firecracker.tap-multiqueue",
+        r"config\.(drives\[[^\]]*\]\.drive_id|network-interfaces\[[^\]]*\]\.iface_id)=\"[^\"]*\"",
+        D,
+        "firecracker drive and interface ids",
+        "Ids are internal names (vol0, net0); upstream uses the image path and the tap name.",
+        FC_SPEC + " (drive_id, iface_id)",
+    ),
+    _e(
+        "fc-ids-p",
+        P,
+        "firecracker.volumes firecracker.tap firecracker.tap-multiqueue",
+        r"config\.(drives\[[^\]]*\]\.drive_id|network-interfaces\[[^\]]*\]\.iface_id)=\"(vol|net)\d\"",
+        D,
+        "firecracker drive and interface ids",
+        "See fc-ids.",
+        FC_SPEC,
+    ),
+    _e(
+        "fc-store-disk-off",
+        U,
+        "firecracker.no-store-disk",
+        r"config\.drives\[/nix/store/microvm-store-disk\.erofs\]\..*",
+        D,
+        "no store disk when storeOnDisk is false",
+        "Upstream's firecracker runner always attaches the store disk, even with "
+        + "storeOnDisk = false.",
+        FC_RUNNER + " (drives)",
+    ),
+    _e(
+        "fc-vsock-path",
+        U,
+        "firecracker.vsock",
+        r"config\.vsock\.uds_path=\"notify\.vsock\"",
+        D,
+        "vsock socket named after the VM",
+        "See ch-vsock-socket.",
+        "docs/hypervisors.md",
+    ),
+    _e(
+        "fc-vsock-path-p",
+        P,
+        "firecracker.vsock",
+        r"config\.vsock\.uds_path=\"vm-firecracker-vsock\.sock\"",
+        D,
+        "vsock socket named after the VM",
+        "See ch-vsock-socket.",
+        "docs/hypervisors.md",
+    ),
+    # -- crosvm ------------------------------------------------------------------------------
+    _e(
+        "crosvm-root",
+        U,
+        "crosvm.*",
+        r"--block \[path=@storeDisk\].*|-r @storeDisk",
+        D,
+        "store disk as a read-only --block, not -r",
+        "-r (--root) also puts root=/dev/vda on the kernel command line; the store disk is "
+        + "not the root file system (the guest mounts it at /nix/.ro-store).",
+        "crosvm run --help (--root, --block)",
+    ),
+    _e(
+        "crosvm-root-p",
+        P,
+        "crosvm.*",
+        r"--block \[path=@storeDisk\]( path=@storeDisk| ro=true)?",
+        D,
+        "store disk as a read-only --block, not -r",
+        "See crosvm-root.",
+        "crosvm run --help",
+    ),
+    _e(
+        "crosvm-serial",
+        P,
+        "crosvm.*",
+        r"--serial \[type=stdout\] (hardware=serial|num=1)",
+        D,
+        "serial port named explicitly",
+        "hardware=serial,num=1 are crosvm's defaults spelled out, so the console is ttyS0 "
+        + "whatever the crosvm version.",
+        "crosvm run --help (--serial)",
+    ),
+    _e(
+        "crosvm-block-defaults",
+        U,
+        "crosvm.volumes crosvm.volume-options",
+        r"--block \[(path=[^\]]*|id=data0)\] (o_direct|ro)=false",
+        D,
+        "default --block options omitted",
+        DEFAULT_OFF + " (o_direct, ro).",
+        "crosvm run --help (--block)",
+    ),
+    _e(
+        "crosvm-direct",
+        U,
+        "crosvm.volume-options",
+        r"--block \[id=data0\] o_direct=true",
+        D,
+        "direct I/O spelled direct=true",
+        "crosvm's --block key is `direct`; `o_direct` is kept as an alias.",
+        "crosvm devices/src/virtio/block (DiskOption: direct, alias o_direct)",
+    ),
+    _e(
+        "crosvm-direct-p",
+        P,
+        "crosvm.volume-options",
+        r"--block \[id=data0\] direct=true",
+        D,
+        "direct I/O spelled direct=true",
+        "See crosvm-direct.",
+        "crosvm run --help",
+    ),
+    # -- kvmtool -----------------------------------------------------------------------------
+    _e(
+        "kvmtool-no-network",
+        P,
+        "kvmtool.*",
+        r"--network \[\]( mode=none)?",
+        D,
+        "no network device unless an interface is declared",
+        "Without --network kvmtool adds a user-mode NIC; `--network mode=none` keeps the "
+        + "guest without one, as declared. Upstream's guests get the default NIC.",
+        "kvmtool virtio/net.c (set_net_param: mode=none)",
+    ),
+    _e(
+        "kvmtool-macvtap",
+        U,
+        "kvmtool.macvtap",
+        r"--network \[tapif=/dev/tap\$\(</sys/class/net/vm-mvt1/ifindex\)\].*",
+        D,
+        "macvtap passed as an open fd",
+        "The runner opens /dev/tapN itself (as for the other hypervisors) and passes fd=3; "
+        + "upstream lets kvmtool open the device path computed by an unquoted shell expansion.",
+        "kvmtool virtio/net.c (set_net_param: fd=, tapif=)",
+    ),
+    _e(
+        "kvmtool-macvtap-p",
+        P,
+        "kvmtool.macvtap",
+        r"--network \[\] (fd=3|guest_mac=02:00:00:00:01:01|mode=tap)",
+        D,
+        "macvtap passed as an open fd",
+        "See kvmtool-macvtap.",
+        "kvmtool virtio/net.c",
+    ),
+    # -- stratovirt --------------------------------------------------------------------------
+    _e(
+        "stratovirt-unbuffer",
+        U,
+        "stratovirt.*",
+        r"program unbuffer stratovirt",
+        D,
+        "stratovirt runs without expect's unbuffer",
+        "unbuffer only gives stratovirt a pseudo-terminal; the serial console works on the "
+        + "runner's stdio, and expect is not needed on the host.",
+        "microvm.nix lib/runners/stratovirt.nix",
+    ),
+    _e(
+        "stratovirt-program",
+        P,
+        "stratovirt.*",
+        r"program stratovirt",
+        D,
+        "stratovirt runs without expect's unbuffer",
+        "See stratovirt-unbuffer.",
+        "microvm.nix lib/runners/stratovirt.nix",
+    ),
+    _e(
+        "stratovirt-edd",
+        U,
+        "stratovirt.*",
+        r"cmdline edd=off",
+        D,
+        "no edd=off",
+        "EDD data comes from BIOS calls in the kernel's real-mode setup, which a direct "
+        + "64-bit kernel boot never runs.",
+        "Linux Documentation/admin-guide/kernel-parameters.txt (edd)",
+    ),
+    _e(
+        "stratovirt-drive-defaults",
+        U,
+        "stratovirt.*",
+        r"-drive \[id=drive\d\] (format=raw|if=none|direct=false)",
+        D,
+        "default -drive options omitted",
+        DEFAULT_OFF
+        + " (format=raw, if=none); the store disk's direct=off is the same value "
+        + "as upstream's direct=false.",
+        "StratoVirt docs/config_guidebook.md (-drive)",
+    ),
+    _e(
+        "stratovirt-direct",
+        P,
+        "stratovirt.*",
+        r"-drive \[id=drive0\] direct=off",
+        D,
+        "direct=off spelled with on/off",
+        "See stratovirt-drive-defaults.",
+        "StratoVirt docs/config_guidebook.md",
+    ),
+    _e(
+        "stratovirt-aio",
+        U,
+        "stratovirt.*",
+        r"-drive \[id=drive\d\] aio=io_uring",
+        X,
+        "StratoVirt disks use the default AIO engine (upstream: io_uring)",
+        "Upstream passes aio=io_uring; the backend omits aio without a recorded reason "
+        + "(performance only).",
+        "microvm.nix lib/runners/stratovirt.nix; StratoVirt docs/config_guidebook.md (aio)",
+    ),
+    _e(
+        "stratovirt-net-queues",
+        U,
+        "stratovirt.tap stratovirt.macvtap stratovirt.tap-multiqueue",
+        r"-netdev tap\[id=netdev\d\] queues=\d"
+        + r"|-device virtio-net-device\[id=device\d\] mq=(on|off)",
+        X,
+        "no multiqueue taps for StratoVirt",
+        "Upstream opens StratoVirt's taps with one queue per vCPU (queues=N, mq=on; it even "
+        + "writes queues= twice); the project uses one queue (performance only).",
+        "microvm.nix lib/runners/stratovirt.nix (tapMultiQueue); "
+        + "StratoVirt docs/config_guidebook.md (netdev queues)",
+    ),
+    _e(
+        "stratovirt-ids",
+        U,
+        "stratovirt.share-virtiofs",
+        r"-device vhost-user-fs-device\[id=chardev0\].*",
+        D,
+        "StratoVirt device ids",
+        "Upstream gives the virtiofs device the chardev's id; the project numbers devices.",
+        "StratoVirt docs/config_guidebook.md (id)",
+    ),
+    _e(
+        "stratovirt-ids-p",
+        P,
+        "stratovirt.share-virtiofs",
+        r"-device vhost-user-fs-device\[id=device2\].*",
+        D,
+        "StratoVirt device ids",
+        "See stratovirt-ids.",
+        "StratoVirt docs/config_guidebook.md",
+    ),
+    _e(
+        "stratovirt-mem-share",
+        P,
+        "stratovirt.share-virtiofs",
+        r"-machine microvm mem-share=on",
+        D,
+        "shared guest memory for virtiofs",
+        "vhost-user-fs needs the guest memory shared with virtiofsd (StratoVirt: "
+        + "mem-share=on); upstream's runner does not share it.",
+        "StratoVirt docs/config_guidebook.md (mem-share, virtio-fs)",
+    ),
+    _e(
+        "stratovirt-vsock",
+        P,
+        "stratovirt.vsock",
+        r"-device vhost-vsock-device\[id=device2\]( guest-cid=42| id=device2)?",
+        D,
+        "vsock for StratoVirt",
+        "StratoVirt has vhost-vsock; upstream's runner ignores microvm.vsock.cid.",
+        "StratoVirt docs/config_guidebook.md (vhost-vsock)",
+    ),
+    # -- alioth ------------------------------------------------------------------------------
+    _e(
+        "alioth-boot",
+        U,
+        "alioth.*",
+        r"subcommand run|--num-cpu \d",
+        D,
+        "alioth 0.10 syntax (boot, --cpu count=)",
+        "alioth 0.10 names the subcommand boot (run is an alias) and takes --cpu count=N; "
+        + "--num-cpu is the 0.9 spelling.",
+        "/work/shared/hypervisors.md section 9; alioth-cli/src/boot/boot.rs",
+    ),
+    _e(
+        "alioth-boot-p",
+        P,
+        "alioth.*",
+        r"subcommand boot|--cpu \[\]( count=\d)?",
+        D,
+        "alioth 0.10 syntax (boot, --cpu count=)",
+        "See alioth-boot.",
+        "alioth-cli/src/boot/boot.rs",
+    ),
+    _e(
+        "alioth-blk",
+        U,
+        "alioth.*",
+        r"--blk \[path=[^\]]*\].*",
+        D,
+        "alioth --blk with the file variant and readonly=",
+        "The project names the block backend (`file,`); upstream spells the volume key "
+        + "readOnly=, which alioth's parser does not know (its key is readonly, as upstream "
+        + "uses for the store disk).",
+        "alioth-cli/src/boot/config.rs (BlkParam); microvm.nix lib/runners/alioth.nix",
+    ),
+    _e(
+        "alioth-blk-p",
+        P,
+        "alioth.*",
+        r"--blk file\[path=[^\]]*\].*",
+        D,
+        "alioth --blk with the file variant and readonly=",
+        "See alioth-blk.",
+        "alioth-cli/src/boot/config.rs",
+    ),
+    _e(
+        "alioth-mtu",
+        U,
+        "alioth.tap alioth.tap-multiqueue",
+        r"--net \[if_name=vm-tap\d\] mtu=1500",
+        X,
+        "alioth --net without mtu",
+        "NetTapParam.mtu is a required u16 in alioth, so `--net if_name=...,mac=...` without "
+        + "mtu= is refused by alioth; upstream passes mtu=1500.",
+        "alioth/src/virtio/dev/net/tap.rs (NetTapParam: `pub mtu: u16`, no default)",
+    ),
+    _e(
+        "alioth-queue-pairs",
+        U,
+        "alioth.tap",
+        r"--net \[if_name=vm-tap1\] queue_pairs=1",
+        D,
+        "queue_pairs omitted for one vCPU",
+        DEFAULT_OFF + " (one queue pair).",
+        "alioth/src/virtio/dev/net/tap.rs",
+    ),
+    _e(
+        "alioth-shared-memory",
+        P,
+        "alioth.share-virtiofs",
+        r"--memory \[\] shared=true",
+        D,
+        "shared guest memory for virtiofs",
+        "vhost-user-fs needs memory virtiofsd can map; upstream does not share it.",
+        "/work/shared/hypervisors.md section 9 (--memory shared=true)",
+    ),
+    # -- vfkit -------------------------------------------------------------------------------
+    _e(
+        "vfkit-readonly",
+        P,
+        "vfkit.volumes",
+        r"--device virtio-blk\[path=/srv/data\.img\] readonly",
+        D,
+        "read-only volumes are read-only",
+        "Upstream ignores readOnly for vfkit volumes.",
+        "vfkit doc/usage.md (virtio-blk readonly); upstream uses it for the store disk",
+    ),
+)
+
+
+def render() -> str:
+    """docs/migration.md: the table for users of microvm.nix."""
+    lines = [
+        "# Migrating from microvm.nix",
+        "",
+        "<!-- generated from tests/upstream_diff.py by tests/test_upstream.py; do not edit -->",
+        "",
+        "The option names are microvm.nix's, and most configurations produce the same "
+        + "hypervisor command line. `tests/test_upstream.py` checks this: it evaluates "
+        + "microvm.nix's own runner code and this project's backends for "
+        + "17 configurations on each of the eight hypervisors (`tests/nix/upstream/matrix.nix`) "
+        + "and compares the command lines and config files option by option. Every difference "
+        + "it finds is listed below; a new or vanished difference fails the test.",
+        "",
+        "Compared after normalising what has to differ: store paths (hashes), the store "
+        + "disk's path, the hypervisor binary's directory, internal ids that only link options "
+        + "within one command line (QEMU/StratoVirt `id=`, `drive=`, `netdev=`...), short and "
+        + "long spellings of one flag, and the order of options (the order of disks is "
+        + "compared: without serials the guest finds volumes by position).",
+        "",
+        "**defect** rows are known gaps this project intends to close; **deliberate** rows "
+        + "are choices, with the reason and the source behind them.",
+        "",
+    ]
+    by_hv: dict[str, list[Entry]] = {"all hypervisors": []}
+    for hv in HYPERVISORS:
+        by_hv[hv] = []
+    for e in TABLE:
+        hvs = {c.split(".")[0] for c in e.configs}
+        key = (
+            hvs.pop()
+            if len(hvs) == 1 and "*" not in next(iter(e.configs)).split(".")[0]
+            else "all hypervisors"
+        )
+        by_hv[key].append(e)
+    for hv, entries in by_hv.items():
+        seen: set[str] = set()
+        rows = []
+        for e in entries:
+            if e.summary in seen:
+                continue
+            seen.add(e.summary)
+            rows.append(f"| {e.kind} | {e.summary} | {_cell(e.reason)} | {_cell(e.source)} |")
+        if not rows:
+            continue
+        lines += [f"## {hv}", "", "| kind | difference | why | source |", "|---|---|---|---|"]
+        lines += rows
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
