@@ -324,21 +324,26 @@ TABLE: tuple[Entry, ...] = (
         U,
         "qemu.*",
         r"-drive \[id=drive\d\] aio=io_uring",
-        X,
-        "QEMU disks use the default AIO engine (upstream: io_uring on Linux)",
-        "Upstream passes aio=io_uring for the store disk and volumes on Linux hosts; the "
-        + "backend has no such option and no recorded reason (performance, not correctness).",
-        Q_RUNNER + " (aioEngine)",
+        D,
+        "QEMU disks use QEMU's default AIO engine (upstream: io_uring on Linux)",
+        "Upstream passes aio=io_uring for the store disk and volumes on Linux hosts. Where "
+        + "io_uring is switched off (sysctl kernel.io_uring_disabled, a container's seccomp "
+        + "profile, a unit's SystemCallFilter) QEMU then refuses to open the disk and the VM "
+        + "does not start; the default (threads) works everywhere. The gain is throughput "
+        + "only, so portability wins here.",
+        Q_RUNNER + " (aioEngine); " + QEMU_DOC + " (-drive aio); Linux "
+        + "Documentation/admin-guide/sysctl/kernel.rst (io_uring_disabled)",
     ),
     _e(
         "qemu-discard",
         U,
         "qemu.volumes qemu.volume-options",
         r"-drive \[id=drive\d\] discard=unmap",
-        X,
-        "QEMU volumes do not pass discard (TRIM) through",
-        "Upstream sets discard=unmap on volumes, so fstrim in the guest frees space in the "
-        + "image file; without it images only grow.",
+        D,
+        "no discard=unmap on read-only QEMU volumes",
+        "Both sides pass the guest's TRIM through on writable volumes (fstrim frees space in "
+        + "the image file). Upstream also sets it on read-only volumes, where a guest cannot "
+        + "discard anything; here it is left out there.",
         Q_RUNNER + "; " + QEMU_DOC + " (-drive discard)",
     ),
     _e(
