@@ -1,0 +1,98 @@
+"""microvm.nix users' host and guest configurations mean the same here (issue: drop-in).
+
+Evaluated with the NixOS stub and stand-in packages (tests/nix/), like tests/test_nix.py; the
+runners and units are really built with nix-build through the real generator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from microvm import runner
+from microvm.config import from_document
+from test_nix import NIX_OPTS, NIXDIR, REPO, nix_eval, nix_problem
+from test_runner import DOCS
+
+pytestmark = [pytest.mark.nix]
+
+
+@pytest.fixture(autouse=True)
+def _need_nix() -> None:
+    if why := nix_problem():
+        pytest.skip(why)
+
+
+def host(attr: str, host_options: str = "{ }") -> str:
+    return (f"(import ./dropin-host.nix {{ python = {json.dumps(sys.executable)}; " +
+            f"repo = {json.dumps(str(REPO))}; hostOptions = {host_options}; }}).{attr}")
+
+
+def build(expr: str) -> Path:
+    r = subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", "-E", expr], cwd=NIXDIR,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def test_vm_config_reads_as_the_evaluated_system_and_each_vm_is_evaluated_once() -> None:
+    r = nix_eval(host("summary"))
+    s = json.loads(r.stdout)
+    assert s["hostNames"] == {"alpha": "alpha", "beta": "beta-host"}
+    # microvm.nix: restart by default for an inline `config`
+    assert s["restart"] == {"alpha": True, "beta": True}
+    assert s["runners"] == ["microvm-units"]
+    counts = {name: len(re.findall(rf"trace: GUEST-EVALUATED {name}\b", r.stderr))
+              for name in ("alpha", "beta")}
+    assert counts == {"alpha": 1, "beta": 1}, r.stderr[-2000:]
+
+
+def test_bin_scripts_extend_the_generated_script() -> None:
+    """microvm.nix's handbook: `microvm.binScripts.tap-up = lib.mkAfter ''…''` adds to the
+    tap creation; it must not replace it."""
+    runner = build(host("alphaRunner"))
+    tap_up = (runner / "bin/tap-up").read_text()
+    generated = tap_up.index("ip tuntap add name vm-alpha mode tap")
+    extra = tap_up.index('echo "EXTRA-TAP-UP $1"')
+    assert generated < extra
+    assert tap_up.count("set -euo pipefail") == 1
+    hello = (runner / "bin/hello").read_text()
+    assert hello.startswith("#!") and "set -euo pipefail\necho hello" in hello
+    assert (runner / "bin/hello").stat().st_mode & 0o111
+
+
+def test_bin_scripts_cannot_extend_scripts_that_end_in_exec_or_exit(tmp_path: Path) -> None:
+    """The names Nix refuses (nix/lib: closedScripts) are exactly the generated scripts whose
+    last command is exec or exit: lines appended there would never run."""
+    closed = json.loads(nix_eval(
+        "(import ../../nix/lib { lib = import <nixpkgs/lib>; }).closedScripts").stdout)
+    always: dict[str, bool] = {}
+    for i, doc in enumerate(DOCS.values()):
+        out = runner.write(from_document(doc), tmp_path / f"r{i}")
+        for script in (out / "bin").iterdir():
+            lines = [x.strip() for x in script.read_text().splitlines()
+                     if x.strip() and not x.strip().startswith(("#", "fi", "done", "esac"))]
+            ends = lines[-1].startswith(("exec ", "exit "))
+            always[script.name] = always.get(script.name, True) and ends
+    assert sorted(n for n, ends in always.items() if ends) == sorted(closed)
+    config = tmp_path / "bad.nix"
+    config.write_text('{ module = { microvm.binScripts.microvm-run = "echo x"; }; }\n')
+    bad = (f"(import ./eval.nix {{ configuration = {config}; " +
+           f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }}).json")
+    r = nix_eval(bad, check=False)
+    assert r.returncode != 0
+    assert "microvm.binScripts.microvm-run: bin/microvm-run is generated" in r.stderr
+
+
+def test_host_options_shape_the_units() -> None:
+    units = build(host("units", "{ startupTimeout = 42; useNotifySockets = true; }"))
+    unit = (units / "lib/systemd/system/microvm@.service").read_text()
+    assert "TimeoutStartSec=42\n" in unit
+    assert "Type=notify\n" in unit and "notify-relay" in unit
+    default = build(host("units"))
+    unit = (default / "lib/systemd/system/microvm@.service").read_text()
+    assert "TimeoutStartSec=150\n" in unit and "Type=exec\n" in unit
