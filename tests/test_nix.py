@@ -192,7 +192,9 @@ NIX_ONLY = {
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
     "registerWithMachined", "graphics.socket", "graphics.vulkan", "graphics.hostmem",
     "qemu.pcieRootPorts", "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
-    "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing",
+    "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing", "graphics.crosvmPackage",
+    "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",
+    "deploy.rebuild",
 }
 # Schema properties without a default, and what the Nix option does instead.
 NO_SCHEMA_DEFAULT = {

@@ -28,7 +28,7 @@ def _need_nix() -> None:
 
 
 def host(attr: str, host_options: str = "{ }") -> str:
-    return (f"(import ./dropin-host.nix {{ python = {json.dumps(sys.executable)}; " +
+    return (f"(import ./dropin/host.nix {{ python = {json.dumps(sys.executable)}; " +
             f"repo = {json.dumps(str(REPO))}; hostOptions = {host_options}; }}).{attr}")
 
 
@@ -79,11 +79,8 @@ def test_bin_scripts_cannot_extend_scripts_that_end_in_exec_or_exit(tmp_path: Pa
             ends = lines[-1].startswith(("exec ", "exit "))
             always[script.name] = always.get(script.name, True) and ends
     assert sorted(n for n, ends in always.items() if ends) == sorted(closed)
-    config = tmp_path / "bad.nix"
-    config.write_text('{ module = { microvm.binScripts.microvm-run = "echo x"; }; }\n')
-    bad = (f"(import ./eval.nix {{ configuration = {config}; " +
-           f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }}).json")
-    r = nix_eval(bad, check=False)
+    r = nix_eval(guest_inline(tmp_path, '{ microvm.binScripts.microvm-run = "echo x"; }',
+                              "json"), check=False)
     assert r.returncode != 0
     assert "microvm.binScripts.microvm-run: bin/microvm-run is generated" in r.stderr
 
@@ -96,3 +93,91 @@ def test_host_options_shape_the_units() -> None:
     default = build(host("units"))
     unit = (default / "lib/systemd/system/microvm@.service").read_text()
     assert "TimeoutStartSec=150\n" in unit and "Type=exec\n" in unit
+
+
+def guest(configuration: str, attr: str) -> str:
+    return (f"(import ./eval.nix {{ configuration = ./dropin/{configuration}.nix; " +
+            f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }}).{attr}")
+
+
+FAKE_SSH = """#!/bin/bash
+# ssh TARGET -- COMMAND: what a remote shell would do with the one command line it gets
+echo "ssh-target $1" >> "$LOG"
+shift; [ "$1" = -- ] && shift
+exec bash -c "$*"
+"""
+FAKE_LOGGER = """#!/bin/bash
+printf '%s' "$(basename "$0")" >> "$LOG"; printf ' [%s]' "$@" >> "$LOG"; echo >> "$LOG"
+"""
+
+
+def test_deploy_scripts_install_create_then_update_and_switch(tmp_path: Path) -> None:
+    """installOnHost copies the runner and runs `microvm create` the first time, `microvm
+    update --runner` after; sshSwitch checks the host name and switches (stand-ins for ssh,
+    nix, microvm, nix-env that log what they get; ssh runs the remote command line locally)."""
+    scripts = {name: build(guest("deploy", f"config.microvm.deploy.{name}"))
+               for name in ("installOnHost", "sshSwitch", "rebuild")}
+    runner = build(guest("deploy", "runner"))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ssh").write_text(FAKE_SSH)
+    for tool in ("nix", "microvm", "nix-env", "cat"):
+        (fake / tool).write_text(FAKE_LOGGER)
+    (fake / "cat").write_text('#!/bin/bash\necho deployed\n')  # /etc/hostname of the VM
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    log, state = tmp_path / "log", tmp_path / "state"
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "LOG": str(log), "MICROVM_STATE_DIR": str(state)}
+
+    def run(script: str, *args: str) -> list[str]:
+        log.write_text("")
+        exe = scripts[script] / "bin" / {"installOnHost": "microvm-install-on-host",
+                                         "sshSwitch": "microvm-switch",
+                                         "rebuild": "microvm-rebuild"}[script]
+        p = subprocess.run([str(exe), *args], env=env, text=True, capture_output=True)
+        assert p.returncode == 0, p.stderr
+        return log.read_text().splitlines()
+
+    first = run("installOnHost", "root@host")
+    assert first == ["nix [copy] [--to] [ssh-ng://root@host] " + f"[{runner}]",
+                     "ssh-target root@host",
+                     f"microvm [create] [deployed] [--runner] [{runner}]"]
+    (state / "deployed" / "current").mkdir(parents=True)
+    again = run("installOnHost", "root@host")
+    assert again[-1] == f"microvm [update] [deployed] [--runner] [{runner}]"
+    switch = run("sshSwitch", "root@vm", "test")
+    assert switch[0].startswith("nix [copy] [--to] [ssh-ng://root@vm] [/nix/store/")
+    assert switch[2].startswith("nix-env [-p] [/nix/var/nix/profiles/system] [--set]")
+    assert switch[3] == "switch-to-configuration [test]"
+    both = run("rebuild", "root@host", "root@vm")
+    assert [x.split(" [")[0] for x in both] == ["nix", "ssh-target root@host", "microvm",
+                                              "nix", "ssh-target root@vm", "nix-env",
+                                              "switch-to-configuration"]
+    bad = subprocess.run([str(scripts["installOnHost"] / "bin/microvm-install-on-host")],
+                         env=env, text=True, capture_output=True)
+    assert bad.returncode == 2 and "usage:" in bad.stderr
+    for s in scripts.values():
+        for exe in (s / "bin").iterdir():
+            r = subprocess.run(["shellcheck", "-s", "bash", str(exe)], text=True,
+                               capture_output=True)
+            assert r.returncode == 0, r.stdout
+
+
+def guest_inline(tmp_path: Path, module: str, attr: str) -> str:
+    config = tmp_path / f"c{len(list(tmp_path.glob('c*.nix')))}.nix"
+    config.write_text(f"{{ module = {module}; }}\n")
+    return (f"(import ./eval.nix {{ configuration = {config}; " +
+            f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }}).{attr}")
+
+
+def test_removed_and_compat_options(tmp_path: Path) -> None:
+    r = nix_eval(guest_inline(tmp_path, "{ microvm.balloonMem = 512; }", "json"), check=False)
+    assert r.returncode != 0 and "microvm.balloon (a boolean)" in r.stderr
+    r = nix_eval(guest_inline(tmp_path, "{ microvm.vsock.ssh.enable = true; }", "json"),
+                 check=False)
+    assert r.returncode != 0
+    assert "microvm.vsock.ssh.enable: needs microvm.vsock.cid" in r.stderr
+    ok = json.loads(nix_eval(guest_inline(
+        tmp_path, "{ microvm.vsock.ssh.enable = true; microvm.vsock.cid = 5; }",
+        "config.services.openssh.enable")).stdout)
+    assert ok is True

@@ -65,6 +65,17 @@ let
     path = ./fake-nixpkgs;
     forSystem = other: import ./pkgs-standin.nix { inherit lib python repo; system = other; };
 
+    # nixpkgs' writeShellScriptBin: bin/NAME running TEXT with bash (meta.mainProgram = NAME)
+    writeShellScriptBin = name: text: runCommand name {
+      inherit text;
+      passAsFile = [ "text" ];
+      meta.mainProgram = name;
+    } ''
+      mkdir -p "$out/bin"
+      { echo '#!/bin/bash'; cat "$textPath"; } > "$out/bin/${name}"
+      chmod +x "$out/bin/${name}"
+    '';
+
     closureInfo = { rootPaths }: runCommand "closure-info"
       {
         exportReferencesGraph = lib.concatLists (lib.imap0 (i: p: [ "closure-${toString i}" p ]) rootPaths);

@@ -44,6 +44,7 @@ in
     users = free;
     environment.etc = free;
     security.wrappers = free;
+    services.openssh.enable = mkOption { type = types.bool; default = false; };
     environment.systemPackages = mkOption { type = types.listOf types.package; default = [ ]; };
     nix.enable = mkOption { type = types.bool; default = false; };
     nix.package = mkOption { type = types.raw; default = pkgs.runCommand "nix-standin" { } "mkdir -p $out/bin"; };
@@ -62,6 +63,13 @@ in
         echo 'echo "MICROVM-NIX-TOPLEVEL ${hostName}: $greeting"'
       } > "$out/init"
       chmod +x "$out/init"
+      # what a NixOS system has for `switch`; this one only logs (to $LOG, when set)
+      mkdir -p "$out/bin"
+      {
+        echo '#!/bin/sh'
+        echo 'echo "switch-to-configuration [$*]" >> "''${LOG:-/dev/null}"'
+      } > "$out/bin/switch-to-configuration"
+      chmod +x "$out/bin/switch-to-configuration"
       printf '%s\n' ${lib.escapeShellArgs config.boot.kernelParams} > "$out/kernel-params"
       printf '%s\n' ${lib.escapeShellArgs config.boot.initrd.kernelModules} > "$out/initrd-modules"
     '';

@@ -1,7 +1,7 @@
 # Options of the established microvm.* interface that this project does not implement yet.
 # They are declared so that existing configurations keep evaluating; a value other than the
 # default is reported as a warning, never silently dropped.
-{ config, lib, options, ... }:
+{ config, lib, options, pkgs, ... }:
 
 let
   inherit (lib) mkOption types;
@@ -19,6 +19,8 @@ let
     [ "vfkit" "rosetta" "enable" ]
     [ "vfkit" "rosetta" "install" ]
     [ "vfkit" "rosetta" "ignoreIfMissing" ]
+    [ "graphics" "crosvmPackage" ]
+    [ "bootDisk" ]
   ];
   isSet = path: (lib.getAttrFromPath path options.microvm).highestPrio < 1500;
 in
@@ -33,9 +35,36 @@ in
     vfkit.rosetta.enable = unsupported types.bool false;
     vfkit.rosetta.install = unsupported types.bool false;
     vfkit.rosetta.ignoreIfMissing = unsupported types.bool false;
+    # crosvm's GPU device for cloud-hypervisor and crosvm graphics
+    graphics.crosvmPackage = unsupported (types.nullOr types.package) (pkgs.crosvm or null);
+    # a disk image with kernel and initrd, for hypervisors that cannot boot a kernel directly
+    # (every hypervisor here can)
+    bootDisk = unsupported (types.nullOr types.path) null;
+
+    vsock.ssh.enable = lib.mkEnableOption ''
+      an SSH server in the guest that the host reaches over vsock (`microvm ssh NAME`, or
+      `ssh vsock/CID` with systemd's ssh proxy); needs microvm.vsock.cid
+    '';
   };
 
-  config.warnings = map
-    (path: "microvm.${lib.concatStringsSep "." path} is not supported by this project's runners and is ignored")
-    (lib.filter isSet paths);
+  imports = [
+    (lib.mkRemovedOptionModule [ "microvm" "balloonMem" ]
+      "microvm.balloon (a boolean) turns the balloon device on; size it at run time with microvm-balloon or `microvm balloon NAME MIB`.")
+  ];
+
+  config = lib.mkMerge [
+    {
+      warnings = map
+        (path: "microvm.${lib.concatStringsSep "." path} is not supported by this project's runners and is ignored")
+        (lib.filter isSet paths);
+    }
+    (lib.mkIf config.microvm.vsock.ssh.enable {
+      assertions = [{
+        assertion = config.microvm.vsock.cid != null;
+        message = "microvm.vsock.ssh.enable: needs microvm.vsock.cid (the guest's vsock address)";
+      }];
+      # systemd's ssh generator gives sshd a socket on vsock port 22 when vsock is there
+      services.openssh.enable = true;
+    })
+  ];
 }

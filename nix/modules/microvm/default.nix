@@ -4,6 +4,7 @@
     ./options.nix
     ./packages.nix
     ./compat.nix
+    ./deploy.nix
     ./guest.nix
     ./runner.nix
   ];

@@ -1,16 +1,16 @@
 # A host as microvm.nix users write it, evaluated with the NixOS stub: two inline VMs, each
 # with a module that traces when its guest is evaluated (to count evaluations), host options
 # that shape the units, and binScripts that extend a generated script.
-{ python ? "python3", repo ? toString ../.., hostOptions ? { } }:
+{ python ? "python3", repo ? toString ../../.., hostOptions ? { } }:
 
 let
   lib = import <nixpkgs/lib>;
-  pkgs = import ./pkgs-standin.nix { inherit lib python repo; };
+  pkgs = import ../pkgs-standin.nix { inherit lib python repo; };
   counted = name: { ... }: builtins.trace "GUEST-EVALUATED ${name}" { };
   evaluated = lib.evalModules {
     modules = [
-      ./stub.nix
-      ../../nix/modules/host.nix
+      ../stub.nix
+      ../../../nix/modules/host.nix
       { _module.args.pkgs = pkgs; }
       { microvm.host = hostOptions; }
       {
