@@ -29,15 +29,20 @@
     {
       lib = import ./nix/lib { inherit lib; };
 
+      # imported, not paths: Nix 2.8's flake check wants a module to be a function or a set
       nixosModules = {
-        microvm = ./nix/modules/microvm;
-        host = ./nix/modules/host.nix;
+        microvm = import ./nix/modules/microvm;
+        host = import ./nix/modules/host.nix;
+        # the microvm.* options alone (for documentation tools), as microvm.nix offers them
+        microvm-options = import ./nix/modules/microvm/options.nix;
         default = self.nixosModules.host;
       };
 
       overlays.default = final: _prev: {
         microvm-generator = final.python3Packages.callPackage ./nix/pkgs/microvm-generator.nix { };
       };
+      # microvm.nix's name for it (its examples say `nixpkgs.overlays = [ microvm.overlay ]`)
+      overlay = self.overlays.default;
 
       nixosConfigurations = lib.mapAttrs (_: exampleSystem "x86_64-linux") examples;
 
@@ -65,7 +70,25 @@
         path = ./templates/default;
         description = "A host with one declared MicroVM";
       };
+      # microvm.nix's names for it
+      templates.microvm = self.templates.default;
+      defaultTemplate = self.templates.default;
 
-      checks = forAllSystems (system: self.packages.${system});
+      # `nix flake check`: the example runners, and each example's document validated by the
+      # generator as a build (evaluating them also runs the modules' assertions and checks)
+      checks = forAllSystems (system:
+        let pkgs = pkgsFor system; in
+        self.packages.${system}
+        // lib.mapAttrs' (name: module: lib.nameValuePair "${name}-document" (
+          pkgs.runCommand "${name}-document" {
+            nativeBuildInputs = [ pkgs.microvm-generator ];
+            document = builtins.toJSON (self.lib.document {
+              inherit (exampleSystem system module) config pkgs;
+            });
+            passAsFile = [ "document" ];
+          } ''
+            microvm validate "$documentPath"
+            touch "$out"
+          '')) examples);
     };
 }

@@ -395,18 +395,23 @@ def test_host_units_build_with_the_generator(tmp_path: Path) -> None:
 
 def test_flake_outputs() -> None:
     s = nix_json("(import ./flake-eval.nix { inherit python repo; }).summary")
-    assert s["nixosModules"] == ["default", "host", "microvm"]
-    assert s["overlays"] == ["default"]
-    assert s["templates"] == ["default"]
+    assert s["nixosModules"] == ["default", "host", "microvm", "microvm-options"]
+    # not paths: Nix 2.8's `nix flake check` refuses a module given as a path
+    assert all(s["modulesAreValues"].values())
+    assert s["overlays"] == ["default"] and s["overlay"] is True
+    assert s["templates"] == ["default", "microvm"]
+    assert s["defaultTemplate"] == s["templateDescription"]
     assert set(s["hypervisors"]) == set(export_capabilities.export()["hypervisors"])
     for system in ("x86_64-linux", "aarch64-linux"):
         assert {"qemu-demo", "qemu-shared-store", "microvm-generator"} <= set(
             s["packages"][system])
         assert set(s["apps"][system]) == {"default", "qemu-demo", "qemu-shared-store"}
-        assert s["checks"][system] == s["packages"][system]
+        assert s["checks"][system] == sorted(
+            s["packages"][system] + ["qemu-demo-document", "qemu-shared-store-document"])
     assert s["runners"]["qemu-demo"] == "microvm-qemu-qemu-demo"
     assert s["templateHost"] == {"vms": ["my-vm"], "autostart": ["my-vm"],
-                                 "packages": ["microvm-units"]}
+                                 "packages": ["microvm-units"], "root": "ext4",
+                                 "grub": "nodev"}
     docs = {**s["exampleDocuments"], "template": s["templateVm"]}
     for name, doc in docs.items():
         assert json.loads(doc)["formatVersion"] == 1, name

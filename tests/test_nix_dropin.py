@@ -181,3 +181,44 @@ def test_removed_and_compat_options(tmp_path: Path) -> None:
         tmp_path, "{ microvm.vsock.ssh.enable = true; microvm.vsock.cid = 5; }",
         "config.services.openssh.enable")).stdout)
     assert ok is True
+
+
+LIB_CASES = """{
+  a = m.extractOptValues "-b" ["-a" "a" "-b" "b" "-c" "c" "-b" "b2"];
+  b = m.extractOptValues ["-p" "-platform"] ["-p" "short" "-vnc" ":0" "-platform" "long" "-usb"];
+  c = m.extractOptValues ["-p"] ["-vnc" ":0" "-usb"];
+  d = m.extractOptValues "-x" [];
+  e = m.extractParamValue "socket" "cid=5,socket=notify.vsock";
+  f = m.extractParamValue "socket" "cid=5";
+  g = m.extractParamValue "cid" "cid=5,socket=notify.vsock";
+  h = m.extractParamValue "socket" "";
+  i = m.withDriveLetters { volumes = [ { image = "a"; } { image = "b"; } ]; storeOnDisk = true; };
+  j = m.withDriveLetters { volumes = [ { image = "a"; } ]; storeOnDisk = false; };
+  k = m.defaultFsType;
+  l = m.hypervisorsWithNetwork;
+  n = m.hypervisors;
+}"""
+
+
+def test_lib_helpers_answer_as_upstreams_do() -> None:
+    """The flake's lib helpers microvm.nix users call give what upstream's own lib gives
+    (evaluated from its source, as tests/test_upstream.py finds it)."""
+    from test_upstream import problem, upstream_src
+
+    if why := problem():
+        pytest.skip(why)
+    ours = json.loads(nix_eval(
+        f"let m = import ../../nix/lib {{ lib = import <nixpkgs/lib>; }}; in {LIB_CASES}").stdout)
+    theirs = json.loads(nix_eval(
+        f"let m = import {upstream_src()}/lib {{ lib = import <nixpkgs/lib>; }}; " +
+        f"in {LIB_CASES}").stdout)
+    assert ours == theirs
+
+
+def test_flake_check_validates_the_example_documents() -> None:
+    """`nix flake check` builds checks.<system>.<example>-document: the generator's validation
+    of each example, so a bad example fails the check (built here with nix-build)."""
+    expr = (f"(import ./flake-eval.nix {{ python = {json.dumps(sys.executable)}; " +
+            f"repo = {json.dumps(str(REPO))}; }}).self.checks.x86_64-linux.qemu-demo-document")
+    out = build(expr)
+    assert out.is_file()

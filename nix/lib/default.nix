@@ -61,6 +61,49 @@ let
     # this against the templates): microvm.binScripts cannot extend them.
     closedScripts = [ "microvm-run" "virtiofsd-run" ];
 
+    # -- helpers microvm.nix users call (same names and arguments) ------------------------
+
+    # hypervisors that can give a VM a network interface of some kind (all of them)
+    hypervisorsWithNetwork = lib.filter
+      (hv: lib.any (self.supports hv) [ "NET_USER" "NET_TAP" "NET_MACVTAP" "NET_BRIDGE" ])
+      self.hypervisors;
+
+    # microvm.volumes.*.fsType's default
+    defaultFsType = "ext4";
+
+    # the volumes of a microvm config with the drive letter each gets in attachment order
+    # (vda is the store disk when storeOnDisk)
+    withDriveLetters = { volumes, storeOnDisk, ... }:
+      let letters = lib.drop (if storeOnDisk then 1 else 0) lib.strings.lowerChars;
+      in lib.zipListsWith (volume: letter: volume // { inherit letter; }) volumes letters;
+
+    # extractOptValues FLAG(S) ARGS: every value following one of the flags, and ARGS without
+    # those flags and values (order kept): { values; args; }
+    extractOptValues = flag: args:
+      let
+        flags = lib.toList flag;
+        step = acc: word:
+          if acc.takeNext then acc // { takeNext = false; values = acc.values ++ [ word ]; }
+          else if lib.elem word flags then acc // { takeNext = true; pending = word; }
+          else acc // { args = acc.args ++ [ word ]; };
+        done = lib.foldl' step { values = [ ]; args = [ ]; takeNext = false; pending = null; } args;
+      in
+      {
+        inherit (done) values;
+        # a flag at the very end has no value: it stays an argument
+        args = done.args ++ lib.optional done.takeNext done.pending;
+      };
+
+    # extractParamValue KEY "a=1,KEY=v,b=2" -> "v" (the first), or null
+    extractParamValue = key: text:
+      if text == null then null
+      else
+        let
+          pairs = map (kv: lib.splitString "=" kv) (lib.splitString "," text);
+          hits = lib.filter (p: lib.length p >= 2 && lib.head p == key && lib.elemAt p 1 != "") pairs;
+        in
+        if hits == [ ] then null else lib.elemAt (lib.head hits) 1;
+
     buildRunner = import ./runner.nix { inherit lib; };
     buildStoreDisk = import ./store-disk.nix { inherit lib; };
     buildUnits = import ./units.nix { inherit lib; };

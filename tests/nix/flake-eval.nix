@@ -30,6 +30,10 @@ in
   summary = {
     nixosModules = builtins.attrNames self.nixosModules;
     overlays = builtins.attrNames self.overlays;
+    # microvm.nix's names
+    overlay = builtins.isFunction self.overlay;
+    defaultTemplate = self.defaultTemplate.description;
+    modulesAreValues = lib.mapAttrs (_: m: builtins.isFunction m || builtins.isAttrs m) self.nixosModules;
     hypervisors = self.lib.hypervisors;
     templates = builtins.attrNames self.templates;
     templateDescription = self.templates.default.description;
@@ -45,6 +49,9 @@ in
       vms = builtins.attrNames templateSelf.nixosConfigurations.my-host.config.microvm.vms;
       autostart = templateSelf.nixosConfigurations.my-host.config.microvm.autostart;
       packages = map (p: p.name) templateSelf.nixosConfigurations.my-host.config.systemd.packages;
+      # what a NixOS host needs to build: a root file system and a boot loader
+      root = templateSelf.nixosConfigurations.my-host.config.fileSystems."/".fsType;
+      grub = templateSelf.nixosConfigurations.my-host.config.boot.loader.grub.device;
     };
     templateVm = builtins.toJSON (self.lib.document {
       inherit (templateSelf.nixosConfigurations.my-vm) config pkgs;
