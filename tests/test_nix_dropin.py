@@ -222,3 +222,36 @@ def test_flake_check_validates_the_example_documents() -> None:
             f"repo = {json.dumps(str(REPO))}; }}).self.checks.x86_64-linux.qemu-demo-document")
     out = build(expr)
     assert out.is_file()
+
+
+@pytest.mark.parametrize(("flags", "compression"), [
+    (None, "zstd"),                     # the default: [ "-c" "zstd" "-j" "$NIX_BUILD_CORES" ]
+    ('[ "-c" "xz" ]', "xz"),           # microvm.nix's handbook spelling (gensquashfs)
+])
+def test_squashfs_store_disk_takes_microvms_flags(tmp_path: Path, flags: str | None,
+                                                  compression: str) -> None:
+    """storeDiskSquashfsFlags are gensquashfs flags, as in microvm.nix; the image holds the
+    closure's store paths at its root (read back with squashfs-tools' unsquashfs)."""
+    module = "{ microvm.storeDiskType = \"squashfs\"; " + (
+        f"microvm.storeDiskSquashfsFlags = {flags}; " if flags else "") + "}"
+    image = build(guest_inline(tmp_path, module, "config.microvm.storeDisk"))
+    info = subprocess.run(["unsquashfs", "-s", str(image)], text=True, capture_output=True,
+                          check=True).stdout
+    assert f"Compression {compression}" in info
+    listing = subprocess.run(["unsquashfs", "-l", "-d", "", str(image)], text=True,
+                             capture_output=True, check=True).stdout.split()
+    assert any(re.fullmatch(r"/[0-9a-z]{32}-nixos-system-nixos", p) for p in listing), listing
+
+
+@pytest.mark.parametrize(("version", "flags"), [
+    ("5.10.0", ["-zlz4hc"]),
+    ("5.16.0", ["-zlz4hc", "-Eztailpacking"]),
+    ("6.6.1", ["-zlz4hc", "-Eztailpacking", "-Efragments"]),
+])
+def test_erofs_flags_follow_the_guest_kernel(tmp_path: Path, version: str,
+                                             flags: list[str]) -> None:
+    module = ("{ boot.kernelPackages = { kernel = { version = \"" + version + "\"; " +
+              "outPath = \"/k\"; }; }; }")
+    got = json.loads(nix_eval(guest_inline(tmp_path, module,
+                                           "config.microvm.storeDiskErofsFlags")).stdout)
+    assert got == flags

@@ -13,28 +13,29 @@
 let
   closure = pkgs.closureInfo { rootPaths = [ toplevel ] ++ extraPaths; };
   build = pkgs.buildPackages;
-  args = lib.escapeShellArgs;
+  # The flags mean what they mean in microvm.nix: words of the mkfs.erofs / gensquashfs
+  # command line, joined as they are, so `$NIX_BUILD_CORES` in them is expanded by the builder.
+  words = lib.concatStringsSep " ";
 in
 pkgs.runCommand "microvm-store-disk.${type}"
   {
-    nativeBuildInputs = [ (if type == "erofs" then build.erofs-utils else build.squashfs-tools) ];
+    nativeBuildInputs = [ (if type == "erofs" then build.erofs-utils else build.squashfs-tools-ng) ];
     passthru = { inherit closure; };
   }
-  ({
-    # mkfs.erofs packs one directory: gather the paths, as hard links where the store allows it
+  (''
+    # one directory holding the closure's paths, as hard links where the store allows it
+    mkdir store
+    while read -r path; do
+      if ! cp -al "$path" store/ 2>/dev/null; then
+        rm -rf "store/''${path##*/}"
+        cp -a "$path" store/
+      fi
+    done < ${closure}/store-paths
+  '' + {
     erofs = ''
-      mkdir store
-      while read -r path; do
-        if ! cp -al "$path" store/ 2>/dev/null; then
-          rm -rf "store/''${path##*/}"
-          cp -a "$path" store/
-        fi
-      done < ${closure}/store-paths
-      mkfs.erofs ${args erofsFlags} -T0 --all-root "$out" store
+      mkfs.erofs ${words erofsFlags} -T0 --all-root "$out" store
     '';
-    # mksquashfs puts each source directory at the image root under its own name
     squashfs = ''
-      mapfile -t paths < ${closure}/store-paths
-      mksquashfs "''${paths[@]}" "$out" -all-root -no-recovery -quiet ${args squashfsFlags}
+      gensquashfs ${words squashfsFlags} --pack-dir store --all-root --quiet "$out"
     '';
   }.${type})

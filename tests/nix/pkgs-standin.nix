@@ -120,6 +120,7 @@ let
     gnugrep = hostTool "gnugrep" [ "grep" ];
     erofs-utils = hostTool "erofs-utils" [ "mkfs.erofs" ];
     squashfs-tools = hostTool "squashfs-tools" [ "mksquashfs" ];
+    squashfs-tools-ng = hostTool "squashfs-tools-ng" [ "gensquashfs" "rdsquashfs" ];
 
     # a kernel package: bzImage and Image in out, vmlinux in dev (placeholders unless hostKernel)
     linux = derivation {

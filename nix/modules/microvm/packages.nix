@@ -6,6 +6,8 @@ let
   inherit (lib) mkOption types literalExpression;
   cfg = config.microvm;
   hostPkgs = cfg.vmHostPackages;
+  # the guest kernel's version (packing features of the store disk's file system need it)
+  kernelAtLeast = lib.versionAtLeast (config.boot.kernelPackages.kernel.version or "0");
   package = attr: mkOption {
     type = types.package;
     default = hostPkgs.${attr};
@@ -55,14 +57,27 @@ in
 
     storeDiskErofsFlags = mkOption {
       type = types.listOf types.str;
-      default = [ "-zlz4hc" ];
-      description = "Extra mkfs.erofs arguments for the store disk.";
+      default = [ "-zlz4hc" ]
+        ++ lib.optional (kernelAtLeast "5.16") "-Eztailpacking"
+        ++ lib.optional (kernelAtLeast "6.1") "-Efragments";
+      defaultText = literalExpression ''
+        [ "-zlz4hc" ]
+        ++ lib.optional (kernelAtLeast "5.16") "-Eztailpacking"
+        ++ lib.optional (kernelAtLeast "6.1") "-Efragments"'';
+      description = ''
+        mkfs.erofs arguments for the store disk (as in microvm.nix: words of the command line,
+        so shell variables of the builder expand). The packing features are only turned on for
+        guest kernels that can read them (tail packing from 5.16, fragments from 6.1).
+      '';
     };
 
     storeDiskSquashfsFlags = mkOption {
       type = types.listOf types.str;
-      default = [ "-comp" "zstd" ];
-      description = "Extra mksquashfs arguments for the store disk.";
+      default = [ "-c" "zstd" "-j" "$NIX_BUILD_CORES" ];
+      description = ''
+        gensquashfs (squashfs-tools-ng) arguments for the store disk, as in microvm.nix: e.g.
+        `[ "-c" "xz" ]`; words of the command line, so `$NIX_BUILD_CORES` expands.
+      '';
     };
 
     registerClosure = mkOption {
