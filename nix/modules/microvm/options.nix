@@ -145,8 +145,10 @@ in
 
     vmHostPackages = mkOption {
       type = packageSet;
-      default = pkgs;
-      defaultText = literalExpression "pkgs";
+      # an emulated CPU (microvm.cpu) usually means a guest of another architecture: the
+      # host that runs it is the build platform (as in microvm.nix)
+      default = if config.microvm.cpu == null then pkgs else pkgs.buildPackages;
+      defaultText = literalExpression "if config.microvm.cpu == null then pkgs else pkgs.buildPackages";
       description = "Package set of the host that runs the VM: hypervisor, virtiofsd and tools come from it.";
     };
 
