@@ -292,8 +292,9 @@ while :; do echo HELLO-FROM-GUEST | nc -l -p 22; done
 def netns(root_only: None) -> Iterator[str]:
     name = f"mvt-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
     try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
