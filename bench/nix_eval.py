@@ -13,7 +13,9 @@ Each side is evaluated in two modes with `nix-instantiate --eval --strict --json
   - host:   every VM's runner drvPath plus the host's systemd services, targets and tmpfiles
             (and this project's unit package drvPath: its units live in a derivation);
   - guests: only the N guests on their own (no host module), every runner drvPath;
-so host minus guests is what the host module costs on top of its guests.
+  - toplevel: the same guests, forcing only the stub's toplevel drvPath (no runner);
+so host minus guests is what the host module costs on top of its guests, and guests minus
+toplevel what a guest's runner (guest module and runner code) costs on top of the stub.
 
 Measured per evaluation: NIX_SHOW_STATS (written to NIX_SHOW_STATS_PATH: cpuTime, nrThunks,
 nrFunctionCalls, gc.totalBytes allocated) and /usr/bin/time -v (user+system time, max RSS).
@@ -42,7 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 NIXDIR = REPO / "tests" / "nix"
 SIDES = ("project", "upstream")
-MODES = ("host", "guests")
+MODES = ("host", "guests", "toplevel")
 # metric -> (label, unit, how to print)
 METRICS: dict[str, tuple[str, str, str]] = {
     "cpu": ("CPU time (NIX_SHOW_STATS cpuTime)", "s", "{:.3f}"),
@@ -92,7 +94,8 @@ def parse_time_v(text: str) -> dict[str, float]:
 
 
 def measure_once(side: str, mode: str, n: int, tmp: Path) -> dict[str, float]:
-    """Evaluate once; check the result names a runner derivation for each of the n VMs."""
+    """Evaluate once; check the result names a derivation (runner, or toplevel) for each of
+    the n VMs."""
     stats_path = tmp / "stats.json"
     time_path = tmp / "time.txt"
     stats_path.unlink(missing_ok=True)
@@ -102,7 +105,7 @@ def measure_once(side: str, mode: str, n: int, tmp: Path) -> dict[str, float]:
     if r.returncode != 0:
         raise RuntimeError(f"{side} {mode} n={n}: nix-instantiate failed:\n{r.stderr[-4000:]}")
     result = json.loads(json.loads(r.stdout))
-    runners = result["runners"]
+    runners = result["toplevels" if mode == "toplevel" else "runners"]
     if sorted(runners) != sorted(f"vm{i}" for i in range(1, n + 1)) or not all(
         isinstance(p, str) and p.startswith("/nix/store/") and p.endswith(".drv")
         for p in runners.values()
@@ -134,8 +137,10 @@ def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 5)
      "medians": {side: {mode: {str(n): {metric: value}}}},
      "per_vm": {side: {mode: {metric: slope}}},
      "host_overhead": {side: {str(n): {metric: host - guests}}},
+     "runner_per_vm": {side: {metric: guests slope - toplevel slope}},
      "ratios": {"per_host": {str(n): {metric: r}}, "per_vm": {metric: r},
-                "guests_per_vm": {metric: r}, "host_overhead": {str(n): {metric: r}}}}
+                "guests_per_vm": {metric: r}, "runner_per_vm": {metric: r},
+                "host_overhead": {str(n): {metric: r}}}}
     """
     counts = sorted(set(vms_counts))
     if not counts or counts[0] < 1 or repeats < 1:
@@ -172,6 +177,11 @@ def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 5)
         s: {n: {k: medians[s]["host"][n][k] - medians[s]["guests"][n][k] for k in METRICS}
             for n in counts} for s in SIDES
     }
+    # per VM: a guest's runner on top of the stub's toplevel
+    runner_part = {
+        s: {k: per_vm[s]["guests"][k] - per_vm[s]["toplevel"][k] for k in METRICS}
+        for s in SIDES
+    }
     p, u = "project", "upstream"
     ratios = {
         "per_host": {str(n): {k: ratio(medians[p]["host"][n][k], medians[u]["host"][n][k])
@@ -179,6 +189,7 @@ def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 5)
         "per_vm": {k: ratio(per_vm[p]["host"][k], per_vm[u]["host"][k]) for k in METRICS},
         "guests_per_vm": {k: ratio(per_vm[p]["guests"][k], per_vm[u]["guests"][k])
                           for k in METRICS},
+        "runner_per_vm": {k: ratio(runner_part[p][k], runner_part[u][k]) for k in METRICS},
         "host_overhead": {str(n): {k: ratio(overhead[p][n][k], overhead[u][n][k])
                                    for k in METRICS} for n in counts},
     }
@@ -194,6 +205,7 @@ def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 5)
                     for s in SIDES},
         "per_vm": per_vm,
         "host_overhead": {s: {str(n): v for n, v in overhead[s].items()} for s in SIDES},
+        "runner_per_vm": runner_part,
         "ratios": ratios,
     }
 
@@ -240,21 +252,26 @@ def markdown(res: dict[str, Any]) -> str:
         out.append(f"| {label}{f' ({unit})' if unit else ''} | " + " | ".join(cells) + " |")
     out += [
         "",
-        f"Per VM (slope of the host evaluation from {lo} to {hi} VMs), with the guests "
-        + "evaluated alone (no host module) and the host module's own cost at "
-        + f"{hi} VMs (host minus guests-only) to attribute it:",
+        f"Per VM (slope of the host evaluation from {lo} to {hi} VMs), to attribute it: the "
+        + "guest evaluated alone (no host module), its runner part (guest alone minus the "
+        + f"stub's toplevel alone) and the host module's own cost at {hi} VMs (host minus "
+        + "guests alone):",
         "",
         "| metric | per VM: project / microvm.nix / ratio | guest alone per VM: ratio "
+        + "| runner part per VM: project / microvm.nix / ratio "
         + f"| host module at {hi} VMs: project / microvm.nix / ratio |",
-        "|---|---|---|---|",
+        "|---|---|---|---|---|",
     ]
     pv = res["per_vm"]
     ov = res["host_overhead"]
+    rp = res["runner_per_vm"]
     for k, (label, unit, _) in METRICS.items():
         out.append(
             f"| {label}{f' ({unit})' if unit else ''} | "
             + f"{_fmt(k, pv['project']['host'][k])} / {_fmt(k, pv['upstream']['host'][k])} / "
             + f"{_ratio(rat['per_vm'][k])} | {_ratio(rat['guests_per_vm'][k])} | "
+            + f"{_fmt(k, rp['project'][k])} / {_fmt(k, rp['upstream'][k])} / "
+            + f"{_ratio(rat['runner_per_vm'][k])} | "
             + f"{_fmt(k, ov['project'][str(hi)][k])} / {_fmt(k, ov['upstream'][str(hi)][k])} / "
             + f"{_ratio(rat['host_overhead'][str(hi)][k])} |"
         )

@@ -5,6 +5,7 @@
 #   mode = "host":   the host's systemd services, targets, tmpfiles, unit packages and every
 #                    VM's runner drvPath
 #   mode = "guests": only the `n` guests, evaluated on their own (no host module), runner drvPath
+#   mode = "toplevel": the same guests, only the stub's toplevel drvPath
 # The result is a JSON string, so `nix-instantiate --eval --strict` forces the same things.
 { n ? 1, mode ? "host", python ? "python3", repo ? toString ../.. }:
 
@@ -42,6 +43,11 @@ let
     };
     guests = {
       runners = lib.genAttrs names (name: (guest name).microvm.declaredRunner.drvPath);
+    };
+    # the same guests, forcing only the stub's toplevel (no runner): what the guest module's
+    # runner costs is guests minus this
+    toplevel = {
+      toplevels = lib.genAttrs names (name: (guest name).system.build.toplevel.drvPath);
     };
   }.${mode};
 in
