@@ -32,7 +32,7 @@ from typing import Any
 
 from . import __version__
 from .errors import UsageError
-from .host.state import DEFAULT_STATE_DIR, check_name
+from .host.state import CONTROL, DEFAULT_STATE_DIR, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .render import render
 
@@ -45,7 +45,8 @@ NOTIFY_PORT_BASE = NOTIFY_VSOCK_PORT_BASE
 DEPENDENCIES = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
                 "microvm-pci-devices", "microvm-virtiofsd")
 TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
-HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup")
+HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup",
+           "runner-exec", "macvtap-owner")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+=@:,-]*")
 _SAFE_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
 
@@ -169,6 +170,7 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     state_dir = opts.state_dir.rstrip("/")
     common: dict[str, Any] = {
         "version": __version__, "state": state_specifier(state_dir), "state_dir": state_dir,
+        "control": state_specifier(state_dir) + "/" + CONTROL,
         "libexec": libexec, "user": opts.user, "group": opts.group,
         "readiness": str(opts.readiness), "console": str(opts.console),
         "start_timeout": opts.start_timeout, "shutdown_timeout": opts.shutdown_timeout,
