@@ -584,7 +584,9 @@ def reconcile(host: Host, declared: Iterable[str], *, timeout: int = 60) -> Reco
         if vm.name not in wanted:
             stop_and_unplug(host, vm, timeout)
             with vm.changing(), contextlib.suppress(FileNotFoundError):
+                checkpoint("reconcile:before-undeclare")
                 vm.file("declared.json").unlink()
+                checkpoint("reconcile:undeclared")
             host.echo(f"{vm.name}: no longer declared: stopped, taps removed, {vm.path} kept " +
                       f"(microvm remove --purge {vm.name} deletes it)")
             undeclared.append(vm.name)

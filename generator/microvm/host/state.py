@@ -42,6 +42,8 @@ CRASH_ENV = "MICROVM_TEST_CRASH_AT"
 # test hook: fill the file system of the path in MICROVM_TEST_FILL_PATH at the named checkpoint
 FILL_ENV = "MICROVM_TEST_FILL_AT"
 FILL_PATH_ENV = "MICROVM_TEST_FILL_PATH"
+# test hook: append the name of every checkpoint reached to this file (a command's steps)
+TRACE_ENV = "MICROVM_TEST_STEPS"
 CONTROL = ".control"
 META = "meta.json"
 PENDING = "meta.json.pending"
@@ -70,6 +72,10 @@ def state_root(override: str | os.PathLike[str] | None = None) -> Path:
 def checkpoint(step: str) -> None:
     """A point between two steps of a change. Tests set MICROVM_TEST_CRASH_AT=<step> to have the
     process killed (SIGKILL: no cleanup runs) exactly there."""
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        with open(trace, "a", encoding="utf-8") as f:
+            f.write(step + "\n")
     if os.environ.get(CRASH_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(FILL_ENV) == step:
