@@ -35,7 +35,7 @@ def world() -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def as_nobody(action: Callable[[], None]) -> str:
+def as_nobody(action: Callable[[], object]) -> str:
     """Run `action` in a forked child with uid/gid nobody: "ok" or the error it raised."""
     read, write = os.pipe()
     pid = os.fork()
@@ -87,7 +87,7 @@ def test_the_vms_user_writes_data_and_nothing_root_follows(world: Path) -> None:
         os.symlink("/tmp", vm.file(".current.new.1"))
         os.replace(vm.file(".current.new.1"), vm.current_link)
 
-    attacks: dict[str, Callable[[], None]] = {
+    attacks: dict[str, Callable[[], object]] = {
         "write its data directory": lambda: (vm.path / "disk.img").write_text("x"),
         "swap current": swap_current,
         "plant booted": lambda: os.symlink("/tmp", vm.booted_link),
