@@ -49,6 +49,9 @@ HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pc
            "runner-exec", "macvtap-owner")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+=@:,-]*")
 _SAFE_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
+# what crosvm's device jails (minijail: google/crosvm jail/src/helpers.rs) call beyond the
+# syscalls microvm@ allows every VM: mounts and pivot_root, and setting ids in its namespaces
+CROSVM_JAIL_SYSCALLS = "@mount setgroups setresuid setuid"
 
 
 class Readiness(StrEnum):
@@ -163,6 +166,15 @@ def _writable_outside(runner: str, state_dir: str, name: str) -> list[str]:
     return out
 
 
+def _hypervisor(runner: str) -> str | None:
+    """The hypervisor of a declared runner (share/microvm/hypervisor), when it can be read at
+    build time (a runner in the Nix store can)."""
+    from .host.state import Runner
+
+    text = Runner(Path(runner)).meta("hypervisor")
+    return text.strip() if text else None
+
+
 def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     """The unit tree: relative path -> (content, mode) or Link."""
     _check(opts)
@@ -196,7 +208,9 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
             render("units/microvm-declared.conf.j2", **common, name=vm.name,
                    restart_if_changed=vm.restart_if_changed,
-                   paths=_writable_outside(vm.runner, state_dir, vm.name)), 0o644)
+                   paths=_writable_outside(vm.runner, state_dir, vm.name),
+                   hypervisor=_hypervisor(vm.runner),
+                   crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)
         files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
         if vm.autostart:
             files[f"{UNIT_DIR}/microvms.target.wants/microvm@{vm.name}.service"] = Link(
