@@ -277,7 +277,7 @@ def test_the_checker_catches_the_hardening_that_broke_features(tmp_path: Path) -
     vm, helpers = vm_unit(tmp_path, Hypervisor.QEMU)
     old_vm = Effective("[Service]\n" + "\n".join(
         f"{k}={v}" for k, vs in vm.lines.items() for v in vs
-        if not (k == "RestrictAddressFamilies")) +
+        if k != "RestrictAddressFamilies") +
         "\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_VSOCK\n")
     texts = {"microvm-macvtap-interfaces": "ExecStart=/x/macvtap-up\n"}
     usb = FEATURES[Feature.USB_PASSTHROUGH]
@@ -291,3 +291,17 @@ def test_the_checker_catches_the_hardening_that_broke_features(tmp_path: Path) -
     assert problems(HYPERVISORS[Hypervisor.CROSVM], crosvm_vm, helpers, texts) == [
         "RestrictNamespaces forbids ['mnt', 'net', 'pid', 'user']",
         "SystemCallFilter forbids ['mount', 'pivot_root', 'setresuid', 'umount2']"]
+
+
+def test_crosvm_dropin_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    from test_units import INSTANCE, analyze, verify_root
+
+    runner = fake_runner(tmp_path, Hypervisor.CROSVM)
+    opts = units.UnitOptions(declared=(units.DeclaredVM(INSTANCE, str(runner)),))
+    out = tmp_path / "out"
+    units.write(out, opts)
+    assert "RestrictNamespaces=user mnt pid net" in (
+        out / units.UNIT_DIR / f"microvm@{INSTANCE}.service.d/50-declared.conf").read_text()
+    root = verify_root(tmp_path, out, opts.state_dir)
+    r = analyze(root, "verify", "--man=no", f"microvm@{INSTANCE}.service")
+    assert (r.returncode, r.stdout + r.stderr) == (0, "")
