@@ -202,3 +202,27 @@ def test_macvtap_owner_hands_tap_devices_to_the_vms_user(world: Path,
     assert p.returncode == 0, p.stderr
     st = (dev / "tap42").stat()
     assert (st.st_uid, st.st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid)
+
+
+def test_runners_below_a_sticky_group_writable_store_are_trusted(world: Path,
+                                                                 root_helpers: Path) -> None:
+    """/nix/store is root:nixbld 1775: sticky, so nobody can replace root's entries there."""
+    store = world / "store"
+    store.mkdir()
+    os.chown(store, 0, NOBODY.pw_gid)
+    store.chmod(0o1775)
+    runner = make_runner(store, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    p = subprocess.run([root_helpers / "runner-exec", vm.current_link, "tap-down"], text=True,
+                       capture_output=True)
+    assert p.returncode == 0, p.stderr
+    store.chmod(0o775)  # without the sticky bit the store's group could swap the runner
+    p = cli("update", "vm", "--runner", str(runner), state_dir=root)
+    assert p.returncode == 1
+    assert f"refusing {store}: writable by group or others" in p.stderr
+    p = subprocess.run([root_helpers / "runner-exec", vm.current_link, "tap-down"], text=True,
+                       capture_output=True)
+    assert p.returncode == 1
+    assert f"refusing {store}: writable by group or others" in p.stderr

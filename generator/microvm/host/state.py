@@ -211,12 +211,12 @@ def _refuse(path: Path | str, why: str) -> HostError:
 
 def check_dirs(path: Path) -> None:
     """Every directory from / down to `path` (followed to its real location) belongs to root
-    (or to us) and is not writable by others, except sticky ones like /tmp above it."""
+    (or to us) and is not writable by others, unless sticky like /tmp or /nix/store (there
+    nobody can replace an entry of root's, and every entry followed is checked to be root's)."""
     real = Path(os.path.realpath(path))
-    parts = [real, *real.parents]
-    for i, d in enumerate(parts):
+    for d in [real, *real.parents]:
         st = os.lstat(d)
-        why = _why_unsafe(st, sticky_ok=i > 0)
+        why = _why_unsafe(st, sticky_ok=True)
         if why:
             raise _refuse(d, why)
 
@@ -532,7 +532,16 @@ def make_control(vm: VMDir) -> None:
             with writing(d):
                 d.mkdir(mode=0o755, parents=True, exist_ok=True)
                 os.chmod(d, 0o755)
+    check_control(vm)
+
+
+def check_control(vm: VMDir) -> None:
+    """Root's directory of the VM and those above it are root's (check_dirs), and the VM's
+    own, whose metadata decides what root builds and runs, is not even sticky-writable."""
     check_dirs(vm.control)
+    why = _why_unsafe(os.lstat(vm.control), sticky_ok=False)
+    if why:
+        raise _refuse(vm.control, why)
 
 
 def list_vms(root: Path) -> list[VMDir]:
@@ -553,6 +562,7 @@ def get_vm(root: Path, name: str) -> VMDir:
     vm = VMDir(root, check_name(name))
     if not vm.exists:
         raise HostError(f"no MicroVM {name!r} in {root}")
+    check_control(vm)
     return vm
 
 
