@@ -209,8 +209,9 @@ def test_reconcile_through_systemd(tmp_path: Path,
     root = tmp_path / "s"
     for name, restart in (("keep", "false"), ("auto", "true"), ("gone", "true")):
         cli("create", name, "--runner", str(b), state_dir=root, env=env, check=True)
-        (root / name / "booted").symlink_to(a)  # running the old runner
-        (root / name / "declared.json").write_text(f'{{"restartIfChanged": {restart}}}')
+        (root / ".control" / name / "booted").symlink_to(a)  # running the old runner
+        (root / ".control" / name / "declared.json").write_text(
+            f'{{"restartIfChanged": {restart}}}')
     cli("create", "mine", "--runner", str(b), state_dir=root, env=env, check=True)
     active.write_text("\n".join(f"microvm@{n}.service" for n in ("keep", "auto", "gone",
                                                                   "mine")))
@@ -220,8 +221,8 @@ def test_reconcile_through_systemd(tmp_path: Path,
     assert mutating == [["restart", "microvm@auto.service"], ["stop", "microvm@gone.service"]]
     assert "keep: runner changed; restartIfChanged is off" in p.stderr
     assert "gone: no longer declared" in p.stderr
-    assert (root / "gone" / "current").is_symlink()
-    assert not (root / "gone" / "declared.json").exists()
+    assert (root / ".control" / "gone" / "current").is_symlink()
+    assert not (root / ".control" / "gone" / "declared.json").exists()
     assert "mine" not in p.stderr  # imperative VMs are left alone
 
 

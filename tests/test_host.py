@@ -145,7 +145,7 @@ def test_write_atomic_and_temporaries_of_live_processes(tmp_path: Path) -> None:
 
 def test_run_lock(tmp_path: Path) -> None:
     vm = VMDir(tmp_path, "vm")
-    vm.path.mkdir()
+    vm.control.mkdir(parents=True)
     assert vm.run_pid() is None
     with vm.hold_run_lock():
         assert vm.run_pid() == os.getpid()
@@ -208,7 +208,7 @@ def test_create_refuses_no_runner(tmp_path: Path) -> None:
     p = cli("create", "vm", "--runner", str(tmp_path / "empty"), state_dir=tmp_path / "s")
     assert p.returncode == 1
     assert "no MicroVM runner" in p.stderr
-    assert not (tmp_path / "s" / "vm" / "current").exists()
+    assert not (tmp_path / "s" / ".control" / "vm" / "current").exists()
 
 
 @pytest.mark.parametrize("step", ["current:before-link", "current:link-written",
@@ -225,8 +225,9 @@ def test_create_killed_leaves_no_vm(tmp_path: Path, runners: tuple[Path, Path],
     assert VMDir(root, "vm").current == a
 
 
-UPDATE_STEPS = ["update:built", "current:before-link", "current:link-written",
-                "current:renamed", "update:switched", "runner:written"]
+UPDATE_STEPS = ["update:built", "meta.json.pending:before-write", "meta.json.pending:written",
+                "update:before-switch", "current:before-link", "current:link-written",
+                "current:renamed", "update:switched"]
 
 
 @pytest.mark.parametrize("step", UPDATE_STEPS)
@@ -242,6 +243,8 @@ def test_update_killed_at_each_step(tmp_path: Path, runners: tuple[Path, Path],
     p = cli("update", "vm", "--runner", str(b), state_dir=root, env={state.CRASH_ENV: step})
     assert p.returncode == -signal.SIGKILL, p.stderr
     assert vm.current in (a, b)
+    # old or new, never a mix: the recorded source names the runner `current` points at
+    assert vm.runner_source == str(vm.current)
     assert Runner(vm.current_link).valid
     assert vm.booted == a
     listed = json.loads(cli("list", "--json", state_dir=root, check=True).stdout)
@@ -249,7 +252,7 @@ def test_update_killed_at_each_step(tmp_path: Path, runners: tuple[Path, Path],
     cli("update", "vm", "--runner", str(b), state_dir=root, check=True)
     assert vm.current == b
     assert vm.booted == a
-    assert not [p for p in vm.path.iterdir() if ".new." in p.name]
+    assert not [p for p in vm.control.iterdir() if ".new." in p.name or "pending" in p.name]
 
 
 def test_update_restart_through_systemd(tmp_path: Path, runners: tuple[Path, Path]) -> None:
@@ -284,7 +287,8 @@ def test_declared_vm_cannot_be_updated(tmp_path: Path, runners: tuple[Path, Path
     a, _ = runners
     root = tmp_path / "state"
     cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
-    (root / "vm" / "declared.json").write_text('{"declared": true, "restartIfChanged": true}')
+    (root / ".control" / "vm" / "declared.json").write_text(
+        '{"declared": true, "restartIfChanged": true}')
     p = cli("update", "vm", state_dir=root)
     assert p.returncode == 1
     assert "declared in the host configuration" in p.stderr

@@ -236,7 +236,7 @@ def test_reconcile_stops_undeclared_and_keeps_volume(make_initrd: InitrdFactory,
         assert "other: declared but not installed" in p.stderr
         assert vm.wait_exit() == 0
     assert (vm_dir.path / "data.img").exists()
-    assert not (vm_dir.path / "declared.json").exists()
+    assert not vm_dir.file("declared.json").exists()
     assert listing(root)["decl"]["state"] == "stopped"
     cli("remove", "decl", "--purge", state_dir=root, check=True)
     assert not vm_dir.path.exists()
@@ -248,7 +248,7 @@ def test_reconcile_removes_taps_in_a_netns(root_only: None, tmp_path: Path) -> N
         {"type": "tap", "id": "mvtest0", "mac": "02:00:00:00:00:01"}])
     root = tmp_path / "state"
     cli("create", "tapvm", "--runner", str(runner), state_dir=root, check=True)
-    (root / "tapvm" / "declared.json").write_text('{"declared": true}')
+    (root / ".control" / "tapvm" / "declared.json").write_text('{"declared": true}')
     # a new mount namespace too, with its own /sys: tap-down looks at /sys/class/net
     inner = ("mount -t sysfs sysfs /sys && " +
              "ip tuntap add name mvtest0 mode tap && ip link show mvtest0 >/dev/null && " +

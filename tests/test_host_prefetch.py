@@ -195,16 +195,17 @@ def test_create_and_update_pin_a_git_flake(repo: Path, tmp_path: Path,
     head = git(repo, "rev-parse", "HEAD")
     out = cli("-c", "vm", "-f", flake, state_dir=root, env=env, check=True).stderr
     assert f"pinned file://{repo} at {head[:12]}" in out
-    pin = json.loads((root / "vm" / "pin.json").read_text())
+    meta = json.loads((root / ".control" / "vm" / "meta.json").read_text())
+    pin = meta["pin"]
     assert (pin["rev"], pin["url"]) == (head, f"file://{repo}")
-    assert (root / "vm" / "flake").read_text() == flake + "\n"
+    assert meta["flake"] == flake
     builds = [c for c in nix_calls(log) if "build" in c]
     assert builds == [["--extra-experimental-features", "nix-command flakes", "build",
-                       "--out-link", str(root / "vm" / ".build"),
+                       "--out-link", str(root / ".control" / "vm" / ".build"),
                        (f"{flake}?rev={head}#nixosConfigurations.vm.config.microvm." +
                         "declaredRunner")]]
-    first = os.readlink(root / "vm" / "current")
-    assert not (root / "vm" / ".build").is_symlink()  # the GC root moved to current
+    first = os.readlink(root / ".control" / "vm" / "current")
+    assert not (root / ".control" / "vm" / ".build").is_symlink()  # the GC root moved to current
 
     out = cli("update", "vm", state_dir=root, env=env, check=True).stderr
     assert "pin unchanged" in out
@@ -216,8 +217,9 @@ def test_create_and_update_pin_a_git_flake(repo: Path, tmp_path: Path,
     assert listed[0]["outdated"] is True  # what the flake evaluates to now is not current
     out = cli("-Ru", "vm", state_dir=root, env=env, check=True).stderr
     assert f"pin changed: file://{repo}: rev {head[:12]} -> {new[:12]}" in out
-    assert json.loads((root / "vm" / "pin.json").read_text())["rev"] == new
-    assert os.readlink(root / "vm" / "current") != first
+    meta = json.loads((root / ".control" / "vm" / "meta.json").read_text())
+    assert meta["pin"]["rev"] == new
+    assert os.readlink(root / ".control" / "vm" / "current") != first
     assert f"{flake}?rev={new}#" in nix_calls(log)[-1][-1]
     assert "vm: not running; `microvm run vm` starts the new runner" in out
 
@@ -229,4 +231,4 @@ def test_create_flake_failures_are_clear(tmp_path: Path,
             state_dir=tmp_path / "s", env=env)
     assert p.returncode == 1
     assert "cannot list the references" in p.stderr
-    assert not (tmp_path / "s" / "vm" / "current").exists()
+    assert not (tmp_path / "s" / ".control" / "vm" / "current").exists()

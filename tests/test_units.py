@@ -51,7 +51,7 @@ def verify_root(tmp_path: Path, out: Path, state_dir: str) -> Path:
     shutil.copytree(out / units.UNIT_DIR, root / "etc/systemd/system", symlinks=True)
     shutil.copytree(out / units.LIBEXEC_DIR, root / str(out / units.LIBEXEC_DIR).lstrip("/"))
     for link in ("current", "booted"):
-        bin_dir = root / state_dir.lstrip("/") / INSTANCE / link / "bin"
+        bin_dir = root / state_dir.lstrip("/") / ".control" / INSTANCE / link / "bin"
         bin_dir.mkdir(parents=True)
         for exe in STAND_INS:
             (bin_dir / exe).write_text("#!/bin/sh\n")
@@ -90,7 +90,7 @@ def test_verify_notices_a_missing_runner(tmp_path: Path) -> None:
     opts = OPTION_SETS["default"]
     out = tree(tmp_path, opts)
     root = verify_root(tmp_path, out, opts.state_dir)
-    (root / "var/lib/microvms/web/booted/bin/microvm-run").unlink()
+    (root / "var/lib/microvms/.control/web/booted/bin/microvm-run").unlink()
     r = analyze(root, "verify", "--man=no", f"microvm@{INSTANCE}.service")
     assert r.returncode != 0
     assert "microvm-run is not executable" in r.stderr
@@ -107,8 +107,11 @@ def test_tmpfiles_creates_the_state_directory(tmp_path: Path) -> None:
     r = subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create",
                         str(out / units.TMPFILES)], text=True, capture_output=True)
     assert r.returncode == 0, r.stderr
-    st = (root / "var/lib/microvms").stat()
-    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)) == (990, 990, "0o755")
+    # root owns the state directory and .control: the VM's user cannot replace what root
+    # follows and runs (links, metadata); its data directories are made by install-runner
+    for d in ("var/lib/microvms", "var/lib/microvms/.control"):
+        st = (root / d).stat()
+        assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)) == (0, 0, "0o755")
 
 
 def exposure(root: Path, unit: str) -> float:
@@ -153,8 +156,8 @@ def test_layout_links_and_determinism(tmp_path: Path) -> None:
     assert isinstance(service, tuple)
     text = service[0]
     for line in ("WorkingDirectory=%S/microvms/%i",
-                 "ExecStart=%S/microvms/%i/booted/bin/microvm-run",
-                 "ExecStop=-%S/microvms/%i/booted/bin/microvm-shutdown",
+                 "ExecStart=%S/microvms/.control/%i/booted/bin/microvm-run",
+                 "ExecStop=-%S/microvms/.control/%i/booted/bin/microvm-shutdown",
                  "Environment=MICROVM_VIRTIOFSD=external", "Environment=MICROVM_CONSOLE=socket",
                  "Restart=always", "User=microvm", "Group=kvm", "LimitMEMLOCK=infinity",
                  "LimitNOFILE=1048576", "KillMode=mixed", "TimeoutStopSec=90",
@@ -173,7 +176,7 @@ def test_state_dir_spelling(tmp_path: Path) -> None:
     assert isinstance(text, tuple)
     assert "WorkingDirectory=/srv/vms/%i" in text[0]
     assert "Type=notify" in text[0]
-    assert "ExecStart=/opt/x/notify-relay /srv/vms/%i/booted/bin/microvm-run" in text[0]
+    assert "ExecStart=/opt/x/notify-relay /srv/vms/.control/%i/booted/bin/microvm-run" in text[0]
     assert "MICROVM_CONSOLE" not in text[0]
     assert "TimeoutStartSec=30" in text[0]
     dropin = files[f"{units.UNIT_DIR}/microvm@web.service.d/50-declared.conf"]
@@ -269,8 +272,11 @@ def test_set_booted(helpers: Path, tmp_path: Path) -> None:
 def test_install_runner(helpers: Path, tmp_path: Path) -> None:
     run = [str(helpers / "install-runner")]
     subprocess.run([*run, "web", "/nix/store/one", "false"], check=True)
-    d = tmp_path / "state" / "web"
+    d = tmp_path / "state" / ".control" / "web"
     assert os.readlink(d / "current") == "/nix/store/one"
+    for path in (tmp_path / "state", d.parent, d, d / "current", d / "declared.json"):
+        assert path.lstat().st_uid == 0
+    assert (tmp_path / "state" / "web").is_dir()  # the VM's data directory
     assert (d / "declared.json").read_text() == '{"declared": true, "restartIfChanged": false}\n'
     subprocess.run([*run, "web", "/nix/store/two", "true"], check=True)
     assert os.readlink(d / "current") == "/nix/store/two"
@@ -309,10 +315,13 @@ def test_pci_setup_on_a_fake_sysfs(helpers: Path, tmp_path: Path) -> None:
     (device / "driver_override").write_text("")
     (dev / "vfio").mkdir(parents=True)
     (dev / "vfio/7").write_text("")
-    listing = tmp_path / "pci-devices"
+    listing = tmp_path / "runner/share/microvm/pci-devices"
+    listing.parent.mkdir(parents=True)
     listing.write_text(f"{address}\n")
+    link = tmp_path / "booted"
+    link.symlink_to(tmp_path / "runner")
     env = {**os.environ, "MICROVM_SYSFS": str(sys_), "MICROVM_DEVFS": str(dev)}
-    r = subprocess.run([helpers / "pci-setup", listing], env=env, text=True,
+    r = subprocess.run([helpers / "pci-setup", link], env=env, text=True,
                        capture_output=True)
     assert r.returncode == 0, r.stderr
     assert (pci / "drivers/e1000e/unbind").read_text() == f"{address}\n"
@@ -320,7 +329,7 @@ def test_pci_setup_on_a_fake_sysfs(helpers: Path, tmp_path: Path) -> None:
     assert (pci / "drivers_probe").read_text() == f"{address}\n"
     assert f"{address} -> vfio-pci" in r.stdout
     listing.write_text("0000:02:00.0\n")
-    r = subprocess.run([helpers / "pci-setup", listing], env=env, text=True,
+    r = subprocess.run([helpers / "pci-setup", link], env=env, text=True,
                        capture_output=True)
     assert r.returncode == 1
     assert "no PCI device 0000:02:00.0" in r.stderr
@@ -341,6 +350,8 @@ def test_notify_relay_listens_on_the_cid_port(helpers: Path, tmp_path: Path) -> 
     d = tmp_path / "vm"
     (d / "booted/share/microvm").mkdir(parents=True)
     (d / "booted/share/microvm/vsock-cid").write_text("40\n")
+    (d / "booted/bin").mkdir()
+    (d / "booted/bin/python").symlink_to(sys.executable)
     try:
         probe = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
         probe.close()
@@ -357,7 +368,8 @@ def test_notify_relay_listens_on_the_cid_port(helpers: Path, tmp_path: Path) -> 
                 " time.sleep(0.1)\n" +
                 "print(open(f'/proc/self/task/{os.getpid()}/children').read())\n")
         with (tmp_path / "out").open("w") as out:
-            subprocess.run([helpers / "notify-relay", sys.executable, "-c", code], cwd=d,
+            subprocess.run([helpers / "notify-relay", d / "booted/bin/python", "-c", code],
+                           cwd=d,
                            env={**os.environ, "NOTIFY_SOCKET": str(notify)}, stdout=out,
                            stderr=subprocess.STDOUT, timeout=30)
     text = (tmp_path / "out").read_text()

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import __version__
 from .errors import UsageError
-from .host.state import DEFAULT_STATE_DIR, check_name
+from .host.state import CONTROL, DEFAULT_STATE_DIR, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .render import render
 
@@ -45,9 +45,13 @@ NOTIFY_PORT_BASE = NOTIFY_VSOCK_PORT_BASE
 DEPENDENCIES = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
                 "microvm-pci-devices", "microvm-virtiofsd")
 TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
-HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup")
+HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup",
+           "runner-exec", "macvtap-owner")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+=@:,-]*")
 _SAFE_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
+# what crosvm's device jails (minijail: google/crosvm jail/src/helpers.rs) call beyond the
+# syscalls microvm@ allows every VM: mounts and pivot_root, and setting ids in its namespaces
+CROSVM_JAIL_SYSCALLS = "@mount setgroups setresuid setuid"
 
 
 class Readiness(StrEnum):
@@ -162,6 +166,15 @@ def _writable_outside(runner: str, state_dir: str, name: str) -> list[str]:
     return out
 
 
+def _hypervisor(runner: str) -> str | None:
+    """The hypervisor of a declared runner (share/microvm/hypervisor), when it can be read at
+    build time (a runner in the Nix store can)."""
+    from .host.state import Runner
+
+    text = Runner(Path(runner)).meta("hypervisor")
+    return text.strip() if text else None
+
+
 def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     """The unit tree: relative path -> (content, mode) or Link."""
     _check(opts)
@@ -169,6 +182,7 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     state_dir = opts.state_dir.rstrip("/")
     common: dict[str, Any] = {
         "version": __version__, "state": state_specifier(state_dir), "state_dir": state_dir,
+        "control": state_specifier(state_dir) + "/" + CONTROL,
         "libexec": libexec, "user": opts.user, "group": opts.group,
         "readiness": str(opts.readiness), "console": str(opts.console),
         "start_timeout": opts.start_timeout, "shutdown_timeout": opts.shutdown_timeout,
@@ -194,7 +208,9 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
             render("units/microvm-declared.conf.j2", **common, name=vm.name,
                    restart_if_changed=vm.restart_if_changed,
-                   paths=_writable_outside(vm.runner, state_dir, vm.name)), 0o644)
+                   paths=_writable_outside(vm.runner, state_dir, vm.name),
+                   hypervisor=_hypervisor(vm.runner),
+                   crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)
         files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
         if vm.autostart:
             files[f"{UNIT_DIR}/microvms.target.wants/microvm@{vm.name}.service"] = Link(

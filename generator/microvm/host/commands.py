@@ -28,22 +28,21 @@ from .state import (
     Runner,
     VMDir,
     check_name,
+    check_tree,
     checkpoint,
     get_vm,
     list_vms,
     prepare_vm_dir,
     switch_link,
-    write_atomic,
-    write_json,
+    trusted_runner,
 )
 
 Echo = Callable[[str], None]
 DEFAULT_FLAKE = "git+file:///etc/nixos"
 GCROOTS_ENV = "MICROVM_GCROOTS_DIR"
 DEFAULT_GCROOTS = "/nix/var/nix/gcroots/microvm"
-# files of a VM's state directory that belong to the `microvm` tools (not to the guest)
-METADATA = ("current", "booted", "flake", "runner", "pin.json", "declared.json",
-            "settings.json", "toplevel", ".lock", ".run.lock", ".build", "console.sock")
+# files of a VM's data directory that belong to the `microvm` tools (not to the guest)
+DATA_METADATA = ("console.sock",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ def resolve_runner(path: str | os.PathLike[str]) -> Path:
     real = Path(os.path.realpath(path))
     if not Runner(real).valid:
         raise HostError(f"{path} is no MicroVM runner (no bin/microvm-run)")
+    check_tree(real)  # root will run it: nobody else may be able to change it
     return real
 
 
@@ -145,25 +145,27 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
         raise UsageError("create needs exactly one of --flake and --runner")
     vm = prepare_vm_dir(host.root, name)
     with vm.changing():
+        meta: dict[str, Any] = {}
         if flake is not None:
             target, pin = _build_flake(vm, flake, None, host.echo)
-            write_atomic(vm.file("flake"), flake + "\n")
+            meta["flake"] = flake
             if pin is not None:
-                write_json(vm.file("pin.json"), pin.to_json())
+                meta["pin"] = pin.to_json()
         else:
             assert runner is not None
             target = resolve_runner(runner)
-            write_atomic(vm.file("runner"), os.path.abspath(runner) + "\n")
+            meta["runner"] = os.path.abspath(runner)
         if not Runner(target).valid:
             raise HostError(f"{target} is no MicroVM runner (no bin/microvm-run)")
+        check_tree(target)
         if restart_on_update:
-            write_json(vm.file("settings.json"), {"restartOnUpdate": True})
+            meta["restartOnUpdate"] = True
         note = _chown_for_service(vm, user, group)
         if note:
             host.echo(note)
         ensure_gcroots(vm, target)
         checkpoint("create:before-current")
-        switch_link(vm.current_link, target)
+        vm.commit(target, meta, "create")
         _drop_build_link(vm)
     how = (f"systemctl start {unit(name)}" if host.service.systemd else f"microvm run {name}")
     host.echo(f"Created MicroVM {name} ({Runner(target).hypervisor}). Start it: {how}")
@@ -254,23 +256,26 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
             raise HostError(f"{vm.name} has neither a flake nor a runner to update from")
         if not Runner(new).valid:
             raise HostError(f"{new} is no MicroVM runner (no bin/microvm-run)")
+        check_tree(new)
         checkpoint("update:built")
         changed = old != new
+        # the source given replaces the other kind (a VM is built from a flake or a runner)
+        meta = dict(vm.meta)
+        meta.pop("current", None)
+        if runner is not None:
+            meta["runner"] = os.path.abspath(runner)
+            meta.pop("flake", None)
+            meta.pop("pin", None)
+        if flake is not None:
+            meta["flake"] = flake
+            meta.pop("runner", None)
+        if new_pin is not None:
+            meta["pin"] = new_pin.to_json()
+        elif flake is not None:
+            meta.pop("pin", None)  # a non-git flake has no pin
         if changed:
             ensure_gcroots(vm, new)
-            switch_link(vm.current_link, new)
-        checkpoint("update:switched")
-        # the source given replaces the other kind (a VM is built from a flake or a runner)
-        if runner is not None:
-            write_atomic(vm.file("runner"), os.path.abspath(runner) + "\n")
-            _unlink(vm.file("flake"), vm.file("pin.json"))
-        if flake is not None:
-            write_atomic(vm.file("flake"), flake + "\n")
-            _unlink(vm.file("runner"))
-        if new_pin is not None:
-            write_json(vm.file("pin.json"), new_pin.to_json())
-        elif flake is not None:
-            _unlink(vm.file("pin.json"))  # a non-git flake has no pin
+        vm.commit(new, meta, "update")
         _drop_build_link(vm)
     reference = vm.runner("booted") or (Runner(old) if old else None)
     if not changed:
@@ -325,9 +330,10 @@ def run(host: Host, name: str) -> int:
         raise HostError(f"{vm.current_link} does not point at a runner")
     with vm.hold_run_lock():
         with vm.changing():
+            trusted_runner(vm.current_link)
             ensure_gcroots(vm, current.path)
             switch_link(vm.booted_link, current.path)
-        booted = Runner(vm.booted_link)
+        booted = Runner(trusted_runner(vm.booted_link))
         proc = process.spawn([booted.bin("microvm-run")], cwd=vm.path)
         try:
             return process.wait(proc)
@@ -421,7 +427,7 @@ def shutdown(host: Host, name: str, timeout: int = 60) -> None:
 
 def balloon(host: Host, name: str, size: int) -> int:
     vm = _running(host, name)
-    runner = vm.active_runner
+    runner = vm.trusted_active_runner()
     assert runner is not None
     return process.run([runner.bin("microvm-balloon"), str(size)], cwd=vm.path, capture=False,
                        check=False).returncode
@@ -436,7 +442,7 @@ def console_argv(vm: VMDir, tty: bool) -> list[str]:
 
 def console(host: Host, name: str) -> None:
     vm = _running(host, name)
-    if not vm.file("console.sock").is_socket():
+    if not vm.data("console.sock").is_socket():
         raise HostError(f"{name} offers no console socket: it runs without " +
                         "MICROVM_CONSOLE=socket (its console is on the journal, or on the " +
                         "terminal of `microvm run`); supported for qemu")
@@ -454,7 +460,7 @@ def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
     if cid is None:
         raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
     if runner.hypervisor in ("cloud-hypervisor", "firecracker"):
-        mux = shlex.quote(str(vm.file("notify.vsock"))).replace("%", "%%")
+        mux = shlex.quote(str(vm.data("notify.vsock"))).replace("%", "%%")
         proxy = f"sh -c '{{ printf \"CONNECT 22\\n\"; cat; }} | socat - UNIX-CONNECT:{mux}'"
     else:
         proxy = f"socat - VSOCK-CONNECT:{cid}:22"
@@ -476,7 +482,7 @@ def ssh(host: Host, name: str, user: str, ssh_args: Sequence[str],
 
 def _links_down(host: Host, vm: VMDir) -> None:
     """Remove the VM's tap and macvtap devices (root only; missing ones are skipped)."""
-    runner = vm.active_runner
+    runner = vm.trusted_active_runner()
     if runner is None:
         return
     scripts = [(s, f) for s, f in (("tap-down", "tap-interfaces"),
@@ -524,27 +530,28 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
     stop_and_unplug(host, vm, timeout)
     volumes = _volumes(vm)
     remove_gcroots(vm)
+    with vm.changing():
+        # the VM is gone once `current` is (a crash after this leaves no half VM: a later
+        # create writes all of its metadata anew)
+        checkpoint("remove:before-unlink")
+        _unlink(vm.current_link, vm.file("declared.json"))
+        checkpoint("remove:unlinked")
+        for entry in sorted(os.listdir(vm.control)):
+            if entry != ".lock":
+                _unlink(vm.file(entry))
+        vm.file(".lock").unlink()
+    with contextlib.suppress(OSError):
+        vm.control.rmdir()
     if purge:
         outside = [v for v in volumes if not v.is_relative_to(vm.path)]
-        shutil.rmtree(vm.path)
+        shutil.rmtree(vm.path, ignore_errors=True)
         host.echo(f"{name}: removed {vm.path} with its volumes")
         for v in outside:
             host.echo(f"{name}: kept volume outside the state directory: {v}")
         return
-    with vm.changing():
-        for entry in METADATA:
-            path = vm.file(entry)
-            if entry == ".lock":
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        vm.file(".lock").unlink()
+    _unlink(*(vm.data(entry) for entry in DATA_METADATA))
     kept = sorted(p.name for p in vm.path.iterdir()) if vm.path.is_dir() else []
-    if not kept:
+    if not kept and vm.path.is_dir():
         vm.path.rmdir()
         host.echo(f"{name}: removed")
     else:
@@ -577,7 +584,9 @@ def reconcile(host: Host, declared: Iterable[str], *, timeout: int = 60) -> Reco
         if vm.name not in wanted:
             stop_and_unplug(host, vm, timeout)
             with vm.changing(), contextlib.suppress(FileNotFoundError):
+                checkpoint("reconcile:before-undeclare")
                 vm.file("declared.json").unlink()
+                checkpoint("reconcile:undeclared")
             host.echo(f"{vm.name}: no longer declared: stopped, taps removed, {vm.path} kept " +
                       f"(microvm remove --purge {vm.name} deletes it)")
             undeclared.append(vm.name)

@@ -77,7 +77,7 @@ class Service:
         pid = vm.run_pid()
         if pid is None:
             return
-        runner = vm.active_runner
+        runner = vm.trusted_active_runner()
         if runner is not None and runner.bin("microvm-shutdown").is_file():
             result = process.run([runner.bin("microvm-shutdown")], cwd=vm.path, check=False,
                                  extra_env={"MICROVM_SHUTDOWN_TIMEOUT": str(timeout)},

@@ -1,17 +1,20 @@
-"""The state directory: one directory per VM holding the links that say which runner to start
-(`current`) and which one runs (`booted`), and small metadata files.
+"""The state directory. Two trees per VM, split by who may write them:
 
-    <state>/<name>/current        symlink to the runner started next
-    <state>/<name>/booted         symlink to the runner that is running (absent when stopped)
-    <state>/<name>/flake          the flake reference the runner is built from (text)
-    <state>/<name>/runner         the runner path it was created from (text; --runner VMs)
-    <state>/<name>/pin.json       the git revision and NAR hash the flake was pinned to
-    <state>/<name>/declared.json  present for VMs declared in the host configuration
-    <state>/<name>/settings.json  per-VM settings of the `microvm` command
+    <state>/.control/<name>/            root's: what root follows and runs (owner root, 0755)
+        current                         symlink to the runner started next
+        booted                          symlink to the runner that is running (absent: stopped)
+        meta.json                       flake, pin, runner source, restartOnUpdate (one file)
+        meta.json.pending               a change in flight (see commit())
+        declared.json                   present for VMs declared in the host configuration
+    <state>/<name>/                     the VM's data: its user owns it (volumes, sockets, the
+                                        console); the VM runs with it as working directory
 
-Every change is atomic: a link or file is written under a temporary name and renamed over the
-old one, so a crash at any point leaves the old or the new version, never none. A VM exists once its
-`current` link does, and that link is the last thing a create writes.
+Nothing root reads to decide what to run lives where the VM's user can write, and every link
+or runner tree root follows is checked first (trusted_runner()). A change is a transaction: the
+new metadata is written completely to `meta.json.pending`, then `current` is switched (one
+atomic rename), then the pending file becomes `meta.json`. A crash before the switch leaves the
+old state (the pending file names another runner than `current` and is dropped); after it, the
+new one (the pending file is taken). A VM exists once its `current` link does.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +39,14 @@ DEFAULT_STATE_DIR = "/var/lib/microvms"
 STATE_DIR_ENV = "MICROVM_STATE_DIR"
 # test hook: SIGKILL this process when it reaches the named checkpoint (see checkpoint())
 CRASH_ENV = "MICROVM_TEST_CRASH_AT"
+# test hook: fill the file system of the path in MICROVM_TEST_FILL_PATH at the named checkpoint
+FILL_ENV = "MICROVM_TEST_FILL_AT"
+FILL_PATH_ENV = "MICROVM_TEST_FILL_PATH"
+# test hook: append the name of every checkpoint reached to this file (a command's steps)
+TRACE_ENV = "MICROVM_TEST_STEPS"
+CONTROL = ".control"
+META = "meta.json"
+PENDING = "meta.json.pending"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _TEMP = re.compile(r"^\.(.+)\.new\.(\d+)$")
 
@@ -60,8 +72,35 @@ def state_root(override: str | os.PathLike[str] | None = None) -> Path:
 def checkpoint(step: str) -> None:
     """A point between two steps of a change. Tests set MICROVM_TEST_CRASH_AT=<step> to have the
     process killed (SIGKILL: no cleanup runs) exactly there."""
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        with open(trace, "a", encoding="utf-8") as f:
+            f.write(step + "\n")
     if os.environ.get(CRASH_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(FILL_ENV) == step:
+        _fill(Path(os.environ[FILL_PATH_ENV]))
+
+
+def _fill(path: Path) -> None:
+    """Use up the blocks and inodes of the file system `path` is on (a test's small tmpfs), so
+    the next write there fails with ENOSPC."""
+    with contextlib.suppress(OSError), open(path, "ab") as f:
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    with contextlib.suppress(OSError):
+        for i in range(1 << 20):
+            (path.parent / f"{path.name}.{i}").touch()
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """OSError while changing `path` -> HostError naming it (exit 1, no traceback)."""
+    try:
+        yield
+    except OSError as e:
+        raise HostError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def fsync_dir(path: Path) -> None:
@@ -80,27 +119,39 @@ def switch_link(link: Path, target: str | os.PathLike[str]) -> None:
     """Point `link` at `target` atomically: a new symlink renamed over the old one."""
     tmp = _temp_name(link)
     checkpoint(f"{link.name}:before-link")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    os.symlink(target, tmp)
-    checkpoint(f"{link.name}:link-written")
-    os.replace(tmp, link)
-    checkpoint(f"{link.name}:renamed")
-    fsync_dir(link.parent)
+    with writing(link):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        try:
+            os.symlink(target, tmp)
+            checkpoint(f"{link.name}:link-written")
+            os.replace(tmp, link)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        checkpoint(f"{link.name}:renamed")
+        fsync_dir(link.parent)
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Replace `path` with `text` atomically (temporary file, fsync, rename)."""
     tmp = _temp_name(path)
     checkpoint(f"{path.name}:before-write")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    checkpoint(f"{path.name}:written")
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with writing(path):
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            checkpoint(f"{path.name}:written")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(path.parent)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -135,6 +186,77 @@ def clean_temporaries(directory: Path) -> list[Path]:
                 entry.unlink()
         removed.append(entry)
     return removed
+
+
+# -- trust: what root may follow and run -----------------------------------------------------
+
+def _trusted_uids() -> frozenset[int]:
+    return frozenset({0, os.geteuid()})
+
+
+def _why_unsafe(st: os.stat_result, *, sticky_ok: bool) -> str | None:
+    if st.st_uid not in _trusted_uids():
+        return f"owned by uid {st.st_uid}"
+    if stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022:
+        return None
+    if sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
+        return None
+    return "writable by group or others"
+
+
+def _refuse(path: Path | str, why: str) -> HostError:
+    return HostError(f"refusing {path}: {why}; root follows and runs only links, directories " +
+                     "and runner trees that no other user can change")
+
+
+def check_dirs(path: Path) -> None:
+    """Every directory from / down to `path` (followed to its real location) belongs to root
+    (or to us) and is not writable by others, unless sticky like /tmp or /nix/store (there
+    nobody can replace an entry of root's, and every entry followed is checked to be root's)."""
+    real = Path(os.path.realpath(path))
+    for d in [real, *real.parents]:
+        st = os.lstat(d)
+        why = _why_unsafe(st, sticky_ok=True)
+        if why:
+            raise _refuse(d, why)
+
+
+def check_tree(tree: Path) -> None:
+    """A runner tree nobody but root (or we) could have changed: its directories above, and
+    every file, directory and link in it (links also where they lead)."""
+    tree = Path(os.path.realpath(tree))
+    check_dirs(tree.parent)
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for entry in (dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)):
+            st = os.lstat(entry)
+            why = _why_unsafe(st, sticky_ok=False)
+            if why:
+                raise _refuse(entry, why)
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(entry)
+                if not os.path.realpath(real).startswith(str(tree) + "/"):
+                    check_dirs(Path(real).parent)
+                    why = _why_unsafe(os.lstat(real), sticky_ok=False)
+                    if why:
+                        raise _refuse(real, why)
+
+
+def trusted_runner(link: Path) -> Path:
+    """The runner `link` points at, after checking that neither the link, the directories above
+    it, nor the runner tree could have been changed by another user (the VM's user above all)."""
+    try:
+        st = os.lstat(link)
+        if not stat.S_ISLNK(st.st_mode):
+            raise _refuse(link, "not a symlink")
+        why = _why_unsafe(st, sticky_ok=False)
+        if why:
+            raise _refuse(link, why)
+        check_dirs(link.parent)
+        target = Path(os.path.realpath(link))
+        check_tree(target)
+    except FileNotFoundError as e:
+        raise HostError(f"{e.filename}: missing") from None
+    return target
 
 
 @dataclass(frozen=True)
@@ -193,9 +315,18 @@ class VMDir:
 
     @property
     def path(self) -> Path:
+        """The VM's data directory (volumes, sockets, console): its user may write it."""
         return self.root / self.name
 
+    @property
+    def control(self) -> Path:
+        """Root's directory of the VM: links and metadata."""
+        return self.root / CONTROL / self.name
+
     def file(self, name: str) -> Path:
+        return self.control / name
+
+    def data(self, name: str) -> Path:
         return self.path / name
 
     @property
@@ -208,8 +339,8 @@ class VMDir:
 
     @property
     def exists(self) -> bool:
-        return self.path.is_dir() and (self.current_link.is_symlink()
-                                       or self.file("declared.json").exists())
+        return self.control.is_dir() and (self.current_link.is_symlink()
+                                          or self.file("declared.json").exists())
 
     def _target(self, link: Path) -> Path | None:
         try:
@@ -236,6 +367,14 @@ class VMDir:
         """The booted runner if there is one, else the current one."""
         return self.runner("booted") or self.runner("current")
 
+    def trusted_active_runner(self) -> Runner | None:
+        """The booted runner, else the current one, after trusted_runner() checked it: for
+        running its programs as root."""
+        for link in (self.booted_link, self.current_link):
+            if link.is_symlink():
+                return Runner(trusted_runner(link))
+        return None
+
     def read(self, name: str) -> str | None:
         try:
             return self.file(name).read_text("utf-8").strip()
@@ -243,12 +382,56 @@ class VMDir:
             return None
 
     @property
+    def meta(self) -> dict[str, Any]:
+        """The metadata of the VM's current state: a pending change once `current` names its
+        runner (the switch happened), else meta.json."""
+        pending = self.read_json(PENDING)
+        if pending is not None and pending.get("current") == self._link_text(self.current_link):
+            return pending
+        return self.read_json(META) or {}
+
+    @staticmethod
+    def _link_text(link: Path) -> str | None:
+        try:
+            return os.readlink(link)
+        except OSError:
+            return None
+
+    def _str(self, key: str) -> str | None:
+        value = self.meta.get(key)
+        return value if isinstance(value, str) else None
+
+    @property
     def flake(self) -> str | None:
-        return self.read("flake")
+        return self._str("flake")
 
     @property
     def runner_source(self) -> str | None:
-        return self.read("runner")
+        return self._str("runner")
+
+    def commit(self, target: Path, meta: dict[str, Any], step: str) -> None:
+        """Make `target` the current runner with exactly `meta` as metadata, as one transaction:
+        meta.json.pending (complete), then the atomic switch of `current`, then the pending
+        file becomes meta.json. Call under changing()."""
+        write_json(self.file(PENDING), {**meta, "current": str(target)})
+        checkpoint(f"{step}:before-switch")
+        if self._link_text(self.current_link) != str(target):
+            switch_link(self.current_link, target)
+        checkpoint(f"{step}:switched")
+        self.settle()
+
+    def settle(self) -> None:
+        """Finish a change that got as far as its switch, drop one that did not."""
+        pending = self.file(PENDING)
+        if not pending.exists():
+            return
+        data = self.read_json(PENDING)
+        with writing(pending):
+            if data is not None and data.get("current") == self._link_text(self.current_link):
+                os.replace(pending, self.file(META))
+            else:
+                pending.unlink()
+            fsync_dir(self.control)
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         text = self.read(name)
@@ -268,19 +451,16 @@ class VMDir:
         return Declared(restart_if_changed=bool(data.get("restartIfChanged", True)))
 
     @property
-    def settings(self) -> dict[str, Any]:
-        return self.read_json("settings.json") or {}
-
-    @property
     def restart_on_update(self) -> bool:
         declared = self.declared
         if declared is not None:
             return declared.restart_if_changed
-        return bool(self.settings.get("restartOnUpdate", False))
+        return bool(self.meta.get("restartOnUpdate", False))
 
     @property
     def pin(self) -> dict[str, Any] | None:
-        return self.read_json("pin.json")
+        pin = self.meta.get("pin")
+        return pin if isinstance(pin, dict) else None
 
     # -- running ---------------------------------------------------------------------------
     @property
@@ -307,7 +487,8 @@ class VMDir:
     @contextlib.contextmanager
     def hold_run_lock(self) -> Iterator[None]:
         """Held while `microvm run` runs the VM: tells other commands it is running."""
-        fd = os.open(self.run_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        with writing(self.run_lock):
+            fd = os.open(self.run_lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -323,8 +504,9 @@ class VMDir:
     def changing(self, wait: float = 30.0) -> Iterator[None]:
         """Serialise changes of this VM's links and files between `microvm` processes (waits up
         to `wait` seconds for another one to finish)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.file(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        make_control(self)
+        with writing(self.file(".lock")):
+            fd = os.open(self.file(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + wait
             while True:
@@ -336,17 +518,38 @@ class VMDir:
                         raise HostError(f"another microvm command is changing {self.name}") \
                             from None
                     time.sleep(0.1)
-            clean_temporaries(self.path)
+            clean_temporaries(self.control)
+            self.settle()
             yield
         finally:
             os.close(fd)
 
 
+def make_control(vm: VMDir) -> None:
+    """Create root's directory of the VM (0755) and check nobody else could change it."""
+    for d in (vm.root, vm.root / CONTROL, vm.control):
+        if not d.is_dir():
+            with writing(d):
+                d.mkdir(mode=0o755, parents=True, exist_ok=True)
+                os.chmod(d, 0o755)
+    check_control(vm)
+
+
+def check_control(vm: VMDir) -> None:
+    """Root's directory of the VM and those above it are root's (check_dirs), and the VM's
+    own, whose metadata decides what root builds and runs, is not even sticky-writable."""
+    check_dirs(vm.control)
+    why = _why_unsafe(os.lstat(vm.control), sticky_ok=False)
+    if why:
+        raise _refuse(vm.control, why)
+
+
 def list_vms(root: Path) -> list[VMDir]:
-    if not root.is_dir():
+    control = root / CONTROL
+    if not control.is_dir():
         return []
     out = []
-    for entry in sorted(root.iterdir()):
+    for entry in sorted(control.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         vm = VMDir(root, entry.name)
@@ -359,6 +562,7 @@ def get_vm(root: Path, name: str) -> VMDir:
     vm = VMDir(root, check_name(name))
     if not vm.exists:
         raise HostError(f"no MicroVM {name!r} in {root}")
+    check_control(vm)
     return vm
 
 
@@ -369,7 +573,10 @@ def prepare_vm_dir(root: Path, name: str) -> VMDir:
     vm = VMDir(root, check_name(name))
     if vm.exists:
         raise HostError(f"MicroVM {name!r} already exists in {root}")
-    if vm.path.is_symlink() or (vm.path.exists() and not vm.path.is_dir()):
-        raise HostError(f"{vm.path} exists and is no directory")
-    vm.path.mkdir(parents=True, exist_ok=True)
+    for d in (vm.path, vm.control):
+        if d.is_symlink() or (d.exists() and not d.is_dir()):
+            raise HostError(f"{d} exists and is no directory")
+    make_control(vm)
+    with writing(vm.path):
+        vm.path.mkdir(exist_ok=True)
     return vm

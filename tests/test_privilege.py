@@ -1,0 +1,228 @@
+"""Privilege boundaries of the host state (SECURITY.md): the VM's user (a real unprivileged uid,
+`nobody`, in forked children that setuid to it) can write its data directory and nothing root
+follows or runs; root-run code (the CLI as root, runner-exec, pci-setup, macvtap-owner)
+refuses a link or runner tree that user could have changed. The attack of issue 12 is
+reproduced: a planted `bin/tap-down` must not run as uid 0."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from microvm import units
+from microvm.host.state import VMDir
+from test_host import cli, make_runner, write_exe
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to setuid to nobody")
+NOBODY = pwd.getpwnam("nobody")
+
+
+@pytest.fixture
+def world() -> Iterator[Path]:
+    """A scratch directory every user can traverse (tmp_path lies below a 0700 directory, so
+    there an attack by `nobody` would fail for the wrong reason)."""
+    d = Path(tempfile.mkdtemp(prefix="microvm-priv-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def as_nobody(action: Callable[[], object]) -> str:
+    """Run `action` in a forked child with uid/gid nobody: "ok" or the error it raised."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        result = "ok"
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+            action()
+        except OSError as e:
+            result = type(e).__name__
+        except BaseException as e:  # reported to the parent
+            result = repr(e)
+        os.write(write, result.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def planted_runner(base: Path, marker: Path) -> Path:
+    """What the VM's user would plant: a runner whose tap-down leaves `marker` with its uid."""
+    evil = base / "evil"
+    write_exe(evil / "bin" / "microvm-run", "#!/bin/sh\n")
+    write_exe(evil / "bin" / "tap-down", f"#!/bin/sh\nid -u > {marker}\n")
+    write_exe(evil / "bin" / "virtiofsd-run", f"#!/bin/sh\nid -u > {marker}\n")
+    (evil / "share" / "microvm").mkdir(parents=True)
+    (evil / "share" / "microvm" / "tap-interfaces").write_text("mvtap0\n")
+    for path in [evil, *evil.rglob("*")]:
+        os.lchown(path, NOBODY.pw_uid, NOBODY.pw_gid)
+    return evil
+
+
+def test_the_vms_user_writes_data_and_nothing_root_follows(world: Path) -> None:
+    runner = make_runner(world, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    assert vm.path.stat().st_uid == NOBODY.pw_uid  # its data directory
+    for path in (root, root / ".control", vm.control, vm.current_link, vm.file("meta.json")):
+        assert path.lstat().st_uid == 0, path
+
+    def swap_current() -> None:
+        os.symlink("/tmp", vm.file(".current.new.1"))
+        os.replace(vm.file(".current.new.1"), vm.current_link)
+
+    attacks: dict[str, Callable[[], object]] = {
+        "write its data directory": lambda: (vm.path / "disk.img").write_text("x"),
+        "swap current": swap_current,
+        "plant booted": lambda: os.symlink("/tmp", vm.booted_link),
+        "rewrite meta.json": lambda: vm.file("meta.json").write_text("{}"),
+        "plant a pending change": lambda: vm.file("meta.json.pending").write_text("{}"),
+        "move the control directory": lambda: os.rename(root / ".control", root / "x"),
+        "replace the VM's control directory": lambda: os.rename(vm.control, root / "x"),
+    }
+    results = {what: as_nobody(action) for what, action in attacks.items()}
+    assert results == {what: "ok" if what.startswith("write its data") else "PermissionError"
+                       for what in attacks}
+
+
+@pytest.mark.parametrize("how", ["control directory of the VM's user", "runner of that user",
+                                 "runner in a directory that user can write"])
+def test_remove_as_root_refuses_a_planted_tap_down(world: Path, how: str) -> None:
+    """Issue 12's reproduction: with `current` pointing at a planted runner, `microvm remove`
+    as root must not run its bin/tap-down."""
+    runner = make_runner(world, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    marker = world / "ran-as"
+    (world / "drop").mkdir(mode=0o777)
+    (world / "drop").chmod(0o777)
+    evil = planted_runner(world / "drop", marker)
+    if how == "control directory of the VM's user":  # the layout before this change
+        os.chown(vm.control, NOBODY.pw_uid, NOBODY.pw_gid)
+
+        def repoint() -> None:
+            vm.current_link.unlink()
+            vm.current_link.symlink_to(evil)
+
+        assert as_nobody(repoint) == "ok"
+    else:
+        if how == "runner of that user":
+            target = evil
+        else:  # root-owned files, but the VM's user may replace them
+            target = world / "drop" / "rootowned"
+            shutil.copytree(evil, target, symlinks=True)
+            for path in [target, *target.rglob("*")]:
+                os.lchown(path, 0, 0)
+            target.chmod(0o777)
+        vm.current_link.unlink()
+        vm.current_link.symlink_to(target)
+    p = cli("remove", "vm", state_dir=root)
+    assert p.returncode == 1, p.stderr
+    assert "refusing" in p.stderr
+    assert not marker.exists(), "the planted tap-down ran as root"
+
+
+@pytest.fixture
+def root_helpers(world: Path) -> Path:
+    opts = units.UnitOptions(state_dir=str(world / "state"), user="nobody", group="nogroup")
+    out = world / "units"
+    units.write(out, opts)
+    return out / units.LIBEXEC_DIR
+
+
+@pytest.mark.parametrize("helper", ["runner-exec", "pci-setup", "macvtap-owner"])
+def test_root_helpers_refuse_what_the_vms_user_could_change(world: Path, root_helpers: Path,
+                                                            helper: str) -> None:
+    marker = world / "ran-as"
+    (world / "home").mkdir()  # root's 0755, the tree in it the VM user's (as in its home)
+    evil = planted_runner(world / "home", marker)
+    good = make_runner(world, "vm", interfaces=[
+        {"type": "tap", "id": "mvtap0", "mac": "02:00:00:00:00:01"}])
+    control = world / "state" / ".control" / "vm"
+    control.mkdir(parents=True)
+    args = {"runner-exec": ["tap-down"], "pci-setup": [], "macvtap-owner": []}[helper]
+    (control / "booted").symlink_to(evil)
+    p = subprocess.run([root_helpers / helper, control / "booted", *args], text=True,
+                       capture_output=True)
+    assert p.returncode == 1
+    assert "trusted_runner: refusing" in p.stderr
+    assert "owned by uid 65534" in p.stderr
+    assert not marker.exists()
+    # a root-owned link to a root-owned runner, but in a directory the VM's user can write
+    (control / "booted").unlink()
+    os.chmod(control, 0o777)
+    (control / "booted").symlink_to(good)
+    p = subprocess.run([root_helpers / helper, control / "booted", *args], text=True,
+                       capture_output=True)
+    assert p.returncode == 1
+    assert f"refusing {control}: writable by group or others" in p.stderr
+    os.chmod(control, 0o755)
+    if helper == "runner-exec":  # the trusted runner runs (tap-down of a missing tap: a no-op)
+        p = subprocess.run([root_helpers / helper, control / "booted", "tap-down"], text=True,
+                           capture_output=True)
+        assert p.returncode == 0, p.stderr
+
+
+def test_macvtap_owner_hands_tap_devices_to_the_vms_user(world: Path,
+                                                         root_helpers: Path) -> None:
+    """microvm@ runs the hypervisor as the VM's user, which opens /dev/tapN itself."""
+    runner = make_runner(world, "vm", interfaces=[
+        {"type": "macvtap", "id": "mvt0", "mac": "02:00:00:00:00:02",
+         "macvtap": {"link": "eth0", "mode": "bridge"}}])
+    control = world / "state" / ".control" / "vm"
+    control.mkdir(parents=True)
+    (control / "booted").symlink_to(runner)
+    sys_, dev = world / "sys", world / "dev"
+    (sys_ / "class/net/mvt0").mkdir(parents=True)
+    (sys_ / "class/net/mvt0/ifindex").write_text("42\n")
+    dev.mkdir()
+    (dev / "tap42").write_text("")
+    (dev / "tap42").chmod(0o600)
+    env = {**os.environ, "MICROVM_SYSFS": str(sys_), "MICROVM_DEVFS": str(dev)}
+    p = subprocess.run([root_helpers / "macvtap-owner", control / "booted"], env=env,
+                       text=True, capture_output=True)
+    assert p.returncode == 0, p.stderr
+    st = (dev / "tap42").stat()
+    assert (st.st_uid, st.st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid)
+
+
+def test_runners_below_a_sticky_group_writable_store_are_trusted(world: Path,
+                                                                 root_helpers: Path) -> None:
+    """/nix/store is root:nixbld 1775: sticky, so nobody can replace root's entries there."""
+    store = world / "store"
+    store.mkdir()
+    os.chown(store, 0, NOBODY.pw_gid)
+    store.chmod(0o1775)
+    runner = make_runner(store, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    p = subprocess.run([root_helpers / "runner-exec", vm.current_link, "tap-down"], text=True,
+                       capture_output=True)
+    assert p.returncode == 0, p.stderr
+    store.chmod(0o775)  # without the sticky bit the store's group could swap the runner
+    p = cli("update", "vm", "--runner", str(runner), state_dir=root)
+    assert p.returncode == 1
+    assert f"refusing {store}: writable by group or others" in p.stderr
+    p = subprocess.run([root_helpers / "runner-exec", vm.current_link, "tap-down"], text=True,
+                       capture_output=True)
+    assert p.returncode == 1
+    assert f"refusing {store}: writable by group or others" in p.stderr
