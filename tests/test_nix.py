@@ -374,7 +374,13 @@ def test_host_module() -> None:
     assert helper["capabilities"] == "cap_net_admin+ep" and helper["owner"] == "root"
     assert helper["source"].endswith("/libexec/qemu-bridge-helper")
     tmp = s["tmpfiles"]
-    assert tmp["/var/lib/microvms"]["d"] == {"user": "microvm", "group": "kvm", "mode": "0775"}
+    assert tmp["/var/lib/microvms"]["d"] == {"user": "root", "group": "root", "mode": "0755"}
+    assert tmp["/var/lib/microvms/.control"]["d"] == {"user": "root", "group": "root",
+                                                      "mode": "0755"}
+    # the same as the units package's own tmpfiles.d (one layout: generator/microvm/units.py)
+    units_conf = (REPO / "generator/microvm/templates/units/microvm.tmpfiles.j2").read_text()
+    assert "d {{ state_dir }} 0755 root root -" in units_conf
+    assert "d {{ state_dir }}/.control 0755 root root -" in units_conf
     assert tmp["/var/lib/microvms/web/www"]["d"]["mode"] == ":0775"
 
 

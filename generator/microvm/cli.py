@@ -115,7 +115,8 @@ def generate(document: Path, out: Path, force: bool) -> None:
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Directory to write lib/systemd/system/* and libexec/microvm/* to.")
 @click.option("--state-dir", default="/var/lib/microvms", show_default=True,
-              help="Where the units find the VMs (<state-dir>/<name>/current, booted).")
+              help="Where the units find the VMs (<state-dir>/.control/<name>/current, " +
+              "booted; data in <state-dir>/<name>).")
 @click.option("--user", default="microvm", show_default=True, help="User the VMs run as.")
 @click.option("--group", default="kvm", show_default=True, help="Group the VMs run as.")
 @click.option("--libexec-dir", help="Absolute directory the helpers will be installed in " +

@@ -236,7 +236,10 @@ in
       ++ map (name: { "microvm@${name}" = enable "microvms.target"; }) cfg.autostart);
 
     systemd.tmpfiles.settings."10-microvm" = lib.mkMerge ([
-      { ${cfg.stateDir}.d = { inherit (hostCfg) user group; mode = "0775"; }; }
+      # root owns the state directory and .control (runner links, metadata: what root runs
+      # and reads); each VM's data directory belongs to the VM's user (SECURITY.md)
+      { ${cfg.stateDir}.d = { user = "root"; group = "root"; mode = "0755"; }; }
+      { "${cfg.stateDir}/.control".d = { user = "root"; group = "root"; mode = "0755"; }; }
     ] ++ map (vm: {
       "${cfg.stateDir}/${vm.name}".d = { inherit (hostCfg) user group; mode = "0755"; };
     }) declared
