@@ -33,6 +33,84 @@ OUT = REPO / "docs" / "options.md"
 HYPERVISORS = [str(hv) for hv in Hypervisor]
 
 
+# Example values where the type alone says too little (keys: the path without `microvm.`).
+EXAMPLES: dict[str, Any] = {
+    "cpu": "max",
+    "credentialFiles": {"token": "/run/secrets/token"},
+    "crosvm.pivotRoot": "/var/empty",
+    "devices.*.path": "0000:01:00.0",
+    "devices.*.qemu.bus": "pcie.0",
+    "devices.*.qemu.deviceExtraArgs": "x-igd-opregion=on",
+    "devices.*.qemu.id": "gpu0",
+    "extraArgsScript": "/etc/microvm/extra-args",
+    "forwardPorts.*.guest.port": 80,
+    "forwardPorts.*.host.port": 8080,
+    "hotplugMem": 1024,
+    "hotpluggedMem": 512,
+    "initialBalloonMem": 128,
+    "forwardPorts.*.guest.address": "10.0.2.15",
+    "forwardPorts.*.host.address": "127.0.0.1",
+    "initrdPath": "/nix/store/…-initrd/initrd",
+    "interfaces.*.bridge": "br0",
+    "interfaces.*.id": "vm-web",
+    "interfaces.*.mac": "02:00:00:00:00:01",
+    "interfaces.*.macvtap.link": "eth0",
+    "kernel": "/nix/store/…-linux/bzImage",
+    "kernelParams": ["console=ttyS0"],
+    "machineId": "a67472e5-570e-5c8a-b18c-ae3c77701050",
+    "preStart": "mkdir -p data",
+    "qemu.machine": "q35",
+    "qemu.machineOpts": {"accel": "kvm"},
+    "shares.*.extraArgs": ["--sandbox=chroot"],
+    "shares.*.mountPoint": "/srv/data",
+    "shares.*.socket": "data.sock",
+    "shares.*.source": "/srv/data",
+    "shares.*.tag": "data",
+    "socket": "web.sock",
+    "storeDisk": "/nix/store/…-store.erofs",
+    "user": "microvm",
+    "virtiofsd.group": "kvm",
+    "volumes.*.fsType": "xfs",
+    "volumes.*.image": "var.img",
+    "volumes.*.label": "var",
+    "volumes.*.mkfsExtraArgs": ["-m", "0"],
+    "volumes.*.mountPoint": "/var",
+    "volumes.*.serial": "var",
+    "vsock.cid": 3,
+    "writableStoreOverlay": "/nix/.rw-store",
+}
+# The smallest element of each list, that an example of one of its fields is added to.
+ELEMENTS: dict[str, dict[str, Any]] = {
+    "volumes": {"image": "var.img", "mountPoint": "/var", "size": 1024},
+    "shares": {"tag": "data", "source": "/srv/data", "mountPoint": "/srv/data"},
+    "interfaces": {"type": "tap", "id": "vm-web", "mac": "02:00:00:00:00:01"},
+    "forwardPorts": {"host": {"port": 2222}, "guest": {"port": 22}},
+    "devices": {"bus": "pci", "path": "0000:01:00.0"},
+}
+
+# Fields that only mean something in a particular kind of element.
+ELEMENT_VARIANTS: dict[str, dict[str, Any]] = {
+    "interfaces.*.macvtap": {"type": "macvtap", "id": "vm-web", "mac": "02:00:00:00:00:01",
+                             "macvtap": {"link": "eth0", "mode": "bridge"}},
+    "interfaces.*.bridge": {"type": "bridge", "id": "vm-web", "mac": "02:00:00:00:00:01"},
+    "volumes.*.imageType": {"image": "data.qcow2", "mountPoint": "/srv", "autoCreate": False},
+}
+# Options an example needs set as well (keys: a path prefix without `microvm.`).
+COMPANIONS: dict[str, dict[str, Any]] = {
+    "hotpluggedMem": {"hotplugMem": 1024},
+    "initialBalloonMem": {"balloon": True},
+    "forwardPorts": {"interfaces": [{"type": "user", "id": "qemu", "mac": "02:00:00:00:00:01"}]},
+}
+
+
+def element_for(rel: str) -> dict[str, Any]:
+    """A fresh copy of the element an example of the field `rel` is shown in."""
+    head = rel.split(".*.", 1)[0]
+    base = next((v for k, v in ELEMENT_VARIANTS.items() if rel.startswith(k)), ELEMENTS[head])
+    copy: dict[str, Any] = json.loads(json.dumps(base))
+    return copy
+
+
 @dataclass(frozen=True)
 class Option:
     path: str            # as written in Nix, lists as `*`: microvm.volumes.*.image
@@ -41,6 +119,7 @@ class Option:
     description: str
     hypervisors: str
     example: str         # one line of Nix
+    example_value: Any   # the value it gives to `microvm.<first path component>`
 
 
 def nix_value(value: Any) -> str:
@@ -107,8 +186,10 @@ def type_text(node: dict[str, Any]) -> str:
     return text + (" or `null`" if nullable else "")
 
 
-def example_value(node: dict[str, Any]) -> Any:
-    """A value the option accepts that differs from its default where that is easy."""
+def example_value(node: dict[str, Any], path: str = "") -> Any:
+    """A value the option accepts, different from its default where that is easy."""
+    if path in EXAMPLES:
+        return EXAMPLES[path]
     default = node.get("default")
     if "const" in node:
         return node["const"]
@@ -121,16 +202,18 @@ def example_value(node: dict[str, Any]) -> Any:
         return not default if isinstance(default, bool) else True
     if kind in ("integer", "number"):
         low = node.get("minimum", 0)
-        return max(low, (default if isinstance(default, int) else 0) * 2 or max(low, 1))
+        if isinstance(default, int) and default > 0:
+            return default * 2
+        return max(low, 1)
     if kind == "array":
         item = node.get("items", {})
-        if "properties" in item:
-            return [{k: example_value(v) for k, v in item["properties"].items()
-                     if k in item.get("required", [])}]
+        list_name = path.rsplit(".", 1)[-1]
+        if list_name in ELEMENTS:
+            return [ELEMENTS[list_name]]
         return [example_value(item)]
     if kind == "object":
         if "properties" in node:
-            return {k: example_value(v) for k, v in node["properties"].items()
+            return {k: example_value(v, f"{path}.{k}") for k, v in node["properties"].items()
                     if k in node.get("required", [])}
         add = node.get("additionalProperties")
         return {"name": example_value(add)} if isinstance(add, dict) else {}
@@ -164,17 +247,45 @@ def walk_schema(node: dict[str, Any], path: str) -> Iterator[Option]:
         if "properties" in sub and _types(sub) == ["object"]:
             yield from walk_schema(sub, sub_path)
             continue
-        example = example_value(sub)
+        rel = sub_path.removeprefix("microvm.")
+        value = example_value(sub, rel)
+        head, star, field = rel.partition(".*.")
+        if star:
+            # a field of a list element: shown in a whole element of that list
+            element = element_for(rel)
+            _set(element, field.split("."), value)
+            top, line = head, f"microvm.{head} = [ {nix_value(element)} ];"
+            value = [element]
+        elif sub_path.startswith("microvm."):
+            top, line = rel, f"{sub_path} = {nix_value(value)};"
+            for part in reversed(rel.split(".")[1:]):
+                value = {part: value}
+            top = rel.split(".")[0]
+        else:
+            top, line = "", f"{sub_path} = {nix_value(value)};"
+        settings = {top: value} if top else {}
+        for prefix, extra in COMPANIONS.items():
+            if rel == prefix or rel.startswith(prefix + "."):
+                line = " ".join(f"microvm.{k} = {nix_value(v)};" for k, v in extra.items()) \
+                    + " " + line
+                settings = {**extra, **settings}
         yield Option(
             path=sub_path,
             type=type_text(sub),
             default=nix_value(sub["default"]) if "default" in sub else "",
             description=sub.get("description", ""),
             hypervisors=support(sub_path),
-            example=f"{sub_path} = {nix_value(example)};",
+            example=line,
+            example_value=settings,
         )
         if "properties" in items:
             yield from walk_schema(items, f"{sub_path}.*")
+
+
+def _set(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[parts[-1]] = value
 
 
 def schema_options() -> list[Option]:

@@ -131,6 +131,39 @@ def test_option_reference_is_current() -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_option_reference_examples_validate() -> None:
+    """Each example of docs/options.md is accepted by the validator, on some hypervisor."""
+    sys.path.insert(0, str(DOCS))
+    sys.path.insert(0, str(REPO / "generator"))
+    import gen_options
+    from microvm.capabilities import CAPABILITIES, Hypervisor
+    from microvm.config import from_document
+    from microvm.errors import ValidationError
+
+    checked = 0
+    wrong = []
+    for option in gen_options.schema_options():
+        if not option.example_value:
+            continue  # the document's own fields (hostName, system, ...)
+        refusals = []
+        for hv in Hypervisor:
+            microvm = {"hypervisor": str(hv), "kernel": "bzImage", "storeDisk": "store.img",
+                       **option.example_value}
+            platforms = CAPABILITIES[Hypervisor(microvm["hypervisor"])].platforms
+            doc = {"hostName": "web", "system": sorted(platforms)[-1], "microvm": microvm}
+            try:
+                from_document(doc)
+                break
+            except ValidationError as e:
+                refusals.append(f"{hv}: {e}")
+        else:
+            wrong.append(f"{option.path}: example `{option.example}` refused everywhere:\n  "
+                         + "\n  ".join(refusals))
+        checked += 1
+    assert not wrong, "\n".join(wrong)
+    assert checked > 80
+
+
 def test_every_documented_option_exists() -> None:
     """Option names in the prose of the hand-written pages are options of the reference."""
     reference = (DOCS / "options.md").read_text()
