@@ -256,6 +256,8 @@ def test_doctor_on_this_machine(tmp_path: Path) -> None:
     for hv, binary in (("firecracker", "firecracker"), ("crosvm", "crosvm")):
         if shutil.which(binary) is None:
             assert f"missing on PATH: {binary}" in lines[f"hypervisor {hv}"]
+    # the REST control scripts (cloud-hypervisor, firecracker, vfkit) call curl
+    assert lines["curl"].startswith("ok" if shutil.which("curl") else "warn")
     assert "fix:" in out
     assert p.returncode == 0  # nothing here is a failure, only warnings
 

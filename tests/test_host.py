@@ -180,6 +180,9 @@ def test_create_list_update_remove(tmp_path: Path, runners: tuple[Path, Path]) -
     listed = json.loads(cli("list", "--json", state_dir=root, check=True).stdout)
     assert [(x["name"], x["state"], x["runner"], x["hypervisor"]) for x in listed] == [
         ("vm", "stopped", "not booted", "qemu")]
+    table = cli("list", state_dir=root, check=True, env={"NO_COLOR": "1"}).stdout.splitlines()
+    # a name shorter than the NAME heading keeps the columns aligned
+    assert table[0].index("STATE") == table[1].index("stopped"), table
     again = cli("create", "vm", "--runner", str(a), state_dir=root)
     assert again.returncode == 1
     assert "already exists" in again.stderr
@@ -201,6 +204,14 @@ def test_create_list_update_remove(tmp_path: Path, runners: tuple[Path, Path]) -
     assert (vm.path / "data.img").read_text() == "volume"
     cli("remove", "vm", "--purge", state_dir=root, check=True)
     assert not vm.path.exists()
+    # the purge a plain remove offers ("microvm remove --purge deletes them") works after it
+    cli("create", "vm", "--runner", str(b), state_dir=root, check=True)
+    (vm.path / "data.img").write_text("volume")
+    assert "--purge deletes them" in cli("remove", "vm", state_dir=root, check=True).stderr
+    out = cli("remove", "vm", "--purge", state_dir=root, check=True).stderr
+    assert "removed" in out and not vm.path.exists()
+    missing = cli("remove", "vm", "--purge", state_dir=root)
+    assert missing.returncode == 1 and "no MicroVM 'vm'" in missing.stderr
 
 
 def test_create_refuses_no_runner(tmp_path: Path) -> None:

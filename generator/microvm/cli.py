@@ -253,7 +253,7 @@ def list_cmd(check: bool, as_json: bool, state_dir: str | None) -> None:
     if not rows:
         click.echo("no MicroVMs")
         return
-    width = max(len(r.name) for r in rows)
+    width = max(len("NAME"), *(len(r.name) for r in rows))
     click.echo(f"{'NAME':<{width}}  {'STATE':<8} {'HYPERVISOR':<17} RUNNER")
     for r in rows:
         state = "running" if r.running else "stopped"

@@ -525,7 +525,13 @@ def stop_and_unplug(host: Host, vm: VMDir, timeout: int = 60) -> None:
 def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> None:
     """Stop the VM, remove its taps and its links and metadata. Volumes and other files in its
     directory are kept unless purge; with purge the directory goes, and volumes outside it are
-    named but never deleted."""
+    named but never deleted. `--purge` of a VM an earlier remove left data of deletes that."""
+    left = VMDir(host.root, check_name(name))
+    if purge and not left.exists and left.path.is_dir() and not left.path.is_symlink():
+        # only the data directory is left (a plain remove kept it): the purge it offered
+        shutil.rmtree(left.path)
+        host.echo(f"{name}: removed {left.path} with its volumes")
+        return
     vm = get_vm(host.root, name)
     stop_and_unplug(host, vm, timeout)
     volumes = _volumes(vm)

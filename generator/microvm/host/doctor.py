@@ -173,6 +173,8 @@ def check_tools(path: str | None = None) -> Iterator[Finding]:
         ("virtiofsd", Level.WARN, "virtiofs shares",
          "install virtiofsd (or put the directory of QEMU's one in the VM document's runtimePath)"),
         ("socat", Level.FAIL, "shutdown, balloon, console and ssh", "install socat"),
+        ("curl", Level.WARN, "shutdown and balloon of cloud-hypervisor, firecracker and vfkit " +
+         "(their REST sockets)", "install curl"),
         ("ip", Level.WARN, "tap and macvtap interfaces", "install iproute2"),
         ("ssh", Level.WARN, "microvm ssh", "install an OpenSSH client"),
         ("nix", Level.WARN, "microvm create/update --flake", "install Nix"),
