@@ -11,7 +11,16 @@ from __future__ import annotations
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
-from .base import Accel, Backend, Launch, RunContext, macvtap_fds, unencodable
+from .base import (
+    Accel,
+    Backend,
+    Launch,
+    RunContext,
+    console,
+    macvtap_fds,
+    notify_kernel_params,
+    unencodable,
+)
 
 REBOOT_PARAMS = ("reboot=k", "panic=1")
 MAX_DISKS = 4  # include/kvm/disk-image.h MAX_DISK_IMAGES
@@ -22,7 +31,8 @@ _UI = {"gtk": "--gtk", "headless": "--vnc"}
 
 def cmdline(vm: MicroVM) -> str:
     # lkvm prepends its own words (console=, reboot=k...) unless --nodefaults; ours come last
-    return " ".join(["console=ttyS0", *REBOOT_PARAMS, *vm.kernel_params])
+    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
+                     *vm.kernel_params])
 
 
 def _disks(vm: MicroVM) -> list[tuple[str, str, str]]:
@@ -52,6 +62,9 @@ class Kvmtool(Backend):
         argv += ["--params", cmdline(vm)]
         if vm.hugepage_mem:
             argv += ["--hugetlbfs", HUGETLBFS]
+        if vm.balloon:
+            # resized by relative steps only (lkvm balloon --name NAME -i/-d MiB)
+            argv.append("--balloon")
         for _, image, flags in _disks(vm):
             argv += ["--disk", image + flags]
         for s in vm.shares_of(ShareProto.NINEP):
