@@ -364,7 +364,7 @@ def test_stale_sockets_are_removed_before_start() -> None:
     vm = load(CASES["vsock"](Hypervisor.FIRECRACKER) or {})
     run = build(vm, RUNNER_DIR).files["bin/microvm-run"][0]
     assert "if [ -S demo.sock ]; then rm -f -- demo.sock; fi" in run
-    assert "if [ -S demo-vsock.sock ]; then rm -f -- demo-vsock.sock; fi" in run
+    assert "if [ -S notify.vsock ]; then rm -f -- notify.vsock; fi" in run
 
 
 def test_firecracker_writes_its_config_beside_the_runner() -> None:
