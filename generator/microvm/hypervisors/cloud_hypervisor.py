@@ -121,8 +121,10 @@ class CloudHypervisor(Backend):
                 assert not any(c in "".join(oem) for c in ',[]"')
                 platform = ",".join(filter(None, [platform, f"oem_strings=[{','.join(oem)}]"]))
             argv += ["--platform", platform]
-        # the guest's systemd pings the watchdog; cloud-hypervisor resets a hung guest
-        argv.append("--watchdog")
+        if "--watchdog" not in vm.hypervisor_extra_args:
+            # the guest's systemd pings the watchdog; cloud-hypervisor resets a hung guest (a
+            # flag given twice is an error)
+            argv.append("--watchdog")
         for d in _disks(vm):
             argv += ["--disk", kv({"path": d["path"], "readonly": d["readonly"] or None,
                                    "direct": d["direct"] or None, "serial": d["serial"],
