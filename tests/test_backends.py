@@ -253,7 +253,8 @@ def golden_record(hv: Hypervisor, doc: Doc) -> dict[str, Any]:
         assert list(launch.variants) == [Accel.KVM]
         record["argv"] = {str(k): v for k, v in launch.variants.items()}
         if launch.files:
-            record["files"] = {name: json.loads(text) for name, text in launch.files.items()}
+            record["files"] = {name: json.loads(text) if name.endswith(".json") else text
+                               for name, text in launch.files.items()}
         if launch.sockets:
             record["sockets"] = launch.sockets
     if hv is Hypervisor.CLOUD_HYPERVISOR:

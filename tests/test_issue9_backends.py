@@ -99,6 +99,10 @@ def test_cloud_hypervisor_readiness() -> None:
         "oem_strings=[io.systemd.credential:vmm.notify_socket=vsock-stream:2:" +
         f"{NOTIFY_VSOCK_PORT_BASE + cid}]")
     assert a.count("--watchdog") == 1
+    vm = load(document(Hypervisor.CLOUD_HYPERVISOR, vsock={"cid": 3}))
+    # the host's listener for guest-initiated connections learns the socket from here
+    files = backend(Hypervisor.CLOUD_HYPERVISOR).launch(vm, CTX).files
+    assert files["hybrid-vsock"] == "notify.vsock\n"
     # a user's own --watchdog is not doubled (clap refuses a repeated flag)
     b = argv(Hypervisor.CLOUD_HYPERVISOR, **{"cloud-hypervisor": {"extraArgs": ["--watchdog"]}})
     assert b.count("--watchdog") == 1
@@ -109,6 +113,8 @@ def test_firecracker_readiness() -> None:
     vm = load(document(Hypervisor.FIRECRACKER, vsock={"cid": 3}))
     cfg = json.loads(backend(Hypervisor.FIRECRACKER).launch(vm, CTX).files["firecracker.json"])
     assert cfg["vsock"]["uds_path"] == "notify.vsock"
+    assert backend(Hypervisor.FIRECRACKER).launch(vm, CTX).files["hybrid-vsock"] == (
+        "notify.vsock\n")
     assert ("systemd.set_credential=vmm.notify_socket:vsock-stream:2:" +
             f"{NOTIFY_VSOCK_PORT_BASE + 3}") in cfg["boot-source"]["boot_args"].split()
 

@@ -196,8 +196,10 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         versions=("v36 and later (flag syntax of v36+); read at ae44c2971 (2026-08-20, " +
                   "after v50.0, the version nixpkgs packages)"),
         notes=(
-            ("vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock` in the " +
-             "working directory (connect and send `CONNECT <port>`), not AF_VSOCK."),
+            ("vsock is hybrid: the host side is the Unix socket `notify.vsock` in the working " +
+             "directory (connect and send `CONNECT <port>`), not AF_VSOCK; the guest reaches " +
+             "host port P at `notify.vsock_P`. The readiness credential is an SMBIOS OEM " +
+             "string (`--platform oem_strings=[...]`); `--watchdog` is always on."),
             ("Credential files are refused: passing files through fw_cfg needs a build with the " +
              "non-default `fw_cfg` feature (`--fw-cfg-config`)."),
             "Shutdown and ballooning use the REST API over the control socket with curl.",
@@ -229,7 +231,9 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             ("Memory hotplug needs Firecracker 1.14 or later; the hotplug region starts " +
              "unplugged, so `hotpluggedMem` must be 0 (plug it with `PATCH /hotplug/memory`) " +
              "and `hotplugMem` a multiple of 128 MiB (the slot size)."),
-            "vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock`.",
+            ("vsock is hybrid: the host side is the Unix socket `notify.vsock` (guest-initiated " +
+             "connections to host port P arrive at `notify.vsock_P`); the readiness " +
+             "credential goes on the kernel command line (`systemd.set_credential=`)."),
             "`SendCtrlAltDel` exists on x86_64 only; on aarch64 the shutdown script says so.",
         ),
     ),

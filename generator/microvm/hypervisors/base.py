@@ -136,6 +136,9 @@ def unencodable(path: str, value: str, chars: str, hv: Hypervisor,
 # `microvm ssh` connects to it (`CONNECT <port>`); a guest connecting to host port P reaches
 # the Unix socket HYBRID_VSOCK_SOCKET + "_P" (the notify relay listens on "_<8888+CID>").
 HYBRID_VSOCK_SOCKET = "notify.vsock"
+# share/microvm/ file naming that socket (written by backends with hybrid vsock): a host-side
+# listener for guest-initiated connections (the notify relay) binds HYBRID_VSOCK_SOCKET_<port>
+HYBRID_VSOCK_FILE = "hybrid-vsock"
 
 
 def hybrid_vsock_socket(vm: MicroVM) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from .base import (
+    HYBRID_VSOCK_FILE,
     Accel,
     Backend,
     Control,
@@ -153,11 +154,13 @@ class CloudHypervisor(Backend):
         return argv + list(vm.hypervisor_extra_args)
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        del ctx  # cloud-hypervisor reads no generated files
+        del ctx  # cloud-hypervisor reads no generated files (hybrid-vsock is for the host)
         sockets = [] if vm.socket is None else [vm.socket]
+        files = {}
         if vm.vsock_cid is not None:
             sockets.append(hybrid_vsock_socket(vm))
-        return Launch(variants={Accel.KVM: self.argv(vm)}, sockets=sockets)
+            files[HYBRID_VSOCK_FILE] = hybrid_vsock_socket(vm) + "\n"
+        return Launch(variants={Accel.KVM: self.argv(vm)}, files=files, sockets=sockets)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:

@@ -16,6 +16,7 @@ from ..capabilities import Hypervisor
 from ..config import MicroVM
 from ..errors import Problem
 from .base import (
+    HYBRID_VSOCK_FILE,
     Accel,
     Backend,
     Control,
@@ -116,6 +117,7 @@ class Firecracker(Backend):
         sockets = [] if vm.socket is None else [vm.socket]
         if vm.vsock_cid is not None:
             sockets.append(hybrid_vsock_socket(vm))
+            files[HYBRID_VSOCK_FILE] = hybrid_vsock_socket(vm) + "\n"
         return Launch(variants={Accel.KVM: self.argv(vm, ctx)}, files=files, sockets=sockets)
 
     def problems(self, vm: MicroVM) -> list[Problem]:
