@@ -1,15 +1,16 @@
 """Guest <-> backend contract, for every hypervisor x architecture.
 
 The guest side is the real guest module: tests/nix/contract.nix evaluates
-nix/modules/microvm/guest.nix (with tests/nix/eval.nix, as tests/test_nix.py does) for a VM with
-a store disk, a volume with a serial and one without, a share, an interface and vsock (each
-where the hypervisor takes it). The backend side is the launch of the document that evaluation
-produces. For each row the test checks that what the guest looks for exists in what the
-hypervisor is told: the store disk and volumes at the device path the guest mounts
-(/dev/disk/by-id/virtio-SERIAL needs that serial on that image; /dev/vdX needs that image at
-that position), the share's tag, the interface's MAC, the console the getty runs on named in
-`console=`, the guest's own kernel parameters, and the readiness credential with the port
-the host's notify relay listens on.
+nix/modules/microvm/guest.nix (with tests/nix/eval.nix, as tests/test_nix.py does) for a VM
+with a store disk, a volume with a serial and one without, 9p and virtiofs shares, an
+interface, vsock and a credential file (each where the hypervisor takes it). The backend side
+is the launch of the document that evaluation produces. For each row the test checks that
+what the guest looks for exists in what the hypervisor is told: the store disk and volumes at
+the device path the guest mounts (/dev/disk/by-id/virtio-SERIAL needs that serial on that
+image; /dev/vdX needs that image at that position), the shares' tags, the interface's MAC,
+the console the getty runs on named in `console=`, the guest's own kernel parameters, the
+credential files, and the readiness credential with the port the host's notify relay
+listens on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
-from microvm.config import MicroVM, from_document
+from microvm.config import MicroVM, ShareProto, from_document
 from microvm.hypervisors import backend
 from microvm.hypervisors.base import HYBRID_VSOCK_SOCKET, NOTIFY_VSOCK_PORT_BASE, RunContext
 from microvm.runner import build
@@ -137,7 +138,7 @@ def test_backend_provides_what_the_guest_expects(hv: Hypervisor, system: str,
     for s in vm.shares:
         assert fs[s.mount_point]["device"] == s.tag
         assert fs[s.mount_point]["fsType"] == str(s.proto)
-        if CAPABILITIES[hv].virtiofsd_tag:
+        if CAPABILITIES[hv].virtiofsd_tag and s.proto is ShareProto.VIRTIOFS:
             assert re.search(rf"--tag[= ']+{s.tag}\b", tree_text), "virtiofsd gets no --tag"
         else:
             # key=TAG (QEMU, cloud-hypervisor, stratovirt, alioth, vfkit), or DIR,TAG (kvmtool
@@ -149,6 +150,13 @@ def test_backend_provides_what_the_guest_expects(hv: Hypervisor, system: str,
     # interfaces: the MAC the guest sees
     for iface in vm.interfaces:
         assert iface.mac in "\n".join([*argv, *files.values()])
+
+    # credential files: systemd in the guest imports them from fw_cfg
+    # (opt/io.systemd.credentials/NAME)
+    for name, path in vm.credential_files:
+        assert any(f"opt/io.systemd.credentials/{name}" in a and path in a for a in argv)
+    if CAPABILITIES[hv].supports(Feature.CREDENTIALS):
+        assert vm.credential_files, "the contract VM should ask for a credential file"
 
     # vsock readiness: the credential names the port the host's notify relay listens on
     if CAPABILITIES[hv].supports(Feature.VSOCK):

@@ -90,6 +90,12 @@ def test_stratovirt_console_is_a_socket_without_a_terminal(tmp_path: Path) -> No
     assert (state / "console.sock").is_file()
 
 
+def test_kvmtool_keeps_its_socket_in_the_state_directory() -> None:
+    """Item 11 (socket): as microvm.nix does with HOME=$PWD."""
+    vm = load(document(Hypervisor.KVMTOOL, socket="demo.sock"))
+    assert backend(Hypervisor.KVMTOOL).launch(vm, CTX).env == {"HOME": "."}
+
+
 def test_cloud_hypervisor_readiness() -> None:
     """Item 7: notify.vsock, the OEM-string credential and the watchdog."""
     a = argv(Hypervisor.CLOUD_HYPERVISOR, vsock={"cid": 3})
@@ -143,9 +149,10 @@ def test_ignored_options_warn_and_generate(tmp_path: Path) -> None:
         Hypervisor.KVMTOOL: ({"balloon": True, "socket": "demo.sock"},
                              ["warning: microvm.socket: a control socket (set microvm.socket " +
                               "= null) not supported by kvmtool, ignored: lkvm keeps its own " +
-                              "instance socket, `$HOME/.lkvm/<hostName>.sock` (`lkvm " +
-                              "stop/balloon --name <hostName>` find it), and creates no " +
-                              "socket at microvm.socket"]),
+                              "instance socket, `.lkvm/<hostName>.sock` in the working " +
+                              "directory (the runner sets HOME=.; `HOME=. lkvm stop --name " +
+                              "<hostName>` there finds it), and creates no socket at " +
+                              "microvm.socket"]),
         Hypervisor.FIRECRACKER: ({"volumes": [{"image": "v.img", "size": 8, "serial": "v",
                                                "direct": True}]},
                                  ["warning: microvm.volumes[0].direct: direct I/O volumes not " +

@@ -280,13 +280,14 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         ignored=MappingProxyType({
             F.VOLUME_SERIAL: _NO_SERIAL,
             F.CONTROL_SOCKET: ("lkvm keeps its own instance socket, " +
-                               "`$HOME/.lkvm/<hostName>.sock` " +
-                               "(`lkvm stop/balloon --name <hostName>` find it), and creates no " +
-                               "socket at microvm.socket"),
+                               "`.lkvm/<hostName>.sock` in the working directory (the runner " +
+                               "sets HOME=.; `HOME=. lkvm stop --name <hostName>` there finds " +
+                               "it), and creates no socket at microvm.socket"),
         }),
         notes=(
             ("No control socket at `microvm.socket` (accepted with a warning): lkvm keeps its " +
-             "instance socket in `$HOME/.lkvm/<name>.sock`. The balloon device is offered " +
+             "instance socket in `.lkvm/<name>.sock` of the working directory (`HOME=.`). " +
+             "The balloon device is offered " +
              "(`--balloon`); lkvm only inflates or deflates it by a relative amount " +
              "(`lkvm balloon --name NAME -i/-d MiB`), so `microvm-balloon` does not set it."),
             "At most 4 disks (store disk included); disk and 9p paths cannot contain ','.",

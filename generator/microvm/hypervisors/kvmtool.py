@@ -94,7 +94,10 @@ class Kvmtool(Backend):
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         del ctx  # lkvm reads no generated files
-        return Launch(variants={Accel.KVM: self.argv(vm)})
+        # lkvm makes its instance socket in $HOME/.lkvm/ (kvm.c set_dir, resolved with
+        # realpath): keep it in the working directory, the VM's state directory, rather than
+        # a service user's home that may not exist or be writable
+        return Launch(variants={Accel.KVM: self.argv(vm)}, env={"HOME": "."})
 
     def problems(self, vm: MicroVM) -> list[Problem]:
         hv = self.hypervisor
