@@ -193,8 +193,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         kernel_formats="x86_64: ELF vmlinux with the PVH note, or bzImage; aarch64: Image",
         multiqueue_tap=True,
         consoles=_PL011_ON_ARM,
-        versions=("v36 and later (flag syntax of v36+); read at ae44c2971 (2026-08-20, " +
-                  "after v50.0, the version nixpkgs packages)"),
+        versions=("v36 and later (one flag per device kind; `oem_strings` exists since v26); " +
+                  "read at ae44c2971 (v53.0+246, 2026-08-20); nixpkgs packages v50.0"),
         notes=(
             ("vsock is hybrid: the host side is the Unix socket `notify.vsock` in the working " +
              "directory (connect and send `CONNECT <port>`), not AF_VSOCK; the guest reaches " +
@@ -221,8 +221,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         kernel_formats=("x86_64: uncompressed ELF vmlinux (bzImage only in releases after "
                         + "1.16.1); aarch64: Image"),
         consoles=_UART_8250,
-        versions=("1.x (config file of 1.0+; memory hotplug 1.14+); read at the vendored " +
-                  "Swagger file"),
+        versions=("1.x (config file of 1.0+; memory hotplug 1.14+); checked against the " +
+                  "Swagger file of 1.17.0-dev"),
         ignored=MappingProxyType({F.VOLUME_SERIAL: _NO_SERIAL,
                                   F.VOLUME_DIRECT: _NO_DIRECT}),
         notes=(
@@ -310,7 +310,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         kernel_formats="x86_64: bzImage or a raw image (objcopy -O binary vmlinux); " +
                        "aarch64: Image",
         consoles=_PL011_ON_ARM,
-        versions="2.4 (nixpkgs packages 2.4.0); read at d5b32037 (2026-04-24)",
+        versions=("2.4 and later (nixpkgs packages 2.4.0); read at d5b32037 (v2.5.0+45, " +
+                  "2026-04-24)"),
         notes=(
             ("Always the `microvm` machine (virtio-mmio), on both architectures; PCI " +
              "passthrough would need the standard machine with UEFI firmware."),
@@ -337,7 +338,10 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         ignored=MappingProxyType({F.VOLUME_SERIAL: _NO_SERIAL,
                                   F.VOLUME_DIRECT: _NO_DIRECT}),
         notes=(
-            "Experimental upstream. The console goes to stdio and needs a TTY.",
+            ("Experimental upstream. The console goes to stdio and needs a TTY: 0.9-0.12 put " +
+             "stdin into raw mode and stop when that fails (alioth/src/device/console.rs), so " +
+             "under a service manager (stdin not a terminal) alioth does not start; " +
+             "unreleased alioth adds `--console log,...` (2026-07) [not used here]."),
             "Linux hosts only here: on macOS alioth has no tap, vhost-user or vhost-vsock.",
             ("macvtap is not offered: alioth opens it by device path (`tap=/dev/tapN`), which " +
              "is only known once the link exists; it takes no file descriptor."),
@@ -357,7 +361,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         kernel_formats="uncompressed arm64 Image (a compressed one hangs)",
         virtiofsd=False,
         consoles=MappingProxyType({"x86_64": "hvc0", "aarch64": "hvc0"}),
-        versions="0.5 and later (`deviceId` on virtio-blk); read at b2bc27e (2026-08-17)",
+        versions="0.5 and later (`deviceId` on virtio-blk); read at b2bc27e (v0.6.4+12)",
         notes=(
             ("macOS host (Virtualization.framework). virtiofs is built in: no virtiofsd, and " +
              "no read-only shares (`virtio-fs` takes only sharedDir and mountTag)."),
