@@ -285,9 +285,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                                "it), and creates no socket at microvm.socket"),
         }),
         notes=(
-            ("No control socket at `microvm.socket` (accepted with a warning): lkvm keeps its " +
-             "instance socket in `.lkvm/<name>.sock` of the working directory (`HOME=.`). " +
-             "The balloon device is offered " +
+            ("The balloon device is offered " +
              "(`--balloon`); lkvm only inflates or deflates it by a relative amount " +
              "(`lkvm balloon --name NAME -i/-d MiB`), so `microvm-balloon` does not set it."),
             "At most 4 disks (store disk included); disk and 9p paths cannot contain ','.",
@@ -316,6 +314,9 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             ("Always the `microvm` machine (virtio-mmio), on both architectures; PCI " +
              "passthrough would need the standard machine with UEFI firmware."),
             "Option values cannot contain ',' or '=' (no escaping in its parser).",
+            ("The serial console is the chardev `console0`: stdio on a terminal; with " +
+             "`MICROVM_CONSOLE=socket` (microvm@.service, whose stdin is no terminal) the " +
+             "Unix socket `console.sock`, as `microvm console` expects."),
             "Memory must be 128 MiB to 512 GiB; at most 11 devices on x86_64.",
         ),
     ),
