@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
@@ -94,6 +96,72 @@ def test_kvmtool_keeps_its_socket_in_the_state_directory() -> None:
     """Item 11 (socket): as microvm.nix does with HOME=$PWD."""
     vm = load(document(Hypervisor.KVMTOOL, socket="demo.sock"))
     assert backend(Hypervisor.KVMTOOL).launch(vm, CTX).env == {"HOME": "."}
+
+
+FAKE_ALIOTH = """#!/bin/sh
+# stands in for alioth: like alioth 0.9-0.12 it stops when stdin is no terminal
+[ -t 0 ] || { echo "alioth: stdin is not a terminal" >&2; exit 7; }
+printf '%s\\n' "$@" > "$ARGV_OUT"
+if [ -n "${SLEEP:-}" ]; then
+  trap 'echo terminated > "$ARGV_OUT.term"; exit 0' TERM
+  sleep 30 & wait
+fi
+"""
+
+
+def _alioth_runner(tmp_path: Path) -> tuple[Path, Path, dict[str, str], list[str]]:
+    """The generated runner of an alioth VM with awkward values, a stand-in alioth on PATH,
+    and the argv the backend meant alioth to get."""
+    doc = document(Hypervisor.ALIOTH, kernelParams=["quiet", "x=it's \"quoted\" $(no)"],
+                   volumes=[{"image": "my vol's.img", "size": 8, "autoCreate": False}])
+    path = tmp_path / "vm.json"
+    path.write_text(json.dumps(doc), "utf-8")
+    out = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(path), "--out",
+                    str(out)], check=True)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "alioth").write_text(FAKE_ALIOTH, "utf-8")
+    (fake / "alioth").chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
+           "ARGV_OUT": str(tmp_path / "argv")}
+    want = backend(Hypervisor.ALIOTH).argv(load(doc))[1:]  # type: ignore[attr-defined]
+    return out / "bin" / "microvm-run", state, env, want
+
+
+def test_alioth_starts_without_a_terminal(tmp_path: Path) -> None:
+    """Like stratovirt (item 3), alioth cannot start with stdin not a terminal; the runner gives
+    it a pseudo-terminal then, and the argv arrives byte for byte."""
+    run, state, env, want = _alioth_runner(tmp_path)
+    r = subprocess.run([str(run)], cwd=state, env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "argv").read_text().splitlines() == want
+
+
+def test_alioth_under_a_pseudo_terminal_stops_on_sigterm(tmp_path: Path) -> None:
+    """systemd stops microvm@ with SIGTERM to the main process: it reaches alioth."""
+    run, state, env, _ = _alioth_runner(tmp_path)
+    p = subprocess.Popen([str(run)], cwd=state, env={**env, "SLEEP": "1"},
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            if (tmp_path / "argv").exists():
+                break
+            time.sleep(0.1)
+        assert (tmp_path / "argv").exists()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+    finally:
+        p.kill()
+    for _ in range(50):
+        if (tmp_path / "argv.term").exists():
+            break
+        time.sleep(0.1)
+    assert (tmp_path / "argv.term").read_text() == "terminated\n"
 
 
 def test_cloud_hypervisor_readiness() -> None:

@@ -339,10 +339,11 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         ignored=MappingProxyType({F.VOLUME_SERIAL: _NO_SERIAL,
                                   F.VOLUME_DIRECT: _NO_DIRECT}),
         notes=(
-            ("Experimental upstream. The console goes to stdio and needs a TTY: 0.9-0.12 put " +
-             "stdin into raw mode and stop when that fails (alioth/src/device/console.rs), so " +
-             "under a service manager (stdin not a terminal) alioth does not start; " +
-             "unreleased alioth adds `--console log,...` (2026-07) [not used here]."),
+            ("Experimental upstream. The console is stdio and needs a terminal: 0.9-0.12 put " +
+             "stdin into raw mode and stop when that fails (alioth/src/device/console.rs). " +
+             "When stdin is no terminal (microvm@.service), the runner starts alioth under " +
+             "util-linux `script`, which gives it a pseudo-terminal; the console output " +
+             "stays on stdout (the journal), `microvm console` is not offered."),
             "Linux hosts only here: on macOS alioth has no tap, vhost-user or vhost-vsock.",
             ("macvtap is not offered: alioth opens it by device path (`tap=/dev/tapN`), which " +
              "is only known once the link exists; it takes no file descriptor."),

@@ -15,6 +15,13 @@ from ..config import MicroVM, ShareProto
 from .base import Accel, Backend, Launch, RunContext, console, notify_kernel_params, opts, queues
 
 REBOOT_PARAMS = ("reboot=k", "panic=1")
+# alioth 0.9-0.12 put stdin into raw mode for the serial console and stop when it is no
+# terminal (alioth/src/device/console.rs, StdioConsole::new), as under microvm@.service: then
+# util-linux `script` runs it on a pseudo-terminal (output still on stdout). The command
+# string is bash-quoted by printf %q and run by bash (script runs $SHELL -c).
+PTY_WRAPPER = ('if [ -t 0 ]; then exec "$@"; fi; ' +
+               'SHELL=$(command -v bash) exec script --quiet --return --flush ' +
+               '--command "$(printf \'%q \' "$@")" /dev/null')
 # NetTapParam (0.9) / TapNetSpec (0.10+) require `mtu`: the Linux default of a tap link
 TAP_MTU = 1500
 
@@ -77,4 +84,4 @@ class Alioth(Backend):
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         del ctx  # alioth reads no generated files
-        return Launch(variants={Accel.KVM: self.argv(vm)})
+        return Launch(variants={Accel.KVM: ["bash", "-c", PTY_WRAPPER, "alioth", *self.argv(vm)]})
