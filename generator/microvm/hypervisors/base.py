@@ -167,6 +167,15 @@ def notify_credential(vm: MicroVM) -> str | None:
     return f"vmm.notify_socket=vsock-stream:2:{NOTIFY_VSOCK_PORT_BASE + vm.vsock_cid}"
 
 
+def notify_kernel_params(vm: MicroVM) -> list[str]:
+    """The notify credential as a kernel parameter, for hypervisors without SMBIOS OEM strings
+    or fw_cfg: systemd imports `systemd.set_credential=ID:VALUE` as a system credential."""
+    credential = notify_credential(vm)
+    if credential is None:
+        return []
+    return ["systemd.set_credential=" + credential.replace("=", ":", 1)]
+
+
 def comma_escape(value: str) -> str:
     """QEMU-style option values: a literal ',' is written ',,'."""
     return value.replace(",", ",,")
@@ -190,11 +199,3 @@ def opts(head: str | None, kv: Mapping[str, str | int | bool | None] | None = No
             out.append(f"{key}={escape(str(value))}")
     return ",".join(out)
 
-
-def notify_kernel_params(vm: MicroVM) -> list[str]:
-    """The notify credential as a kernel parameter, for hypervisors without SMBIOS OEM strings
-    or fw_cfg: systemd imports `systemd.set_credential=ID:VALUE` as a system credential."""
-    credential = notify_credential(vm)
-    if credential is None:
-        return []
-    return ["systemd.set_credential=" + credential.replace("=", ":", 1)]
