@@ -198,4 +198,3 @@ def opts(head: str | None, kv: Mapping[str, str | int | bool | None] | None = No
         else:
             out.append(f"{key}={escape(str(value))}")
     return ",".join(out)
-
