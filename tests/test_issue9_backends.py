@@ -164,6 +164,44 @@ def test_alioth_under_a_pseudo_terminal_stops_on_sigterm(tmp_path: Path) -> None
     assert (tmp_path / "argv.term").read_text() == "terminated\n"
 
 
+def test_kvmtool_balloon_translates_sizes_into_steps(tmp_path: Path) -> None:
+    """Item 11 (balloon): bin/microvm-balloon SIZE, run for real with a stand-in `lkvm` that
+    records its arguments, asks lkvm for the difference to the size it set last; a size older
+    than lkvm's socket (a new run) counts as 0."""
+    doc = tmp_path / "vm.json"
+    doc.write_text(json.dumps(document(Hypervisor.KVMTOOL, mem=1024, balloon=True)), "utf-8")
+    out = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(doc), "--out",
+                    str(out)], check=True)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "lkvm").write_text('#!/bin/sh\necho "HOME=$HOME $*" >> "$LKVM_LOG"\n', "utf-8")
+    (fake / "lkvm").chmod(0o755)
+    state = tmp_path / "state"
+    (state / ".lkvm").mkdir(parents=True)
+    sock = state / ".lkvm" / "demo.sock"
+    sock.write_text("")  # stands in for lkvm's socket: only its age matters
+    os.utime(sock, (time.time() - 60, time.time() - 60))
+    log = tmp_path / "lkvm.log"
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "LKVM_LOG": str(log)}
+
+    def balloon(size: int) -> None:
+        subprocess.run([str(out / "bin" / "microvm-balloon"), str(size)], cwd=state, env=env,
+                       check=True, timeout=30)
+
+    for size in (512, 256, 256, 0, 300):
+        balloon(size)
+    os.utime(sock, (time.time() + 60, time.time() + 60))  # lkvm started again
+    balloon(100)
+    assert log.read_text().splitlines() == [
+        "HOME=. balloon --name demo --inflate 512",
+        "HOME=. balloon --name demo --deflate 256",
+        "HOME=. balloon --name demo --deflate 256",
+        "HOME=. balloon --name demo --inflate 300",
+        "HOME=. balloon --name demo --inflate 100",
+    ]
+
+
 def test_cloud_hypervisor_readiness() -> None:
     """Item 7: notify.vsock, the OEM-string credential and the watchdog."""
     a = argv(Hypervisor.CLOUD_HYPERVISOR, vsock={"cid": 3})

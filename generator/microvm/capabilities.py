@@ -285,9 +285,11 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                                "it), and creates no socket at microvm.socket"),
         }),
         notes=(
-            ("The balloon device is offered " +
-             "(`--balloon`); lkvm only inflates or deflates it by a relative amount " +
-             "(`lkvm balloon --name NAME -i/-d MiB`), so `microvm-balloon` does not set it."),
+            ("The balloon device is offered (`--balloon`). lkvm only inflates or deflates it " +
+             "by an amount (`lkvm balloon --name NAME -i/-d MiB`): `microvm-balloon SIZE` " +
+             "keeps the size it last set in `.lkvm/<hostName>.balloon-mib` and asks for the " +
+             "difference (a size older than lkvm's socket counts as 0: a new run starts " +
+             "deflated); run it in the VM's directory, as `microvm balloon` does."),
             "At most 4 disks (store disk included); disk and 9p paths cannot contain ','.",
             "9p shares cannot be read-only (`--9p DIR,TAG` has no such flag).",
             ("Graphics is a VESA framebuffer (x86_64 only); `gtk` maps to `--gtk`, `headless` " +

@@ -14,6 +14,7 @@ from ..errors import Problem
 from .base import (
     Accel,
     Backend,
+    Control,
     Launch,
     RunContext,
     console,
@@ -25,6 +26,19 @@ from .base import (
 REBOOT_PARAMS = ("reboot=k", "panic=1")
 MAX_DISKS = 4  # include/kvm/disk-image.h MAX_DISK_IMAGES
 HUGETLBFS = "/dev/hugepages"
+# microvm-balloon SIZE sets the balloon's absolute size; `lkvm balloon` (builtin-balloon.c)
+# inflates or deflates it by an amount. The size last set is kept beside lkvm's instance
+# socket and counts while it is newer than that socket (a new lkvm run starts deflated).
+# Arguments: the size in MiB, the instance name; run in the working directory (HOME=.).
+BALLOON_SCRIPT = ('set -eu; want=$1; name=$2; sock=.lkvm/$name.sock; ' +
+                  'state=.lkvm/$name.balloon-mib; have=0; ' +
+                  'if [ -f "$state" ] && [ "$state" -nt "$sock" ]; then ' +
+                  'have=$(cat -- "$state"); fi; ' +
+                  'if [ "$want" -gt "$have" ]; then ' +
+                  'HOME=. lkvm balloon --name "$name" --inflate "$((want - have))"; ' +
+                  'elif [ "$want" -lt "$have" ]; then ' +
+                  'HOME=. lkvm balloon --name "$name" --deflate "$((have - want))"; fi; ' +
+                  'printf \'%s\\n\' "$want" > "$state"')
 # graphics backend -> lkvm framebuffer UI
 _UI = {"gtk": "--gtk", "headless": "--vnc"}
 
@@ -98,6 +112,12 @@ class Kvmtool(Backend):
         # realpath): keep it in the working directory, the VM's state directory, rather than
         # a service user's home that may not exist or be writable
         return Launch(variants={Accel.KVM: self.argv(vm)}, env={"HOME": "."})
+
+    def balloon(self, vm: MicroVM) -> Control | None:
+        if not vm.balloon:
+            return None
+        return Control(kind="argv", argv=("bash", "-c", BALLOON_SCRIPT, "microvm-balloon",
+                                          "@BALLOON_MIB@", vm.host_name))
 
     def problems(self, vm: MicroVM) -> list[Problem]:
         hv = self.hypervisor
