@@ -253,7 +253,8 @@ def golden_record(hv: Hypervisor, doc: Doc) -> dict[str, Any]:
         assert list(launch.variants) == [Accel.KVM]
         record["argv"] = {str(k): v for k, v in launch.variants.items()}
         if launch.files:
-            record["files"] = {name: json.loads(text) for name, text in launch.files.items()}
+            record["files"] = {name: json.loads(text) if name.endswith(".json") else text
+                               for name, text in launch.files.items()}
         if launch.sockets:
             record["sockets"] = launch.sockets
     if hv is Hypervisor.CLOUD_HYPERVISOR:
@@ -364,7 +365,7 @@ def test_stale_sockets_are_removed_before_start() -> None:
     vm = load(CASES["vsock"](Hypervisor.FIRECRACKER) or {})
     run = build(vm, RUNNER_DIR).files["bin/microvm-run"][0]
     assert "if [ -S demo.sock ]; then rm -f -- demo.sock; fi" in run
-    assert "if [ -S demo-vsock.sock ]; then rm -f -- demo-vsock.sock; fi" in run
+    assert "if [ -S notify.vsock ]; then rm -f -- notify.vsock; fi" in run
 
 
 def test_firecracker_writes_its_config_beside_the_runner() -> None:

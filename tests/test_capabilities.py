@@ -128,7 +128,11 @@ def refused_for(hv: Hypervisor, feature: Feature) -> Feature:
 
 REQUESTABLE = [f for f in Feature if f is not F.GRACEFUL_SHUTDOWN]
 UNSUPPORTED = [(hv, f) for hv in Hypervisor for f in REQUESTABLE
-               if not CAPABILITIES[hv].supports(f, system(hv))]
+               if not CAPABILITIES[hv].supports(f, system(hv))
+               and f not in CAPABILITIES[hv].ignored]
+# accepted with a warning (microvm.nix accepts them too): the hypervisor ignores the option
+IGNORED = [(hv, f) for hv in Hypervisor for f in REQUESTABLE
+           if not CAPABILITIES[hv].supports(f, system(hv)) and f in CAPABILITIES[hv].ignored]
 SUPPORTED = [(hv, f) for hv in Hypervisor for f in REQUESTABLE
              if CAPABILITIES[hv].supports(f, system(hv))]
 
@@ -166,6 +170,42 @@ def test_unsupported_pair_is_refused_by_the_cli(pair: tuple[Hypervisor, Feature]
     if others:
         expected += f"; hypervisors that support it: {', '.join(others)}"
     assert expected in result.stderr.splitlines(), result.stderr
+
+
+@pytest.mark.parametrize("pair", IGNORED, ids=_ids)
+def test_ignored_pair_is_accepted_with_a_warning(pair: tuple[Hypervisor, Feature],
+                                                 tmp_path: Path) -> None:
+    hv, feature = pair
+    options, path = request(feature)
+    result = validate_cli(document(hv, options), tmp_path)
+    assert result.returncode == 0, result.stderr
+    what = ("a control socket (set microvm.socket = null)" if feature is F.CONTROL_SOCKET
+            else feature.value)
+    assert result.stderr.splitlines() == [
+        f"warning: {path}: {what} not supported by {hv}, ignored: " +
+        CAPABILITIES[hv].ignored[feature]]
+    build(from_document(document(hv, options)), "/run/microvm/demo")
+
+
+def test_configurations_microvm_nix_accepts_are_not_refused() -> None:
+    """Issue 9, item 11: microvm.nix evaluates these (kvmtool.nix adds --balloon, sets HOME for
+    lkvm's socket and warns on serials; firecracker.nix and alioth.nix warn on serial/direct)."""
+    accepted = {(Hypervisor.KVMTOOL, F.BALLOON), (Hypervisor.KVMTOOL, F.CONTROL_SOCKET),
+                (Hypervisor.KVMTOOL, F.VOLUME_SERIAL),
+                (Hypervisor.FIRECRACKER, F.VOLUME_SERIAL),
+                (Hypervisor.FIRECRACKER, F.VOLUME_DIRECT),
+                (Hypervisor.ALIOTH, F.VOLUME_SERIAL), (Hypervisor.ALIOTH, F.VOLUME_DIRECT)}
+    for hv, feature in accepted:
+        assert (hv, feature) not in UNSUPPORTED, (hv, feature)
+    # a share on firecracker would misbehave (no device at all): still refused
+    assert (Hypervisor.FIRECRACKER, F.SHARE_VIRTIOFS) in UNSUPPORTED
+    assert (Hypervisor.FIRECRACKER, F.SHARE_9P) in UNSUPPORTED
+
+
+def test_kvmtool_offers_the_balloon_device() -> None:
+    vm = from_document(document(Hypervisor.KVMTOOL, {"balloon": True}))
+    argv = backend(Hypervisor.KVMTOOL).launch(vm, RunContext("/run/microvm/demo")).variants
+    assert "--balloon" in next(iter(argv.values()))
 
 
 @pytest.mark.parametrize("pair", SUPPORTED, ids=_ids)
@@ -252,9 +292,14 @@ def test_table_is_consistent() -> None:
             F.SHARE_VIRTIOFS_READONLY), hv
         assert caps.supports(F.BALLOON) or not caps.supports(F.INITIAL_BALLOON), hv
         assert caps.supports(F.HOTPLUG_MEM) or not caps.supports(F.HOTPLUGGED_MEM), hv
-        # a runtime request needs the channel it goes through
-        if caps.supports(F.GRACEFUL_SHUTDOWN) or caps.supports(F.BALLOON):
+        # a runtime request needs the channel it goes through (kvmtool's balloon goes through
+        # lkvm's own instance socket, not microvm.socket)
+        if caps.supports(F.GRACEFUL_SHUTDOWN) or caps.supports(F.INITIAL_BALLOON):
             assert caps.supports(F.CONTROL_SOCKET), hv
+        # an ignored option is one the hypervisor does not support
+        assert not set(caps.ignored) & caps.features, hv
+        assert set(caps.consoles) == {"x86_64", "aarch64"}, hv
+        assert caps.versions, hv
     assert list(CAPABILITIES) == list(Hypervisor)
 
 

@@ -112,8 +112,21 @@ class Capabilities:
     virtiofsd: bool = True
     # the virtiofs tag comes from virtiofsd (--tag) rather than from the hypervisor's argv
     virtiofsd_tag: bool = False
+    # the guest device of the console the runner connects to its stdio, by architecture
+    # (x86_64, aarch64): an 8250 UART is ttyS0, a PL011 ttyAMA0, a virtio console hvc0.
+    # The backends put it on the kernel command line; the guest module starts its getty there.
+    consoles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # features accepted although the hypervisor cannot honour them (microvm.nix accepts them
+    # too): validation warns with the option path and this text, what happens instead
+    ignored: Mapping[Feature, str] = field(default_factory=lambda: MappingProxyType({}))
+    # the hypervisor versions the backend writes argv for (docs/hypervisors.md)
+    versions: str = ""
     # facts a user of this hypervisor should know, for docs/hypervisors.md
     notes: tuple[str, ...] = ()
+
+    def console(self, arch: str) -> str:
+        """The guest's console device on `arch` ("x86_64" or "aarch64")."""
+        return self.consoles[arch]
 
     def supports(self, feature: Feature, system: str | None = None) -> bool:
         """Does the hypervisor support `feature` (on `system`, when given: a feature limited to
@@ -125,7 +138,17 @@ class Capabilities:
         return system is None or only is None or system in only
 
 
+# The block-device serial every backend gives the store disk where the hypervisor sets serials
+# (Feature.VOLUME_SERIAL): the guest mounts /dev/disk/by-id/virtio-<this>.
+STORE_DISK_SERIAL = "store"
+
 F = Feature
+# what happens instead of an ignored volume serial / direct I/O
+_NO_SERIAL = "the guest finds the volume by its label or as /dev/vdX in attachment order"
+_NO_DIRECT = "the image is opened through the host page cache"
+# console devices: 8250 UART (ns16550a) on both architectures; PL011 on aarch64
+_UART_8250 = MappingProxyType({"x86_64": "ttyS0", "aarch64": "ttyS0"})
+_PL011_ON_ARM = MappingProxyType({"x86_64": "ttyS0", "aarch64": "ttyAMA0"})
 _LINUX = frozenset({"x86_64-linux", "aarch64-linux"})
 _X86 = frozenset({"x86_64-linux"})
 
@@ -145,6 +168,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         kernel_formats="x86_64: bzImage (an ELF vmlinux only with the PVH note); " +
                        "aarch64: Image",
         multiqueue_tap=True,
+        consoles=_PL011_ON_ARM,
+        versions="QEMU 7.2 (Debian 12; booted by the tests) and later",
         notes=(
             ("The only hypervisor that can emulate the CPU (TCG) when KVM is missing; the " +
              "runner probes KVM and falls back to TCG."),
@@ -167,9 +192,14 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "vmm/src/api/openapi/cloud-hypervisor.yaml, Cargo.toml",
         kernel_formats="x86_64: ELF vmlinux with the PVH note, or bzImage; aarch64: Image",
         multiqueue_tap=True,
+        consoles=_PL011_ON_ARM,
+        versions=("v36 and later (one flag per device kind; `oem_strings` exists since v26); " +
+                  "read at ae44c2971 (v53.0+246, 2026-08-20); nixpkgs packages v50.0"),
         notes=(
-            ("vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock` in the " +
-             "working directory (connect and send `CONNECT <port>`), not AF_VSOCK."),
+            ("vsock is hybrid: the host side is the Unix socket `notify.vsock` in the working " +
+             "directory (connect and send `CONNECT <port>`), not AF_VSOCK; the guest reaches " +
+             "host port P at `notify.vsock_P`. The readiness credential is an SMBIOS OEM " +
+             "string (`--platform oem_strings=[...]`); `--watchdog` is always on."),
             ("Credential files are refused: passing files through fw_cfg needs a build with the " +
              "non-default `fw_cfg` feature (`--fw-cfg-config`)."),
             "Shutdown and ballooning use the REST API over the control socket with curl.",
@@ -190,13 +220,20 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         feature_platforms=MappingProxyType({F.GRACEFUL_SHUTDOWN: _X86}),
         kernel_formats=("x86_64: uncompressed ELF vmlinux (bzImage only in releases after "
                         + "1.16.1); aarch64: Image"),
+        consoles=_UART_8250,
+        versions=("1.x (config file of 1.0+; memory hotplug 1.14+); checked against the " +
+                  "Swagger file of 1.17.0-dev"),
+        ignored=MappingProxyType({F.VOLUME_SERIAL: _NO_SERIAL,
+                                  F.VOLUME_DIRECT: _NO_DIRECT}),
         notes=(
             ("Configured by `share/microvm/firecracker.json` (`--config-file`); " +
              "`microvm.firecracker.extraConfig` is merged into it recursively."),
             ("Memory hotplug needs Firecracker 1.14 or later; the hotplug region starts " +
              "unplugged, so `hotpluggedMem` must be 0 (plug it with `PATCH /hotplug/memory`) " +
              "and `hotplugMem` a multiple of 128 MiB (the slot size)."),
-            "vsock is hybrid: the host side is the Unix socket `<hostName>-vsock.sock`.",
+            ("vsock is hybrid: the host side is the Unix socket `notify.vsock` (guest-initiated " +
+             "connections to host port P arrive at `notify.vsock_P`); the readiness " +
+             "credential goes on the kernel command line (`systemd.set_credential=`)."),
             "`SendCtrlAltDel` exists on x86_64 only; on aarch64 the shutdown script says so.",
         ),
     ),
@@ -214,6 +251,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "serde_keyvalue/src/key_values.rs",
         kernel_formats="x86_64: ELF vmlinux or bzImage; aarch64: Image (also ELF, lz4 Image)",
         virtiofsd_tag=True,
+        consoles=_UART_8250,
+        versions=("nixpkgs' 0-unstable-2026 snapshots; read at f1e797a68 (2026-08-21)"),
         notes=(
             ("virtiofs goes through virtiofsd (`--vhost-user type=fs`); crosvm reads the tag " +
              "from the daemon, so the runner starts the Rust virtiofsd with `--tag`."),
@@ -226,7 +265,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
     Hypervisor.KVMTOOL: Capabilities(
         features=frozenset({
             F.SHARE_9P, F.NET_USER, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE, F.VHOST_NET,
-            F.VSOCK, F.HUGEPAGES, F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.GRAPHICS,
+            F.VSOCK, F.BALLOON, F.HUGEPAGES, F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.GRAPHICS,
         }),
         image_types=frozenset({"raw"}),
         platforms=_LINUX,
@@ -235,10 +274,22 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "virtio/net.c, virtio/balloon.c, kvm.c, Makefile",
         feature_platforms=MappingProxyType({F.GRAPHICS: _X86}),
         kernel_formats="x86_64: bzImage (no ELF vmlinux); aarch64: Image",
+        consoles=_UART_8250,
+        versions=("git snapshots (no releases; nixpkgs packages 0-unstable snapshots); read " +
+                  "at b48735e (2024-07-10)"),
+        ignored=MappingProxyType({
+            F.VOLUME_SERIAL: _NO_SERIAL,
+            F.CONTROL_SOCKET: ("lkvm keeps its own instance socket, " +
+                               "`.lkvm/<hostName>.sock` in the working directory (the runner " +
+                               "sets HOME=.; `HOME=. lkvm stop --name <hostName>` there finds " +
+                               "it), and creates no socket at microvm.socket"),
+        }),
         notes=(
-            ("No control socket: lkvm keeps its instance socket in `$HOME/.lkvm/<name>.sock`, " +
-             "not at `microvm.socket`. Its balloon (`lkvm balloon -i/-d`) only inflates or " +
-             "deflates by a relative amount, so the balloon is not offered."),
+            ("The balloon device is offered (`--balloon`). lkvm only inflates or deflates it " +
+             "by an amount (`lkvm balloon --name NAME -i/-d MiB`): `microvm-balloon SIZE` " +
+             "keeps the size it last set in `.lkvm/<hostName>.balloon-mib` and asks for the " +
+             "difference (a size older than lkvm's socket counts as 0: a new run starts " +
+             "deflated); run it in the VM's directory, as `microvm balloon` does."),
             "At most 4 disks (store disk included); disk and 9p paths cannot contain ','.",
             "9p shares cannot be read-only (`--9p DIR,TAG` has no such flag).",
             ("Graphics is a VESA framebuffer (x86_64 only); `gtk` maps to `--gtk`, `headless` " +
@@ -258,10 +309,16 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "docs/qmp.md, machine_manager/src/config/mod.rs",
         kernel_formats="x86_64: bzImage or a raw image (objcopy -O binary vmlinux); " +
                        "aarch64: Image",
+        consoles=_PL011_ON_ARM,
+        versions=("2.4 and later (nixpkgs packages 2.4.0); read at d5b32037 (v2.5.0+45, " +
+                  "2026-04-24)"),
         notes=(
             ("Always the `microvm` machine (virtio-mmio), on both architectures; PCI " +
              "passthrough would need the standard machine with UEFI firmware."),
             "Option values cannot contain ',' or '=' (no escaping in its parser).",
+            ("The serial console is the chardev `console0`: stdio on a terminal; with " +
+             "`MICROVM_CONSOLE=socket` (microvm@.service, whose stdin is no terminal) the " +
+             "Unix socket `console.sock`, as `microvm console` expects."),
             "Memory must be 128 MiB to 512 GiB; at most 11 devices on x86_64.",
         ),
     ),
@@ -278,8 +335,17 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         kernel_formats="x86_64: bzImage (`--pvh` would take an ELF with the PVH note); " +
                        "aarch64: Image",
         multiqueue_tap=True,
+        consoles=_PL011_ON_ARM,
+        versions=("0.9.0 to 0.12.0: the spellings all of them accept (`--num-cpu`, `--cmd-line`, " +
+                  "`--memory`; 0.10+ keeps the first two as a deprecated flag and an alias)"),
+        ignored=MappingProxyType({F.VOLUME_SERIAL: _NO_SERIAL,
+                                  F.VOLUME_DIRECT: _NO_DIRECT}),
         notes=(
-            "Experimental upstream. The console goes to stdio and needs a TTY.",
+            ("Experimental upstream. The console is stdio and needs a terminal: 0.9-0.12 put " +
+             "stdin into raw mode and stop when that fails (alioth/src/device/console.rs). " +
+             "When stdin is no terminal (microvm@.service), the runner starts alioth under " +
+             "util-linux `script`, which gives it a pseudo-terminal; the console output " +
+             "stays on stdout (the journal), `microvm console` is not offered."),
             "Linux hosts only here: on macOS alioth has no tap, vhost-user or vhost-vsock.",
             ("macvtap is not offered: alioth opens it by device path (`tap=/dev/tapN`), which " +
              "is only known once the link exists; it takes no file descriptor."),
@@ -298,6 +364,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "pkg/cmdline/string_slice.go, pkg/rest/rest.go, pkg/rest/vf/state_change.go",
         kernel_formats="uncompressed arm64 Image (a compressed one hangs)",
         virtiofsd=False,
+        consoles=MappingProxyType({"x86_64": "hvc0", "aarch64": "hvc0"}),
+        versions="0.5 and later (`deviceId` on virtio-blk); read at b2bc27e (v0.6.4+12)",
         notes=(
             ("macOS host (Virtualization.framework). virtiofs is built in: no virtiofsd, and " +
              "no read-only shares (`virtio-fs` takes only sharedDir and mountTag)."),

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .config import load, schema
+from .config import MicroVM, load, schema
 from .errors import MicrovmError, UsageError, ValidationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,11 +89,19 @@ def schema_cmd() -> None:
     click.echo(json.dumps(schema(), indent=2, ensure_ascii=False))
 
 
+def _warn(vm: MicroVM) -> None:
+    """One `warning: <option path>: ...` line per accepted option the hypervisor ignores."""
+    from .validate import warnings
+
+    for w in warnings(vm):
+        click.echo(f"warning: {w}", err=True)
+
+
 @main.command()
 @click.argument("document", type=VM_DOC)
 def validate(document: Path) -> None:
     """Check a VM document; print one line per problem (exit 2) or nothing (exit 0)."""
-    load(document)
+    _warn(load(document))
 
 
 @main.command()
@@ -106,6 +114,7 @@ def generate(document: Path, out: Path, force: bool) -> None:
     from .runner import write
 
     vm = load(document)
+    _warn(vm)
     write(vm, out, force=force)
 
 

@@ -66,7 +66,12 @@ def hypervisor_notes() -> str:
         out += [f"### {hv}", "",
                 f"- Kernel (`microvm.kernel`): {caps.kernel_formats}.",
                 f"- Shutdown: {caps.shutdown}.",
+                f"- Versions: {caps.versions}.",
+                "- Console (kernel `console=` and the guest's getty): " +
+                ", ".join(f"`{dev}` on {arch}" for arch, dev in caps.consoles.items()) + ".",
                 f"- Checked against {caps.source}."]
+        out += [f"- `{feature.option}` is accepted with a warning and ignored: {text}."
+                for feature, text in caps.ignored.items()]
         out += [f"- {note}" for note in caps.notes]
         out.append("")
     return "\n".join(out)

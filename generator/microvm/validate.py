@@ -120,13 +120,21 @@ class _Checker:
         self.vm = vm
         self.caps = CAPABILITIES[vm.hypervisor]
         self.problems: list[Problem] = []
+        # accepted options the hypervisor ignores (capabilities' `ignored`)
+        self.warnings: list[Problem] = []
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
 
     def need(self, feature: Feature, path: str, what: str | None = None) -> bool:
-        """Report `path` when the chosen hypervisor lacks `feature`; True when supported."""
+        """Report `path` when the chosen hypervisor lacks `feature`; True when accepted (also
+        when the hypervisor ignores it: then a warning is recorded)."""
         if self.caps.supports(feature, self.vm.system):
+            return True
+        if feature in self.caps.ignored:
+            self.warnings.append(Problem(path, f"{what or feature} not supported by " +
+                                         f"{self.vm.hypervisor}, ignored: " +
+                                         self.caps.ignored[feature]))
             return True
         where = ""
         if self.caps.supports(feature):
@@ -383,6 +391,14 @@ CHECKS: tuple[Callable[[_Checker], None], ...] = (
     _check_machine, _check_memory, _check_volumes, _check_shares, _check_interfaces,
     _check_devices,
 )
+
+
+def warnings(vm: MicroVM) -> list[Problem]:
+    """Options accepted although the hypervisor ignores them, with what happens instead."""
+    c = _Checker(vm)
+    for check in CHECKS:
+        check(c)
+    return c.warnings
 
 
 def semantic_problems(vm: MicroVM) -> list[Problem]:

@@ -35,8 +35,12 @@ let
       alt = optionalString (others != [ ]) "; hypervisors that support it: ${concatStringsSep ", " others}";
       where = optionalString (mlib.supports hv feature)
         " on ${hostSystem} (only on ${concatStringsSep ", " (caps.featurePlatforms.${feature} or caps.platforms)})";
+      ignored = caps.ignored.${feature} or null;
     in
-    optional (!(mlib.supportsOn hv feature hostSystem))
+    # accepted although the hypervisor ignores it: a warning, as the generator prints
+    if !(mlib.supportsOn hv feature hostSystem) && ignored != null
+    then lib.warn "${path}: ${if what == null then phrase feature else what} not supported by ${hv}, ignored: ${ignored}" [ ]
+    else optional (!(mlib.supportsOn hv feature hostSystem))
       (problem path "${if what == null then phrase feature else what} not supported by ${hv}${where}${alt}");
 
   # Every later occurrence of a value, pointing at the first one.

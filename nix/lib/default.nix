@@ -29,11 +29,13 @@ let
     # guest sees the disks in attachment order: the store disk first, then the volumes.
     blockSerials = hypervisor: self.supports hypervisor "VOLUME_SERIAL";
 
-    # The console device each hypervisor connects to microvm-run's stdio.
+    # The console device each hypervisor connects to microvm-run's stdio (the generator's table:
+    # the backends put the same device on the kernel command line).
     consoleDevice = { hypervisor, system }:
-      if hypervisor == "vfkit" then "hvc0"
-      else if lib.hasPrefix "aarch64-" system then "ttyAMA0"
-      else "ttyS0";
+      capabilities.capabilities.${hypervisor}.console.${builtins.head (lib.splitString "-" system)};
+
+    # The serial of the store disk where blockSerials holds.
+    storeDiskSerial = capabilities.storeDiskSerial;
 
     # Which file of a kernel package a hypervisor boots directly.
     kernelFile = { kernel, hypervisor, system }:

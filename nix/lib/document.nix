@@ -34,7 +34,9 @@ let
     ++ lib.optional usesVirtiofsd cfg.virtiofsd.package
     ++ map (name: hostPkgs.${name}) mkfsPackages
     ++ lib.optional (usesHostNetwork && hostPkgs.stdenv.hostPlatform.isLinux) hostPkgs.iproute2
-    ++ [ hostPkgs.socat hostPkgs.curl hostPkgs.coreutils hostPkgs.gnugrep ];
+    ++ [ hostPkgs.socat hostPkgs.curl hostPkgs.coreutils hostPkgs.gnugrep ]
+    # `script` gives alioth a pseudo-terminal when stdin is none (hypervisors/alioth.py)
+    ++ lib.optional (hv == "alioth") hostPkgs.util-linux;
 in
 {
   formatVersion = 1;

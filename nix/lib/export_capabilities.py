@@ -13,7 +13,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "generator"))
 
-from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
+from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
 
 
 def export() -> dict[str, Any]:
@@ -22,6 +22,8 @@ def export() -> dict[str, Any]:
                    "generator/microvm/capabilities.py; do not edit.",
         "hypervisors": [str(hv) for hv in Hypervisor],
         "features": {f.name: str(f) for f in Feature},
+        # the serial the store disk gets where the hypervisor sets serials (VOLUME_SERIAL)
+        "storeDiskSerial": STORE_DISK_SERIAL,
         "capabilities": {
             str(hv): {
                 "features": sorted(f.name for f in caps.features),
@@ -33,6 +35,10 @@ def export() -> dict[str, Any]:
                     f.name: sorted(systems)
                     for f, systems in getattr(caps, "feature_platforms", {}).items()
                 },
+                # accepted but without effect: feature -> what happens instead (a warning)
+                "ignored": {f.name: text for f, text in caps.ignored.items()},
+                # the guest's console device by architecture (x86_64, aarch64)
+                "console": dict(caps.consoles),
                 # virtiofs shares need an external virtiofsd (false: built into the hypervisor)
                 "virtiofsd": getattr(caps, "virtiofsd", True),
             }

@@ -10,7 +10,8 @@
 let
   lib = import <nixpkgs/lib>;
   mlib = import ../../nix/lib { inherit lib; };
-  example = import configuration;
+  # a file, or the { system ? ..., module } it would hold
+  example = if builtins.isAttrs configuration then configuration else import configuration;
   pkgs = import ./pkgs-standin.nix {
     inherit lib python repo hostKernel hostInitrd;
     system = example.system or "x86_64-linux";

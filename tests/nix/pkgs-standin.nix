@@ -118,6 +118,7 @@ let
     curl = hostTool "curl" [ "curl" ];
     coreutils = hostTool "coreutils" coreutils;
     gnugrep = hostTool "gnugrep" [ "grep" ];
+    util-linux = hostTool "util-linux" [ "script" ];
     erofs-utils = hostTool "erofs-utils" [ "mkfs.erofs" ];
     squashfs-tools = hostTool "squashfs-tools" [ "mksquashfs" ];
     squashfs-tools-ng = hostTool "squashfs-tools-ng" [ "gensquashfs" "rdsquashfs" ];

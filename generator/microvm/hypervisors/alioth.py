@@ -1,7 +1,9 @@
 """alioth: `alioth boot` with serde_aco `key=value` options; no control channel at all.
 
-Checked against google/alioth: alioth-cli/src/boot/boot.rs (`BootArgs`), alioth-cli/src/boot/
-config.rs (`BlkSpec`, `FsSpec`, `NetSpec`, `VsockSpec`), alioth-cli/src/boot/boot_test.rs
+Versions: 0.9.0 to 0.12.0 (capabilities' `versions`). Checked against google/alioth at v0.9.0
+(alioth-cli/src/boot.rs, alioth/src/virtio/dev/net/net.rs) and v0.10.0-v0.12.0, HEAD c78f8bd:
+alioth-cli/src/boot/boot.rs (`BootArgs`), alioth-cli/src/boot/config.rs (`BlkSpec`, `FsSpec`,
+`NetSpec`, `VsockSpec`), alioth-cli/src/boot/boot_test.rs
 (spellings), alioth-cli/src/objects.rs (`-o id_N,VALUE` for values with ',' or '='),
 alioth/src/virtio/dev/net/tap.rs (`if_name`, `queue_pairs`), alioth/src/mem/mem.rs (`MemSpec`).
 """
@@ -10,18 +12,23 @@ from __future__ import annotations
 
 from ..capabilities import Hypervisor
 from ..config import MicroVM, ShareProto
-from .base import Accel, Backend, Launch, RunContext, opts, queues
+from .base import Accel, Backend, Launch, RunContext, console, notify_kernel_params, opts, queues
 
 REBOOT_PARAMS = ("reboot=k", "panic=1")
-
-
-def console(vm: MicroVM) -> str:
-    # 16450 UART on x86_64, PL011 on aarch64
-    return "ttyAMA0" if vm.arch == "aarch64" else "ttyS0"
+# alioth 0.9-0.12 put stdin into raw mode for the serial console and stop when it is no
+# terminal (alioth/src/device/console.rs, StdioConsole::new), as under microvm@.service: then
+# util-linux `script` runs it on a pseudo-terminal (output still on stdout). The command
+# string is bash-quoted by printf %q and run by bash (script runs $SHELL -c).
+PTY_WRAPPER = ('if [ -t 0 ]; then exec "$@"; fi; ' +
+               'SHELL=$(command -v bash) exec script --quiet --return --flush ' +
+               '--command "$(printf \'%q \' "$@")" /dev/null')
+# NetTapParam (0.9) / TapNetSpec (0.10+) require `mtu`: the Linux default of a tap link
+TAP_MTU = 1500
 
 
 def cmdline(vm: MicroVM) -> str:
-    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *vm.kernel_params])
+    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
+                     *vm.kernel_params])
 
 
 class _Objects:
@@ -48,15 +55,17 @@ class Alioth(Backend):
     def argv(self, vm: MicroVM) -> list[str]:
         o = _Objects()
         shared = bool(vm.shares_of(ShareProto.VIRTIOFS))
+        # 0.9.0-0.12.0 all take --num-cpu and --cmd-line (0.10 added --cpu and --cmdline and
+        # keeps these as a deprecated flag and an alias); --cpu/--cmdline fail on 0.9
         argv = ["alioth", "boot",
-                "--cpu", o.kv(None, {"count": vm.vcpu}),
+                "--num-cpu", str(vm.vcpu),
                 # memfd backing; vhost-user (virtiofsd) needs it mapped shared
                 "--memory", o.kv(None, {"size": f"{vm.mem}M", "backend": "memfd",
                                         "shared": True if shared else None}),
                 "--kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["--initramfs", vm.initrd]
-        argv += ["--cmdline", cmdline(vm),
+        argv += ["--cmd-line", cmdline(vm),
                  "--entropy"]
         if vm.store_disk_path is not None:
             argv += ["--blk", o.kv("file", {"path": vm.store_disk_path, "readonly": True})]
@@ -67,7 +76,7 @@ class Alioth(Backend):
             argv += ["--fs", o.kv("vu", {"socket": s.socket, "tag": s.tag})]
         q = queues(vm)
         for iface in vm.interfaces:
-            argv += ["--net", o.kv(None, {"if_name": iface.id, "mac": iface.mac,
+            argv += ["--net", o.kv(None, {"if_name": iface.id, "mac": iface.mac, "mtu": TAP_MTU,
                                           "queue_pairs": q if q > 1 else None})]
         if vm.vsock_cid is not None:
             argv += ["--vsock", o.kv("vhost", {"cid": vm.vsock_cid})]
@@ -75,4 +84,4 @@ class Alioth(Backend):
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         del ctx  # alioth reads no generated files
-        return Launch(variants={Accel.KVM: self.argv(vm)})
+        return Launch(variants={Accel.KVM: ["bash", "-c", PTY_WRAPPER, "alioth", *self.argv(vm)]})

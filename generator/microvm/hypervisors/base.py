@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..capabilities import CAPABILITIES, Capabilities, Hypervisor
+from ..capabilities import CAPABILITIES, STORE_DISK_SERIAL, Capabilities, Feature, Hypervisor
 from ..config import InterfaceType, MicroVM
 from ..errors import Problem
 
@@ -151,10 +151,49 @@ def unencodable(path: str, value: str, chars: str, hv: Hypervisor,
     return [Problem(path, f"{hv} cannot take {shown} in {where}, got {value!r}")]
 
 
+# Host side of a vsock device that hypervisors expose as a Unix socket (firecracker,
+# cloud-hypervisor), relative to the working directory like the control socket. The host's
+# `microvm ssh` connects to it (`CONNECT <port>`); a guest connecting to host port P reaches
+# the Unix socket HYBRID_VSOCK_SOCKET + "_P" (the notify relay listens on "_<8888+CID>").
+HYBRID_VSOCK_SOCKET = "notify.vsock"
+# share/microvm/ file naming that socket (written by backends with hybrid vsock): a host-side
+# listener for guest-initiated connections (the notify relay) binds HYBRID_VSOCK_SOCKET_<port>
+HYBRID_VSOCK_FILE = "hybrid-vsock"
+
+
 def hybrid_vsock_socket(vm: MicroVM) -> str:
-    """Host side of a vsock device that hypervisors expose as a Unix socket (firecracker,
-    cloud-hypervisor): relative to the working directory, like the control socket."""
-    return f"{vm.host_name}-vsock.sock"
+    """The hybrid vsock socket of `vm` (the same name for every VM: it lives in the VM's
+    state directory)."""
+    del vm
+    return HYBRID_VSOCK_SOCKET
+
+
+def console(vm: MicroVM) -> str:
+    """The guest device of the serial console (capabilities: one table for backend and guest)."""
+    return CAPABILITIES[vm.hypervisor].console(vm.arch)
+
+
+def store_disk_serial(vm: MicroVM) -> str | None:
+    """The serial of the store disk where the hypervisor sets block serials, else None."""
+    return STORE_DISK_SERIAL if CAPABILITIES[vm.hypervisor].supports(
+        Feature.VOLUME_SERIAL) else None
+
+
+def notify_credential(vm: MicroVM) -> str | None:
+    """The systemd credential that tells the guest where to send READY=1 (vsock port
+    NOTIFY_VSOCK_PORT_BASE + CID), or None without vsock."""
+    if vm.vsock_cid is None:
+        return None
+    return f"vmm.notify_socket=vsock-stream:2:{NOTIFY_VSOCK_PORT_BASE + vm.vsock_cid}"
+
+
+def notify_kernel_params(vm: MicroVM) -> list[str]:
+    """The notify credential as a kernel parameter, for hypervisors without SMBIOS OEM strings
+    or fw_cfg: systemd imports `systemd.set_credential=ID:VALUE` as a system credential."""
+    credential = notify_credential(vm)
+    if credential is None:
+        return []
+    return ["systemd.set_credential=" + credential.replace("=", ":", 1)]
 
 
 def comma_escape(value: str) -> str:

@@ -13,15 +13,19 @@ from typing import Any
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from .base import (
+    HYBRID_VSOCK_FILE,
     Accel,
     Backend,
     Control,
     Launch,
     RunContext,
+    console,
     hybrid_vsock_socket,
     macvtap_fds,
+    notify_credential,
     opts,
     queues,
+    store_disk_serial,
 )
 
 REBOOT_PARAMS = ("reboot=t", "panic=-1")
@@ -47,10 +51,6 @@ def kv(items: dict[str, str | int | bool | None]) -> str:
     return opts(None, items, escape=value)
 
 
-def console(vm: MicroVM) -> str:
-    return "ttyAMA0" if vm.arch == "aarch64" else "ttyS0"
-
-
 def cmdline(vm: MicroVM) -> str:
     return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *vm.kernel_params])
 
@@ -64,12 +64,20 @@ def _disks(vm: MicroVM) -> list[dict[str, Any]]:
     """Store disk first (read-only), then the volumes, as CLI-neutral records."""
     disks: list[dict[str, Any]] = []
     if vm.store_disk_path is not None:
+        # the guest mounts it by this serial (without one cloud-hypervisor derives one from
+        # the file)
         disks.append({"path": vm.store_disk_path, "readonly": True, "direct": False,
-                      "serial": None, "image_type": "raw"})
+                      "serial": store_disk_serial(vm), "image_type": "raw"})
     for v in vm.volumes:
         disks.append({"path": v.image, "readonly": v.read_only, "direct": v.direct,
                       "serial": v.serial, "image_type": v.image_type})
     return disks
+
+
+def _oem_strings(vm: MicroVM) -> list[str]:
+    """SMBIOS OEM strings (type 11): the notify credential, read by the guest's systemd."""
+    credential = notify_credential(vm)
+    return [] if credential is None else [f"io.systemd.credential:{credential}"]
 
 
 def _net_queues(vm: MicroVM) -> int | None:
@@ -106,8 +114,18 @@ class CloudHypervisor(Backend):
                  "--console", "off"]
         if vm.socket is not None:
             argv += ["--api-socket", kv({"path": vm.socket})]
-        if vm.machine_id is not None:
-            argv += ["--platform", kv({"uuid": vm.machine_id})]
+        oem = _oem_strings(vm)
+        if vm.machine_id is not None or oem:
+            platform = kv({"uuid": vm.machine_id})
+            if oem:
+                # a list is bracket syntax; the credential holds no ',', '[', ']' or '"'
+                assert not any(c in "".join(oem) for c in ',[]"')
+                platform = ",".join(filter(None, [platform, f"oem_strings=[{','.join(oem)}]"]))
+            argv += ["--platform", platform]
+        if "--watchdog" not in vm.hypervisor_extra_args:
+            # the guest's systemd pings the watchdog; cloud-hypervisor resets a hung guest (a
+            # flag given twice is an error)
+            argv.append("--watchdog")
         for d in _disks(vm):
             argv += ["--disk", kv({"path": d["path"], "readonly": d["readonly"] or None,
                                    "direct": d["direct"] or None, "serial": d["serial"],
@@ -136,11 +154,13 @@ class CloudHypervisor(Backend):
         return argv + list(vm.hypervisor_extra_args)
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        del ctx  # cloud-hypervisor reads no generated files
+        del ctx  # cloud-hypervisor reads no generated files (hybrid-vsock is for the host)
         sockets = [] if vm.socket is None else [vm.socket]
+        files = {}
         if vm.vsock_cid is not None:
             sockets.append(hybrid_vsock_socket(vm))
-        return Launch(variants={Accel.KVM: self.argv(vm)}, sockets=sockets)
+            files[HYBRID_VSOCK_FILE] = hybrid_vsock_socket(vm) + "\n"
+        return Launch(variants={Accel.KVM: self.argv(vm)}, files=files, sockets=sockets)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:
@@ -176,8 +196,14 @@ def vm_config(vm: MicroVM) -> dict[str, Any]:
         "serial": {"mode": "Tty"},
         "console": {"mode": "Off"},
     }
+    platform: dict[str, Any] = {}
     if vm.machine_id is not None:
-        config["platform"] = {"uuid": vm.machine_id}
+        platform["uuid"] = vm.machine_id
+    if _oem_strings(vm):
+        platform["oem_strings"] = _oem_strings(vm)
+    if platform:
+        config["platform"] = platform
+    config["watchdog"] = True
     disks = []
     for d in _disks(vm):
         disk: dict[str, Any] = {"path": d["path"], "readonly": d["readonly"],

@@ -17,8 +17,11 @@ from .base import (
     Control,
     Launch,
     RunContext,
+    console,
     macvtap_fds,
+    notify_kernel_params,
     opts,
+    store_disk_serial,
     unencodable,
 )
 
@@ -39,7 +42,8 @@ def kv(head: str | None, items: dict[str, str | int | bool | None]) -> str:
 
 
 def cmdline(vm: MicroVM) -> str:
-    return " ".join(["console=ttyS0", *REBOOT_PARAMS, *vm.kernel_params])
+    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
+                     *vm.kernel_params])
 
 
 class Crosvm(Backend):
@@ -65,7 +69,9 @@ class Crosvm(Backend):
         if vm.crosvm_pivot_root is not None:
             argv += ["--pivot-root", vm.crosvm_pivot_root]
         if vm.store_disk_path is not None:
-            argv += ["--block", kv(None, {"path": vm.store_disk_path, "ro": True})]
+            # the guest mounts it by this id (crosvm reports an empty serial without one)
+            argv += ["--block", kv(None, {"path": vm.store_disk_path, "ro": True,
+                                          "id": store_disk_serial(vm)})]
         for v in vm.volumes:
             argv += ["--block", kv(None, {"path": v.image, "ro": v.read_only or None,
                                           "direct": v.direct or None, "id": v.serial})]

@@ -15,7 +15,17 @@ from typing import Any
 from ..capabilities import Hypervisor
 from ..config import MicroVM
 from ..errors import Problem
-from .base import Accel, Backend, Control, Launch, RunContext, hybrid_vsock_socket
+from .base import (
+    HYBRID_VSOCK_FILE,
+    Accel,
+    Backend,
+    Control,
+    Launch,
+    RunContext,
+    console,
+    hybrid_vsock_socket,
+    notify_kernel_params,
+)
 
 CONFIG_FILE = "firecracker.json"
 CPU_CONFIG_FILE = "cpu-config.json"
@@ -28,9 +38,11 @@ HOTPLUG_SLOT_MIB = 128  # MemoryHotplugConfig.slot_size_mib default (and minimum
 
 
 def cmdline(vm: MicroVM) -> str:
-    words = ["console=ttyS0", *REBOOT_PARAMS]
+    words = [f"console={console(vm)}", *REBOOT_PARAMS]
     if vm.arch == "x86_64":
         words += I8042_PARAMS
+    # no SMBIOS or fw_cfg: the readiness credential goes on the command line
+    words += notify_kernel_params(vm)
     return " ".join([*words, *vm.kernel_params])
 
 
@@ -105,6 +117,7 @@ class Firecracker(Backend):
         sockets = [] if vm.socket is None else [vm.socket]
         if vm.vsock_cid is not None:
             sockets.append(hybrid_vsock_socket(vm))
+            files[HYBRID_VSOCK_FILE] = hybrid_vsock_socket(vm) + "\n"
         return Launch(variants={Accel.KVM: self.argv(vm, ctx)}, files=files, sockets=sockets)
 
     def problems(self, vm: MicroVM) -> list[Problem]:

@@ -11,18 +11,42 @@ from __future__ import annotations
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
-from .base import Accel, Backend, Launch, RunContext, macvtap_fds, unencodable
+from .base import (
+    Accel,
+    Backend,
+    Control,
+    Launch,
+    RunContext,
+    console,
+    macvtap_fds,
+    notify_kernel_params,
+    unencodable,
+)
 
 REBOOT_PARAMS = ("reboot=k", "panic=1")
 MAX_DISKS = 4  # include/kvm/disk-image.h MAX_DISK_IMAGES
 HUGETLBFS = "/dev/hugepages"
+# microvm-balloon SIZE sets the balloon's absolute size; `lkvm balloon` (builtin-balloon.c)
+# inflates or deflates it by an amount. The size last set is kept beside lkvm's instance
+# socket and counts while it is newer than that socket (a new lkvm run starts deflated).
+# Arguments: the size in MiB, the instance name; run in the working directory (HOME=.).
+BALLOON_SCRIPT = ('set -eu; want=$1; name=$2; sock=.lkvm/$name.sock; ' +
+                  'state=.lkvm/$name.balloon-mib; have=0; ' +
+                  'if [ -f "$state" ] && [ "$state" -nt "$sock" ]; then ' +
+                  'have=$(cat -- "$state"); fi; ' +
+                  'if [ "$want" -gt "$have" ]; then ' +
+                  'HOME=. lkvm balloon --name "$name" --inflate "$((want - have))"; ' +
+                  'elif [ "$want" -lt "$have" ]; then ' +
+                  'HOME=. lkvm balloon --name "$name" --deflate "$((have - want))"; fi; ' +
+                  'printf \'%s\\n\' "$want" > "$state"')
 # graphics backend -> lkvm framebuffer UI
 _UI = {"gtk": "--gtk", "headless": "--vnc"}
 
 
 def cmdline(vm: MicroVM) -> str:
     # lkvm prepends its own words (console=, reboot=k...) unless --nodefaults; ours come last
-    return " ".join(["console=ttyS0", *REBOOT_PARAMS, *vm.kernel_params])
+    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
+                     *vm.kernel_params])
 
 
 def _disks(vm: MicroVM) -> list[tuple[str, str, str]]:
@@ -52,6 +76,9 @@ class Kvmtool(Backend):
         argv += ["--params", cmdline(vm)]
         if vm.hugepage_mem:
             argv += ["--hugetlbfs", HUGETLBFS]
+        if vm.balloon:
+            # resized by relative steps only (lkvm balloon --name NAME -i/-d MiB)
+            argv.append("--balloon")
         for _, image, flags in _disks(vm):
             argv += ["--disk", image + flags]
         for s in vm.shares_of(ShareProto.NINEP):
@@ -81,7 +108,16 @@ class Kvmtool(Backend):
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         del ctx  # lkvm reads no generated files
-        return Launch(variants={Accel.KVM: self.argv(vm)})
+        # lkvm makes its instance socket in $HOME/.lkvm/ (kvm.c set_dir, resolved with
+        # realpath): keep it in the working directory, the VM's state directory, rather than
+        # a service user's home that may not exist or be writable
+        return Launch(variants={Accel.KVM: self.argv(vm)}, env={"HOME": "."})
+
+    def balloon(self, vm: MicroVM) -> Control | None:
+        if not vm.balloon:
+            return None
+        return Control(kind="argv", argv=("bash", "-c", BALLOON_SCRIPT, "microvm-balloon",
+                                          "@BALLOON_MIB@", vm.host_name))
 
     def problems(self, vm: MicroVM) -> list[Problem]:
         hv = self.hypervisor

@@ -11,7 +11,18 @@ from __future__ import annotations
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
-from .base import Accel, Backend, Control, Launch, RunContext, macvtap_fds, unencodable
+from .base import (
+    Accel,
+    Backend,
+    Control,
+    Launch,
+    RunContext,
+    console,
+    macvtap_fds,
+    notify_kernel_params,
+    store_disk_serial,
+    unencodable,
+)
 
 REBOOT_PARAMS = ("reboot=t", "panic=-1")
 HUGETLBFS = "/dev/hugepages"
@@ -20,14 +31,17 @@ MEM_MAX_MIB = 512 << 10
 # user-creatable devices on the microvm machine (config_guidebook.md section 2)
 MAX_DEVICES = {"x86_64": 11, "aarch64": 160}
 _UNSAFE = ",="
-
-
-def console(vm: MicroVM) -> str:
-    return "ttyAMA0" if vm.arch == "aarch64" else "ttyS0"
+# The serial console's chardev: stdio puts stdin into raw mode and fails without a terminal,
+# so under a service manager (MICROVM_CONSOLE=socket) the runner swaps in a socket console
+# (config_guidebook.md section 2.12: `-chardev socket,id=ID,path=PATH,server,nowait`).
+CONSOLE_STDIO = "stdio,id=console0"
+CONSOLE_SOCKET = "socket,id=console0,path=console.sock,server,nowait"
+CONSOLE_SOCKET_PATH = "console.sock"
 
 
 def cmdline(vm: MicroVM) -> str:
-    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *vm.kernel_params])
+    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
+                     *vm.kernel_params])
 
 
 def opts(head: str, kv: dict[str, str | int | None]) -> str:
@@ -48,7 +62,8 @@ class Stratovirt(Backend):
             "-device", opts("virtio-rng-device", {"rng": "rng0", "id": "rng_dev"})]]
         disks: list[tuple[str, str, bool, bool, str | None]] = []
         if vm.store_disk_path is not None:
-            disks.append(("store", vm.store_disk_path, True, False, None))
+            # the guest mounts it by this serial
+            disks.append(("store", vm.store_disk_path, True, False, store_disk_serial(vm)))
         for i, v in enumerate(vm.volumes):
             disks.append((f"vol{i}", v.image, v.read_only, v.direct, v.serial))
         for drive, path, ro, direct, serial in disks:
@@ -98,7 +113,8 @@ class Stratovirt(Backend):
         if vm.initrd is not None:
             argv += ["-initrd", vm.initrd]
         argv += ["-append", cmdline(vm),
-                 "-serial", "stdio"]
+                 "-chardev", CONSOLE_STDIO,
+                 "-serial", "chardev:console0"]
         if vm.socket is not None:
             argv += ["-qmp", f"unix:{vm.socket},server,nowait"]
         for dev in self._devices(vm):
@@ -108,7 +124,9 @@ class Stratovirt(Backend):
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         del ctx  # StratoVirt reads no generated files
         sockets = [] if vm.socket is None else [vm.socket]
-        return Launch(variants={Accel.KVM: self.argv(vm)}, sockets=sockets)
+        return Launch(variants={Accel.KVM: self.argv(vm)},
+                      sockets=[*sockets, CONSOLE_SOCKET_PATH],
+                      console_socket=(CONSOLE_STDIO, CONSOLE_SOCKET))
 
     def problems(self, vm: MicroVM) -> list[Problem]:
         hv = self.hypervisor

@@ -12,7 +12,16 @@ from __future__ import annotations
 from ..capabilities import Hypervisor
 from ..config import MicroVM, ShareProto
 from ..errors import Problem
-from .base import Accel, Backend, Control, Launch, RunContext, unencodable
+from .base import (
+    Accel,
+    Backend,
+    Control,
+    Launch,
+    RunContext,
+    console,
+    store_disk_serial,
+    unencodable,
+)
 
 REBOOT_PARAMS = ("reboot=t", "panic=-1")
 # makes a relative socket absolute against the working directory at start, then runs vfkit
@@ -21,7 +30,7 @@ _ABSOLUTE_SOCKET = ('socket=$1; shift; case $socket in /*) ;; *) socket=$PWD/$so
 
 
 def cmdline(vm: MicroVM) -> str:
-    return " ".join(["console=hvc0", *REBOOT_PARAMS, *vm.kernel_params])
+    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *vm.kernel_params])
 
 
 def _item(key: str, value: str) -> str:
@@ -44,7 +53,9 @@ class Vfkit(Backend):
                  "--device", "virtio-rng",
                  "--device", "virtio-serial,stdio"]
         if vm.store_disk_path is not None:
-            argv += ["--device", f"virtio-blk,path={vm.store_disk_path},readonly"]
+            # the guest mounts it by this identifier (its serial)
+            argv += ["--device", f"virtio-blk,path={vm.store_disk_path},readonly," +
+                     f"deviceId={store_disk_serial(vm)}"]
         for v in vm.volumes:
             dev = f"virtio-blk,path={v.image}"
             if v.read_only:

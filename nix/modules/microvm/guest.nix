@@ -94,7 +94,7 @@ in
 
       (lib.mkIf cfg.storeOnDisk {
         ${roStore} = {
-          device = if serials then "/dev/disk/by-id/virtio-store" else "/dev/vda";
+          device = if serials then "/dev/disk/by-id/virtio-${mlib.storeDiskSerial}" else "/dev/vda";
           fsType = cfg.storeDiskType;
           options = [ "ro" ];
           neededForBoot = true;

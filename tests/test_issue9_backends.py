@@ -1,0 +1,287 @@
+"""Issue 9's backend defects, one test each (the contract and grammar tests cover them in
+general: tests/test_contract.py, tests/test_grammar.py).
+
+The stratovirt test runs the generated bin/microvm-run for real with a stand-in `stratovirt`
+on PATH that records its argv (stratovirt itself needs KVM), stdin not a terminal, as under
+microvm@.service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
+from microvm.hypervisors import RunContext, backend
+from microvm.hypervisors.base import NOTIFY_VSOCK_PORT_BASE
+from test_backends import document, load
+
+CTX = RunContext("/run/microvm/demo")
+
+
+def argv(hv: Hypervisor, **microvm: object) -> list[str]:
+    vm = load(document(hv, **microvm))
+    return next(iter(backend(hv).launch(vm, CTX).variants.values()))
+
+
+def test_store_disk_has_the_serial_the_guest_mounts() -> None:
+    """Item 1: every hypervisor that sets serials gives the store disk `store`."""
+    got = {hv: " ".join(argv(hv, storeOnDisk=True,
+                               storeDisk="/nix/store/s-store-disk/store.erofs"))
+           for hv in Hypervisor if CAPABILITIES[hv].supports(Feature.VOLUME_SERIAL)}
+    assert STORE_DISK_SERIAL == "store"
+    assert "serial=store,image_type=raw" in got[Hypervisor.CLOUD_HYPERVISOR]
+    assert "ro=true,id=store" in got[Hypervisor.CROSVM]
+    assert "id=blk_store,serial=store" in got[Hypervisor.STRATOVIRT]
+    assert "readonly,deviceId=store" in got[Hypervisor.VFKIT]
+    assert "serial=store" in got[Hypervisor.QEMU]
+
+
+def test_alioth_speaks_the_0_9_to_0_12_spelling_and_gives_taps_an_mtu() -> None:
+    """Item 2."""
+    a = argv(Hypervisor.ALIOTH, vcpu=2,
+             interfaces=[{"type": "tap", "id": "vm-a", "mac": "02:00:00:00:00:01"}])
+    assert a[a.index("--num-cpu") + 1] == "2"
+    assert "--cmd-line" in a
+    assert "--cpu" not in a and "--cmdline" not in a
+    assert a[a.index("--net") + 1] == "if_name=vm-a,mac=02:00:00:00:00:01,mtu=1500,queue_pairs=2"
+    assert "0.9.0 to 0.12.0" in CAPABILITIES[Hypervisor.ALIOTH].versions
+
+
+def test_stratovirt_console_is_a_socket_without_a_terminal(tmp_path: Path) -> None:
+    """Item 3: under microvm@.service (MICROVM_CONSOLE=socket, stdin not a TTY) stratovirt gets
+    a socket console instead of stdio, which it would put into raw mode and fail."""
+    doc = tmp_path / "vm.json"
+    doc.write_text(json.dumps(document(Hypervisor.STRATOVIRT)), "utf-8")
+    out = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(doc), "--out",
+                    str(out)], check=True)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "stratovirt").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_OUT"\n', "utf-8")
+    (fake / "stratovirt").chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "console.sock").write_text("stale? no: a regular file is left alone")
+    results = {}
+    for mode in ("socket", "stdio"):
+        record = tmp_path / f"argv-{mode}"
+        env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "ARGV_OUT": str(record)}
+        if mode == "socket":
+            env["MICROVM_CONSOLE"] = "socket"
+        else:
+            env.pop("MICROVM_CONSOLE", None)
+        r = subprocess.run([str(out / "bin" / "microvm-run")], cwd=state, env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60, check=False)
+        assert r.returncode == 0, r.stderr
+        results[mode] = record.read_text().splitlines()
+    sock = results["socket"]
+    assert sock[sock.index("-chardev") + 1] == (
+        "socket,id=console0,path=console.sock,server,nowait")
+    assert sock[sock.index("-serial") + 1] == "chardev:console0"
+    assert "stdio" not in " ".join(sock)
+    tty = results["stdio"]
+    assert tty[tty.index("-chardev") + 1] == "stdio,id=console0"
+    # only a socket is removed before start, never a regular file
+    assert (state / "console.sock").is_file()
+
+
+def test_kvmtool_keeps_its_socket_in_the_state_directory() -> None:
+    """Item 11 (socket): as microvm.nix does with HOME=$PWD."""
+    vm = load(document(Hypervisor.KVMTOOL, socket="demo.sock"))
+    assert backend(Hypervisor.KVMTOOL).launch(vm, CTX).env == {"HOME": "."}
+
+
+FAKE_ALIOTH = """#!/bin/sh
+# stands in for alioth: like alioth 0.9-0.12 it stops when stdin is no terminal
+[ -t 0 ] || { echo "alioth: stdin is not a terminal" >&2; exit 7; }
+printf '%s\\n' "$@" > "$ARGV_OUT"
+if [ -n "${SLEEP:-}" ]; then
+  trap 'echo terminated > "$ARGV_OUT.term"; exit 0' TERM
+  sleep 30 & wait
+fi
+"""
+
+
+def _alioth_runner(tmp_path: Path) -> tuple[Path, Path, dict[str, str], list[str]]:
+    """The generated runner of an alioth VM with awkward values, a stand-in alioth on PATH,
+    and the argv the backend meant alioth to get."""
+    doc = document(Hypervisor.ALIOTH, kernelParams=["quiet", "x=it's \"quoted\" $(no)"],
+                   volumes=[{"image": "my vol's.img", "size": 8, "autoCreate": False}])
+    path = tmp_path / "vm.json"
+    path.write_text(json.dumps(doc), "utf-8")
+    out = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(path), "--out",
+                    str(out)], check=True)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "alioth").write_text(FAKE_ALIOTH, "utf-8")
+    (fake / "alioth").chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
+           "ARGV_OUT": str(tmp_path / "argv")}
+    want = backend(Hypervisor.ALIOTH).argv(load(doc))[1:]  # type: ignore[attr-defined]
+    return out / "bin" / "microvm-run", state, env, want
+
+
+def test_alioth_starts_without_a_terminal(tmp_path: Path) -> None:
+    """Like stratovirt (item 3), alioth cannot start with stdin not a terminal; the runner gives
+    it a pseudo-terminal then, and the argv arrives byte for byte."""
+    run, state, env, want = _alioth_runner(tmp_path)
+    r = subprocess.run([str(run)], cwd=state, env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "argv").read_text().splitlines() == want
+
+
+def test_alioth_under_a_pseudo_terminal_stops_on_sigterm(tmp_path: Path) -> None:
+    """systemd stops microvm@ with SIGTERM to the main process: it reaches alioth."""
+    run, state, env, _ = _alioth_runner(tmp_path)
+    p = subprocess.Popen([str(run)], cwd=state, env={**env, "SLEEP": "1"},
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            if (tmp_path / "argv").exists():
+                break
+            time.sleep(0.1)
+        assert (tmp_path / "argv").exists()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+    finally:
+        p.kill()
+    for _ in range(50):
+        if (tmp_path / "argv.term").exists():
+            break
+        time.sleep(0.1)
+    assert (tmp_path / "argv.term").read_text() == "terminated\n"
+
+
+def test_kvmtool_balloon_translates_sizes_into_steps(tmp_path: Path) -> None:
+    """Item 11 (balloon): bin/microvm-balloon SIZE, run for real with a stand-in `lkvm` that
+    records its arguments, asks lkvm for the difference to the size it set last; a size older
+    than lkvm's socket (a new run) counts as 0."""
+    doc = tmp_path / "vm.json"
+    doc.write_text(json.dumps(document(Hypervisor.KVMTOOL, mem=1024, balloon=True)), "utf-8")
+    out = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(doc), "--out",
+                    str(out)], check=True)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "lkvm").write_text('#!/bin/sh\necho "HOME=$HOME $*" >> "$LKVM_LOG"\n', "utf-8")
+    (fake / "lkvm").chmod(0o755)
+    state = tmp_path / "state"
+    (state / ".lkvm").mkdir(parents=True)
+    sock = state / ".lkvm" / "demo.sock"
+    sock.write_text("")  # stands in for lkvm's socket: only its age matters
+    os.utime(sock, (time.time() - 60, time.time() - 60))
+    log = tmp_path / "lkvm.log"
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "LKVM_LOG": str(log)}
+
+    def balloon(size: int) -> None:
+        subprocess.run([str(out / "bin" / "microvm-balloon"), str(size)], cwd=state, env=env,
+                       check=True, timeout=30)
+
+    for size in (512, 256, 256, 0, 300):
+        balloon(size)
+    os.utime(sock, (time.time() + 60, time.time() + 60))  # lkvm started again
+    balloon(100)
+    assert log.read_text().splitlines() == [
+        "HOME=. balloon --name demo --inflate 512",
+        "HOME=. balloon --name demo --deflate 256",
+        "HOME=. balloon --name demo --deflate 256",
+        "HOME=. balloon --name demo --inflate 300",
+        "HOME=. balloon --name demo --inflate 100",
+    ]
+
+
+def test_cloud_hypervisor_readiness() -> None:
+    """Item 7: notify.vsock, the OEM-string credential and the watchdog."""
+    a = argv(Hypervisor.CLOUD_HYPERVISOR, vsock={"cid": 3})
+    cid = 3
+    assert a[a.index("--vsock") + 1] == f"cid={cid},socket=notify.vsock"
+    assert a[a.index("--platform") + 1] == (
+        "oem_strings=[io.systemd.credential:vmm.notify_socket=vsock-stream:2:" +
+        f"{NOTIFY_VSOCK_PORT_BASE + cid}]")
+    assert a.count("--watchdog") == 1
+    vm = load(document(Hypervisor.CLOUD_HYPERVISOR, vsock={"cid": 3}))
+    # the host's listener for guest-initiated connections learns the socket from here
+    files = backend(Hypervisor.CLOUD_HYPERVISOR).launch(vm, CTX).files
+    assert files["hybrid-vsock"] == "notify.vsock\n"
+    # a user's own --watchdog is not doubled (clap refuses a repeated flag)
+    b = argv(Hypervisor.CLOUD_HYPERVISOR, **{"cloud-hypervisor": {"extraArgs": ["--watchdog"]}})
+    assert b.count("--watchdog") == 1
+
+
+def test_firecracker_readiness() -> None:
+    """Item 7: notify.vsock and the credential on the kernel command line."""
+    vm = load(document(Hypervisor.FIRECRACKER, vsock={"cid": 3}))
+    cfg = json.loads(backend(Hypervisor.FIRECRACKER).launch(vm, CTX).files["firecracker.json"])
+    assert cfg["vsock"]["uds_path"] == "notify.vsock"
+    assert backend(Hypervisor.FIRECRACKER).launch(vm, CTX).files["hybrid-vsock"] == (
+        "notify.vsock\n")
+    assert ("systemd.set_credential=vmm.notify_socket:vsock-stream:2:" +
+            f"{NOTIFY_VSOCK_PORT_BASE + 3}") in cfg["boot-source"]["boot_args"].split()
+
+
+def test_console_device_follows_the_uart() -> None:
+    """Item 8: 8250 (ttyS0) on firecracker, crosvm, kvmtool on aarch64 too; PL011 (ttyAMA0)
+    on qemu, cloud-hypervisor, stratovirt, alioth; hvc0 on vfkit."""
+    want = {Hypervisor.FIRECRACKER: "ttyS0", Hypervisor.CROSVM: "ttyS0",
+            Hypervisor.KVMTOOL: "ttyS0", Hypervisor.CLOUD_HYPERVISOR: "ttyAMA0",
+            Hypervisor.STRATOVIRT: "ttyAMA0", Hypervisor.ALIOTH: "ttyAMA0",
+            Hypervisor.QEMU: "ttyAMA0", Hypervisor.VFKIT: "hvc0"}
+    for hv, dev in want.items():
+        assert CAPABILITIES[hv].console("aarch64") == dev, hv
+        doc = document(hv)
+        if hv is not Hypervisor.VFKIT:
+            doc["system"] = "aarch64-linux"
+        vm = load(doc)
+        launch = backend(hv).launch(vm, CTX)
+        text = "\n".join([*next(iter(launch.variants.values())), *launch.files.values()])
+        assert f"console={dev}" in text, hv
+
+
+def test_ignored_options_warn_and_generate(tmp_path: Path) -> None:
+    """Item 11: accepted with a warning naming the option; a share on firecracker refused."""
+    cases = {
+        Hypervisor.KVMTOOL: ({"balloon": True, "socket": "demo.sock"},
+                             ["warning: microvm.socket: a control socket (set microvm.socket " +
+                              "= null) not supported by kvmtool, ignored: lkvm keeps its own " +
+                              "instance socket, `.lkvm/<hostName>.sock` in the working " +
+                              "directory (the runner sets HOME=.; `HOME=. lkvm stop --name " +
+                              "<hostName>` there finds it), and creates no socket at " +
+                              "microvm.socket"]),
+        Hypervisor.FIRECRACKER: ({"volumes": [{"image": "v.img", "size": 8, "serial": "v",
+                                               "direct": True}]},
+                                 ["warning: microvm.volumes[0].direct: direct I/O volumes not " +
+                                  "supported by firecracker, ignored: the image is opened " +
+                                  "through the host page cache",
+                                  "warning: microvm.volumes[0].serial: volume serial numbers " +
+                                  "not supported by firecracker, ignored: the guest finds the " +
+                                  "volume by its label or as /dev/vdX in attachment order"]),
+    }
+    for hv, (options, warnings) in cases.items():
+        path = tmp_path / f"{hv}.json"
+        path.write_text(json.dumps(document(hv, **options)), "utf-8")
+        r = subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(path),
+                            "--out", str(tmp_path / str(hv))], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.splitlines() == warnings
+    share = document(Hypervisor.FIRECRACKER, shares=[{"proto": "9p", "tag": "t",
+                                                      "source": "/srv", "mountPoint": "/t"}])
+    path = tmp_path / "share.json"
+    path.write_text(json.dumps(share), "utf-8")
+    r = subprocess.run([sys.executable, "-m", "microvm.cli", "validate", str(path)],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: microvm.shares[0].proto: 9p shares not supported by " +
+                               "firecracker")
