@@ -175,7 +175,7 @@ def test_hybrid_vsock_socket_is_the_one_the_host_commands_use() -> None:
     from microvm.host import commands
 
     source = Path(commands.__file__).read_text()
-    assert f'vm.file("{HYBRID_VSOCK_SOCKET}")' in source
+    assert "vm.data(HYBRID_VSOCK_SOCKET)" in source
     for hv in (Hypervisor.CLOUD_HYPERVISOR, Hypervisor.FIRECRACKER):
         vm = from_document({"hostName": "demo", "system": "x86_64-linux", "microvm": {
             "hypervisor": hv.value, "vsock": {"cid": 3}, "kernel": "/k", "initrdPath": "/i",

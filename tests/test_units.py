@@ -377,3 +377,33 @@ def test_notify_relay_listens_on_the_cid_port(helpers: Path, tmp_path: Path) -> 
     for pid in children.split():  # the relay (socat), a child of the command it ran
         os.kill(int(pid), signal.SIGTERM)
     assert busy == "busy", text
+
+
+def test_notify_relay_takes_hybrid_vsock_connections(helpers: Path, tmp_path: Path) -> None:
+    """cloud-hypervisor and firecracker hand a guest's vsock connection to host port P to the
+    Unix socket notify.vsock_P (their hybrid vsock): the relay listens there and passes what
+    the guest says to systemd's NOTIFY_SOCKET."""
+    d = tmp_path / "vm"
+    (d / "booted/share/microvm").mkdir(parents=True)
+    (d / "booted/share/microvm/vsock-cid").write_text("40\n")
+    (d / "booted/share/microvm/hybrid-vsock").write_text("notify.vsock\n")
+    (d / "booted/bin").mkdir()
+    (d / "booted/bin/python").symlink_to(sys.executable)
+    notify = tmp_path / "notify"
+    # the "hypervisor": connects to notify.vsock_8928 as cloud-hypervisor would for the guest
+    code = ("import socket,time\nfor _ in range(100):\n" +
+            " s=socket.socket(socket.AF_UNIX)\n" +
+            " try: s.connect('notify.vsock_8928'); break\n" +
+            " except OSError: time.sleep(0.05)\n" +
+            "s.sendall(b'READY=1'); s.close(); time.sleep(0.5)\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(notify))
+        s.settimeout(10)
+        p = subprocess.Popen([helpers / "notify-relay", d / "booted/bin/python", "-c", code],
+                             cwd=d, env={**os.environ, "NOTIFY_SOCKET": str(notify)},
+                             start_new_session=True)
+        try:
+            assert s.recv(100) == b"READY=1"
+            assert p.wait(timeout=20) == 0
+        finally:
+            os.killpg(p.pid, signal.SIGTERM)

@@ -33,7 +33,7 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 from .host.state import CONTROL, DEFAULT_STATE_DIR, check_name
-from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
+from .hypervisors.base import HYBRID_VSOCK_FILE, NOTIFY_VSOCK_PORT_BASE
 from .render import render
 
 UNIT_DIR = "lib/systemd/system"
@@ -187,7 +187,8 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         "readiness": str(opts.readiness), "console": str(opts.console),
         "start_timeout": opts.start_timeout, "shutdown_timeout": opts.shutdown_timeout,
         "kill_grace": opts.kill_grace, "virtiofsd_notify": opts.virtiofsd_notify,
-        "notify_port_base": NOTIFY_PORT_BASE, "deps": DEPENDENCIES,
+        "notify_port_base": NOTIFY_PORT_BASE, "hybrid_vsock_file": HYBRID_VSOCK_FILE,
+        "deps": DEPENDENCIES,
     }
     files: dict[str, Entry] = {}
 

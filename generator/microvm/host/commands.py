@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
+from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from ..errors import UsageError
 from . import nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
@@ -460,7 +461,7 @@ def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
     if cid is None:
         raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
     if runner.hypervisor in ("cloud-hypervisor", "firecracker"):
-        mux = shlex.quote(str(vm.data("notify.vsock"))).replace("%", "%%")
+        mux = shlex.quote(str(vm.data(HYBRID_VSOCK_SOCKET))).replace("%", "%%")
         proxy = f"sh -c '{{ printf \"CONNECT 22\\n\"; cat; }} | socat - UNIX-CONNECT:{mux}'"
     else:
         proxy = f"socat - VSOCK-CONNECT:{cid}:22"
