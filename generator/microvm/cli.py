@@ -22,7 +22,7 @@ import click
 
 from . import __version__
 from .config import load, schema
-from .errors import MicrovmError, UsageError, ValidationError
+from .errors import MicrovmError, UsageError, ValidationError, escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,14 +43,14 @@ class _Group(click.Group):
         except MicrovmError as e:
             if debug:
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {escape(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:
             # a file or directory the command had to use: say which and why, no traceback
             if debug:
                 raise
             where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            click.echo(f"error: {escape(f'{where}{e.strerror or e}')}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             if debug:

@@ -17,6 +17,7 @@ from .base import (
     Control,
     Launch,
     RunContext,
+    comma_escape,
     macvtap_fds,
     opts,
     queues,
@@ -132,7 +133,7 @@ class Qemu(Backend):
         else:
             argv += ["-name", opts(None, {"guest": vm.host_name})]
         argv += [
-            "-machine", opts(machine, machine_opts(vm, accel)),
+            "-machine", opts(comma_escape(machine), machine_opts(vm, accel)),
             "-cpu", cpu(vm, accel),
             "-smp", str(vm.vcpu),
             "-m", (f"{mem}M" if not vm.hotplug_mem
