@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# C0 and C1 control characters, DEL, lone surrogates, and the bidirectional overrides/isolates
-# that can make a terminal line read differently from its bytes
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
-
 
 def escape(text: str) -> str:
-    """`text` with every control character (and lone surrogate) spelled as an escape, so a
-    message quoting user input can neither move the cursor nor forge another line."""
-    def one(m: re.Match[str]) -> str:
-        c = ord(m.group())
-        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
-    return _UNPRINTABLE.sub(one, text)
+    """`text` with every character Python would not print (control characters, lone
+    surrogates, line separators, bidirectional overrides...) spelled as an escape, as repr()
+    does, so a message quoting user input can neither move the cursor nor forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_one(ord(c)) for c in text)
+
+
+def _escape_one(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class MicrovmError(Exception):
