@@ -109,6 +109,32 @@ def generate(document: Path, out: Path, force: bool) -> None:
     write(vm, out, force=force)
 
 
+@main.command("validate-host")
+@click.argument("documents", nargs=-1, required=True, type=VM_DOC)
+@click.option("--state-dir", default="/var/lib/microvms", show_default=True,
+              help="Where the host runs each VM (relative paths are resolved in " +
+              "<state-dir>/<hostName>).")
+def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
+    """Check the VM documents of one host together: each must be valid, and no two may use
+    the same interface name, MAC, vsock CID, forwarded host port, socket, PCI or USB device,
+    or volume image one of them writes. One line per problem (exit 2) or nothing (exit 0)."""
+    from .errors import Problem
+    from .hostwide import host_problems
+
+    vms = []
+    problems: list[Problem] = []
+    for document in documents:
+        try:
+            vms.append(load(document))
+        except ValidationError as e:
+            problems += [Problem(f"{document}: {p.path}" if p.path else "", p.message)
+                         for p in e.problems]
+    if not problems:
+        problems = host_problems(vms, os.path.abspath(state_dir))
+    if problems:
+        raise ValidationError(problems)
+
+
 # -- systemd units ---------------------------------------------------------------------------
 
 @main.command()
