@@ -275,6 +275,17 @@ def test_missing_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_an_integer_python_cannot_print_is_refused() -> None:
+    """json.loads refuses to make one (tests above); a document built in Python can hold it."""
+    doc = base()
+    doc["microvm"].update(mem=10**5000, firecracker={"extraConfig": {"n": -(10**5000)}})
+    with pytest.raises(ValidationError) as e:
+        from_document(doc)
+    assert {str(p) for p in e.value.problems} == {
+        "microvm.mem: must be a number of at most 4300 digits",
+        "microvm.firecracker.extraConfig.n: must be a number of at most 4300 digits"}
+
+
 def test_base_document_is_valid() -> None:
     from_document(copy.deepcopy(base()))
 

@@ -33,6 +33,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # lists and objects inside each other; the deepest option is 4 levels down
 MAX_DEPTH = 32
+_MAX_INT_BITS = 14_000  # about 4,200 decimal digits
 _TYPE_NAMES = {
     "string": "a string", "integer": "an integer", "boolean": "a boolean (true or false)",
     "object": "an object", "array": "a list", "null": "null", "number": "a number",
@@ -60,7 +61,8 @@ def _json_type(value: Any) -> str:
 def _show(value: Any) -> str:
     text = repr(value) if isinstance(value, str) else _json_type(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        text = str(value)
+        huge = isinstance(value, int) and value.bit_length() > _MAX_INT_BITS
+        text = "a number of more than 4300 digits" if huge else str(value)
     if isinstance(value, bool):
         text = "true" if value else "false"
     return text if len(text) <= 60 else text[:57] + "..."
@@ -127,10 +129,14 @@ _Validator: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     validators={"pattern": _pattern})
 
 
-def document_problems(doc: Any, duplicate_keys: Mapping[int, Sequence[str]]) -> list[Problem]:
+def document_problems(doc: Any, duplicate_keys: Mapping[int, Sequence[str]]
+                      ) -> tuple[list[Problem], bool]:
     """What no option may hold, wherever it is: keys given twice, NUL bytes (bash drops them),
-    lone surrogates (not writable as UTF-8), NaN and infinities (not JSON), deep nesting."""
+    lone surrogates (not writable as UTF-8), NaN and infinities (not JSON), deep nesting,
+    integers too long to print. True with them when the schema validator cannot be run on
+    the document (it recurses, and prints the values it refuses)."""
     found: list[Problem] = []
+    blocking = False
 
     def text(where: list[str | int], s: str) -> None:
         if "\x00" in s:
@@ -143,6 +149,7 @@ def document_problems(doc: Any, duplicate_keys: Mapping[int, Sequence[str]]) -> 
     while stack:
         value, where = stack.pop()
         if isinstance(value, dict | list) and len(where) >= MAX_DEPTH:
+            blocking = True
             found.append(Problem(option_path(where),
                                  f"lists and objects are nested more than {MAX_DEPTH} deep"))
         elif isinstance(value, dict):
@@ -159,7 +166,11 @@ def document_problems(doc: Any, duplicate_keys: Mapping[int, Sequence[str]]) -> 
             text(where, value)
         elif isinstance(value, float) and not math.isfinite(value):
             found.append(Problem(option_path(where), f"must be a finite number, got {value}"))
-    return found
+        elif isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+            # Python cannot even print it (sys.get_int_max_str_digits)
+            blocking = True
+            found.append(Problem(option_path(where), "must be a number of at most 4300 digits"))
+    return found, blocking
 
 
 def schema_problems(doc: Any, sch: Mapping[str, Any],
@@ -167,8 +178,9 @@ def schema_problems(doc: Any, sch: Mapping[str, Any],
     """Problems the JSON Schema finds, sorted by path, one per line."""
     if not isinstance(doc, dict):
         return [Problem("", f"a VM document must be a JSON object, got {_json_type(doc)}")]
-    found = set(document_problems(doc, duplicate_keys or {}))
-    if not any("nested more than" in p.message for p in found):
+    problems, blocking = document_problems(doc, duplicate_keys or {})
+    found = set(problems)
+    if not blocking:
         validator = _Validator(sch)
         found |= {p for e in validator.iter_errors(doc) for p in _describe(e)}
     return sorted(found, key=lambda p: (p.path, p.message))
