@@ -38,7 +38,7 @@ DOCS = {
         "kernel": f"/k/{HOSTILE}", "storeOnDisk": False, "balloon": True,
         "preStart": "echo hi",
         "volumes": [{"image": f"v {HOSTILE}.img", "size": 8, "label": "l",
-                     "mkfsExtraArgs": [HOSTILE]}],
+                     "mkfsExtraArgs": [HOSTILE]}, {"image": "-n.img", "size": 8}],
         "shares": [{"tag": "s", "source": f"/srv/{HOSTILE}", "mountPoint": "/s",
                     "proto": "virtiofs", "socket": f"{HOSTILE}.sock"}],
         "kernelParams": [f"x={HOSTILE}"], "extraArgsScript": f"/bin/{HOSTILE}",

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from .capabilities import CAPABILITIES, Feature, Hypervisor, supporting
-from .config import InterfaceType, MicroVM, ShareProto, option_path
+from .config import MAX_NUMBER_DIGITS, InterfaceType, MicroVM, ShareProto, option_path
 from .errors import Problem
 
 IFNAMSIZ = 16
@@ -33,7 +33,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # lists and objects inside each other; the deepest option is 4 levels down
 MAX_DEPTH = 32
-_MAX_INT_BITS = 14_000  # about 4,200 decimal digits
+# an int below 2**_MAX_INT_BITS has at most MAX_NUMBER_DIGITS digits: Python can print it
+_MAX_INT_BITS = int(MAX_NUMBER_DIGITS * math.log2(10))
 _TYPE_NAMES = {
     "string": "a string", "integer": "an integer", "boolean": "a boolean (true or false)",
     "object": "an object", "array": "a list", "null": "null", "number": "a number",
@@ -62,7 +63,7 @@ def _show(value: Any) -> str:
     text = repr(value) if isinstance(value, str) else _json_type(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         huge = isinstance(value, int) and value.bit_length() > _MAX_INT_BITS
-        text = "a number of more than 4300 digits" if huge else str(value)
+        text = f"a number of more than {MAX_NUMBER_DIGITS} digits" if huge else str(value)
     if isinstance(value, bool):
         text = "true" if value else "false"
     return text if len(text) <= 60 else text[:57] + "..."
@@ -169,7 +170,8 @@ def document_problems(doc: Any, duplicate_keys: Mapping[int, Sequence[str]]
         elif isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
             # Python cannot even print it (sys.get_int_max_str_digits)
             blocking = True
-            found.append(Problem(option_path(where), "must be a number of at most 4300 digits"))
+            found.append(Problem(option_path(where),
+                                 f"must be a number of at most {MAX_NUMBER_DIGITS} digits"))
     return found, blocking
 
 
