@@ -338,7 +338,7 @@ def test_bad_configuration_fails_like_the_generator(name: str, tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("name", "message"), [
-    ("wrong-type", "microvm.vcpu' is not of type `positive integer"),
+    ("wrong-type", "microvm.vcpu' is not of type `integer between 1 and 1024"),
     ("unknown-option", "microvm.vcpus' does not exist"),
 ])
 def test_bad_type_or_name_fails_evaluation(name: str, message: str) -> None:

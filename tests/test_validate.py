@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -31,10 +32,19 @@ def top(**kv: Any) -> Callable[[Doc], Any]:
     return lambda d: d.update(kv)
 
 
+def nest(depth: int) -> list[Any]:
+    """[[[...]]] `depth` lists deep."""
+    out: list[Any] = []
+    for _ in range(depth - 1):
+        out = [out]
+    return out
+
+
 VOL = {"image": "a.img", "size": 8}
 SHARE = {"tag": "a", "source": "/srv/a", "mountPoint": "/mnt/a"}
 TAP = {"type": "tap", "id": "vm0", "mac": "02:00:00:00:00:01"}
 USER = {"type": "user", "id": "u", "mac": "02:00:00:00:00:02"}
+MACVTAP = {**TAP, "type": "macvtap", "macvtap": {"link": "eth0", "mode": "bridge"}}
 FWD = {"host": {"port": 2222}, "guest": {"port": 22}}
 
 # (name, mutation, option path, fragment of the message)
@@ -143,6 +153,65 @@ CASES: list[tuple[str, Callable[[Doc], Any], str, str]] = [
     ("format version", top(formatVersion=2), "formatVersion", "must be 1, got 2"),
     ("credential name with slash", m(credentialFiles={"a/b": "/run/x"}),
      "microvm.credentialFiles.a/b", "not a valid credential name"),
+    # numbers: integers are ints (JSON Schema counts 1024.0 as one), every number is bounded
+    ("mem as a float", m(mem=1024.0), "microvm.mem", "must be an integer, got 1024.0"),
+    ("volume size as a float", m(volumes=[{**VOL, "size": 8.0}]), "microvm.volumes[0].size",
+     "must be an integer, got 8.0"),
+    ("vcpu as a float with macvtap", m(vcpu=2.0, interfaces=[MACVTAP]), "microvm.vcpu",
+     "must be an integer, got 2.0"),
+    ("mem 1e12", m(mem=1e12), "microvm.mem", "must be an integer, got 1000000000000.0"),
+    ("mem 1e19 as an integer", m(mem=10**19), "microvm.mem",
+     "must be at most 16777216, got 10000000000000000000"),
+    ("a million vcpus", m(vcpu=1_000_000), "microvm.vcpu", "must be at most 1024, got 1000000"),
+    ("huge volume", m(volumes=[{**VOL, "size": 2**60}]), "microvm.volumes[0].size",
+     "must be at most 1073741824"),
+    ("huge hotplugMem", m(hotplugMem=2**40), "microvm.hotplugMem", "must be at most 16777216"),
+    ("huge initialBalloonMem", m(initialBalloonMem=2**40), "microvm.initialBalloonMem",
+     "must be at most 16777216"),
+    ("huge threadPoolSize", m(virtiofsd={"threadPoolSize": 10**6}),
+     "microvm.virtiofsd.threadPoolSize", "must be at most 1024"),
+    ("NaN in firecracker.extraConfig",
+     m(hypervisor="firecracker", firecracker={"extraConfig": {"x": float("nan")}}),
+     "microvm.firecracker.extraConfig.x", "must be a finite number, got nan"),
+    ("Infinity as mem", m(mem=float("inf")), "microvm.mem", "must be a finite number"),
+    ("deep nesting in extraConfig",
+     m(hypervisor="firecracker", firecracker={"extraConfig": {"a": nest(40)}}),
+     "microvm.firecracker.extraConfig.a" + "[0]" * 28, "nested more than 32 deep"),
+    # strings: no NUL (bash drops it), no lone surrogate (not UTF-8), no trailing newline
+    ("lone surrogate in hostName", top(hostName="vm\udc80"), "networking.hostName",
+     "lone surrogate"),
+    ("lone surrogate in a tag", m(shares=[{**SHARE, "tag": "\ud800"}]), "microvm.shares[0].tag",
+     "lone surrogate"),
+    ("lone surrogate in kernel", m(kernel="/k/\udfff"), "microvm.kernel", "lone surrogate"),
+    ("lone surrogate in a key", m(credentialFiles={"\ud800": "/x"}),
+     "microvm.credentialFiles.\\ud800", "lone surrogate"),
+    ("NUL in user", m(user="a\x00b"), "microvm.user", "must not contain NUL bytes"),
+    ("NUL in cpu", m(cpu="host\x00"), "microvm.cpu", "must not contain NUL bytes"),
+    ("NUL in preStart", m(preStart="echo\x00"), "microvm.preStart", "must not contain NUL"),
+    ("NUL in a volume label", m(volumes=[{**VOL, "label": "l\x00"}]),
+     "microvm.volumes[0].label", "must not contain NUL bytes"),
+    ("NUL in initrdPath", m(initrdPath="/i\x00"), "microvm.initrdPath", "must not contain NUL"),
+    ("NUL in virtiofsd.group", m(virtiofsd={"group": "kvm\x00"}), "microvm.virtiofsd.group",
+     "must not contain NUL bytes"),
+    ("NUL in qemu.machine", m(qemu={"machine": "q35\x00"}), "microvm.qemu.machine",
+     "must not contain NUL bytes"),
+    ("NUL in a device's qemu.id", m(devices=[{"bus": "usb", "path": "1-1",
+                                              "qemu": {"id": "d\x00"}}]),
+     "microvm.devices[0].qemu.id", "must not contain NUL bytes"),
+    ("NUL in toplevel", top(toplevel="/t\x00"), "system.build.toplevel", "must not contain NUL"),
+    ("NUL in runtimePath", top(runtimePath=["/b\x00"]), "runtimePath[0]",
+     "must not contain NUL bytes"),
+    ("mac with a trailing newline", m(interfaces=[{**TAP, "mac": "02:00:00:00:00:01\n"}]),
+     "microvm.interfaces[0].mac", "must look like 02:00:00:00:00:01"),
+    ("machineId with a trailing newline",
+     m(machineId="01234567-89ab-cdef-0123-456789abcdef\n"), "microvm.machineId",
+     "must be a UUID"),
+    ("PCI path with a trailing newline", m(devices=[{"bus": "pci", "path": "0000:01:00.0\n"}]),
+     "microvm.devices[0].path", "must be a PCI address"),
+    ("fsType with a trailing newline", m(volumes=[{**VOL, "fsType": "ext4\n"}]),
+     "microvm.volumes[0].fsType", "must match"),
+    ("extraArgsScript with a newline", m(extraArgsScript="/bin/a\n/bin/b"),
+     "microvm.extraArgsScript", "must not contain control characters"),
 ]
 
 
@@ -206,5 +275,86 @@ def test_missing_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_an_integer_python_cannot_print_is_refused() -> None:
+    """json.loads refuses to make one (tests above); a document built in Python can hold it."""
+    doc = base()
+    doc["microvm"].update(mem=10**5000, firecracker={"extraConfig": {"n": -(10**5000)}})
+    with pytest.raises(ValidationError) as e:
+        from_document(doc)
+    assert {str(p) for p in e.value.problems} == {
+        "microvm.mem: must be a number of at most 4300 digits",
+        "microvm.firecracker.extraConfig.n: must be a number of at most 4300 digits"}
+
+
 def test_base_document_is_valid() -> None:
     from_document(copy.deepcopy(base()))
+
+
+def run_cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "microvm.cli", *argv], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_refused(r: subprocess.CompletedProcess[str], fragment: str) -> None:
+    """exit 2, only `error: ` lines on stderr, no traceback, nothing on stdout."""
+    assert r.returncode == 2, r
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert lines and all(ln.startswith("error: ") for ln in lines), lines
+    assert fragment in r.stderr, (fragment, r.stderr)
+
+
+BASE_TEXT = '"microvm": {"kernel": "/k/vmlinux", "storeOnDisk": false}'
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    ('{"hostName": "a", "hostName": "b", ' + BASE_TEXT + "}",
+     "error: networking.hostName: given more than once (duplicate key"),
+    ('{"hostName": "a", "microvm": {"kernel": "/k", "vcpu": 1, "vcpu": 2}}',
+     "error: microvm.vcpu: given more than once"),
+    ('{"hostName": "a", ' + BASE_TEXT + ', "x": ' + "9" * 5000 + "}",
+     "a number has more than 4300 digits"),
+    ('{"hostName": "a", ' + BASE_TEXT + ', "x": ' + "[" * 1000 + "]" * 1000 + "}",
+     "nested"),
+    ('{"hostName": "a", ' + BASE_TEXT + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "nested too deeply"),
+    ('{"hostName": "a", "microvm": {"kernel": "/k", "mem": NaN}}',
+     "error: microvm.mem: must be a finite number, got nan"),
+    ('{"hostName": "a", "microvm": {"kernel": "/k", "mem": 1e400}}',
+     "error: microvm.mem: must be a finite number, got inf"),
+])
+def test_hostile_json_text(tmp_path: Path, content: str, fragment: str) -> None:
+    src = tmp_path / "vm.json"
+    src.write_text(content)
+    out = tmp_path / "out"
+    assert_refused(run_cli("validate", str(src)), fragment)
+    assert_refused(run_cli("generate", str(src), "--out", str(out)), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vm.json"]
+
+
+def test_devices_fifos_and_huge_files_are_refused_not_read(tmp_path: Path) -> None:
+    assert_refused(run_cli("validate", "/dev/zero", timeout=20), "/dev/zero is not a regular file")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: reading it would block forever
+    assert_refused(run_cli("validate", str(fifo), timeout=20), "is not a regular file")
+    big = tmp_path / "big.json"
+    with big.open("w") as f:
+        f.write('{"hostName": "a", ' + BASE_TEXT + ', "x": "')
+        f.write("x" * (16 << 20))
+        f.write('"}')
+    assert_refused(run_cli("validate", str(big), timeout=20), "is larger than 16 MiB")
+
+
+def test_error_output_escapes_control_characters(tmp_path: Path) -> None:
+    """An unknown key cannot clear the screen or forge a second error line."""
+    doc = base()
+    doc["microvm"]["\x1b[2J\nerror: microvm.fake: forged\r"] = 1
+    doc["microvm"]["credentialFiles"] = {"a\x07/b": "/x"}
+    src = tmp_path / "vm.json"
+    src.write_text(json.dumps(doc))
+    r = run_cli("validate", str(src))
+    assert_refused(r, "error: microvm.\\x1b[2J\\x0aerror: microvm.fake: forged\\x0d: unknown")
+    assert not any(ch in r.stderr.replace("\n", "") for ch in "\x1b\r\x07")
+    assert len(r.stderr.splitlines()) == 1
+    r = run_cli("validate", str(tmp_path / "no\x1bpe.json"))
+    assert r.returncode == 2 and "\x1b" not in r.stderr and "no\\x1bpe.json" in r.stderr

@@ -22,7 +22,7 @@ import click
 
 from . import __version__
 from .config import MicroVM, load, schema
-from .errors import MicrovmError, UsageError, ValidationError
+from .errors import MicrovmError, UsageError, ValidationError, escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,14 +43,14 @@ class _Group(click.Group):
         except MicrovmError as e:
             if debug:
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {escape(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:
             # a file or directory the command had to use: say which and why, no traceback
             if debug:
                 raise
             where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            click.echo(f"error: {escape(f'{where}{e.strerror or e}')}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             if debug:
@@ -94,7 +94,7 @@ def _warn(vm: MicroVM) -> None:
     from .validate import warnings
 
     for w in warnings(vm):
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {escape(str(w))}", err=True)
 
 
 @main.command()
@@ -116,6 +116,32 @@ def generate(document: Path, out: Path, force: bool) -> None:
     vm = load(document)
     _warn(vm)
     write(vm, out, force=force)
+
+
+@main.command("validate-host")
+@click.argument("documents", nargs=-1, required=True, type=VM_DOC)
+@click.option("--state-dir", default="/var/lib/microvms", show_default=True,
+              help="Where the host runs each VM (relative paths are resolved in " +
+              "<state-dir>/<hostName>).")
+def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
+    """Check the VM documents of one host together: each must be valid, and no two may use
+    the same interface name, MAC, vsock CID, forwarded host port, socket, PCI or USB device,
+    or volume image one of them writes. One line per problem (exit 2) or nothing (exit 0)."""
+    from .errors import Problem
+    from .hostwide import host_problems
+
+    vms = []
+    problems: list[Problem] = []
+    for document in documents:
+        try:
+            vms.append(load(document))
+        except ValidationError as e:
+            problems += [Problem(f"{document}: {p.path}" if p.path else "", p.message)
+                         for p in e.problems]
+    if not problems:
+        problems = host_problems(vms, os.path.abspath(state_dir))
+    if problems:
+        raise ValidationError(problems)
 
 
 # -- systemd units ---------------------------------------------------------------------------

@@ -6,6 +6,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def escape(text: str) -> str:
+    """`text` with every character Python would not print (control characters, lone
+    surrogates, line separators, bidirectional overrides...) spelled as an escape, as repr()
+    does, so a message quoting user input can neither move the cursor nor forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_one(ord(c)) for c in text)
+
+
+def _escape_one(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 class MicrovmError(Exception):
     """Base of every error the tool reports to a user (exit code 1 unless said otherwise)."""
 
@@ -20,7 +35,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return escape(text)
 
 
 class ValidationError(MicrovmError):

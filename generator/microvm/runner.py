@@ -56,7 +56,9 @@ def virtiofsd_argv(vm: MicroVM, share: Share) -> dict[str, list[str]]:
         # the hypervisor reads the tag from the daemon (vhost-user config space)
         rust.append(f"--tag={share.tag}")
     c_cache = {"never": "none", "metadata": "auto"}.get(share.cache, share.cache)
-    c = ["virtiofsd", f"--socket-path={share.socket}", "-o", f"source={share.source}",
+    # the C daemon splits -o at ',' (libfuse's fuse_opt): a backslash escapes the next character
+    source = share.source.replace("\\", "\\\\").replace(",", "\\,")
+    c = ["virtiofsd", f"--socket-path={share.socket}", "-o", f"source={source}",
          "-o", f"cache={c_cache}"]
     if share.posix_acl:
         c += ["-o", "xattr", "-o", "posix_acl"]

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jsonschema
 
 from .capabilities import CAPABILITIES, Feature, Hypervisor, supporting
-from .config import InterfaceType, MicroVM, ShareProto, option_path
+from .config import MAX_NUMBER_DIGITS, InterfaceType, MicroVM, ShareProto, option_path
 from .errors import Problem
 
 IFNAMSIZ = 16
@@ -24,10 +25,16 @@ VIRTIOFS_TAG_MAX = 36
 VSOCK_CID_MIN = 3
 VSOCK_CID_MAX = 0xFFFFFFFE
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_PCI = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+# used with fullmatch, like Nix's builtins.match: "$" would accept a trailing newline
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+_PCI = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# lists and objects inside each other; the deepest option is 4 levels down
+MAX_DEPTH = 32
+# an int below 2**_MAX_INT_BITS has at most MAX_NUMBER_DIGITS digits: Python can print it
+_MAX_INT_BITS = int(MAX_NUMBER_DIGITS * math.log2(10))
 _TYPE_NAMES = {
     "string": "a string", "integer": "an integer", "boolean": "a boolean (true or false)",
     "object": "an object", "array": "a list", "null": "null", "number": "a number",
@@ -55,7 +62,8 @@ def _json_type(value: Any) -> str:
 def _show(value: Any) -> str:
     text = repr(value) if isinstance(value, str) else _json_type(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        text = str(value)
+        huge = isinstance(value, int) and value.bit_length() > _MAX_INT_BITS
+        text = f"a number of more than {MAX_NUMBER_DIGITS} digits" if huge else str(value)
     if isinstance(value, bool):
         text = "true" if value else "false"
     return text if len(text) <= 60 else text[:57] + "..."
@@ -93,9 +101,9 @@ def _describe(err: jsonschema.ValidationError) -> list[Problem]:
         case "const":
             return [Problem(option_path(path), f"must be {v!r}, got {_show(inst)}")]
         case "minimum":
-            return [Problem(option_path(path), f"must be at least {v}, got {inst}")]
+            return [Problem(option_path(path), f"must be at least {v}, got {_show(inst)}")]
         case "maximum":
-            return [Problem(option_path(path), f"must be at most {v}, got {inst}")]
+            return [Problem(option_path(path), f"must be at most {v}, got {_show(inst)}")]
         case "minLength":
             return [Problem(option_path(path), "must not be empty")]
         case "pattern":
@@ -104,12 +112,79 @@ def _describe(err: jsonschema.ValidationError) -> list[Problem]:
             return [Problem(option_path(path), err.message)]
 
 
-def schema_problems(doc: Any, sch: Mapping[str, Any]) -> list[Problem]:
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 1024.0 as an integer; an option that is an integer takes only ints
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any) -> Any:
+    # the schema's patterns are anchored with ^...$; "$" also matches before a final newline
+    if validator.is_type(instance, "string") and not re.search(
+            pattern.removesuffix("$") + r"\Z", instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+    validators={"pattern": _pattern})
+
+
+def document_problems(doc: Any, duplicate_keys: Mapping[int, Sequence[str]]
+                      ) -> tuple[list[Problem], bool]:
+    """What no option may hold, wherever it is: keys given twice, NUL bytes (bash drops them),
+    lone surrogates (not writable as UTF-8), NaN and infinities (not JSON), deep nesting,
+    integers too long to print. True with them when the schema validator cannot be run on
+    the document (it recurses, and prints the values it refuses)."""
+    found: list[Problem] = []
+    blocking = False
+
+    def text(where: list[str | int], s: str) -> None:
+        if "\x00" in s:
+            found.append(Problem(option_path(where), "must not contain NUL bytes"))
+        if _SURROGATE.search(s):
+            found.append(Problem(option_path(where),
+                                 "must be valid Unicode (it has a lone surrogate \\ud800-\\udfff)"))
+
+    stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict | list) and len(where) >= MAX_DEPTH:
+            blocking = True
+            found.append(Problem(option_path(where),
+                                 f"lists and objects are nested more than {MAX_DEPTH} deep"))
+        elif isinstance(value, dict):
+            for key in duplicate_keys.get(id(value), ()):
+                found.append(Problem(option_path([*where, key]),
+                                     "given more than once (duplicate key in a JSON object)"))
+            for key, item in value.items():
+                if isinstance(key, str):
+                    text([*where, key], key)
+                stack.append((item, [*where, key]))
+        elif isinstance(value, list):
+            stack.extend((item, [*where, i]) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            text(where, value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(Problem(option_path(where), f"must be a finite number, got {value}"))
+        elif isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+            # Python cannot even print it (sys.get_int_max_str_digits)
+            blocking = True
+            found.append(Problem(option_path(where),
+                                 f"must be a number of at most {MAX_NUMBER_DIGITS} digits"))
+    return found, blocking
+
+
+def schema_problems(doc: Any, sch: Mapping[str, Any],
+                    duplicate_keys: Mapping[int, Sequence[str]] | None = None) -> list[Problem]:
     """Problems the JSON Schema finds, sorted by path, one per line."""
     if not isinstance(doc, dict):
         return [Problem("", f"a VM document must be a JSON object, got {_json_type(doc)}")]
-    validator = jsonschema.Draft202012Validator(sch)
-    found = {p for e in validator.iter_errors(doc) for p in _describe(e)}
+    problems, blocking = document_problems(doc, duplicate_keys or {})
+    found = set(problems)
+    if not blocking:
+        validator = _Validator(sch)
+        found |= {p for e in validator.iter_errors(doc) for p in _describe(e)}
     return sorted(found, key=lambda p: (p.path, p.message))
 
 
@@ -191,13 +266,15 @@ def _check_machine(c: _Checker) -> None:
     if vm.socket is not None and c.need(Feature.CONTROL_SOCKET, "microvm.socket",
               "a control socket (set microvm.socket = null)") and _CONTROL.search(vm.socket):
         c.add("microvm.socket", "must not contain control characters")
-    if vm.machine_id is not None and not _UUID.match(vm.machine_id):
+    if vm.machine_id is not None and not _UUID.fullmatch(vm.machine_id):
         c.add("microvm.machineId",
               f"must be a UUID like 8-4-4-4-12 hex digits, got {vm.machine_id!r}")
     elif vm.machine_id is not None:
         c.need(Feature.MACHINE_ID, "microvm.machineId")
     if vm.user is not None:
         c.need(Feature.CHANGE_USER, "microvm.user")
+    if vm.extra_args_script is not None and _CONTROL.search(vm.extra_args_script):
+        c.add("microvm.extraArgsScript", "must not contain control characters (newline...)")
     for i, word in enumerate(vm.kernel_params):
         if _CONTROL.search(word):
             c.add(f"microvm.kernelParams[{i}]", "must not contain control characters (newline...)")
@@ -321,7 +398,7 @@ def _check_interfaces(c: _Checker) -> None:
     for i, iface in enumerate(vm.interfaces):
         p = f"microvm.interfaces[{i}]"
         c.need(feature_of[iface.type], f"{p}.type")
-        if not _MAC.match(iface.mac):
+        if not _MAC.fullmatch(iface.mac):
             c.add(f"{p}.mac", f"must look like 02:00:00:00:00:01, got {iface.mac!r}")
         elif int(iface.mac[:2], 16) & 1:
             c.add(f"{p}.mac", f"must be a unicast address (first octet even), got {iface.mac!r}")
@@ -377,7 +454,7 @@ def _check_devices(c: _Checker) -> None:
         p = f"microvm.devices[{i}]"
         if d.bus == "pci":
             c.need(Feature.PCI_PASSTHROUGH, f"{p}.bus")
-            if not _PCI.match(d.path):
+            if not _PCI.fullmatch(d.path):
                 c.add(f"{p}.path", f"must be a PCI address like 0000:01:00.0, got {d.path!r}")
         else:
             c.need(Feature.USB_PASSTHROUGH, f"{p}.bus")

@@ -96,6 +96,7 @@ let
       then [ (problem "microvm.machineId" "must be a UUID like 8-4-4-4-12 hex digits, got ${repr cfg.machineId}") ]
       else need "MACHINE_ID" "microvm.machineId" null)
     ++ optionals (cfg.user != null) (need "CHANGE_USER" "microvm.user" null)
+    ++ optionals (cfg.extraArgsScript != null) (controlFree "microvm.extraArgsScript" noControlNewline cfg.extraArgsScript)
     ++ optionals (!inToplevel) (concatLists (imap0 (i: w: controlFree "microvm.kernelParams[${toString i}]"
       "must not contain control characters (newline...)" w) cfg.kernelParams))
     ++ optional (!inToplevel && cfg.storeOnDisk && cfg.storeDisk == null)

@@ -23,7 +23,10 @@ let
     else if lib.elem n intNames || lib.hasPrefix "unsignedInt" n || lib.hasPrefix "signedInt" n then {
       types = [ "integer" ];
       minimum = if !(accepts t (-1)) && accepts t 0 then 0 else if !(accepts t 0) && accepts t 1 then 1 else null;
-      maximum = if accepts t 65535 && !(accepts t 65536) then 65535 else null;
+      # ints.between says its bounds only in its description
+      maximum =
+        let m = builtins.match "integer between -?[0-9]+ and ([0-9]+) .*" (t.description or ""); in
+        if m == null then null else lib.toInt (builtins.head m);
     }
     else if lib.elem n stringNames || lib.hasPrefix "strMatching" n then {
       types = [ "string" ];

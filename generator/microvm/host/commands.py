@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from ..errors import UsageError
+from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from . import nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
 from .service import Service, unit

@@ -54,6 +54,14 @@ def machine_type(vm: MicroVM) -> str:
     return "q35" if needs_q35 else "microvm"
 
 
+def machine_option(machine: str, kv: dict[str, str | None]) -> str:
+    """-machine's value. QEMU's parser takes no ',,' in the implied first value (7.2 reads
+    `q35,,x` as q35 and an empty parameter), so a name with ',' goes in as type=NAME."""
+    if "," in machine:
+        return opts(None, {"type": machine, **kv})
+    return opts(machine, kv)
+
+
 def uses_pci(vm: MicroVM) -> bool:
     """virtio-*-pci devices (q35, virt, microvm with pcie=on) or virtio-*-device (mmio)."""
     m = machine_type(vm)
@@ -167,7 +175,7 @@ class Qemu(Backend):
         else:
             argv += ["-name", opts(None, {"guest": vm.host_name})]
         argv += [
-            "-machine", opts(machine, machine_opts(vm, accel)),
+            "-machine", machine_option(machine, machine_opts(vm, accel)),
             "-cpu", cpu(vm, accel),
             "-smp", str(vm.vcpu),
             "-m", (f"{mem}M" if not vm.hotplug_mem

@@ -24,9 +24,21 @@ from .base import (
 )
 
 REBOOT_PARAMS = ("reboot=t", "panic=-1")
-# makes a relative socket absolute against the working directory at start, then runs vfkit
+# vfkit parses --restful-uri with Go's url.ParseRequestURI and serves on its decoded Path: in
+# the socket's path '%' must be escaped, '?' would start a query, '#' is escaped to be safe
+_URI_ESCAPES = (("%", "%25"), ("?", "%3F"), ("#", "%23"))
+# makes a relative socket absolute against the working directory at start (escaped the same
+# way, '%' first), then runs vfkit
 _ABSOLUTE_SOCKET = ('socket=$1; shift; case $socket in /*) ;; *) socket=$PWD/$socket ;; esac; ' +
+                    "".join(f"socket=${{socket//[{c}]/{e}}}; " for c, e in _URI_ESCAPES) +
                     'exec "$@" --restful-uri "unix://$socket"')
+
+
+def unix_uri(path: str) -> str:
+    """`unix://PATH` with PATH escaped for url.ParseRequestURI (PATH is absolute)."""
+    for char, escaped in _URI_ESCAPES:
+        path = path.replace(char, escaped)
+    return f"unix://{path}"
 
 
 def cmdline(vm: MicroVM) -> str:
@@ -78,7 +90,7 @@ class Vfkit(Backend):
         if vm.socket is None:
             return argv
         if vm.socket.startswith("/"):
-            return [*argv, "--restful-uri", f"unix://{vm.socket}"]
+            return [*argv, "--restful-uri", unix_uri(vm.socket)]
         return ["bash", "-c", _ABSOLUTE_SOCKET, "vfkit", vm.socket, *argv]
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:

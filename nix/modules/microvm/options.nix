@@ -17,6 +17,9 @@ let
     description = "non-empty string";
   };
   port = types.ints.between 1 65535;
+  # upper bounds as in the schema: integers a hypervisor, truncate and bash can all take
+  maxMiB = 16777216; # 16 TiB of guest memory
+  memMiB = types.ints.between 0 maxMiB;
   # a package set (any nixpkgs; older ones lack the _type that types.pkgs checks)
   packageSet = lib.mkOptionType {
     name = "pkgs";
@@ -43,7 +46,7 @@ let
         "Filesystem label written when the image is created; without a serial the guest mounts the volume by this label.";
       mountPoint = opt (types.nullOr types.str) null
         "Absolute guest path to mount the volume at, or null to leave it unmounted.";
-      size = opt (types.nullOr types.ints.positive) null
+      size = opt (types.nullOr (types.ints.between 1 1073741824)) null
         "Size in MiB of an image created automatically (needed when autoCreate is true).";
       autoCreate = opt types.bool true
         "Create the image with a filesystem before start when it is missing; an existing image is never touched.";
@@ -167,15 +170,15 @@ in
 
     # -- the contract: microvm.* of vm.json ---------------------------------------------------
     hypervisor = opt (types.enum mlib.hypervisors) "qemu" "Hypervisor that runs the VM.";
-    vcpu = opt types.ints.positive 1 "Number of virtual CPUs.";
-    mem = opt types.ints.positive 512 "Memory in MiB.";
+    vcpu = opt (types.ints.between 1 1024) 1 "Number of virtual CPUs.";
+    mem = opt (types.ints.between 1 maxMiB) 512 "Memory in MiB.";
     hugepageMem = opt types.bool false "Back the guest memory with huge pages.";
-    hotplugMem = opt types.ints.unsigned 0
+    hotplugMem = opt memMiB 0
       "Hot-pluggable memory in MiB on top of mem (virtio-mem); 0 disables it.";
-    hotpluggedMem = opt (types.nullOr types.ints.unsigned) null
+    hotpluggedMem = opt (types.nullOr memMiB) null
       "MiB of hotplugMem plugged at boot; null plugs all of it.";
     balloon = opt types.bool false "Give the VM a virtio balloon so the host can take memory back at runtime.";
-    initialBalloonMem = opt types.ints.unsigned 0 "MiB the balloon holds at boot.";
+    initialBalloonMem = opt memMiB 0 "MiB the balloon holds at boot.";
     deflateOnOOM = opt types.bool true "Let the guest deflate the balloon when it runs out of memory.";
     cpu = opt (types.nullOr types.str) null
       "CPU model to emulate; setting it makes QEMU emulate the CPU (TCG) instead of using KVM.";
@@ -230,7 +233,7 @@ in
     virtiofsd = {
       inodeFileHandles = opt (types.nullOr (types.enum [ "never" "prefer" "mandatory" ])) "prefer"
         "virtiofsd --inode-file-handles mode.";
-      threadPoolSize = opt (types.nullOr types.ints.unsigned) null
+      threadPoolSize = opt (types.nullOr (types.ints.between 0 1024)) null
         "virtiofsd thread pool size; null keeps virtiofsd's default.";
       group = opt (types.nullOr types.str) "kvm" "Group owning the virtiofsd sockets.";
       extraArgs = opt (types.listOf types.str) [ ] "Extra arguments for every virtiofsd.";
