@@ -259,7 +259,8 @@ ALIASES = {
         "-n": "--network",
         "-p": "--params",
     },
-    "alioth": {"-k": "--kernel", "-i": "--initramfs", "-c": "--cmdline"},
+    # --cmd-line: 0.9's spelling, an alias of --cmdline from 0.10 (alioth-cli's main.rs)
+    "alioth": {"-k": "--kernel", "-i": "--initramfs", "-c": "--cmdline", "--cmd-line": "--cmdline"},
 }
 # flags whose first positional part is a named key: crosvm's `--block PATH,...` is
 # `--block path=PATH,...` (and `--vsock CID` is `--vsock cid=CID`); cloud-hypervisor's
@@ -368,6 +369,10 @@ def argv_items(hv: str, argv: tuple[str, ...]) -> list[str]:
     wrapper: list[str] = []
     if hv == "vfkit":
         wrapper, argv = unwrap_vfkit(argv)
+    if hv == "alioth" and argv[:2] == ("bash", "-c"):
+        # this project: bash -c SCRIPT NAME ARGV... gives alioth a pseudo-terminal (util-linux
+        # script) when stdin is none, as under systemd
+        wrapper, argv = ["wrapper: a pseudo-terminal without a terminal"], argv[4:]
     items = [f"program {Path(argv[0]).name}", *wrapper]
     rest = list(argv[1:])
     if hv == "stratovirt" and items[0] == "program unbuffer":

@@ -108,17 +108,6 @@ TABLE: tuple[Entry, ...] = (
         + "StratoVirt docs/config_guidebook.md (netdev: tap and vhost-user only)",
     ),
     _e(
-        "kvmtool-balloon",
-        U,
-        "kvmtool.balloon",
-        r"accepts \(project: microvm\.balloon: memory balloon not supported by kvmtool.*\)",
-        X,
-        "microvm.balloon is refused for kvmtool",
-        "kvmtool has a virtio balloon (`lkvm run --balloon`) and `lkvm balloon -i/-d` changes "
-        + "it at run time; upstream passes --balloon and writes a microvm-balloon script.",
-        "kvmtool builtin-run.c (--balloon), builtin-balloon.c; microvm.nix lib/runners/kvmtool.nix",
-    ),
-    _e(
         "balloon-firecracker-stratovirt",
         P,
         "firecracker.balloon stratovirt.balloon",
@@ -435,17 +424,6 @@ TABLE: tuple[Entry, ...] = (
         "Linux Documentation/admin-guide/kernel-parameters.txt (earlyprintk)",
     ),
     _e(
-        "ch-watchdog",
-        U,
-        "cloud-hypervisor.*",
-        r"--watchdog",
-        X,
-        "no virtio watchdog for cloud-hypervisor",
-        "Upstream adds --watchdog, so a guest whose systemd sets RuntimeWatchdogSec is reset "
-        + "when it hangs; the backend omits it without a recorded reason.",
-        CH_RUNNER + "; " + CH_DOC + " (--watchdog)",
-    ),
-    _e(
         "ch-defaults",
         U,
         "cloud-hypervisor.*",
@@ -502,38 +480,16 @@ TABLE: tuple[Entry, ...] = (
         CH_RUNNER + " (mqOps)",
     ),
     _e(
-        "ch-vsock-socket",
-        U,
-        "cloud-hypervisor.vsock",
-        r"--vsock \[socket=notify\.vsock\]( cid=42| socket=notify\.vsock)?",
-        D,
-        "vsock socket named after the VM",
-        "`<hostName>-vsock.sock` instead of notify.vsock, so several VMs started from one "
-        + "directory do not share a socket.",
-        "docs/hypervisors.md (vsock); " + CH_RUNNER,
-    ),
-    _e(
-        "ch-vsock-socket-p",
-        P,
-        "cloud-hypervisor.vsock",
-        r"--vsock \[socket=vm-cloud-hypervisor-vsock\.sock\]"
-        + r"( cid=42| socket=vm-cloud-hypervisor-vsock\.sock)?",
-        D,
-        "vsock socket named after the VM",
-        "See ch-vsock-socket.",
-        "docs/hypervisors.md",
-    ),
-    _e(
         "ch-notify-credential",
         U,
         "cloud-hypervisor.vsock",
         r"--platform \[\]( oem_strings="
         + r"\[io\.systemd\.credential:vmm\.notify_socket=vsock-stream:2:8888\])?",
-        X,
-        "cloud-hypervisor guests get no vmm.notify_socket credential",
-        "With a vsock CID upstream passes the credential as an OEM string, so the guest's "
-        + "systemd reports readiness over vsock; the project does this for QEMU (SMBIOS type "
-        + "11) but not for cloud-hypervisor, which supports --platform oem_strings.",
+        D,
+        "the readiness credential's port is 8888 + CID",
+        "Both sides pass vmm.notify_socket as an OEM string; upstream's port is 8888 for every "
+        + "VM, here it is 8888 + CID on every hypervisor (with native vsock all guests reach "
+        + "the same host, so each needs a port of its own; see ch-notify-credential-p).",
         CH_RUNNER + " (oemStringValues); " + CH_DOC + " (--platform oem_strings)",
     ),
     _e(
@@ -630,26 +586,6 @@ TABLE: tuple[Entry, ...] = (
         + "storeOnDisk = false.",
         FC_RUNNER + " (drives)",
     ),
-    _e(
-        "fc-vsock-path",
-        U,
-        "firecracker.vsock",
-        r"config\.vsock\.uds_path=\"notify\.vsock\"",
-        D,
-        "vsock socket named after the VM",
-        "See ch-vsock-socket.",
-        "docs/hypervisors.md",
-    ),
-    _e(
-        "fc-vsock-path-p",
-        P,
-        "firecracker.vsock",
-        r"config\.vsock\.uds_path=\"vm-firecracker-vsock\.sock\"",
-        D,
-        "vsock socket named after the VM",
-        "See ch-vsock-socket.",
-        "docs/hypervisors.md",
-    ),
     # -- crosvm ------------------------------------------------------------------------------
     _e(
         "crosvm-root",
@@ -666,10 +602,11 @@ TABLE: tuple[Entry, ...] = (
         "crosvm-root-p",
         P,
         "crosvm.*",
-        r"--block \[path=@storeDisk\]( path=@storeDisk| ro=true)?",
+        r"--block \[id=store\]( id=store| path=@storeDisk| ro=true)?",
         D,
         "store disk as a read-only --block, not -r",
-        "See crosvm-root.",
+        "See crosvm-root. Its id is `store`, the serial the guest finds it by "
+        + "(/dev/disk/by-id/virtio-store), like every other disk with a serial.",
         "crosvm run --help",
     ),
     _e(
@@ -911,17 +848,6 @@ TABLE: tuple[Entry, ...] = (
         "alioth-cli/src/boot/config.rs",
     ),
     _e(
-        "alioth-mtu",
-        U,
-        "alioth.tap alioth.tap-multiqueue",
-        r"--net \[if_name=vm-tap\d\] mtu=1500",
-        X,
-        "alioth --net without mtu",
-        "NetTapParam.mtu is a required u16 in alioth, so `--net if_name=...,mac=...` without "
-        + "mtu= is refused by alioth; upstream passes mtu=1500.",
-        "alioth/src/virtio/dev/net/tap.rs (NetTapParam: `pub mtu: u16`, no default)",
-    ),
-    _e(
         "alioth-queue-pairs",
         U,
         "alioth.tap",
@@ -952,6 +878,138 @@ TABLE: tuple[Entry, ...] = (
         "Upstream ignores readOnly for vfkit volumes.",
         "vfkit doc/usage.md (virtio-blk readonly); upstream uses it for the store disk",
     ),
+    # -- reviewed after the backend fixes of the "every hypervisor boots" issue ----------
+    _e(
+        "store-serial",
+        P,
+        "cloud-hypervisor.* stratovirt.* vfkit.*",
+        r"--disk \[path=@storeDisk\] serial=store"
+        + r"|-device virtio-blk-device\[id=device\d+\] serial=store"
+        + r"|--device virtio-blk\[path=@storeDisk\] deviceId=store",
+        D,
+        "the store disk carries the serial `store`",
+        "Where the hypervisor passes virtio-blk serials, the guest module mounts the store disk "
+        + "as /dev/disk/by-id/virtio-store, so every backend gives it that serial (QEMU and "
+        + "crosvm too); upstream finds it by its file system label. Without the serial "
+        + "cloud-hypervisor derives one from the file and the guest would not find its store.",
+        "nix/modules/microvm/guest.nix; tests/test_contract.py (guest and backend agree); "
+        + "systemd's 60-persistent-storage.rules (virtio serial -> by-id)",
+    ),
+    _e(
+        "stratovirt-console-p",
+        P,
+        "stratovirt.*",
+        r"-chardev stdio\[id=chardev0\]( id=chardev0)?|-serial chardev:chardev0",
+        D,
+        "stratovirt's console is a chardev the runner can move to console.sock",
+        "-serial stdio puts stdin into raw mode and fails when stdin is no terminal, as under "
+        + "microvm@.service. A named chardev lets the runner serve the console on console.sock "
+        + "there (MICROVM_CONSOLE=socket), as QEMU's runner does.",
+        "openeuler-mirror/stratovirt docs/config_guidebook.md (chardev, serial); "
+        + "tests/test_issue9_backends.py (the runner run without a terminal)",
+    ),
+    _e(
+        "stratovirt-console",
+        U,
+        "stratovirt.*",
+        r"-serial stdio",
+        D,
+        "stratovirt's console is a chardev the runner can move to console.sock",
+        "See stratovirt-console-p.",
+        "openeuler-mirror/stratovirt docs/config_guidebook.md",
+    ),
+    _e(
+        "stratovirt-chardev-ids",
+        U,
+        "stratovirt.share-virtiofs",
+        r"-chardev socket\[id=chardev0\].*",
+        D,
+        "virtiofs chardev ids shift by one (the console is chardev0)",
+        "Internal ids only; the socket path is the same on both sides.",
+        "openeuler-mirror/stratovirt docs/config_guidebook.md (chardev id)",
+    ),
+    _e(
+        "stratovirt-chardev-ids-p",
+        P,
+        "stratovirt.share-virtiofs",
+        r"-chardev socket\[id=chardev1\].*",
+        D,
+        "virtiofs chardev ids shift by one (the console is chardev0)",
+        "See stratovirt-chardev-ids.",
+        "openeuler-mirror/stratovirt docs/config_guidebook.md (chardev id)",
+    ),
+    _e(
+        "alioth-pty",
+        P,
+        "alioth.*",
+        r"wrapper: a pseudo-terminal without a terminal",
+        D,
+        "alioth gets a pseudo-terminal when stdin is none",
+        "alioth 0.9 to 0.12 put stdin into raw mode and stop when it is not a terminal, as under "
+        + "microvm@.service; the runner then starts it under util-linux's script(1). With a "
+        + "terminal it runs alioth directly, as upstream does.",
+        "google/alioth alioth-cli (console set-up); tests/test_issue9_backends.py",
+    ),
+    _e(
+        "notify-credential-cmdline",
+        P,
+        "crosvm.vsock firecracker.vsock kvmtool.vsock alioth.vsock stratovirt.vsock",
+        r"cmdline systemd\.set_credential=vmm\.notify_socket:vsock-stream:2:\d+",
+        D,
+        "readiness over vsock on every hypervisor with vsock",
+        "The guest's systemd learns where to send READY=1 from the vmm.notify_socket "
+        + "credential. Hypervisors without SMBIOS or OEM strings get it on the kernel command "
+        + "line, so `microvm@` can wait for the guest on all of them (upstream: QEMU and "
+        + "cloud-hypervisor only). The port is 8888 + CID, one per VM for native vsock.",
+        "systemd's kernel-command-line(7) (systemd.set_credential=) and "
+        + "systemd.system-credentials(7) (vmm.notify_socket)",
+    ),
+    _e(
+        "ch-notify-credential-p",
+        P,
+        "cloud-hypervisor.vsock",
+        r"--platform \[\] oem_strings=\[io\.systemd\.credential:vmm\.notify_socket="
+        + r"vsock-stream:2:\d+\]",
+        D,
+        "the readiness credential's port is 8888 + CID",
+        "As upstream does, but with the port every backend uses (8888 + CID).",
+        "cloud-hypervisor --help (--platform oem_strings, since v26); "
+        + "systemd.system-credentials(7)",
+    ),
+    _e(
+        "hybrid-vsock-file",
+        P,
+        "cloud-hypervisor.vsock firecracker.vsock",
+        r"config notify\.vsock\n?",
+        D,
+        "share/microvm/hybrid-vsock names the vsock socket",
+        "The host's notify relay reads it to listen on notify.vsock_PORT, where these "
+        + "hypervisors hand over a guest's connection to host port PORT (hybrid vsock).",
+        "cloud-hypervisor docs/vsock.md; firecracker docs/vsock.md (host-initiated and "
+        + "guest-initiated connections)",
+    ),
+    _e(
+        "fc-drive-id",
+        U,
+        "firecracker.volume-options",
+        r'config\.drives\[direct\.img\]\.drive_id="direct\.img"',
+        D,
+        "firecracker drive ids are vol0, vol1, ...",
+        "Internal names; built from the position they cannot clash or carry characters the "
+        + "API refuses, whatever the image file is called.",
+        FC_SPEC + " (Drive.drive_id)",
+    ),
+    _e(
+        "fc-drive-id-p",
+        P,
+        "firecracker.volume-options",
+        r'config\.drives\[direct\.img\]\.drive_id="vol0"',
+        D,
+        "firecracker drive ids are vol0, vol1, ...",
+        "See fc-drive-id.",
+        FC_SPEC + " (Drive.drive_id)",
+    ),
+
 )
 
 
