@@ -126,7 +126,9 @@ def refused_for(hv: Hypervisor, feature: Feature) -> Feature:
     return feature
 
 
-REQUESTABLE = [f for f in Feature if f is not F.GRACEFUL_SHUTDOWN]
+# machineId is taken by every hypervisor (it is the guest's /etc/machine-id); MACHINE_ID says
+# which also hand it to the firmware (test_machine_id_is_accepted_everywhere)
+REQUESTABLE = [f for f in Feature if f not in (F.GRACEFUL_SHUTDOWN, F.MACHINE_ID)]
 UNSUPPORTED = [(hv, f) for hv in Hypervisor for f in REQUESTABLE
                if not CAPABILITIES[hv].supports(f, system(hv))
                and f not in CAPABILITIES[hv].ignored]
@@ -362,3 +364,17 @@ def test_wrong_platform_is_one_problem_not_a_crash(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: microvm.hypervisor: vfkit does not run on x86_64-linux (it runs on aarch64-darwin)"]
+
+
+@pytest.mark.parametrize("hv", list(Hypervisor), ids=str)
+def test_machine_id_is_accepted_everywhere(hv: Hypervisor, tmp_path: Path) -> None:
+    """microvm.nix takes machineId whatever the hypervisor: no refusal, no warning; those
+    with MACHINE_ID put it in the firmware (QEMU SMBIOS, cloud-hypervisor platform uuid)."""
+    uuid = "5e0c3b4a-8f2d-4c51-9a6e-2b7d1f0e9c3a"
+    doc = document(hv, {"machineId": uuid})
+    p = validate_cli(doc, tmp_path)
+    assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+    vm = from_document(doc)
+    launch = backend(hv).launch(vm, RunContext("/run/microvm/demo"))
+    text = json.dumps([launch.variants, launch.files])
+    assert (uuid in text) == CAPABILITIES[hv].supports(F.MACHINE_ID, system(hv))

@@ -203,6 +203,7 @@ NO_SCHEMA_DEFAULT = {
     "storeOnDisk": "computed",      # unless a share has source /nix/store
     "shares.*.socket": "computed",  # "<hostName>-virtiofs-<tag>.sock" for virtiofs
     "volumes.*.size": "null",       # omitted from vm.json while null
+    "machineId": "computed",        # derived from the host name (microvm.nix's derivation)
 }
 
 

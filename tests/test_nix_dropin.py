@@ -255,3 +255,21 @@ def test_erofs_flags_follow_the_guest_kernel(tmp_path: Path, version: str,
     got = json.loads(nix_eval(guest_inline(tmp_path, module,
                                            "config.microvm.storeDiskErofsFlags")).stdout)
     assert got == flags
+
+
+@pytest.mark.parametrize("host", ["web", "db-01", "alioth-vm"])
+def test_machine_id_is_derived_from_the_host_name_on_both_sides(tmp_path: Path,
+                                                                 host: str) -> None:
+    """Unset, microvm.machineId is derived from the host name as microvm.nix derives it; the
+    guest's /etc/machine-id and networking.hostId follow it, and the generator derives the
+    same for a document whose machineId is null (QEMU's SMBIOS UUID; the differential test
+    compares that UUID with upstream's)."""
+    from microvm.config import derived_machine_id
+
+    c = guest_inline(tmp_path, f'{{ networking.hostName = "{host}"; }}', "config")
+    got = json.loads(nix_eval(
+        f"let c = {c}; in {{ id = c.microvm.machineId; " +
+        "etc = c.environment.etc.\"machine-id\".text; host = c.networking.hostId; }").stdout)
+    want = derived_machine_id(host)
+    assert got == {"id": want, "etc": want.replace("-", "") + "\n",
+                   "host": want.replace("-", "")[:8]}

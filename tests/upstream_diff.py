@@ -64,32 +64,6 @@ DEFAULT_OFF = "the hypervisor's default for the omitted option is the value upst
 TABLE: tuple[Entry, ...] = (
     # -- every hypervisor: option semantics -------------------------------------------------
     _e(
-        "machine-id-hypervisors",
-        U,
-        "firecracker.machine-id crosvm.machine-id kvmtool.machine-id "
-        + "stratovirt.machine-id alioth.machine-id vfkit.machine-id",
-        r"accepts \(project: microvm\.machineId: a machine UUID not supported by .*\)",
-        X,
-        "microvm.machineId is refused for six hypervisors",
-        "Upstream accepts machineId everywhere: it sets the guest's /etc/machine-id and the "
-        + "machined registration whatever the hypervisor, and only QEMU also gets an SMBIOS "
-        + "UUID. A configuration that sets it fails here on firecracker, crosvm, kvmtool, "
-        + "stratovirt, alioth and vfkit.",
-        "microvm.nix nixos-modules/microvm/system.nix (environment.etc.machine-id), lib/runner.nix",
-    ),
-    _e(
-        "machine-id-default",
-        U,
-        "qemu.*",
-        r"-smbios \[type=1\]( type=1| uuid=607af5d4-2b5e-89da-924b-a3f5cf6bf1c7)?",
-        X,
-        "microvm.machineId defaults to null (upstream: a UUID derived from the host name)",
-        'Upstream\'s option default is a UUID from sha256("microvm.nix:" + hostName), so every '
-        + "QEMU guest gets -smbios type=1,uuid=... and a stable /etc/machine-id; here the default "
-        + "is null and both are missing unless set.",
-        "microvm.nix nixos-modules/microvm/options.nix (machineId default)",
-    ),
-    _e(
         "refuse-ignored-options",
         U,
         "kvmtool.user-forward vfkit.user-forward stratovirt.user-forward "
@@ -495,12 +469,14 @@ TABLE: tuple[Entry, ...] = (
     _e(
         "ch-machine-id",
         P,
-        "cloud-hypervisor.machine-id",
-        r"--platform \[\]( uuid=a67472e5-570e-5c8a-b18c-ae3c77701050)?",
+        "cloud-hypervisor.*",
+        r"--platform \[\]( uuid=[0-9a-f-]{36})?",
         D,
         "machineId as the platform UUID",
         "cloud-hypervisor exposes --platform uuid= as the SMBIOS system UUID, like QEMU's "
-        + "-smbios type=1; upstream passes machineId to QEMU only.",
+        + "-smbios type=1, so the guest's firmware tells the same machine id as its "
+        + "/etc/machine-id (derived from the host name when unset, as on both sides); upstream "
+        + "passes machineId to QEMU only.",
         CH_DOC + " (--platform uuid)",
     ),
     # -- firecracker -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ as a user writes it in Nix (`microvm.volumes[1].size: ...`).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import stat
@@ -263,6 +264,11 @@ class MicroVM:
         return self.system.split("-", 1)[0]
 
     @property
+    def machine_uuid(self) -> str:
+        """microvm.machineId, or the one derived from the host name when it is null."""
+        return self.machine_id or derived_machine_id(self.host_name)
+
+    @property
     def cmdline(self) -> str:
         return " ".join(self.kernel_params)
 
@@ -323,7 +329,7 @@ class MicroVM:
             vsock_cid=m["vsock"]["cid"], graphics=m["graphics"]["enable"],
             graphics_backend=m["graphics"]["backend"],
             credential_files=tuple(sorted(m["credentialFiles"].items())),
-            pretty_procnames=m["prettyProcnames"], machine_id=m["machineId"],
+            pretty_procnames=m["prettyProcnames"], machine_id=m.get("machineId"),
             virtiofsd=VirtiofsdOptions(
                 inode_file_handles=vfsd["inodeFileHandles"],
                 thread_pool_size=vfsd["threadPoolSize"], group=vfsd["group"],
@@ -390,6 +396,14 @@ class MicroVM:
             "formatVersion": 1, "hostName": self.host_name, "system": self.system,
             "toplevel": self.toplevel, "runtimePath": list(self.runtime_path), "microvm": m,
         }
+
+
+def derived_machine_id(host_name: str) -> str:
+    """The machine id of a VM whose machineId is null: microvm.nix's derivation (SHA-256 of
+    "microvm.nix:" + the host name, as 8-4-4-4-12 hex digits), so a VM keeps its machine id
+    when it moves here. nix/modules/microvm/options.nix computes the same (tests compare)."""
+    h = hashlib.sha256(f"microvm.nix:{host_name}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 # -- schema --------------------------------------------------------------------------------

@@ -266,11 +266,11 @@ def _check_machine(c: _Checker) -> None:
     if vm.socket is not None and c.need(Feature.CONTROL_SOCKET, "microvm.socket",
               "a control socket (set microvm.socket = null)") and _CONTROL.search(vm.socket):
         c.add("microvm.socket", "must not contain control characters")
+    # every hypervisor takes it: it is the guest's /etc/machine-id; those with
+    # Feature.MACHINE_ID also hand it to the firmware
     if vm.machine_id is not None and not _UUID.fullmatch(vm.machine_id):
         c.add("microvm.machineId",
               f"must be a UUID like 8-4-4-4-12 hex digits, got {vm.machine_id!r}")
-    elif vm.machine_id is not None:
-        c.need(Feature.MACHINE_ID, "microvm.machineId")
     if vm.user is not None:
         c.need(Feature.CHANGE_USER, "microvm.user")
     if vm.extra_args_script is not None and _CONTROL.search(vm.extra_args_script):

@@ -91,10 +91,9 @@ let
     ++ optionals (cfg.socket != null) (
       let n = need "CONTROL_SOCKET" "microvm.socket" "a control socket (set microvm.socket = null)";
       in if n != [ ] then n else controlFree "microvm.socket" "must not contain control characters" cfg.socket)
-    ++ optionals (cfg.machineId != null) (
-      if !(matches "[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}" cfg.machineId)
-      then [ (problem "microvm.machineId" "must be a UUID like 8-4-4-4-12 hex digits, got ${repr cfg.machineId}") ]
-      else need "MACHINE_ID" "microvm.machineId" null)
+    # every hypervisor takes it (the guest's /etc/machine-id)
+    ++ optionals (cfg.machineId != null && !(matches "[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}" cfg.machineId))
+      [ (problem "microvm.machineId" "must be a UUID like 8-4-4-4-12 hex digits, got ${repr cfg.machineId}") ]
     ++ optionals (cfg.user != null) (need "CHANGE_USER" "microvm.user" null)
     ++ optionals (cfg.extraArgsScript != null) (controlFree "microvm.extraArgsScript" noControlNewline cfg.extraArgsScript)
     ++ optionals (!inToplevel) (concatLists (imap0 (i: w: controlFree "microvm.kernelParams[${toString i}]"

@@ -20,6 +20,7 @@ in
       type = types.submodule {
         freeformType = types.attrsOf types.anything;
         options.hostName = mkOption { type = types.str; default = "nixos"; };
+        options.hostId = mkOption { type = types.nullOr types.str; default = null; };
       };
       default = { };
     };

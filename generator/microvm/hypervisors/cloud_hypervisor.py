@@ -115,13 +115,13 @@ class CloudHypervisor(Backend):
         if vm.socket is not None:
             argv += ["--api-socket", kv({"path": vm.socket})]
         oem = _oem_strings(vm)
-        if vm.machine_id is not None or oem:
-            platform = kv({"uuid": vm.machine_id})
-            if oem:
-                # a list is bracket syntax; the credential holds no ',', '[', ']' or '"'
-                assert not any(c in "".join(oem) for c in ',[]"')
-                platform = ",".join(filter(None, [platform, f"oem_strings=[{','.join(oem)}]"]))
-            argv += ["--platform", platform]
+        # the platform uuid is the VM's machine id (derived from the host name when unset)
+        platform = kv({"uuid": vm.machine_uuid})
+        if oem:
+            # a list is bracket syntax; the credential holds no ',', '[', ']' or '"'
+            assert not any(c in "".join(oem) for c in ',[]"')
+            platform = ",".join([platform, f"oem_strings=[{','.join(oem)}]"])
+        argv += ["--platform", platform]
         if "--watchdog" not in vm.hypervisor_extra_args:
             # the guest's systemd pings the watchdog; cloud-hypervisor resets a hung guest (a
             # flag given twice is an error)
@@ -196,9 +196,7 @@ def vm_config(vm: MicroVM) -> dict[str, Any]:
         "serial": {"mode": "Tty"},
         "console": {"mode": "Off"},
     }
-    platform: dict[str, Any] = {}
-    if vm.machine_id is not None:
-        platform["uuid"] = vm.machine_id
+    platform: dict[str, Any] = {"uuid": vm.machine_uuid}
     if _oem_strings(vm):
         platform["oem_strings"] = _oem_strings(vm)
     if platform:

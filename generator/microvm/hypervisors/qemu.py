@@ -212,8 +212,7 @@ class Qemu(Backend):
         if vm.socket is not None:
             argv += ["-qmp", opts(f"unix:{vm.socket.replace(',', ',,')}",
                                   {"server": True, "wait": False})]
-        if vm.machine_id is not None:
-            argv += ["-smbios", f"type=1,uuid={vm.machine_id}"]
+        argv += ["-smbios", f"type=1,uuid={vm.machine_uuid}"]
         argv += ["-device", f"virtio-rng-{dev}"]
         argv += self._disks(vm, dev)
         argv += self._shares(vm, dev)

@@ -163,6 +163,9 @@ in
       squashfsFlags = cfg.storeDiskSquashfsFlags;
     }));
 
+    # a host id for ZFS and friends, from the machine id, as systemd derives one
+    networking.hostId = lib.mkIf (cfg.machineId != null)
+      (lib.mkDefault (builtins.substring 0 8 (lib.replaceStrings [ "-" ] [ "" ] cfg.machineId)));
     environment.etc."machine-id" = lib.mkIf (cfg.machineId != null) {
       text = lib.replaceStrings [ "-" ] [ "" ] cfg.machineId + "\n";
     };

@@ -228,7 +228,22 @@ in
     credentialFiles = opt (types.attrsOf types.path) { }
       "systemd credentials for the guest: credential name -> file on the host.";
     prettyProcnames = opt types.bool true "Name the hypervisor process microvm@<hostName>.";
-    machineId = opt (types.nullOr types.str) null "UUID of the VM (QEMU: the SMBIOS system UUID).";
+    machineId = mkOption {
+      type = types.nullOr types.str;
+      # microvm.nix's derivation, so a VM keeps its machine id when it moves here (the
+      # generator derives the same for a null machineId: config.derived_machine_id)
+      default =
+        let h = builtins.hashString "sha256" "microvm.nix:${hostName}";
+        in lib.concatMapStringsSep "-" ({ at, len }: builtins.substring at len h)
+          [ { at = 0; len = 8; } { at = 8; len = 4; } { at = 12; len = 4; } { at = 16; len = 4; } { at = 20; len = 12; } ];
+      defaultText = literalExpression ''"<a UUID from the SHA-256 of \"microvm.nix:''${networking.hostName}\">"'';
+      description = ''
+        UUID of the VM (8-4-4-4-12 hex digits). The guest's /etc/machine-id (and, by default,
+        networking.hostId); hypervisors that can pass it to the firmware do (QEMU: SMBIOS system
+        UUID, cloud-hypervisor: platform uuid). Derived from the host name by default, as
+        microvm.nix derives it.
+      '';
+    };
 
     virtiofsd = {
       inodeFileHandles = opt (types.nullOr (types.enum [ "never" "prefer" "mandatory" ])) "prefer"
