@@ -1,5 +1,5 @@
 """Generated Firecracker configs and Cloud Hypervisor VM configs validate against the vendored
-upstream API specifications (shared/specs beside the repository: firecracker.yaml is Swagger
+upstream API specifications (vendored in tests/specs: firecracker.yaml is Swagger
 2.0, cloud-hypervisor.yaml is OpenAPI 3.0.1).
 
 The specs are converted to JSON Schema 2020-12 here: `#/definitions/X` and
@@ -25,12 +25,14 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the API specifications")
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+# byte-exact copies of the hypervisors' API descriptions (tests/specs/README.md: origin,
+# commit, licence), so a clean clone checks against them without anything beside it
+SPECS = Path(__file__).resolve().parent / "specs"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 pytestmark = pytest.mark.skipif(
     not (SPECS / "firecracker.yaml").exists() or not (SPECS / "cloud-hypervisor.yaml").exists(),
-    reason=f"API specifications not found in {SPECS} (shared/specs beside the repository)")
+    reason=f"API specifications not found in {SPECS}")
 
 # Fields cloud-hypervisor accepts that the vendored OpenAPI file does not list yet:
 # vmm/src/vm_config.rs `DiskConfig.image_type` (serde names of block/src/lib.rs `ImageType`).
@@ -166,7 +168,7 @@ def test_openapi_nullable_becomes_a_null_type() -> None:
 
 # -- Firecracker ----------------------------------------------------------------------------
 
-# config file section -> definition (shared/specs/README.md, plus the other FullVmConfiguration
+# config file section -> definition (tests/specs/README.md, plus the other FullVmConfiguration
 # sections the generator writes)
 SECTIONS = {"boot-source": "BootSource", "machine-config": "MachineConfiguration",
             "vsock": "Vsock", "balloon": "Balloon", "logger": "Logger",

@@ -80,6 +80,11 @@ def _oem_strings(vm: MicroVM) -> list[str]:
     return [] if credential is None else [f"io.systemd.credential:{credential}"]
 
 
+def _disk_queues(vm: MicroVM) -> int | None:
+    """One virtio-blk queue per vCPU (as microvm.nix does); None keeps the default (one)."""
+    return vm.vcpu if vm.vcpu > 1 else None
+
+
 def _net_queues(vm: MicroVM) -> int | None:
     """num_queues counts rx and tx queues: two per pair; None keeps the default (one pair)."""
     q = queues(vm)
@@ -129,7 +134,8 @@ class CloudHypervisor(Backend):
         for d in _disks(vm):
             argv += ["--disk", kv({"path": d["path"], "readonly": d["readonly"] or None,
                                    "direct": d["direct"] or None, "serial": d["serial"],
-                                   "image_type": d["image_type"]})]
+                                   "image_type": d["image_type"],
+                                   "num_queues": _disk_queues(vm)})]
         for s in vm.shares_of(ShareProto.VIRTIOFS):
             assert s.socket is not None
             argv += ["--fs", kv({"tag": s.tag, "socket": s.socket})]
@@ -209,6 +215,8 @@ def vm_config(vm: MicroVM) -> dict[str, Any]:
                                 "image_type": _IMAGE_TYPE_JSON[d["image_type"]]}
         if d["serial"] is not None:
             disk["serial"] = d["serial"]
+        if (n := _disk_queues(vm)) is not None:
+            disk["num_queues"] = n
         disks.append(disk)
     if disks:
         config["disks"] = disks
