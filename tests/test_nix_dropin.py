@@ -273,3 +273,39 @@ def test_machine_id_is_derived_from_the_host_name_on_both_sides(tmp_path: Path,
     want = derived_machine_id(host)
     assert got == {"id": want, "etc": want.replace("-", "") + "\n",
                    "host": want.replace("-", "")[:8]}
+
+
+def test_runner_attributes_agree_with_the_backends(tmp_path: Path) -> None:
+    """declaredRunner's passthru (canShutdown, supportsNotifySocket, tapMultiQueue,
+    hypervisor, machineId, registerWithMachined), as microvm.nix's tooling reads them, say
+    what the generator's backends really do, for every hypervisor."""
+    from microvm.capabilities import Hypervisor
+    from microvm.hypervisors import RunContext, backend
+    from microvm.hypervisors.base import queues
+
+    for hv in Hypervisor:
+        system = "aarch64-darwin" if hv is Hypervisor.VFKIT else "x86_64-linux"
+        for extra in ("", "microvm.vcpu = 2; microvm.vsock.cid = 7; microvm.socket = null;"):
+            if hv is Hypervisor.VFKIT and "vsock" in extra:
+                continue
+            cfg = tmp_path / f"{hv}-{len(extra)}.nix"
+            cfg.write_text(f'{{ system = "{system}"; module = {{ microvm.hypervisor = "{hv}"; ' +
+                           f'{extra} }}; }}\n')
+            expr = (f"let e = import ./eval.nix {{ configuration = {cfg}; " +
+                    f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }};" +
+                    " r = e.config.microvm.declaredRunner; in { inherit (r) canShutdown " +
+                    "supportsNotifySocket tapMultiQueue hypervisor machineId " +
+                    "registerWithMachined; doc = e.uncheckedJson; }")
+            facts = json.loads(nix_eval(expr).stdout)
+            vm = from_document(json.loads(facts.pop("doc")))
+            be = backend(vm.hypervisor)
+            launch = be.launch(vm, RunContext("/r"))
+            text = json.dumps([launch.variants, launch.files])
+            assert facts == {
+                "canShutdown": be.shutdown(vm) is not None,
+                "supportsNotifySocket": "vmm.notify_socket" in text,
+                "tapMultiQueue": queues(vm) > 1,
+                "hypervisor": str(hv),
+                "machineId": vm.machine_uuid,
+                "registerWithMachined": False,
+            }, (hv, extra)

@@ -63,6 +63,26 @@ let
     # this against the templates): microvm.binScripts cannot extend them.
     closedScripts = [ "microvm-run" "virtiofsd-run" ];
 
+    # What microvm.nix's runners tell about themselves (passthru of declaredRunner), from the
+    # VM document and the capability table (tests/test_nix_dropin.py checks them against the
+    # generator's backends).
+    runnerFacts = document:
+      let
+        m = document.microvm;
+        hv = m.hypervisor;
+        caps = capabilities.capabilities.${hv};
+      in
+      {
+        hypervisor = hv;
+        # bin/microvm-shutdown can ask the guest to power off (through the control socket)
+        canShutdown = self.supportsOn hv "GRACEFUL_SHUTDOWN" document.system
+          && (m.socket or null) != null;
+        # the guest is told where to report readiness (vmm.notify_socket over vsock)
+        supportsNotifySocket = (m.vsock.cid or null) != null;
+        tapMultiQueue = caps.multiqueueTap && m.vcpu > 1;
+        machineId = m.machineId;
+      };
+
     # -- helpers microvm.nix users call (same names and arguments) ------------------------
 
     # hypervisors that can give a VM a network interface of some kind (all of them)

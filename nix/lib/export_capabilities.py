@@ -41,6 +41,8 @@ def export() -> dict[str, Any]:
                 "console": dict(caps.consoles),
                 # virtiofs shares need an external virtiofsd (false: built into the hypervisor)
                 "virtiofsd": getattr(caps, "virtiofsd", True),
+                # taps are opened with one queue pair per vCPU
+                "multiqueueTap": caps.multiqueue_tap,
             }
             for hv, caps in CAPABILITIES.items()
         },

@@ -20,7 +20,7 @@ pkgs.runCommand name
     nativeBuildInputs = [ generator ];
     document = builtins.toJSON document;
     passAsFile = [ "document" ] ++ map (s: s.var) scripts;
-    passthru = { inherit document; };
+    passthru = { inherit document; } // (import ./. { inherit lib; }).runnerFacts document;
     meta.mainProgram = "microvm-run";
   } // lib.listToAttrs (map (s: lib.nameValuePair s.var binScripts.${s.name}) scripts))
   (''

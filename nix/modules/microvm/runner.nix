@@ -12,7 +12,10 @@ let
     document = mlib.document { inherit config pkgs; };
     generator = mlib.generatorFor hostPkgs.buildPackages;
     inherit (cfg) binScripts;
-  });
+  }) // {
+    # read by microvm.nix's host tooling; accepted, but nothing registers here (compat.nix)
+    inherit (cfg) registerWithMachined;
+  };
 
   # the same guest evaluated for another hypervisor (kernel file, modules and checks differ)
   runnerFor = hv:
