@@ -132,10 +132,10 @@ def machine() -> list[str]:
                                             for m in ("kvm_intel", "kvm_amd"))
         else ", no kvm_intel/kvm_amd module (guests run under TCG)")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [f"{os.cpu_count()} CPUs ({cpu}), {mem}, Linux {platform.release()}, "
+    return [f"{os.cpu_count()} CPUs ({cpu}), {mem}, Linux {platform.release()}, " +
             f"{platform.machine()}",
             f"Python {platform.python_version()}; {qemu}; {kvm}",
-            f"load average at start: {load} (other work shares this machine: read ratios, "
+            f"load average at start: {load} (other work shares this machine: read ratios, " +
             "not absolute times)"]
 
 
@@ -151,11 +151,18 @@ def generate(doc: dict[str, Any], work: Path, name: str = "runner") -> Path:
 
 
 def hypervisor_binary(runner: Path) -> str:
-    """argv[0] of the hypervisor, read from the generated microvm-run (first `args=(` entry)."""
+    """The hypervisor binary the generated microvm-run execs (first `args=(` entry).
+
+    A runner may wrap the hypervisor in `bash -c SCRIPT NAME ARGS...` (vfkit, to make its
+    socket path absolute); then the hypervisor is NAME ($0, and what the script execs)."""
     lines = (runner / "bin" / "microvm-run").read_text().splitlines()
     for i, line in enumerate(lines):
         if line.strip() == "args=(":
-            return lines[i + 1].strip()
+            argv = [ln.strip() for ln in lines[i + 1:i + 5]]
+            binary = argv[3] if argv[:2] == ["bash", "-c"] else argv[0]
+            if binary in ("bash", "sh", "env", "true"):  # a stand-in must never shadow these
+                raise ValueError(f"{runner}: cannot tell the hypervisor from {argv}")
+            return binary
     raise ValueError(f"{runner}: no args=( in microvm-run")
 
 
@@ -176,20 +183,27 @@ def bench_overhead(res: Results, work: Path, rounds: int) -> None:
         d = work / f"ovh-{hv}"
         runner = generate(doc, d)
         binary = hypervisor_binary(runner)
-        if not (standin / binary).exists():
-            (standin / binary).symlink_to(true)
         run = runner / "bin" / "microvm-run"
+        # first prove the runner reaches the stand-in: one run with a recording script
+        (standin / binary).unlink(missing_ok=True)
+        (standin / binary).write_text(f"#!/bin/sh\ntouch {work}/ran-{hv}\n")
+        (standin / binary).chmod(0o755)
+        subprocess.run([str(run)], env=env, cwd=d, check=True, capture_output=True)
+        if not (work / f"ran-{hv}").exists():
+            raise RuntimeError(f"{hv}: microvm-run did not exec {binary}")
+        (standin / binary).unlink()
+        (standin / binary).symlink_to(true)
         cases[hv] = lambda run=run, d=d: clock([str(run)], env, d)  # type: ignore[misc]
     got = interleaved(cases, rounds)
     for hv in BACKENDS:
         over = [a - b for a, b in zip(got[hv], got["ref"], strict=True)]
         res.add(Row(sec, f"{hv}: microvm-run to exec of the stand-in", "ms", got[hv],
                     "`bash -c 'exec true'`", got["ref"], "overhead <= 10 ms",
-                    f"overhead median {statistics.median(over):.1f} ms, "
+                    f"overhead median {statistics.median(over):.1f} ms, " +
                     f"max {max(over):.1f} ms"))
-    res.note(sec, "The hypervisor is a stand-in: `true` symlinked under each backend's binary "
-             "name, first on PATH, so the time is the runner's own (bash start, KVM decision, "
-             "argv, exec). MICROVM_ACCEL is unset: the runner tests /dev/kvm and the "
+    res.note(sec, "The hypervisor is a stand-in: `true` symlinked under each backend's binary " +
+             "name, first on PATH, so the time is the runner's own (bash start, KVM decision, " +
+             "argv, exec). MICROVM_ACCEL is unset: the runner tests /dev/kvm and the " +
              "kvm_intel/kvm_amd modules itself (a few shell tests, no QEMU probe).")
 
 
@@ -266,7 +280,7 @@ def upstream_argv(kernel: Path, initrd: Path, pit_pic: str, sock: str) -> list[s
     and -cpu max for host,+x2apic,-sgx (this host has no usable KVM; the generated runner's TCG
     branch does the same). `pit_pic` is "off" (upstream) or "on" (flipped).
     """
-    machine = (f"microvm,accel=tcg,acpi=on,mem-merge=on,pcie=off,pic={pit_pic},"
+    machine = (f"microvm,accel=tcg,acpi=on,mem-merge=on,pcie=off,pic={pit_pic}," +
                f"pit={pit_pic},rtc=on,usb=off")
     return [QEMU, "-name", "bench", "-M", machine, "-m", "256M", "-smp", "1",
             "-nodefaults", "-no-user-config", "-no-reboot",
@@ -284,6 +298,14 @@ def hand_argv(machine: str, kernel: Path, initrd: Path) -> list[str]:
 
 
 HAND_MICROVM = "microvm,acpi=on,pcie=off,pic=on,pit=on,rtc=on,usb=off"
+
+
+def host_tsc_mhz() -> float:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1])
+    return 0.0
 
 
 def bench_boots(res: Results, work: Path, rounds: int) -> None:
@@ -308,7 +330,7 @@ def bench_boots(res: Results, work: Path, rounds: int) -> None:
             res.note(sec, f"microvm.nix argv {label}: booted, marker at {b.host_s:.2f} s.")
         except AssertionError as exc:
             tail = [ln for ln in str(exc).splitlines()[1:] if ln.strip()][-2:]
-            res.note(sec, f"microvm.nix argv {label}: **no marker within {FAIL_TIMEOUT:.0f} s** "
+            res.note(sec, f"microvm.nix argv {label}: **no marker within {FAIL_TIMEOUT:.0f} s** " +
                      f"under TCG (last console lines: {' / '.join(tail) or 'none'}).")
     boots: dict[str, list[Boot]] = {k: [] for k in variants}
     failed: dict[str, str] = {}
@@ -331,15 +353,22 @@ def bench_boots(res: Results, work: Path, rounds: int) -> None:
                     [b.host_s for b in bs], ref, [b.host_s for b in boots[ref]], target))
         res.add(Row(sec, f"{name}: kernel uptime at marker (guest clock)", "s",
                     [b.guest_s for b in bs], ref, [b.guest_s for b in boots[ref]]))
-    res.note(sec, "Same kernel (Debian generic, uncompressed vmlinux) and initramfs for every "
-             "line; the guest prints its /proc/uptime with the marker, so host time minus "
-             "guest time is QEMU start-up plus firmware/loader before the kernel runs. The "
-             "generated runner runs with MICROVM_ACCEL=tcg (its TCG branch) and adds "
+    res.note(sec, "Same kernel (Debian generic, uncompressed vmlinux) and initramfs for every " +
+             "line; the guest prints its /proc/uptime with the marker, so host time minus " +
+             "guest time is QEMU start-up plus firmware/loader before the kernel runs. The " +
+             "generated runner runs with MICROVM_ACCEL=tcg (its TCG branch) and adds " +
              "virtio-rng, -sandbox and QMP, as a user gets it.")
-    res.note(sec, "The microvm.nix argv is transcribed from its qemu.nix (see "
-             "`upstream_argv` in bench/run.py for the lines) with KVM-only parts replaced by "
-             "their TCG equivalents; it has no tsc_early_khz, which the generic kernel needs "
-             "on -M microvm under TCG (see e2e-recipes), so 'flipped' may still hang.")
+    res.note(sec, "The microvm.nix argv is transcribed from its qemu.nix (see " +
+             "`upstream_argv` in bench/run.py for the lines) with KVM-only parts replaced by " +
+             "their TCG equivalents. Unlike the other lines it has no tsc_early_khz=2000000 " +
+             "(the generated runner adds it under TCG, the hand-tuned line has it).")
+    mhz = host_tsc_mhz()
+    if mhz:
+        res.note(sec, f"Caution with the guest clock: this host's TSC runs at {mhz:.0f} MHz, " +
+                 f"so a guest told tsc_early_khz=2000000 counts time {mhz / 2000:.2f} x too " +
+                 "fast (its uptime can exceed the host's launch-to-marker time). Compare guest " +
+                 "clocks only between lines with the same kernel command line; the host clock " +
+                 "is the fair measure.")
     res.plots.append((sec, plot_rows(work, "boot.png", "Boot to marker under TCG (host clock)",
                                      [r for r in res.rows if r.section == sec
                                       and "host clock" in r.name], "s")))
@@ -357,7 +386,7 @@ def bench_shutdown(res: Results, work: Path, rounds: int) -> None:
     own_runner = generate(vmtest.document("own", kern.vmlinux, own_init), work / "own")
     total, late, own = [], [], []
     for _ in range(rounds):
-        with Guest([str(runner / "bin" / "microvm-run")], runner.parent) as g:
+        with Guest([str(runner / "bin" / "microvm-run")], runner.parent, runner) as g:
             g.wait_for(MARK)
             t = time.monotonic()
             g.run_tool("microvm-shutdown")
@@ -373,9 +402,15 @@ def bench_shutdown(res: Results, work: Path, rounds: int) -> None:
     res.add(Row(sec, "microvm-shutdown returns after QEMU's exit by", "ms", late,
                 target="<= 50 ms",
                 note="negative: returned before the exit was reaped (QMP closed first)"))
-    res.note(sec, "QEMU's exit time is taken by a thread blocked in wait() on the QEMU process "
-             "(the runner execs it); microvm-shutdown sends system_powerdown over QMP and "
-             "returns when QEMU closes the connection. The guest reacts to the power button "
+    if statistics.median(late) > 400:
+        res.note(sec, "A return about 500 ms after QEMU's exit matches socat's default " +
+                 "half-close timeout (`-t 0.5`): the control script's `socat -` lingers that " +
+                 "long after QEMU closes the socket. A copy of the script with `socat -t 0 -` " +
+                 "returned within 1 ms of the exit when this bench was written (generator " +
+                 "change, not made here).")
+    res.note(sec, "QEMU's exit time is taken by a thread blocked in wait() on the QEMU process " +
+             "(the runner execs it); microvm-shutdown sends system_powerdown over QMP and " +
+             "returns when QEMU closes the connection. The guest reacts to the power button " +
              "with `poweroff -f` (testguest's power_button).")
 
 
@@ -425,7 +460,7 @@ def bench_generation(res: Results, work: Path, rounds: int, counts: Sequence[int
     over = [g - f for g, f in zip(got["generate"], got["floor"], strict=True)]
     res.add(Row(sec, "`microvm generate` (demo VM) as a process", "ms", got["generate"],
                 "`python3 -c pass`", got["floor"], "<= floor + 150 ms",
-                f"above the floor: median {statistics.median(over):.0f} ms, "
+                f"above the floor: median {statistics.median(over):.0f} ms, " +
                 f"max {max(over):.0f} ms"))
     res.add(Row(sec, "`python3 -c 'import microvm.cli'`", "ms", got["import"],
                 "`python3 -c pass`", got["floor"]))
@@ -442,7 +477,7 @@ def bench_generation(res: Results, work: Path, rounds: int, counts: Sequence[int
         per_vm.append(res.add(Row(
             sec, f"{n} VM(s) in one process: per VM after the first", "ms",
             rest or firsts, "first VM of the process", firsts,
-            note=f"first VM {statistics.median(firsts):.1f} ms, imports "
+            note=f"first VM {statistics.median(firsts):.1f} ms, imports " +
                  f"{statistics.median(imports):.0f} ms")))
     profile(res, sec, vm_json, work)
     res.plots.append((sec, plot_rows(work, "generation.png", "Generation cost (ms)",
@@ -461,8 +496,14 @@ def profile(res: Results, sec: str, vm_json: Path, work: Path) -> None:
                                                18)
     table = [ln for ln in buf.getvalue().splitlines()
              if re.match(r"\s*\d", ln) or "ncalls" in ln]
-    res.note(sec, "cProfile of one `microvm generate` process, cumulative, project and "
-             "library frames only:\n\n```\n" + "\n".join(table) + "\n```")
+    buf = io.StringIO()
+    stats.stream = buf  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(12)
+    own = [ln for ln in buf.getvalue().splitlines() if re.match(r"\s*\d", ln)]
+    res.note(sec, "cProfile of one `microvm generate` process (profiling inflates times), " +
+             "cumulative, project and library frames only:\n\n```\n" + "\n".join(table) +
+             "\n```\n\nThe same profile by own time (tottime):\n\n```\n" +
+             "\n".join(own[1:]) + "\n```")
     p = subprocess.run([PY, "-X", "importtime", "-c", "import microvm.cli"],
                        capture_output=True, text=True, check=True)
     imports: list[tuple[int, int, str]] = []
@@ -473,7 +514,7 @@ def profile(res: Results, sec: str, vm_json: Path, work: Path) -> None:
     imports.sort(reverse=True)
     lines = [f"{c / 1000:8.1f} ms cumulative {s / 1000:7.1f} ms self  {n}"
              for c, s, n in imports[:12]]
-    res.note(sec, "`python3 -X importtime -c 'import microvm.cli'`, largest top-level "
+    res.note(sec, "`python3 -X importtime -c 'import microvm.cli'`, largest top-level " +
              "imports:\n\n```\n" + "\n".join(lines) + "\n```")
 
 
@@ -525,11 +566,11 @@ def bench_store(res: Results, work: Path, rounds: int, sample: Path) -> None:
         if name == "tar":
             continue
         res.add(Row(sec, f"{name}: build time", "ms", times[name], "`tar -cf` of the sample",
-                    times["tar"], note=f"image {sizes[name]:.1f} MiB = "
+                    times["tar"], note=f"image {sizes[name]:.1f} MiB = " +
                     f"{sizes[name] / sizes['tar']:.2f} x the tar ({sizes['tar']:.1f} MiB)"))
-    res.note(sec, f"Sample closure: {sample} ({src_mb:.1f} MiB of file data), built "
-             f"{rounds} time(s) per variant on the host's disk; -zlz4hc with -Eztailpacking "
-             "is microvm.nix's default erofs store (-Efragments needs erofs-utils 1.6+); "
+    res.note(sec, f"Sample closure: {sample} ({src_mb:.1f} MiB of file data), built " +
+             f"{rounds} time(s) per variant on the host's disk; -zlz4hc with -Eztailpacking " +
+             "is microvm.nix's default erofs store (-Efragments needs erofs-utils 1.6+); " +
              "squashfs zstd is its gensquashfs default.")
     labels = [n for n in cases if n != "tar"]
     res.plots.append((sec, plot_store(work, labels, times, sizes)))
@@ -553,11 +594,11 @@ def bench_shares(res: Results, work: Path, mib: int, files: int) -> None:
     readers = []
     for i in range(files):
         for m in ("blk", "9p", "vfs"):
-            readers.append(f'a=$(cut -d" " -f1 /proc/uptime); cat /mnt/{m}/f{i} >/dev/null; '
+            readers.append(f'a=$(cut -d" " -f1 /proc/uptime); cat /mnt/{m}/f{i} >/dev/null; ' +
                            f'echo "BENCH-READ {m} $a $(cut -d" " -f1 /proc/uptime)"')
-    script = ("mkdir -p /mnt/blk /mnt/9p /mnt/vfs\n"
-              "mount -t ext4 -o ro \"$(disk_by_serial blk)\" /mnt/blk\n"
-              "mount -t 9p -o trans=virtio,version=9p2000.L,msize=65536 ninep /mnt/9p\n"
+    script = ("mkdir -p /mnt/blk /mnt/9p /mnt/vfs\n" +
+              "mount -t ext4 -o ro \"$(disk_by_serial blk)\" /mnt/blk\n" +
+              "mount -t 9p -o trans=virtio,version=9p2000.L,msize=65536 ninep /mnt/9p\n" +
               "mount -t virtiofs vfs /mnt/vfs\n" + "\n".join(readers) + "\necho BENCH-DONE\n")
     kern = testguest.kernel()
     initrd = testguest.build_initramfs(kern, work / "shares-initrd.gz", script)
@@ -582,10 +623,10 @@ def bench_shares(res: Results, work: Path, mib: int, files: int) -> None:
                       ("blk", ref)):
         res.add(Row(sec, f"{name}: read throughput in the guest", "MiB/s", mbps[key], ref,
                     mbps["blk"], note="higher is better"))
-    res.note(sec, f"Throughput: {files} files of {mib} MiB of random data, each read once with "
-             "`cat` inside one TCG guest (a fresh file per read, so the guest's cache is cold; "
-             "the host's is warm), timed with the guest's /proc/uptime (10 ms steps). The "
-             "media are interleaved. virtiofs runs the C virtiofsd the runner starts "
+    res.note(sec, f"Throughput: {files} files of {mib} MiB of random data, each read once with " +
+             "`cat` inside one TCG guest (a fresh file per read, so the guest's cache is cold; " +
+             "the host's is warm), timed with the guest's /proc/uptime (10 ms steps). The " +
+             "media are interleaved. virtiofs runs the C virtiofsd the runner starts " +
              "(/usr/lib/qemu/virtiofsd).")
 
 
@@ -652,15 +693,15 @@ def fmt(x: float) -> str:
 
 
 MEANING = {
-    "1. Runner overhead": "Starting a VM through the generated runner costs a few ms on top of "
+    "1. Runner overhead": "Starting a VM through the generated runner costs a few ms on top of " +
     "a bare `bash -c exec`: invisible next to any boot.",
-    "2. Control round trips": "`microvm-shutdown` hands back control as soon as the hypervisor "
+    "2. Control round trips": "`microvm-shutdown` hands back control as soon as the hypervisor " +
     "is gone; the rest of a shutdown is the guest's own power-off path.",
-    "3. Boot under TCG": "What the generated runner costs or saves against the command lines a "
+    "3. Boot under TCG": "What the generated runner costs or saves against the command lines a " +
     "user would otherwise write or take from microvm.nix, for the same guest.",
-    "4. Generation cost": "Generating a runner is dominated by the Python start-up and "
+    "4. Generation cost": "Generating a runner is dominated by the Python start-up and " +
     "imports; more VMs in one process cost little each.",
-    "6. Store images and shares": "Pick the store image by build time against size, and the "
+    "6. Store images and shares": "Pick the store image by build time against size, and the " +
     "share by read throughput against a block volume.",
 }
 
@@ -669,9 +710,9 @@ def report(res: Results, path: Path, argv: list[str], elapsed: float,
            header: list[str]) -> str:
     out = ["# Benchmark report", "",
            f"Regenerate with `.venv/bin/python bench/run.py {' '.join(argv)}`".rstrip() +
-           f" (this run: {elapsed / 60:.1f} min). Every figure is a ratio to the reference a "
-           "user would pick instead, measured in the same run: ratio = sample / reference "
-           "median, shown as min / median / max. Nothing is asserted; targets are from issue "
+           f" (this run: {elapsed / 60:.1f} min). Every figure is a ratio to the reference a " +
+           "user would pick instead, measured in the same run: ratio = sample / reference " +
+           "median, shown as min / median / max. Nothing is asserted; targets are from issue " +
            "13.", "", "## Machine", ""]
     out += [f"- {h}" for h in header]
     for sec in sorted({r.section for r in res.rows} | set(res.notes)):
@@ -680,7 +721,7 @@ def report(res: Results, path: Path, argv: list[str], elapsed: float,
             out += [f"*For a user:* {MEANING[sec]}", ""]
         rows = [r for r in res.rows if r.section == sec]
         if rows:
-            out += ["| measure | min / median / max | reference (median) | ratio min / med / "
+            out += ["| measure | min / median / max | reference (median) | ratio min / med / " +
                     "max | target | notes |", "|---|---|---|---|---|---|"]
             for r in rows:
                 lo, mid, hi = r.stats()
@@ -688,7 +729,7 @@ def report(res: Results, path: Path, argv: list[str], elapsed: float,
                 rtxt = " / ".join(f"{x:.2f}" for x in ratio) if ratio else "-"
                 ref = (f"{r.ref_name} ({fmt(statistics.median(r.ref))} {r.unit})"
                        if r.ref else "-")
-                out.append(f"| {r.name} | {fmt(lo)} / {fmt(mid)} / {fmt(hi)} {r.unit} | {ref} "
+                out.append(f"| {r.name} | {fmt(lo)} / {fmt(mid)} / {fmt(hi)} {r.unit} | {ref} " +
                            f"| {rtxt} | {r.target or '-'} | {r.note or ''} |")
         for name in [p for s, p in res.plots if s == sec and p]:
             out += ["", f"![{sec}]({name})"]
