@@ -270,7 +270,13 @@ def boot_once(argv: Sequence[str], cwd: Path, timeout: float) -> Boot:
         return Boot(seen - g.started, uptime, end - seen)
 
 
-def upstream_argv(kernel: Path, initrd: Path, pit_pic: str, sock: str) -> list[str]:
+def console_tail(exc: AssertionError) -> str:
+    tail = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()][-2:]
+    return " / ".join(tail) or "none"
+
+
+def upstream_argv(kernel: Path, initrd: Path, pit_pic: str, sock: str,
+                  params: str = "") -> list[str]:
     """The QEMU argv microvm.nix's lib/runners/qemu.nix builds for this guest (transcribed).
 
     Config: hostName "bench", machine "microvm", mem 256, vcpu 1, no shares/volumes/
@@ -281,7 +287,8 @@ def upstream_argv(kernel: Path, initrd: Path, pit_pic: str, sock: str) -> list[s
     i8042, -append with "earlyprintk=ttyS0 console=ttyS0 reboot=t panic=-1", -nographic,
     -sandbox on, -qmp). Substituted to run here at all: accel=tcg for kvm:tcg, no -enable-kvm
     and -cpu max for host,+x2apic,-sgx (this host has no usable KVM; the generated runner's TCG
-    branch does the same). `pit_pic` is "off" (upstream) or "on" (flipped).
+    branch does the same). `pit_pic` is "off" (upstream) or "on" (flipped); `params` is added
+    to microvm.kernelParams.
     """
     machine = (f"microvm,accel=tcg,acpi=on,mem-merge=on,pcie=off,pic={pit_pic}," +
                f"pit={pit_pic},rtc=on,usb=off")
@@ -290,7 +297,7 @@ def upstream_argv(kernel: Path, initrd: Path, pit_pic: str, sock: str) -> list[s
             "-kernel", str(kernel), "-initrd", str(initrd),
             "-chardev", "stdio,id=stdio,signal=off", "-device", "virtio-rng-device",
             "-serial", "chardev:stdio", "-cpu", "max", "-device", "i8042",
-            "-append", "earlyprintk=ttyS0 console=ttyS0 reboot=t panic=-1 quiet",
+            "-append", f"earlyprintk=ttyS0 console=ttyS0 reboot=t panic=-1 quiet {params}".strip(),
             "-nographic", "-sandbox", "on", "-qmp", f"unix:{sock},server,nowait"]
 
 
@@ -318,42 +325,48 @@ def bench_boots(res: Results, work: Path, rounds: int) -> None:
     kernel = testguest.kernel().vmlinux
     initrd = testguest.build_initramfs(testguest.kernel(), work / "boot-initrd.gz", BOOT_SCRIPT)
     runner = generate(vmtest.document("bench", kernel, initrd), work / "gen")
+    up_on = "microvm.nix argv, pit/pic flipped on"
+    up_tsc = "microvm.nix argv, pit/pic on + tsc_early_khz"
     variants: dict[str, list[str]] = {
         "generated runner (microvm-run)": [str(runner / "bin" / "microvm-run")],
         "hand-tuned (e2e-recipes, -M microvm)": hand_argv(HAND_MICROVM, kernel, initrd),
         "same guest, -M pc": hand_argv("pc", kernel, initrd),
         "same guest, -M q35": hand_argv("q35", kernel, initrd),
-        "microvm.nix argv, pit/pic flipped on": upstream_argv(kernel, initrd, "on", "up.sock"),
+        up_on: upstream_argv(kernel, initrd, "on", "up1.sock"),
+        up_tsc: upstream_argv(kernel, initrd, "on", "up2.sock", "tsc_early_khz=2000000"),
     }
     # Upstream as is first: it is expected not to boot under TCG (a result, reported).
-    for label, pit_pic in (("as upstream writes it (pit=off,pic=off)", "off"),):
-        try:
-            b = boot_once(upstream_argv(kernel, initrd, pit_pic, "up0.sock"), work / "gen",
-                          FAIL_TIMEOUT)
-            res.note(sec, f"microvm.nix argv {label}: booted, marker at {b.host_s:.2f} s.")
-        except AssertionError as exc:
-            tail = [ln for ln in str(exc).splitlines()[1:] if ln.strip()][-2:]
-            res.note(sec, f"microvm.nix argv {label}: **no marker within {FAIL_TIMEOUT:.0f} s** " +
-                     f"under TCG (last console lines: {' / '.join(tail) or 'none'}).")
+    try:
+        b = boot_once(upstream_argv(kernel, initrd, "off", "up0.sock"), work / "gen",
+                      FAIL_TIMEOUT)
+        res.note(sec, "microvm.nix argv as upstream writes it (pit=off,pic=off): booted, " +
+                 f"marker at {b.host_s:.2f} s.")
+    except AssertionError as exc:
+        res.note(sec, "microvm.nix argv as upstream writes it (pit=off,pic=off): **no marker " +
+                 f"within {FAIL_TIMEOUT:.0f} s** under TCG (last console lines: " +
+                 f"{console_tail(exc)}).")
     boots: dict[str, list[Boot]] = {k: [] for k in variants}
-    failed: dict[str, str] = {}
+    failed: dict[str, list[str]] = {k: [] for k in variants}
     for _ in range(rounds):
         for name, argv in variants.items():
-            if name in failed:
-                continue
+            # microvm.nix's lines may hang (a result): they get FAIL_TIMEOUT, not the full one
+            wait = FAIL_TIMEOUT if name.startswith("microvm.nix") else vmtest.BOOT_TIMEOUT
             try:
-                boots[name].append(boot_once(argv, work / "gen", vmtest.BOOT_TIMEOUT))
+                boots[name].append(boot_once(argv, work / "gen", wait))
             except AssertionError as exc:
-                failed[name] = str(exc).splitlines()[0]
+                failed[name].append(console_tail(exc))
     ref = "hand-tuned (e2e-recipes, -M microvm)"
     for name, bs in boots.items():
-        if name in failed:
-            res.note(sec, f"{name}: failed: {failed[name]}")
-        if not bs:
+        if failed[name]:
+            res.note(sec, f"{name}: **{len(failed[name])} of {len(failed[name]) + len(bs)} " +
+                     f"boots showed no marker** within {FAIL_TIMEOUT:.0f} s (last console " +
+                     f"lines of the last: {failed[name][-1]}).")
+        if not bs or not boots[ref]:
             continue
         target = "within 5 % of hand-tuned" if name.startswith("generated") else ""
+        note = f"booted {len(bs)} of {len(bs) + len(failed[name])}" if failed[name] else ""
         res.add(Row(sec, f"{name}: launch to marker (host clock)", "s",
-                    [b.host_s for b in bs], ref, [b.host_s for b in boots[ref]], target))
+                    [b.host_s for b in bs], ref, [b.host_s for b in boots[ref]], target, note))
         res.add(Row(sec, f"{name}: kernel uptime at marker (guest clock)", "s",
                     [b.guest_s for b in bs], ref, [b.guest_s for b in boots[ref]]))
     res.note(sec, "Same kernel (Debian generic, uncompressed vmlinux) and initramfs for every " +
@@ -364,7 +377,8 @@ def bench_boots(res: Results, work: Path, rounds: int) -> None:
     res.note(sec, "The microvm.nix argv is transcribed from its qemu.nix (see " +
              "`upstream_argv` in bench/run.py for the lines) with KVM-only parts replaced by " +
              "their TCG equivalents. Unlike the other lines it has no tsc_early_khz=2000000 " +
-             "(the generated runner adds it under TCG, the hand-tuned line has it).")
+             "(the generated runner adds it under TCG, the hand-tuned line has it); the last " +
+             "line adds it as a microvm.nix user would, through microvm.kernelParams.")
     mhz = host_tsc_mhz()
     if mhz:
         res.note(sec, f"Caution with the guest clock: this host's TSC runs at {mhz:.0f} MHz, " +
@@ -507,7 +521,8 @@ def profile(res: Results, sec: str, vm_json: Path, work: Path) -> None:
              "cumulative, project and library frames only:\n\n```\n" + "\n".join(table) +
              "\n```\n\nThe same profile by own time (tottime):\n\n```\n" +
              "\n".join(own[1:]) + "\n```")
-    p = subprocess.run([PY, "-X", "importtime", "-c", "import microvm.cli"],
+    p = subprocess.run([PY, "-X", "importtime", "-m", "microvm.cli", "generate", str(vm_json),
+                        "--out", str(work / "prof-out"), "--force"],
                        capture_output=True, text=True, check=True)
     imports: list[tuple[int, int, str]] = []
     for ln in p.stderr.splitlines():
@@ -517,8 +532,9 @@ def profile(res: Results, sec: str, vm_json: Path, work: Path) -> None:
     imports.sort(reverse=True)
     lines = [f"{c / 1000:8.1f} ms cumulative {s / 1000:7.1f} ms self  {n}"
              for c, s, n in imports[:12]]
-    res.note(sec, "`python3 -X importtime -c 'import microvm.cli'`, largest top-level " +
-             "imports:\n\n```\n" + "\n".join(lines) + "\n```")
+    res.note(sec, "`python3 -X importtime -m microvm.cli generate ...` (one VM), largest " +
+             "top-level imports, including those made on first use inside functions:\n\n" +
+             "```\n" + "\n".join(lines) + "\n```")
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,6 +562,7 @@ def bench_store(res: Results, work: Path, rounds: int, sample: Path) -> None:
     out = work / "img"
     times: dict[str, list[float]] = {}
     sizes: dict[str, float] = {}
+    firsts: dict[str, float] = {}
     cases: dict[str, Callable[[], float]] = {
         "tar": lambda: clock(["tar", "-cf", str(out), "-C", str(sample), "."])}
     for name, argv in STORE_VARIANTS.items():
@@ -553,17 +570,22 @@ def bench_store(res: Results, work: Path, rounds: int, sample: Path) -> None:
             res.note(sec, f"{name}: {argv[0]} is not installed")
             continue
         cmd = [a.format(out=out, src=sample) for a in argv]
+        out.unlink(missing_ok=True)
+        t = time.perf_counter()
         probe = subprocess.run(cmd, capture_output=True, text=True)
+        first = (time.perf_counter() - t) * 1000  # a run like the others: the first sample
         if probe.returncode:
             res.note(sec, f"{name}: fails here: {(probe.stderr or probe.stdout).strip()[-200:]}")
             continue
         cases[name] = lambda cmd=cmd: clock(cmd)  # type: ignore[misc]
+        firsts[name] = first
+        sizes[name] = out.stat().st_size / (1 << 20)
     for name, fn in cases.items():
-        times[name] = []
-        for _ in range(rounds):
+        times[name] = [] if name == "tar" else [firsts[name]]
+        for _ in range(rounds if name == "tar" else rounds - 1):
             out.unlink(missing_ok=True)
             times[name].append(fn())
-        sizes[name] = out.stat().st_size / (1 << 20)
+        sizes.setdefault(name, out.stat().st_size / (1 << 20))  # tar: not probed
     src_mb = tree_bytes(sample) / (1 << 20)
     for name in cases:
         if name == "tar":
@@ -593,7 +615,7 @@ def bench_shares(res: Results, work: Path, mib: int, files: int) -> None:
     image.parent.mkdir()
     size = mib * files + 32 + mib * files // 10
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "blk", "-d", str(data), str(image),
-                    f"{size}M"], check=True)
+                    f"{size}M"], check=True, capture_output=True)
     readers = []
     for i in range(files):
         for m in ("blk", "9p", "vfs"):
@@ -699,33 +721,90 @@ def fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
 
-MEANING = {
-    "1. Runner overhead": "Starting a VM through the generated runner costs a few ms on top of " +
-    "a bare `bash -c exec`: invisible next to any boot.",
-    "2. Control round trips": "`microvm-shutdown` hands back control as soon as the hypervisor " +
-    "is gone; the rest of a shutdown is the guest's own power-off path.",
-    "3. Boot under TCG": "What the generated runner costs or saves against the command lines a " +
-    "user would otherwise write or take from microvm.nix, for the same guest.",
-    "4. Generation cost": "Generating a runner is dominated by the Python start-up and " +
-    "imports; more VMs in one process cost little each.",
-    "6. Store images and shares": "Pick the store image by build time against size, and the " +
-    "share by read throughput against a block volume.",
-}
+def find(res: Results, section: str, prefix: str) -> Row | None:
+    for r in res.rows:
+        if r.section == section and r.name.startswith(prefix):
+            return r
+    return None
+
+
+def med(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def meaning(res: Results) -> dict[str, str]:
+    """One sentence per section, for a user, computed from this run's figures."""
+    out: dict[str, str] = {}
+    sec = "1. Runner overhead"
+    rows = [r for r in res.rows if r.section == sec]
+    if rows:
+        worst = max(rows, key=lambda r: med(r.samples) - med(r.ref))
+        extra = med(worst.samples) - med(worst.ref)
+        out[sec] = (f"Starting a VM through the generated runner costs at most {extra:.1f} ms "
+                    + f"(median, {worst.name.split(':')[0]}) more than a bare `bash -c exec`; "
+                    + "next to a boot of a second or more this is noise.")
+    sec = "2. Control round trips"
+    total, late = find(res, sec, "microvm-shutdown: call"), find(res, sec, "microvm-shutdown ret")
+    if total and late:
+        out[sec] = (f"`microvm-shutdown` returns {med(late.samples):.0f} ms after the "
+                    + "hypervisor has exited (target 50 ms); the whole call takes "
+                    + f"{med(total.samples):.2f} s, against {med(total.ref):.3f} s for the "
+                    + "guest's own power-off once it has decided to.")
+    sec = "3. Boot under TCG"
+    gen = find(res, sec, "generated runner (microvm-run): launch")
+    if gen:
+        parts = [f"the generated runner boots in {med(gen.samples) / med(gen.ref):.2f} x the "
+                 + "hand-tuned command line's time (target <= 1.05)"]
+        for prefix, label in (("same guest, -M pc: launch", "-M pc"),
+                              ("same guest, -M q35: launch", "-M q35"),
+                              ("microvm.nix argv, pit/pic flipped on: launch",
+                               "microvm.nix's argv with pit/pic on")):
+            r = find(res, sec, prefix)
+            if r:
+                parts.append(f"{label} {med(r.samples) / med(r.ref):.2f} x")
+        out[sec] = "Host clock, medians: " + "; ".join(parts) + "."
+    sec = "4. Generation cost"
+    proc = find(res, sec, "`microvm generate`")
+    if proc:
+        text = (f"One `microvm generate` process takes {med(proc.samples):.0f} ms, "
+                + f"{med(proc.samples) - med(proc.ref):.0f} ms above Python's own start-up "
+                + "(target 150 ms)")
+        many = [r for r in res.rows if r.section == sec and "VM(s) in one process" in r.name]
+        if many:
+            text += (f"; inside one process each further VM costs {med(many[-1].samples):.1f} "
+                     + f"ms ({many[-1].name.split(' in ')[0]}), so the cost is start-up and "
+                     + "first-use work, not per-VM work")
+        out[sec] = text + "."
+    sec = "6. Store images and shares"
+    builds = [r for r in res.rows if r.section == sec and r.name.endswith("build time")]
+    reads = {k: find(res, sec, k) for k in ("9p share", "virtiofs share")}
+    parts = []
+    if builds:
+        fast = min(builds, key=lambda r: med(r.samples))
+        parts.append(f"fastest store image to build: {fast.name.split(':')[0]} "
+                    + f"({med(fast.samples) / med(fast.ref):.1f} x a tar of the same files)")
+    for k, r in reads.items():
+        if r and r.samples and r.ref:
+            parts.append(f"{k} reads at {med(r.samples) / med(r.ref):.2f} x a virtio-blk volume")
+    if parts:
+        out[sec] = "; ".join(parts) + " (sizes in the notes column)."
+    return out
 
 
 def report(res: Results, path: Path, argv: list[str], elapsed: float,
            header: list[str]) -> str:
     out = ["# Benchmark report", "",
-           f"Regenerate with `.venv/bin/python bench/run.py {' '.join(argv)}`".rstrip() +
+           f"Regenerate with `{' '.join(['.venv/bin/python bench/run.py', *argv])}`" +
            f" (this run: {elapsed / 60:.1f} min). Every figure is a ratio to the reference a " +
            "user would pick instead, measured in the same run: ratio = sample / reference " +
            "median, shown as min / median / max. Nothing is asserted; targets are from issue " +
            "13.", "", "## Machine", ""]
     out += [f"- {h}" for h in header]
+    means = meaning(res)
     for sec in sorted({r.section for r in res.rows} | set(res.notes)):
         out += ["", f"## {sec}", ""]
-        if sec in MEANING:
-            out += [f"*For a user:* {MEANING[sec]}", ""]
+        if sec in means:
+            out += [f"*For a user:* {means[sec]}", ""]
         rows = [r for r in res.rows if r.section == sec]
         if rows:
             out += ["| measure | min / median / max | reference (median) | ratio min / med / " +
