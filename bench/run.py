@@ -112,6 +112,13 @@ def interleaved(cases: dict[str, Callable[[], float]], rounds: int,
     return out
 
 
+def kvm_state() -> str:
+    return ("/dev/kvm present" if Path("/dev/kvm").exists() else "no /dev/kvm") + (
+        ", VT-x/AMD-V module loaded" if any(Path(f"/sys/module/{m}").is_dir()
+                                            for m in ("kvm_intel", "kvm_amd"))
+        else ", no kvm_intel/kvm_amd module")
+
+
 def machine() -> list[str]:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -127,10 +134,7 @@ def machine() -> list[str]:
     if shutil.which(QEMU):
         qemu = subprocess.run([QEMU, "--version"], capture_output=True,
                               text=True).stdout.splitlines()[0]
-    kvm = ("/dev/kvm present" if Path("/dev/kvm").exists() else "no /dev/kvm") + (
-        ", VT-x/AMD-V module loaded" if any(Path(f"/sys/module/{m}").is_dir()
-                                            for m in ("kvm_intel", "kvm_amd"))
-        else ", no kvm_intel/kvm_amd module (guests run under TCG)")
+    kvm = kvm_state()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [f"{os.cpu_count()} CPUs ({cpu}), {mem}, Linux {platform.release()}, " +
             f"{platform.machine()}",
@@ -186,11 +190,22 @@ def bench_overhead(res: Results, work: Path, rounds: int) -> None:
         run = runner / "bin" / "microvm-run"
         # first prove the runner reaches the stand-in: one run with a recording script
         (standin / binary).unlink(missing_ok=True)
-        (standin / binary).write_text(f"#!/bin/sh\ntouch {work}/ran-{hv}\n")
+        ran = work / f"ran-{hv}"
+        (standin / binary).write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {ran}\n")
         (standin / binary).chmod(0o755)
         subprocess.run([str(run)], env=env, cwd=d, check=True, capture_output=True)
-        if not (work / f"ran-{hv}").exists():
+        if not ran.exists():
             raise RuntimeError(f"{hv}: microvm-run did not exec {binary}")
+        if hv == "qemu":
+            auto = ran.read_text()
+            subprocess.run([str(run)], env={**env, "MICROVM_ACCEL": "kvm"}, cwd=d, check=True,
+                           capture_output=True)
+            forced = ran.read_text()
+            res.note(sec, f"KVM decision of the qemu runner on this host ({kvm_state()}), " +
+                     "read from the argv its stand-in received: " + ", ".join(
+                         f"{how}: {acc}" for how, text in (("unset", auto),
+                                                           ("MICROVM_ACCEL=kvm", forced))
+                         for acc in re.findall(r"accel=(\w+)", text)) + ".")
         (standin / binary).unlink()
         (standin / binary).symlink_to(true)
         cases[hv] = lambda run=run, d=d: clock([str(run)], env, d)  # type: ignore[misc]

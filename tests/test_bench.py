@@ -66,6 +66,7 @@ def test_quick_run_writes_a_report_with_ratios(tmp_path: Path) -> None:
         assert heading in text
     for hv in bench.BACKENDS:
         assert f"| {hv}: microvm-run to exec of the stand-in |" in text
+    assert "MICROVM_ACCEL=kvm: kvm." in text  # the override reaches QEMU's argv
     assert "| `microvm generate` (demo VM) as a process |" in text
     assert "| erofs -zlz4: build time |" in text
     assert "cProfile of one `microvm generate` process" in text
