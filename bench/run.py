@@ -703,13 +703,18 @@ def plot_rows(work: Path, name: str, title: str, rows: list[Row], unit: str) -> 
     mids = [r.stats()[1] for r in rows]
     err = [[m - r.stats()[0] for m, r in zip(mids, rows, strict=True)],
            [r.stats()[2] - m for m, r in zip(mids, rows, strict=True)]]
-    ax.barh(labels, mids, xerr=err, capsize=3, color="#4c72b0")
-    for r, m in zip(rows, mids, strict=True):
-        if r.ref:
-            ax.axvline(statistics.median(r.ref), color="#dd8452", linestyle="--", linewidth=1)
-        ax.text(m, labels[rows.index(r)], f" {m:.3g}", va="center", fontsize=8)
+    ys = list(range(len(rows)))
+    ax.barh(ys, mids, xerr=err, capsize=3, color="#4c72b0")
+    ax.set_yticks(ys, labels)
+    for y, r in zip(ys, rows, strict=True):
+        if r.ref:  # each row's own reference, as a tick across its bar
+            ref = statistics.median(r.ref)
+            ax.plot([ref, ref], [y - 0.45, y + 0.45], color="#dd8452", linewidth=2)
+        ax.text(r.stats()[2], y, f"  {r.stats()[1]:.3g}", va="center", fontsize=8)
+    if min(mids) > 0 and max(mids) / min(mids) > 20:
+        ax.set_xscale("log")
     ax.invert_yaxis()
-    ax.set_xlabel(f"{unit} (bar: median, whiskers: min-max; dashed: reference median)")
+    ax.set_xlabel(f"{unit}: median, whiskers min-max; orange: the row's reference median")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(work / name, dpi=90)
