@@ -434,7 +434,7 @@ power_button; echo E2E-READY; while :; do sleep 1; done
         assert f"local,id=fs0,path={str(share).replace(',', ',,')},security_model=none".encode() \
             in argv
         assert f"id=vol0,format=raw,file={image.replace(',', ',,')},if=none,discard=unmap".encode() \
-        in argv
+            in argv
         assert f"unix:{esc}.sock,server=on,wait=off".encode() in argv
         assert (tmp_path / f"{HOSTILE}.sock").is_socket()
         vm.run_tool("microvm-shutdown")
