@@ -855,7 +855,21 @@ def report(res: Results, path: Path, argv: list[str], elapsed: float,
     return text
 
 
-SECTIONS = ("overhead", "generation", "store", "shutdown", "boot", "shares")
+def bench_nix_eval(res: Results, vms: Sequence[int], repeats: int) -> None:
+    """5. Nix evaluation cost, this project against microvm.nix (bench/nix_eval.py)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import nix_eval
+
+    sec = "5. Nix evaluation"
+    try:
+        measured = nix_eval.run(list(vms), repeats)
+    except RuntimeError as e:  # no upstream source or no nixpkgs lib here: say so
+        res.note(sec, f"Not run: {e}")
+        return
+    res.note(sec, nix_eval.markdown(measured))
+
+
+SECTIONS = ("overhead", "generation", "store", "shutdown", "boot", "shares", "nixeval")
 BOOTS = {"shutdown", "boot", "shares"}
 
 
@@ -893,6 +907,8 @@ def main(args_in: Sequence[str] | None = None) -> int:
             bench_boots(res, work, 1 if q else args.rounds)
         if "shares" in only:
             bench_shares(res, work, 4 if q else 64, 1 if q else 3)
+        if "nixeval" in only:
+            bench_nix_eval(res, (1,) if q else (1, 10, 50), 1 if q else 5)
         for _, name in res.plots:
             if name:
                 shutil.copy(work / name, args.report.parent / name)
