@@ -433,8 +433,8 @@ power_button; echo E2E-READY; while :; do sleep 1; done
         assert f"guest={esc},process={esc}".encode() in argv
         assert f"local,id=fs0,path={str(share).replace(',', ',,')},security_model=none".encode() \
             in argv
-        assert f"id=vol0,format=raw,file={image.replace(',', ',,')},if=none,discard=unmap".encode() \
-            in argv
+        volume = f"id=vol0,format=raw,file={image.replace(',', ',,')},if=none,discard=unmap"
+        assert volume.encode() in argv
         assert f"unix:{esc}.sock,server=on,wait=off".encode() in argv
         assert (tmp_path / f"{HOSTILE}.sock").is_socket()
         vm.run_tool("microvm-shutdown")

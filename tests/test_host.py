@@ -325,3 +325,27 @@ def test_state_dir_listing_ignores_noise(tmp_path: Path, runners: tuple[Path, Pa
     assert [v.name for v in state.list_vms(root)] == ["vm"]
     mode = stat.S_IMODE((root / "vm").stat().st_mode)
     assert (mode & 0o755) == 0o755, oct(mode)
+
+
+def test_create_and_update_refuse_what_another_vm_of_the_host_uses(tmp_path: Path) -> None:
+    """Two VMs of one host cannot share a tap name or a vsock CID (hostwide.py): `create` and
+    `update --runner` refuse with both VMs and both option paths, exit 2, nothing switched."""
+    tap = [{"type": "tap", "id": "vm-shared", "mac": "02:00:00:00:00:31"}]
+    first = make_runner(tmp_path, "one", name="r1", interfaces=tap, vsock={"cid": 5})
+    clash = make_runner(tmp_path, "two", name="r2", vsock={"cid": 5},
+                        interfaces=[{**tap[0], "mac": "02:00:00:00:00:32"}])
+    fine = make_runner(tmp_path, "two", name="r3", vsock={"cid": 6})
+    root = tmp_path / "state"
+    cli("create", "one", "--runner", str(first), state_dir=root, check=True)
+    p = cli("create", "two", "--runner", str(clash), state_dir=root)
+    assert p.returncode == 2, p.stderr
+    assert ("error: two: microvm.interfaces[0].id: network interface name 'vm-shared' is " +
+            "also used by one (microvm.interfaces[0].id)") in p.stderr
+    assert "error: two: microvm.vsock.cid: vsock CID '5' is also used by one" in p.stderr
+    assert not VMDir(root, "two").exists
+    cli("create", "two", "--runner", str(fine), state_dir=root, check=True)
+    p = cli("update", "two", "--runner", str(clash), state_dir=root)
+    assert p.returncode == 2 and "also used by one" in p.stderr
+    assert VMDir(root, "two").current == fine
+    # the same runner under another name is no conflict with itself on update
+    cli("update", "one", "--runner", str(first), state_dir=root, check=True)

@@ -309,3 +309,15 @@ def test_runner_attributes_agree_with_the_backends(tmp_path: Path) -> None:
                 "machineId": vm.machine_uuid,
                 "registerWithMachined": False,
             }, (hv, extra)
+
+
+def test_host_build_refuses_two_declared_vms_sharing_a_vsock_cid() -> None:
+    """The host's unit package checks its declared VMs together (microvm validate-host) and
+    fails the build naming both VMs; distinct CIDs build (test_host_options_shape_the_units)."""
+    expr = (f"(import ./dropin/host.nix {{ python = {json.dumps(sys.executable)}; " +
+            f"repo = {json.dumps(str(REPO))}; betaCid = 10; }}).units")
+    r = subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", "-E", expr], cwd=NIXDIR,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "beta-host: microvm.vsock.cid: vsock CID '10' is also used by alpha" in r.stderr, \
+        r.stderr[-3000:]

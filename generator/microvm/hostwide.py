@@ -28,14 +28,16 @@ class Claim:
     path: str  # the option path in the VM's document
 
 
-def _host_path(vm: MicroVM, state_dir: str, path: str) -> str:
-    return os.path.normpath(os.path.join(state_dir, vm.host_name, path))
+def _host_path(vm: MicroVM, state_dir: str, path: str, name: str | None = None) -> str:
+    return os.path.normpath(os.path.join(state_dir, name or vm.host_name, path))
 
 
-def claims(vm: MicroVM, state_dir: str) -> Iterator[Claim]:
-    """Everything of the host `vm` needs for itself, with the option that asks for it."""
-    yield Claim("host name (state directory and units)", vm.host_name, vm.host_name,
-                "networking.hostName")
+def claims(vm: MicroVM, state_dir: str, name: str | None = None) -> Iterator[Claim]:
+    """Everything of the host `vm` needs for itself, with the option that asks for it. `name`:
+    the VM's name on the host (its data directory), when it is not its host name."""
+    if name is None:
+        yield Claim("host name (state directory and units)", vm.host_name, vm.host_name,
+                    "networking.hostName")
     for i, iface in enumerate(vm.interfaces):
         if iface.type is InterfaceType.USER:
             continue  # user networking has its own stack per VM
@@ -48,7 +50,7 @@ def claims(vm: MicroVM, state_dir: str) -> Iterator[Claim]:
     sockets += [(s.socket, f"microvm.shares[{i}].socket") for i, s in enumerate(vm.shares)
                 if s.proto is ShareProto.VIRTIOFS and s.socket is not None]
     for sock, path in sockets:
-        yield Claim("socket", _host_path(vm, state_dir, sock), sock, path)
+        yield Claim("socket", _host_path(vm, state_dir, sock, name), sock, path)
     for i, d in enumerate(vm.devices):
         yield Claim(f"{d.bus.upper()} device", f"{d.bus}:{d.path.lower()}", d.path,
                     f"microvm.devices[{i}].path")
@@ -74,20 +76,23 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or every(a) or every(b)
 
 
-def host_problems(vms: Sequence[MicroVM], state_dir: str = "/var/lib/microvms"
-                  ) -> list[Problem]:
-    """Every resource two VMs claim, reported at the later VM, naming the earlier one."""
+def host_problems(vms: Sequence[MicroVM], state_dir: str = "/var/lib/microvms",
+                  names: Sequence[str] | None = None) -> list[Problem]:
+    """Every resource two VMs claim, reported at the later VM, naming the earlier one.
+    `names`: the VMs' names on the host (`microvm create NAME`), else their host names."""
     found: list[Problem] = []
+    label = {id(vm): (names[i] if names else vm.host_name) for i, vm in enumerate(vms)}
 
     def report(vm: MicroVM, path: str, message: str, other: MicroVM, other_path: str) -> None:
-        found.append(Problem(f"{vm.host_name}: {path}",
-                             f"{message} is also used by {other.host_name} ({other_path})"))
+        found.append(Problem(f"{label[id(vm)]}: {path}",
+                             f"{message} is also used by {label[id(other)]} ({other_path})"))
 
     first: dict[tuple[str, str], tuple[MicroVM, Claim]] = {}
     images: dict[str, list[tuple[MicroVM, str, bool]]] = {}
     ports: list[tuple[MicroVM, _Port]] = []
-    for vm in vms:
-        mine = list(claims(vm, state_dir))
+    for i, vm in enumerate(vms):
+        name = names[i] if names else None
+        mine = list(claims(vm, state_dir, name))
         for c in mine:
             seen = first.get((c.kind, c.key))
             if seen is not None and seen[0] is not vm:
@@ -95,8 +100,8 @@ def host_problems(vms: Sequence[MicroVM], state_dir: str = "/var/lib/microvms"
         for c in mine:
             first.setdefault((c.kind, c.key), (vm, c))
         # an image may be shared read-only, never while one of the VMs writes it
-        for i, v in enumerate(vm.volumes):
-            key, path = _host_path(vm, state_dir, v.image), f"microvm.volumes[{i}].image"
+        for j, v in enumerate(vm.volumes):
+            key, path = _host_path(vm, state_dir, v.image, name), f"microvm.volumes[{j}].image"
             for other, other_path, other_ro in images.get(key, []):
                 if other is not vm and not (v.read_only and other_ro):
                     report(vm, path, f"volume image {v.image!r} (written by " +

@@ -20,7 +20,12 @@ let
     ++ lib.concatMap (vm: lib.optionals (!vm.restartIfChanged) [ "--no-restart-if-changed" vm.name ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.autostart) [ "--no-autostart" vm.name ]) declared;
 in
-pkgs.runCommand "microvm-units" { nativeBuildInputs = [ generator ]; } ''
+pkgs.runCommand "microvm-units" { nativeBuildInputs = [ generator ]; } (lib.optionalString (lib.length declared > 1) ''
+  # the declared VMs together: no two may share a tap name, MAC, vsock CID, forwarded port,
+  # socket, written image or device (each error names both VMs and both option paths)
+  microvm validate-host --state-dir ${lib.escapeShellArg stateDir} ${lib.escapeShellArgs
+    (map (vm: "${vm.runner}/share/microvm/vm.json") declared)}
+'' + ''
   microvm units --out "$out" ${lib.escapeShellArgs args}
   if [ -d "$out/libexec" ]; then patchShebangs "$out/libexec"; fi
-''
+'')

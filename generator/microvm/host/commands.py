@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..errors import UsageError
+from ..config import MicroVM, from_document
+from ..errors import UsageError, ValidationError
+from ..hostwide import host_problems
 from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from . import nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
@@ -159,6 +161,7 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
         if not Runner(target).valid:
             raise HostError(f"{target} is no MicroVM runner (no bin/microvm-run)")
         check_tree(target)
+        check_host_conflicts(host, name, target)
         if restart_on_update:
             meta["restartOnUpdate"] = True
         note = _chown_for_service(vm, user, group)
@@ -258,6 +261,7 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
         if not Runner(new).valid:
             raise HostError(f"{new} is no MicroVM runner (no bin/microvm-run)")
         check_tree(new)
+        check_host_conflicts(host, vm.name, new)
         checkpoint("update:built")
         changed = old != new
         # the source given replaces the other kind (a VM is built from a flake or a runner)
@@ -500,18 +504,44 @@ def _links_down(host: Host, vm: VMDir) -> None:
             host.echo(f"{vm.name}: {script} failed: {result.stderr.strip()}")
 
 
-def _volumes(vm: VMDir) -> list[Path]:
-    """The VM's volume images (from the runner's share/microvm/vm.json), absolute."""
-    from ..config import from_document
-    from ..errors import ValidationError
-
-    runner = vm.active_runner
+def _model(runner: Runner | None) -> MicroVM | None:
+    """The VM a runner was generated for (share/microvm/vm.json), or None when unreadable."""
     text = runner.meta("vm.json") if runner else None
     if text is None:
-        return []
+        return None
     try:
-        model = from_document(json.loads(text))
+        return from_document(json.loads(text))
     except (ValidationError, ValueError):
+        return None
+
+
+def check_host_conflicts(host: Host, name: str, target: Path) -> None:
+    """Refuse a runner for VM `name` that claims what another VM of this host has (a tap
+    name, MAC, vsock CID, forwarded port, device, written image: hostwide.py), before
+    anything is switched. Exit 2 with both VMs and both option paths."""
+    new = _model(Runner(target))
+    if new is None:
+        return
+    names, vms = [], []
+    for other in list_vms(host.root):
+        if other.name == name:
+            continue
+        try:
+            runner = other.trusted_active_runner()  # root reads only what root wrote
+        except HostError:
+            continue  # a VM whose runner cannot be trusted is refused where it is used
+        if (model := _model(runner)) is not None:
+            names.append(other.name)
+            vms.append(model)
+    problems = host_problems([*vms, new], str(host.root), [*names, name])
+    if problems:
+        raise ValidationError(problems)
+
+
+def _volumes(vm: VMDir) -> list[Path]:
+    """The VM's volume images (from the runner's share/microvm/vm.json), absolute."""
+    model = _model(vm.active_runner)
+    if model is None:
         return []
     return [Path(os.path.normpath(vm.path / v.image)) for v in model.volumes]
 

@@ -1,7 +1,7 @@
 # A host as microvm.nix users write it, evaluated with the NixOS stub: two inline VMs, each
 # with a module that traces when its guest is evaluated (to count evaluations), host options
 # that shape the units, and binScripts that extend a generated script.
-{ python ? "python3", repo ? toString ../../.., hostOptions ? { } }:
+{ python ? "python3", repo ? toString ../../.., hostOptions ? { }, betaCid ? 11 }:
 
 let
   lib = import <nixpkgs/lib>;
@@ -26,7 +26,7 @@ let
         microvm.vms.beta.config = {
           imports = [ (counted "beta") ];
           networking.hostName = "beta-host";
-          microvm.vsock.cid = 11;
+          microvm.vsock.cid = betaCid;
         };
       }
     ];
