@@ -275,3 +275,35 @@ def test_doctor_fails_for_a_vm_whose_hypervisor_is_missing(tmp_path: Path) -> No
     assert p.returncode == 1
     assert "missing on PATH: qemu-system-x86_64" in p.stdout
     assert re.search(r"^fail\s+vm vm: qemu: missing qemu-system-x86_64", p.stdout, re.M)
+
+
+def test_every_command_shows_examples_that_use_its_real_options() -> None:
+    """Each subcommand's --help ends with examples (cli.EXAMPLES); every option an example
+    uses exists on that command, so the examples cannot drift from the CLI."""
+    from microvm import cli as microvm_cli
+
+    assert set(microvm_cli.EXAMPLES) == set(microvm_cli.main.commands)
+    for name, command in microvm_cli.main.commands.items():
+        help_text = subprocess.run([sys.executable, "-m", "microvm.cli", name, "--help"],
+                                   capture_output=True, text=True, check=True).stdout
+        assert "Examples:" in help_text, name
+        known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        for example in microvm_cli.EXAMPLES[name]:
+            words = example.split()
+            if words[0] != "microvm":
+                continue
+            assert words[1] == name, example
+            for w in words[2:]:
+                if w == "--":
+                    break
+                if w.startswith("-"):
+                    assert w in known, (example, w)
+
+
+def test_shell_completion_offers_subcommands() -> None:
+    env = {**os.environ, "COMP_WORDS": "microvm valid", "COMP_CWORD": "1",
+           "_MICROVM_COMPLETE": "bash_complete"}
+    p = subprocess.run([sys.executable, "-c",
+                        "from microvm.cli import main; main(prog_name='microvm')"],
+                       env=env, capture_output=True, text=True)
+    assert p.stdout.split() == ["plain,validate", "plain,validate-host"], p.stderr

@@ -411,6 +411,35 @@ def doctor(ctx: click.Context, user: str, group: str, state_dir: str | None) -> 
     ctx.exit(1 if d.worst(findings) is d.Level.FAIL else 0)
 
 
+# -- examples in every command's --help --------------------------------------------------------
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "schema": ("microvm schema > vm.schema.json",),
+    "validate": ("microvm validate vm.json",),
+    "generate": ("microvm generate vm.json --out runner",
+                 "cd /var/lib/microvms/demo && /path/to/runner/bin/microvm-run"),
+    "validate-host": ("microvm validate-host web.json db.json",),
+    "units": ("microvm units --out units --declare web=/nix/store/...-microvm-qemu-web",),
+    "create": ("microvm create web --flake git+file:///etc/nixos",
+               "microvm create web --runner ./result"),
+    "update": ("microvm update web db --restart", "microvm update web --runner ./result"),
+    "run": ("microvm run web",),
+    "list": ("microvm list", "microvm list --check --json"),
+    "shutdown": ("microvm shutdown web --timeout 30",),
+    "balloon": ("microvm balloon web 256",),
+    "console": ("microvm console web",),
+    "ssh": ("microvm ssh web", "microvm ssh web -- systemctl status"),
+    "remove": ("microvm remove web", "microvm remove web --purge"),
+    "reconcile": ("microvm reconcile --declared web --declared db",),
+    "doctor": ("microvm doctor",),
+}
+for _name, _command in main.commands.items():
+    # \b keeps click from re-wrapping the lines
+    _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {x}" for x in EXAMPLES[_name])
+main.epilog = ("\b\nShell completion (bash, zsh, fish), e.g. in ~/.bashrc:\n" +
+               '  eval "$(_MICROVM_COMPLETE=bash_source microvm)"')
+
+
 # -- microvm.nix's short flags ---------------------------------------------------------------
 
 def _short_flags(argv: list[str]) -> list[str]:

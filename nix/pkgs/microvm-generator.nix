@@ -25,6 +25,15 @@ python3Packages.buildPythonApplication {
   # the generator's own tests run in this repository's CI; here, only check that it imports
   pythonImportsCheck = [ "microvm" "microvm.cli" ];
 
+  # shell completion, from click (tests/test_cli_host.py checks that it completes)
+  postInstall = ''
+    mkdir -p $out/share/bash-completion/completions $out/share/zsh/site-functions \
+      $out/share/fish/vendor_completions.d
+    _MICROVM_COMPLETE=bash_source $out/bin/microvm > $out/share/bash-completion/completions/microvm
+    _MICROVM_COMPLETE=zsh_source $out/bin/microvm > $out/share/zsh/site-functions/_microvm
+    _MICROVM_COMPLETE=fish_source $out/bin/microvm > $out/share/fish/vendor_completions.d/microvm.fish
+  '';
+
   meta = {
     inherit (project) description;
     license = lib.licenses.mit;

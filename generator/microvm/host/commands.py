@@ -450,7 +450,7 @@ def console(host: Host, name: str) -> None:
     if not vm.data("console.sock").is_socket():
         raise HostError(f"{name} offers no console socket: it runs without " +
                         "MICROVM_CONSOLE=socket (its console is on the journal, or on the " +
-                        "terminal of `microvm run`); supported for qemu")
+                        "terminal of `microvm run`); qemu and stratovirt runners offer one")
     tty = sys.stdin.isatty()
     if tty:
         host.echo(f"Connected to the console of {name}; Ctrl-] detaches.")
