@@ -34,6 +34,9 @@ DOCS = {
     "minimal": doc(),
     "full": FULL,
     "no-socket": doc(socket=None, balloon=True),
+    # the runner's run-time fallbacks: -runas for QEMU before 9.1, QEMU's own bridge helper
+    "fallbacks": doc(user="nobody", interfaces=[
+        {"type": "bridge", "id": "vm-b", "mac": "02:00:00:00:00:09", "bridge": "br0"}]),
     "hostile": {"hostName": HOSTILE, "runtimePath": [f"/opt/{HOSTILE}/bin"], "microvm": {
         "kernel": f"/k/{HOSTILE}", "storeOnDisk": False, "balloon": True,
         "preStart": "echo hi",

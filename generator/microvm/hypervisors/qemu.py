@@ -352,7 +352,7 @@ class Qemu(Backend):
                 netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
                 fallbacks += (Fallback(
                     why=f"{BRIDGE_HELPER} is NixOS's; elsewhere QEMU finds its own helper",
-                    probe=("test", "-x", BRIDGE_HELPER),
+                    probe=("sh", "-c", 'test -x "$1"', "sh", BRIDGE_HELPER),
                     new=(_bridge_netdev(iface, netdev, BRIDGE_HELPER),),
                     old=(_bridge_netdev(iface, netdev, None),)),)
         if vm.cpu is not None:
