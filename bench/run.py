@@ -238,23 +238,7 @@ class Guest(vmtest.VM):
     process ended, taken by a thread blocked in wait() (not by polling)."""
 
     def __init__(self, argv: Sequence[str], cwd: Path, runner: Path | None = None) -> None:
-        import selectors
-
-        self.runner = runner or cwd
-        self.cwd = cwd
-        self.lines: list[str] = []
-        self._lock = vmtest.boot_lock()
-        self._lock.__enter__()
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            list(argv), cwd=cwd, env={**os.environ, "MICROVM_ACCEL": "tcg"},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        self._sel = selectors.DefaultSelector()
-        assert self.proc.stdout is not None
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
-        self._buf = b""
+        super().__init__(runner or cwd, cwd, argv=argv)
         self.exited = 0.0
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()

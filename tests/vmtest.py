@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,21 @@ def generate(doc: Mapping[str, Any], work: Path, name: str = "runner") -> Path:
 
 
 class VM:
-    """A runner's bin/microvm-run started in `cwd`, its console collected line by line."""
+    """A runner's bin/microvm-run (or `argv`) started in `cwd`, its console collected line by
+    line. `started`: the monotonic time it was started, after the boot lock was taken."""
 
     def __init__(self, runner: Path, cwd: Path, env: Mapping[str, str] | None = None,
-                 wrap: list[str] | None = None) -> None:
+                 wrap: list[str] | None = None, argv: Sequence[str] | None = None) -> None:
         self.runner = runner
         self.cwd = cwd
         self.lines: list[str] = []
         self._lock = boot_lock()
         self._lock.__enter__()
         full_env = {**os.environ, "MICROVM_ACCEL": "tcg", **(env or {})}
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [*(wrap or []), str(runner / "bin" / "microvm-run")], cwd=cwd, env=full_env,
+            [*(wrap or []), *(argv or [str(runner / "bin" / "microvm-run")])], cwd=cwd,
+            env=full_env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True)
         self._sel = selectors.DefaultSelector()

@@ -126,7 +126,7 @@ let
         in
         if hits == [ ] then null else lib.elemAt (lib.head hits) 1;
 
-    buildRunner = import ./runner.nix { inherit lib; };
+    buildRunner = import ./runner.nix { inherit lib; mlib = self; };
     buildStoreDisk = import ./store-disk.nix { inherit lib; };
     buildUnits = import ./units.nix { inherit lib; };
 

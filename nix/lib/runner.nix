@@ -1,6 +1,6 @@
 # Build a VM's runner: run the generator on its vm.json inside a derivation (no import from
 # derivation: the document is a build input, the tree is the output).
-{ lib }:
+{ lib, mlib }:
 
 { pkgs
 , document                       # the vm.json attribute set (nix/lib/document.nix)
@@ -20,7 +20,7 @@ pkgs.runCommand name
     nativeBuildInputs = [ generator ];
     document = builtins.toJSON document;
     passAsFile = [ "document" ] ++ map (s: s.var) scripts;
-    passthru = { inherit document; } // (import ./. { inherit lib; }).runnerFacts document;
+    passthru = { inherit document; } // mlib.runnerFacts document;
     meta.mainProgram = "microvm-run";
   } // lib.listToAttrs (map (s: lib.nameValuePair s.var binScripts.${s.name}) scripts))
   (''

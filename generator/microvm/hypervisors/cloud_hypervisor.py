@@ -203,8 +203,8 @@ def vm_config(vm: MicroVM) -> dict[str, Any]:
         "console": {"mode": "Off"},
     }
     platform: dict[str, Any] = {"uuid": vm.machine_uuid}
-    if _oem_strings(vm):
-        platform["oem_strings"] = _oem_strings(vm)
+    if oem := _oem_strings(vm):
+        platform["oem_strings"] = oem
     if platform:
         config["platform"] = platform
     config["watchdog"] = True
