@@ -153,7 +153,7 @@ BACKENDS = ("qemu", "cloud-hypervisor", "firecracker", "crosvm", "kvmtool", "str
 def generate(doc: dict[str, Any], work: Path, name: str = "runner") -> Path:
     """Validate and write the runner for doc in work/name (in-process: no CLI start-up)."""
     from microvm import runner
-    from microvm.config import from_document
+    from microvm.document import from_document
 
     work.mkdir(parents=True, exist_ok=True)
     return runner.write(from_document(doc), work / name, force=True)
@@ -443,7 +443,7 @@ import json, sys, tempfile, time
 from pathlib import Path
 t0 = time.perf_counter()
 from microvm import runner
-from microvm.config import from_document
+from microvm.document import from_document
 t1 = time.perf_counter()
 doc = json.loads(sys.argv[2]); n = int(sys.argv[1]); times = []
 with tempfile.TemporaryDirectory() as tmp:

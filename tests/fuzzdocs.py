@@ -18,7 +18,8 @@ from typing import Any
 from hypothesis import strategies as st
 from microvm import runner
 from microvm.capabilities import CAPABILITIES, Hypervisor
-from microvm.config import MicroVM, from_document, parse
+from microvm.config import MicroVM
+from microvm.document import from_document, parse
 from microvm.errors import MicrovmError, Problem, ValidationError
 
 # pieces that have broken a parser, a script or a terminal somewhere: legal in most strings...

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
-from microvm.config import MicroVM, from_document
+from microvm.config import MicroVM
+from microvm.document import from_document
 from microvm.errors import ValidationError
 from microvm.hypervisors import Accel, RunContext, backend
 from microvm.hypervisors.alioth import Alioth

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from microvm import docs
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor, supporting
-from microvm.config import from_document
+from microvm.document import from_document
 from microvm.hypervisors import RunContext, backend
 from microvm.runner import build
 

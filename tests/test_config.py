@@ -12,8 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from microvm.capabilities import Hypervisor
-from microvm.config import MicroVM, from_document, option_path, schema
+from microvm.config import MicroVM
+from microvm.document import from_document
 from microvm.errors import ValidationError
+from microvm.options import option_path, schema
 
 FULL: dict[str, Any] = {
     "hostName": "full",

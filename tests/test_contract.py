@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
-from microvm.config import MicroVM, ShareProto, from_document
+from microvm.config import MicroVM, ShareProto
+from microvm.document import from_document
 from microvm.hypervisors import backend
 from microvm.hypervisors.base import HYBRID_VSOCK_SOCKET, NOTIFY_VSOCK_PORT_BASE, RunContext
 from microvm.runner import build

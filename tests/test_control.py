@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from microvm import runner
-from microvm.config import from_document
+from microvm.document import from_document
 
 
 class FakeQmp:

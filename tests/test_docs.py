@@ -137,7 +137,7 @@ def test_option_reference_examples_validate() -> None:
     sys.path.insert(0, str(REPO / "generator"))
     import gen_options
     from microvm.capabilities import CAPABILITIES, Hypervisor
-    from microvm.config import from_document
+    from microvm.document import from_document
     from microvm.errors import ValidationError
 
     checked = 0

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from microvm.config import from_document
+from microvm.document import from_document
 from microvm.hypervisors.base import Accel, RunContext
 from microvm.hypervisors.qemu import Qemu
 from test_nix import nix_eval, nix_problem, validate

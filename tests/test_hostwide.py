@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from microvm.config import from_document
+from microvm.document import from_document
 from microvm.hostwide import host_problems
 
 PCI = "0000:0a:00.0"

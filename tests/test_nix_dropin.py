@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from microvm import runner
-from microvm.config import from_document
+from microvm.document import from_document
 from test_nix import NIX_OPTS, NIXDIR, REPO, nix_eval, nix_problem
 from test_runner import DOCS
 

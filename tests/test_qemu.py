@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microvm.config import from_document
+from microvm.document import from_document
 from microvm.hypervisors import Accel, RunContext
 from microvm.hypervisors.qemu import Qemu
 

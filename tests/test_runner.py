@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from microvm import runner
-from microvm.config import from_document
+from microvm.document import from_document
 from test_config import FULL
 
 HOSTILE = "sp ace'q\"$(touch PWNED)`id`;ü,λ"

@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 import upstream_diff
-from microvm.config import from_document
+from microvm.document import from_document
 from microvm.errors import ValidationError
 from microvm.hypervisors import Accel, RunContext, backend
 

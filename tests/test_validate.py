@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from microvm.config import from_document
+from microvm.document import from_document
 from microvm.errors import ValidationError
 
 Doc = dict[str, Any]

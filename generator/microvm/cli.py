@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .config import MicroVM, load, schema
+from .config import MicroVM
+from .document import load
 from .errors import MicrovmError, UsageError, ValidationError, escape
+from .options import schema
 
 F = TypeVar("F", bound=Callable[..., Any])
 

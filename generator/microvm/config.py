@@ -1,35 +1,17 @@
-"""Load a VM document: JSON -> schema validation -> defaults -> typed model -> semantic checks.
-
-Nothing downstream of `load`/`from_document` reads raw JSON. Every error names the option path
-as a user writes it in Nix (`microvm.volumes[1].size: ...`).
-"""
+"""The typed model of one VM: frozen dataclasses built from a schema-valid document with its
+defaults applied (document.py builds them; nothing downstream of it reads raw JSON)."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
-import os
-import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from .capabilities import Hypervisor
-from .errors import Problem, ValidationError
+from .capabilities import CAPABILITIES, Feature, Hypervisor
 
 JSON = Any
-
-# Top-level keys whose Nix option lives outside `microvm.*`.
-_TOP_LEVEL_OPTION = {
-    "hostName": "networking.hostName",
-    "system": "nixpkgs.hostPlatform.system",
-    "toplevel": "system.build.toplevel",
-}
-
 
 class ShareProto(StrEnum):
     NINEP = "9p"
@@ -294,8 +276,6 @@ class MicroVM:
         host_name = doc["hostName"]
         hypervisor = Hypervisor(m["hypervisor"])
         shares = tuple(Share.from_json(s, host_name) for s in m["shares"])
-        from .capabilities import CAPABILITIES, Feature
-
         if "socket" in m:
             socket = m["socket"]
         elif CAPABILITIES[hypervisor].supports(Feature.CONTROL_SOCKET):
@@ -404,137 +384,3 @@ def derived_machine_id(host_name: str) -> str:
     when it moves here. nix/modules/microvm/options.nix computes the same (tests compare)."""
     h = hashlib.sha256(f"microvm.nix:{host_name}".encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-
-
-# -- schema --------------------------------------------------------------------------------
-
-def schema() -> dict[str, JSON]:
-    """The JSON Schema of a VM document (draft 2020-12)."""
-    text = resources.files("microvm").joinpath("schema/vm.schema.json").read_text("utf-8")
-    result: dict[str, JSON] = json.loads(text)
-    return result
-
-
-def option_path(parts: Sequence[str | int]) -> str:
-    """["microvm", "volumes", 1, "size"] -> "microvm.volumes[1].size"."""
-    out = ""
-    for i, part in enumerate(parts):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif i == 0:
-            out = _TOP_LEVEL_OPTION.get(part, part)
-        else:
-            out += f".{part}"
-    return out
-
-
-def apply_defaults(instance: JSON, sch: Mapping[str, JSON]) -> JSON:
-    """A copy of a schema-valid instance with every schema default filled in, recursively."""
-    if isinstance(instance, dict) and "properties" in sch:
-        out = dict(instance)
-        for key, sub in sch["properties"].items():
-            if key not in out and "default" in sub:
-                out[key] = copy.deepcopy(sub["default"])
-            if key in out:
-                out[key] = apply_defaults(out[key], sub)
-        return out
-    if isinstance(instance, list) and isinstance(sch.get("items"), dict):
-        return [apply_defaults(x, sch["items"]) for x in instance]
-    return instance
-
-
-def from_document(doc: JSON, *, duplicate_keys: Mapping[int, Sequence[str]] | None = None
-                  ) -> MicroVM:
-    """Validate a parsed document and build the model; raises ValidationError with all problems.
-
-    duplicate_keys: id() of a parsed JSON object -> keys it had more than once (see `parse`)."""
-    from .validate import schema_problems, semantic_problems
-
-    sch = schema()
-    problems = schema_problems(doc, sch, duplicate_keys or {})
-    if problems:
-        raise ValidationError(problems)
-    vm = MicroVM.from_json(apply_defaults(doc, sch))
-    problems = semantic_problems(vm)
-    if problems:
-        raise ValidationError(problems)
-    return vm
-
-
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-# Python refuses to convert longer digit strings (sys.get_int_max_str_digits); no option needs
-# more than 20 digits
-MAX_NUMBER_DIGITS = 4300
-
-
-class _TooManyDigits(ValueError):
-    pass
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
-        raise _TooManyDigits(text)
-    return int(text)
-
-
-def parse(text: str, origin: str) -> tuple[JSON, dict[int, list[str]]]:
-    """JSON text -> (document, duplicate keys by id() of the object that repeats them).
-
-    Keeps what `from_document` must see to refuse it with an option path: duplicate keys,
-    NaN/Infinity (as floats). Syntax errors, absurdly long numbers and nesting too deep for
-    the parser are one problem naming `origin`."""
-    duplicates: dict[int, list[str]] = {}
-
-    def pairs_hook(pairs: list[tuple[str, JSON]]) -> dict[str, JSON]:
-        obj: dict[str, JSON] = {}
-        again: list[str] = []
-        for key, value in pairs:
-            if key in obj and key not in again:
-                again.append(key)
-            obj[key] = value
-        if again:
-            duplicates[id(obj)] = again
-        return obj
-
-    def fail(message: str) -> ValidationError:
-        return ValidationError([Problem("", f"{origin}: {message}")])
-
-    try:
-        doc = json.loads(text, object_pairs_hook=pairs_hook, parse_int=_parse_int)
-    except json.JSONDecodeError as e:
-        raise fail(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except _TooManyDigits:
-        raise fail(f"a number has more than {MAX_NUMBER_DIGITS} digits") from None
-    except RecursionError:
-        raise fail("lists and objects are nested too deeply") from None
-    return doc, duplicates
-
-
-def read_document(path: Path) -> str:
-    """The text of a VM document file: a regular file of at most MAX_DOCUMENT_BYTES, UTF-8.
-    A FIFO or device is refused rather than read (it could block, or never end)."""
-    try:
-        # O_NONBLOCK: opening a FIFO without a writer must not block; a regular file ignores it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        raise ValidationError([Problem("", f"cannot read {path}: {e.strerror}")]) from None
-    with os.fdopen(fd, "rb") as f:
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValidationError([Problem("", f"{path} is not a regular file")])
-            data = f.read(MAX_DOCUMENT_BYTES + 1)
-        except OSError as e:
-            raise ValidationError([Problem("", f"cannot read {path}: {e.strerror}")]) from None
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise ValidationError([Problem(
-            "", f"{path} is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB")])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError([Problem("", f"{path} is not UTF-8 text")]) from None
-
-
-def load(path: Path) -> MicroVM:
-    """Read and validate a VM document from a file ('-' is not special here)."""
-    doc, duplicates = parse(read_document(path), str(path))
-    return from_document(doc, duplicate_keys=duplicates)

@@ -136,7 +136,8 @@ def state_specifier(state_dir: str) -> str:
 def _writable_outside(runner: str, state_dir: str, name: str) -> list[str]:
     """Volume directories and writable 9p shares of a declared runner that lie outside its state
     directory (ProtectSystem=strict makes them read-only unless listed)."""
-    from .config import ShareProto, from_document
+    from .config import ShareProto
+    from .document import from_document
     from .errors import ValidationError
     from .host.state import Runner
 

@@ -16,8 +16,10 @@ from typing import Any
 import jsonschema
 
 from .capabilities import CAPABILITIES, Feature, Hypervisor, supporting
-from .config import MAX_NUMBER_DIGITS, InterfaceType, MicroVM, ShareProto, option_path
+from .config import InterfaceType, MicroVM, ShareProto
 from .errors import Problem
+from .hypervisors import backend
+from .options import MAX_NUMBER_DIGITS, option_path
 
 IFNAMSIZ = 16
 VIRTIO_BLK_SERIAL_MAX = 20
@@ -480,8 +482,6 @@ def warnings(vm: MicroVM) -> list[Problem]:
 
 def semantic_problems(vm: MicroVM) -> list[Problem]:
     """Rules beyond the schema, in document order within each area."""
-    from .hypervisors import backend
-
     c = _Checker(vm)
     for check in CHECKS:
         check(c)

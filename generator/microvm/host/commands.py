@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..config import MicroVM, from_document
+from ..config import MicroVM
+from ..document import from_document
 from ..errors import UsageError, ValidationError
 from ..hostwide import host_problems
 from ..hypervisors.base import HYBRID_VSOCK_SOCKET
