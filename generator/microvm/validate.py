@@ -19,19 +19,18 @@ from .capabilities import CAPABILITIES, Feature, Hypervisor, supporting
 from .config import InterfaceType, MicroVM, ShareProto
 from .errors import Problem
 from .hypervisors import backend
-from .options import MAX_NUMBER_DIGITS, option_path
+from .options import JSON, MAX_NUMBER_DIGITS, option_path, schema
 
 IFNAMSIZ = 16
-VIRTIO_BLK_SERIAL_MAX = 20
 VIRTIOFS_TAG_MAX = 36
 VSOCK_CID_MIN = 3
 VSOCK_CID_MAX = 0xFFFFFFFE
 
 # used with fullmatch, like Nix's builtins.match: "$" would accept a trailing newline
-_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _PCI = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# a multicast MAC (the schema's x-match checks the form)
+_MAC_MULTICAST = re.compile(r"[0-9a-fA-F][13579bdfBDF](:[0-9a-fA-F]{2}){5}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # lists and objects inside each other; the deepest option is 4 levels down
 MAX_DEPTH = 32
@@ -232,6 +231,61 @@ class _Checker:
                 seen[value] = path
 
 
+# -- the per-field rules the schema declares (x- keywords); nix/lib/checks.nix reads the same ----
+
+def _is_set(value: JSON) -> bool:
+    return value is not None and value is not False and value not in (0, "", [], {})
+
+
+def _field_rules(c: _Checker, sch: Mapping[str, JSON], value: JSON, path: str) -> bool:
+    """The x- keywords of one option's schema on its value; False when the option needs a
+    feature the hypervisor lacks (then nothing below it is checked)."""
+    if (req := sch.get("x-requires")) is not None and _is_set(value):
+        feature, what = (req, None) if isinstance(req, str) else (req["feature"], req["what"])
+        if not c.need(Feature[feature], path, what):
+            return False
+    if isinstance(value, str):
+        if sch.get("x-noControl") and _CONTROL.search(value):
+            c.add(path, "must not contain control characters (newline, tab...)")
+        if sch.get("x-absolute") and not value.startswith("/"):
+            c.add(path, f"must be an absolute guest path, got {value!r}")
+        if (most := sch.get("x-maxBytes")) is not None and len(value.encode()) > most:
+            c.add(path, f"must be at most {most} bytes, got {len(value.encode())}")
+        if (match := sch.get("x-match")) is not None and not re.fullmatch(match["regex"], value):
+            c.add(path, f"must be {match['what']}, got {value!r}")
+    return True
+
+
+def _walk(c: _Checker, sch: Mapping[str, JSON], value: JSON, where: list[str | int]) -> None:
+    if value is None or not _field_rules(c, sch, value, option_path(where)):
+        return
+    if isinstance(value, dict):
+        extra = sch.get("additionalProperties")
+        for key, item in value.items():
+            sub = sch.get("properties", {}).get(key, extra)
+            if isinstance(sub, dict):
+                _walk(c, sub, item, [*where, key])
+    elif isinstance(value, list) and isinstance(items := sch.get("items"), dict):
+        for i, item in enumerate(value):
+            _walk(c, items, item, [*where, i])
+        for key, sub in items.get("properties", {}).items():
+            if "x-unique" in sub:
+                c.unique(((option_path([*where, i, key]), x[key]) for i, x in enumerate(value)
+                          if x.get(key) is not None), sub["x-unique"])
+
+
+def resolved(vm: MicroVM) -> dict[str, JSON]:
+    """The document with the defaults that depend on other options resolved (the control
+    socket, storeOnDisk): what the Nix modules serialise, and what the field rules read."""
+    doc = vm.to_json()
+    doc["microvm"].update(socket=vm.socket, storeOnDisk=vm.store_on_disk)
+    return doc
+
+
+def _check_fields(c: _Checker) -> None:
+    _walk(c, schema(), resolved(c.vm), [])
+
+
 def _hostname_problem(name: str) -> str | None:
     if _CONTROL.search(name):
         return "must not contain control characters (newline, tab, NUL...)"
@@ -261,44 +315,16 @@ def _check_machine(c: _Checker) -> None:
               f"(it runs on {', '.join(sorted(caps.platforms))})")
     if (p := _hostname_problem(vm.host_name)) is not None:
         c.add("networking.hostName", p)
-    if vm.cpu is not None:
-        c.need(Feature.CPU_EMULATION, "microvm.cpu")
-    if vm.hugepage_mem:
-        c.need(Feature.HUGEPAGES, "microvm.hugepageMem")
-    if vm.socket is not None and c.need(Feature.CONTROL_SOCKET, "microvm.socket",
-              "a control socket (set microvm.socket = null)") and _CONTROL.search(vm.socket):
-        c.add("microvm.socket", "must not contain control characters")
-    # every hypervisor takes it: it is the guest's /etc/machine-id; those with
-    # Feature.MACHINE_ID also hand it to the firmware
-    if vm.machine_id is not None and not _UUID.fullmatch(vm.machine_id):
-        c.add("microvm.machineId",
-              f"must be a UUID like 8-4-4-4-12 hex digits, got {vm.machine_id!r}")
-    if vm.user is not None:
-        c.need(Feature.CHANGE_USER, "microvm.user")
-    if vm.extra_args_script is not None and _CONTROL.search(vm.extra_args_script):
-        c.add("microvm.extraArgsScript", "must not contain control characters (newline...)")
-    for i, word in enumerate(vm.kernel_params):
-        if _CONTROL.search(word):
-            c.add(f"microvm.kernelParams[{i}]", "must not contain control characters (newline...)")
     if vm.store_on_disk and not vm.store_disk:
         c.add("microvm.storeDisk",
               "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)")
-    for key, value in (("microvm.writableStoreOverlay", vm.writable_store_overlay),):
-        if value is not None and not value.startswith("/"):
-            c.add(key, f"must be an absolute guest path, got {value!r}")
-    if vm.graphics:
-        c.need(Feature.GRAPHICS, "microvm.graphics.enable")
-    if vm.credential_files:
-        c.need(Feature.CREDENTIALS, "microvm.credentialFiles")
-        for name, _ in vm.credential_files:
-            if not name or "/" in name or _CONTROL.search(name):
-                c.add(f"microvm.credentialFiles.{name}", "not a valid credential name")
+    for name, _ in vm.credential_files:
+        if not name or "/" in name or _CONTROL.search(name):
+            c.add(f"microvm.credentialFiles.{name}", "not a valid credential name")
     if vm.qemu.machine_opts is not None:
-        for key, value in vm.qemu.machine_opts:
+        for key, _ in vm.qemu.machine_opts:
             if "," in key or "=" in key:
                 c.add(f"microvm.qemu.machineOpts.{key}", "a property name has no ',' or '='")
-            if _CONTROL.search(value):
-                c.add(f"microvm.qemu.machineOpts.{key}", "must not contain control characters")
 
 
 def _check_memory(c: _Checker) -> None:
@@ -327,8 +353,6 @@ def _check_volumes(c: _Checker) -> None:
     vm = c.vm
     for i, v in enumerate(vm.volumes):
         p = f"microvm.volumes[{i}]"
-        if _CONTROL.search(v.image):
-            c.add(f"{p}.image", "must not contain control characters (newline...)")
         if v.auto_create and v.size is None:
             c.add(f"{p}.size", "must be set when autoCreate is true (size in MiB)")
         if v.image_type not in c.caps.image_types:
@@ -338,23 +362,6 @@ def _check_volumes(c: _Checker) -> None:
         elif v.auto_create and v.image_type != "raw":
             c.add(f"{p}.imageType",
                   "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false")
-        if v.direct:
-            c.need(Feature.VOLUME_DIRECT, f"{p}.direct")
-        if v.serial is not None and c.need(Feature.VOLUME_SERIAL, f"{p}.serial"):
-            if len(v.serial.encode()) > VIRTIO_BLK_SERIAL_MAX:
-                c.add(f"{p}.serial", f"at most {VIRTIO_BLK_SERIAL_MAX} bytes (virtio-blk), " +
-                      f"got {len(v.serial.encode())}")
-            if not re.fullmatch(r"[A-Za-z0-9._-]+", v.serial):
-                c.add(f"{p}.serial", f"only letters, digits, '.', '_' and '-', got {v.serial!r}")
-        if v.mount_point is not None and not v.mount_point.startswith("/"):
-            c.add(f"{p}.mountPoint", f"must be an absolute guest path, got {v.mount_point!r}")
-        for j, arg in enumerate(v.mkfs_extra_args):
-            if _CONTROL.search(arg):
-                c.add(f"{p}.mkfsExtraArgs[{j}]", "must not contain control characters")
-    c.unique(((f"microvm.volumes[{i}].image", v.image) for i, v in enumerate(vm.volumes)),
-             "image")
-    c.unique(((f"microvm.volumes[{i}].serial", v.serial) for i, v in enumerate(vm.volumes)
-              if v.serial is not None), "serial")
 
 
 def _check_shares(c: _Checker) -> None:
@@ -372,18 +379,6 @@ def _check_shares(c: _Checker) -> None:
                       f"got {len(s.tag.encode())}")
         if _CONTROL.search(s.tag) or any(ch in s.tag for ch in ",/") or s.tag in (".", ".."):
             c.add(f"{p}.tag", f"must not contain ',', '/' or control characters, got {s.tag!r}")
-        if _CONTROL.search(s.source):
-            c.add(f"{p}.source", "must not contain control characters (newline...)")
-        if s.socket is not None and _CONTROL.search(s.socket):
-            c.add(f"{p}.socket", "must not contain control characters (newline...)")
-        if not s.mount_point.startswith("/"):
-            c.add(f"{p}.mountPoint", f"must be an absolute guest path, got {s.mount_point!r}")
-        for j, arg in enumerate(s.extra_args):
-            if _CONTROL.search(arg):
-                c.add(f"{p}.extraArgs[{j}]", "must not contain control characters")
-    c.unique(((f"microvm.shares[{i}].tag", s.tag) for i, s in enumerate(vm.shares)), "tag")
-    c.unique(((f"microvm.shares[{i}].socket", s.socket) for i, s in enumerate(vm.shares)
-              if s.socket is not None), "socket")
     mounts = [(f"microvm.shares[{i}].mountPoint", s.mount_point.rstrip("/") or "/")
               for i, s in enumerate(vm.shares)]
     mounts += [(f"microvm.volumes[{i}].mountPoint", v.mount_point.rstrip("/") or "/")
@@ -400,9 +395,7 @@ def _check_interfaces(c: _Checker) -> None:
     for i, iface in enumerate(vm.interfaces):
         p = f"microvm.interfaces[{i}]"
         c.need(feature_of[iface.type], f"{p}.type")
-        if not _MAC.fullmatch(iface.mac):
-            c.add(f"{p}.mac", f"must look like 02:00:00:00:00:01, got {iface.mac!r}")
-        elif int(iface.mac[:2], 16) & 1:
+        if _MAC_MULTICAST.fullmatch(iface.mac):
             c.add(f"{p}.mac", f"must be a unicast address (first octet even), got {iface.mac!r}")
         if iface.type is not InterfaceType.USER and (e := _ifname_problem(iface.id)):
             c.add(f"{p}.id", e)
@@ -425,7 +418,6 @@ def _check_interfaces(c: _Checker) -> None:
                 c.add(f"{p}.tap.vhost", "vhost-net applies to tap, bridge and macvtap only")
             else:
                 c.need(Feature.VHOST_NET, f"{p}.tap.vhost")
-    c.unique(((f"microvm.interfaces[{i}].id", x.id) for i, x in enumerate(vm.interfaces)), "id")
     c.unique(((f"microvm.interfaces[{i}].mac", x.mac.lower())
               for i, x in enumerate(vm.interfaces)), "MAC")
     users = vm.interfaces_of(InterfaceType.USER)
@@ -467,7 +459,7 @@ def _check_devices(c: _Checker) -> None:
 
 
 CHECKS: tuple[Callable[[_Checker], None], ...] = (
-    _check_machine, _check_memory, _check_volumes, _check_shares, _check_interfaces,
+    _check_fields, _check_machine, _check_memory, _check_volumes, _check_shares, _check_interfaces,
     _check_devices,
 )
 

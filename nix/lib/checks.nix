@@ -1,21 +1,26 @@
-# The generator's semantic checks (generator/microvm/validate.py) that Nix can run at evaluation
-# time, so `nixos-rebuild` fails with the same option path and message as `microvm validate`.
-# { config, inToplevel } -> [ { path, message } ], in the order the generator reports them.
-# inToplevel leaves out the values that depend on the system's toplevel (the command line and the
-# store disk): NixOS checks assertions while it builds that toplevel.
+# The generator's rules after the schema (generator/microvm/validate.py and the backends'
+# problems()) run on a VM document at evaluation time, so `nixos-rebuild` fails with the same
+# option paths as `microvm validate`; tests/test_parity.py runs every bad document of the tests
+# through both. The per-field rules are the schema's x- keywords, read from the schema by both
+# sides; the rules between options are written here and in validate.py.
+# { doc, inToplevel } -> [ { path, message } ]. doc: the modules' document, or a schema-valid
+# one passed through schema.resolve. inToplevel leaves out the values that depend on the
+# system's toplevel (the command line, the store disk): NixOS checks assertions while it builds it.
 { lib, mlib }:
 
-{ config, inToplevel ? false }:
+{ doc, inToplevel ? false }:
 
 let
   inherit (lib) concatLists imap0 optional optionals optionalString elem length
-    stringLength concatStringsSep hasInfix hasPrefix removeSuffix toLower;
+    stringLength concatStringsSep hasInfix hasPrefix removeSuffix toLower filter any;
 
-  cfg = config.microvm;
+  cfg = doc.microvm;
   hv = cfg.hypervisor;
+  system = doc.system;
+  arch = builtins.head (lib.splitString "-" system);
   caps = mlib.capabilities.capabilities.${hv};
+  limits = mlib.capabilities.limits;
   phrase = feature: mlib.capabilities.features.${feature};
-  hostSystem = cfg.vmHostPackages.stdenv.hostPlatform.system;
 
   problem = path: message: { inherit path message; };
 
@@ -31,16 +36,16 @@ let
 
   need = feature: path: what:
     let
-      others = lib.filter (h: h != hv) (mlib.supporting feature);
+      others = filter (h: h != hv) (mlib.supporting feature);
       alt = optionalString (others != [ ]) "; hypervisors that support it: ${concatStringsSep ", " others}";
       where = optionalString (mlib.supports hv feature)
-        " on ${hostSystem} (only on ${concatStringsSep ", " (caps.featurePlatforms.${feature} or caps.platforms)})";
+        " on ${system} (only on ${concatStringsSep ", " caps.featurePlatforms.${feature}})";
       ignored = caps.ignored.${feature} or null;
     in
     # accepted although the hypervisor ignores it: a warning, as the generator prints
-    if !(mlib.supportsOn hv feature hostSystem) && ignored != null
+    if !(mlib.supportsOn hv feature system) && ignored != null
     then lib.warn "${path}: ${if what == null then phrase feature else what} not supported by ${hv}, ignored: ${ignored}" [ ]
-    else optional (!(mlib.supportsOn hv feature hostSystem))
+    else optional (!(mlib.supportsOn hv feature system))
       (problem path "${if what == null then phrase feature else what} not supported by ${hv}${where}${alt}");
 
   # Every later occurrence of a value, pointing at the first one.
@@ -53,12 +58,54 @@ let
     in
     (builtins.foldl' step { seen = { }; found = [ ]; } items).found;
 
-  absolute = path: value:
-    optional (!(hasPrefix "/" value)) (problem path "must be an absolute guest path, got ${repr value}");
+  # -- the per-field rules: the schema's x- keywords (validate._field_rules) ------------------
+  isSet = v: !(elem v [ null false 0 "" [ ] { } ]);
+  skipped = optionals inToplevel [ "microvm.kernelParams" "microvm.storeDisk" ];
 
-  controlFree = path: message: value: optional (hasControl value) (problem path message);
-  noControlNewline = "must not contain control characters (newline...)";
+  fieldRules = sch: value: path:
+    let
+      req = sch."x-requires" or null;
+      feature = if builtins.isString req then req else req.feature;
+      needs = if req != null && isSet value
+        then need feature path (if builtins.isString req then null else req.what) else [ ];
+      str = builtins.isString value;
+      match = sch."x-match" or null;
+      most = sch."x-maxBytes" or null;
+    in
+    if needs != [ ] then { stop = true; problems = needs; }
+    else {
+      stop = false;
+      problems =
+        optional (str && sch."x-noControl" or false && hasControl value)
+          (problem path "must not contain control characters (newline, tab...)")
+        ++ optional (str && sch."x-absolute" or false && !(hasPrefix "/" value))
+          (problem path "must be an absolute guest path, got ${repr value}")
+        ++ optional (str && most != null && stringLength value > most)
+          (problem path "must be at most ${toString most} bytes, got ${toString (stringLength value)}")
+        ++ optional (str && match != null && !(matches match.regex value))
+          (problem path "must be ${match.what}, got ${repr value}");
+    };
 
+  walk = sch: value: path:
+    if elem path skipped || value == null then [ ]
+    else
+      let own = fieldRules sch value path; in
+      own.problems ++ optionals (!own.stop) (
+        if builtins.isAttrs value then
+          concatLists (lib.mapAttrsToList (k: v:
+            let sub = sch.properties.${k} or sch.additionalProperties or null; in
+            if builtins.isAttrs sub then walk sub v "${path}.${k}" else [ ]) value)
+        else if builtins.isList value && builtins.isAttrs (sch.items or null) then
+          concatLists (imap0 (i: v: walk sch.items v "${path}[${toString i}]") value)
+          ++ concatLists (lib.mapAttrsToList (k: sub:
+            optionals (sub ? "x-unique") (unique sub."x-unique" (filter (x: x.value != null)
+              (imap0 (i: v: { path = "${path}[${toString i}].${k}"; value = v.${k} or null; }) value))))
+            (sch.items.properties or { }))
+        else [ ]);
+
+  fields = walk mlib.schema.schema.properties.microvm cfg "microvm";
+
+  # -- rules between options (validate._check_*) ----------------------------------------------
   hostnameProblem = name:
     if hasControl name then "must not contain control characters (newline, tab, NUL...)"
     else if hasInfix "/" name || elem name [ "." ".." ] then "must not contain '/' or be '.' or '..' (it names files and sockets)"
@@ -81,34 +128,19 @@ let
     octets != null && lib.all ok octets;
 
   hotplugged = if cfg.hotpluggedMem == null then cfg.hotplugMem else cfg.hotpluggedMem;
+  storeDiskPath = if cfg.storeOnDisk then cfg.storeDisk else null;
 
   machine =
-    optional (!(elem hostSystem caps.platforms))
-      (problem "microvm.hypervisor" "${hv} does not run on ${hostSystem} (it runs on ${concatStringsSep ", " caps.platforms})")
-    ++ (let p = hostnameProblem config.networking.hostName; in optional (p != null) (problem "networking.hostName" p))
-    ++ optionals (cfg.cpu != null) (need "CPU_EMULATION" "microvm.cpu" null)
-    ++ optionals cfg.hugepageMem (need "HUGEPAGES" "microvm.hugepageMem" null)
-    ++ optionals (cfg.socket != null) (
-      let n = need "CONTROL_SOCKET" "microvm.socket" "a control socket (set microvm.socket = null)";
-      in if n != [ ] then n else controlFree "microvm.socket" "must not contain control characters" cfg.socket)
-    # every hypervisor takes it (the guest's /etc/machine-id)
-    ++ optionals (cfg.machineId != null && !(matches "[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}" cfg.machineId))
-      [ (problem "microvm.machineId" "must be a UUID like 8-4-4-4-12 hex digits, got ${repr cfg.machineId}") ]
-    ++ optionals (cfg.user != null) (need "CHANGE_USER" "microvm.user" null)
-    ++ optionals (cfg.extraArgsScript != null) (controlFree "microvm.extraArgsScript" noControlNewline cfg.extraArgsScript)
-    ++ optionals (!inToplevel) (concatLists (imap0 (i: w: controlFree "microvm.kernelParams[${toString i}]"
-      "must not contain control characters (newline...)" w) cfg.kernelParams))
-    ++ optional (!inToplevel && cfg.storeOnDisk && cfg.storeDisk == null)
+    optional (!(elem system caps.platforms))
+      (problem "microvm.hypervisor" "${hv} does not run on ${system} (it runs on ${concatStringsSep ", " caps.platforms})")
+    ++ (let p = hostnameProblem doc.hostName; in optional (p != null) (problem "networking.hostName" p))
+    ++ optional (!inToplevel && cfg.storeOnDisk && (cfg.storeDisk == null || cfg.storeDisk == ""))
       (problem "microvm.storeDisk" "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)")
-    ++ optionals (cfg.writableStoreOverlay != null) (absolute "microvm.writableStoreOverlay" cfg.writableStoreOverlay)
-    ++ optionals cfg.graphics.enable (need "GRAPHICS" "microvm.graphics.enable" null)
-    ++ optionals (cfg.credentialFiles != { }) (
-      need "CREDENTIALS" "microvm.credentialFiles" null
-      ++ concatLists (map (name: optional (name == "" || hasInfix "/" name || hasControl name)
-        (problem "microvm.credentialFiles.${name}" "not a valid credential name")) (builtins.attrNames cfg.credentialFiles)))
-    ++ optionals (cfg.qemu.machineOpts != null) (concatLists (lib.mapAttrsToList (key: value:
-      optional (hasInfix "," key || hasInfix "=" key) (problem "microvm.qemu.machineOpts.${key}" "a property name has no ',' or '='")
-      ++ controlFree "microvm.qemu.machineOpts.${key}" "must not contain control characters" value) cfg.qemu.machineOpts));
+    ++ concatLists (map (name: optional (name == "" || hasInfix "/" name || hasControl name)
+      (problem "microvm.credentialFiles.${name}" "not a valid credential name")) (builtins.attrNames cfg.credentialFiles))
+    ++ optionals (cfg.qemu.machineOpts != null) (concatLists (map (key:
+      optional (hasInfix "," key || hasInfix "=" key) (problem "microvm.qemu.machineOpts.${key}" "a property name has no ',' or '='"))
+      (builtins.attrNames cfg.qemu.machineOpts)));
 
   memory =
     optional (cfg.initialBalloonMem != 0 && !cfg.balloon) (problem "microvm.initialBalloonMem" "needs microvm.balloon = true")
@@ -131,26 +163,12 @@ let
   volumes =
     concatLists (imap0 (i: v:
       let p = "microvm.volumes[${toString i}]"; in
-      controlFree "${p}.image" noControlNewline v.image
-      ++ optional (v.autoCreate && v.size == null) (problem "${p}.size" "must be set when autoCreate is true (size in MiB)")
+      optional (v.autoCreate && (v.size or null) == null) (problem "${p}.size" "must be set when autoCreate is true (size in MiB)")
       ++ (if !(elem v.imageType caps.imageTypes)
           then [ (problem "${p}.imageType" "${hv} reads only ${concatStringsSep ", " caps.imageTypes} images, got ${repr v.imageType}") ]
           else optional (v.autoCreate && v.imageType != "raw")
             (problem "${p}.imageType" "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false"))
-      ++ optionals v.direct (need "VOLUME_DIRECT" "${p}.direct" null)
-      ++ optionals (v.serial != null) (
-        let n = need "VOLUME_SERIAL" "${p}.serial" null; in
-        if n != [ ] then n else
-        optional (stringLength v.serial > 20)
-          (problem "${p}.serial" "at most 20 bytes (virtio-blk), got ${toString (stringLength v.serial)}")
-        ++ optional (!(matches "[A-Za-z0-9._-]+" v.serial))
-          (problem "${p}.serial" "only letters, digits, '.', '_' and '-', got ${repr v.serial}"))
-      ++ optionals (v.mountPoint != null) (absolute "${p}.mountPoint" v.mountPoint)
-      ++ concatLists (imap0 (j: a: controlFree "${p}.mkfsExtraArgs[${toString j}]" "must not contain control characters" a) v.mkfsExtraArgs)
-    ) cfg.volumes)
-    ++ unique "image" (imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; value = v.image; }) cfg.volumes)
-    ++ unique "serial" (lib.filter (x: x.value != null)
-      (imap0 (i: v: { path = "microvm.volumes[${toString i}].serial"; value = v.serial; }) cfg.volumes));
+    ) cfg.volumes);
 
   # Python's `m.rstrip("/") or "/"`.
   mountKey = m: let s = stripSlashes m; in if s == "" then "/" else s;
@@ -169,39 +187,30 @@ let
           (problem "${p}.tag" "virtiofs tags are at most 36 bytes, got ${toString (stringLength s.tag)}"))
       ++ optional (hasControl s.tag || hasInfix "," s.tag || hasInfix "/" s.tag || elem s.tag [ "." ".." ])
         (problem "${p}.tag" "must not contain ',', '/' or control characters, got ${repr s.tag}")
-      ++ controlFree "${p}.source" noControlNewline s.source
-      ++ optionals (s.socket != null) (controlFree "${p}.socket" noControlNewline s.socket)
-      ++ absolute "${p}.mountPoint" s.mountPoint
-      ++ concatLists (imap0 (j: a: controlFree "${p}.extraArgs[${toString j}]" "must not contain control characters" a) s.extraArgs)
     ) cfg.shares)
-    ++ unique "tag" (imap0 (i: s: { path = "microvm.shares[${toString i}].tag"; value = s.tag; }) cfg.shares)
-    ++ unique "socket" (lib.filter (x: x.value != null)
-      (imap0 (i: s: { path = "microvm.shares[${toString i}].socket"; value = s.socket; }) cfg.shares))
     ++ unique "mount point" (
       imap0 (i: s: { path = "microvm.shares[${toString i}].mountPoint"; value = mountKey s.mountPoint; }) cfg.shares
-      ++ lib.filter (x: x.value != null) (imap0 (i: v: {
+      ++ filter (x: x.value != null) (imap0 (i: v: {
         path = "microvm.volumes[${toString i}].mountPoint";
         value = if v.mountPoint == null then null else mountKey v.mountPoint;
       }) cfg.volumes));
 
   featureOfInterface = { user = "NET_USER"; tap = "NET_TAP"; macvtap = "NET_MACVTAP"; bridge = "NET_BRIDGE"; };
-  users = lib.filter (x: x.type == "user") cfg.interfaces;
+  users = filter (x: x.type == "user") cfg.interfaces;
 
   interfaces =
     concatLists (imap0 (i: x:
       let p = "microvm.interfaces[${toString i}]"; in
       need featureOfInterface.${x.type} "${p}.type" null
-      ++ (if !(matches "[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}" x.mac)
-          then [ (problem "${p}.mac" "must look like 02:00:00:00:00:01, got ${repr x.mac}") ]
-          else optional (elem (toLower (builtins.substring 1 1 x.mac)) [ "1" "3" "5" "7" "9" "b" "d" "f" ])
-            (problem "${p}.mac" "must be a unicast address (first octet even), got ${repr x.mac}"))
+      ++ optional (matches "[0-9a-fA-F][13579bdfBDF](:[0-9a-fA-F]{2}){5}" x.mac)
+        (problem "${p}.mac" "must be a unicast address (first octet even), got ${repr x.mac}")
       ++ (if x.type != "user" then ifname "${p}.id" x.id
-          else controlFree "${p}.id" "must not contain control characters" x.id)
+          else optional (hasControl x.id) (problem "${p}.id" "must not contain control characters"))
       ++ optionals (x.type == "macvtap") (
         (if x.macvtap.link == null || x.macvtap.link == ""
          then [ (problem "${p}.macvtap.link" "must be set for a macvtap interface") ]
          else ifname "${p}.macvtap.link" x.macvtap.link)
-        ++ optional (x.macvtap.mode == null) (problem "${p}.macvtap.mode" "must be set for a macvtap interface"))
+        ++ optional (x.macvtap.mode == null || x.macvtap.mode == "") (problem "${p}.macvtap.mode" "must be set for a macvtap interface"))
       ++ optionals (x.type == "bridge") (
         if x.bridge == null || x.bridge == ""
         then [ (problem "${p}.bridge" "must be set for a bridge interface") ]
@@ -210,7 +219,6 @@ let
         if x.type == "user" then [ (problem "${p}.tap.vhost" "vhost-net applies to tap, bridge and macvtap only") ]
         else need "VHOST_NET" "${p}.tap.vhost" null)
     ) cfg.interfaces)
-    ++ unique "id" (imap0 (i: x: { path = "microvm.interfaces[${toString i}].id"; value = x.id; }) cfg.interfaces)
     ++ unique "MAC" (imap0 (i: x: { path = "microvm.interfaces[${toString i}].mac"; value = toLower x.mac; }) cfg.interfaces)
     ++ optional (length users > 1 && hv == "kvmtool") (problem "microvm.interfaces" "kvmtool has one user-mode network per VM")
     ++ concatLists (imap0 (i: f:
@@ -222,7 +230,7 @@ let
         optional (addr != "" && !(isIPv4 addr))
           (problem "${p}.${side}.address" "must be an IPv4 address or empty, got ${repr addr}")) [ "host" "guest" ])
     ) cfg.forwardPorts)
-    ++ unique "host port" (lib.filter (x: x != null) (imap0 (i: f:
+    ++ unique "host port" (filter (x: x != null) (imap0 (i: f:
       if f.from == "host"
       then { path = "microvm.forwardPorts[${toString i}].host.port"; value = "${f.proto}/${toString f.host.port}"; }
       else null) cfg.forwardPorts))
@@ -241,8 +249,72 @@ let
           (problem "${p}.path" "must be a PCI address like 0000:01:00.0, got ${repr d.path}")
       else
         need "USB_PASSTHROUGH" "${p}.bus" null
-        ++ controlFree "${p}.path" "must not contain control characters" d.path
+        ++ optional (hasControl d.path) (problem "${p}.path" "must not contain control characters")
     ) cfg.devices)
     ++ unique "device" (imap0 (i: d: { path = "microvm.devices[${toString i}].path"; value = "${d.bus}:${d.path}"; }) cfg.devices);
+
+  # -- what each backend cannot express (hypervisors/<name>.py problems()) --------------------
+  # a problem when `value` holds one of `chars` (base.unencodable)
+  unencodable = path: value: chars: where:
+    let bad = filter (c: hasInfix c value) (lib.stringToCharacters chars); in
+    optional (value != null && bad != [ ])
+      (problem path "${hv} cannot take ${concatStringsSep " or " (map repr bad)} in ${where}, got ${repr value}");
+  each = f: list: concatLists (imap0 f list);
+  ninep = filter (s: s.proto == "9p") cfg.shares;
+  indexed = list: imap0 (i: x: x // { index = i; }) list;
+  disks = optional (storeDiskPath != null) { path = "microvm.storeDisk"; image = storeDiskPath; }
+    ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; inherit (v) image; }) cfg.volumes;
+
+  backend = {
+    crosvm = let l = limits.crosvm; in
+      optional (cfg.balloon && !cfg.deflateOnOOM) (problem "microvm.deflateOnOOM"
+        "crosvm's balloon always lets the guest deflate it on OOM; set deflateOnOOM = true")
+      ++ concatLists (map (s: let p = "microvm.shares[${toString s.index}]"; in
+        unencodable "${p}.source" s.source l.sharedDirUnsafe "--shared-dir paths"
+        ++ unencodable "${p}.tag" s.tag l.sharedDirUnsafe "--shared-dir tags")
+        (filter (s: s.proto == "9p") (indexed cfg.shares)));
+    firecracker = let l = limits.firecracker; in
+      optional (cfg.vcpu > l.maxVcpus) (problem "microvm.vcpu" "firecracker runs at most ${toString l.maxVcpus} vCPUs, got ${toString cfg.vcpu}")
+      ++ optional (cfg.hugepageMem && lib.mod cfg.mem 2 != 0) (problem "microvm.mem"
+        "with 2 MiB huge pages the memory must be a multiple of 2 MiB, got ${toString cfg.mem}")
+      ++ optional (lib.mod cfg.hotplugMem l.hotplugSlotMiB != 0) (problem "microvm.hotplugMem"
+        "firecracker's hotplug memory is a multiple of its ${toString l.hotplugSlotMiB} MiB slot size, got ${toString cfg.hotplugMem}");
+    kvmtool = let l = limits.kvmtool; in
+      optional (length disks > l.maxDisks) (problem "microvm.volumes"
+        "kvmtool attaches at most ${toString l.maxDisks} disks (the store disk counts), got ${toString (length disks)}")
+      ++ concatLists (map (d: unencodable d.path d.image "," "disk paths") disks)
+      ++ concatLists (map (s: unencodable "microvm.shares[${toString s.index}].source" s.source "," "9p directories")
+        (filter (s: s.proto == "9p") (indexed cfg.shares)))
+      ++ concatLists (map (x: unencodable "microvm.interfaces[${toString x.index}].id" x.id "," "interface names")
+        (filter (x: x.type != "user") (indexed cfg.interfaces)))
+      ++ optional (cfg.graphics.enable && !(elem cfg.graphics.backend l.ui)) (problem "microvm.graphics.backend"
+        "kvmtool offers ${concatStringsSep " or " l.ui}, got ${repr cfg.graphics.backend}");
+    stratovirt = let l = limits.stratovirt;
+      limit = l.maxDevices.${arch} or null;
+      n = 1 + length disks + length (filter (s: s.proto == "virtiofs") cfg.shares) + length cfg.interfaces
+        + (if cfg.vsock.cid != null then 1 else 0) + (if cfg.balloon then 1 else 0);
+      values = [ { path = "microvm.socket"; value = cfg.socket; } { path = "microvm.storeDisk"; value = storeDiskPath; } ]
+        ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; value = v.image; }) cfg.volumes
+        ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].serial"; value = v.serial; }) cfg.volumes
+        ++ imap0 (i: s: { path = "microvm.shares[${toString i}].socket"; value = s.socket; }) cfg.shares
+        ++ imap0 (i: s: { path = "microvm.shares[${toString i}].tag"; value = s.tag; }) cfg.shares
+        ++ imap0 (i: x: { path = "microvm.interfaces[${toString i}].id"; value = x.id; }) cfg.interfaces;
+    in
+      optional (cfg.mem < l.memMinMiB || cfg.mem > l.memMaxMiB) (problem "microvm.mem"
+        "stratovirt takes ${toString l.memMinMiB} MiB to ${toString l.memMaxMiB} MiB of memory, got ${toString cfg.mem}")
+      ++ optional (limit != null && n > limit) (problem "microvm"
+        "stratovirt's microvm machine has at most ${toString limit} devices on ${arch}, this VM needs ${toString n} (entropy, disks, shares, interfaces, vsock, balloon)")
+      ++ concatLists (map (x: unencodable x.path x.value l.unsafe "option values") values);
+    vfkit = let l = limits.vfkit;
+      values = [ { path = "microvm.storeDisk"; value = storeDiskPath; } ]
+        ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; value = v.image; }) cfg.volumes
+        ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].serial"; value = v.serial; }) cfg.volumes
+        ++ imap0 (i: s: { path = "microvm.shares[${toString i}].source"; value = s.source; }) cfg.shares;
+    in
+      unencodable "microvm.kernel" cfg.kernel l.bootUnsafe "--bootloader paths"
+      ++ unencodable "microvm.initrdPath" cfg.initrdPath l.bootUnsafe "--bootloader paths"
+      ++ optionals (!inToplevel) (each (i: w: unencodable "microvm.kernelParams[${toString i}]" w l.bootUnsafe "the kernel command line") cfg.kernelParams)
+      ++ concatLists (map (x: unencodable x.path x.value l.deviceUnsafe "--device values") values);
+  }.${hv} or [ ];
 in
-machine ++ memory ++ volumes ++ shares ++ interfaces ++ devices
+fields ++ machine ++ memory ++ volumes ++ shares ++ interfaces ++ devices ++ backend

@@ -15,11 +15,11 @@ let
     # supports "qemu" "SHARE_9P" -> true; feature names are those of capabilities.Feature.
     supports = hypervisor: feature: lib.elem feature capabilities.capabilities.${hypervisor}.features;
 
-    # the same, on one platform (some features work on some of a hypervisor's platforms only)
+    # the same, on one platform: a feature limited to some platforms is unsupported elsewhere
+    # (whether the hypervisor runs on the platform at all is its `platforms`' business)
     supportsOn = hypervisor: feature: system:
-      let caps = capabilities.capabilities.${hypervisor}; in
-      self.supports hypervisor feature
-      && lib.elem system (caps.featurePlatforms.${feature} or caps.platforms);
+      let only = capabilities.capabilities.${hypervisor}.featurePlatforms.${feature} or null; in
+      self.supports hypervisor feature && (only == null || lib.elem system only);
 
     # The hypervisors that supports a feature, in declaration order.
     supporting = feature: lib.filter (hv: self.supports hv feature) self.hypervisors;
@@ -45,18 +45,27 @@ let
       then "${kernel.dev or kernel}/vmlinux"
       else "${kernel}/bzImage";
 
-    # Problems Nix can see before the generator runs, as { path, message } with the generator's
-    # option paths and wording (generator/microvm/validate.py).
+    # The document's JSON Schema (generator/microvm/schema/vm.schema.json) and its keywords.
+    schema = import ./schema.nix { inherit lib; mlib = self; };
+
+    # Problems of a VM document after the schema, as { path, message } with the generator's
+    # option paths and wording (generator/microvm/validate.py): { doc, inToplevel ? false }.
     problems = import ./checks.nix { inherit lib; mlib = self; };
+
+    # Every problem `microvm validate` finds in a parsed VM document (written by hand or by
+    # another tool): the schema's first, then the rules after it.
+    documentProblems = doc:
+      let found = self.schema.problems doc;
+      in if found != [ ] then found else self.problems { doc = self.schema.resolve doc; };
 
     # The vm.json document (an attribute set) of an evaluated guest configuration.
     document = import ./document.nix { inherit lib; mlib = self; };
 
-    # Throw with every problem of a configuration, or return `value`.
-    checked = config: value:
-      let found = self.problems { inherit config; };
+    # Throw with every problem of a VM document, or return `value`.
+    checked = doc: value:
+      let found = self.problems { inherit doc; };
       in if found == [ ] then value
-      else throw ("MicroVM ${config.networking.hostName} is invalid:\n"
+      else throw ("MicroVM ${doc.hostName} is invalid:\n"
         + lib.concatMapStrings (p: "- ${p.path}: ${p.message}\n") found);
 
     # Generated bin/ scripts that end by exec'ing or exiting (tests/test_nix_dropin.py checks

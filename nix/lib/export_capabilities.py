@@ -14,6 +14,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "generator"))
 
 from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
+from microvm.hypervisors import crosvm, firecracker, kvmtool, stratovirt, vfkit
 
 
 def export() -> dict[str, Any]:
@@ -24,6 +25,17 @@ def export() -> dict[str, Any]:
         "features": {f.name: str(f) for f in Feature},
         # the serial the store disk gets where the hypervisor sets serials (VOLUME_SERIAL)
         "storeDiskSerial": STORE_DISK_SERIAL,
+        # the backends' own limits (their problems(); nix/lib/checks.nix applies the same)
+        "limits": {
+            "crosvm": {"sharedDirUnsafe": crosvm.SHARED_DIR_UNSAFE},
+            "firecracker": {"maxVcpus": firecracker.MAX_VCPUS,
+                            "hotplugSlotMiB": firecracker.HOTPLUG_SLOT_MIB},
+            "kvmtool": {"maxDisks": kvmtool.MAX_DISKS, "ui": sorted(kvmtool._UI)},
+            "stratovirt": {"memMinMiB": stratovirt.MEM_MIN_MIB,
+                           "memMaxMiB": stratovirt.MEM_MAX_MIB,
+                           "maxDevices": stratovirt.MAX_DEVICES, "unsafe": stratovirt._UNSAFE},
+            "vfkit": {"deviceUnsafe": vfkit.DEVICE_UNSAFE, "bootUnsafe": vfkit.BOOT_UNSAFE},
+        },
         "capabilities": {
             str(hv): {
                 "features": sorted(f.name for f in caps.features),

@@ -39,8 +39,8 @@ in
   # the document without any check: what `microvm validate` gets to see
   uncheckedJson = builtins.toJSON document;
   # the document after the assertions and the generator's checks, as a NixOS build would
-  json = assertionsChecked (mlib.checked config (builtins.toJSON document));
-  problems = mlib.problems { inherit config; };
+  json = assertionsChecked (mlib.checked document (builtins.toJSON document));
+  problems = mlib.problems { doc = document; };
   runner = assertionsChecked config.microvm.declaredRunner;
   glue = {
     inherit (config) fileSystems;

@@ -46,6 +46,10 @@ def cmdline(vm: MicroVM) -> str:
                      *vm.kernel_params])
 
 
+# --shared-dir is colon-separated and has no escape
+SHARED_DIR_UNSAFE = ":"
+
+
 class Crosvm(Backend):
     hypervisor = Hypervisor.CROSVM
 
@@ -113,10 +117,11 @@ class Crosvm(Backend):
                                "set deflateOnOOM = true"))
         for i, s in enumerate(vm.shares):
             if s.proto is ShareProto.NINEP:
-                # --shared-dir is colon-separated and has no escape
-                out += unencodable(f"microvm.shares[{i}].source", s.source, ":", self.hypervisor,
+                out += unencodable(f"microvm.shares[{i}].source", s.source, SHARED_DIR_UNSAFE,
+                                   self.hypervisor,
                                    "--shared-dir paths")
-                out += unencodable(f"microvm.shares[{i}].tag", s.tag, ":", self.hypervisor,
+                out += unencodable(f"microvm.shares[{i}].tag", s.tag, SHARED_DIR_UNSAFE,
+                                   self.hypervisor,
                                    "--shared-dir tags")
         return out
 

@@ -50,6 +50,11 @@ def _item(key: str, value: str) -> str:
     return f'"{key}={value}"' if "," in value else f"{key}={value}"
 
 
+# what vfkit cannot escape: in --bootloader (quoted) and in --device values
+BOOT_UNSAFE = '"'
+DEVICE_UNSAFE = ","
+
+
 class Vfkit(Backend):
     hypervisor = Hypervisor.VFKIT
 
@@ -103,9 +108,9 @@ class Vfkit(Backend):
         out: list[Problem] = []
         for path, v in (("microvm.kernel", vm.kernel), ("microvm.initrdPath", vm.initrd)):
             if v is not None:
-                out += unencodable(path, v, '"', hv, "--bootloader paths")
+                out += unencodable(path, v, BOOT_UNSAFE, hv, "--bootloader paths")
         for i, word in enumerate(vm.kernel_params):
-            out += unencodable(f"microvm.kernelParams[{i}]", word, '"', hv,
+            out += unencodable(f"microvm.kernelParams[{i}]", word, BOOT_UNSAFE, hv,
                                "the kernel command line")
         values: list[tuple[str, str | None]] = [("microvm.storeDisk", vm.store_disk_path)]
         values += [(f"microvm.volumes[{i}].image", v.image) for i, v in enumerate(vm.volumes)]
@@ -113,7 +118,7 @@ class Vfkit(Backend):
         values += [(f"microvm.shares[{i}].source", s.source) for i, s in enumerate(vm.shares)]
         for path, v in values:
             if v is not None:
-                out += unencodable(path, v, ",", hv, "--device values")
+                out += unencodable(path, v, DEVICE_UNSAFE, hv, "--device values")
         return out
 
     def shutdown(self, vm: MicroVM) -> Control | None:

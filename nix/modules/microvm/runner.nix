@@ -7,9 +7,11 @@ let
   cfg = config.microvm;
   hostPkgs = cfg.vmHostPackages;
 
-  runner = mlib.checked config (mlib.buildRunner {
+  document = mlib.document { inherit config pkgs; };
+
+  runner = mlib.checked document (mlib.buildRunner {
     pkgs = hostPkgs;
-    document = mlib.document { inherit config pkgs; };
+    inherit document;
     generator = mlib.generatorFor hostPkgs.buildPackages;
     inherit (cfg) binScripts;
   }) // {
@@ -28,7 +30,7 @@ in
 
     assertions = map
       (p: { assertion = false; message = "${p.path}: ${p.message}"; })
-      (mlib.problems { inherit config; inToplevel = true; })
+      (mlib.problems { doc = document; inToplevel = true; })
     ++ map (name: {
       assertion = !(cfg.binScripts ? ${name});
       message = "microvm.binScripts.${name}: bin/${name} is generated and ends by " +
