@@ -18,20 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from .errors import MicrovmError
+from .errors import ProcessError
 
 log = logging.getLogger(__name__)
 
 Argv = Sequence[str | os.PathLike[str]]
-
-
-class ProcessError(MicrovmError):
-    """A program could not be started, or failed. `exit_code` is the child's when it ran."""
-
-    def __init__(self, message: str, exit_code: int = 1, output: str = "") -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.output = output
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,13 @@ from typing import Any
 
 from .. import process
 from ..config import MicroVM, from_document
-from ..errors import UsageError, ValidationError
+from ..errors import HostError, ProcessError, UsageError, ValidationError
 from ..hostwide import host_problems
 from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from . import nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
 from .service import Service, unit
 from .state import (
-    HostError,
     Runner,
     VMDir,
     check_name,
@@ -398,7 +397,7 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
     if check and flake and not declared:
         try:
             outdated = nix.eval_runner(flake, vm.name).strip() != str(vm.current)
-        except process.ProcessError as e:
+        except ProcessError as e:
             host.echo(f"{vm.name}: cannot evaluate {flake}: {e}")
     runner = vm.runner("booted") if running and booted else current
     return Status(name=vm.name, running=running,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import process
 from ..capabilities import Hypervisor
+from ..errors import ProcessError
 from ..hypervisors.qemu import KVM_MODULES
 from .state import Runner, list_vms
 
@@ -115,7 +116,7 @@ def check_kvm(qemu: str | None) -> Iterator[Finding]:
              "-no-user-config", "-display", "none", "-S", "-monitor", "stdio"]
     try:
         result = process.run(probe, input="quit\n", check=False, timeout=30)
-    except process.ProcessError as e:
+    except ProcessError as e:
         yield Finding(Level.WARN, "/dev/kvm", f"cannot try QEMU with KVM: {e}")
         return
     if result.returncode == 0:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import process
-from .state import HostError, VMDir
+from ..errors import HostError
+from .state import VMDir
 
 MANAGER_ENV = "MICROVM_SERVICE_MANAGER"  # systemd | none: overrides the detection
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MicrovmError, UsageError
+from ..errors import HostError, UsageError
 
 DEFAULT_STATE_DIR = "/var/lib/microvms"
 STATE_DIR_ENV = "MICROVM_STATE_DIR"
@@ -49,10 +49,6 @@ META = "meta.json"
 PENDING = "meta.json.pending"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _TEMP = re.compile(r"^\.(.+)\.new\.(\d+)$")
-
-
-class HostError(MicrovmError):
-    """A host operation failed (exit code 1)."""
 
 
 def check_name(name: str) -> str:
