@@ -99,9 +99,7 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
 
     fds = macvtap_fds(vm)
     taps = [{"id": i.id, "bridge": i.bridge if i.type is InterfaceType.BRIDGE else None,
-             "multi_queue": queues(vm) > 1}
-            for i in vm.interfaces_of(InterfaceType.TAP, InterfaceType.BRIDGE)
-            if not (vm.hypervisor == "qemu" and i.type is InterfaceType.BRIDGE)]
+             "multi_queue": queues(vm) > 1} for i in be.runner_taps(vm)]
     macvtaps = [{"id": i.id, "mac": i.mac, "link": i.macvtap_link, "mode": i.macvtap_mode,
                  "fds": fds[i.id]} for i in vm.interfaces_of(InterfaceType.MACVTAP)]
     # virtiofs shares served by a virtiofsd (some hypervisors have the server built in)
@@ -111,7 +109,6 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
                for v in vm.volumes if v.auto_create]
     variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
     script("microvm-run", "microvm-run.sh.j2",
-           need_runner_dir=bool(vm.pre_start or taps or macvtaps or virtiofs),
            pre_start=bool(vm.pre_start), volumes=volumes, taps=taps, macvtaps=macvtaps,
            virtiofs=virtiofs, probe=launch.probe, kvm_modules=launch.kvm_modules,
            variants=variants,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..capabilities import CAPABILITIES, STORE_DISK_SERIAL, Capabilities, Feature, Hypervisor
-from ..config import InterfaceType, MicroVM
+from ..config import Interface, InterfaceType, MicroVM
 from ..errors import Problem
 
 # fds the runner opens for macvtap queues start here (0-2 are stdio)
@@ -37,17 +37,19 @@ class RunContext:
         return f"{self.runner_dir}/share/microvm"
 
 
+class ControlKind(StrEnum):
+    """How a control request reaches the hypervisor (templates/_request.sh.j2 sends it)."""
+
+    QMP = "qmp"  # payload is a QMP command object (JSON text) sent over `socket`
+    ARGV = "argv"  # argv is run as is (crosvm, lkvm, ...)
+    HTTP = "http"  # method/path/payload sent with curl over the Unix socket `socket`
+
+
 @dataclass(frozen=True)
 class Control:
-    """One request to the hypervisor's control channel, rendered by the control template.
+    """One request to the hypervisor's control channel, rendered by templates/_request.sh.j2."""
 
-    kind:
-      "qmp"    payload is a QMP command object (JSON text) sent over `socket`
-      "argv"   argv is run as is (ch-remote, crosvm, lkvm, ...)
-      "http"   method/path/payload sent with curl over the Unix socket `socket`
-    """
-
-    kind: str
+    kind: ControlKind
     socket: str | None = None
     payload: str | None = None
     argv: tuple[str, ...] = ()
@@ -121,6 +123,11 @@ class Backend(ABC):
     @abstractmethod
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         """argv (per acceleration) and files to start `vm`."""
+
+    def runner_taps(self, vm: MicroVM) -> list[Interface]:
+        """The tap and bridge interfaces whose tap device the runner makes (bin/tap-up, the
+        host's microvm-tap-interfaces@ unit) and attaches to its bridge."""
+        return vm.interfaces_of(InterfaceType.TAP, InterfaceType.BRIDGE)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         """The request that makes the guest power off, or None when there is none."""
