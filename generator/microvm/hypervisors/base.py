@@ -10,6 +10,7 @@ from enum import StrEnum
 from ..capabilities import CAPABILITIES, STORE_DISK_SERIAL, Capabilities, Feature, Hypervisor
 from ..config import Interface, InterfaceType, MicroVM
 from ..errors import Problem
+from ..layout import META_DIR, Meta, program_of
 
 # fds the runner opens for macvtap queues start here (0-2 are stdio)
 FIRST_MACVTAP_FD = 3
@@ -34,7 +35,7 @@ class RunContext:
 
     @property
     def share_dir(self) -> str:
-        return f"{self.runner_dir}/share/microvm"
+        return f"{self.runner_dir}/{META_DIR}"
 
 
 class ControlKind(StrEnum):
@@ -141,6 +142,22 @@ class Backend(ABC):
         left to the guest)."""
         return None
 
+    def control_programs(self, vm: MicroVM) -> tuple[str, ...]:
+        """The programs `vm`'s shutdown and balloon requests run (ControlKind.ARGV; see
+        layout.program_of), each once."""
+        controls = (self.shutdown(vm), self.balloon(vm))
+        found = [program_of(c.argv) for c in controls
+                 if c is not None and c.kind is ControlKind.ARGV]
+        return tuple(dict.fromkeys(p for p in found if p is not None))
+
+    def programs(self, vm: MicroVM) -> tuple[str, ...]:
+        """Every program the runner of `vm` starts besides the shell tools: the hypervisor (of
+        each acceleration's argv) and the control tools. `microvm doctor` looks for these."""
+        launch = self.launch(vm, RunContext(runner_dir="/"))
+        hypervisor = [program_of(argv) for argv in launch.variants.values()]
+        return tuple(dict.fromkeys([*(p for p in hypervisor if p is not None),
+                                    *self.control_programs(vm)]))
+
     def problems(self, vm: MicroVM) -> list[Problem]:
         """What this backend cannot express for `vm` although the capability table allows it
         (option values its syntax cannot carry, device limits), by option path."""
@@ -165,7 +182,7 @@ def unencodable(path: str, value: str, chars: str, hv: Hypervisor,
 HYBRID_VSOCK_SOCKET = "notify.vsock"
 # share/microvm/ file naming that socket (written by backends with hybrid vsock): a host-side
 # listener for guest-initiated connections (the notify relay) binds HYBRID_VSOCK_SOCKET_<port>
-HYBRID_VSOCK_FILE = "hybrid-vsock"
+HYBRID_VSOCK_FILE = Meta.HYBRID_VSOCK.value
 
 
 def hybrid_vsock_socket(vm: MicroVM) -> str:
