@@ -153,7 +153,7 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
         meta(Meta.CONTROL_SOCKET, f"{vm.socket}\n")
     meta(Meta.TAP_INTERFACES, lines([str(t["id"]) for t in taps]))
     meta(Meta.MACVTAP_INTERFACES, lines([f"{m['id']} {m['mac']} {m['link']} {m['mode']}"
-                                      for m in macvtaps]))
+                                         for m in macvtaps]))
     meta(Meta.PCI_DEVICES, lines([d.path for d in vm.devices if d.bus == "pci"]))
     meta(Meta.USB_DEVICES, lines([d.path for d in vm.devices if d.bus == "usb"]))
     if vm.vsock_cid is not None:
