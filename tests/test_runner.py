@@ -314,3 +314,49 @@ def test_vfkit_rest_uri_escapes_percent_and_question_mark(tmp_path: Path) -> Non
         parts = urlsplit(uri)
         assert (parts.scheme, parts.netloc, parts.query, parts.fragment) == ("unix", "", "", "")
         assert unquote(parts.path) == sock
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_runner_dir_is_set_exactly_where_a_script_uses_it(name: str) -> None:
+    """The template decides when microvm-run needs $runner_dir (Python does not repeat it)."""
+    vm = from_document(DOCS[name])
+    for rel, (content, _) in runner.build(vm, "/r").files.items():
+        if rel.startswith("bin/"):
+            uses = "$runner_dir" in content
+            assert ("\nrunner_dir=" in content) == uses, rel
+
+
+def test_the_backend_decides_which_taps_the_runner_makes() -> None:
+    """QEMU makes the tap of a bridge interface itself (qemu-bridge-helper); the others get it
+    from tap-up, attached to the bridge."""
+    from microvm.capabilities import Hypervisor
+    from microvm.hypervisors import backend
+
+    ifaces = [{"type": "bridge", "id": "vm-b", "mac": "02:00:00:00:00:09", "bridge": "br0"},
+              {"type": "tap", "id": "vm-t", "mac": "02:00:00:00:00:0a"}]
+    qemu = from_document(doc(interfaces=ifaces))
+    tree = runner.build(qemu, "/r").files
+    assert [i.id for i in backend(Hypervisor.QEMU).runner_taps(qemu)] == ["vm-t"]
+    assert tree["share/microvm/tap-interfaces"][0] == "vm-t\n"
+    assert "br0" not in tree["bin/tap-up"][0]
+    ch = from_document(doc(hypervisor="cloud-hypervisor", interfaces=ifaces))
+    tree = runner.build(ch, "/r").files
+    assert tree["share/microvm/tap-interfaces"][0] == "vm-b\nvm-t\n"
+    assert "ip link set dev vm-b master br0" in tree["bin/tap-up"][0]
+
+
+def test_balloon_and_shutdown_share_one_request_template() -> None:
+    """_request.sh.j2 is the one place a control request is spelled; the balloon script passes
+    its words through fill, the shutdown script waits for QMP's end of connection."""
+    from microvm.hypervisors import ControlKind
+
+    templates = Path(runner.__file__).parent / "templates"
+    for name in ("microvm-balloon.sh.j2", "microvm-shutdown.sh.j2"):
+        text = (templates / name).read_text()
+        assert '{% include "_request.sh.j2" %}' in text
+        for kind in ControlKind:
+            assert f'"{kind}"' not in text.replace('control.kind != "argv"', "")
+    vm = from_document(doc(balloon=True))
+    files = runner.build(vm, "/r").files
+    assert 'qmp "$socket" "$(fill ' in files["bin/microvm-balloon"][0]
+    assert '"$timeout"\n' in files["bin/microvm-shutdown"][0]

@@ -1,4 +1,11 @@
-"""The error hierarchy. Nothing below cli.py exits; the CLI maps these to exit codes."""
+"""The error hierarchy. Nothing below cli.py exits; the CLI maps these to exit codes.
+
+    MicrovmError            anything the tool reports to a user (exit code 1)
+      ValidationError       an invalid VM document, every problem by option path (exit code 2)
+      UsageError            the command was called wrongly (exit code 2)
+      HostError             a host operation failed: state directory, links, trust (exit code 1)
+      ProcessError          a program could not be started, or failed (its exit code)
+"""
 
 from __future__ import annotations
 
@@ -53,3 +60,16 @@ class UsageError(MicrovmError):
     """The command was called wrongly (exit code 2)."""
 
     exit_code = 2
+
+
+class HostError(MicrovmError):
+    """A host operation failed (exit code 1)."""
+
+
+class ProcessError(MicrovmError):
+    """A program could not be started, or failed. `exit_code` is the child's when it ran."""
+
+    def __init__(self, message: str, exit_code: int = 1, output: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.output = output

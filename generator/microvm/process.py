@@ -3,6 +3,30 @@
 argv is always a list (never a shell string); each call is logged as `+ shlex.join(argv)` at
 debug level before it runs. A program that cannot be started becomes a `ProcessError` naming
 it; a program that fails (with `check=True`) becomes a `ProcessError` carrying its exit code.
+
+Children get an environment allow-list, not ours (child_env): the variables below, plus what the
+caller adds (extra_env). The children are nix (build, eval, diff-closures), microvm-prefetch-git
+(git), systemctl, the runner's scripts (bash: microvm-run, microvm-shutdown, microvm-balloon,
+tap-down, ...) and through them the hypervisor, virtiofsd, ip and curl, and ssh and socat for
+`microvm ssh` and `microvm console`. Everything else stays behind, above all what changes how a
+program or a bash script runs: LD_PRELOAD, LD_LIBRARY_PATH, BASH_ENV, ENV, SHELLOPTS, BASHOPTS,
+exported bash functions (BASH_FUNC_*), PYTHON*, IFS, CDPATH.
+
+    PATH HOME USER LOGNAME SHELL TMPDIR      where programs, the user's files and temporaries are
+    LANG LANGUAGE LC_* TZ TERM COLORTERM NO_COLOR   locale, time zone, the terminal
+    MICROVM_*                                this tool's and the runner's settings
+                                             (MICROVM_ACCEL, MICROVM_CONSOLE, ...)
+    NIX_* SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE   nix (NIX_PATH, NIX_CONFIG, NIX_REMOTE,
+                                             NIX_SSL_CERT_FILE, ...) and TLS for nix, git, curl
+    XDG_CACHE_HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME XDG_RUNTIME_DIR
+                                             nix's cache and configuration; graphics
+    http_proxy https_proxy ftp_proxy all_proxy no_proxy (and upper case)   nix, git, curl
+    GIT_*                                    git, run by microvm-prefetch-git (GIT_SSH_COMMAND...)
+    SSH_AUTH_SOCK SSH_ASKPASS SSH_ASKPASS_REQUIRE   ssh, and git over ssh
+    DISPLAY WAYLAND_DISPLAY XAUTHORITY DBUS_SESSION_BUS_ADDRESS   a hypervisor's window
+                                             (microvm.graphics) and ssh's X11 forwarding
+    SYSTEMD_*                                systemctl (SYSTEMD_PAGER, SYSTEMD_COLORS, ...)
+    RUST_LOG RUST_BACKTRACE                  logging of the Rust hypervisors and virtiofsd
 """
 
 from __future__ import annotations
@@ -18,20 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from .errors import MicrovmError
+from .errors import ProcessError
 
 log = logging.getLogger(__name__)
 
 Argv = Sequence[str | os.PathLike[str]]
-
-
-class ProcessError(MicrovmError):
-    """A program could not be started, or failed. `exit_code` is the child's when it ran."""
-
-    def __init__(self, message: str, exit_code: int = 1, output: str = "") -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.output = output
 
 
 @dataclass(frozen=True)
@@ -49,21 +64,43 @@ def _log(argv: list[str], cwd: Path | None) -> None:
     log.debug("+ %s%s", shlex.join(argv), f"   (in {cwd})" if cwd else "")
 
 
-def _env(env: Mapping[str, str] | None, extra: Mapping[str, str] | None) -> dict[str, str] | None:
-    if env is None and not extra:
-        return None
-    return {**(os.environ if env is None else env), **(extra or {})}
+# the environment children get (module docstring); names, then prefixes
+ALLOWED_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR",
+    "LANG", "LANGUAGE", "TZ", "TERM", "COLORTERM", "NO_COLOR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+    "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR",
+    *(f"{p}_proxy" for p in ("http", "https", "ftp", "all", "no")),
+    *(f"{p}_PROXY" for p in ("HTTP", "HTTPS", "FTP", "ALL", "NO")),
+    "SSH_AUTH_SOCK", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE",
+    "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS",
+    "RUST_LOG", "RUST_BACKTRACE",
+})
+ALLOWED_ENV_PREFIXES = ("LC_", "MICROVM_", "NIX_", "GIT_", "SYSTEMD_")
 
 
-def run(argv: Argv, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-        extra_env: Mapping[str, str] | None = None, check: bool = True, capture: bool = True,
+def allowed_env(name: str) -> bool:
+    """May a child inherit the variable `name` (ALLOWED_ENV, ALLOWED_ENV_PREFIXES)?"""
+    return name in ALLOWED_ENV or name.startswith(ALLOWED_ENV_PREFIXES)
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child: ours, through the allow-list, plus `extra` (set by the
+    caller, so not filtered)."""
+    env = {k: v for k, v in os.environ.items() if allowed_env(k)}
+    env.update(extra or {})
+    return env
+
+
+def run(argv: Argv, *, cwd: Path | None = None, extra_env: Mapping[str, str] | None = None,
+        check: bool = True, capture: bool = True,
         input: str | None = None, timeout: float | None = None) -> Result:
     """Run argv to completion. capture=False lets the child write to our stdout/stderr."""
     args = _strs(argv)
     _log(args, cwd)
     try:
         p = subprocess.run(
-            args, cwd=cwd, env=_env(env, extra_env), input=input, text=True,
+            args, cwd=cwd, env=child_env(extra_env), input=input, text=True,
             stdin=None if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None, timeout=timeout, check=False)
@@ -84,13 +121,13 @@ def run(argv: Argv, *, cwd: Path | None = None, env: Mapping[str, str] | None = 
     return result
 
 
-def spawn(argv: Argv, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+def spawn(argv: Argv, *, cwd: Path | None = None,
           extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start argv in the background with our stdio; the caller waits or terminates it."""
     args = _strs(argv)
     _log(args, cwd)
     try:
-        return subprocess.Popen(args, cwd=cwd, env=_env(env, extra_env))
+        return subprocess.Popen(args, cwd=cwd, env=child_env(extra_env))
     except FileNotFoundError:
         raise ProcessError(f"{args[0]}: command not found (is it installed and on PATH?)",
                            127) from None
@@ -145,9 +182,8 @@ def exec_(argv: Argv, *, cwd: Path | None = None,
     _log(args, cwd)
     if cwd is not None:
         os.chdir(cwd)
-    env = _env(None, extra_env) or dict(os.environ)
     try:
-        os.execvpe(args[0], args, env)
+        os.execvpe(args[0], args, child_env(extra_env))
     except FileNotFoundError:
         raise ProcessError(f"{args[0]}: command not found (is it installed and on PATH?)",
                            127) from None

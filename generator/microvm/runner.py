@@ -20,8 +20,9 @@ from . import __version__
 from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, Share, ShareProto
 from .errors import UsageError
-from .hypervisors import Control, RunContext, backend
+from .hypervisors import Control, Launch, RunContext, backend
 from .hypervisors.base import macvtap_fds, queues
+from .layout import META_DIR, LaunchRecord, Meta, Program, template_names, virtiofs_meta
 from .render import render
 
 # mkfs spells "filesystem label" differently per filesystem
@@ -79,6 +80,13 @@ def _control_reason(vm: MicroVM, what: str) -> str:
     return f"{vm.hypervisor} has no control request for {what}"
 
 
+def launch_record(launch: Launch) -> LaunchRecord:
+    """What share/microvm/launch.json records of a backend's Launch."""
+    return LaunchRecord(variants={str(a): tuple(argv) for a, argv in launch.variants.items()},
+                        probe=None if launch.probe is None else str(launch.probe),
+                        kvm_modules=tuple(launch.kvm_modules), env=dict(launch.env))
+
+
 def build(vm: MicroVM, runner_dir: str) -> Tree:
     """Everything the runner tree holds, as strings, for a runner installed at runner_dir."""
     be = backend(vm.hypervisor)
@@ -88,20 +96,19 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
     common: dict[str, Any] = {
         "version": __version__, "host_name": vm.host_name, "hypervisor": str(vm.hypervisor),
         "runtime_path": ":".join(vm.runtime_path), "runner_dir": runner_dir,
+        **template_names(),
     }
     files: dict[str, tuple[str, bool]] = {}
 
-    def script(name: str, template: str, **kw: Any) -> None:
-        files[f"bin/{name}"] = (render(template, script=name, **common, **kw), True)
+    def script(program: Program, template: str, **kw: Any) -> None:
+        files[program.path] = (render(template, script=program.value, **common, **kw), True)
 
-    def meta(name: str, content: str) -> None:
-        files[f"share/microvm/{name}"] = (content, False)
+    def meta(name: Meta | str, content: str) -> None:
+        files[f"{META_DIR}/{name}"] = (content, False)
 
     fds = macvtap_fds(vm)
     taps = [{"id": i.id, "bridge": i.bridge if i.type is InterfaceType.BRIDGE else None,
-             "multi_queue": queues(vm) > 1}
-            for i in vm.interfaces_of(InterfaceType.TAP, InterfaceType.BRIDGE)
-            if not (vm.hypervisor == "qemu" and i.type is InterfaceType.BRIDGE)]
+             "multi_queue": queues(vm) > 1} for i in be.runner_taps(vm)]
     macvtaps = [{"id": i.id, "mac": i.mac, "link": i.macvtap_link, "mode": i.macvtap_mode,
                  "fds": fds[i.id]} for i in vm.interfaces_of(InterfaceType.MACVTAP)]
     # virtiofs shares served by a virtiofsd (some hypervisors have the server built in)
@@ -110,8 +117,7 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
                 "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
                for v in vm.volumes if v.auto_create]
     variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
-    script("microvm-run", "microvm-run.sh.j2",
-           need_runner_dir=bool(vm.pre_start or taps or macvtaps or virtiofs),
+    script(Program.RUN, "microvm-run.sh.j2",
            pre_start=bool(vm.pre_start), volumes=volumes, taps=taps, macvtaps=macvtaps,
            virtiofs=virtiofs, probe=launch.probe, kvm_modules=launch.kvm_modules,
            variants=variants,
@@ -120,49 +126,46 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
            console_socket=launch.console_socket, fallbacks=launch.fallbacks,
            process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
     shutdown = be.shutdown(vm)
-    script("microvm-shutdown", "microvm-shutdown.sh.j2", control=shutdown,
+    script(Program.SHUTDOWN, "microvm-shutdown.sh.j2", control=shutdown,
            method=caps.shutdown)
     balloon: Control | None = be.balloon(vm)
-    script("microvm-balloon", "microvm-balloon.sh.j2", control=balloon,
+    script(Program.BALLOON, "microvm-balloon.sh.j2", control=balloon,
            guest_mib=vm.mem + vm.hotplugged_mem, reason=_control_reason(vm, "ballooning"))
-    script("tap-up", "tap-up.sh.j2", taps=taps, user=vm.user)
-    script("tap-down", "tap-down.sh.j2", taps=taps)
-    script("macvtap-up", "macvtap-up.sh.j2", macvtaps=macvtaps, user=vm.user)
-    script("macvtap-down", "macvtap-down.sh.j2", macvtaps=macvtaps)
+    script(Program.TAP_UP, "tap-up.sh.j2", taps=taps, user=vm.user)
+    script(Program.TAP_DOWN, "tap-down.sh.j2", taps=taps)
+    script(Program.MACVTAP_UP, "macvtap-up.sh.j2", macvtaps=macvtaps, user=vm.user)
+    script(Program.MACVTAP_DOWN, "macvtap-down.sh.j2", macvtaps=macvtaps)
     if virtiofs:
         shares = [{"tag": s.tag, "socket": s.socket, **virtiofsd_argv(vm, s)} for s in virtiofs]
-        script("virtiofsd-run", "virtiofsd-run.sh.j2", shares=shares)
+        script(Program.VIRTIOFSD_RUN, "virtiofsd-run.sh.j2", shares=shares)
     if vm.pre_start:
-        meta("pre-start", vm.pre_start if vm.pre_start.endswith("\n") else vm.pre_start + "\n")
+        meta(Meta.PRE_START, vm.pre_start if vm.pre_start.endswith("\n") else vm.pre_start + "\n")
 
     def lines(items: list[str]) -> str:
         return "".join(f"{x}\n" for x in items)
 
-    meta("hypervisor", f"{vm.hypervisor}\n")
-    meta("hostname", f"{vm.host_name}\n")
-    meta("system", f"{vm.system}\n")
+    meta(Meta.HYPERVISOR, f"{vm.hypervisor}\n")
+    meta(Meta.HOSTNAME, f"{vm.host_name}\n")
+    meta(Meta.SYSTEM, f"{vm.system}\n")
     if vm.toplevel:
-        meta("toplevel", f"{vm.toplevel}\n")
+        meta(Meta.TOPLEVEL, f"{vm.toplevel}\n")
     if vm.socket is not None:
-        meta("control-socket", f"{vm.socket}\n")
-    meta("tap-interfaces", lines([str(t["id"]) for t in taps]))
-    meta("macvtap-interfaces", lines([f"{m['id']} {m['mac']} {m['link']} {m['mode']}"
-                                      for m in macvtaps]))
-    meta("pci-devices", lines([d.path for d in vm.devices if d.bus == "pci"]))
-    meta("usb-devices", lines([d.path for d in vm.devices if d.bus == "usb"]))
+        meta(Meta.CONTROL_SOCKET, f"{vm.socket}\n")
+    meta(Meta.TAP_INTERFACES, lines([str(t["id"]) for t in taps]))
+    meta(Meta.MACVTAP_INTERFACES, lines([f"{m['id']} {m['mac']} {m['link']} {m['mode']}"
+                                         for m in macvtaps]))
+    meta(Meta.PCI_DEVICES, lines([d.path for d in vm.devices if d.bus == "pci"]))
+    meta(Meta.USB_DEVICES, lines([d.path for d in vm.devices if d.bus == "usb"]))
     if vm.vsock_cid is not None:
-        meta("vsock-cid", f"{vm.vsock_cid}\n")
+        meta(Meta.VSOCK_CID, f"{vm.vsock_cid}\n")
     for s in virtiofs:
-        meta(f"virtiofs/{s.tag}/socket", f"{s.socket}\n")
-        meta(f"virtiofs/{s.tag}/source", f"{s.source}\n")
+        meta(virtiofs_meta(s.tag, "socket"), f"{s.socket}\n")
+        meta(virtiofs_meta(s.tag, "source"), f"{s.source}\n")
     for name, content in launch.files.items():
         meta(name, content)
-    meta("vm.json", json.dumps(vm.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
+    meta(Meta.VM_JSON, json.dumps(vm.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
          + "\n")
-    meta("launch.json", json.dumps({
-        "variants": dict(variants), "probe": launch.probe, "kvmModules": launch.kvm_modules,
-        "env": launch.env,
-    }, indent=2, ensure_ascii=False) + "\n")
+    meta(Meta.LAUNCH, launch_record(launch).to_text())
     return Tree(files=files)
 
 

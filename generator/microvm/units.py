@@ -33,7 +33,8 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 from .host.state import CONTROL, DEFAULT_STATE_DIR, check_name
-from .hypervisors.base import HYBRID_VSOCK_FILE, NOTIFY_VSOCK_PORT_BASE
+from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
+from .layout import Meta, template_names
 from .render import render
 
 UNIT_DIR = "lib/systemd/system"
@@ -141,7 +142,7 @@ def _writable_outside(runner: str, state_dir: str, name: str) -> list[str]:
     from .errors import ValidationError
     from .host.state import Runner
 
-    text = Runner(Path(runner)).meta("vm.json")
+    text = Runner(Path(runner)).meta(Meta.VM_JSON)
     if text is None:
         return []
     import json
@@ -172,7 +173,7 @@ def _hypervisor(runner: str) -> str | None:
     build time (a runner in the Nix store can)."""
     from .host.state import Runner
 
-    text = Runner(Path(runner)).meta("hypervisor")
+    text = Runner(Path(runner)).meta(Meta.HYPERVISOR)
     return text.strip() if text else None
 
 
@@ -188,8 +189,8 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         "readiness": str(opts.readiness), "console": str(opts.console),
         "start_timeout": opts.start_timeout, "shutdown_timeout": opts.shutdown_timeout,
         "kill_grace": opts.kill_grace, "virtiofsd_notify": opts.virtiofsd_notify,
-        "notify_port_base": NOTIFY_PORT_BASE, "hybrid_vsock_file": HYBRID_VSOCK_FILE,
-        "deps": DEPENDENCIES,
+        "notify_port_base": NOTIFY_PORT_BASE, "deps": DEPENDENCIES,
+        **template_names(),
     }
     files: dict[str, Entry] = {}
 

@@ -21,14 +21,14 @@ from typing import Any
 from .. import process
 from ..config import MicroVM
 from ..document import from_document
-from ..errors import UsageError, ValidationError
+from ..errors import HostError, ProcessError, UsageError, ValidationError
 from ..hostwide import host_problems
 from ..hypervisors.base import HYBRID_VSOCK_SOCKET
+from ..layout import META_DIR, Meta, Program
 from . import nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
 from .service import Service, unit
 from .state import (
-    HostError,
     Runner,
     VMDir,
     check_name,
@@ -62,7 +62,7 @@ def resolve_runner(path: str | os.PathLike[str]) -> Path:
     """An existing runner tree, followed to its real location (a `result` link may move)."""
     real = Path(os.path.realpath(path))
     if not Runner(real).valid:
-        raise HostError(f"{path} is no MicroVM runner (no bin/microvm-run)")
+        raise HostError(f"{path} is no MicroVM runner (no {Program.RUN.path})")
     check_tree(real)  # root will run it: nobody else may be able to change it
     return real
 
@@ -160,7 +160,7 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
             target = resolve_runner(runner)
             meta["runner"] = os.path.abspath(runner)
         if not Runner(target).valid:
-            raise HostError(f"{target} is no MicroVM runner (no bin/microvm-run)")
+            raise HostError(f"{target} is no MicroVM runner (no {Program.RUN.path})")
         check_tree(target)
         check_host_conflicts(host, name, target)
         if restart_on_update:
@@ -180,7 +180,7 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
 # -- what changed ----------------------------------------------------------------------------
 
 def _meta_files(runner: Runner) -> dict[str, str]:
-    base = runner.path / "share" / "microvm"
+    base = runner.path / META_DIR
     out: dict[str, str] = {}
     if base.is_dir():
         for path in sorted(base.rglob("*")):
@@ -196,22 +196,23 @@ def runner_diff(old: Runner, new: Runner, label: str = "booted") -> list[str]:
     if old.hypervisor != new.hypervisor:
         lines.append(f"hypervisor: {old.hypervisor} -> {new.hypervisor}")
     a, b = old.launch(), new.launch()
-    va: dict[str, list[str]] = a.get("variants") or {}
-    vb: dict[str, list[str]] = b.get("variants") or {}
+    va = a.variants if a else {}
+    vb = b.variants if b else {}
     for accel in [x for x in vb if x in va] or list(vb)[:1]:
-        diff = list(difflib.unified_diff(va.get(accel, []), vb.get(accel, []),
+        diff = list(difflib.unified_diff(list(va.get(accel, ())), list(vb.get(accel, ())),
                                          f"{label}/launch.json ({accel})",
                                          f"new/launch.json ({accel})", lineterm="", n=1))
         if diff:
             lines += diff
             break  # the other accelerations differ the same way
-    if a.get("env") != b.get("env"):
-        lines.append(f"environment: {a.get('env')} -> {b.get('env')}")
+    env_a, env_b = (dict(a.env) if a else None), (dict(b.env) if b else None)
+    if env_a != env_b:
+        lines.append(f"environment: {env_a} -> {env_b}")
     ma, mb = _meta_files(old), _meta_files(new)
-    skip = {"launch.json", "vm.json"}
+    skip = {Meta.LAUNCH.value, Meta.VM_JSON.value}
     changed = sorted(k for k in set(ma) | set(mb) if k not in skip and ma.get(k) != mb.get(k))
     if changed:
-        lines.append("changed: " + ", ".join(f"share/microvm/{k}" for k in changed))
+        lines.append("changed: " + ", ".join(f"{META_DIR}/{k}" for k in changed))
     return lines
 
 
@@ -260,7 +261,7 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
         else:
             raise HostError(f"{vm.name} has neither a flake nor a runner to update from")
         if not Runner(new).valid:
-            raise HostError(f"{new} is no MicroVM runner (no bin/microvm-run)")
+            raise HostError(f"{new} is no MicroVM runner (no {Program.RUN.path})")
         check_tree(new)
         check_host_conflicts(host, vm.name, new)
         checkpoint("update:built")
@@ -290,7 +291,11 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
         echo(f"{vm.name}: current -> {new}")
         if reference is not None and reference.path != new:
             what = "booted" if vm.booted else "previous"
-            diff = runner_diff(reference, Runner(new), what)
+            try:
+                diff = runner_diff(reference, Runner(new), what)
+            except HostError as e:  # the switch is done: say why there is no comparison
+                echo(f"{vm.name}: cannot compare with the {what} runner: {e}")
+                diff = []
             echo(f"{vm.name}: changes against the {what} runner:" if diff
                  else f"{vm.name}: the {what} runner launches the same way")
             for line in diff:
@@ -340,7 +345,7 @@ def run(host: Host, name: str) -> int:
             ensure_gcroots(vm, current.path)
             switch_link(vm.booted_link, current.path)
         booted = Runner(trusted_runner(vm.booted_link))
-        proc = process.spawn([booted.bin("microvm-run")], cwd=vm.path)
+        proc = process.spawn([booted.bin(Program.RUN)], cwd=vm.path)
         try:
             return process.wait(proc)
         finally:
@@ -399,7 +404,7 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
     if check and flake and not declared:
         try:
             outdated = nix.eval_runner(flake, vm.name).strip() != str(vm.current)
-        except process.ProcessError as e:
+        except ProcessError as e:
             host.echo(f"{vm.name}: cannot evaluate {flake}: {e}")
     runner = vm.runner("booted") if running and booted else current
     return Status(name=vm.name, running=running,
@@ -435,7 +440,7 @@ def balloon(host: Host, name: str, size: int) -> int:
     vm = _running(host, name)
     runner = vm.trusted_active_runner()
     assert runner is not None
-    return process.run([runner.bin("microvm-balloon"), str(size)], cwd=vm.path, capture=False,
+    return process.run([runner.bin(Program.BALLOON), str(size)], cwd=vm.path, capture=False,
                        check=False).returncode
 
 
@@ -491,8 +496,8 @@ def _links_down(host: Host, vm: VMDir) -> None:
     runner = vm.trusted_active_runner()
     if runner is None:
         return
-    scripts = [(s, f) for s, f in (("tap-down", "tap-interfaces"),
-                                   ("macvtap-down", "macvtap-interfaces"))
+    scripts = [(s, f) for s, f in ((Program.TAP_DOWN, Meta.TAP_INTERFACES),
+                                   (Program.MACVTAP_DOWN, Meta.MACVTAP_INTERFACES))
                if runner.lines(f) and runner.bin(s).is_file()]
     if not scripts:
         return
@@ -507,7 +512,7 @@ def _links_down(host: Host, vm: VMDir) -> None:
 
 def _model(runner: Runner | None) -> MicroVM | None:
     """The VM a runner was generated for (share/microvm/vm.json), or None when unreadable."""
-    text = runner.meta("vm.json") if runner else None
+    text = runner.meta(Meta.VM_JSON) if runner else None
     if text is None:
         return None
     try:

@@ -19,8 +19,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from .. import process
-from ..capabilities import Hypervisor
+from ..capabilities import CAPABILITIES, Feature, Hypervisor
+from ..config import MicroVM
+from ..document import from_document
+from ..errors import HostError, ProcessError, ValidationError
+from ..hypervisors import backend
 from ..hypervisors.qemu import KVM_MODULES
+from ..layout import Meta, Program
 from .state import Runner, list_vms
 
 KVM_GET_API_VERSION = 0xAE00
@@ -41,22 +46,31 @@ class Finding:
     fix: str = ""
 
 
-# binaries each hypervisor's runner calls (besides the shell tools)
-HYPERVISOR_BINARIES: dict[Hypervisor, tuple[str, ...]] = {
-    Hypervisor.QEMU: ("qemu-system-{arch}",),
-    Hypervisor.CLOUD_HYPERVISOR: ("cloud-hypervisor", "ch-remote"),
-    Hypervisor.FIRECRACKER: ("firecracker",),
-    Hypervisor.CROSVM: ("crosvm",),
-    Hypervisor.KVMTOOL: ("lkvm",),
-    Hypervisor.STRATOVIRT: ("stratovirt",),
-    Hypervisor.ALIOTH: ("alioth",),
-    Hypervisor.VFKIT: ("vfkit",),
-}
-
-
 def _arch() -> str:
     machine = platform.machine()
     return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
+
+
+def _system(hv: Hypervisor) -> str:
+    """This host's Nix system where `hv` runs on it, else the first one it runs on."""
+    here = f"{_arch()}-{'darwin' if platform.system() == 'Darwin' else 'linux'}"
+    platforms = CAPABILITIES[hv].platforms
+    return here if here in platforms else sorted(platforms)[0]
+
+
+def hypervisor_programs(hv: Hypervisor) -> tuple[str, ...]:
+    """The programs a runner of `hv` starts on this host (besides the shell tools), as the
+    backend writes them: argv[0] of the hypervisor and of its control requests, for a VM with
+    a control socket and a balloon where `hv` has them."""
+    system = _system(hv)
+    caps = CAPABILITIES[hv]
+    kernel = "/nix/store/k/Image" if system.endswith("-darwin") else "/nix/store/k/kernel"
+    vm = from_document({"hostName": "doctor", "system": system, "microvm": {
+        "hypervisor": str(hv), "kernel": kernel, "initrdPath": "/nix/store/i/initrd",
+        "storeOnDisk": False,
+        "socket": "doctor.sock" if caps.supports(Feature.CONTROL_SOCKET, system) else None,
+        "balloon": caps.supports(Feature.BALLOON, system)}})
+    return backend(hv).programs(vm)
 
 
 def _open(path: str) -> tuple[int | None, str]:
@@ -115,7 +129,7 @@ def check_kvm(qemu: str | None) -> Iterator[Finding]:
              "-no-user-config", "-display", "none", "-S", "-monitor", "stdio"]
     try:
         result = process.run(probe, input="quit\n", check=False, timeout=30)
-    except process.ProcessError as e:
+    except ProcessError as e:
         yield Finding(Level.WARN, "/dev/kvm", f"cannot try QEMU with KVM: {e}")
         return
     if result.returncode == 0:
@@ -152,12 +166,11 @@ def check_device(path: str, what: str, fix: str, level: Level = Level.WARN) -> F
 
 
 def check_binaries(path: str | None = None) -> Iterator[Finding]:
-    arch = _arch()
-    for hv, names in HYPERVISOR_BINARIES.items():
-        wanted = [n.format(arch=arch) for n in names]
+    for hv in Hypervisor:
         if hv is Hypervisor.VFKIT and platform.system() != "Darwin":
             yield Finding(Level.OK, f"hypervisor {hv}", "macOS only; not applicable here")
             continue
+        wanted = hypervisor_programs(hv)
         missing = [n for n in wanted if shutil.which(n, path=path) is None]
         found = [shutil.which(n, path=path) for n in wanted if n not in missing]
         if missing:
@@ -243,14 +256,17 @@ def check_state(root: Path) -> Iterator[Finding]:
             continue
         hv = runner.hypervisor
         try:
-            names = HYPERVISOR_BINARIES[Hypervisor(hv)]
-        except ValueError:
+            names = _runner_programs(runner)
+        except HostError as e:
+            yield Finding(Level.FAIL, f"vm {vm.name}", str(e),
+                          f"microvm update {vm.name}, or regenerate its runner")
+            continue
+        if names is None:
             continue
         runtime = _runtime_path(runner)
         search = os.pathsep.join([*runtime, os.environ.get("PATH", "")])
-        missing = [n.format(arch=_arch()) for n in names
-                   if shutil.which(n.format(arch=_arch()), path=search) is None]
-        uses_virtiofsd = runner.bin("virtiofsd-run").is_file()
+        missing = [n for n in names if shutil.which(n, path=search) is None]
+        uses_virtiofsd = runner.bin(Program.VIRTIOFSD_RUN).is_file()
         if uses_virtiofsd and shutil.which("virtiofsd", path=search) is None:
             missing.append("virtiofsd")
         if missing:
@@ -260,8 +276,32 @@ def check_state(root: Path) -> Iterator[Finding]:
             yield Finding(Level.OK, f"vm {vm.name}", f"{hv}: binaries found")
 
 
+def _model(runner: Runner) -> MicroVM | None:
+    text = runner.meta(Meta.VM_JSON)
+    if not text:
+        return None
+    try:
+        return from_document(json.loads(text))
+    except (ValidationError, ValueError):
+        return None
+
+
+def _runner_programs(runner: Runner) -> tuple[str, ...] | None:
+    """The programs a VM's runner starts: its hypervisor as launch.json records it (a HostError
+    when that is malformed) and the control tools of its backend; None when neither can be
+    told (a runner of an unknown hypervisor)."""
+    launch = runner.launch()
+    model = _model(runner)
+    if model is None:
+        return launch.programs if launch is not None else None
+    be = backend(model.hypervisor)
+    if launch is None:
+        return be.programs(model)
+    return tuple(dict.fromkeys([*launch.programs, *be.control_programs(model)]))
+
+
 def _runtime_path(runner: Runner) -> list[str]:
-    text = runner.meta("vm.json")
+    text = runner.meta(Meta.VM_JSON)
     if not text:
         return []
     try:

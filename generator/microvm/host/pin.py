@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from .. import process
-from ..errors import MicrovmError
+from ..errors import HostError
 
 SCRIPT = "microvm-prefetch-git"
 SCRIPT_ENV = "MICROVM_PREFETCH_GIT"
@@ -91,7 +91,7 @@ def script_argv() -> list[str]:
     in_tree = Path(__file__).resolve().parents[3] / "scripts" / SCRIPT
     if in_tree.is_file():
         return ["sh", str(in_tree)]
-    raise MicrovmError(f"{SCRIPT} not found: put it on PATH or set {SCRIPT_ENV}")
+    raise HostError(f"{SCRIPT} not found: put it on PATH or set {SCRIPT_ENV}")
 
 
 def prefetch(url: str, wanted: str) -> Pin:
@@ -101,10 +101,10 @@ def prefetch(url: str, wanted: str) -> Pin:
         data = json.loads(result.stdout)
         pin = Pin.from_json(data)
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise MicrovmError(f"{SCRIPT} printed no pin for {url}: {result.stdout[:200]!r}") \
+        raise HostError(f"{SCRIPT} printed no pin for {url}: {result.stdout[:200]!r}") \
             from None
     if not _HEX40.fullmatch(pin.rev):
-        raise MicrovmError(f"{SCRIPT} resolved {wanted} of {url} to a bad revision {pin.rev!r}")
+        raise HostError(f"{SCRIPT} resolved {wanted} of {url} to a bad revision {pin.rev!r}")
     return Pin(url=pin.url, rev=pin.rev, sha256=pin.sha256, hash=pin.hash, date=pin.date,
                ref=None if _HEX40.fullmatch(wanted) else wanted)
 

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import process
-from .state import HostError, VMDir
+from ..errors import HostError
+from ..layout import Program
+from .state import VMDir
 
 MANAGER_ENV = "MICROVM_SERVICE_MANAGER"  # systemd | none: overrides the detection
 
@@ -78,8 +80,8 @@ class Service:
         if pid is None:
             return
         runner = vm.trusted_active_runner()
-        if runner is not None and runner.bin("microvm-shutdown").is_file():
-            result = process.run([runner.bin("microvm-shutdown")], cwd=vm.path, check=False,
+        if runner is not None and runner.bin(Program.SHUTDOWN).is_file():
+            result = process.run([runner.bin(Program.SHUTDOWN)], cwd=vm.path, check=False,
                                  extra_env={"MICROVM_SHUTDOWN_TIMEOUT": str(timeout)},
                                  timeout=timeout + 10)
             if result.returncode != 0:

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MicrovmError, UsageError
+from ..errors import HostError, UsageError
+from ..layout import LaunchRecord, Meta, Program
 
 DEFAULT_STATE_DIR = "/var/lib/microvms"
 STATE_DIR_ENV = "MICROVM_STATE_DIR"
@@ -49,10 +50,6 @@ META = "meta.json"
 PENDING = "meta.json.pending"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _TEMP = re.compile(r"^\.(.+)\.new\.(\d+)$")
-
-
-class HostError(MicrovmError):
-    """A host operation failed (exit code 1)."""
 
 
 def check_name(name: str) -> str:
@@ -261,44 +258,43 @@ def trusted_runner(link: Path) -> Path:
 
 @dataclass(frozen=True)
 class Runner:
-    """A runner tree (bin/microvm-run, share/microvm/*) as seen through a link."""
+    """A runner tree (layout.py: bin/microvm-run, share/microvm/*) as seen through a link."""
 
     path: Path
 
     @property
     def valid(self) -> bool:
-        return (self.path / "bin" / "microvm-run").is_file()
+        return self.bin(Program.RUN).is_file()
 
-    def bin(self, name: str) -> Path:
-        return self.path / "bin" / name
+    def bin(self, program: Program) -> Path:
+        return self.path / program.path
 
-    def meta(self, name: str) -> str | None:
+    def meta(self, name: Meta) -> str | None:
+        """The text of share/microvm/NAME, or None when the runner has no such file."""
         try:
-            return (self.path / "share" / "microvm" / name).read_text("utf-8")
+            return (self.path / name.path).read_text("utf-8")
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     @property
     def hypervisor(self) -> str:
-        return (self.meta("hypervisor") or "?").strip() or "?"
+        return (self.meta(Meta.HYPERVISOR) or "?").strip() or "?"
 
     @property
     def vsock_cid(self) -> int | None:
-        text = (self.meta("vsock-cid") or "").strip()
+        text = (self.meta(Meta.VSOCK_CID) or "").strip()
         return int(text) if text.isdigit() else None
 
-    def lines(self, name: str) -> list[str]:
+    def lines(self, name: Meta) -> list[str]:
         return [x for x in (self.meta(name) or "").splitlines() if x.strip()]
 
-    def launch(self) -> dict[str, Any]:
-        text = self.meta("launch.json")
+    def launch(self) -> LaunchRecord | None:
+        """share/microvm/launch.json, or None when the runner has none; a HostError naming the
+        file when it is malformed."""
+        text = self.meta(Meta.LAUNCH)
         if text is None:
-            return {}
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            return {}
-        return data if isinstance(data, dict) else {}
+            return None
+        return LaunchRecord.from_text(text, str(self.path / Meta.LAUNCH.path))
 
 
 @dataclass(frozen=True)

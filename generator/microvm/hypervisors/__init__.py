@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from ..capabilities import Hypervisor
-from .base import Accel, Backend, Control, Launch, RunContext
+from .base import Accel, Backend, Control, ControlKind, Launch, RunContext
 
 
 def backend(hv: Hypervisor) -> Backend:
@@ -46,4 +46,4 @@ def backend(hv: Hypervisor) -> Backend:
             assert_never(hv)
 
 
-__all__ = ["Accel", "Backend", "Control", "Launch", "RunContext", "backend"]
+__all__ = ["Accel", "Backend", "Control", "ControlKind", "Launch", "RunContext", "backend"]

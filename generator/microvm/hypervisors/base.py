@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..capabilities import CAPABILITIES, STORE_DISK_SERIAL, Capabilities, Feature, Hypervisor
-from ..config import InterfaceType, MicroVM
+from ..config import Interface, InterfaceType, MicroVM
 from ..errors import Problem
+from ..layout import META_DIR, Meta, program_of
 
 # fds the runner opens for macvtap queues start here (0-2 are stdio)
 FIRST_MACVTAP_FD = 3
@@ -34,20 +35,22 @@ class RunContext:
 
     @property
     def share_dir(self) -> str:
-        return f"{self.runner_dir}/share/microvm"
+        return f"{self.runner_dir}/{META_DIR}"
+
+
+class ControlKind(StrEnum):
+    """How a control request reaches the hypervisor (templates/_request.sh.j2 sends it)."""
+
+    QMP = "qmp"  # payload is a QMP command object (JSON text) sent over `socket`
+    ARGV = "argv"  # argv is run as is (crosvm, lkvm, ...)
+    HTTP = "http"  # method/path/payload sent with curl over the Unix socket `socket`
 
 
 @dataclass(frozen=True)
 class Control:
-    """One request to the hypervisor's control channel, rendered by the control template.
+    """One request to the hypervisor's control channel, rendered by templates/_request.sh.j2."""
 
-    kind:
-      "qmp"    payload is a QMP command object (JSON text) sent over `socket`
-      "argv"   argv is run as is (ch-remote, crosvm, lkvm, ...)
-      "http"   method/path/payload sent with curl over the Unix socket `socket`
-    """
-
-    kind: str
+    kind: ControlKind
     socket: str | None = None
     payload: str | None = None
     argv: tuple[str, ...] = ()
@@ -122,6 +125,11 @@ class Backend(ABC):
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         """argv (per acceleration) and files to start `vm`."""
 
+    def runner_taps(self, vm: MicroVM) -> list[Interface]:
+        """The tap and bridge interfaces whose tap device the runner makes (bin/tap-up, the
+        host's microvm-tap-interfaces@ unit) and attaches to its bridge."""
+        return vm.interfaces_of(InterfaceType.TAP, InterfaceType.BRIDGE)
+
     def shutdown(self, vm: MicroVM) -> Control | None:
         """The request that makes the guest power off, or None when there is none."""
         return None
@@ -133,6 +141,22 @@ class Backend(ABC):
         @BALLOON_BYTES@ (memory taken from the guest), @GUEST_MIB@ and @GUEST_BYTES@ (memory
         left to the guest)."""
         return None
+
+    def control_programs(self, vm: MicroVM) -> tuple[str, ...]:
+        """The programs `vm`'s shutdown and balloon requests run (ControlKind.ARGV; see
+        layout.program_of), each once."""
+        controls = (self.shutdown(vm), self.balloon(vm))
+        found = [program_of(c.argv) for c in controls
+                 if c is not None and c.kind is ControlKind.ARGV]
+        return tuple(dict.fromkeys(p for p in found if p is not None))
+
+    def programs(self, vm: MicroVM) -> tuple[str, ...]:
+        """Every program the runner of `vm` starts besides the shell tools: the hypervisor (of
+        each acceleration's argv) and the control tools. `microvm doctor` looks for these."""
+        launch = self.launch(vm, RunContext(runner_dir="/"))
+        hypervisor = [program_of(argv) for argv in launch.variants.values()]
+        return tuple(dict.fromkeys([*(p for p in hypervisor if p is not None),
+                                    *self.control_programs(vm)]))
 
     def problems(self, vm: MicroVM) -> list[Problem]:
         """What this backend cannot express for `vm` although the capability table allows it
@@ -158,7 +182,7 @@ def unencodable(path: str, value: str, chars: str, hv: Hypervisor,
 HYBRID_VSOCK_SOCKET = "notify.vsock"
 # share/microvm/ file naming that socket (written by backends with hybrid vsock): a host-side
 # listener for guest-initiated connections (the notify relay) binds HYBRID_VSOCK_SOCKET_<port>
-HYBRID_VSOCK_FILE = "hybrid-vsock"
+HYBRID_VSOCK_FILE = Meta.HYBRID_VSOCK.value
 
 
 def hybrid_vsock_socket(vm: MicroVM) -> str:

@@ -17,6 +17,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    ControlKind,
     Launch,
     RunContext,
     console,
@@ -171,15 +172,15 @@ class CloudHypervisor(Backend):
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:
             return None
-        return Control(kind="http", socket=vm.socket, method="PUT",
+        return Control(kind=ControlKind.HTTP, socket=vm.socket, method="PUT",
                        path=f"{API}/vm.power-button")
 
     def balloon(self, vm: MicroVM) -> Control | None:
         if vm.socket is None or not vm.balloon:
             return None
         # VmResize.desired_balloon: the balloon's size in bytes
-        return Control(kind="http", socket=vm.socket, method="PUT", path=f"{API}/vm.resize",
-                       payload='{"desired_balloon":@BALLOON_BYTES@}')
+        return Control(kind=ControlKind.HTTP, socket=vm.socket, method="PUT",
+                       path=f"{API}/vm.resize", payload='{"desired_balloon":@BALLOON_BYTES@}')
 
 
 def vm_config(vm: MicroVM) -> dict[str, Any]:

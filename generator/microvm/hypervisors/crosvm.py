@@ -15,6 +15,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    ControlKind,
     Launch,
     RunContext,
     console,
@@ -128,11 +129,12 @@ class Crosvm(Backend):
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:
             return None
-        return Control(kind="argv", socket=vm.socket, argv=("crosvm", "powerbtn", vm.socket))
+        return Control(kind=ControlKind.ARGV, socket=vm.socket,
+                       argv=("crosvm", "powerbtn", vm.socket))
 
     def balloon(self, vm: MicroVM) -> Control | None:
         if vm.socket is None or not vm.balloon:
             return None
         # the balloon's size in bytes
-        return Control(kind="argv", socket=vm.socket,
+        return Control(kind=ControlKind.ARGV, socket=vm.socket,
                        argv=("crosvm", "balloon", "@BALLOON_BYTES@", vm.socket))

@@ -20,6 +20,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    ControlKind,
     Launch,
     RunContext,
     console,
@@ -138,12 +139,12 @@ class Firecracker(Backend):
         # SendCtrlAltDel needs the emulated i8042, which exists on x86_64 only
         if vm.socket is None or vm.arch != "x86_64":
             return None
-        return Control(kind="http", socket=vm.socket, method="PUT", path="/actions",
+        return Control(kind=ControlKind.HTTP, socket=vm.socket, method="PUT", path="/actions",
                        payload='{"action_type":"SendCtrlAltDel"}')
 
     def balloon(self, vm: MicroVM) -> Control | None:
         if vm.socket is None or not vm.balloon:
             return None
         # BalloonUpdate.amount_mib: the balloon's target size
-        return Control(kind="http", socket=vm.socket, method="PATCH", path="/balloon",
+        return Control(kind=ControlKind.HTTP, socket=vm.socket, method="PATCH", path="/balloon",
                        payload='{"amount_mib":@BALLOON_MIB@}')

@@ -15,6 +15,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    ControlKind,
     Launch,
     RunContext,
     console,
@@ -116,8 +117,9 @@ class Kvmtool(Backend):
     def balloon(self, vm: MicroVM) -> Control | None:
         if not vm.balloon:
             return None
-        return Control(kind="argv", argv=("bash", "-c", BALLOON_SCRIPT, "microvm-balloon",
-                                          "@BALLOON_MIB@", vm.host_name))
+        return Control(kind=ControlKind.ARGV,
+                       argv=("bash", "-c", BALLOON_SCRIPT, "microvm-balloon", "@BALLOON_MIB@",
+                             vm.host_name))
 
     def problems(self, vm: MicroVM) -> list[Problem]:
         hv = self.hypervisor

@@ -15,6 +15,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    ControlKind,
     Fallback,
     Launch,
     RunContext,
@@ -363,15 +364,20 @@ class Qemu(Backend):
                       kvm_modules=KVM_MODULES.get(vm.arch, ()) if hw is Accel.KVM else (),
                       console_socket=console, fallbacks=fallbacks)
 
+    def runner_taps(self, vm: MicroVM) -> list[Interface]:
+        """Tap interfaces only: QEMU has qemu-bridge-helper make the tap of a bridge
+        interface and attach it (`-netdev bridge`)."""
+        return vm.interfaces_of(InterfaceType.TAP)
+
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:
             return None
-        return Control(kind="qmp", socket=vm.socket,
+        return Control(kind=ControlKind.QMP, socket=vm.socket,
                        payload=json.dumps({"execute": "system_powerdown"}))
 
     def balloon(self, vm: MicroVM) -> Control | None:
         if vm.socket is None or not vm.balloon:
             return None
         # QMP `balloon` takes the guest's target memory in bytes
-        return Control(kind="qmp", socket=vm.socket,
+        return Control(kind=ControlKind.QMP, socket=vm.socket,
                        payload='{"execute":"balloon","arguments":{"value":@GUEST_BYTES@}}')

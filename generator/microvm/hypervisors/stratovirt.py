@@ -15,6 +15,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    ControlKind,
     Launch,
     RunContext,
     console,
@@ -161,5 +162,5 @@ class Stratovirt(Backend):
         if vm.socket is None or not vm.balloon:
             return None
         # like QEMU: the guest's target memory in bytes
-        return Control(kind="qmp", socket=vm.socket,
+        return Control(kind=ControlKind.QMP, socket=vm.socket,
                        payload='{"execute":"balloon","arguments":{"value":@GUEST_BYTES@}}')

@@ -16,6 +16,7 @@ from .base import (
     Accel,
     Backend,
     Control,
+    ControlKind,
     Launch,
     RunContext,
     console,
@@ -125,5 +126,5 @@ class Vfkit(Backend):
         if vm.socket is None:
             return None
         # "Stop" asks the guest (request-stop); "HardStop" would pull the plug
-        return Control(kind="http", socket=vm.socket, method="POST", path="/vm/state",
+        return Control(kind=ControlKind.HTTP, socket=vm.socket, method="POST", path="/vm/state",
                        payload='{"state":"Stop"}')
