@@ -112,9 +112,14 @@ let
     else if stringLength name > 253 then "must be at most 253 bytes"
     else null;
 
+  # what Python's str.isspace() calls whitespace beyond ASCII's
+  unicodeSpaces = builtins.fromJSON
+    ''["\u001c", "\u001d", "\u001e", "\u001f", "\u0085", "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002", "\u2003", "\u2004", "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]'';
+  hasSpace = s: matches ".*[[:space:]].*" s || any (c: hasInfix c s) unicodeSpaces;
+
   ifnameProblem = name:
     if stringLength name >= 16 then "interface names are at most 15 bytes (IFNAMSIZ), got ${repr name}"
-    else if elem name [ "." ".." ] || hasInfix "/" name || hasInfix ":" name || matches ".*[[:space:]].*" name
+    else if elem name [ "." ".." ] || hasInfix "/" name || hasInfix ":" name || hasSpace name
     then "not a valid interface name: ${repr name} (no '/', ':' or whitespace)"
     else if hasControl name then "must not contain control characters"
     else null;

@@ -17,6 +17,15 @@ let
   hostPath = x: toString x;
 
   bin = p: "${lib.getBin p}/bin";
+
+  fromOptions = sch: value:
+    if (sch.type or null) == "object" && sch ? properties then
+      lib.mapAttrs (name: sub: fromOptions sub value.${name})
+        (lib.filterAttrs (name: sub: lib.elem name (sch.required or [ ]) || sub ? default
+          || sub."x-computedDefault" or false || value.${name} != null) sch.properties)
+    else if builtins.isList value && builtins.isAttrs (sch.items or null) then
+      map (fromOptions sch.items) value
+    else value;
   mkfsPackage = {
     ext2 = "e2fsprogs"; ext3 = "e2fsprogs"; ext4 = "e2fsprogs";
     xfs = "xfsprogs"; btrfs = "btrfs-progs"; f2fs = "f2fs-tools";
@@ -47,46 +56,15 @@ in
     if cfg.systemSymlink then storePath config.system.build.toplevel
     else builtins.unsafeDiscardStringContext (storePath config.system.build.toplevel);
   runtimePath = lib.unique (map bin runtimePackages);
-  microvm = {
-    hypervisor = hv;
-    inherit (cfg) vcpu mem hugepageMem hotplugMem hotpluggedMem balloon initialBalloonMem
-      deflateOnOOM cpu preStart extraArgsScript socket user kernelParams storeOnDisk
-      storeDiskType writableStoreOverlay prettyProcnames machineId;
-    optimize.enable = cfg.optimize.enable;
+  # every option the schema declares, as the options hold it (nix/lib/options.nix declared them
+  # from the same schema); an option that is neither required nor defaulted is left out while
+  # null, as a hand-written document leaves it out
+  microvm = fromOptions mlib.schema.schema.properties.microvm cfg // {
+    # the file the hypervisor boots, and store objects as store paths
     kernel = mlib.kernelFile { kernel = cfg.kernel; hypervisor = hv; system = guestSystem; };
     initrdPath = orNull storePath cfg.initrdPath;
     storeDisk = orNull storePath cfg.storeDisk;
-    volumes = map (v: {
-      inherit (v) image serial direct readOnly label mountPoint autoCreate mkfsExtraArgs fsType imageType;
-    } // lib.optionalAttrs (v.size != null) { inherit (v) size; }) cfg.volumes;
-    shares = map (s: {
-      inherit (s) tag source mountPoint proto socket securityModel readOnly cache posixAcl extraArgs;
-    }) cfg.shares;
-    interfaces = map (i: {
-      inherit (i) type id mac bridge;
-      macvtap = { inherit (i.macvtap) link mode; };
-      tap = { inherit (i.tap) vhost; };
-    }) cfg.interfaces;
-    forwardPorts = map (f: {
-      inherit (f) from proto;
-      host = { inherit (f.host) address port; };
-      guest = { inherit (f.guest) address port; };
-    }) cfg.forwardPorts;
-    devices = map (d: {
-      inherit (d) bus path;
-      qemu = { inherit (d.qemu) id bus deviceExtraArgs; };
-    }) cfg.devices;
-    vsock.cid = cfg.vsock.cid;
-    graphics = { inherit (cfg.graphics) enable backend; };
+    # credential files stay where they are: a secret must not be copied into the store
     credentialFiles = lib.mapAttrs (_: hostPath) cfg.credentialFiles;
-    virtiofsd = { inherit (cfg.virtiofsd) inodeFileHandles threadPoolSize group extraArgs; };
-    qemu = { inherit (cfg.qemu) machine machineOpts extraArgs serialConsole; };
-    cloud-hypervisor.extraArgs = cfg.cloud-hypervisor.extraArgs;
-    firecracker = { inherit (cfg.firecracker) extraArgs driveIoEngine cpu extraConfig; };
-    crosvm = { inherit (cfg.crosvm) extraArgs pivotRoot; };
-    kvmtool.extraArgs = cfg.kvmtool.extraArgs;
-    stratovirt.extraArgs = cfg.stratovirt.extraArgs;
-    alioth.extraArgs = cfg.alioth.extraArgs;
-    vfkit = { inherit (cfg.vfkit) extraArgs logLevel; };
   };
 }
