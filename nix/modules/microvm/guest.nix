@@ -128,9 +128,11 @@ in
       ${v.mountPoint} = {
         device = volumeDevice i v;
         inherit (v) fsType;
-        options = lib.optional v.readOnly "ro";
         neededForBoot = within v.mountPoint overlay;
-      };
+      }
+      # NixOS wants a non-empty list (fileSystems.*.options is nonEmptyListOf; its default is
+      # [ "defaults" ]): a writable volume leaves the option to that default
+      // lib.optionalAttrs v.readOnly { options = [ "ro" ]; };
     }) cfg.volumes
     ++ map (s: {
       ${s.mountPoint} = {
