@@ -321,3 +321,42 @@ def test_host_build_refuses_two_declared_vms_sharing_a_vsock_cid() -> None:
     assert r.returncode != 0
     assert "beta-host: microvm.vsock.cid: vsock CID '10' is also used by alpha" in r.stderr, \
         r.stderr[-3000:]
+
+
+UPDATE_FLAKE_HOST = """
+let
+  lib = import <nixpkgs/lib>;
+  pkgs = import ./pkgs-standin.nix { inherit lib; };
+  guest = import ./fake-nixpkgs/nixos/lib/eval-config.nix {
+    inherit pkgs;
+    modules = [ ../../nix/modules/microvm { networking.hostName = "web"; } ];
+  };
+  host = vms: (lib.evalModules {
+    modules = [ ./stub.nix ../../nix/modules/host.nix { _module.args.pkgs = pkgs; }
+      { microvm.vms = vms; } ];
+  }).config;
+  failed = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
+  flakeVm = {
+    flake = { outPath = "/nix/store/00000000000000000000000000000000-source";
+              nixosConfigurations.web = guest; };
+    updateFlake = "git+file:///etc/nixos";
+  };
+  ok = host { web = flakeVm; };
+in {
+  declared = map (vm: { inherit (vm) name updateFlake restartIfChanged; })
+    (lib.head ok.systemd.packages).unitArgs.declared;
+  okFailed = failed ok;
+  inlineFailed = failed (host { web = { config = { }; updateFlake = "path:/x"; }; });
+}
+"""
+
+
+def test_update_flake_reaches_the_install_unit() -> None:
+    """microvm.vms.NAME.updateFlake (microvm.nix: recorded for `microvm -u`, the VM installed
+    once) is handed to the unit generator; a VM declared with `config` cannot have one."""
+    got = json.loads(nix_eval(UPDATE_FLAKE_HOST).stdout)
+    assert got["declared"] == [{"name": "web", "updateFlake": "git+file:///etc/nixos",
+                                "restartIfChanged": False}]
+    assert got["okFailed"] == []
+    assert any(m.startswith("microvm.vms.web.updateFlake: only a VM built from `flake`")
+               for m in got["inlineFailed"]), got["inlineFailed"]
