@@ -6,9 +6,12 @@ template and the example configurations of upstream's flake.nix. Each is evaluat
 tests/nix/upstream/corpus.nix twice with one stand-in NixOS and package set: with upstream's
 modules and with this project's. Compared, for every guest: the VM document's values (this
 project: what nix/lib/document.nix gives the generator; upstream: its microvm.* option values at
-the same paths), fileSystems, whether the configuration is refused (failed assertions; here also
-the generator's checks) and the warnings; for every host: the units it declares for each VM and
-their settings (this project: rendered by the generator from what the host module gives it).
+the same paths), fileSystems, whether the configuration is refused (failed assertions and runners
+that throw; here also the Nix checks and the generator's own checks of the document, as when the
+runner is built) and the warnings (here also the generator's); for every host: the units it
+declares for each VM and their settings (this project: rendered by the generator from what the
+host module gives it). Not compared: warnings upstream's runners print with lib.warn while
+they are evaluated (traces, not config.warnings).
 
 Every difference must match exactly one reviewed entry of tests/upstream_diff.py (CORPUS), and
 every entry must match a difference; docs/migration.md shows them (MICROVM_UPDATE_GOLDEN=1
@@ -35,7 +38,9 @@ from typing import Any
 import pytest
 import upstream_corpus
 import upstream_diff
-from microvm import units
+from microvm import units, validate
+from microvm.config import from_document
+from microvm.errors import ValidationError
 from test_upstream import nix_env, problem, upstream_src
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,10 +204,24 @@ def _mount_options(fs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def generator_findings(facts: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What the generator says of this project's document when the runner is built: its
+    problems (a refusal) and its warnings (options the hypervisor ignores)."""
+    document = facts.get("document")
+    if not isinstance(document, str):
+        return [], []
+    try:
+        vm = from_document(json.loads(document))
+    except ValidationError as e:
+        return [str(p) for p in e.problems], []
+    return [], [str(p) for p in validate.warnings(vm)]
+
+
 def refusals(facts: dict[str, Any]) -> list[str]:
-    """Why a guest is refused: its failed assertions (here: also the generator's checks, which
-    the module turns into assertions too: each message once), or a runner that throws."""
-    found = sorted(set(facts["refusals"]))
+    """Why a guest is refused: its failed assertions (here: also the Nix checks, which the
+    module turns into assertions too, and the generator's problems: each message once), or a
+    runner that throws."""
+    found = sorted(set(facts["refusals"]) | set(generator_findings(facts)[0]))
     if not found and not facts["runner"]:
         found = ["(its runner fails to evaluate)"]
     return found
@@ -230,7 +249,8 @@ def guest_items(up: dict[str, Any], pr: dict[str, Any]) -> list[str]:
     if bool(ur) != bool(prr):
         items += [f"refused: only upstream: {m}" for m in ur]
         items += [f"refused: only project: {m}" for m in prr]
-    uw, pw = Counter(up["warnings"]), Counter(pr["warnings"])
+    uw = Counter(up["warnings"])
+    pw = Counter(pr["warnings"] + [f"(generator) {w}" for w in generator_findings(pr)[1]])
     items += [f"warning: only upstream: {m}" for m in sorted((uw - pw).elements())]
     items += [f"warning: only project: {m}" for m in sorted((pw - uw).elements())]
     return items

@@ -1013,9 +1013,13 @@ CORPUS: tuple[CorpusEntry, ...] = (
         r'value microvm\.kernelParams: upstream=\["8250\.nr_uarts=1", (.*)\] project=\[\1\]',
         X,
         "no 8250.nr_uarts=1 on the kernel command line",
-        "Upstream's optimization module adds 8250.nr_uarts=1 to boot.kernelParams (one serial "
-        + "port registered instead of the default four: a faster boot); the guest module here "
-        + "does not. The console (ttyS0, the first port) works either way.",
+        "Upstream's optimization module (optimize.enable, on by default) adds 8250.nr_uarts=1 "
+        + "to boot.kernelParams (one serial port registered instead of four: a faster boot); "
+        + "the guest module here does not. The console (ttyS0, the first port) works either "
+        + "way. The same upstream module also sets NixOS defaults the corpus does not compare "
+        + "and this project does not set: a systemd initrd for qemu, cloud-hypervisor, "
+        + "firecracker and stratovirt, documentation off, networkd without wait-online, no "
+        + "switch-to-configuration unless the store is shared.",
         "microvm.nix nixos-modules/microvm/optimization.nix (boot.kernelParams)",
     ),
     _c(

@@ -112,6 +112,10 @@ let
     in
     {
       values = attempt values;
+      # this project: the whole document, which the test hands the generator's checks
+      document = if side == "project"
+        then attempt (builtins.toJSON (mlib.document { inherit (system) config pkgs; }))
+        else null;
       fileSystems = attempt (plain config.fileSystems);
       refusals = attempt refusals;
       # upstream's runners refuse some configurations with a throw (vfkit off macOS...)
