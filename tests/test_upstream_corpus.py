@@ -10,8 +10,8 @@ the same paths), fileSystems, whether the configuration is refused (failed asser
 that throw; here also the Nix checks and the generator's own checks of the document, as when the
 runner is built) and the warnings (here also the generator's); for every host: the units it
 declares for each VM and their settings (this project: rendered by the generator from what the
-host module gives it). Not compared: warnings upstream's runners print with lib.warn while
-they are evaluated (traces, not config.warnings).
+host module gives it). Warnings are config.warnings and what either side prints with lib.warn
+while an entry is evaluated (upstream's runners warn that way).
 
 Every difference must match exactly one reviewed entry of tests/upstream_diff.py (CORPUS), and
 every entry must match a difference; docs/migration.md shows them (MICROVM_UPDATE_GOLDEN=1
@@ -85,11 +85,29 @@ def _error_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1] if stderr.strip() else "evaluation failed"
 
 
+TRACE = re.compile(r"^trace: (?:evaluation )?warning: (.*)$")
+MARK = re.compile(r"^trace: @@corpus-(begin|end) (upstream|project) ([^:]+):(.*)$")
+
+
+def _with_traces(result: dict[str, Any], stderr: str) -> dict[str, Any]:
+    """Add to each entry's facts the warnings traced while it was evaluated (corpus.nix puts
+    markers around each entry): upstream's runners warn with lib.warn, not config.warnings."""
+    where: tuple[str, str, str] | None = None
+    for line in stderr.splitlines():
+        if m := MARK.match(line):
+            where = (m.group(3), m.group(2), m.group(4)) if m.group(1) == "begin" else None
+        elif where and (w := TRACE.match(line)):
+            key, side, name = where
+            facts = result.get(key, {}).get(side, {}).get(name)
+            if isinstance(facts, dict):
+                facts.setdefault("traces", []).append(w.group(1))
+    return result
+
+
 def _evaluate_batch(manifest: Path, ids: list[str]) -> dict[str, Any]:
     r = _run(manifest, ids)
     if r.returncode == 0:
-        out: dict[str, Any] = json.loads(r.stdout)
-        return out
+        return _with_traces(json.loads(r.stdout), r.stderr)
     # an error tryEval cannot catch (a missing attribute): find the snippet, and the side
     if len(ids) > 1:
         half = len(ids) // 2
@@ -97,8 +115,8 @@ def _evaluate_batch(manifest: Path, ids: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for side in ("upstream", "project"):
         one = _run(manifest, ids, (side,))
-        result[side] = (json.loads(one.stdout)[ids[0]][side] if one.returncode == 0
-                        else {"@error": _error_line(one.stderr)})
+        result[side] = (_with_traces(json.loads(one.stdout), one.stderr)[ids[0]][side]
+                        if one.returncode == 0 else {"@error": _error_line(one.stderr)})
     return {ids[0]: result}
 
 
@@ -249,8 +267,9 @@ def guest_items(up: dict[str, Any], pr: dict[str, Any]) -> list[str]:
     if bool(ur) != bool(prr):
         items += [f"refused: only upstream: {m}" for m in ur]
         items += [f"refused: only project: {m}" for m in prr]
-    uw = Counter(up["warnings"])
-    pw = Counter(pr["warnings"] + [f"(generator) {w}" for w in generator_findings(pr)[1]])
+    uw = Counter(up["warnings"] + [f"(trace) {w}" for w in up.get("traces", [])])
+    pw = Counter(pr["warnings"] + [f"(trace) {w}" for w in pr.get("traces", [])]
+                 + [f"(generator) {w}" for w in generator_findings(pr)[1]])
     items += [f"warning: only upstream: {m}" for m in sorted((uw - pw).elements())]
     items += [f"warning: only project: {m}" for m in sorted((pw - uw).elements())]
     return items
@@ -342,7 +361,8 @@ def entry_items(up: dict[str, Any], pr: dict[str, Any]) -> list[str]:
     if (up["guest"] is None) != (pr["guest"] is None):
         items.append("guest module: only " + ("upstream" if pr["guest"] is None else "project"))
     elif up["guest"] is not None:
-        items += guest_items(up["guest"], pr["guest"])
+        items += guest_items(up["guest"] | {"traces": up.get("traces", [])},
+                             pr["guest"] | {"traces": pr.get("traces", [])})
     if (up["host"] is None) != (pr["host"] is None):
         items.append("host module: only " + ("upstream" if pr["host"] is None else "project"))
     elif up["host"] is not None and ("@error" in up["host"] or "@error" in pr["host"]):

@@ -1148,6 +1148,21 @@ CORPUS: tuple[CorpusEntry, ...] = (
         "microvm.nix nixos-modules/microvm/rosetta.nix; doc/src/vfkit-rosetta.md",
     ),
     _c(
+        "corpus-notify-warning",
+        "*",
+        r"warning: only upstream: \(trace\) cloud-hypervisor supports systemd-notify via vsock, "
+        + r"but `microvm\.vsock\.cid` must be set to enable this\.",
+        D,
+        "no warning for a cloud-hypervisor VM without vsock.cid",
+        "Upstream's cloud-hypervisor runner warns for every VM without a vsock CID (the default) "
+        + "that it cannot report readiness. Here readiness over vsock is the host's choice "
+        + "(microvm.host.useNotifySockets), works on every hypervisor with vsock, and a VM "
+        + "without a CID counts as started when its hypervisor is, so there is nothing to warn "
+        + "about.",
+        "microvm.nix lib/runners/cloud-hypervisor.nix (warnIf); "
+        + "generator/microvm/templates/units/libexec/notify-relay.sh.j2",
+    ),
+    _c(
         "corpus-host-state-dirs",
         "*",
         r'host tmpfiles: upstream=\["/var/lib/microvms"\] '
@@ -1227,8 +1242,9 @@ def _render_corpus() -> list[str]:
         + "template and the example configurations of its `flake.nix`. Each is evaluated with "
         + "microvm.nix's modules and with this project's, on the same stand-in NixOS, and "
         + "compared: the VM document's values against microvm.nix's option values, "
-        + "`fileSystems`, refusals (failed assertions, runners that cannot be evaluated) and "
-        + "warnings, and for hosts the units declared for each VM and their settings "
+        + "`fileSystems`, refusals (failed assertions, runners that cannot be evaluated, and "
+        + "here the generator's checks) and warnings (also those upstream's runners print), "
+        + "and for hosts the units declared for each VM and their settings "
         + "(installed, started at boot, restarted when changed, readiness, installed once with "
         + "`updateFlake`, the state directories). Every difference is listed here.",
         "",

@@ -197,10 +197,22 @@ let
       u = sys "upstream";
       p = sys "project";
       names = if p.success then builtins.attrNames p.value else if u.success then builtins.attrNames u.value else [ ];
+      factsOf = side: s: n:
+        if !(s.value ? ${n}) then { ok = false; missing = true; }
+        else attempt (facts side s.value.${n} (if p.success then p.value.${n} or null else null));
+      # one entry after the other, between trace markers: what upstream's code prints with
+      # lib.warn while an entry is evaluated (its runners' warnings) is that entry's; a host's
+      # inline VMs go first, so their runners' warnings are theirs, not the host's
+      marked = side: s: n:
+        let
+          tag = "${case.id}:${n}";
+          f = builtins.trace "@@corpus-begin ${side} ${tag}" (factsOf side s n);
+        in
+        builtins.deepSeq f (builtins.trace "@@corpus-end ${side} ${tag}" f);
+      ordered = lib.sort (a: b: lib.hasInfix "/vms." a && !(lib.hasInfix "/vms." b)) names;
       of = side: s: if !s.success then { "@error" = true; } else
-        lib.genAttrs names (n:
-          if !(s.value ? ${n}) then { ok = false; missing = true; }
-          else attempt (facts side s.value.${n} (if p.success then p.value.${n} or null else null)));
+        builtins.foldl' (acc: n: let f = marked side s n; in builtins.seq f (acc // { ${n} = f; }))
+          { } ordered;
     in
     lib.getAttrs sides {
       upstream = of "upstream" u;
