@@ -9,8 +9,9 @@ Read from upstream's source at test time (so new handbook text is picked up):
     `*-example` packages), keyed `flake.nix`.
 
 How a block is evaluated is decided by its text (a flake, a module, or bindings to be wrapped
-in a module; for the host when it declares microvm.vms or microvm.autostart or no microvm.*
-option at all, else for a guest) unless FIXES says otherwise; a block that cannot be evaluated
+in a module; for the host when it sets microvm.vms, microvm.autostart or microvm.host.*, or no
+microvm.* option at all, as the handbook's host network set-ups; else for a guest) unless FIXES
+says otherwise; a block that cannot be evaluated
 is listed in SKIP with the reason. Every fix names the handbook text it works around.
 """
 
@@ -155,10 +156,16 @@ def is_expression(text: str) -> bool:
     return bool(re.match(r"^(\{|let\b|[A-Za-z_][\w'-]*\s*:|\(|import\b)", t))
 
 
+# a microvm.* option set (`microvm.x = ...`, `microvm = { ... }`), not a string or an attribute
+# that only contains the word (a bridge named "microvm", users.users.microvm)
+GUEST_OPTIONS = re.compile(r"(?m)(^|[\s{;(\[])microvm\s*(\.|=\s*\{)")
+
+
 def guess_kind(text: str) -> Kind:
-    if re.search(r"\boutputs\s*=", text):
+    code = _strip_comments(text)
+    if re.search(r"\boutputs\s*=", code):
         return "flake"
-    if HOST_OPTIONS.search(text) or "microvm" not in _strip_comments(text):
+    if HOST_OPTIONS.search(code) or not GUEST_OPTIONS.search(code):
         return "host"
     return "guest"
 
