@@ -123,18 +123,19 @@ def _evaluate_batch(manifest: Path, ids: list[str]) -> dict[str, Any]:
 @cache
 def evaluated() -> dict[str, Any]:
     found, _ = corpus()
-    tmp = Path(tempfile.mkdtemp(prefix="microvm-corpus-"))
-    entries = []
-    for i, s in enumerate(found):
-        f = tmp / f"s{i:03}.nix"
-        f.write_text(s.text)
-        entries.append({"id": s.key, "file": str(f)})
-    manifest = tmp / "manifest.json"
-    manifest.write_text(json.dumps(entries))
-    ids = [s.key for s in found]
-    batches = [ids[i::BATCHES] for i in range(BATCHES)]
-    with ThreadPoolExecutor(max_workers=BATCHES) as pool:
-        results = list(pool.map(lambda b: _evaluate_batch(manifest, b), batches))
+    with tempfile.TemporaryDirectory(prefix="microvm-corpus-") as scratch:
+        tmp = Path(scratch)
+        entries = []
+        for i, s in enumerate(found):
+            f = tmp / f"s{i:03}.nix"
+            f.write_text(s.text)
+            entries.append({"id": s.key, "file": str(f)})
+        manifest = tmp / "manifest.json"
+        manifest.write_text(json.dumps(entries))
+        ids = [s.key for s in found]
+        batches = [ids[i::BATCHES] for i in range(BATCHES)]
+        with ThreadPoolExecutor(max_workers=BATCHES) as pool:
+            results = list(pool.map(lambda b: _evaluate_batch(manifest, b), batches))
     out: dict[str, Any] = {}
     for r in results:
         out |= r
