@@ -39,7 +39,7 @@ import pytest
 import upstream_corpus
 import upstream_diff
 from microvm import units, validate
-from microvm.config import from_document
+from microvm.document import from_document
 from microvm.errors import ValidationError
 from test_upstream import nix_env, problem, upstream_src
 

@@ -107,7 +107,8 @@ let
         else along (projectDocument counterpart) config.microvm;
       refusals =
         if side == "project"
-        then failedAssertions config ++ map (p: "${p.path}: ${p.message}") (mlib.problems { inherit config; })
+        then failedAssertions config
+          ++ map (p: "${p.path}: ${p.message}") (mlib.problems { doc = mlib.document { inherit (system) config pkgs; }; })
         else failedAssertions config;
     in
     {
