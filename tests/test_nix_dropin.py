@@ -326,7 +326,7 @@ def test_host_build_refuses_two_declared_vms_sharing_a_vsock_cid() -> None:
 UPDATE_FLAKE_HOST = """
 let
   lib = import <nixpkgs/lib>;
-  pkgs = import ./pkgs-standin.nix { inherit lib; };
+  pkgs = import ./pkgs-standin.nix { inherit lib python repo; };
   guest = import ./fake-nixpkgs/nixos/lib/eval-config.nix {
     inherit pkgs;
     modules = [ ../../nix/modules/microvm { networking.hostName = "web"; } ];
@@ -346,6 +346,7 @@ in {
   declared = map (vm: { inherit (vm) name updateFlake restartIfChanged; })
     (lib.head ok.systemd.packages).unitArgs.declared;
   okFailed = failed ok;
+  units = lib.head ok.systemd.packages;
   inlineFailed = failed (host { web = { config = { }; updateFlake = "path:/x"; }; });
 }
 """
@@ -354,12 +355,20 @@ in {
 def test_update_flake_reaches_the_install_unit() -> None:
     """microvm.vms.NAME.updateFlake (microvm.nix: recorded for `microvm -u`, the VM installed
     once) is handed to the unit generator; a VM declared with `config` cannot have one."""
-    got = json.loads(nix_eval(UPDATE_FLAKE_HOST).stdout)
+    got = json.loads(nix_eval(f"let python = {json.dumps(sys.executable)}; repo = " +
+                              f"{json.dumps(str(REPO))}; in {UPDATE_FLAKE_HOST}").stdout)
     assert got["declared"] == [{"name": "web", "updateFlake": "git+file:///etc/nixos",
                                 "restartIfChanged": False}]
     assert got["okFailed"] == []
     assert any(m.startswith("microvm.vms.web.updateFlake: only a VM built from `flake`")
                for m in got["inlineFailed"]), got["inlineFailed"]
+    # the units package built by the generator (microvm units --update-flake)
+    units = build(f"(let python = {json.dumps(sys.executable)}; repo = " +
+                  f"{json.dumps(str(REPO))}; in {UPDATE_FLAKE_HOST}).units")
+    install = (units / "lib/systemd/system/install-microvm-web.service").read_text()
+    assert "ConditionPathExists=!%S/microvms/.control/web/current\n" in install
+    assert re.search(r"^ExecStart=\S+/install-runner web /nix/store/\S+ false "
+                     + r"git\+file:///etc/nixos$", install, re.M), install
 
 
 MACVTAP_CASES = """{
