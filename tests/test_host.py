@@ -305,6 +305,18 @@ def test_declared_vm_cannot_be_updated(tmp_path: Path, runners: tuple[Path, Path
     assert "declared in the host configuration" in p.stderr
 
 
+def test_declared_vm_with_update_flake_is_updated_here(tmp_path: Path,
+                                                      runners: tuple[Path, Path]) -> None:
+    """microvm.vms.NAME.updateFlake: the host installed it once; `microvm update` takes over."""
+    a, b = runners
+    root = tmp_path / "state"
+    cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
+    (root / ".control" / "vm" / "declared.json").write_text(
+        '{"declared": true, "restartIfChanged": false, "updateFlake": "path:/srv/vms"}')
+    cli("update", "vm", "--runner", str(b), state_dir=root, check=True)
+    assert os.readlink(root / ".control" / "vm" / "current") == str(b)
+
+
 def test_runner_diff_names_changes(tmp_path: Path) -> None:
     a = make_runner(tmp_path, "vm", name="a")
     b = make_runner(tmp_path, "vm", name="b", vcpu=2, vsock={"cid": 7})

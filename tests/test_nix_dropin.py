@@ -321,3 +321,164 @@ def test_host_build_refuses_two_declared_vms_sharing_a_vsock_cid() -> None:
     assert r.returncode != 0
     assert "beta-host: microvm.vsock.cid: vsock CID '10' is also used by alpha" in r.stderr, \
         r.stderr[-3000:]
+
+
+UPDATE_FLAKE_HOST = """
+let
+  lib = import <nixpkgs/lib>;
+  pkgs = import ./pkgs-standin.nix { inherit lib python repo; };
+  guest = import ./fake-nixpkgs/nixos/lib/eval-config.nix {
+    inherit pkgs;
+    modules = [ ../../nix/modules/microvm { networking.hostName = "web"; } ];
+  };
+  host = vms: (lib.evalModules {
+    modules = [ ./stub.nix ../../nix/modules/host.nix { _module.args.pkgs = pkgs; }
+      { microvm.vms = vms; } ];
+  }).config;
+  failed = c: map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
+  flakeVm = {
+    flake = { outPath = "/nix/store/00000000000000000000000000000000-source";
+              nixosConfigurations.web = guest; };
+    updateFlake = "git+file:///etc/nixos";
+  };
+  ok = host { web = flakeVm; };
+in {
+  declared = map (vm: { inherit (vm) name updateFlake restartIfChanged; })
+    (lib.head ok.systemd.packages).unitArgs.declared;
+  okFailed = failed ok;
+  units = lib.head ok.systemd.packages;
+  inlineFailed = failed (host { web = { config = { }; updateFlake = "path:/x"; }; });
+}
+"""
+
+
+def test_update_flake_reaches_the_install_unit() -> None:
+    """microvm.vms.NAME.updateFlake (microvm.nix: recorded for `microvm -u`, the VM installed
+    once) is handed to the unit generator; a VM declared with `config` cannot have one."""
+    got = json.loads(nix_eval(f"let python = {json.dumps(sys.executable)}; repo = " +
+                              f"{json.dumps(str(REPO))}; in {UPDATE_FLAKE_HOST}").stdout)
+    assert got["declared"] == [{"name": "web", "updateFlake": "git+file:///etc/nixos",
+                                "restartIfChanged": False}]
+    assert got["okFailed"] == []
+    assert any(m.startswith("microvm.vms.web.updateFlake: only a VM built from `flake`")
+               for m in got["inlineFailed"]), got["inlineFailed"]
+    # the units package built by the generator (microvm units --update-flake)
+    units = build(f"(let python = {json.dumps(sys.executable)}; repo = " +
+                  f"{json.dumps(str(REPO))}; in {UPDATE_FLAKE_HOST}).units")
+    install = (units / "lib/systemd/system/install-microvm-web.service").read_text()
+    assert "ConditionPathExists=!%S/microvms/.control/web/current\n" in install
+    assert re.search(r"^ExecStart=\S+/install-runner web /nix/store/\S+ false "
+                     + r"git\+file:///etc/nixos$", install, re.M), install
+
+
+MACVTAP_CASES = """{
+  one = m.makeMacvtap {
+    microvmConfig = { vcpu = 4; interfaces = [
+      { type = "tap"; id = "vm-t"; }
+      { type = "macvtap"; id = "vm-a"; }
+      { type = "user"; id = "u"; }
+      { type = "macvtap"; id = "vm-b"; }
+    ]; };
+    hypervisorConfig = { };
+  };
+  multi = m.makeMacvtap {
+    microvmConfig = { vcpu = 3; interfaces = [
+      { type = "macvtap"; id = "vm-a"; } { type = "macvtap"; id = "vm-b"; } ]; };
+    hypervisorConfig = { tapMultiQueue = true; };
+  };
+  none = m.makeMacvtap {
+    microvmConfig = { vcpu = 2; interfaces = [ ]; };
+    hypervisorConfig = { tapMultiQueue = true; };
+  };
+}"""
+
+
+def test_make_macvtap_means_what_upstreams_does() -> None:
+    """lib.makeMacvtap { microvmConfig, hypervisorConfig }: the same descriptor numbers per
+    interface and the same devices opened on them as microvm.nix's own lib gives."""
+    from test_upstream import problem, upstream_src
+
+    if why := problem():
+        pytest.skip(why)
+    ours = json.loads(nix_eval(
+        f"let m = import ../../nix/lib {{ lib = import <nixpkgs/lib>; }}; in {MACVTAP_CASES}"
+    ).stdout)
+    theirs = json.loads(nix_eval(
+        f"let m = import {upstream_src()}/lib {{ lib = import <nixpkgs/lib>; }}; " +
+        f"in {MACVTAP_CASES}").stdout)
+    opened = re.compile(r"^exec (\d+)<>/dev/tap\$\(< /sys/class/net/'?([^/']+)'?/ifindex\)$")
+
+    def opens(script: str) -> list[tuple[str, str]]:
+        return [m.groups() for line in script.splitlines()  # type: ignore[misc]
+                if (m := opened.match(line.strip()))]
+
+    for case in ("one", "multi", "none"):
+        assert ours[case]["macvtapFds"] == theirs[case]["macvtapFds"], case
+        assert opens(ours[case]["openMacvtapFds"]) == opens(theirs[case]["openMacvtapFds"])
+    assert ours["multi"]["macvtapFds"] == {"vm-a": [3, 4, 5], "vm-b": [6, 7, 8],
+                                           "nextFreeFd": 9}
+    assert len(opens(ours["multi"]["openMacvtapFds"])) == 6
+
+
+def test_build_runner_takes_upstreams_arguments(tmp_path: Path) -> None:
+    """lib.buildRunner { pkgs, microvmConfig, toplevel }, called as microvm.nix's guest module
+    calls it, gives the very runner the guest module builds (same derivation); a problem (here
+    vfkit on Linux) throws as it does for microvm.runner.<hypervisor>."""
+    c = guest_inline(tmp_path, '{ networking.hostName = "web"; microvm.hypervisor = ' +
+                     '"cloud-hypervisor"; microvm.vsock.cid = 9; }', "config")
+    expr = (f"let c = {c}; m = import ../../nix/lib {{ lib = import <nixpkgs/lib>; }}; " +
+            "built = m.buildRunner { pkgs = c.microvm.vmHostPackages; " +
+            "microvmConfig = c.microvm // { inherit (c.networking) hostName; " +
+            "hypervisor = \"cloud-hypervisor\"; }; toplevel = c.system.build.toplevel; }; " +
+            "in { same = built.drvPath == c.microvm.declaredRunner.drvPath; " +
+            "inherit (built) hypervisor supportsNotifySocket registerWithMachined; " +
+            "bad = (builtins.tryEval (m.buildRunner { pkgs = c.microvm.vmHostPackages; " +
+            "microvmConfig = c.microvm // { hostName = c.networking.hostName; " +
+            "hypervisor = \"vfkit\"; }; " +
+            "toplevel = c.system.build.toplevel; }).drvPath).success; }")
+    got = json.loads(nix_eval(expr).stdout)
+    assert got == {"same": True, "hypervisor": "cloud-hypervisor",
+                   "supportsNotifySocket": True, "registerWithMachined": False, "bad": False}
+
+
+def test_template_input_resolves_through_the_documented_registry_name(tmp_path: Path) -> None:
+    """The template's microvm input is no placeholder: `nix flake init -t REF` plus the one
+    step docs/quickstart.md names (`nix registry add microvm-generator REF`) locks it to this
+    project (real `nix flake lock`; nixpkgs is a stand-in flake, nothing is fetched). The
+    template's outputs are evaluated with this flake by tests/test_nix.py (flake-eval.nix)."""
+    import shutil
+
+    template = (REPO / "templates/default/flake.nix").read_text()
+    m = re.search(r'microvm\.url = "flake:([\w-]+)";', template)
+    assert m, "the template's microvm input is not a registry name"
+    name = m.group(1)
+    quickstart = (REPO / "docs/quickstart.md").read_text()
+    assert f"nix registry add {name} " in quickstart
+    # this project as a flake: flake.nix and what it refers to (nix/, templates/)
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "flake.nix", project)
+    for d in ("nix", "templates"):
+        shutil.copytree(REPO / d, project / d)
+    fake = tmp_path / "nixpkgs"
+    fake.mkdir()
+    (fake / "flake.nix").write_text("{ outputs = _: { }; }\n")
+    host = tmp_path / "host"
+    shutil.copytree(REPO / "templates/default", host)
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"version": 2, "flakes": [
+        {"from": {"type": "indirect", "id": name}, "to": {"type": "path", "path": str(project)}},
+    ]}))
+    r = subprocess.run(["nix", "--extra-experimental-features", "nix-command flakes",
+                        "--option", "flake-registry", str(registry), "flake", "lock",
+                        "--override-input", "nixpkgs", f"path:{fake}"],
+                       cwd=host, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0 and "experimental" in r.stderr:
+        pytest.skip(f"nix flakes do not work here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lock = json.loads((host / "flake.lock").read_text())
+    microvm = lock["nodes"][lock["nodes"]["root"]["inputs"]["microvm"]]
+    assert microvm["original"] == {"id": name, "type": "indirect"}
+    assert microvm["locked"]["type"] == "path"
+    assert microvm["locked"]["path"] == str(project) and microvm["locked"]["narHash"]
+    assert microvm["inputs"]["nixpkgs"] == ["nixpkgs"]  # follows the host's nixpkgs

@@ -5,6 +5,7 @@ docs/host.md), and the helpers the units run (shellcheck, and each run on a scra
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -69,7 +70,8 @@ OPTION_SETS = {
     "custom": UnitOptions(state_dir="/srv/vms", user="vmuser", group="vmgroup",
                           readiness=units.Readiness.VSOCK, console=units.Console.JOURNAL,
                           virtiofsd_notify=True, start_timeout=30, shutdown_timeout=5,
-                          declared=(DeclaredVM(INSTANCE, "/nix/store/x-r", False, False),)),
+                          declared=(DeclaredVM(INSTANCE, "/nix/store/x-r", False, False,
+                                               "git+file:///etc/nixos?ref=main"),)),
 }
 
 
@@ -232,6 +234,37 @@ def test_cli_declared_json_and_force(tmp_path: Path) -> None:
     assert "needs \"runner\"" in p.stderr
 
 
+def test_update_flake_installs_once_and_records_the_flake(tmp_path: Path) -> None:
+    """microvm.vms.NAME.updateFlake (as in microvm.nix): install-microvm-NAME runs only while
+    the VM has no runner yet and hands install-runner the flake `microvm update` uses later."""
+    ref = "git+file:///etc/nixos?ref=main"
+    files = units.build(UnitOptions(declared=(DeclaredVM("web", "/nix/store/a-r", True, True,
+                                                         ref),
+                                              DeclaredVM("db", "/nix/store/b-r"))), "/x")
+    web = files[f"{units.UNIT_DIR}/install-microvm-web.service"][0]  # type: ignore[index]
+    assert "ConditionPathExists=!%S/microvms/.control/web/current\n" in web
+    assert f"ExecStart=/x/install-runner web /nix/store/a-r true {ref}\n" in web
+    db = files[f"{units.UNIT_DIR}/install-microvm-db.service"][0]  # type: ignore[index]
+    assert "ConditionPathExists" not in db
+    assert "ExecStart=/x/install-runner db /nix/store/b-r true\n" in db
+    out = tmp_path / "o"
+    cli("units", "--out", str(out), "--declare", "web=/nix/store/a-r", "--update-flake",
+        f"web={ref}", check=True)
+    assert ref in (out / units.UNIT_DIR / "install-microvm-web.service").read_text()
+    spec = tmp_path / "declared.json"
+    spec.write_text('{"web": {"runner": "/nix/store/a-r", "updateFlake": "' + ref + '"}}')
+    cli("units", "--out", str(tmp_path / "j"), "--declared", str(spec), check=True)
+    assert ref in (tmp_path / "j" / units.UNIT_DIR / "install-microvm-web.service").read_text()
+    for args, message in (
+        (["--declare", "web=/r", "--update-flake", "web=a b"], "must be a flake reference"),
+        (["--declare", "web=/r", "--update-flake", "web=$(x)"], "must be a flake reference"),
+        (["--declare", "web=/r", "--update-flake", "db=path:/x"], "not declared"),
+        (["--declare", "web=/r", "--update-flake", "web"], "--update-flake wants NAME=FLAKE"),
+    ):
+        p = cli("units", "--out", str(tmp_path / "bad"), *args)
+        assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
+
+
 # -- the helpers -----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -281,7 +314,12 @@ def test_install_runner(helpers: Path, tmp_path: Path) -> None:
     subprocess.run([*run, "web", "/nix/store/two", "true"], check=True)
     assert os.readlink(d / "current") == "/nix/store/two"
     assert sorted(p.name for p in d.iterdir()) == ["current", "declared.json"]
-    for bad in (["../x", "/r", "true"], ["web", "/r", "maybe"], ["web"]):
+    subprocess.run([*run, "web", "/nix/store/three", "true", "git+file:///etc/nixos?ref=a"],
+                   check=True)
+    assert json.loads((d / "declared.json").read_text()) == {
+        "declared": True, "restartIfChanged": True, "updateFlake": "git+file:///etc/nixos?ref=a"}
+    for bad in (["../x", "/r", "true"], ["web", "/r", "maybe"], ["web"],
+                ["web", "/r", "true", 'a"b'], ["web", "/r", "true", "x", "y"]):
         assert subprocess.run([*run, *bad], capture_output=True).returncode == 2
 
 

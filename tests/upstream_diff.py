@@ -48,6 +48,27 @@ def _e(
     return Entry(id, side, tuple(configs.split()), item, kind, summary, reason, source)
 
 
+@dataclass(frozen=True)
+class CorpusEntry:
+    """A reviewed difference of the corpus differential (tests/test_upstream_corpus.py)."""
+
+    id: str
+    # snippets (KEY:ENTRY names, fnmatch globs) it may appear in
+    snippets: tuple[str, ...]
+    # regular expression matched in full against the item
+    item: str
+    kind: str
+    summary: str
+    reason: str
+    source: str
+
+
+def _c(
+    id: str, snippets: str, item: str, kind: str, summary: str, reason: str, source: str
+) -> CorpusEntry:
+    return CorpusEntry(id, tuple(snippets.split()), item, kind, summary, reason, source)
+
+
 U, P = "upstream", "project"
 D, X = "deliberate", "defect"
 Q_RUNNER = "microvm.nix lib/runners/qemu.nix"
@@ -958,6 +979,206 @@ TABLE: tuple[Entry, ...] = (
 )
 
 
+UP_OPTIONS = "microvm.nix nixos-modules/microvm/options.nix"
+UP_MOUNTS = "microvm.nix nixos-modules/microvm/mounts.nix"
+
+# the corpus differential (tests/test_upstream_corpus.py): microvm.nix's handbook, examples and
+# templates evaluated with its modules and this project's; items are `value microvm.PATH: ...`
+# (the VM document against upstream's option values), `fileSystems ...`, `refused: ...`,
+# `warning: ...` and `host ...` (the units a host declares)
+CORPUS: tuple[CorpusEntry, ...] = (
+    _c(
+        "corpus-extra-args",
+        "*",
+        r'value microvm\.(alioth|kvmtool|stratovirt)\.extraArgs: upstream="@absent" project=\[\]',
+        D,
+        "extraArgs for every hypervisor",
+        "Upstream has no extraArgs option for kvmtool, StratoVirt and alioth; here every backend "
+        + "takes extra arguments (empty by default), so nothing changes for its users.",
+        UP_OPTIONS + "; docs/options.md",
+    ),
+    _c(
+        "corpus-hotplugged-mem",
+        "*",
+        r"value microvm\.hotpluggedMem: upstream=\d+ project=null",
+        D,
+        "hotpluggedMem unset means hotplugMem",
+        "Upstream's default is the value of hotplugMem; here the option stays null and the "
+        + "generator reads null as hotplugMem, so the hypervisor gets the same size.",
+        UP_OPTIONS + " (hotpluggedMem); generator/microvm/config.py (hotplugged_mem)",
+    ),
+    _c(
+        "corpus-8250-nr-uarts",
+        "*",
+        r'value microvm\.kernelParams: upstream=\["8250\.nr_uarts=1", (.*)\] project=\[\1\]',
+        X,
+        "no 8250.nr_uarts=1 on the kernel command line",
+        "Upstream's optimization module (optimize.enable, on by default) adds 8250.nr_uarts=1 "
+        + "to boot.kernelParams (one serial port registered instead of four: a faster boot); "
+        + "the guest module here does not. The console (ttyS0, the first port) works either "
+        + "way. The same upstream module also sets NixOS defaults the corpus does not compare "
+        + "and this project does not set: a systemd initrd for qemu, cloud-hypervisor, "
+        + "firecracker and stratovirt, documentation off, networkd without wait-online, no "
+        + "switch-to-configuration unless the store is shared.",
+        "microvm.nix nixos-modules/microvm/optimization.nix (boot.kernelParams)",
+    ),
+    _c(
+        "corpus-virtiofsd-threads",
+        "*",
+        r'value microvm\.virtiofsd\.threadPoolSize: upstream="`nproc`" project=null',
+        X,
+        "virtiofsd's thread pool size defaults to virtiofsd's own default",
+        "Upstream's default is the shell text `nproc`, expanded when virtiofsd starts, so each "
+        + "virtiofsd gets one worker thread per host CPU; here the default is null and "
+        + "virtiofsd's own default applies (performance only). The default lives in "
+        + "nix/modules/microvm/options.nix.",
+        UP_OPTIONS + " (virtiofsd.threadPoolSize)",
+    ),
+    _c(
+        "corpus-qemu-machine",
+        "*",
+        r'value microvm\.qemu\.machine: upstream="(microvm|virt)" project=null',
+        D,
+        "qemu.machine unset: the QEMU backend picks the machine",
+        "Upstream's default is microvm on x86_64 and virt on aarch64; here null lets the backend "
+        + "choose the same machines per architecture (the command lines are compared in "
+        + "tests/test_upstream.py).",
+        UP_OPTIONS + " (qemu.machine); generator/microvm/hypervisors/qemu.py",
+    ),
+    _c(
+        "corpus-socket-unused",
+        "*",
+        r'value microvm\.socket: upstream="[^"]*\.sock" project=null',
+        D,
+        "no control socket for kvmtool and alioth",
+        "Upstream's default names a socket for every hypervisor, but its kvmtool and alioth "
+        + "runners never use it (canShutdown = false); here the default is null for hypervisors "
+        + "without a control socket, so nothing claims a socket that does not exist.",
+        "microvm.nix lib/runners/kvmtool.nix, lib/runners/alioth.nix; "
+        + "nix/modules/microvm/options.nix (socket)",
+    ),
+    _c(
+        "corpus-store-disk-type",
+        "*",
+        r'value microvm\.storeDiskType: upstream=null project="erofs"',
+        D,
+        "storeDiskType keeps its default without a store disk",
+        "Upstream sets storeDiskType only when there is a store disk; here the option has its "
+        + "default (erofs) always and is unused with storeOnDisk = false.",
+        "microvm.nix nixos-modules/microvm/store-disk.nix",
+    ),
+    _c(
+        "corpus-store-ro",
+        "*",
+        r"fileSystems /nix/store option ro: only project",
+        D,
+        "the store disk is mounted with ro",
+        "erofs and squashfs are read-only file systems; the mount says so, as the store disk "
+        + "under a writable overlay is on both sides.",
+        UP_MOUNTS,
+    ),
+    _c(
+        "corpus-store-serial",
+        "*",
+        r'fileSystems /nix/(store|\.ro-store)\.device: upstream="/dev/disk/by-label/nix-store" '
+        + r'project="/dev/disk/by-id/virtio-store"',
+        D,
+        "the store disk is found by its serial",
+        "See store-serial: where the hypervisor passes virtio-blk serials the guest mounts "
+        + "/dev/disk/by-id/virtio-store; upstream finds the disk by its file system label.",
+        "nix/modules/microvm/guest.nix; tests/test_contract.py",
+    ),
+    _c(
+        "corpus-store-position",
+        "*",
+        r'fileSystems /nix/(store|\.ro-store)\.device: upstream="/dev/disk/by-label/nix-store" '
+        + r'project="/dev/vda"',
+        D,
+        "without disk serials the store disk is the first disk",
+        "On hypervisors without virtio-blk serials every backend attaches the store disk first, "
+        + "so the guest mounts /dev/vda (tests/test_contract.py checks the guest's expectation "
+        + "against each backend); upstream mounts it by label.",
+        "nix/modules/microvm/guest.nix; nix/lib/default.nix (blockSerials)",
+    ),
+    _c(
+        "corpus-store-bind",
+        "*",
+        r'fileSystems /nix/store\.(depends: upstream=\[\] project=\["[^"]+"\]'
+        + r'|fsType: upstream="(9p|virtiofs)" project="none")',
+        D,
+        "the shared store is bind-mounted with fsType none, after the share",
+        "With the host's /nix/store shared, both sides bind-mount the share at /nix/store. A "
+        + "bind mount has no file system type (mount ignores it with bind); `depends` orders it "
+        + "after the share's own mount.",
+        UP_MOUNTS + "; NixOS fileSystems.<name>.depends",
+    ),
+    _c(
+        "corpus-duplicate-mac",
+        "flake.nix:*-qemu-example-with-tap",
+        r"refused: only project: microvm\.interfaces\[1\]\.mac: duplicate MAC .*",
+        D,
+        "two interfaces of one VM with the same MAC are refused",
+        "Upstream's own qemu-example-with-tap gives its tap the MAC of its user-network NIC "
+        + "(02:00:00:01:01:0 plus the hypervisor's index, 1 for qemu); two NICs with one MAC on "
+        + "one guest confuse neighbour discovery and networkd's MAC matches. Refused here with "
+        + "both option paths.",
+        "microvm.nix flake.nix (tapExamples); generator/microvm/validate.py",
+    ),
+    _c(
+        "corpus-graphics-ch",
+        "examples/graphics.nix:*",
+        r"refused: only project: microvm\.graphics\.enable: graphics not supported by "
+        + r"cloud-hypervisor.*",
+        X,
+        "no graphics on cloud-hypervisor",
+        "Upstream's graphics example runs cloud-hypervisor with crosvm's virtio-gpu device "
+        + "(spectrum's cloud-hypervisor build); this project's cloud-hypervisor backend has no "
+        + "GPU device, so the configuration is refused.",
+        "microvm.nix examples/graphics.nix, lib/runners/cloud-hypervisor.nix (graphics)",
+    ),
+    _c(
+        "corpus-rosetta",
+        "vfkit-rosetta.md#*",
+        r"warning: only project: microvm\.vfkit\.rosetta\.(enable|install) is not supported "
+        + r"by this project's runners and is ignored",
+        X,
+        "vfkit's Rosetta share is not implemented",
+        "Upstream mounts Rosetta into vfkit guests (microvm.vfkit.rosetta.*); here the options "
+        + "are accepted with a warning and ignored.",
+        "microvm.nix nixos-modules/microvm/rosetta.nix; doc/src/vfkit-rosetta.md",
+    ),
+    _c(
+        "corpus-notify-warning",
+        "*",
+        r"warning: only upstream: \(trace\) cloud-hypervisor supports systemd-notify via vsock, "
+        + r"but `microvm\.vsock\.cid` must be set to enable this\.",
+        D,
+        "no warning for a cloud-hypervisor VM without vsock.cid",
+        "Upstream's cloud-hypervisor runner warns for every VM without a vsock CID (the default) "
+        + "that it cannot report readiness. Here readiness over vsock is the host's choice "
+        + "(microvm.host.useNotifySockets), works on every hypervisor with vsock, and a VM "
+        + "without a CID counts as started when its hypervisor is, so there is nothing to warn "
+        + "about.",
+        "microvm.nix lib/runners/cloud-hypervisor.nix (warnIf); "
+        + "generator/microvm/templates/units/libexec/notify-relay.sh.j2",
+    ),
+    _c(
+        "corpus-host-state-dirs",
+        "*",
+        r'host tmpfiles: upstream=\["/var/lib/microvms"\] '
+        + r'project=\["/var/lib/microvms", "/var/lib/microvms/\.control"'
+        + r'(, "/var/lib/microvms/[^"]+")*\]',
+        D,
+        "root-owned control directory and one data directory per VM",
+        "Upstream's state directory belongs to the microvm user, which can therefore replace "
+        + "the runner links root acts on. Here root owns the state directory and .control "
+        + "(runner links, metadata) and each declared VM gets a data directory of its own for "
+        + "its user.",
+        "SECURITY.md; microvm.nix nixos-modules/host/default.nix (systemd.tmpfiles)",
+    ),
+)
+
+
 def render() -> str:
     """docs/migration.md: the table for users of microvm.nix."""
     lines = [
@@ -1006,7 +1227,40 @@ def render() -> str:
         lines += [f"## {hv}", "", "| kind | difference | why | source |", "|---|---|---|---|"]
         lines += rows
         lines.append("")
+    lines += _render_corpus()
     return "\n".join(lines)
+
+
+def _render_corpus() -> list[str]:
+    import upstream_corpus
+
+    lines = [
+        "## Configurations from microvm.nix's handbook and examples",
+        "",
+        "`tests/test_upstream_corpus.py` reads microvm.nix's own configurations from its "
+        + "source: every Nix block of its handbook (`doc/src/*.md`), its examples, its flake "
+        + "template and the example configurations of its `flake.nix`. Each is evaluated with "
+        + "microvm.nix's modules and with this project's, on the same stand-in NixOS, and "
+        + "compared: the VM document's values against microvm.nix's option values, "
+        + "`fileSystems`, refusals (failed assertions, runners that cannot be evaluated, and "
+        + "here the generator's checks) and warnings (also those upstream's runners print), "
+        + "and for hosts the units declared for each VM and their settings "
+        + "(installed, started at boot, restarted when changed, readiness, installed once with "
+        + "`updateFlake`, the state directories). Every difference is listed here.",
+        "",
+        "| kind | difference | why | source |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {e.kind} | {e.summary} | {_cell(e.reason)} | {_cell(e.source)} |"
+              for e in CORPUS]
+    lines += [
+        "",
+        "Handbook blocks left out of the comparison:",
+        "",
+    ]
+    lines += [f"- `{key}`: {why}" for key, why in sorted(upstream_corpus.SKIP.items())]
+    lines.append("")
+    return lines
 
 
 def _cell(text: str) -> str:

@@ -178,16 +178,19 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
               help="A declared VM keeps running when its runner changes.")
 @click.option("--no-autostart", multiple=True, metavar="NAME",
               help="A declared VM is not started by microvms.target.")
+@click.option("--update-flake", multiple=True, metavar="NAME=FLAKE",
+              help="A declared VM installed once, then updated with `microvm update NAME` " +
+              "from FLAKE (microvm.vms.NAME.updateFlake).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | None,
           readiness: str, console: str, start_timeout: int, shutdown_timeout: int,
           virtiofsd_notify: bool, declare: tuple[str, ...], declared_file: Any,
           no_restart_if_changed: tuple[str, ...], no_autostart: tuple[str, ...],
-          force: bool) -> None:
+          update_flake: tuple[str, ...], force: bool) -> None:
     """Write the host's systemd units (microvm@.service and its helpers)."""
     from . import units as u
 
-    declared = u.parse_declared(declare, no_restart_if_changed, no_autostart)
+    declared = u.parse_declared(declare, no_restart_if_changed, no_autostart, update_flake)
     if declared_file is not None:
         try:
             data = json.load(declared_file)

@@ -77,6 +77,8 @@ class DeclaredVM:
     runner: str
     restart_if_changed: bool = True
     autostart: bool = True
+    # microvm.vms.<name>.updateFlake: installed once, then updated from this flake reference
+    update_flake: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ class Link:
 Entry = tuple[str, int] | Link
 
 
+# a flake reference written into a unit's ExecStart and a JSON file: no quotes, backslashes,
+# blanks, `$` or `%` (systemd would expand them)
+_SAFE_FLAKE = re.compile(r"[A-Za-z0-9._/+=@:,?&~#-]+")
+
+
 def _safe_path(what: str, value: str) -> str:
     if not _SAFE_PATH.fullmatch(value) or "//" in value or "/../" in f"{value}/":
         raise UsageError(f"{what} must be an absolute path of letters, digits and ._/+=@:,- " +
@@ -124,6 +131,9 @@ def _check(opts: UnitOptions) -> None:
         _safe_path(f"runner of {vm.name}", vm.runner)
         if vm.name in seen:
             raise UsageError(f"VM {vm.name!r} is declared twice")
+        if vm.update_flake is not None and not _SAFE_FLAKE.fullmatch(vm.update_flake):
+            raise UsageError(f"update flake of {vm.name} must be a flake reference of letters, "
+                             + f"digits and ._/+=@:,?&~#- , got {vm.update_flake!r}")
         seen.add(vm.name)
 
 
@@ -207,6 +217,7 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         install = f"install-microvm-{vm.name}.service"
         unit(install, "install-microvm.service.j2", name=vm.name, runner=vm.runner,
              restart_if_changed="true" if vm.restart_if_changed else "false",
+             update_flake=vm.update_flake,
              before=("microvm", *DEPENDENCIES), state_path=state_specifier(state_dir))
         files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
             render("units/microvm-declared.conf.j2", **common, name=vm.name,
@@ -268,26 +279,34 @@ def _dirs(root: Path) -> Iterable[Path]:
 
 
 def parse_declared(specs: Iterable[str], no_restart: Iterable[str] = (),
-                   no_autostart: Iterable[str] = ()) -> tuple[DeclaredVM, ...]:
-    """--declare NAME=RUNNER values (with --no-restart-if-changed/--no-autostart NAME)."""
+                   no_autostart: Iterable[str] = (),
+                   update_flakes: Iterable[str] = ()) -> tuple[DeclaredVM, ...]:
+    """--declare NAME=RUNNER values (with --no-restart-if-changed/--no-autostart NAME and
+    --update-flake NAME=REF)."""
     keep = set(no_restart)
     manual = set(no_autostart)
+    flakes: dict[str, str] = {}
+    for spec in update_flakes:
+        name, sep, ref = spec.partition("=")
+        if not sep or not ref:
+            raise UsageError(f"--update-flake wants NAME=FLAKE, got {spec!r}")
+        flakes[name] = ref
     out = []
     for spec in specs:
         name, sep, runner = spec.partition("=")
         if not sep or not runner:
             raise UsageError(f"--declare wants NAME=RUNNER, got {spec!r}")
         out.append(DeclaredVM(name=name, runner=runner, restart_if_changed=name not in keep,
-                              autostart=name not in manual))
-    unknown = (keep | manual) - {vm.name for vm in out}
+                              autostart=name not in manual, update_flake=flakes.get(name)))
+    unknown = (keep | manual | set(flakes)) - {vm.name for vm in out}
     if unknown:
         raise UsageError(f"not declared with --declare: {', '.join(sorted(unknown))}")
     return tuple(out)
 
 
 def declared_from_json(data: Any) -> tuple[DeclaredVM, ...]:
-    """--declared FILE: {"NAME": {"runner": PATH, "restartIfChanged": bool, "autostart": bool}}
-    (what the host module writes with builtins.toJSON)."""
+    """--declared FILE: {"NAME": {"runner": PATH, "restartIfChanged": bool, "autostart": bool,
+    "updateFlake": REF or null}} (what the host module writes with builtins.toJSON)."""
     if not isinstance(data, dict):
         raise UsageError("--declared file must hold a JSON object of VM name -> settings")
     out = []
@@ -298,7 +317,11 @@ def declared_from_json(data: Any) -> tuple[DeclaredVM, ...]:
         for k, v in flags.items():
             if not isinstance(v, bool):
                 raise UsageError(f"--declared: {name}.{k}: must be true or false, got {v!r}")
+        flake = item.get("updateFlake")
+        if flake is not None and not isinstance(flake, str):
+            raise UsageError(f"--declared: {name}.updateFlake: must be a flake reference or " +
+                             f"null, got {flake!r}")
         out.append(DeclaredVM(name=name, runner=item["runner"],
                               restart_if_changed=flags["restartIfChanged"],
-                              autostart=flags["autostart"]))
+                              autostart=flags["autostart"], update_flake=flake))
     return tuple(out)

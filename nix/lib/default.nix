@@ -135,7 +135,55 @@ let
         in
         if hits == [ ] then null else lib.elemAt (lib.head hits) 1;
 
-    buildRunner = import ./runner.nix { inherit lib; mlib = self; };
+    # the runner of a VM document: { pkgs, document, generator, binScripts ? { } }
+    buildRunnerFromDocument = import ./runner.nix { inherit lib; mlib = self; };
+
+    # microvm.nix's lib.buildRunner: the runner of a guest from its microvm options (the
+    # evaluated `config.microvm`, with `hostName` and `hypervisor` set, as microvm.nix's guest
+    # module passes them) and its system's toplevel; what microvm.runner.<hypervisor> holds,
+    # checked like it (a problem throws with every option path)
+    buildRunner = { pkgs, microvmConfig, toplevel }:
+      let
+        config = {
+          microvm = removeAttrs microvmConfig [ "hostName" ];
+          networking.hostName = microvmConfig.hostName;
+          system.build.toplevel = toplevel;
+        };
+        hostPkgs = microvmConfig.vmHostPackages;
+        document = self.document { inherit config pkgs; };
+      in
+      self.checked document (self.buildRunnerFromDocument {
+        pkgs = hostPkgs;
+        inherit document;
+        generator = self.generatorFor hostPkgs.buildPackages;
+        binScripts = microvmConfig.binScripts or { };
+      }) // { registerWithMachined = microvmConfig.registerWithMachined or false; };
+
+    # microvm.nix's lib.makeMacvtap: the file descriptors a runner that opens macvtap devices
+    # itself hands the hypervisor. Each macvtap interface of microvmConfig.interfaces, in
+    # order, gets one descriptor per queue (vcpu queues when hypervisorConfig.tapMultiQueue,
+    # else one), numbered from 3 on. Returns
+    #   macvtapFds = { <interface id> = [ fd ... ]; nextFreeFd = <first unused fd>; }
+    #   openMacvtapFds = shell lines opening each descriptor read-write on /dev/tapN, N being
+    #                    the interface's ifindex
+    makeMacvtap = { microvmConfig, hypervisorConfig }:
+      let
+        firstFd = 3;
+        queues = if hypervisorConfig.tapMultiQueue or false then microvmConfig.vcpu else 1;
+        macvtaps = lib.filter (i: i.type == "macvtap") microvmConfig.interfaces;
+        assigned = lib.imap0 (n: i: {
+          inherit (i) id;
+          fds = lib.genList (q: firstFd + n * queues + q) queues;
+        }) macvtaps;
+        openOne = a: fd:
+          "exec ${toString fd}<>/dev/tap$(< /sys/class/net/${lib.escapeShellArg a.id}/ifindex)\n";
+      in
+      {
+        macvtapFds = lib.zipAttrsWith (_: lib.concatLists) (map (a: { ${a.id} = a.fds; }) assigned)
+          // { nextFreeFd = firstFd + lib.length macvtaps * queues; };
+        openMacvtapFds = "# macvtap devices, opened for the hypervisor\n"
+          + lib.concatMapStrings (a: lib.concatMapStrings (openOne a) a.fds) assigned;
+      };
     buildStoreDisk = import ./store-disk.nix { inherit lib; };
     buildUnits = import ./units.nix { inherit lib; };
 

@@ -9,7 +9,7 @@
 , group ? "kvm"
 , startupTimeout ? 150           # seconds (TimeoutStartSec of microvm@)
 , useNotifySockets ? false       # started = the guest said READY=1 over vsock
-, declared ? [ ]                 # [ { name, runner, restartIfChanged, autostart } ]
+, declared ? [ ]                 # [ { name, runner, restartIfChanged, autostart, updateFlake ? null } ]
 }:
 
 let
@@ -18,9 +18,15 @@ let
       "--readiness" (if useNotifySockets then "vsock" else "started") ]
     ++ lib.concatMap (vm: [ "--declare" "${vm.name}=${vm.runner}" ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.restartIfChanged) [ "--no-restart-if-changed" vm.name ]) declared
-    ++ lib.concatMap (vm: lib.optionals (!vm.autostart) [ "--no-autostart" vm.name ]) declared;
+    ++ lib.concatMap (vm: lib.optionals (!vm.autostart) [ "--no-autostart" vm.name ]) declared
+    ++ lib.concatMap (vm: lib.optionals ((vm.updateFlake or null) != null)
+      [ "--update-flake" "${vm.name}=${vm.updateFlake}" ]) declared;
 in
-pkgs.runCommand "microvm-units" { nativeBuildInputs = [ generator ]; } (lib.optionalString (lib.length declared > 1) ''
+pkgs.runCommand "microvm-units" {
+  nativeBuildInputs = [ generator ];
+  # what the units are made of (tests/test_upstream_corpus.py renders them from it)
+  passthru.unitArgs = { inherit stateDir user group startupTimeout useNotifySockets declared; };
+} (lib.optionalString (lib.length declared > 1) ''
   # the declared VMs together: no two may share a tap name, MAC, vsock CID, forwarded port,
   # socket, written image or device (each error names both VMs and both option paths)
   microvm validate-host --state-dir ${lib.escapeShellArg stateDir} ${lib.escapeShellArgs

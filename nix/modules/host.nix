@@ -70,7 +70,11 @@ let
         type = types.nullOr types.str;
         default = null;
         defaultText = literalExpression ''"git+file:///home/user/my-vms"'';
-        description = "Flake reference kept for a later `microvm update` of this VM.";
+        description = ''
+          With `flake`: the host installs the VM once, and `microvm update NAME` rebuilds it
+          from this flake reference after that (a host rebuild leaves it alone). Not for VMs
+          declared with `config` or `evaluatedConfig`.
+        '';
       };
       restartIfChanged = mkOption {
         type = types.bool;
@@ -100,7 +104,7 @@ let
 
   declared = lib.mapAttrsToList (name: vm: let guest = (guestOf name vm).config; in {
     inherit name guest;
-    inherit (vm) restartIfChanged;
+    inherit (vm) restartIfChanged updateFlake;
     autostart = lib.elem name cfg.autostart;
     runner = "${guest.microvm.declaredRunner}";
   }) cfg.vms;
@@ -110,7 +114,7 @@ let
     generator = hostCfg.package;
     inherit (cfg) stateDir;
     inherit (hostCfg) user group startupTimeout useNotifySockets;
-    declared = map (vm: { inherit (vm) name runner restartIfChanged autostart; }) declared;
+    declared = map (vm: { inherit (vm) name runner restartIfChanged autostart updateFlake; }) declared;
   };
 
   # After a switch: restart declared VMs whose runner changed (per restartIfChanged), stop
@@ -200,6 +204,11 @@ in
     assertions = lib.mapAttrsToList (name: vm: {
       assertion = lib.length (lib.filter (x: x != null) [ vm.flake vm.config vm.evaluatedConfig ]) == 1;
       message = "microvm.vms.${name}: set exactly one of flake, config and evaluatedConfig";
+    }) cfg.vms
+    ++ lib.mapAttrsToList (name: vm: {
+      assertion = vm.updateFlake != null -> vm.flake != null;
+      message = "microvm.vms.${name}.updateFlake: only a VM built from `flake` can be updated " +
+        "from a flake; one declared with config or evaluatedConfig follows the host configuration";
     }) cfg.vms;
 
     microvm.autostart = lib.mapAttrsToList (name: _: name) (lib.filterAttrs (_: vm: vm.autostart) cfg.vms);

@@ -3,8 +3,11 @@
 
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
-    # the MicroVM flake this template came from (the reference you gave to `nix flake init -t`)
-    microvm.url = "github:OWNER/microvm";
+    # the MicroVM flake this template came from, found through your flake registry: register
+    # it once under this name, with the reference you gave to `nix flake init -t`, e.g.
+    #   nix registry add microvm-generator git+file:///home/you/src/microvm
+    # (or write that reference here instead)
+    microvm.url = "flake:microvm-generator";
     microvm.inputs.nixpkgs.follows = "nixpkgs";
   };
 

@@ -236,7 +236,8 @@ def update(host: Host, names: Sequence[str], *, restart: bool = False,
     results = []
     for name in names:
         vm = get_vm(host.root, name)
-        if vm.declared is not None:
+        declared = vm.declared
+        if declared is not None and declared.update_flake is None:
             raise HostError(f"{name} is declared in the host configuration; change it there " +
                             f"(install-microvm-{name}.service installs its runner)")
         results.append(_update_one(host, vm, restart=restart, flake=flake, runner=runner))
@@ -248,7 +249,9 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
     echo = host.echo
     with vm.changing():
         old = vm.current
-        source_flake = flake or vm.flake
+        declared = vm.declared
+        # a declared VM with updateFlake: installed by the host once, then updated from there
+        source_flake = flake or vm.flake or (declared.update_flake if declared else None)
         new_pin: Pin | None = None
         if runner is not None or (source_flake is None and vm.runner_source):
             source = runner or vm.runner_source

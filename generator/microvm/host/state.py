@@ -300,6 +300,9 @@ class Runner:
 @dataclass(frozen=True)
 class Declared:
     restart_if_changed: bool = True
+    # microvm.vms.NAME.updateFlake: the host installs the VM once; `microvm update NAME`
+    # rebuilds it from this flake after that
+    update_flake: str | None = None
 
 
 @dataclass(frozen=True)
@@ -444,7 +447,9 @@ class VMDir:
         data = self.read_json("declared.json")
         if data is None:
             return None
-        return Declared(restart_if_changed=bool(data.get("restartIfChanged", True)))
+        flake = data.get("updateFlake")
+        return Declared(restart_if_changed=bool(data.get("restartIfChanged", True)),
+                        update_flake=flake if isinstance(flake, str) and flake else None)
 
     @property
     def restart_on_update(self) -> bool:

@@ -26,10 +26,15 @@ let
   within = mountPoint: path:
     path != null && (path == mountPoint || lib.hasPrefix "${lib.removeSuffix "/" mountPoint}/" path);
 
+  # the file systems' and transports' modules are boot.initrd.kernelModules, which a systemd
+  # initrd loads in systemd-modules-load.service; a share has no device unit a mount could wait
+  # for, so its mount (and the store disk's) is ordered after that explicitly
+  afterModules = "x-systemd.after=systemd-modules-load.service";
+
   shareOptions = s:
     {
-      "9p" = [ "trans=virtio" "version=9p2000.L" "msize=65536" ];
-      virtiofs = [ "defaults" ];
+      "9p" = [ "trans=virtio" "version=9p2000.L" "msize=65536" afterModules ];
+      virtiofs = [ "defaults" afterModules ];
     }.${s.proto}
     ++ lib.optional s.readOnly "ro"
     ++ lib.optional (s.proto == "virtiofs" && within s.mountPoint overlay) "userxattr";
@@ -96,7 +101,7 @@ in
         ${roStore} = {
           device = if serials then "/dev/disk/by-id/virtio-${mlib.storeDiskSerial}" else "/dev/vda";
           fsType = cfg.storeDiskType;
-          options = [ "ro" ];
+          options = [ "ro" afterModules ];
           neededForBoot = true;
           noCheck = true;
         };
@@ -128,9 +133,11 @@ in
       ${v.mountPoint} = {
         device = volumeDevice i v;
         inherit (v) fsType;
-        options = lib.optional v.readOnly "ro";
         neededForBoot = within v.mountPoint overlay;
-      };
+      }
+      # NixOS wants a non-empty list (fileSystems.*.options is nonEmptyListOf; its default is
+      # [ "defaults" ]): a writable volume leaves the option to that default
+      // lib.optionalAttrs v.readOnly { options = [ "ro" ]; };
     }) cfg.volumes
     ++ map (s: {
       ${s.mountPoint} = {

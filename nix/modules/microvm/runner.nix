@@ -9,7 +9,7 @@ let
 
   document = mlib.document { inherit config pkgs; };
 
-  runner = mlib.checked document (mlib.buildRunner {
+  runner = mlib.checked document (mlib.buildRunnerFromDocument {
     pkgs = hostPkgs;
     inherit document;
     generator = mlib.generatorFor hostPkgs.buildPackages;
