@@ -150,13 +150,18 @@ def _types(node: dict[str, Any]) -> list[str]:
     return [t] if isinstance(t, str) else list(t)
 
 
+def code(text: str) -> str:
+    """Markdown inline code that may itself hold backticks."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def type_text(node: dict[str, Any]) -> str:
     """A short type description of a schema node."""
     if "const" in node:
-        return f"`{nix_value(node['const'])}`"
+        return code(nix_value(node['const']))
     nullable = "null" in _types(node)
     if "enum" in node:
-        text = "one of " + ", ".join(f"`{nix_value(v)}`" for v in node["enum"] if v is not None)
+        text = "one of " + ", ".join(code(nix_value(v)) for v in node["enum"] if v is not None)
     else:
         kinds = [t for t in _types(node) if t != "null"]
         parts = []
@@ -169,20 +174,17 @@ def type_text(node: dict[str, Any]) -> str:
             elif k == "object":
                 parts.append("attribute set" if "properties" not in node else "submodule")
             else:
-                parts.append({"integer": "integer", "string": "string", "boolean": "boolean",
-                              "number": "number"}.get(k, k))
+                # each JSON type with the keywords that apply to it
+                bounds = []
+                if k in ("integer", "number"):
+                    bounds += [f"≥ {node['minimum']}"] if "minimum" in node else []
+                    bounds += [f"≤ {node['maximum']}"] if "maximum" in node else []
+                if k == "string" and node.get("minLength") == 1:
+                    bounds.append("non-empty")
+                if k == "string" and "pattern" in node:
+                    bounds.append(f"matching {code(node['pattern'])}")
+                parts.append(k + (" (" + ", ".join(bounds) + ")" if bounds else ""))
         text = " or ".join(parts) or "anything"
-        bounds = []
-        if "minimum" in node:
-            bounds.append(f"≥ {node['minimum']}")
-        if "maximum" in node:
-            bounds.append(f"≤ {node['maximum']}")
-        if node.get("minLength") == 1:
-            bounds.append("non-empty")
-        if "pattern" in node:
-            bounds.append(f"matching `{node['pattern']}`")
-        if bounds:
-            text += " (" + ", ".join(bounds) + ")"
     return text + (" or `null`" if nullable else "")
 
 
@@ -371,8 +373,8 @@ def render() -> str:
         lines += header
         for o in groups[key]:
             lines.append("| " + " | ".join([
-                f"`{o.path}`", _cell(o.type), f"`{_cell(o.default)}`" if o.default else "—",
-                _cell(o.hypervisors), _cell(o.description), f"`{_cell(o.example)}`"]) + " |")
+                f"`{o.path}`", _cell(o.type), code(_cell(o.default)) if o.default else "—",
+                _cell(o.hypervisors), _cell(o.description), code(_cell(o.example))]) + " |")
         lines.append("")
 
     documented = {o.path for o in options}
@@ -392,7 +394,7 @@ def render() -> str:
         elif isinstance(node.get("default"), str) and node["default"].startswith("/nix/store/"):
             default = "a package"
         elif "default" in node:
-            default = f"`{_cell(nix_value(node['default']))}`"
+            default = code(_cell(nix_value(node['default'])))
         else:
             default = "—"
         lines.append("| " + " | ".join([f"`{path}`", _cell(nix_type(node["type"])), default,

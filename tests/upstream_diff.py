@@ -1023,18 +1023,6 @@ CORPUS: tuple[CorpusEntry, ...] = (
         "microvm.nix nixos-modules/microvm/optimization.nix (boot.kernelParams)",
     ),
     _c(
-        "corpus-virtiofsd-threads",
-        "*",
-        r'value microvm\.virtiofsd\.threadPoolSize: upstream="`nproc`" project=null',
-        X,
-        "virtiofsd's thread pool size defaults to virtiofsd's own default",
-        "Upstream's default is the shell text `nproc`, expanded when virtiofsd starts, so each "
-        + "virtiofsd gets one worker thread per host CPU; here the default is null and "
-        + "virtiofsd's own default applies (performance only). The default lives in "
-        + "nix/modules/microvm/options.nix.",
-        UP_OPTIONS + " (virtiofsd.threadPoolSize)",
-    ),
-    _c(
         "corpus-qemu-machine",
         "*",
         r'value microvm\.qemu\.machine: upstream="(microvm|virt)" project=null',

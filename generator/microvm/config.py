@@ -13,6 +13,10 @@ from .capabilities import CAPABILITIES, Feature, Hypervisor
 
 JSON = Any
 
+# virtiofsd.threadPoolSize's spelling of "one thread per host CPU" (microvm.nix's default, which
+# its runner hands to the shell; here the runner counts the CPUs itself)
+NPROC = "`nproc`"
+
 class ShareProto(StrEnum):
     NINEP = "9p"
     VIRTIOFS = "virtiofs"
@@ -181,7 +185,8 @@ class QemuOptions:
 @dataclass(frozen=True)
 class VirtiofsdOptions:
     inode_file_handles: str | None = "prefer"
-    thread_pool_size: int | None = None
+    # a number, NPROC (one thread per host CPU, counted when virtiofsd starts) or None
+    thread_pool_size: int | str | None = NPROC
     group: str | None = "kvm"
     extra_args: tuple[str, ...] = ()
 

@@ -12,7 +12,7 @@
 { overrides ? { } }:
 
 let
-  inherit (lib) mkOption types;
+  inherit (lib) mkOption types length;
 
   nonEmptyStr = types.addCheck types.str (s: s != "") // {
     name = "nonEmptyString";
@@ -32,6 +32,8 @@ let
   baseType = sch: where:
     let t = lib.remove "null" (typesOf sch); in
     if sch ? "x-nixType" then nixType.${sch."x-nixType"}
+    # one of several JSON types: each with the keywords that apply to it
+    else if length t > 1 then types.oneOf (map (one: baseType (sch // { type = one; }) where) t)
     else if sch ? enum then types.enum (lib.remove null sch.enum)
     else if t == [ "boolean" ] then types.bool
     else if t == [ "integer" ] then

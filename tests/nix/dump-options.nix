@@ -37,6 +37,10 @@ let
     else if n == "enum" then { types = [ "string" ]; enum = t.functor.payload.values or t.functor.payload; }
     else if n == "listOf" then { types = [ "array" ]; items = view t.nestedTypes.elemType; }
     else if n == "submodule" then { types = [ "object" ]; properties = walk (t.getSubOptions [ ]); }
+    # a union (types.oneOf folds into nested eithers): the views of its members together
+    else if n == "either" then
+      let l = view t.nestedTypes.left; r = view t.nestedTypes.right; in
+      l // r // { types = l.types ++ r.types; }
     else if n == "attrsOf" || n == "lazyAttrsOf" then
       let elem = t.nestedTypes.elemType; in
       if elem.name == "anything" then { types = [ "object" ]; }
