@@ -1,21 +1,30 @@
 """The typed model of one VM: frozen dataclasses built from a schema-valid document with its
-defaults applied (document.py builds them; nothing downstream of it reads raw JSON)."""
+defaults applied (document.py builds them; nothing downstream of it reads raw JSON).
+
+Each field names the option it holds (`opt("readOnly")`); `from_json` and `to_json` are
+written once for every class and walk those names. An option of the schema that no field names
+yet is still part of the model: it lands in the object's `others`, by option path, and goes back
+into the document unchanged (tests/test_single_source.py adds one to the schema and follows it).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from .capabilities import CAPABILITIES, Feature, Hypervisor
+from .options import schema
 
 JSON = Any
+T = TypeVar("T")
 
 # virtiofsd.threadPoolSize's spelling of "one thread per host CPU" (microvm.nix's default, which
 # its runner hands to the shell; here the runner counts the CPUs itself)
 NPROC = "`nproc`"
+
 
 class ShareProto(StrEnum):
     NINEP = "9p"
@@ -34,216 +43,299 @@ class InterfaceType(StrEnum):
         return self in (InterfaceType.TAP, InterfaceType.BRIDGE)
 
 
+# -- the mapping between fields and options ---------------------------------------------------
+
+def opt(path: str, default: Any = MISSING, *, factory: Callable[[], Any] | None = None,
+        item: type | None = None, kind: Callable[[Any], Any] | None = None,
+        omit_none: bool = False) -> Any:
+    """A field holding the option at `path` (dotted, relative to the object's JSON).
+    item: the class of the object, or of a list's items; kind: converts a JSON value (an
+    enum); omit_none: left out of the JSON while None (neither a default nor a null)."""
+    meta = {"json": path, "item": item, "kind": kind, "omit_none": omit_none}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def computed(*covers: str) -> Any:
+    """A field whose value depends on other options (the class's `_load`/`_dump` handle it);
+    `covers`: the option paths it stands for."""
+    return field(default=None, metadata={"covers": covers})
+
+
+def others_field() -> Any:
+    return field(default_factory=dict, compare=True, metadata={"others": True})
+
+
+def _lookup(d: Mapping[str, JSON], path: str) -> tuple[bool, JSON]:
+    for part in path.split("."):
+        if not isinstance(d, Mapping) or part not in d:
+            return False, None
+        d = d[part]
+    return True, d
+
+
+def _place(d: dict[str, JSON], path: str, value: JSON) -> None:
+    *groups, last = path.split(".")
+    for part in groups:
+        d = d.setdefault(part, {})
+    d[last] = value
+
+
+def _node(sch: Mapping[str, JSON], path: str) -> Mapping[str, JSON]:
+    for part in path.split("."):
+        sch = sch["properties"][part]
+    return sch
+
+
+def _leaves(d: Mapping[str, JSON], sch: Mapping[str, JSON], prefix: str = ""
+            ) -> dict[str, JSON]:
+    """Option path -> value of every option in `d` (groups walked, not returned)."""
+    out: dict[str, JSON] = {}
+    for key, value in d.items():
+        sub = sch.get("properties", {}).get(key, {})
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and "properties" in sub:
+            out |= _leaves(value, sub, f"{path}.")
+        else:
+            out[path] = value
+    return out
+
+
+def _covered(cls: type) -> list[str]:
+    out: list[str] = []
+    for f in fields(cls):
+        out += [f.metadata["json"]] if "json" in f.metadata else list(f.metadata.get("covers", ()))
+    return out
+
+
+def load(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
+         ctx: Mapping[str, JSON]) -> T:
+    """An instance of `cls` from its JSON `d` (schema node `sch`; ctx: values computed
+    defaults need, such as the host name)."""
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        md = f.metadata
+        if "json" not in md:
+            continue
+        found, value = _lookup(d, md["json"])
+        if not found:
+            continue
+        if md["item"] is not None and isinstance(value, list):
+            items = _node(sch, md["json"])["items"]
+            value = tuple(load(md["item"], x, items, ctx) for x in value)
+        elif md["item"] is not None:
+            value = load(md["item"], value, _node(sch, md["json"]), ctx)
+        elif md["kind"] is not None:
+            value = md["kind"](value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    covered = _covered(cls)
+    kwargs["others"] = {path: value for path, value in _leaves(d, sch).items()
+                        if not any(path == c or path.startswith(f"{c}.") for c in covered)}
+    special: Callable[..., dict[str, Any]] | None = getattr(cls, "_load", None)
+    if special is not None:
+        kwargs |= special(d, ctx, kwargs)
+    return cls(**kwargs)
+
+
+def dump(obj: Any) -> dict[str, JSON]:
+    """The JSON of a model object: every option it holds, `others` included."""
+    out: dict[str, JSON] = {}
+    for f in fields(obj):
+        md = f.metadata
+        if "json" not in md:
+            continue
+        value = getattr(obj, f.name)
+        if value is None and md["omit_none"]:
+            continue
+        _place(out, md["json"], _to_json(value))
+    for path, value in obj.others.items():
+        _place(out, path, value)
+    special: Callable[[dict[str, JSON]], None] | None = getattr(obj, "_dump", None)
+    if special is not None:
+        special(out)
+    return out
+
+
+def _to_json(value: Any) -> JSON:
+    if isinstance(value, StrEnum):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_to_json(x) for x in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return dump(value)
+    return value
+
+
 @dataclass(frozen=True)
 class Volume:
-    image: str
-    size: int | None
-    serial: str | None = None
-    direct: bool = False
-    read_only: bool = False
-    label: str | None = None
-    mount_point: str | None = None
-    auto_create: bool = True
-    mkfs_extra_args: tuple[str, ...] = ()
-    fs_type: str = "ext4"
-    image_type: str = "raw"
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, JSON]) -> Volume:
-        return cls(
-            image=d["image"], size=d.get("size"), serial=d["serial"], direct=d["direct"],
-            read_only=d["readOnly"], label=d["label"], mount_point=d["mountPoint"],
-            auto_create=d["autoCreate"], mkfs_extra_args=tuple(d["mkfsExtraArgs"]),
-            fs_type=d["fsType"], image_type=d["imageType"],
-        )
-
-    def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {
-            "image": self.image, "serial": self.serial, "direct": self.direct,
-            "readOnly": self.read_only, "label": self.label, "mountPoint": self.mount_point,
-            "autoCreate": self.auto_create, "mkfsExtraArgs": list(self.mkfs_extra_args),
-            "fsType": self.fs_type, "imageType": self.image_type,
-        }
-        if self.size is not None:
-            out["size"] = self.size
-        return out
+    image: str = opt("image")
+    size: int | None = opt("size", None, omit_none=True)
+    serial: str | None = opt("serial", None)
+    direct: bool = opt("direct", False)
+    read_only: bool = opt("readOnly", False)
+    label: str | None = opt("label", None)
+    mount_point: str | None = opt("mountPoint", None)
+    auto_create: bool = opt("autoCreate", True)
+    mkfs_extra_args: tuple[str, ...] = opt("mkfsExtraArgs", ())
+    fs_type: str = opt("fsType", "ext4")
+    image_type: str = opt("imageType", "raw")
+    others: Mapping[str, JSON] = others_field()
 
 
 @dataclass(frozen=True)
 class Share:
-    tag: str
-    source: str
-    mount_point: str
-    proto: ShareProto = ShareProto.NINEP
-    socket: str | None = None
-    security_model: str = "none"
-    read_only: bool = False
-    cache: str = "auto"
-    posix_acl: bool = True
-    extra_args: tuple[str, ...] = ()
+    tag: str = opt("tag")
+    source: str = opt("source")
+    mount_point: str = opt("mountPoint")
+    proto: ShareProto = opt("proto", ShareProto.NINEP, kind=ShareProto)
+    # default: "<hostName>-virtiofs-<tag>.sock" for virtiofs (x-computedDefault)
+    socket: str | None = opt("socket", None)
+    security_model: str = opt("securityModel", "none")
+    read_only: bool = opt("readOnly", False)
+    cache: str = opt("cache", "auto")
+    posix_acl: bool = opt("posixAcl", True)
+    extra_args: tuple[str, ...] = opt("extraArgs", ())
+    others: Mapping[str, JSON] = others_field()
 
-    @classmethod
-    def from_json(cls, d: Mapping[str, JSON], host_name: str) -> Share:
-        proto = ShareProto(d["proto"])
-        socket = d.get("socket")
-        if proto is ShareProto.VIRTIOFS and socket is None:
-            socket = f"{host_name}-virtiofs-{d['tag']}.sock"
-        return cls(
-            tag=d["tag"], source=d["source"], mount_point=d["mountPoint"], proto=proto,
-            socket=socket, security_model=d["securityModel"], read_only=d["readOnly"],
-            cache=d["cache"], posix_acl=d["posixAcl"], extra_args=tuple(d["extraArgs"]),
-        )
-
-    def to_json(self) -> dict[str, JSON]:
-        return {
-            "tag": self.tag, "source": self.source, "mountPoint": self.mount_point,
-            "proto": str(self.proto), "socket": self.socket,
-            "securityModel": self.security_model, "readOnly": self.read_only,
-            "cache": self.cache, "posixAcl": self.posix_acl, "extraArgs": list(self.extra_args),
-        }
+    @staticmethod
+    def _load(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
+              ) -> dict[str, Any]:
+        if kw.get("proto") is ShareProto.VIRTIOFS and kw.get("socket") is None:
+            return {"socket": f"{ctx['hostName']}-virtiofs-{d['tag']}.sock"}
+        return {}
 
 
 @dataclass(frozen=True)
 class Interface:
-    type: InterfaceType
-    id: str
-    mac: str
-    macvtap_link: str | None = None
-    macvtap_mode: str | None = None
-    bridge: str | None = None
-    vhost: bool = False
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, JSON]) -> Interface:
-        return cls(
-            type=InterfaceType(d["type"]), id=d["id"], mac=d["mac"],
-            macvtap_link=d["macvtap"]["link"], macvtap_mode=d["macvtap"]["mode"],
-            bridge=d["bridge"], vhost=d["tap"]["vhost"],
-        )
-
-    def to_json(self) -> dict[str, JSON]:
-        return {
-            "type": str(self.type), "id": self.id, "mac": self.mac,
-            "macvtap": {"link": self.macvtap_link, "mode": self.macvtap_mode},
-            "bridge": self.bridge, "tap": {"vhost": self.vhost},
-        }
+    type: InterfaceType = opt("type", kind=InterfaceType)
+    id: str = opt("id")
+    mac: str = opt("mac")
+    macvtap_link: str | None = opt("macvtap.link", None)
+    macvtap_mode: str | None = opt("macvtap.mode", None)
+    bridge: str | None = opt("bridge", None)
+    vhost: bool = opt("tap.vhost", False)
+    others: Mapping[str, JSON] = others_field()
 
 
 @dataclass(frozen=True)
 class ForwardPort:
-    host_port: int
-    guest_port: int
-    proto: str = "tcp"
-    direction: str = "host"
-    host_address: str = ""
-    guest_address: str = ""
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, JSON]) -> ForwardPort:
-        return cls(
-            host_port=d["host"]["port"], guest_port=d["guest"]["port"], proto=d["proto"],
-            direction=d["from"], host_address=d["host"]["address"],
-            guest_address=d["guest"]["address"],
-        )
-
-    def to_json(self) -> dict[str, JSON]:
-        return {
-            "from": self.direction, "proto": self.proto,
-            "host": {"address": self.host_address, "port": self.host_port},
-            "guest": {"address": self.guest_address, "port": self.guest_port},
-        }
+    host_port: int = opt("host.port")
+    guest_port: int = opt("guest.port")
+    proto: str = opt("proto", "tcp")
+    direction: str = opt("from", "host")
+    host_address: str = opt("host.address", "")
+    guest_address: str = opt("guest.address", "")
+    others: Mapping[str, JSON] = others_field()
 
 
 @dataclass(frozen=True)
 class Device:
-    bus: str
-    path: str
-    qemu_id: str | None = None
-    qemu_bus: str | None = None
-    qemu_device_extra_args: str | None = None
+    bus: str = opt("bus")
+    path: str = opt("path")
+    qemu_id: str | None = opt("qemu.id", None)
+    qemu_bus: str | None = opt("qemu.bus", None)
+    qemu_device_extra_args: str | None = opt("qemu.deviceExtraArgs", None)
+    others: Mapping[str, JSON] = others_field()
 
-    @classmethod
-    def from_json(cls, d: Mapping[str, JSON]) -> Device:
-        q = d["qemu"]
-        return cls(bus=d["bus"], path=d["path"], qemu_id=q["id"], qemu_bus=q["bus"],
-                   qemu_device_extra_args=q["deviceExtraArgs"])
 
-    def to_json(self) -> dict[str, JSON]:
-        return {"bus": self.bus, "path": self.path, "qemu": {
-            "id": self.qemu_id, "bus": self.qemu_bus,
-            "deviceExtraArgs": self.qemu_device_extra_args}}
+def _pairs_or_none(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
+    return None if value is None else tuple(value.items())
 
 
 @dataclass(frozen=True)
 class QemuOptions:
-    machine: str | None = None
-    machine_opts: tuple[tuple[str, str], ...] | None = None
-    extra_args: tuple[str, ...] = ()
-    serial_console: bool = True
+    machine: str | None = opt("machine", None)
+    machine_opts: tuple[tuple[str, str], ...] | None = opt("machineOpts", None,
+                                                             kind=_pairs_or_none)
+    extra_args: tuple[str, ...] = opt("extraArgs", ())
+    serial_console: bool = opt("serialConsole", True)
+    others: Mapping[str, JSON] = others_field()
+
+    def _dump(self, out: dict[str, JSON]) -> None:
+        if self.machine_opts is not None:
+            out["machineOpts"] = dict(self.machine_opts)
 
 
 @dataclass(frozen=True)
 class VirtiofsdOptions:
-    inode_file_handles: str | None = "prefer"
+    inode_file_handles: str | None = opt("inodeFileHandles", "prefer")
     # a number, NPROC (one thread per host CPU, counted when virtiofsd starts) or None
-    thread_pool_size: int | str | None = NPROC
-    group: str | None = "kvm"
-    extra_args: tuple[str, ...] = ()
+    thread_pool_size: int | str | None = opt("threadPoolSize", NPROC)
+    group: str | None = opt("group", "kvm")
+    extra_args: tuple[str, ...] = opt("extraArgs", ())
+    others: Mapping[str, JSON] = others_field()
+
+
+def _sorted_pairs(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(value.items()))
 
 
 @dataclass(frozen=True)
 class MicroVM:
     """One VM, fully defaulted and validated. Built only by `from_document`/`load`."""
 
-    host_name: str
-    kernel: str
-    hypervisor: Hypervisor = Hypervisor.QEMU
-    system: str = "x86_64-linux"
-    toplevel: str | None = None
-    runtime_path: tuple[str, ...] = ()
-    vcpu: int = 1
-    mem: int = 512
-    hugepage_mem: bool = False
-    hotplug_mem: int = 0
-    hotplugged_mem: int = 0
-    balloon: bool = False
-    initial_balloon_mem: int = 0
-    deflate_on_oom: bool = True
-    cpu: str | None = None
-    optimize: bool = True
-    pre_start: str = ""
-    extra_args_script: str | None = None
-    socket: str | None = None
-    user: str | None = None
-    initrd: str | None = None
-    kernel_params: tuple[str, ...] = ()
-    store_on_disk: bool = False
-    store_disk: str | None = None
-    store_disk_type: str = "erofs"
-    writable_store_overlay: str | None = None
-    volumes: tuple[Volume, ...] = ()
-    shares: tuple[Share, ...] = ()
-    interfaces: tuple[Interface, ...] = ()
-    forward_ports: tuple[ForwardPort, ...] = ()
-    devices: tuple[Device, ...] = ()
-    vsock_cid: int | None = None
-    graphics: bool = False
-    graphics_backend: str = "gtk"
-    credential_files: tuple[tuple[str, str], ...] = ()
-    pretty_procnames: bool = True
-    machine_id: str | None = None
-    virtiofsd: VirtiofsdOptions = field(default_factory=VirtiofsdOptions)
-    qemu: QemuOptions = field(default_factory=QemuOptions)
+    host_name: str = opt("hostName")
+    kernel: str = opt("microvm.kernel")
+    hypervisor: Hypervisor = opt("microvm.hypervisor", Hypervisor.QEMU, kind=Hypervisor)
+    format_version: int = opt("formatVersion", 1)
+    system: str = opt("system", "x86_64-linux")
+    toplevel: str | None = opt("toplevel", None)
+    runtime_path: tuple[str, ...] = opt("runtimePath", ())
+    vcpu: int = opt("microvm.vcpu", 1)
+    mem: int = opt("microvm.mem", 512)
+    hugepage_mem: bool = opt("microvm.hugepageMem", False)
+    hotplug_mem: int = opt("microvm.hotplugMem", 0)
+    # null in the document: all of hotplugMem (resolved here)
+    hotplugged_mem: int = opt("microvm.hotpluggedMem", 0)
+    balloon: bool = opt("microvm.balloon", False)
+    initial_balloon_mem: int = opt("microvm.initialBalloonMem", 0)
+    deflate_on_oom: bool = opt("microvm.deflateOnOOM", True)
+    cpu: str | None = opt("microvm.cpu", None)
+    optimize: bool = opt("microvm.optimize.enable", True)
+    pre_start: str = opt("microvm.preStart", "")
+    extra_args_script: str | None = opt("microvm.extraArgsScript", None)
+    user: str | None = opt("microvm.user", None)
+    initrd: str | None = opt("microvm.initrdPath", None)
+    kernel_params: tuple[str, ...] = opt("microvm.kernelParams", ())
+    store_disk: str | None = opt("microvm.storeDisk", None)
+    store_disk_type: str = opt("microvm.storeDiskType", "erofs")
+    writable_store_overlay: str | None = opt("microvm.writableStoreOverlay", None)
+    volumes: tuple[Volume, ...] = opt("microvm.volumes", (), item=Volume)
+    shares: tuple[Share, ...] = opt("microvm.shares", (), item=Share)
+    interfaces: tuple[Interface, ...] = opt("microvm.interfaces", (), item=Interface)
+    forward_ports: tuple[ForwardPort, ...] = opt("microvm.forwardPorts", (), item=ForwardPort)
+    devices: tuple[Device, ...] = opt("microvm.devices", (), item=Device)
+    vsock_cid: int | None = opt("microvm.vsock.cid", None)
+    graphics: bool = opt("microvm.graphics.enable", False)
+    graphics_backend: str = opt("microvm.graphics.backend", "gtk")
+    credential_files: tuple[tuple[str, str], ...] = opt("microvm.credentialFiles", (),
+                                                        kind=_sorted_pairs)
+    pretty_procnames: bool = opt("microvm.prettyProcnames", True)
+    machine_id: str | None = opt("microvm.machineId", None)
+    virtiofsd: VirtiofsdOptions = opt("microvm.virtiofsd", factory=VirtiofsdOptions,
+                                  item=VirtiofsdOptions)
+    qemu: QemuOptions = opt("microvm.qemu", factory=QemuOptions, item=QemuOptions)
+    firecracker_drive_io_engine: str = opt("microvm.firecracker.driveIoEngine", "Async")
+    firecracker_cpu: Mapping[str, JSON] | None = opt("microvm.firecracker.cpu", None)
+    firecracker_extra_config: Mapping[str, JSON] = opt("microvm.firecracker.extraConfig",
+                                                       factory=dict)
+    crosvm_pivot_root: str | None = opt("microvm.crosvm.pivotRoot", None)
+    vfkit_log_level: str | None = opt("microvm.vfkit.logLevel", "info")
+    # -- computed from other options (x-computedDefault) --------------------------------------
+    # default "<hostName>.sock" where the hypervisor has a control socket
+    socket: str | None = computed("microvm.socket")
+    # default: true unless a share has source /nix/store
+    store_on_disk: bool = computed("microvm.storeOnDisk")
     # extraArgs of each hypervisor, keyed by hypervisor
-    extra_args: tuple[tuple[Hypervisor, tuple[str, ...]], ...] = ()
-    firecracker_drive_io_engine: str = "Async"
-    firecracker_cpu: Mapping[str, JSON] | None = None
-    firecracker_extra_config: Mapping[str, JSON] = field(default_factory=dict)
-    crosvm_pivot_root: str | None = None
-    vfkit_log_level: str | None = "info"
+    extra_args: tuple[tuple[Hypervisor, tuple[str, ...]], ...] = computed(
+        *(f"microvm.{hv}.extraArgs" for hv in Hypervisor))
     # the document as given, for the round trip and share/microvm/vm.json
     socket_explicit: bool = False
     store_on_disk_explicit: bool = False
+    others: Mapping[str, JSON] = others_field()
 
     # -- derived views ---------------------------------------------------------------------
     @property
@@ -277,110 +369,43 @@ class MicroVM:
     @classmethod
     def from_json(cls, doc: Mapping[str, JSON]) -> MicroVM:
         """Build the model from a schema-valid document with defaults applied."""
-        m = doc["microvm"]
-        host_name = doc["hostName"]
-        hypervisor = Hypervisor(m["hypervisor"])
-        shares = tuple(Share.from_json(s, host_name) for s in m["shares"])
+        return load(cls, doc, schema(), {"hostName": doc["hostName"]})
+
+    @staticmethod
+    def _load(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
+              ) -> dict[str, Any]:
+        m = d["microvm"]
+        hypervisor = kw["hypervisor"]
         if "socket" in m:
             socket = m["socket"]
         elif CAPABILITIES[hypervisor].supports(Feature.CONTROL_SOCKET):
-            socket = f"{host_name}.sock"
+            socket = f"{ctx['hostName']}.sock"
         else:
             socket = None
         store_on_disk = m.get("storeOnDisk")
         if store_on_disk is None:
-            store_on_disk = not any(s.source == "/nix/store" for s in shares)
-        q = m["qemu"]
-        vfsd = m["virtiofsd"]
-        fc = m["firecracker"]
-        return cls(
-            host_name=host_name, kernel=m["kernel"], hypervisor=hypervisor,
-            system=doc["system"], toplevel=doc["toplevel"],
-            runtime_path=tuple(doc["runtimePath"]), vcpu=m["vcpu"], mem=m["mem"],
-            hugepage_mem=m["hugepageMem"], hotplug_mem=m["hotplugMem"],
-            hotplugged_mem=(m["hotplugMem"] if m["hotpluggedMem"] is None
-                            else m["hotpluggedMem"]),
-            balloon=m["balloon"], initial_balloon_mem=m["initialBalloonMem"],
-            deflate_on_oom=m["deflateOnOOM"], cpu=m["cpu"], optimize=m["optimize"]["enable"],
-            pre_start=m["preStart"], extra_args_script=m["extraArgsScript"], socket=socket,
-            user=m["user"], initrd=m["initrdPath"], kernel_params=tuple(m["kernelParams"]),
-            store_on_disk=store_on_disk, store_disk=m["storeDisk"],
-            store_disk_type=m["storeDiskType"],
-            writable_store_overlay=m["writableStoreOverlay"],
-            volumes=tuple(Volume.from_json(v) for v in m["volumes"]), shares=shares,
-            interfaces=tuple(Interface.from_json(i) for i in m["interfaces"]),
-            forward_ports=tuple(ForwardPort.from_json(f) for f in m["forwardPorts"]),
-            devices=tuple(Device.from_json(d) for d in m["devices"]),
-            vsock_cid=m["vsock"]["cid"], graphics=m["graphics"]["enable"],
-            graphics_backend=m["graphics"]["backend"],
-            credential_files=tuple(sorted(m["credentialFiles"].items())),
-            pretty_procnames=m["prettyProcnames"], machine_id=m.get("machineId"),
-            virtiofsd=VirtiofsdOptions(
-                inode_file_handles=vfsd["inodeFileHandles"],
-                thread_pool_size=vfsd["threadPoolSize"], group=vfsd["group"],
-                extra_args=tuple(vfsd["extraArgs"])),
-            qemu=QemuOptions(
-                machine=q["machine"],
-                machine_opts=(None if q["machineOpts"] is None
-                              else tuple(q["machineOpts"].items())),
-                extra_args=tuple(q["extraArgs"]), serial_console=q["serialConsole"]),
-            extra_args=tuple((hv, tuple(m[str(hv)]["extraArgs"])) for hv in Hypervisor),
-            firecracker_drive_io_engine=fc["driveIoEngine"], firecracker_cpu=fc["cpu"],
-            firecracker_extra_config=fc["extraConfig"],
-            crosvm_pivot_root=m["crosvm"]["pivotRoot"], vfkit_log_level=m["vfkit"]["logLevel"],
-            socket_explicit="socket" in m, store_on_disk_explicit="storeOnDisk" in m,
-        )
-
-    def to_json(self) -> dict[str, JSON]:
-        """The document with every default spelled out; `from_json` of it gives `self` back."""
-        xargs = dict(self.extra_args)
-        m: dict[str, JSON] = {
-            "hypervisor": str(self.hypervisor), "vcpu": self.vcpu, "mem": self.mem,
-            "hugepageMem": self.hugepage_mem, "hotplugMem": self.hotplug_mem,
-            "hotpluggedMem": self.hotplugged_mem, "balloon": self.balloon,
-            "initialBalloonMem": self.initial_balloon_mem, "deflateOnOOM": self.deflate_on_oom,
-            "cpu": self.cpu, "optimize": {"enable": self.optimize}, "preStart": self.pre_start,
-            "extraArgsScript": self.extra_args_script, "user": self.user,
-            "kernel": self.kernel, "initrdPath": self.initrd,
-            "kernelParams": list(self.kernel_params), "storeDisk": self.store_disk,
-            "storeDiskType": self.store_disk_type,
-            "writableStoreOverlay": self.writable_store_overlay,
-            "volumes": [v.to_json() for v in self.volumes],
-            "shares": [s.to_json() for s in self.shares],
-            "interfaces": [i.to_json() for i in self.interfaces],
-            "forwardPorts": [f.to_json() for f in self.forward_ports],
-            "devices": [d.to_json() for d in self.devices],
-            "vsock": {"cid": self.vsock_cid},
-            "graphics": {"enable": self.graphics, "backend": self.graphics_backend},
-            "credentialFiles": dict(self.credential_files),
-            "prettyProcnames": self.pretty_procnames, "machineId": self.machine_id,
-            "virtiofsd": {
-                "inodeFileHandles": self.virtiofsd.inode_file_handles,
-                "threadPoolSize": self.virtiofsd.thread_pool_size,
-                "group": self.virtiofsd.group, "extraArgs": list(self.virtiofsd.extra_args)},
-            "qemu": {
-                "machine": self.qemu.machine,
-                "machineOpts": (None if self.qemu.machine_opts is None
-                                else dict(self.qemu.machine_opts)),
-                "extraArgs": list(self.qemu.extra_args),
-                "serialConsole": self.qemu.serial_console},
+            store_on_disk = not any(s.source == "/nix/store" for s in kw["shares"])
+        hotplugged = m["hotpluggedMem"]
+        return {
+            "socket": socket, "store_on_disk": store_on_disk,
+            "hotplugged_mem": m["hotplugMem"] if hotplugged is None else hotplugged,
+            "extra_args": tuple((hv, tuple(m[str(hv)]["extraArgs"])) for hv in Hypervisor),
+            "socket_explicit": "socket" in m, "store_on_disk_explicit": "storeOnDisk" in m,
         }
-        for hv in Hypervisor:
-            if hv is not Hypervisor.QEMU:
-                m[str(hv)] = {"extraArgs": list(xargs.get(hv, ()))}
-        m["firecracker"].update({
-            "driveIoEngine": self.firecracker_drive_io_engine, "cpu": self.firecracker_cpu,
-            "extraConfig": dict(self.firecracker_extra_config)})
-        m["crosvm"]["pivotRoot"] = self.crosvm_pivot_root
-        m["vfkit"]["logLevel"] = self.vfkit_log_level
+
+    def _dump(self, out: dict[str, JSON]) -> None:
+        m = out["microvm"]
+        m["credentialFiles"] = dict(self.credential_files)
+        for hv, args in self.extra_args:
+            m.setdefault(str(hv), {})["extraArgs"] = list(args)
         if self.socket_explicit:
             m["socket"] = self.socket
         if self.store_on_disk_explicit:
             m["storeOnDisk"] = self.store_on_disk
-        return {
-            "formatVersion": 1, "hostName": self.host_name, "system": self.system,
-            "toplevel": self.toplevel, "runtimePath": list(self.runtime_path), "microvm": m,
-        }
+
+    def to_json(self) -> dict[str, JSON]:
+        """The document with every default spelled out; `from_json` of it gives `self` back."""
+        return dump(self)
 
 
 def derived_machine_id(host_name: str) -> str:
