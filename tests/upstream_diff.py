@@ -1008,21 +1008,6 @@ CORPUS: tuple[CorpusEntry, ...] = (
         UP_OPTIONS + " (hotpluggedMem); generator/microvm/config.py (hotplugged_mem)",
     ),
     _c(
-        "corpus-8250-nr-uarts",
-        "*",
-        r'value microvm\.kernelParams: upstream=\["8250\.nr_uarts=1", (.*)\] project=\[\1\]',
-        X,
-        "no 8250.nr_uarts=1 on the kernel command line",
-        "Upstream's optimization module (optimize.enable, on by default) adds 8250.nr_uarts=1 "
-        + "to boot.kernelParams (one serial port registered instead of four: a faster boot); "
-        + "the guest module here does not. The console (ttyS0, the first port) works either "
-        + "way. The same upstream module also sets NixOS defaults the corpus does not compare "
-        + "and this project does not set: a systemd initrd for qemu, cloud-hypervisor, "
-        + "firecracker and stratovirt, documentation off, networkd without wait-online, no "
-        + "switch-to-configuration unless the store is shared.",
-        "microvm.nix nixos-modules/microvm/optimization.nix (boot.kernelParams)",
-    ),
-    _c(
         "corpus-qemu-machine",
         "*",
         r'value microvm\.qemu\.machine: upstream="(microvm|virt)" project=null',

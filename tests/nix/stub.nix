@@ -30,6 +30,16 @@ in
     boot.initrd.kernelModules = strings;
     boot.initrd.availableKernelModules = strings;
     boot.loader.grub.enable = mkOption { type = types.bool; default = true; };
+    boot.initrd.systemd = mkOption {
+      type = types.submodule {
+        freeformType = types.attrsOf types.anything;
+        options.enable = mkOption { type = types.bool; default = false; };
+      };
+      default = { };
+    };
+    boot.swraid = free;
+    documentation = free;
+    system.switch.enable = mkOption { type = types.bool; default = true; };
     boot.postBootCommands = mkOption { type = types.lines; default = ""; };
     fileSystems = free;
     system.build = mkOption { type = types.lazyAttrsOf types.raw; default = { }; };

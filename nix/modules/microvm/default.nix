@@ -6,6 +6,7 @@
     ./compat.nix
     ./deploy.nix
     ./guest.nix
+    ./optimize.nix
     ./runner.nix
   ];
 }

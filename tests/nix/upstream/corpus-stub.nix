@@ -12,10 +12,7 @@ in
 {
   options = {
     boot.blacklistedKernelModules = strings;
-    boot.initrd.systemd = free // { type = types.submodule { freeformType = types.attrsOf types.anything; options.enable = off; }; };
     boot.initrd.postDeviceCommands = mkOption { type = types.lines; default = ""; };
-    boot.swraid = free;
-    documentation = free;
     nixpkgs = mkOption {
       type = types.submodule {
         freeformType = types.attrsOf types.anything;
@@ -37,7 +34,6 @@ in
     hardware = free;
     system.activationScripts = free;
     system.nixos.label = mkOption { type = types.str; default = "26.05"; };
-    system.switch.enable = mkOption { type = types.bool; default = true; };
     nix.settings = mkOption {
       type = types.submodule {
         freeformType = types.attrsOf types.anything;

@@ -1,5 +1,5 @@
 # Evaluate the differential matrix (matrix.nix) on both sides:
-#   upstream: upstream microvm.nix's option modules (options.nix, system.nix) and its runner code
+#   upstream: upstream microvm.nix's option modules (options.nix, system.nix, optimization.nix) and its runner code
 #             (lib/runners/<hypervisor>.nix, called as lib/runner.nix calls it) -> `command`
 #   project:  this project's guest module -> the VM document (what `microvm generate` reads)
 # { upstream, name, sides } -> { upstream = { ok, command, storeDisk }; document = JSON text }
@@ -44,6 +44,7 @@ let
         ./stub.nix
         (upstream + "/nixos-modules/microvm/options.nix")
         (upstream + "/nixos-modules/microvm/system.nix")
+        (upstream + "/nixos-modules/microvm/optimization.nix")
         module
       ];
       runner = upstreamRunner { inherit hypervisor pkgs; config = uconfig; };

@@ -12,10 +12,7 @@ in
 {
   options = {
     boot.blacklistedKernelModules = strings;
-    boot.initrd.systemd = free // { type = types.submodule { freeformType = types.attrsOf types.anything; options.enable = off; }; };
     boot.initrd.postDeviceCommands = mkOption { type = types.lines; default = ""; };
-    boot.swraid = free;
-    documentation = free;
     nixpkgs.overlays = mkOption { type = types.listOf types.unspecified; default = [ ]; };
     virtualisation = free;
     # declared (not freeform): upstream sets it under a condition that reads the host name
@@ -26,6 +23,5 @@ in
     nix.settings = free;
     security.virtualisation.flushL1DataCache = mkOption { type = types.nullOr types.str; default = null; };
     system.nixos.label = mkOption { type = types.str; default = "26.05"; };
-    system.switch.enable = mkOption { type = types.bool; default = true; };
   };
 }

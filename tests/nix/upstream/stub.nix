@@ -20,6 +20,14 @@ in
     boot.initrd.availableKernelModules = strings;
     boot.blacklistedKernelModules = strings;
     boot.loader.grub.enable = mkOption { type = types.bool; default = true; };
+    # what upstream's optimization.nix sets
+    boot.initrd.systemd = free;
+    boot.swraid = free;
+    documentation = free;
+    networking.useNetworkd = mkOption { type = types.bool; default = false; };
+    nixpkgs.overlays = mkOption { type = types.listOf types.raw; default = [ ]; };
+    services.openssh.enable = mkOption { type = types.bool; default = false; };
+    system.switch.enable = mkOption { type = types.bool; default = true; };
     system.build = mkOption { type = types.lazyAttrsOf types.raw; default = { }; };
     system.boot.loader.initrdFile = mkOption { type = types.str; default = "initrd"; };
     systemd = free;
