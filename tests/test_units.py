@@ -200,6 +200,36 @@ def test_declared_dropin_lists_writable_paths_outside(tmp_path: Path) -> None:
     assert paths == ["ReadWritePaths=-/srv/data", "ReadWritePaths=-/srv/share"]
 
 
+def test_a_declared_guest_with_vsock_is_ready_when_it_says_so(tmp_path: Path) -> None:
+    """As microvm.nix's host makes a VM whose runner supports the notify socket Type=notify:
+    the drop-in of a declared VM with microvm.vsock.cid waits for the guest's READY=1 (relayed),
+    a VM without vsock keeps the host-wide readiness."""
+    with_vsock = make_runner(tmp_path / "a", "web", vsock={"cid": 5})
+    without = make_runner(tmp_path / "b", "db")
+    files = units.build(UnitOptions(declared=(DeclaredVM("web", str(with_vsock)),
+                                              DeclaredVM("db", str(without)))), "/x")
+    web = files[f"{units.UNIT_DIR}/microvm@web.service.d/50-declared.conf"]
+    db = files[f"{units.UNIT_DIR}/microvm@db.service.d/50-declared.conf"]
+    assert isinstance(web, tuple) and isinstance(db, tuple)
+    lines = web[0].splitlines()
+    assert "Type=notify" in lines and "NotifyAccess=all" in lines
+    # the template's ExecStart is reset before the relay's
+    assert lines.index("ExecStart=") + 1 == lines.index(
+        "ExecStart=/x/notify-relay %S/microvms/.control/%i/booted/bin/microvm-run")
+    assert "Type=" not in db[0]
+
+
+@needs_analyze
+def test_systemd_analyze_verify_of_a_notify_dropin(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path / "r", INSTANCE, vsock={"cid": 5})
+    opts = UnitOptions(declared=(DeclaredVM(INSTANCE, str(runner)),))
+    out = tree(tmp_path, opts)
+    root = verify_root(tmp_path, out, opts.state_dir)
+    r = analyze(root, "verify", "--man=no", *instances())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout + r.stderr == ""
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--state-dir", "/var/lib/my vms"], "--state-dir must be an absolute path"),
     (["--state-dir", "/var/lib/%i"], "--state-dir must be an absolute path"),

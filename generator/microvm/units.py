@@ -20,6 +20,7 @@ The tree is deterministic, so Nix can build it as a package (`systemd.packages`)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import UsageError
-from .host.state import CONTROL, DEFAULT_STATE_DIR, check_name
+from .config import MicroVM, ShareProto
+from .document import from_document
+from .errors import UsageError, ValidationError
+from .host.state import CONTROL, DEFAULT_STATE_DIR, Runner, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .layout import Meta, template_names
 from .render import render
@@ -144,22 +147,22 @@ def state_specifier(state_dir: str) -> str:
     return state_dir
 
 
-def _writable_outside(runner: str, state_dir: str, name: str) -> list[str]:
-    """Volume directories and writable 9p shares of a declared runner that lie outside its state
-    directory (ProtectSystem=strict makes them read-only unless listed)."""
-    from .config import ShareProto
-    from .document import from_document
-    from .errors import ValidationError
-    from .host.state import Runner
-
+def _declared_model(runner: str) -> MicroVM | None:
+    """The VM of a declared runner, when its vm.json can be read at build time (a runner in
+    the Nix store can)."""
     text = Runner(Path(runner)).meta(Meta.VM_JSON)
     if text is None:
-        return []
-    import json
-
+        return None
     try:
-        vm = from_document(json.loads(text))
+        return from_document(json.loads(text))
     except (ValidationError, ValueError):
+        return None
+
+
+def _writable_outside(vm: MicroVM | None, state_dir: str, name: str) -> list[str]:
+    """Volume directories and writable 9p shares of a declared runner that lie outside its state
+    directory (ProtectSystem=strict makes them read-only unless listed)."""
+    if vm is None:
         return []
     base = f"{state_dir}/{name}"
     paths: set[str] = set()
@@ -181,8 +184,6 @@ def _writable_outside(runner: str, state_dir: str, name: str) -> list[str]:
 def _hypervisor(runner: str) -> str | None:
     """The hypervisor of a declared runner (share/microvm/hypervisor), when it can be read at
     build time (a runner in the Nix store can)."""
-    from .host.state import Runner
-
     text = Runner(Path(runner)).meta(Meta.HYPERVISOR)
     return text.strip() if text else None
 
@@ -219,10 +220,14 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
              restart_if_changed="true" if vm.restart_if_changed else "false",
              update_flake=vm.update_flake,
              before=("microvm", *DEPENDENCIES), state_path=state_specifier(state_dir))
+        model = _declared_model(vm.runner)
         files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
             render("units/microvm-declared.conf.j2", **common, name=vm.name,
                    restart_if_changed=vm.restart_if_changed,
-                   paths=_writable_outside(vm.runner, state_dir, vm.name),
+                   paths=_writable_outside(model, state_dir, vm.name),
+                   # as microvm.nix's host: a VM whose guest reports readiness over vsock is
+                   # ready when it says so, whatever the host-wide readiness
+                   notifies=model is not None and model.vsock_cid is not None,
                    hypervisor=_hypervisor(vm.runner),
                    crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)
         files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
