@@ -174,10 +174,14 @@ def generate(document: Path | None, out: Path | None, batch: tuple[tuple[Path, P
         for vm, (d, _) in zip(vms, jobs, strict=True):
             _warn(vm, d)
     outs = [Path(os.path.abspath(o)) for _, o in jobs]
-    for i, o in enumerate(outs):
-        for other in outs[:i]:
-            if o.is_relative_to(other) or other.is_relative_to(o):
-                raise UsageError(f"{o}: given for two runner trees ({other})")
+    taken: set[Path] = set()  # the outputs so far
+    above: set[Path] = set()  # and the directories they are in
+    for o in outs:
+        if o in taken or o in above or not taken.isdisjoint(o.parents):
+            raise UsageError(f"{o}: given for two runner trees (the same directory, or one " +
+                             "inside the other)")
+        taken.add(o)
+        above.update(o.parents)
         if not force and o.exists():
             raise UsageError(f"{o} exists; pass --force to replace it")
     for vm, o in zip(vms, outs, strict=True):
