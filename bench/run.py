@@ -525,7 +525,8 @@ def byte_compile() -> str:
     pkg = Path(spec.origin).parent
     compileall.compile_dir(str(pkg), quiet=1)
     no_write = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
-    return (f"The microvm package ({pkg}) is byte-compiled before these measures, as an " +
+    where = pkg.relative_to(REPO) if pkg.is_relative_to(REPO) else pkg
+    return (f"The microvm package ({where}) is byte-compiled before these measures, as an " +
             "installed package is (pip and Nix compile at install time)" +
             ("; without that, under this machine's PYTHONDONTWRITEBYTECODE=1, an editable " +
              "install would compile microvm's modules again in every process." if no_write
