@@ -9,22 +9,23 @@ The short flags of microvm.nix's `microvm` command are accepted too (see `_short
 
 from __future__ import annotations
 
-import getopt
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__
-from .config import MicroVM
-from .document import load
-from .errors import MicrovmError, UsageError, ValidationError, escape
-from .options import schema
+from .errors import MicrovmError, Problem, UsageError, ValidationError, escape
+
+if TYPE_CHECKING:
+    from .config import MicroVM
+
+# Each command imports what it uses when it runs: `microvm generate` pays for jsonschema and
+# jinja2, `microvm list`, --help and shell completion do not (bench/REPORT.md, section 4).
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,6 +80,8 @@ def main(debug: bool) -> None:
     -r NAME, -s NAME, -l.
     """
     if debug:
+        import logging
+
         logging.basicConfig(level=logging.DEBUG, format="%(message)s", stream=sys.stderr)
 
 
@@ -88,36 +91,101 @@ VM_DOC = click.Path(path_type=Path, dir_okay=False)
 @main.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of a VM document."""
+    from .options import schema
+
     click.echo(json.dumps(schema(), indent=2, ensure_ascii=False))
 
 
-def _warn(vm: MicroVM) -> None:
-    """One `warning: <option path>: ...` line per accepted option the hypervisor ignores."""
+def _warn(vm: MicroVM, document: Path | None = None) -> None:
+    """One `warning: <option path>: ...` line per accepted option the hypervisor ignores
+    (prefixed with the document when several are checked together)."""
     from .validate import warnings
 
     for w in warnings(vm):
-        click.echo(f"warning: {escape(str(w))}", err=True)
+        where = f"{document}: " if document is not None else ""
+        click.echo(f"warning: {escape(where + str(w))}", err=True)
+
+
+def _load_all(documents: Sequence[Path]) -> list[MicroVM]:
+    """Every document loaded, or a ValidationError with the problems of all of them, each
+    prefixed with its document."""
+    from .document import load
+
+    vms: list[MicroVM] = []
+    problems: list[Problem] = []
+    for document in documents:
+        try:
+            vms.append(load(document))
+        except ValidationError as e:
+            problems += [Problem(f"{document}: {p.path}" if p.path else str(document), p.message)
+                         for p in e.problems]
+    if problems:
+        raise ValidationError(problems)
+    return vms
 
 
 @main.command()
 @click.argument("document", type=VM_DOC)
 def validate(document: Path) -> None:
     """Check a VM document; print one line per problem (exit 2) or nothing (exit 0)."""
+    from .document import load
+
     _warn(load(document))
 
 
+OUT_DIR = click.Path(path_type=Path, file_okay=False)
+
+
+def _complete_path(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a path, for the pair of --batch (click completes no tuple)."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
 @main.command()
-@click.argument("document", type=VM_DOC)
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Directory to write the runner tree to.")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
-def generate(document: Path, out: Path, force: bool) -> None:
-    """Write the runner tree (bin/microvm-run, ...) for a VM document."""
+@click.argument("document", type=VM_DOC, required=False)
+@click.option("--out", "-o", type=OUT_DIR,
+              help="Directory to write the runner tree of DOCUMENT to.")
+@click.option("--batch", multiple=True, type=(VM_DOC, OUT_DIR), metavar="DOCUMENT OUT",
+              shell_complete=_complete_path,
+              help="Generate DOCUMENT's runner tree into OUT too, in the same process " +
+              "(repeatable: one start-up for many VMs).")
+@click.option("--force", is_flag=True, help="Replace existing output directories.")
+def generate(document: Path | None, out: Path | None, batch: tuple[tuple[Path, Path], ...],
+             force: bool) -> None:
+    """Write the runner tree (bin/microvm-run, ...) for a VM document, or for many with
+    --batch. Each output directory is written completely or not at all; with several, every
+    document is checked and every output is checked for existence before any is written."""
+    if (document is None) != (out is None):
+        raise click.UsageError("give DOCUMENT with --out, or --batch DOCUMENT OUT")
+    jobs = [*([(document, out)] if document is not None and out is not None else []), *batch]
+    if not jobs:
+        raise click.UsageError("give DOCUMENT --out OUT, or --batch DOCUMENT OUT (repeatable)")
+
+    from .document import load
     from .runner import write
 
-    vm = load(document)
-    _warn(vm)
-    write(vm, out, force=force)
+    if len(jobs) == 1:
+        vms = [load(jobs[0][0])]  # its problems as they are, without the document's name
+        _warn(vms[0])
+    else:
+        vms = _load_all([d for d, _ in jobs])
+        for vm, (d, _) in zip(vms, jobs, strict=True):
+            _warn(vm, d)
+    outs = [Path(os.path.abspath(o)) for _, o in jobs]
+    taken: set[Path] = set()  # the outputs so far
+    above: set[Path] = set()  # and the directories they are in
+    for o in outs:
+        if o in taken or o in above or not taken.isdisjoint(o.parents):
+            raise UsageError(f"{o}: given for two runner trees (the same directory, or one " +
+                             "inside the other)")
+        taken.add(o)
+        above.update(o.parents)
+        if not force and o.exists():
+            raise UsageError(f"{o} exists; pass --force to replace it")
+    for vm, o in zip(vms, outs, strict=True):
+        write(vm, o, force=force)
 
 
 @main.command("validate-host")
@@ -129,7 +197,7 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
     """Check the VM documents of one host together: each must be valid, and no two may use
     the same interface name, MAC, vsock CID, forwarded host port, socket, PCI or USB device,
     or volume image one of them writes. One line per problem (exit 2) or nothing (exit 0)."""
-    from .errors import Problem
+    from .document import load
     from .hostwide import host_problems
 
     vms = []
@@ -422,7 +490,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "schema": ("microvm schema > vm.schema.json",),
     "validate": ("microvm validate vm.json",),
     "generate": ("microvm generate vm.json --out runner",
-                 "cd /var/lib/microvms/demo && /path/to/runner/bin/microvm-run"),
+                 "cd /var/lib/microvms/demo && /path/to/runner/bin/microvm-run",
+                 "microvm generate --batch web.json runners/web --batch db.json runners/db"),
     "validate-host": ("microvm validate-host web.json db.json",),
     "units": ("microvm units --out units --declare web=/nix/store/...-microvm-qemu-web",),
     "create": ("microvm create web --flake git+file:///etc/nixos",
@@ -456,6 +525,8 @@ def _short_flags(argv: list[str]) -> list[str]:
         return argv
     if argv[0] == "-h":
         return ["--help"]
+    import getopt
+
     try:
         opts, rest = getopt.getopt(argv, "c:f:uRr:s:l")
     except getopt.GetoptError as e:

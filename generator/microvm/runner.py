@@ -171,9 +171,12 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
 
 
 def _fill(tree: Tree, root: Path) -> None:
+    made: set[Path] = set()
     for rel, (content, executable) in sorted(tree.files.items()):
         path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in made:  # one mkdir per directory, not per file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
         path.write_text(content, "utf-8")
         path.chmod(0o755 if executable else 0o644)
     root.chmod(0o755)

@@ -18,10 +18,10 @@ REBOOT_PARAMS = ("reboot=k", "panic=1")
 # alioth 0.9-0.12 put stdin into raw mode for the serial console and stop when it is no
 # terminal (alioth/src/device/console.rs, StdioConsole::new), as under microvm@.service: then
 # util-linux `script` runs it on a pseudo-terminal (output still on stdout). The command
-# string is bash-quoted by printf %q and run by bash (script runs $SHELL -c).
-PTY_WRAPPER = ('if [ -t 0 ]; then exec "$@"; fi; ' +
-               'SHELL=$(command -v bash) exec script --quiet --return --flush ' +
-               '--command "$(printf \'%q \' "$@")" /dev/null')
+# string is bash-quoted by printf %q and run by this same bash (script runs $SHELL -c); no
+# subshell on the way (bench/REPORT.md, section 1: the time until alioth is executed).
+PTY_WRAPPER = ('if [ -t 0 ]; then exec "$@"; fi; printf -v cmd \'%q \' "$@"; ' +
+               'SHELL=$BASH exec script --quiet --return --flush --command "$cmd" /dev/null')
 # NetTapParam (0.9) / TapNetSpec (0.10+) require `mtu`: the Linux default of a tap link
 TAP_MTU = 1500
 

@@ -1,0 +1,60 @@
+from jinja2.runtime import LoopContext, Macro, Markup, Namespace, TemplateNotFound, TemplateReference, TemplateRuntimeError, Undefined, escape, identity, internalcode, markup_join, missing, str_join
+name = 'units/microvm-macvtap-interfaces@.service.j2'
+
+def root(context, missing=missing):
+    resolve = context.resolve_or_missing
+    undefined = environment.undefined
+    concat = environment.concat
+    cond_expr_undefined = Undefined
+    if 0: yield None
+    l_0_control = resolve('control')
+    l_0_meta = resolve('meta')
+    l_0_libexec = resolve('libexec')
+    l_0_program = resolve('program')
+    l_0_user = resolve('user')
+    pass
+    template = environment.get_template('units/_head.j2', 'units/microvm-macvtap-interfaces@.service.j2')
+    gen = template.root_render_func(template.new_context(context.get_all(), True, {}))
+    try:
+        for event in gen:
+            yield event
+    finally: gen.close()
+    yield "[Unit]\nDescription=macvtap interfaces of MicroVM '%i'\nBefore=microvm@%i.service\nAfter=network.target microvm-set-booted@%i.service\nPartOf=microvm@%i.service\nConditionFileNotEmpty="
+    yield str((undefined(name='control') if l_0_control is missing else l_0_control))
+    yield '/%i/booted/'
+    yield str(environment.getattr((undefined(name='meta') if l_0_meta is missing else l_0_meta), 'macvtap_interfaces'))
+    yield '\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n# runner-exec refuses a link or runner tree anyone but root could have changed\nExecStart='
+    yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
+    yield '/runner-exec '
+    yield str((undefined(name='control') if l_0_control is missing else l_0_control))
+    yield '/%i/booted '
+    yield str(environment.getattr((undefined(name='program') if l_0_program is missing else l_0_program), 'macvtap_up'))
+    yield '\n# the hypervisor opens /dev/tapN as '
+    yield str((undefined(name='user') if l_0_user is missing else l_0_user))
+    yield ' (macvtap-up chowns it only with microvm.user)\nExecStartPost='
+    yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
+    yield '/macvtap-owner '
+    yield str((undefined(name='control') if l_0_control is missing else l_0_control))
+    yield '/%i/booted\nExecStop='
+    yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
+    yield '/runner-exec '
+    yield str((undefined(name='control') if l_0_control is missing else l_0_control))
+    yield '/%i/booted '
+    yield str(environment.getattr((undefined(name='program') if l_0_program is missing else l_0_program), 'macvtap_down'))
+    yield '\nSyslogIdentifier=microvm-macvtap-interfaces@%i\n\n'
+    template = environment.get_template('units/_sandbox-common.j2', 'units/microvm-macvtap-interfaces@.service.j2')
+    gen = template.root_render_func(template.new_context(context.get_all(), True, {}))
+    try:
+        for event in gen:
+            yield event
+    finally: gen.close()
+    template = environment.get_template('units/_sandbox-net.j2', 'units/microvm-macvtap-interfaces@.service.j2')
+    gen = template.root_render_func(template.new_context(context.get_all(), True, {}))
+    try:
+        for event in gen:
+            yield event
+    finally: gen.close()
+    yield "# CAP_CHOWN: /dev/tapN is handed to the VM's user\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_CHOWN\n"
+
+blocks = {}
+debug_info = '1=16&7=23&13=27&14=33&15=35&16=39&19=45&20=51'

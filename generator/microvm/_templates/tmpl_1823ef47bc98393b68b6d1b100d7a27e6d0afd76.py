@@ -1,0 +1,14 @@
+from jinja2.runtime import LoopContext, Macro, Markup, Namespace, TemplateNotFound, TemplateReference, TemplateRuntimeError, Undefined, escape, identity, internalcode, markup_join, missing, str_join
+name = 'units/libexec/_trust.sh.j2'
+
+def root(context, missing=missing):
+    resolve = context.resolve_or_missing
+    undefined = environment.undefined
+    concat = environment.concat
+    cond_expr_undefined = Undefined
+    if 0: yield None
+    pass
+    yield '# trusted_runner LINK: print the runner tree LINK points at, or fail, unless root alone could\n# have changed LINK, every directory from / down to it and to the runner, and every entry of\n# the runner tree (owner uid 0, not writable by group or others; sticky directories such as\n# /nix/store may lie above). Root follows and runs nothing the VM\'s user could have planted.\nunsafe() {\n  # unsafe PATH STICKY_OK: say why PATH is unsafe, or nothing\n  owner=$(stat -c %u -- "$1") mode=$(stat -c %a -- "$1") || { echo "cannot stat"; return; }\n  if [ "$owner" != 0 ]; then\n    echo "owned by uid $owner"\n  elif [ -d "$1" ] && [ "$2" = yes ] && [ $((0$mode & 01000)) -ne 0 ]; then\n    :\n  elif [ ! -L "$1" ] && [ $((0$mode & 022)) -ne 0 ]; then\n    echo "writable by group or others (mode $mode)"\n  fi\n}\ncheck_dirs() {\n  # check_dirs DIR: DIR (made physical) and every directory above it\n  d=$(readlink -f -- "$1") || { echo "trusted_runner: $1: missing" >&2; exit 1; }\n  # sticky directories (/tmp, /nix/store) are fine: nobody can replace root\'s entries there,\n  # and every entry followed is checked to be root\'s\n  while :; do\n    why=$(unsafe "$d" yes)\n    if [ -n "$why" ]; then\n      echo "trusted_runner: refusing $d: $why" >&2\n      exit 1\n    fi\n    [ "$d" = / ] && break\n    d=$(dirname -- "$d")\n  done\n}\ntrusted_runner() {\n  link=$1\n  if [ ! -L "$link" ]; then\n    echo "trusted_runner: $link is no symlink to a runner" >&2\n    exit 1\n  fi\n  why=$(unsafe "$link" no)\n  if [ -n "$why" ]; then\n    echo "trusted_runner: refusing $link: $why" >&2\n    exit 1\n  fi\n  check_dirs "$(dirname -- "$link")"\n  tree=$(readlink -f -- "$link") || { echo "trusted_runner: $link leads nowhere" >&2; exit 1; }\n  check_dirs "$(dirname -- "$tree")"\n  bad=$(find "$tree" \\( ! -uid 0 -o \\( ! -type l -perm /022 \\) \\) -print -quit)\n  if [ -n "$bad" ]; then\n    echo "trusted_runner: refusing $bad (in $tree): $(unsafe "$bad" no)" >&2\n    exit 1\n  fi\n  links=$(find "$tree" -type l -exec readlink -f -- {} +)\n  while IFS= read -r real; do\n    case "$real" in "$tree"/*|\'\') continue ;; esac\n    check_dirs "$(dirname -- "$real")"\n    why=$(unsafe "$real" no)\n    if [ -n "$why" ]; then\n      echo "trusted_runner: refusing $real (a link in $tree leads there): $why" >&2\n      exit 1\n    fi\n  done <<LINKS\n$links\nLINKS\n  printf \'%s\\n\' "$tree"\n}\n'
+
+blocks = {}
+debug_info = ''

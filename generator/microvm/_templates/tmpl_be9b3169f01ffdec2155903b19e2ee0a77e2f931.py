@@ -1,0 +1,20 @@
+from jinja2.runtime import LoopContext, Macro, Markup, Namespace, TemplateNotFound, TemplateReference, TemplateRuntimeError, Undefined, escape, identity, internalcode, markup_join, missing, str_join
+name = 'units/libexec/set-booted.sh.j2'
+
+def root(context, missing=missing):
+    resolve = context.resolve_or_missing
+    undefined = environment.undefined
+    concat = environment.concat
+    cond_expr_undefined = Undefined
+    if 0: yield None
+    pass
+    template = environment.get_template('units/libexec/_head.sh.j2', 'units/libexec/set-booted.sh.j2')
+    gen = template.root_render_func(template.new_context(context.get_all(), True, {}))
+    try:
+        for event in gen:
+            yield event
+    finally: gen.close()
+    yield '# set-booted [--clear]: in a VM\'s control directory (root\'s), point `booted` at the runner `current`\n# names, by renaming a new symlink over `booted` (a crash leaves the old or the new link,\n# never none). --clear removes `booted` (the VM stopped).\nif [ "${1:-}" = --clear ]; then\n  rm -f -- booted\n  exit 0\nfi\ntarget=$(readlink -- current) || {\n  echo "set-booted: $(pwd)/current is not a symlink to a runner" >&2\n  exit 1\n}\ntmp=.booted.new.$$\nln -sfn -- "$target" "$tmp"\nmv -Tf -- "$tmp" booted\n'
+
+blocks = {}
+debug_info = '1=11'
