@@ -465,11 +465,12 @@ CHECKS: tuple[Callable[[_Checker], None], ...] = (
 
 
 def warnings(vm: MicroVM) -> list[Problem]:
-    """Options accepted although the hypervisor ignores them, with what happens instead."""
+    """Options accepted although the hypervisor ignores them, with what happens instead, by
+    option path."""
     c = _Checker(vm)
     for check in CHECKS:
         check(c)
-    return c.warnings
+    return sorted(c.warnings, key=lambda p: (p.path, p.message))
 
 
 def semantic_problems(vm: MicroVM) -> list[Problem]:

@@ -53,7 +53,7 @@ SOURCES: dict[str, str] = {
     "units/libexec/wait-virtiofsd.sh.j2":
         "43024a165b007464ba355bfba435e4da6a2d0d1a75e4a7d44d4bdc6d26efb1c0",
     "units/microvm-declared.conf.j2":
-        "3e48259fddc1eb514752f018a3d7955f00fcd45bb5f2ec59bf014ac3c949da20",
+        "6e7df0bf89aa57ff2c200b88e8595b72cb8d41e6be50936002a4beb4c7ebdf50",
     "units/microvm-macvtap-interfaces@.service.j2":
         "83b669d7f8323f2b9b63ec2ca58f07a63d739d8e90cd52a621ef2d92fc39beed",
     "units/microvm-pci-devices@.service.j2":

@@ -10,6 +10,11 @@ def root(context, missing=missing):
     l_0_name = resolve('name')
     l_0_version = resolve('version')
     l_0_restart_if_changed = resolve('restart_if_changed')
+    l_0_notifies = resolve('notifies')
+    l_0_readiness = resolve('readiness')
+    l_0_libexec = resolve('libexec')
+    l_0_control = resolve('control')
+    l_0_bin = resolve('bin')
     l_0_paths = resolve('paths')
     l_0_hypervisor = resolve('hypervisor')
     l_0_crosvm_syscalls = resolve('crosvm_syscalls')
@@ -25,6 +30,15 @@ def root(context, missing=missing):
     yield '.service\n\n[Service]\n# read by NixOS switch-to-configuration and by `microvm reconcile`\nX-RestartIfChanged='
     yield str(('true' if (undefined(name='restart_if_changed') if l_0_restart_if_changed is missing else l_0_restart_if_changed) else 'false'))
     yield '\n'
+    if ((undefined(name='notifies') if l_0_notifies is missing else l_0_notifies) and ((undefined(name='readiness') if l_0_readiness is missing else l_0_readiness) != 'vsock')):
+        pass
+        yield '# this guest reports readiness over vsock (microvm.vsock.cid is set): ready when it says so\nType=notify\nNotifyAccess=all\nExecStart=\nExecStart='
+        yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
+        yield '/notify-relay '
+        yield str((undefined(name='control') if l_0_control is missing else l_0_control))
+        yield '/%i/booted/'
+        yield str(environment.getattr((undefined(name='bin') if l_0_bin is missing else l_0_bin), 'run'))
+        yield '\n'
     if (undefined(name='paths') if l_0_paths is missing else l_0_paths):
         pass
         yield '# writable paths of this VM outside its state directory (volumes, 9p shares)\n'
@@ -42,4 +56,4 @@ def root(context, missing=missing):
         yield '\n'
 
 blocks = {}
-debug_info = '1=18&3=22&4=24&8=26&9=28&11=31&12=35&15=38&20=41'
+debug_info = '1=23&3=27&4=29&8=31&9=33&14=36&16=42&18=45&19=49&22=52&27=55'
