@@ -62,12 +62,14 @@ let
   isSet = v: !(elem v [ null false 0 "" [ ] { } ]);
   skipped = optionals inToplevel [ "microvm.kernelParams" "microvm.storeDisk" ];
 
+  # the x- rules of one option on its value: { stop; problems }; stop when it needs a feature
+  # the hypervisor lacks (nothing below it is checked then)
   fieldRules = sch: value: path:
     let
       req = sch."x-requires" or null;
-      feature = if builtins.isString req then req else req.feature;
       needs = if req != null && isSet value
-        then need feature path (if builtins.isString req then null else req.what) else [ ];
+        then (if builtins.isString req then need req path null else need req.feature path req.what)
+        else [ ];
       str = builtins.isString value;
       match = sch."x-match" or null;
       most = sch."x-maxBytes" or null;
@@ -75,35 +77,41 @@ let
     if needs != [ ] then { stop = true; problems = needs; }
     else {
       stop = false;
-      problems =
-        optional (str && sch."x-noControl" or false && hasControl value)
-          (problem path "must not contain control characters (newline, tab...)")
-        ++ optional (str && sch."x-absolute" or false && !(hasPrefix "/" value))
-          (problem path "must be an absolute guest path, got ${repr value}")
-        ++ optional (str && most != null && stringLength value > most)
-          (problem path "must be at most ${toString most} bytes, got ${toString (stringLength value)}")
-        ++ optional (str && match != null && !(matches match.regex value))
-          (problem path "must be ${match.what}, got ${repr value}");
+      problems = if !str then [ ] else
+        (if sch."x-noControl" or false && hasControl value
+         then [ (problem path "must not contain control characters (newline, tab...)") ] else [ ])
+        ++ (if sch."x-absolute" or false && !(hasPrefix "/" value)
+          then [ (problem path "must be an absolute guest path, got ${repr value}") ] else [ ])
+        ++ (if most != null && stringLength value > most
+          then [ (problem path "must be at most ${toString most} bytes, got ${toString (stringLength value)}") ] else [ ])
+        ++ (if match != null && !(matches match.regex value)
+          then [ (problem path "must be ${match.what}, got ${repr value}") ] else [ ]);
     };
+  noRules = { stop = false; problems = [ ]; };
 
+  # the schema cut down to the branches that carry a rule (./data.nix `rules`): only those are
+  # visited; `own` says whether a node has rules of its own
   walk = sch: value: path:
-    if elem path skipped || value == null then [ ]
+    if value == null || elem path skipped then [ ]
     else
-      let own = fieldRules sch value path; in
-      own.problems ++ optionals (!own.stop) (
+      let own = if sch.own then fieldRules sch value path else noRules; in
+      own.problems ++ (if own.stop then [ ] else
         if builtins.isAttrs value then
-          concatLists (lib.mapAttrsToList (k: v:
-            let sub = sch.properties.${k} or sch.additionalProperties or null; in
-            if builtins.isAttrs sub then walk sub v "${path}.${k}" else [ ]) value)
-        else if builtins.isList value && builtins.isAttrs (sch.items or null) then
+          builtins.concatMap (k: if value ? ${k} then walk sch.properties.${k} value.${k} "${path}.${k}" else [ ])
+            (sch.propertyNames or [ ])
+          ++ (if sch ? additionalProperties then builtins.concatMap (k:
+            if sch.properties or { } ? ${k} then [ ] else walk sch.additionalProperties value.${k} "${path}.${k}")
+            (builtins.attrNames value)
+          else [ ])
+        else if builtins.isList value && sch ? items then
           concatLists (imap0 (i: v: walk sch.items v "${path}[${toString i}]") value)
-          ++ concatLists (lib.mapAttrsToList (k: sub:
-            optionals (sub ? "x-unique") (unique sub."x-unique" (filter (x: x.value != null)
-              (imap0 (i: v: { path = "${path}[${toString i}].${k}"; value = v.${k} or null; }) value))))
-            (sch.items.properties or { }))
+          ++ builtins.concatMap (k: let what = sch.items.properties.${k}."x-unique" or null; in
+            if what == null then [ ] else unique what (filter (x: x.value != null)
+              (imap0 (i: v: { path = "${path}[${toString i}].${k}"; value = v.${k} or null; }) value)))
+            (sch.items.propertyNames or [ ])
         else [ ]);
 
-  fields = walk mlib.schema.schema.properties.microvm cfg "microvm";
+  fields = walk (import ./data.nix).rules cfg "microvm";
 
   # -- rules between options (validate._check_*) ----------------------------------------------
   hostnameProblem = name:

@@ -4,7 +4,9 @@
 { lib }:
 
 let
-  capabilities = lib.importJSON ./capabilities.json;
+  # parsed once per evaluation, shared by every caller of this file (./data.nix)
+  data = import ./data.nix;
+  inherit (data) capabilities;
 
   self = {
     inherit capabilities;

@@ -18,14 +18,14 @@ let
 
   bin = p: "${lib.getBin p}/bin";
 
-  fromOptions = sch: value:
-    if (sch.type or null) == "object" && sch ? properties then
-      lib.mapAttrs (name: sub: fromOptions sub value.${name})
-        (lib.filterAttrs (name: sub: lib.elem name (sch.required or [ ]) || sub ? default
-          || sub."x-computedDefault" or false || value.${name} != null) sch.properties)
-    else if builtins.isList value && builtins.isAttrs (sch.items or null) then
-      map (fromOptions sch.items) value
-    else value;
+  # every option as the options hold it, by the schema (./data.nix `document`)
+  fromOptions = plan: value:
+    removeAttrs
+      (builtins.mapAttrs (name: f:
+        if f ? group then fromOptions f.group value.${name}
+        else if f ? items then map (fromOptions f.items) value.${name}
+        else value.${name}) plan.fields)
+      (builtins.filter (name: value.${name} == null) plan.omit);
   mkfsPackage = {
     ext2 = "e2fsprogs"; ext3 = "e2fsprogs"; ext4 = "e2fsprogs";
     xfs = "xfsprogs"; btrfs = "btrfs-progs"; f2fs = "f2fs-tools";
@@ -59,7 +59,7 @@ in
   # every option the schema declares, as the options hold it (nix/lib/options.nix declared them
   # from the same schema); an option that is neither required nor defaulted is left out while
   # null, as a hand-written document leaves it out
-  microvm = fromOptions mlib.schema.schema.properties.microvm cfg // {
+  microvm = fromOptions (import ./data.nix).document cfg // {
     # the file the hypervisor boots, and store objects as store paths
     kernel = mlib.kernelFile { kernel = cfg.kernel; hypervisor = hv; system = guestSystem; };
     initrdPath = orNull storePath cfg.initrdPath;

@@ -9,7 +9,7 @@ let
   inherit (lib) concatLists imap0 optional optionals elem length concatStringsSep
     mapAttrsToList filter head;
 
-  schema = lib.importJSON ../../generator/microvm/schema/vm.schema.json;
+  inherit (import ./data.nix) schema;
 
   # the generator's MAX_DEPTH: lists and objects nested deeper are refused before the schema
   maxDepth = 32;

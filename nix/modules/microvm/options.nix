@@ -50,7 +50,7 @@ let
 in
 {
   options.microvm = (import ../../lib/options.nix { inherit lib; } { inherit overrides; }).declare
-    mlib.schema.schema config // {
+    config // {
     # -- Nix only: not part of vm.json -------------------------------------------------------
     guest.enable = mkOption {
       type = types.bool;
