@@ -19,7 +19,12 @@ python3Packages.buildPythonApplication {
     ];
   };
 
-  build-system = [ python3Packages.setuptools ];
+  # jinja2 at build time too: the templates are compiled for the jinja2 the package runs with
+  # (a compiled template of another jinja2 is ignored, and compiled again at every start)
+  build-system = with python3Packages; [ setuptools jinja2 ];
+  preBuild = ''
+    PYTHONPATH=$PWD/generator''${PYTHONPATH:+:$PYTHONPATH} python -m microvm.render
+  '';
   dependencies = with python3Packages; [ click jinja2 jsonschema ];
 
   # the generator's own tests run in this repository's CI; here, only check that it imports
