@@ -274,6 +274,10 @@ def schema_flatten(props: dict[str, Any], prefix: str = "") -> dict[str, dict[st
 def test_options_and_schema_agree() -> None:
     options = flatten(json.loads(nix_eval("import ./dump-options.nix").stdout))
     schema = schema_flatten(SCHEMA["properties"]["microvm"]["properties"])
+    # the schema says which defaults are computed (x-computedDefault); the kernel is required in
+    # a document and computed in Nix (the kernel package's file)
+    computed = {p for p, k in NO_SCHEMA_DEFAULT.items() if k == "computed"}
+    assert computed == {p for p, s in schema.items() if s.get("x-computedDefault")} | {"kernel"}
     contract = {k: v for k, v in options.items() if k not in NIX_ONLY}
     assert not NIX_ONLY - options.keys(), "NIX_ONLY names options that do not exist"
     assert sorted(schema.keys() - contract.keys()) == [], "schema properties without an option"
