@@ -11,7 +11,7 @@
 { doc, inToplevel ? false }:
 
 let
-  inherit (lib) concatLists imap0 optional optionals optionalString elem length
+  inherit (lib) concatLists imap0 optionalString elem length
     stringLength concatStringsSep hasInfix hasPrefix removeSuffix toLower filter any;
 
   cfg = doc.microvm;
@@ -34,7 +34,11 @@ let
   hasControl = s: length (builtins.split controlClass s) > 1;
   matches = re: s: builtins.match re s != null;
 
+  # the features the hypervisor supports on this platform (the same answer as mlib.supportsOn)
+  here = (import ./data.nix).supportedOn.${hv}.${system} or null;
+
   need = feature: path: what:
+    if here != null && here ? ${feature} then [ ] else
     let
       others = filter (h: h != hv) (mlib.supporting feature);
       alt = optionalString (others != [ ]) "; hypervisors that support it: ${concatStringsSep ", " others}";
@@ -45,8 +49,7 @@ let
     # accepted although the hypervisor ignores it: a warning, as the generator prints
     if !(mlib.supportsOn hv feature system) && ignored != null
     then lib.warn "${path}: ${if what == null then phrase feature else what} not supported by ${hv}, ignored: ${ignored}" [ ]
-    else optional (!(mlib.supportsOn hv feature system))
-      (problem path "${if what == null then phrase feature else what} not supported by ${hv}${where}${alt}");
+    else (if (!(mlib.supportsOn hv feature system)) then [ (problem path "${if what == null then phrase feature else what} not supported by ${hv}${where}${alt}") ] else [ ]);
 
   # Every later occurrence of a value, pointing at the first one.
   unique = what: items:
@@ -59,79 +62,80 @@ let
     (builtins.foldl' step { seen = { }; found = [ ]; } items).found;
 
   # -- the per-field rules: the schema's x- keywords (validate._field_rules) ------------------
-  isSet = v: !(elem v [ null false 0 "" [ ] { } ]);
-  skipped = optionals inToplevel [ "microvm.kernelParams" "microvm.storeDisk" ];
+  skipped = (if inToplevel then [ "microvm.kernelParams" "microvm.storeDisk" ] else [ ]);
 
   # the x- rules of one option on its value: { stop; problems }; stop when it needs a feature
   # the hypervisor lacks (nothing below it is checked then)
-  fieldRules = sch: value: path:
+  fieldRules = { sch, value, path }:
     let
       req = sch."x-requires" or null;
-      needs = if req != null && isSet value
+      needs = if req != null && !(elem value [ null false 0 "" [ ] { } ])
         then (if builtins.isString req then need req path null else need req.feature path req.what)
         else [ ];
-      str = builtins.isString value;
       match = sch."x-match" or null;
       most = sch."x-maxBytes" or null;
     in
     if needs != [ ] then { stop = true; problems = needs; }
     else {
       stop = false;
-      problems = if !str then [ ] else
-        (if sch."x-noControl" or false && hasControl value
+      problems = if !(builtins.isString value) then [ ] else
+        (if sch."x-noControl" or false && builtins.length (builtins.split controlClass value) > 1
          then [ (problem path "must not contain control characters (newline, tab...)") ] else [ ])
-        ++ (if sch."x-absolute" or false && !(hasPrefix "/" value)
+        ++ (if sch."x-absolute" or false && builtins.substring 0 1 value != "/"
           then [ (problem path "must be an absolute guest path, got ${repr value}") ] else [ ])
         ++ (if most != null && stringLength value > most
           then [ (problem path "must be at most ${toString most} bytes, got ${toString (stringLength value)}") ] else [ ])
-        ++ (if match != null && !(matches match.regex value)
+        ++ (if match != null && builtins.match match.regex value == null
           then [ (problem path "must be ${match.what}, got ${repr value}") ] else [ ]);
     };
   noRules = { stop = false; problems = [ ]; };
 
   # the schema cut down to the branches that carry a rule (./data.nix `rules`): only those are
   # visited; `own` says whether a node has rules of its own
-  walk = sch: value: path:
+  walk = { sch, value, path } @ at:
     if value == null || elem path skipped then [ ]
     else
-      let own = if sch.own then fieldRules sch value path else noRules; in
+      let own = if sch.own then fieldRules at else noRules; in
       own.problems ++ (if own.stop then [ ] else
         if builtins.isAttrs value then
-          builtins.concatMap (k: if value ? ${k} then walk sch.properties.${k} value.${k} "${path}.${k}" else [ ])
+          builtins.concatMap (k: if value ? ${k}
+            then walk { sch = sch.properties.${k}; value = value.${k}; path = "${path}.${k}"; } else [ ])
             (sch.propertyNames or [ ])
           ++ (if sch ? additionalProperties then builtins.concatMap (k:
-            if sch.properties or { } ? ${k} then [ ] else walk sch.additionalProperties value.${k} "${path}.${k}")
+            if sch.properties or { } ? ${k} then [ ]
+            else walk { sch = sch.additionalProperties; value = value.${k}; path = "${path}.${k}"; })
             (builtins.attrNames value)
           else [ ])
         else if builtins.isList value && sch ? items then
-          concatLists (imap0 (i: v: walk sch.items v "${path}[${toString i}]") value)
+          concatLists (imap0 (i: v: walk { sch = sch.items; value = v; path = "${path}[${toString i}]"; }) value)
           ++ builtins.concatMap (k: let what = sch.items.properties.${k}."x-unique" or null; in
             if what == null then [ ] else unique what (filter (x: x.value != null)
               (imap0 (i: v: { path = "${path}[${toString i}].${k}"; value = v.${k} or null; }) value)))
             (sch.items.propertyNames or [ ])
         else [ ]);
 
-  fields = walk (import ./data.nix).rules cfg "microvm";
+  fields = walk { sch = (import ./data.nix).rules; value = cfg; path = "microvm"; };
 
   # -- rules between options (validate._check_*) ----------------------------------------------
   hostnameProblem = name:
     if hasControl name then "must not contain control characters (newline, tab, NUL...)"
-    else if hasInfix "/" name || elem name [ "." ".." ] then "must not contain '/' or be '.' or '..' (it names files and sockets)"
+    else if matches ".*/.*" name || elem name [ "." ".." ] then "must not contain '/' or be '.' or '..' (it names files and sockets)"
     else if stringLength name > 253 then "must be at most 253 bytes"
     else null;
 
   # what Python's str.isspace() calls whitespace beyond ASCII's
-  unicodeSpaces = builtins.fromJSON
-    ''["\u001c", "\u001d", "\u001e", "\u001f", "\u0085", "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002", "\u2003", "\u2004", "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]'';
-  hasSpace = s: matches ".*[[:space:]].*" s || any (c: hasInfix c s) unicodeSpaces;
+  # '/', ':' or what Python's str.isspace() calls whitespace (ASCII's and Unicode's), in one
+  # regular expression (the fast path: one builtin call)
+  badInIfname = builtins.fromJSON
+    ''".*([/:[:space:]]|\u001c|\u001d|\u001e|\u001f|\u0085|\u00a0|\u1680|\u2000|\u2001|\u2002|\u2003|\u2004|\u2005|\u2006|\u2007|\u2008|\u2009|\u200a|\u2028|\u2029|\u202f|\u205f|\u3000).*"'';
 
   ifnameProblem = name:
     if stringLength name >= 16 then "interface names are at most 15 bytes (IFNAMSIZ), got ${repr name}"
-    else if elem name [ "." ".." ] || hasInfix "/" name || hasInfix ":" name || hasSpace name
+    else if elem name [ "." ".." ] || matches badInIfname name
     then "not a valid interface name: ${repr name} (no '/', ':' or whitespace)"
     else if hasControl name then "must not contain control characters"
     else null;
-  ifname = path: name: let p = ifnameProblem name; in optional (p != null) (problem path p);
+  ifname = path: name: let p = ifnameProblem name; in (if (p != null) then [ (problem path p) ] else [ ]);
 
   isIPv4 = s:
     let
@@ -144,43 +148,36 @@ let
   storeDiskPath = if cfg.storeOnDisk then cfg.storeDisk else null;
 
   machine =
-    optional (!(elem system caps.platforms))
-      (problem "microvm.hypervisor" "${hv} does not run on ${system} (it runs on ${concatStringsSep ", " caps.platforms})")
-    ++ (let p = hostnameProblem doc.hostName; in optional (p != null) (problem "networking.hostName" p))
-    ++ optional (!inToplevel && cfg.storeOnDisk && (cfg.storeDisk == null || cfg.storeDisk == ""))
-      (problem "microvm.storeDisk" "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)")
-    ++ concatLists (map (name: optional (name == "" || hasInfix "/" name || hasControl name)
-      (problem "microvm.credentialFiles.${name}" "not a valid credential name")) (builtins.attrNames cfg.credentialFiles))
-    ++ optionals (cfg.qemu.machineOpts != null) (concatLists (map (key:
-      optional (hasInfix "," key || hasInfix "=" key) (problem "microvm.qemu.machineOpts.${key}" "a property name has no ',' or '='"))
-      (builtins.attrNames cfg.qemu.machineOpts)));
+    (if (!(elem system caps.platforms)) then [ (problem "microvm.hypervisor" "${hv} does not run on ${system} (it runs on ${concatStringsSep ", " caps.platforms})") ] else [ ])
+    ++ (let p = hostnameProblem doc.hostName; in (if (p != null) then [ (problem "networking.hostName" p) ] else [ ]))
+    ++ (if (!inToplevel && cfg.storeOnDisk && (cfg.storeDisk == null || cfg.storeDisk == "")) then [ (problem "microvm.storeDisk" "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)") ] else [ ])
+    ++ concatLists (map (name: (if (name == "" || matches ".*/.*" name || hasControl name) then [ (problem "microvm.credentialFiles.${name}" "not a valid credential name") ] else [ ])) (builtins.attrNames cfg.credentialFiles))
+    ++ (if (cfg.qemu.machineOpts != null) then (concatLists (map (key:
+      (if (matches ".*[,=].*" key) then [ (problem "microvm.qemu.machineOpts.${key}" "a property name has no ',' or '='") ] else [ ]))
+      (builtins.attrNames cfg.qemu.machineOpts))) else [ ]);
 
   memory =
-    optional (cfg.initialBalloonMem != 0 && !cfg.balloon) (problem "microvm.initialBalloonMem" "needs microvm.balloon = true")
-    ++ optionals cfg.balloon (
+    (if (cfg.initialBalloonMem != 0 && !cfg.balloon) then [ (problem "microvm.initialBalloonMem" "needs microvm.balloon = true") ] else [ ])
+    ++ (if cfg.balloon then (
       let n = need "BALLOON" "microvm.balloon" null;
       in if n != [ ] then n
-      else optionals (cfg.initialBalloonMem != 0) (need "INITIAL_BALLOON" "microvm.initialBalloonMem" null))
-    ++ optional (cfg.initialBalloonMem != 0 && cfg.initialBalloonMem >= cfg.mem + hotplugged)
-      (problem "microvm.initialBalloonMem" "must be less than the guest's memory (${toString (cfg.mem + hotplugged)} MiB), got ${toString cfg.initialBalloonMem}")
-    ++ optional (hotplugged > cfg.hotplugMem)
-      (problem "microvm.hotpluggedMem" "must be at most microvm.hotplugMem (${toString cfg.hotplugMem}), got ${toString hotplugged}")
-    ++ optionals (cfg.hotplugMem != 0) (
+      else (if (cfg.initialBalloonMem != 0) then (need "INITIAL_BALLOON" "microvm.initialBalloonMem" null) else [ ])) else [ ])
+    ++ (if (cfg.initialBalloonMem != 0 && cfg.initialBalloonMem >= cfg.mem + hotplugged) then [ (problem "microvm.initialBalloonMem" "must be less than the guest's memory (${toString (cfg.mem + hotplugged)} MiB), got ${toString cfg.initialBalloonMem}") ] else [ ])
+    ++ (if (hotplugged > cfg.hotplugMem) then [ (problem "microvm.hotpluggedMem" "must be at most microvm.hotplugMem (${toString cfg.hotplugMem}), got ${toString hotplugged}") ] else [ ])
+    ++ (if (cfg.hotplugMem != 0) then (
       let n = need "HOTPLUG_MEM" "microvm.hotplugMem" null;
       in if n != [ ] then n
-      else optional (hv == "qemu" && cfg.qemu.machine == "microvm") (problem "microvm.hotplugMem"
-        "virtio-mem needs PCI; the QEMU microvm machine has none (leave microvm.qemu.machine unset, or use q35)"))
-    ++ optionals (cfg.hotplugMem != 0 && hotplugged != 0 && mlib.supports hv "HOTPLUG_MEM")
-      (need "HOTPLUGGED_MEM" "microvm.hotpluggedMem" null);
+      else (if (hv == "qemu" && cfg.qemu.machine == "microvm") then [ (problem "microvm.hotplugMem"
+        "virtio-mem needs PCI; the QEMU microvm machine has none (leave microvm.qemu.machine unset, or use q35)") ] else [ ])) else [ ])
+    ++ (if (cfg.hotplugMem != 0 && hotplugged != 0 && mlib.supports hv "HOTPLUG_MEM") then (need "HOTPLUGGED_MEM" "microvm.hotpluggedMem" null) else [ ]);
 
   volumes =
     concatLists (imap0 (i: v:
       let p = "microvm.volumes[${toString i}]"; in
-      optional (v.autoCreate && (v.size or null) == null) (problem "${p}.size" "must be set when autoCreate is true (size in MiB)")
+      (if (v.autoCreate && (v.size or null) == null) then [ (problem "${p}.size" "must be set when autoCreate is true (size in MiB)") ] else [ ])
       ++ (if !(elem v.imageType caps.imageTypes)
           then [ (problem "${p}.imageType" "${hv} reads only ${concatStringsSep ", " caps.imageTypes} images, got ${repr v.imageType}") ]
-          else optional (v.autoCreate && v.imageType != "raw")
-            (problem "${p}.imageType" "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false"))
+          else (if (v.autoCreate && v.imageType != "raw") then [ (problem "${p}.imageType" "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false") ] else [ ]))
     ) cfg.volumes);
 
   # Python's `m.rstrip("/") or "/"`.
@@ -192,14 +189,12 @@ let
       let p = "microvm.shares[${toString i}]"; in
       (if s.proto == "9p" then
         (let n = need "SHARE_9P" "${p}.proto" null;
-         in if n != [ ] then n else optionals s.readOnly (need "SHARE_9P_READONLY" "${p}.readOnly" null))
+         in if n != [ ] then n else (if s.readOnly then (need "SHARE_9P_READONLY" "${p}.readOnly" null) else [ ]))
       else
         (let n = need "SHARE_VIRTIOFS" "${p}.proto" null;
-         in if n != [ ] then n else optionals s.readOnly (need "SHARE_VIRTIOFS_READONLY" "${p}.readOnly" null))
-        ++ optional (stringLength s.tag > 36)
-          (problem "${p}.tag" "virtiofs tags are at most 36 bytes, got ${toString (stringLength s.tag)}"))
-      ++ optional (hasControl s.tag || hasInfix "," s.tag || hasInfix "/" s.tag || elem s.tag [ "." ".." ])
-        (problem "${p}.tag" "must not contain ',', '/' or control characters, got ${repr s.tag}")
+         in if n != [ ] then n else (if s.readOnly then (need "SHARE_VIRTIOFS_READONLY" "${p}.readOnly" null) else [ ]))
+        ++ (if (stringLength s.tag > 36) then [ (problem "${p}.tag" "virtiofs tags are at most 36 bytes, got ${toString (stringLength s.tag)}") ] else [ ]))
+      ++ (if (hasControl s.tag || matches ".*[,/].*" s.tag || elem s.tag [ "." ".." ]) then [ (problem "${p}.tag" "must not contain ',', '/' or control characters, got ${repr s.tag}") ] else [ ])
     ) cfg.shares)
     ++ unique "mount point" (
       imap0 (i: s: { path = "microvm.shares[${toString i}].mountPoint"; value = mountKey s.mountPoint; }) cfg.shares
@@ -215,54 +210,51 @@ let
     concatLists (imap0 (i: x:
       let p = "microvm.interfaces[${toString i}]"; in
       need featureOfInterface.${x.type} "${p}.type" null
-      ++ optional (matches "[0-9a-fA-F][13579bdfBDF](:[0-9a-fA-F]{2}){5}" x.mac)
-        (problem "${p}.mac" "must be a unicast address (first octet even), got ${repr x.mac}")
+      ++ (if (matches "[0-9a-fA-F][13579bdfBDF](:[0-9a-fA-F]{2}){5}" x.mac) then [ (problem "${p}.mac" "must be a unicast address (first octet even), got ${repr x.mac}") ] else [ ])
       ++ (if x.type != "user" then ifname "${p}.id" x.id
-          else optional (hasControl x.id) (problem "${p}.id" "must not contain control characters"))
-      ++ optionals (x.type == "macvtap") (
+          else (if (hasControl x.id) then [ (problem "${p}.id" "must not contain control characters") ] else [ ]))
+      ++ (if (x.type == "macvtap") then (
         (if x.macvtap.link == null || x.macvtap.link == ""
          then [ (problem "${p}.macvtap.link" "must be set for a macvtap interface") ]
          else ifname "${p}.macvtap.link" x.macvtap.link)
-        ++ optional (x.macvtap.mode == null || x.macvtap.mode == "") (problem "${p}.macvtap.mode" "must be set for a macvtap interface"))
-      ++ optionals (x.type == "bridge") (
+        ++ (if (x.macvtap.mode == null || x.macvtap.mode == "") then [ (problem "${p}.macvtap.mode" "must be set for a macvtap interface") ] else [ ])) else [ ])
+      ++ (if (x.type == "bridge") then (
         if x.bridge == null || x.bridge == ""
         then [ (problem "${p}.bridge" "must be set for a bridge interface") ]
-        else ifname "${p}.bridge" x.bridge)
-      ++ optionals x.tap.vhost (
+        else ifname "${p}.bridge" x.bridge) else [ ])
+      ++ (if x.tap.vhost then (
         if x.type == "user" then [ (problem "${p}.tap.vhost" "vhost-net applies to tap, bridge and macvtap only") ]
-        else need "VHOST_NET" "${p}.tap.vhost" null)
+        else need "VHOST_NET" "${p}.tap.vhost" null) else [ ])
     ) cfg.interfaces)
     ++ unique "MAC" (imap0 (i: x: { path = "microvm.interfaces[${toString i}].mac"; value = toLower x.mac; }) cfg.interfaces)
-    ++ optional (length users > 1 && hv == "kvmtool") (problem "microvm.interfaces" "kvmtool has one user-mode network per VM")
+    ++ (if (length users > 1 && hv == "kvmtool") then [ (problem "microvm.interfaces" "kvmtool has one user-mode network per VM") ] else [ ])
     ++ concatLists (imap0 (i: f:
       let p = "microvm.forwardPorts[${toString i}]"; in
-      optional (users == [ ]) (problem p "port forwarding needs an interface with type = \"user\"")
+      (if (users == [ ]) then [ (problem p "port forwarding needs an interface with type = \"user\"") ] else [ ])
       ++ need "FORWARD_PORTS" p null
       ++ concatLists (map (side:
         let addr = f.${side}.address; in
-        optional (addr != "" && !(isIPv4 addr))
-          (problem "${p}.${side}.address" "must be an IPv4 address or empty, got ${repr addr}")) [ "host" "guest" ])
+        (if (addr != "" && !(isIPv4 addr)) then [ (problem "${p}.${side}.address" "must be an IPv4 address or empty, got ${repr addr}") ] else [ ])) [ "host" "guest" ])
     ) cfg.forwardPorts)
     ++ unique "host port" (filter (x: x != null) (imap0 (i: f:
       if f.from == "host"
       then { path = "microvm.forwardPorts[${toString i}].host.port"; value = "${f.proto}/${toString f.host.port}"; }
       else null) cfg.forwardPorts))
-    ++ optionals (cfg.vsock.cid != null) (
+    ++ (if (cfg.vsock.cid != null) then (
       let n = need "VSOCK" "microvm.vsock.cid" null;
       in if n != [ ] then n
-      else optional (cfg.vsock.cid < 3 || cfg.vsock.cid > 4294967294) (problem "microvm.vsock.cid"
-        "must be between 3 and 4294967294 (0-2 are reserved), got ${toString cfg.vsock.cid}"));
+      else (if (cfg.vsock.cid < 3 || cfg.vsock.cid > 4294967294) then [ (problem "microvm.vsock.cid"
+        "must be between 3 and 4294967294 (0-2 are reserved), got ${toString cfg.vsock.cid}") ] else [ ])) else [ ]);
 
   devices =
     concatLists (imap0 (i: d:
       let p = "microvm.devices[${toString i}]"; in
       if d.bus == "pci" then
         need "PCI_PASSTHROUGH" "${p}.bus" null
-        ++ optional (!(matches "[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]" d.path))
-          (problem "${p}.path" "must be a PCI address like 0000:01:00.0, got ${repr d.path}")
+        ++ (if (!(matches "[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]" d.path)) then [ (problem "${p}.path" "must be a PCI address like 0000:01:00.0, got ${repr d.path}") ] else [ ])
       else
         need "USB_PASSTHROUGH" "${p}.bus" null
-        ++ optional (hasControl d.path) (problem "${p}.path" "must not contain control characters")
+        ++ (if (hasControl d.path) then [ (problem "${p}.path" "must not contain control characters") ] else [ ])
     ) cfg.devices)
     ++ unique "device" (imap0 (i: d: { path = "microvm.devices[${toString i}].path"; value = "${d.bus}:${d.path}"; }) cfg.devices);
 
@@ -270,38 +262,37 @@ let
   # a problem when `value` holds one of `chars` (base.unencodable)
   unencodable = path: value: chars: where:
     let bad = filter (c: hasInfix c value) (lib.stringToCharacters chars); in
-    optional (value != null && bad != [ ])
-      (problem path "${hv} cannot take ${concatStringsSep " or " (map repr bad)} in ${where}, got ${repr value}");
+    (if (value != null && bad != [ ]) then [ (problem path "${hv} cannot take ${concatStringsSep " or " (map repr bad)} in ${where}, got ${repr value}") ] else [ ]);
   each = f: list: concatLists (imap0 f list);
   ninep = filter (s: s.proto == "9p") cfg.shares;
   indexed = list: imap0 (i: x: x // { index = i; }) list;
-  disks = optional (storeDiskPath != null) { path = "microvm.storeDisk"; image = storeDiskPath; }
+  disks = (if (storeDiskPath != null) then [ { path = "microvm.storeDisk"; image = storeDiskPath; } ] else [ ])
     ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; inherit (v) image; }) cfg.volumes;
 
   backend = {
     crosvm = let l = limits.crosvm; in
-      optional (cfg.balloon && !cfg.deflateOnOOM) (problem "microvm.deflateOnOOM"
-        "crosvm's balloon always lets the guest deflate it on OOM; set deflateOnOOM = true")
+      (if (cfg.balloon && !cfg.deflateOnOOM) then [ (problem "microvm.deflateOnOOM"
+        "crosvm's balloon always lets the guest deflate it on OOM; set deflateOnOOM = true") ] else [ ])
       ++ concatLists (map (s: let p = "microvm.shares[${toString s.index}]"; in
         unencodable "${p}.source" s.source l.sharedDirUnsafe "--shared-dir paths"
         ++ unencodable "${p}.tag" s.tag l.sharedDirUnsafe "--shared-dir tags")
         (filter (s: s.proto == "9p") (indexed cfg.shares)));
     firecracker = let l = limits.firecracker; in
-      optional (cfg.vcpu > l.maxVcpus) (problem "microvm.vcpu" "firecracker runs at most ${toString l.maxVcpus} vCPUs, got ${toString cfg.vcpu}")
-      ++ optional (cfg.hugepageMem && lib.mod cfg.mem 2 != 0) (problem "microvm.mem"
-        "with 2 MiB huge pages the memory must be a multiple of 2 MiB, got ${toString cfg.mem}")
-      ++ optional (lib.mod cfg.hotplugMem l.hotplugSlotMiB != 0) (problem "microvm.hotplugMem"
-        "firecracker's hotplug memory is a multiple of its ${toString l.hotplugSlotMiB} MiB slot size, got ${toString cfg.hotplugMem}");
+      (if (cfg.vcpu > l.maxVcpus) then [ (problem "microvm.vcpu" "firecracker runs at most ${toString l.maxVcpus} vCPUs, got ${toString cfg.vcpu}") ] else [ ])
+      ++ (if (cfg.hugepageMem && lib.mod cfg.mem 2 != 0) then [ (problem "microvm.mem"
+        "with 2 MiB huge pages the memory must be a multiple of 2 MiB, got ${toString cfg.mem}") ] else [ ])
+      ++ (if (lib.mod cfg.hotplugMem l.hotplugSlotMiB != 0) then [ (problem "microvm.hotplugMem"
+        "firecracker's hotplug memory is a multiple of its ${toString l.hotplugSlotMiB} MiB slot size, got ${toString cfg.hotplugMem}") ] else [ ]);
     kvmtool = let l = limits.kvmtool; in
-      optional (length disks > l.maxDisks) (problem "microvm.volumes"
-        "kvmtool attaches at most ${toString l.maxDisks} disks (the store disk counts), got ${toString (length disks)}")
+      (if (length disks > l.maxDisks) then [ (problem "microvm.volumes"
+        "kvmtool attaches at most ${toString l.maxDisks} disks (the store disk counts), got ${toString (length disks)}") ] else [ ])
       ++ concatLists (map (d: unencodable d.path d.image "," "disk paths") disks)
       ++ concatLists (map (s: unencodable "microvm.shares[${toString s.index}].source" s.source "," "9p directories")
         (filter (s: s.proto == "9p") (indexed cfg.shares)))
       ++ concatLists (map (x: unencodable "microvm.interfaces[${toString x.index}].id" x.id "," "interface names")
         (filter (x: x.type != "user") (indexed cfg.interfaces)))
-      ++ optional (cfg.graphics.enable && !(elem cfg.graphics.backend l.ui)) (problem "microvm.graphics.backend"
-        "kvmtool offers ${concatStringsSep " or " l.ui}, got ${repr cfg.graphics.backend}");
+      ++ (if (cfg.graphics.enable && !(elem cfg.graphics.backend l.ui)) then [ (problem "microvm.graphics.backend"
+        "kvmtool offers ${concatStringsSep " or " l.ui}, got ${repr cfg.graphics.backend}") ] else [ ]);
     stratovirt = let l = limits.stratovirt;
       limit = l.maxDevices.${arch} or null;
       n = 1 + length disks + length (filter (s: s.proto == "virtiofs") cfg.shares) + length cfg.interfaces
@@ -313,10 +304,10 @@ let
         ++ imap0 (i: s: { path = "microvm.shares[${toString i}].tag"; value = s.tag; }) cfg.shares
         ++ imap0 (i: x: { path = "microvm.interfaces[${toString i}].id"; value = x.id; }) cfg.interfaces;
     in
-      optional (cfg.mem < l.memMinMiB || cfg.mem > l.memMaxMiB) (problem "microvm.mem"
-        "stratovirt takes ${toString l.memMinMiB} MiB to ${toString l.memMaxMiB} MiB of memory, got ${toString cfg.mem}")
-      ++ optional (limit != null && n > limit) (problem "microvm"
-        "stratovirt's microvm machine has at most ${toString limit} devices on ${arch}, this VM needs ${toString n} (entropy, disks, shares, interfaces, vsock, balloon)")
+      (if (cfg.mem < l.memMinMiB || cfg.mem > l.memMaxMiB) then [ (problem "microvm.mem"
+        "stratovirt takes ${toString l.memMinMiB} MiB to ${toString l.memMaxMiB} MiB of memory, got ${toString cfg.mem}") ] else [ ])
+      ++ (if (limit != null && n > limit) then [ (problem "microvm"
+        "stratovirt's microvm machine has at most ${toString limit} devices on ${arch}, this VM needs ${toString n} (entropy, disks, shares, interfaces, vsock, balloon)") ] else [ ])
       ++ concatLists (map (x: unencodable x.path x.value l.unsafe "option values") values);
     vfkit = let l = limits.vfkit;
       values = [ { path = "microvm.storeDisk"; value = storeDiskPath; } ]
@@ -326,7 +317,7 @@ let
     in
       unencodable "microvm.kernel" cfg.kernel l.bootUnsafe "--bootloader paths"
       ++ unencodable "microvm.initrdPath" cfg.initrdPath l.bootUnsafe "--bootloader paths"
-      ++ optionals (!inToplevel) (each (i: w: unencodable "microvm.kernelParams[${toString i}]" w l.bootUnsafe "the kernel command line") cfg.kernelParams)
+      ++ (if (!inToplevel) then (each (i: w: unencodable "microvm.kernelParams[${toString i}]" w l.bootUnsafe "the kernel command line") cfg.kernelParams) else [ ])
       ++ concatLists (map (x: unencodable x.path x.value l.deviceUnsafe "--device values") values);
   }.${hv} or [ ];
 in

@@ -3,6 +3,7 @@
 # of `lib` would be parsed again on each call). Only builtins here.
 #   schema        generator/microvm/schema/vm.schema.json
 #   capabilities  ./capabilities.json (exported from generator/microvm/capabilities.py)
+#   supportedOn   hypervisor -> platform -> supported features, as attribute sets
 #   options       microvm.*'s options as the schema declares them, flattened into what
 #                 ./options.nix needs to make each one (a `kind` per type), computed once
 #   document      how the VM document holds microvm.*'s options (./document.nix)
@@ -101,9 +102,19 @@ let
       // (if items != null then { inherit items; } else { });
   filterNull = set: listToAttrs (map (n: { name = n; value = set.${n}; })
     (filter (n: set.${n} != null) (attrNames set)));
+  # hypervisor -> platform -> the features it supports there (feature -> true), for a check
+  # that costs one attribute lookup (./checks.nix)
+  caps = capabilities.capabilities;
+  platforms = attrNames (listToAttrs (builtins.concatMap
+    (hv: map (p: { name = p; value = true; }) caps.${hv}.platforms) (attrNames caps)));
+  supportedOn = mapAttrs (hv: c: listToAttrs (map (system: {
+    name = system;
+    value = listToAttrs (map (f: { name = f; value = true; }) (filter (f:
+      let only = c.featurePlatforms.${f} or null; in only == null || elem system only) c.features));
+  }) platforms)) caps;
 in
 {
-  inherit schema capabilities;
+  inherit schema capabilities supportedOn;
   options = optionsOf schema.properties.microvm "";
   rules = prune schema.properties.microvm;
   document = documentOf schema.properties.microvm;

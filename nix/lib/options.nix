@@ -21,28 +21,31 @@ let
     description = "non-empty string";
   };
 
-  # one maker per kind (./data.nix), each taking the kind's data
+  # the types of the kinds that take no data, made once
+  simple = {
+    bool = types.bool;
+    int = types.int;
+    unsigned = types.ints.unsigned;
+    positive = types.ints.positive;
+    str = types.str;
+    inherit nonEmptyStr;
+    path = types.path;
+    lines = types.lines;
+    packageOrPath = types.either types.package types.path;
+    anythingAttrs = types.attrsOf types.anything;
+  };
+  # one maker for each kind that does (./data.nix)
   makers = {
-    bool = _: types.bool;
-    int = _: types.int;
-    unsigned = _: types.ints.unsigned;
-    positive = _: types.ints.positive;
     intBetween = k: types.ints.between k.minimum k.maximum;
-    str = _: types.str;
-    nonEmptyStr = _: nonEmptyStr;
     strMatching = k: types.strMatching k.pattern;
     enum = k: types.enum k.values;
-    path = _: types.path;
-    lines = _: types.lines;
-    packageOrPath = _: types.either types.package types.path;
-    anythingAttrs = _: types.attrsOf types.anything;
     nullOr = k: types.nullOr (typeOf k.item);
     listOf = k: types.listOf (typeOf k.item);
     attrsOf = k: types.attrsOf (typeOf k.item);
     oneOf = k: types.oneOf (map typeOf k.members);
     submodule = k: types.submodule ({ config, ... }: { options = declare k.options config; });
   };
-  typeOf = k: makers.${k.kind} k;
+  typeOf = k: simple.${k.kind} or (makers.${k.kind} k);
 
   declare = specs: config: builtins.mapAttrs (_: s:
     if s ? group then declare s.group config
