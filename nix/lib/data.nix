@@ -67,8 +67,10 @@ let
         inherit where computed;
         type = if absent && !(elem "null" (typesOf sub)) then { kind = "nullOr"; item = kindOf sub where; }
           else kindOrNull sub where;
-        inherit (sub) description;
-      } // (if sub ? default then { inherit (sub) default; } else if absent then { default = null; } else { });
+        # mkOption's arguments other than the type, made once
+        args = { inherit (sub) description; }
+          // (if sub ? default then { inherit (sub) default; } else if absent then { default = null; } else { });
+      };
     }) sch.properties;
 
   # how a document holds the options of an object: each one as it is (leaf), an object of

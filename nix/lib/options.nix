@@ -49,16 +49,12 @@ let
 
   declare = specs: config: builtins.mapAttrs (_: s:
     if s ? group then declare s.group config
+    else if overrides ? ${s.option.where} then
+      mkOption (s.option.args // { type = typeOf s.option.type; } // overrides.${s.option.where} config)
     else
-      let
-        o = s.option;
-        extra = if overrides ? ${o.where} then overrides.${o.where} config else { };
-      in
-      assert o.computed -> extra ? default
-        || throw "nix/lib/options.nix: microvm.${o.where} has x-computedDefault but no override";
-      mkOption ({ type = typeOf o.type; inherit (o) description; }
-        // (if o ? default then { inherit (o) default; } else { })
-        // extra)) specs;
+      assert !s.option.computed
+        || throw "nix/lib/options.nix: microvm.${s.option.where} has x-computedDefault but no override";
+      mkOption (s.option.args // { type = typeOf s.option.type; })) specs;
 in
 {
   # options.microvm's declarations of the document's options; `config` is the whole config
