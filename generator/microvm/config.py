@@ -64,7 +64,7 @@ def computed(*covers: str) -> Any:
 
 
 def others_field() -> Any:
-    return field(default_factory=dict, compare=True, metadata={"others": True})
+    return field(default_factory=dict, metadata={"others": True})
 
 
 def _lookup(d: Mapping[str, JSON], path: str) -> tuple[bool, JSON]:

@@ -109,14 +109,20 @@ let
   caps = capabilities.capabilities;
   platforms = attrNames (listToAttrs (builtins.concatMap
     (hv: map (p: { name = p; value = true; }) caps.${hv}.platforms) (attrNames caps)));
+  # does the hypervisor support the feature on the platform? A feature limited to some
+  # platforms is unsupported elsewhere; whether the hypervisor runs on the platform at all is
+  # its `platforms`' business
+  supportsOn = hv: f: system:
+    let c = caps.${hv}; only = c.featurePlatforms.${f} or null; in
+    elem f c.features && (only == null || elem system only);
   supportedOn = mapAttrs (hv: c: listToAttrs (map (system: {
     name = system;
-    value = listToAttrs (map (f: { name = f; value = true; }) (filter (f:
-      let only = c.featurePlatforms.${f} or null; in only == null || elem system only) c.features));
+    value = listToAttrs (map (f: { name = f; value = true; })
+      (filter (f: supportsOn hv f system) c.features));
   }) platforms)) caps;
 in
 {
-  inherit schema capabilities supportedOn;
+  inherit schema capabilities supportsOn supportedOn;
   options = optionsOf schema.properties.microvm "";
   rules = prune schema.properties.microvm;
   document = documentOf schema.properties.microvm;

@@ -17,11 +17,8 @@ let
     # supports "qemu" "SHARE_9P" -> true; feature names are those of capabilities.Feature.
     supports = hypervisor: feature: lib.elem feature capabilities.capabilities.${hypervisor}.features;
 
-    # the same, on one platform: a feature limited to some platforms is unsupported elsewhere
-    # (whether the hypervisor runs on the platform at all is its `platforms`' business)
-    supportsOn = hypervisor: feature: system:
-      let only = capabilities.capabilities.${hypervisor}.featurePlatforms.${feature} or null; in
-      self.supports hypervisor feature && (only == null || lib.elem system only);
+    # the same, on one platform (./data.nix)
+    inherit (data) supportsOn;
 
     # The hypervisors that supports a feature, in declaration order.
     supporting = feature: lib.filter (hv: self.supports hv feature) self.hypervisors;
@@ -35,6 +32,15 @@ let
     # the backends put the same device on the kernel command line).
     consoleDevice = { hypervisor, system }:
       capabilities.capabilities.${hypervisor}.console.${builtins.head (lib.splitString "-" system)};
+
+    # The defaults that depend on other options (x-computedDefault in the schema; the
+    # generator's model computes the same for a document that leaves them out): the guest
+    # module's option defaults and schema.resolve of a hand-written document.
+    defaultSocket = { hypervisor, hostName }:
+      if self.supports hypervisor "CONTROL_SOCKET" then "${hostName}.sock" else null;
+    defaultStoreOnDisk = shares: !(lib.any (s: s.source == "/nix/store") shares);
+    defaultShareSocket = { hostName, proto, tag }:
+      if proto == "virtiofs" then "${hostName}-virtiofs-${tag}.sock" else null;
 
     # The serial of the store disk where blockSerials holds.
     storeDiskSerial = capabilities.storeDiskSerial;

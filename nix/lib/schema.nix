@@ -109,17 +109,17 @@ in
       m = d.microvm;
       host = d.hostName;
       shares = map (s: s // {
-        socket = if s.proto == "virtiofs" && (s.socket or null) == null
-          then "${host}-virtiofs-${s.tag}.sock" else s.socket or null;
+        socket = if (s.socket or null) == null
+          then mlib.defaultShareSocket { hostName = host; inherit (s) proto tag; } else s.socket;
       }) m.shares;
     in
     d // {
       microvm = m // {
         inherit shares;
         socket = if m ? socket then m.socket
-          else if mlib.supports m.hypervisor "CONTROL_SOCKET" then "${host}.sock" else null;
+          else mlib.defaultSocket { inherit (m) hypervisor; hostName = host; };
         storeOnDisk = if (m.storeOnDisk or null) == null
-          then !(lib.any (s: s.source == "/nix/store") shares) else m.storeOnDisk;
+          then mlib.defaultStoreOnDisk shares else m.storeOnDisk;
         machineId = m.machineId or null;
       };
     };

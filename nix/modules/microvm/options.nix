@@ -22,7 +22,7 @@ let
   # that leaves them out: config.MicroVM.from_json)
   overrides = {
     socket = _: {
-      default = if mlib.supports cfg.hypervisor "CONTROL_SOCKET" then "${hostName}.sock" else null;
+      default = mlib.defaultSocket { inherit (cfg) hypervisor; inherit hostName; };
       defaultText = literalExpression ''"''${hostName}.sock" (null for a hypervisor without a control socket)'';
     };
     kernel = _: {
@@ -30,7 +30,7 @@ let
       defaultText = literalExpression "config.boot.kernelPackages.kernel";
     };
     storeOnDisk = _: {
-      default = !lib.any (s: s.source == "/nix/store") cfg.shares;
+      default = mlib.defaultStoreOnDisk cfg.shares;
       defaultText = literalExpression ''!(any share has source = "/nix/store")'';
     };
     machineId = _: {
@@ -43,7 +43,7 @@ let
       defaultText = literalExpression ''"<a UUID from the SHA-256 of \"microvm.nix:''${networking.hostName}\">"'';
     };
     "shares.*.socket" = share: {
-      default = if share.proto == "virtiofs" then "${hostName}-virtiofs-${share.tag}.sock" else null;
+      default = mlib.defaultShareSocket { inherit hostName; inherit (share) proto tag; };
       defaultText = literalExpression ''if proto == "virtiofs" then "''${hostName}-virtiofs-''${tag}.sock" else null'';
     };
   };
