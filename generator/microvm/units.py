@@ -228,7 +228,8 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
                    # as microvm.nix's host: a VM whose guest reports readiness over vsock is
                    # ready when it says so, whatever the host-wide readiness
                    notifies=model is not None and model.vsock_cid is not None,
-                   hypervisor=_hypervisor(vm.runner),
+                   hypervisor=(str(model.hypervisor) if model is not None
+                               else _hypervisor(vm.runner)),
                    crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)
         files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
         if vm.autostart:
