@@ -152,6 +152,21 @@ def test_document_validates_and_matches_golden(name: str, examples: dict[str, An
     check_golden(f"{name}.glue.json", e["glue"])
 
 
+def test_document_holds_only_its_own_hypervisors_settings(examples: dict[str, Any]) -> None:
+    """microvm.<hypervisor>.* of the other hypervisors stay out of a VM's document (no runner
+    reads them; each would cost an option evaluation); microvm.runner.<other> has its own."""
+    groups = set(export_capabilities.export()["hypervisors"]) & set(
+        SCHEMA["properties"]["microvm"]["properties"])
+    assert len(groups) == 8
+    for e in examples.values():
+        m = json.loads(e["json"])["microvm"]
+        assert groups & set(m) == {m["hypervisor"]}
+    own = nix_json("let e = import ./eval.nix { configuration = ./configs/firecracker.nix; " +
+                   "inherit python repo; }; m = e.config.microvm; in map (r: " +
+                   "builtins.attrNames r.document.microvm) [ m.runner.qemu m.declaredRunner ]")
+    assert [groups & set(names) for names in own] == [{"qemu"}, {"firecracker"}]
+
+
 def test_kernel_file_per_hypervisor(examples: dict[str, Any]) -> None:
     kernels = {n: json.loads(e["json"])["microvm"]["kernel"].split("-", 1)[1]
                for n, e in examples.items()}

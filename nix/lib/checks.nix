@@ -152,9 +152,10 @@ let
     ++ (let p = hostnameProblem doc.hostName; in (if (p != null) then [ (problem "networking.hostName" p) ] else [ ]))
     ++ (if (!inToplevel && cfg.storeOnDisk && (cfg.storeDisk == null || cfg.storeDisk == "")) then [ (problem "microvm.storeDisk" "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)") ] else [ ])
     ++ concatLists (map (name: (if (name == "" || matches ".*/.*" name || hasControl name) then [ (problem "microvm.credentialFiles.${name}" "not a valid credential name") ] else [ ])) (builtins.attrNames cfg.credentialFiles))
-    ++ (if (cfg.qemu.machineOpts != null) then (concatLists (map (key:
+    # (a module's document has the qemu settings only for a QEMU VM: ./data.nix `document`)
+    ++ (let opts = cfg.qemu.machineOpts or null; in if opts != null then (concatLists (map (key:
       (if (matches ".*[,=].*" key) then [ (problem "microvm.qemu.machineOpts.${key}" "a property name has no ',' or '='") ] else [ ]))
-      (builtins.attrNames cfg.qemu.machineOpts))) else [ ]);
+      (builtins.attrNames opts))) else [ ]);
 
   memory =
     (if (cfg.initialBalloonMem != 0 && !cfg.balloon) then [ (problem "microvm.initialBalloonMem" "needs microvm.balloon = true") ] else [ ])

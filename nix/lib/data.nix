@@ -6,7 +6,8 @@
 #   supportedOn   hypervisor -> platform -> supported features, as attribute sets
 #   options       microvm.*'s options as the schema declares them, flattened into what
 #                 ./options.nix needs to make each one (a `kind` per type), computed once
-#   document      how the VM document holds microvm.*'s options (./document.nix)
+#   document      hypervisor -> how the VM document of one of its VMs holds microvm.*'s
+#                 options (./document.nix)
 #   rules         the schema's microvm tree cut down to the parts that carry an x- rule (what
 #                 ./checks.nix walks in a document)
 let
@@ -82,9 +83,21 @@ let
       else if isGroup (sub.items or { }) then { items = documentOf sub.items; }
       else { leaf = true; }) sch.properties;
     omit = filter (name: let sub = sch.properties.${name}; in
-      !(elem name (sch.required or [ ])) && !(sub ? default) && !(sub."x-computedDefault" or false))
+      !(isGroup sub) && !(elem name (sch.required or [ ])) && !(sub ? default)
+      && !(sub."x-computedDefault" or false))
       (attrNames sch.properties);
   };
+  # microvm's properties named after a hypervisor hold that hypervisor's own settings
+  # (microvm.firecracker.*, as the generator's model reads microvm.<hypervisor>.extraArgs): a
+  # VM's document leaves out the other hypervisors' ones, which no runner of it reads (and
+  # which would cost an option evaluation each); microvm.runner.<other> evaluates the guest
+  # for that hypervisor, so its document has them
+  hypervisors = schema.properties.microvm.properties.hypervisor.enum;
+  documentFor = let plan = documentOf schema.properties.microvm; in
+    listToAttrs (map (hv: {
+      name = hv;
+      value = plan // { fields = removeAttrs plan.fields (filter (other: other != hv) hypervisors); };
+    }) hypervisors);
 
   ruleKeys = [ "x-requires" "x-noControl" "x-absolute" "x-maxBytes" "x-match" "x-unique" ];
   ownRules = sch: any (k: sch ? ${k}) ruleKeys;
@@ -125,5 +138,6 @@ in
   inherit schema capabilities supportsOn supportedOn;
   options = optionsOf schema.properties.microvm "";
   rules = prune schema.properties.microvm;
-  document = documentOf schema.properties.microvm;
+  # hypervisor -> the plan of its VMs' documents
+  document = documentFor;
 }

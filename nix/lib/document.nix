@@ -18,7 +18,7 @@ let
 
   bin = p: "${lib.getBin p}/bin";
 
-  # every option as the options hold it, by the schema (./data.nix `document`)
+  # the options as the options hold them, by the plan (./data.nix `document`)
   fromOptions = plan: value:
     removeAttrs
       (builtins.mapAttrs (name: f:
@@ -58,8 +58,9 @@ in
   runtimePath = lib.unique (map bin runtimePackages);
   # every option the schema declares, as the options hold it (nix/lib/options.nix declared them
   # from the same schema); an option that is neither required nor defaulted is left out while
-  # null, as a hand-written document leaves it out
-  microvm = fromOptions (import ./data.nix).document cfg // {
+  # null, as a hand-written document leaves it out, and so are the other hypervisors' settings
+  # (./data.nix `document`)
+  microvm = fromOptions (import ./data.nix).document.${hv} cfg // {
     # the file the hypervisor boots, and store objects as store paths
     kernel = mlib.kernelFile { kernel = cfg.kernel; hypervisor = hv; system = guestSystem; };
     initrdPath = orNull storePath cfg.initrdPath;
