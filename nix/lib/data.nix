@@ -1,8 +1,8 @@
 # The project's data, parsed once per Nix evaluation: `import ./data.nix` takes no argument,
 # so Nix's import cache shares one value among every module and every VM of a host (a function
 # of `lib` would be parsed again on each call). Only builtins here.
-#   schema        generator/microvm/schema/vm.schema.json
-#   capabilities  ./capabilities.json (exported from generator/microvm/capabilities.py)
+#   schema        generator/microvm/schema/vm.schema.json (through ./vm-schema.nix)
+#   capabilities  ./capabilities.nix (exported from generator/microvm/capabilities.py)
 #   supportedOn   hypervisor -> platform -> supported features, as attribute sets
 #   options       microvm.*'s options as the schema declares them, flattened into what
 #                 ./options.nix needs to make each one (a `kind` per type), computed once
@@ -12,14 +12,24 @@
 #                 ./checks.nix walks in a document)
 let
   inherit (builtins) fromJSON readFile mapAttrs attrNames filter elem isAttrs isList length
-    head listToAttrs substring stringLength any;
+    listToAttrs substring stringLength;
 
-  schema = fromJSON (readFile ../../generator/microvm/schema/vm.schema.json);
-  capabilities = fromJSON (readFile ./capabilities.json);
+  # the schema as ./export_data.py rendered it, while that is of this very file (a Nix value is
+  # far cheaper to read than JSON); else, right after an edit of the schema, the JSON itself
+  schemaFile = ../../generator/microvm/schema/vm.schema.json;
+  rendered = import ./vm-schema.nix;
+  schema = if rendered.sha256 == builtins.hashFile "sha256" schemaFile then rendered.schema
+    else fromJSON (readFile schemaFile);
+  capabilities = import ./capabilities.nix;
 
-  typesOf = sch: let t = sch.type or [ ]; in if isList t then t else [ t ];
-  nonNull = list: filter (x: x != null && x != "null") list;
-  isGroup = sch: typesOf sch == [ "object" ] && sch ? properties;
+  # This file is evaluated once per evaluation, but before every VM's options: it is written to
+  # be cheap (builtins and few function calls; bench/nix_eval.py measures it as the cost of a
+  # host with one VM).
+
+  # a schema's types without "null", and whether "null" is one of them
+  typesOf = sch: let t = sch.type or [ ]; in if isList t then filter (x: x != "null") t else [ t ];
+  nullable = sch: let t = sch.type or null; in isList t && elem "null" t;
+  isGroup = sch: let t = sch.type or null; in (t == "object" || t == [ "object" ]) && sch ? properties;
   strip = p:
     let
       noStart = if substring 0 1 p == "^" then substring 1 (stringLength p) p else p;
@@ -27,12 +37,11 @@ let
     in
     if n > 0 && substring (n - 1) 1 noStart == "$" then substring 0 (n - 1) noStart else noStart;
 
-  # the Nix type of a schema without null, as data
-  kindOf = sch: where:
-    let t = nonNull (typesOf sch); in
+  # the Nix type of a schema without null, as data; `t`: its types without "null"
+  kindOf = sch: t: where:
     if sch ? "x-nixType" then { kind = sch."x-nixType"; }
-    else if length t > 1 then { kind = "oneOf"; members = map (one: kindOf (sch // { type = one; }) where) t; }
-    else if sch ? enum then { kind = "enum"; values = nonNull sch.enum; }
+    else if length t > 1 then { kind = "oneOf"; members = map (one: kindOf sch [ one ] where) t; }
+    else if sch ? enum then { kind = "enum"; values = filter (x: x != null) sch.enum; }
     else if t == [ "boolean" ] then { kind = "bool"; }
     else if t == [ "integer" ] then
       (if sch ? minimum && sch ? maximum then { kind = "intBetween"; inherit (sch) minimum maximum; }
@@ -44,49 +53,56 @@ let
        else if (sch.minLength or 0) > 0 then { kind = "nonEmptyStr"; }
        else { kind = "str"; })
     else if t == [ "array" ] then { kind = "listOf"; item = kindOrNull sch.items "${where}.*"; }
-    else if isGroup sch then { kind = "submodule"; options = optionsOf sch where; }
+    else if t == [ "object" ] && sch ? properties then { kind = "submodule"; options = optionsOf sch where; }
     else if t == [ "object" ] && isAttrs (sch.additionalProperties or null)
     then { kind = "attrsOf"; item = kindOrNull sch.additionalProperties "${where}.*"; }
     else if t == [ "object" ] then { kind = "anythingAttrs"; }
     else throw "nix/lib/data.nix: no Nix type for the schema of microvm.${where}";
 
-  kindOrNull = sch: where:
-    if elem "null" (typesOf sch) then { kind = "nullOr"; item = kindOf sch where; } else kindOf sch where;
+  # `orNull`: the option also takes null (the schema says so, or it has no default)
+  kindWith = orNull: sch: where:
+    if orNull then { kind = "nullOr"; item = kindOf sch (typesOf sch) where; }
+    else kindOf sch (typesOf sch) where;
+  kindOrNull = sch: kindWith (nullable sch) sch;
 
   # name -> { group = options; } or { option = { where, type, description, default?, computed } }
-  optionsOf = sch: prefix: mapAttrs (name: sub:
-    let
-      where = if prefix == "" then name else "${prefix}.${name}";
-      required = elem name (sch.required or [ ]);
-      computed = sub."x-computedDefault" or false;
-      # neither required nor defaulted nor computed: absent from the document unless set
-      absent = !required && !(sub ? default) && !computed;
-    in
-    if isGroup sub then { group = optionsOf sub where; }
-    else {
-      option = {
-        inherit where computed;
-        type = if absent && !(elem "null" (typesOf sub)) then { kind = "nullOr"; item = kindOf sub where; }
-          else kindOrNull sub where;
-        # mkOption's arguments other than the type, made once
-        args = { inherit (sub) description; }
-          // (if sub ? default then { inherit (sub) default; } else if absent then { default = null; } else { });
-      };
-    }) sch.properties;
+  optionsOf = sch: prefix:
+    let required = sch.required or [ ]; in
+    mapAttrs (name: sub:
+      let where = if prefix == "" then name else "${prefix}.${name}"; in
+      if isGroup sub then { group = optionsOf sub where; }
+      else
+        let
+          computed = sub."x-computedDefault" or false;
+          # neither required nor defaulted nor computed: absent from the document unless set
+          absent = !(sub ? default) && !computed && !(elem name required);
+        in
+        {
+          option = {
+            inherit where computed;
+            type = kindWith (absent || nullable sub) sub where;
+            # mkOption's arguments other than the type, made once
+            args = if sub ? default then { inherit (sub) description default; }
+              else if absent then { inherit (sub) description; default = null; }
+              else { inherit (sub) description; };
+          };
+        }) sch.properties;
 
   # how a document holds the options of an object: each one as it is (leaf), an object of
   # options (group) or a list of such objects (items); `omit`: the options left out while null
   # (neither required nor defaulted nor computed)
-  documentOf = sch: {
-    fields = mapAttrs (name: sub:
-      if isGroup sub then { group = documentOf sub; }
-      else if isGroup (sub.items or { }) then { items = documentOf sub.items; }
-      else { leaf = true; }) sch.properties;
-    omit = filter (name: let sub = sch.properties.${name}; in
-      !(isGroup sub) && !(elem name (sch.required or [ ])) && !(sub ? default)
-      && !(sub."x-computedDefault" or false))
-      (attrNames sch.properties);
-  };
+  documentOf = sch:
+    let required = sch.required or [ ]; in
+    {
+      fields = mapAttrs (_: sub:
+        if isGroup sub then { group = documentOf sub; }
+        else if isGroup (sub.items or null) then { items = documentOf sub.items; }
+        else { leaf = true; }) sch.properties;
+      omit = filter (name: let sub = sch.properties.${name}; in
+        !(sub ? default) && !(sub."x-computedDefault" or false) && !(isGroup sub)
+        && !(elem name required))
+        (attrNames sch.properties);
+    };
   # microvm's properties named after a hypervisor hold that hypervisor's own settings
   # (microvm.firecracker.*, as the generator's model reads microvm.<hypervisor>.extraArgs): a
   # VM's document leaves out the other hypervisors' ones, which no runner of it reads (and
@@ -99,24 +115,21 @@ let
       value = plan // { fields = removeAttrs plan.fields (filter (other: other != hv) hypervisors); };
     }) hypervisors);
 
-  ruleKeys = [ "x-requires" "x-noControl" "x-absolute" "x-maxBytes" "x-match" "x-unique" ];
-  ownRules = sch: any (k: sch ? ${k}) ruleKeys;
+  ruleKeys = { "x-requires" = 0; "x-noControl" = 0; "x-absolute" = 0; "x-maxBytes" = 0; "x-match" = 0; "x-unique" = 0; };
   # the schema with only the branches that lead to a rule; null where none does
   prune = sch:
     let
-      props = if sch ? properties
-        then filterNull (mapAttrs (_: prune) sch.properties) else { };
+      rules = builtins.intersectAttrs ruleKeys sch;
+      all = if sch ? properties then mapAttrs (_: prune) sch.properties else { };
+      props = removeAttrs all (filter (n: all.${n} == null) (attrNames all));
       extra = if isAttrs (sch.additionalProperties or null) then prune sch.additionalProperties else null;
       items = if isAttrs (sch.items or null) then prune sch.items else null;
-      rules = listToAttrs (map (k: { name = k; value = sch.${k}; }) (filter (k: sch ? ${k}) ruleKeys));
     in
-    if !(ownRules sch) && props == { } && extra == null && items == null then null
-    else rules // { own = ownRules sch; }
+    if rules == { } && props == { } && extra == null && items == null then null
+    else rules // { own = rules != { }; }
       // (if props != { } then { properties = props; propertyNames = attrNames props; } else { })
       // (if extra != null then { additionalProperties = extra; } else { })
       // (if items != null then { inherit items; } else { });
-  filterNull = set: listToAttrs (map (n: { name = n; value = set.${n}; })
-    (filter (n: set.${n} != null) (attrNames set)));
   # hypervisor -> platform -> the features it supports there (feature -> true), for a check
   # that costs one attribute lookup (./checks.nix)
   caps = capabilities.capabilities;
