@@ -91,7 +91,10 @@ let
   noRules = { stop = false; problems = [ ]; };
 
   # the schema cut down to the branches that carry a rule (./data.nix `rules`): only those are
-  # visited; `own` says whether a node has rules of its own
+  # visited; `own` says whether a node has rules of its own. Two shortcuts, each giving what
+  # the walk would: a list of strings whose only rule is x-noControl (kernelParams, extraArgs)
+  # is looked at as one string while none holds a control character, and x-unique is not
+  # looked for in a list of fewer than two items
   walk = { sch, value, path } @ at:
     if value == null || elem path skipped then [ ]
     else
@@ -107,11 +110,14 @@ let
             (builtins.attrNames value)
           else [ ])
         else if builtins.isList value && sch ? items then
-          concatLists (imap0 (i: v: walk { sch = sch.items; value = v; path = "${path}[${toString i}]"; }) value)
-          ++ builtins.concatMap (k: let what = sch.items.properties.${k}."x-unique" or null; in
+          (if sch.items.onlyNoControl && builtins.all builtins.isString value
+              && !(hasControl (builtins.concatStringsSep "" value))
+           then [ ]
+           else concatLists (imap0 (i: v: walk { sch = sch.items; value = v; path = "${path}[${toString i}]"; }) value))
+          ++ (if length value < 2 then [ ] else builtins.concatMap (k: let what = sch.items.properties.${k}."x-unique" or null; in
             if what == null then [ ] else unique what (filter (x: x.value != null)
               (imap0 (i: v: { path = "${path}[${toString i}].${k}"; value = v.${k} or null; }) value)))
-            (sch.items.propertyNames or [ ])
+            (sch.items.propertyNames or [ ]))
         else [ ]);
 
   fields = walk { sch = (import ./data.nix).rules; value = cfg; path = "microvm"; };

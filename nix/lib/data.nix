@@ -88,20 +88,25 @@ let
           };
         }) sch.properties;
 
-  # how a document holds the options of an object: each one as it is (leaf), an object of
-  # options (group) or a list of such objects (items); `omit`: the options left out while null
-  # (neither required nor defaulted nor computed)
+  # how a document holds the options of an object: `leaves` as they are (name -> true), `groups`
+  # (objects of options) and `items` (lists of such objects) by their own plan; `omit`: the
+  # options left out while null (neither required nor defaulted nor computed)
   documentOf = sch:
-    let required = sch.required or [ ]; in
+    let
+      props = sch.properties;
+      names = attrNames props;
+      required = sch.required or [ ];
+      groups = filter (name: isGroup props.${name}) names;
+      items = filter (name: isGroup (props.${name}.items or null)) names;
+    in
     {
-      fields = mapAttrs (_: sub:
-        if isGroup sub then { group = documentOf sub; }
-        else if isGroup (sub.items or null) then { items = documentOf sub.items; }
-        else { leaf = true; }) sch.properties;
-      omit = filter (name: let sub = sch.properties.${name}; in
+      leaves = removeAttrs props (groups ++ items);
+      groups = listToAttrs (map (name: { inherit name; value = documentOf props.${name}; }) groups);
+      items = listToAttrs (map (name: { inherit name; value = documentOf props.${name}.items; }) items);
+      omit = filter (name: let sub = props.${name}; in
         !(sub ? default) && !(sub."x-computedDefault" or false) && !(isGroup sub)
         && !(elem name required))
-        (attrNames sch.properties);
+        names;
     };
   # microvm's properties named after a hypervisor hold that hypervisor's own settings
   # (microvm.firecracker.*, as the generator's model reads microvm.<hypervisor>.extraArgs): a
@@ -112,7 +117,7 @@ let
   documentFor = let plan = documentOf schema.properties.microvm; in
     listToAttrs (map (hv: {
       name = hv;
-      value = plan // { fields = removeAttrs plan.fields (filter (other: other != hv) hypervisors); };
+      value = plan // { groups = removeAttrs plan.groups (filter (other: other != hv) hypervisors); };
     }) hypervisors);
 
   ruleKeys = { "x-requires" = 0; "x-noControl" = 0; "x-absolute" = 0; "x-maxBytes" = 0; "x-match" = 0; "x-unique" = 0; };
@@ -126,7 +131,7 @@ let
       items = if isAttrs (sch.items or null) then prune sch.items else null;
     in
     if rules == { } && props == { } && extra == null && items == null then null
-    else rules // { own = rules != { }; }
+    else rules // { own = rules != { }; onlyNoControl = rules == { "x-noControl" = true; } && props == { } && extra == null && items == null; }
       // (if props != { } then { properties = props; propertyNames = attrNames props; } else { })
       // (if extra != null then { additionalProperties = extra; } else { })
       // (if items != null then { inherit items; } else { });

@@ -19,12 +19,12 @@ let
   bin = p: "${lib.getBin p}/bin";
 
   # the options as the options hold them, by the plan (./data.nix `document`)
+  # (builtins.intersectAttrs takes the leaves without a function call each)
   fromOptions = plan: value:
     removeAttrs
-      (builtins.mapAttrs (name: f:
-        if f ? group then fromOptions f.group value.${name}
-        else if f ? items then map (fromOptions f.items) value.${name}
-        else value.${name}) plan.fields)
+      (builtins.intersectAttrs plan.leaves value
+        // builtins.mapAttrs (name: p: fromOptions p value.${name}) plan.groups
+        // builtins.mapAttrs (name: p: map (fromOptions p) value.${name}) plan.items)
       (builtins.filter (name: value.${name} == null) plan.omit);
   mkfsPackage = {
     ext2 = "e2fsprogs"; ext3 = "e2fsprogs"; ext4 = "e2fsprogs";
