@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,19 @@ def nix_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def nix_value(value: Any, indent: str = "") -> str:
-    """A Nix expression that evaluates to what `builtins.fromJSON` makes of json.dumps(value)."""
-    inner = indent + "  "
+NIX_KEYWORDS = {"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"}
+
+
+def nix_name(name: str) -> str:
+    """An attribute name: bare where Nix allows it, else a string literal."""
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*", name) and name not in NIX_KEYWORDS
+    return name if plain else nix_string(name)
+
+
+def nix_value(value: Any) -> str:
+    """A Nix expression that evaluates to what `builtins.fromJSON` makes of json.dumps(value).
+    Compact (an attribute a line, no indentation): Nix parses these files on every
+    evaluation, and their bytes are its time."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -94,14 +105,9 @@ def nix_value(value: Any, indent: str = "") -> str:
     if isinstance(value, str):
         return nix_string(value)
     if isinstance(value, list):
-        if not value:
-            return "[ ]"
-        return "[\n" + "".join(f"{inner}{nix_value(v, inner)}\n" for v in value) + indent + "]"
+        return "[" + " ".join(nix_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        if not value:
-            return "{ }"
-        return "{\n" + "".join(f"{inner}{nix_string(k)} = {nix_value(v, inner)};\n"
-                               for k, v in value.items()) + indent + "}"
+        return "{" + "".join(f"\n{nix_name(k)}={nix_value(v)};" for k, v in value.items()) + "}"
     raise TypeError(f"no Nix value for {type(value).__name__} {value!r}")
 
 
