@@ -107,6 +107,17 @@ FIXES: dict[str, Fix] = {
     ),
 }
 
+# more configurations made from a block: what its text offers as optional, left out
+# (key -> (the block's key, how it is changed))
+VARIANTS: dict[str, tuple[str, Fix]] = {
+    "declarative.md#1~without-updateFlake": ("declarative.md#1", Fix(
+        "host",
+        (*FIXES["declarative.md#1"].replace, ('updateFlake = "git+file:///etc/nixos";', "")),
+        FIXES["declarative.md#1"].why + "; without the optional `updateFlake` (the comment above "
+        + "it: where `microvm -u` updates from later on)",
+    )),
+}
+
 HOST_OPTIONS = re.compile(r"microvm\.(vms|autostart|host\.|stateDir)|microvm\.host\b")
 
 
@@ -262,17 +273,19 @@ def snippets(src: Path) -> tuple[list[Snippet], dict[str, str]]:
     """The corpus, and the blocks left out with the reason."""
     out: list[Snippet] = []
     skipped: dict[str, str] = {}
-    for key, _info, text in handbook_blocks(src):
+    blocks = {key: text for key, _info, text in handbook_blocks(src)}
+    variants = [(key, block, fix) for key, (block, fix) in VARIANTS.items() if block in blocks]
+    for key, block, fix in [(key, key, FIXES.get(key, Fix())) for key in blocks] + variants:
         if key in SKIP:
             skipped[key] = SKIP[key]
             continue
-        fix = FIXES.get(key, Fix())
+        text = blocks[block]
         for old, new in fix.replace:
             assert old in text, f"{key}: fix-up text {old!r} not found (upstream changed?)"
             text = text.replace(old, new)
         kind = fix.kind or guess_kind(text)
         out.append(Snippet(key, kind, wrap(kind, text, fix.system, fix.bindings),
-                           f"doc/src/{key}", fix.why))
+                           f"doc/src/{block}", fix.why))
     out += example_snippets(src)
     out.append(template_snippet(src))
     out.append(flake_examples_snippet(src))

@@ -1136,6 +1136,20 @@ CORPUS: tuple[CorpusEntry, ...] = (
         + "generator/microvm/templates/units/libexec/notify-relay.sh.j2",
     ),
     _c(
+        "corpus-flake-without-update",
+        "declarative.md#1~without-updateFlake:host",
+        r'host vms\.[^.]+\.flake: upstream="/nix/store/[^"]*" project=null',
+        D,
+        "a VM declared with `flake` alone follows the host; no flake is recorded for it",
+        "Upstream writes the flake's store path into such a VM's state directory, so `microvm -u` "
+        + "rebuilds that same locked snapshot: nothing new. Here the VM is installed at every "
+        + "switch like one declared with `config`, `microvm list` shows it as declared, and "
+        + "`microvm update NAME` says to change the host configuration or to set "
+        + "`microvm.vms.NAME.updateFlake`, the flake a later `microvm update` builds from.",
+        "microvm.nix nixos-modules/host/default.nix (install-microvm-*: echo ... > flake); "
+        + "generator/microvm/host/commands.py (update)",
+    ),
+    _c(
         "corpus-host-state-dirs",
         "*",
         r'host tmpfiles: upstream=\["/var/lib/microvms"\] '
@@ -1212,7 +1226,8 @@ def _render_corpus() -> list[str]:
         "",
         "`tests/test_upstream_corpus.py` reads microvm.nix's own configurations from its "
         + "source: every Nix block of its handbook (`doc/src/*.md`), its examples, its flake "
-        + "template and the example configurations of its `flake.nix`. Each is evaluated with "
+        + "template and the example configurations of its `flake.nix`, and a few blocks again "
+        + "without an optional setting (`updateFlake`). Each is evaluated with "
         + "microvm.nix's modules and with this project's, on the same stand-in NixOS, and "
         + "compared: the VM document's values against microvm.nix's option values, "
         + "`fileSystems`, refusals (failed assertions, runners that cannot be evaluated, and "

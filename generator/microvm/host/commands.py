@@ -239,7 +239,9 @@ def update(host: Host, names: Sequence[str], *, restart: bool = False,
         declared = vm.declared
         if declared is not None and declared.update_flake is None:
             raise HostError(f"{name} is declared in the host configuration; change it there " +
-                            f"(install-microvm-{name}.service installs its runner)")
+                            f"(install-microvm-{name}.service installs its runner at each " +
+                            f"switch), or set microvm.vms.{name}.updateFlake to update it " +
+                            "from a flake with this command")
         results.append(_update_one(host, vm, restart=restart, flake=flake, runner=runner))
     return results
 
