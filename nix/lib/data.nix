@@ -121,20 +121,29 @@ let
     }) hypervisors);
 
   ruleKeys = { "x-requires" = 0; "x-noControl" = 0; "x-absolute" = 0; "x-maxBytes" = 0; "x-match" = 0; "x-unique" = 0; };
-  # the schema with only the branches that lead to a rule; null where none does
+  # the schema with only the branches that lead to a rule; null where none does. A leaf (no
+  # properties, items or additionalProperties: most nodes) is settled before anything else is
+  # made for it
   prune = sch:
-    let
-      rules = builtins.intersectAttrs ruleKeys sch;
-      all = if sch ? properties then mapAttrs (_: prune) sch.properties else { };
-      props = removeAttrs all (filter (n: all.${n} == null) (attrNames all));
-      extra = if isAttrs (sch.additionalProperties or null) then prune sch.additionalProperties else null;
-      items = if isAttrs (sch.items or null) then prune sch.items else null;
-    in
-    if rules == { } && props == { } && extra == null && items == null then null
-    else rules // { own = rules != { }; onlyNoControl = rules == { "x-noControl" = true; } && props == { } && extra == null && items == null; }
-      // (if props != { } then { properties = props; propertyNames = attrNames props; } else { })
-      // (if extra != null then { additionalProperties = extra; } else { })
-      // (if items != null then { inherit items; } else { });
+    if !(sch ? properties || isAttrs (sch.items or null) || isAttrs (sch.additionalProperties or null))
+    then
+      (let rules = builtins.intersectAttrs ruleKeys sch; in
+       if rules == { } then null
+       else rules // { own = true; onlyNoControl = rules == { "x-noControl" = true; }; })
+    else
+      let
+        rules = builtins.intersectAttrs ruleKeys sch;
+        all = if sch ? properties then mapAttrs (_: prune) sch.properties else { };
+        props = removeAttrs all (filter (n: all.${n} == null) (attrNames all));
+        extra = if isAttrs (sch.additionalProperties or null) then prune sch.additionalProperties else null;
+        items = if isAttrs (sch.items or null) then prune sch.items else null;
+      in
+      if rules == { } && props == { } && extra == null && items == null then null
+      else rules // { own = rules != { };
+        onlyNoControl = rules == { "x-noControl" = true; } && props == { } && extra == null && items == null; }
+        // (if props != { } then { properties = props; propertyNames = attrNames props; } else { })
+        // (if extra != null then { additionalProperties = extra; } else { })
+        // (if items != null then { inherit items; } else { });
   # hypervisor -> platform -> the features it supports there (feature -> true), for a check
   # that costs one attribute lookup (./checks.nix)
   caps = capabilities.capabilities;
