@@ -17,13 +17,16 @@ Each side is evaluated in two modes with `nix-instantiate --eval --strict --json
 so host minus guests is what the host module costs on top of its guests, and guests minus
 toplevel what a guest's runner (guest module and runner code) costs on top of the stub.
 
-Measured per evaluation: NIX_SHOW_STATS (written to NIX_SHOW_STATS_PATH: cpuTime, nrThunks,
-nrFunctionCalls, gc.totalBytes allocated) and /usr/bin/time -v (user+system time, max RSS).
-Each (side, mode, N) is repeated; the medians are reported. The per-VM slope is
+Measured per evaluation: NIX_SHOW_STATS (written to NIX_SHOW_STATS_PATH: cpuTime, Nix's own
+user time; nrThunks, nrFunctionCalls, gc.totalBytes allocated) and the process's resource usage
+as wait4(2) reports it (user+system time to the microsecond, max RSS). Each (side, mode, N) is
+repeated, the two sides alternating; the medians are reported, and for the times also the
+spread of the per-repeat ratios (the runs of one repeat are paired), which says how much of a
+difference of a few per cent is noise. The per-VM slope is
 (cost at the largest N - cost at the smallest N) / (difference of N). Ratios are
 project / upstream: below 1 means this project is cheaper.
 
-Run: python3 bench/nix_eval.py [--vms 1,10,50] [--repeats 5]; prints a Markdown table.
+Run: python3 bench/nix_eval.py [--vms 1,10,50] [--repeats 9]; prints a Markdown table.
 Upstream's source: $MICROVM_NIX_SRC, else /opt/microvm.nix; <nixpkgs/lib> from $NIX_PATH,
 else /opt/nixpkgs-lib.
 """
@@ -47,13 +50,15 @@ SIDES = ("project", "upstream")
 MODES = ("host", "guests", "toplevel")
 # metric -> (label, unit, how to print)
 METRICS: dict[str, tuple[str, str, str]] = {
-    "cpu": ("CPU time (NIX_SHOW_STATS cpuTime)", "s", "{:.3f}"),
-    "usersys": ("user+system time (time -v)", "s", "{:.3f}"),
-    "rss": ("max RSS (time -v)", "MiB", "{:.1f}"),
+    "cpu": ("user time (NIX_SHOW_STATS cpuTime)", "s", "{:.4f}"),
+    "usersys": ("user+system time (wait4)", "s", "{:.4f}"),
+    "rss": ("max RSS (wait4)", "MiB", "{:.1f}"),
     "thunks": ("thunks (nrThunks)", "", "{:,.0f}"),
     "calls": ("function calls (nrFunctionCalls)", "", "{:,.0f}"),
     "alloc": ("allocated (gc.totalBytes)", "MiB", "{:.1f}"),
 }
+# the metrics measured as time, which vary from run to run (the others are counts)
+TIMES = ("cpu", "usersys")
 # the issue's targets: project / upstream at most this (per VM slope, per host total)
 TARGET_RATIO = 1.0
 
@@ -80,31 +85,28 @@ def command(side: str, mode: str, n: int) -> list[str]:
             "--arg", "n", str(n), "--argstr", "mode", mode]
 
 
-def parse_time_v(text: str) -> dict[str, float]:
-    """User+system seconds and max RSS (KiB) from GNU time's -v report."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().rpartition(": ")
-        if sep:
-            fields[key] = value
-    return {
-        "usersys": float(fields["User time (seconds)"]) + float(fields["System time (seconds)"]),
-        "rss_kib": float(fields["Maximum resident set size (kbytes)"]),
-    }
+def run_with_usage(argv: list[str], env: dict[str, str]) -> tuple[int, str, str, Any]:
+    """Run argv; its exit code, stdout, stderr and resource usage (wait4: this process alone,
+    to the microsecond)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=REPO)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return p.returncode, out.read().decode(), err.read().decode(errors="replace"), usage
 
 
 def measure_once(side: str, mode: str, n: int, tmp: Path) -> dict[str, float]:
     """Evaluate once; check the result names a derivation (runner, or toplevel) for each of
     the n VMs."""
     stats_path = tmp / "stats.json"
-    time_path = tmp / "time.txt"
     stats_path.unlink(missing_ok=True)
     env = nix_env() | {"NIX_SHOW_STATS": "1", "NIX_SHOW_STATS_PATH": str(stats_path)}
-    argv = ["/usr/bin/time", "-v", "-o", str(time_path), *command(side, mode, n)]
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO)
-    if r.returncode != 0:
-        raise RuntimeError(f"{side} {mode} n={n}: nix-instantiate failed:\n{r.stderr[-4000:]}")
-    result = json.loads(json.loads(r.stdout))
+    code, stdout, stderr, usage = run_with_usage(command(side, mode, n), env)
+    if code != 0:
+        raise RuntimeError(f"{side} {mode} n={n}: nix-instantiate failed:\n{stderr[-4000:]}")
+    result = json.loads(json.loads(stdout))
     runners = result["toplevels" if mode == "toplevel" else "runners"]
     if sorted(runners) != sorted(f"vm{i}" for i in range(1, n + 1)) or not all(
         isinstance(p, str) and p.startswith("/nix/store/") and p.endswith(".drv")
@@ -114,15 +116,24 @@ def measure_once(side: str, mode: str, n: int, tmp: Path) -> dict[str, float]:
     if mode == "host" and not result["services"]:
         raise RuntimeError(f"{side} host n={n}: no systemd services")
     stats = json.loads(stats_path.read_text())
-    t = parse_time_v(time_path.read_text())
     return {
         "cpu": float(stats["cpuTime"]),
-        "usersys": t["usersys"],
-        "rss": t["rss_kib"] / 1024,
+        "usersys": usage.ru_utime + usage.ru_stime,
+        "rss": usage.ru_maxrss / 1024,  # KiB on Linux
         "thunks": float(stats["nrThunks"]),
         "calls": float(stats["nrFunctionCalls"]),
         "alloc": float(stats["gc"]["totalBytes"]) / (1024 * 1024),
     }
+
+
+def quartiles(values: list[float]) -> tuple[float, float] | None:
+    """The first and third quartile, or None without values."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def ratio(a: float, b: float) -> float | None:
@@ -131,13 +142,14 @@ def ratio(a: float, b: float) -> float | None:
     return a / b if a > 0 and b > 0 else None
 
 
-def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 5) -> dict[str, Any]:
+def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 9) -> dict[str, Any]:
     """Measure both sides; the result (JSON-able):
     {"nix", "upstream", "vms", "repeats",
      "medians": {side: {mode: {str(n): {metric: value}}}},
      "per_vm": {side: {mode: {metric: slope}}},
      "host_overhead": {side: {str(n): {metric: host - guests}}},
      "runner_per_vm": {side: {metric: guests slope - toplevel slope}},
+     "spread": {str(n): {time metric: (q1, q3) of the paired per-repeat host ratios}},
      "ratios": {"per_host": {str(n): {metric: r}}, "per_vm": {metric: r},
                 "guests_per_vm": {metric: r}, "runner_per_vm": {metric: r},
                 "host_overhead": {str(n): {metric: r}}}}
@@ -183,6 +195,15 @@ def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 5)
         for s in SIDES
     }
     p, u = "project", "upstream"
+    # the per-repeat ratios of the times, paired (a repeat runs both sides back to back): their
+    # interquartile range per host size
+    spread = {
+        str(n): {k: quartiles([a[k] / b[k] for a, b in zip(samples[p]["host"][n],
+                                                          samples[u]["host"][n], strict=True)
+                               if a[k] > 0 and b[k] > 0])
+                 for k in TIMES}
+        for n in counts
+    }
     ratios = {
         "per_host": {str(n): {k: ratio(medians[p]["host"][n][k], medians[u]["host"][n][k])
                               for k in METRICS} for n in counts},
@@ -207,6 +228,7 @@ def run(vms_counts: list[int] | tuple[int, ...] = (1, 10, 50), repeats: int = 5)
         "host_overhead": {s: {str(n): v for n, v in overhead[s].items()} for s in SIDES},
         "runner_per_vm": runner_part,
         "ratios": ratios,
+        "spread": spread,
     }
 
 
@@ -250,6 +272,16 @@ def markdown(res: dict[str, Any]) -> str:
             for n in counts
         ]
         out.append(f"| {label}{f' ({unit})' if unit else ''} | " + " | ".join(cells) + " |")
+    spread = res.get("spread", {})
+    parts = []
+    for n in counts:
+        ranges = [f"{METRICS[k][0].split(' (')[0]} {q[0]:.2f}-{q[1]:.2f}x"
+                  for k in TIMES if (q := spread.get(str(n), {}).get(k))]
+        if ranges:
+            parts.append(f"{n} VM{'s' if n > 1 else ''}: " + ", ".join(ranges))
+    if parts:
+        out += ["", "The times' ratios from one repeat to the next (interquartile range of the "
+                + "paired per-repeat ratios; the counts do not vary): " + "; ".join(parts) + "."]
     out += [
         "",
         f"Per VM (slope of the host evaluation from {lo} to {hi} VMs), to attribute it: the "
@@ -281,7 +313,7 @@ def markdown(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--vms", default="1,10,50", help="comma-separated VM counts (default 1,10,50)")
-    ap.add_argument("--repeats", type=int, default=5, help="runs per cell (default 5)")
+    ap.add_argument("--repeats", type=int, default=9, help="runs per cell (default 9)")
     ap.add_argument("--json", action="store_true", help="print the raw result as JSON too")
     args = ap.parse_args(argv)
     try:

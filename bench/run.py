@@ -1024,7 +1024,7 @@ def main(args_in: Sequence[str] | None = None) -> int:
         if "shares" in only:
             bench_shares(res, work, 4 if q else 64, 1 if q else 3)
         if "nixeval" in only:
-            bench_nix_eval(res, (1,) if q else (1, 10, 50), 1 if q else 5)
+            bench_nix_eval(res, (1,) if q else (1, 10, 50), 1 if q else 9)
         for _, name in res.plots:
             if name:
                 shutil.copy(work / name, args.report.parent / name)
