@@ -3,7 +3,7 @@
 The modules are evaluated with `lib.evalModules`, a stub of the NixOS options they touch
 (tests/nix/stub.nix) and a stand-in package set (tests/nix/pkgs-standin.nix). Needs `nix` and
 `<nixpkgs/lib>` on NIX_PATH (e.g. NIX_PATH=nixpkgs=/opt/nixpkgs-lib); skips otherwise.
-MICROVM_UPDATE_GOLDEN=1 rewrites tests/nix/golden/* and what nix/lib/export_data.py writes.
+MICROVM_UPDATE_GOLDEN=1 rewrites tests/nix/golden/* and nix/lib/capabilities.json.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ NIX_OPTS = ["--option", "sandbox", "false", "--option", "build-users-group", "",
             "--option", "substituters", ""]
 
 sys.path.insert(0, str(REPO / "nix" / "lib"))
-import export_data  # noqa: E402
+import export_capabilities  # noqa: E402
 
 
 @cache
@@ -49,7 +49,7 @@ pytestmark = [pytest.mark.nix]
 
 
 # tests that run without nix
-NO_NIX = {"test_nix_data_is_current"}
+NO_NIX = {"test_capabilities_json_is_current"}
 
 
 @pytest.fixture(autouse=True)
@@ -113,40 +113,13 @@ def test_every_nix_file_parses() -> None:
         assert r.returncode == 0, f"{f}: {r.stderr}"
 
 
-def test_nix_data_is_current() -> None:
-    """nix/lib/capabilities.nix and nix/lib/vm-schema.nix are what export_data.py writes."""
-    for path, text in export_data.outputs().items():
-        if UPDATE:
-            path.write_text(text, "utf-8")
-        assert path.read_text("utf-8") == text, (
-            f"{path.relative_to(REPO)} is stale: python3 nix/lib/export_data.py")
-
-
-def test_nix_data_reads_as_the_json_does(tmp_path: Path) -> None:
-    """The Nix renderings evaluate to what fromJSON makes of the JSON (the schema, the
-    capability table, and strings Nix would otherwise interpolate or unescape), and data.nix
-    takes the schema from the JSON when the rendering is not of that very file."""
-    tricky = {"a${b}": ["${x}", "$", "$${y}", "\\", '"', "''", "\n\t\r", "\u00e9\u2028", -3, 0,
-                        None, True, {}, []], "": {"x-y": False}}
-    (tmp_path / "t.json").write_text(json.dumps(tricky))
-    (tmp_path / "t.nix").write_text(export_data.nix_value(tricky))
-    (tmp_path / "c.json").write_text(json.dumps(export_data.export()))
-    assert nix_json(f"""let
-      d = import {REPO}/nix/lib/data.nix;
-      same = nix: json: import nix == builtins.fromJSON (builtins.readFile json);
-    in [ (same {tmp_path}/t.nix {tmp_path}/t.json)
-         (same {REPO}/nix/lib/capabilities.nix {tmp_path}/c.json)
-         (d.schema == builtins.fromJSON (builtins.readFile {export_data.SCHEMA}))
-         ((import {REPO}/nix/lib/vm-schema.nix).sha256
-           == builtins.hashFile "sha256" {export_data.SCHEMA}) ]""") == [True] * 4
-    # a schema edited after the rendering (test_single_source evaluates such a copy)
-    copy = tmp_path / "repo"
-    shutil.copytree(REPO / "nix", copy / "nix")
-    (copy / "generator/microvm/schema").mkdir(parents=True)
-    changed = json.loads(export_data.SCHEMA.read_text("utf-8"))
-    changed["$comment"] = "edited"
-    (copy / "generator/microvm/schema/vm.schema.json").write_text(json.dumps(changed))
-    assert nix_json(f'(import {copy}/nix/lib/data.nix).schema."$comment"') == "edited"
+def test_capabilities_json_is_current() -> None:
+    path = REPO / "nix" / "lib" / "capabilities.json"
+    if UPDATE:
+        path.write_text(export_capabilities.render())
+    assert path.read_text() == export_capabilities.render(), (
+        "nix/lib/capabilities.json is stale: python3 nix/lib/export_capabilities.py > " +
+        "nix/lib/capabilities.json")
 
 
 # -- the guest module on example configurations -----------------------------------------------
@@ -165,7 +138,7 @@ def examples() -> dict[str, Any]:
 def test_configurations_cover_every_hypervisor(examples: dict[str, Any]) -> None:
     assert len(examples) >= 5
     used = {json.loads(e["json"])["microvm"]["hypervisor"] for e in examples.values()}
-    assert used == set(export_data.export()["hypervisors"])
+    assert used == set(export_capabilities.export()["hypervisors"])
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -182,7 +155,7 @@ def test_document_validates_and_matches_golden(name: str, examples: dict[str, An
 def test_document_holds_only_its_own_hypervisors_settings(examples: dict[str, Any]) -> None:
     """microvm.<hypervisor>.* of the other hypervisors stay out of a VM's document (no runner
     reads them; each would cost an option evaluation); microvm.runner.<other> has its own."""
-    groups = set(export_data.export()["hypervisors"]) & set(
+    groups = set(export_capabilities.export()["hypervisors"]) & set(
         SCHEMA["properties"]["microvm"]["properties"])
     assert len(groups) == 8
     for e in examples.values():
@@ -456,7 +429,7 @@ def test_flake_outputs() -> None:
     assert s["overlays"] == ["default"] and s["overlay"] is True
     assert s["templates"] == ["default", "microvm"]
     assert s["defaultTemplate"] == s["templateDescription"]
-    assert set(s["hypervisors"]) == set(export_data.export()["hypervisors"])
+    assert set(s["hypervisors"]) == set(export_capabilities.export()["hypervisors"])
     for system in ("x86_64-linux", "aarch64-linux"):
         assert {"qemu-demo", "qemu-shared-store", "microvm-generator"} <= set(
             s["packages"][system])

@@ -1,8 +1,8 @@
 # The project's data, parsed once per Nix evaluation: `import ./data.nix` takes no argument,
 # so Nix's import cache shares one value among every module and every VM of a host (a function
 # of `lib` would be parsed again on each call). Only builtins here.
-#   schema        generator/microvm/schema/vm.schema.json (through ./vm-schema.nix)
-#   capabilities  ./capabilities.nix (exported from generator/microvm/capabilities.py)
+#   schema        generator/microvm/schema/vm.schema.json
+#   capabilities  ./capabilities.json (exported from generator/microvm/capabilities.py)
 #   supportedOn   hypervisor -> platform -> supported features, as attribute sets
 #   options       microvm.*'s options as the schema declares them, flattened into what
 #                 ./options.nix needs to make each one (a `kind` per type), computed once
@@ -14,13 +14,10 @@ let
   inherit (builtins) fromJSON readFile mapAttrs attrNames filter elem isAttrs isList length
     listToAttrs substring stringLength;
 
-  # the schema as ./export_data.py rendered it, while that is of this very file (a Nix value is
-  # far cheaper to read than JSON); else, right after an edit of the schema, the JSON itself
-  schemaFile = ../../generator/microvm/schema/vm.schema.json;
-  rendered = import ./vm-schema.nix;
-  schema = if rendered.sha256 == builtins.hashFile "sha256" schemaFile then rendered.schema
-    else fromJSON (readFile schemaFile);
-  capabilities = import ./capabilities.nix;
+  # (fromJSON: a Nix rendering of the same data allocates less but parses slower and makes a
+  # larger process; bench/nix_eval.py measured both)
+  schema = fromJSON (readFile ../../generator/microvm/schema/vm.schema.json);
+  capabilities = fromJSON (readFile ./capabilities.json);
 
   # This file is evaluated once per evaluation, but before every VM's options: it is written to
   # be cheap (builtins and few function calls; bench/nix_eval.py measures it as the cost of a
