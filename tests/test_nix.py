@@ -167,6 +167,26 @@ def test_document_holds_only_its_own_hypervisors_settings(examples: dict[str, An
     assert [groups & set(names) for names in own] == [{"qemu"}, {"firecracker"}]
 
 
+def test_assertions_do_not_need_the_toplevel() -> None:
+    """NixOS builds the toplevel only after checking the assertions (tests/nix/stub.nix does
+    the same), so the checks the guest module turns into assertions must not read what is made
+    from the toplevel: the command line (init=...), the store disk. Every example's toplevel
+    evaluates, and an assertion still fails where it should."""
+    attrs = " ".join(f'"{n}" = (import ./eval.nix {{ configuration = ./configs/{n}.nix; ' +
+                     'inherit python repo; }).config.system.build.toplevel.drvPath;'
+                     for n in CONFIGS)
+    drvs = nix_json(f"{{ {attrs} }}")
+    assert sorted(drvs) == CONFIGS and all(d.endswith(".drv") for d in drvs.values())
+    bad = nix_eval("{ python, repo }: (import ./eval.nix { configuration = { module = { " +
+                   'networking.hostName = "k"; microvm.hypervisor = "kvmtool"; microvm.volumes ' +
+                   '= builtins.genList (i: { image = "v${toString i}.img"; size = 8; }) 4; }; ' +
+                   "}; inherit python repo; }).config.system.build.toplevel.drvPath",
+                   check=False)
+    assert bad.returncode != 0
+    assert "microvm.volumes: kvmtool attaches at most 4 disks (the store disk counts), got 5" in (
+        bad.stderr), bad.stderr[-2000:]
+
+
 def test_kernel_file_per_hypervisor(examples: dict[str, Any]) -> None:
     kernels = {n: json.loads(e["json"])["microvm"]["kernel"].split("-", 1)[1]
                for n, e in examples.items()}

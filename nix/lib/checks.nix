@@ -96,7 +96,8 @@ let
   # is looked at as one string while none holds a control character, and x-unique is not
   # looked for in a list of fewer than two items
   walk = { sch, value, path } @ at:
-    if value == null || elem path skipped then [ ]
+    # (the path first: a skipped value must not even be looked at)
+    if elem path skipped || value == null then [ ]
     else
       let own = if sch.own then fieldRules at else noRules; in
       own.problems ++ (if own.stop then [ ] else
@@ -151,7 +152,10 @@ let
     octets != null && lib.all ok octets;
 
   hotplugged = if cfg.hotpluggedMem == null then cfg.hotplugMem else cfg.hotpluggedMem;
-  storeDiskPath = if cfg.storeOnDisk then cfg.storeDisk else null;
+  # the store disk's path where it is looked at; in the toplevel's assertions it is not known
+  # yet (the store disk is built from the toplevel), only that there is a store disk
+  storeDiskPath = if cfg.storeOnDisk && !inToplevel then cfg.storeDisk else null;
+  storeDisks = if (if inToplevel then cfg.storeOnDisk else storeDiskPath != null) then 1 else 0;
 
   machine =
     (if (!(elem system caps.platforms)) then [ (problem "microvm.hypervisor" "${hv} does not run on ${system} (it runs on ${concatStringsSep ", " caps.platforms})") ] else [ ])
@@ -291,8 +295,8 @@ let
       ++ (if (lib.mod cfg.hotplugMem l.hotplugSlotMiB != 0) then [ (problem "microvm.hotplugMem"
         "firecracker's hotplug memory is a multiple of its ${toString l.hotplugSlotMiB} MiB slot size, got ${toString cfg.hotplugMem}") ] else [ ]);
     kvmtool = let l = limits.kvmtool; in
-      (if (length disks > l.maxDisks) then [ (problem "microvm.volumes"
-        "kvmtool attaches at most ${toString l.maxDisks} disks (the store disk counts), got ${toString (length disks)}") ] else [ ])
+      (let count = storeDisks + length cfg.volumes; in if (count > l.maxDisks) then [ (problem "microvm.volumes"
+        "kvmtool attaches at most ${toString l.maxDisks} disks (the store disk counts), got ${toString count}") ] else [ ])
       ++ concatLists (map (d: unencodable d.path d.image "," "disk paths") disks)
       ++ concatLists (map (s: unencodable "microvm.shares[${toString s.index}].source" s.source "," "9p directories")
         (filter (s: s.proto == "9p") (indexed cfg.shares)))
@@ -302,7 +306,7 @@ let
         "kvmtool offers ${concatStringsSep " or " l.ui}, got ${repr cfg.graphics.backend}") ] else [ ]);
     stratovirt = let l = limits.stratovirt;
       limit = l.maxDevices.${arch} or null;
-      n = 1 + length disks + length (filter (s: s.proto == "virtiofs") cfg.shares) + length cfg.interfaces
+      n = 1 + storeDisks + length cfg.volumes + length (filter (s: s.proto == "virtiofs") cfg.shares) + length cfg.interfaces
         + (if cfg.vsock.cid != null then 1 else 0) + (if cfg.balloon then 1 else 0);
       values = [ { path = "microvm.socket"; value = cfg.socket; } { path = "microvm.storeDisk"; value = storeDiskPath; } ]
         ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; value = v.image; }) cfg.volumes

@@ -33,14 +33,18 @@ let
     else throw "Failed assertions:\n${lib.concatMapStrings (a: "- ${a.message}\n") failed}";
 
   document = mlib.document { inherit config pkgs; };
+  # the same VM built although its assertions fail (NixOS would refuse: tests/nix/stub.nix), to
+  # see what the generator would be given
+  unchecked = (evaluated.extendModules { modules = [{ stub.checkAssertions = false; }]; }).config;
+  uncheckedDocument = mlib.document { config = unchecked; inherit pkgs; };
 in
 {
   inherit config pkgs evaluated;
   # the document without any check: what `microvm validate` gets to see
-  uncheckedJson = builtins.toJSON document;
+  uncheckedJson = builtins.toJSON uncheckedDocument;
   # the document after the assertions and the generator's checks, as a NixOS build would
   json = assertionsChecked (mlib.checked document (builtins.toJSON document));
-  problems = mlib.problems { doc = document; };
+  problems = mlib.problems { doc = uncheckedDocument; };
   runner = assertionsChecked config.microvm.declaredRunner;
   glue = {
     inherit (config) fileSystems;

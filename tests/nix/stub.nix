@@ -60,13 +60,20 @@ in
     nix.enable = mkOption { type = types.bool; default = false; };
     nix.package = mkOption { type = types.raw; default = pkgs.runCommand "nix-standin" { } "mkdir -p $out/bin"; };
     assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+    # not NixOS: the tests turn it off to look at the document of a VM whose assertions fail
+    stub.checkAssertions = mkOption { type = types.bool; default = true; };
     warnings = mkOption { type = types.listOf types.str; default = [ ]; };
   };
 
   config.system.build = {
     initialRamdisk = pkgs.initrd;
     # init prints a marker; the boot test's initramfs runs it from the mounted store disk
-    toplevel = pkgs.runCommand "nixos-system-${hostName}" { } ''
+    # as NixOS's top-level.nix: the system is built only when no assertion failed, so what the
+    # assertions read must not need the toplevel (infinite recursion otherwise)
+    toplevel = let failed = lib.filter (a: !a.assertion) config.assertions; in
+      if config.stub.checkAssertions && failed != [ ] then throw ("Failed assertions:\n"
+        + lib.concatMapStrings (a: "- ${a.message}\n") failed)
+      else pkgs.runCommand "nixos-system-${hostName}" { } ''
       mkdir -p "$out"
       {
         echo '#!/bin/sh'
