@@ -209,13 +209,35 @@ def test_guest_file_systems(examples: dict[str, Any]) -> None:
     assert "ro" in fs["/etc/vm-config"]["options"]
     fc = examples["firecracker"]["glue"]["fileSystems"]
     # the store disk's file system module is loaded before it is mounted (as in microvm.nix)
-    assert fc["/nix/store"] == {"device": "/dev/vda", "fsType": "squashfs",
-                                "options": ["ro", "x-systemd.after=systemd-modules-load.service"],
-                                "neededForBoot": True, "noCheck": True}
+    # (the stub has NixOS's fileSystems types: every option is there; x-initrd.mount is NixOS's
+    # own for a file system the initrd mounts)
+    assert {k: fc["/nix/store"][k] for k in ("device", "fsType", "options", "neededForBoot",
+                                             "noCheck")} == {
+        "device": "/dev/vda", "fsType": "squashfs",
+        "options": ["x-initrd.mount", "ro", "x-systemd.after=systemd-modules-load.service"],
+        "neededForBoot": True, "noCheck": True}
     assert fc["/var"]["device"] == "/dev/vdb"
     ch = examples["cloud-hypervisor"]["glue"]["fileSystems"]
     assert ch["/nix/store"]["overlay"]["lowerdir"] == ["/nix/.ro-store"]
     assert "userxattr" in ch["/nix/.rw-store"]["options"]
+
+
+def test_mount_points_with_a_trailing_slash_mount_where_they_say() -> None:
+    """NixOS refuses a fileSystems mount point with a trailing slash (the stub has its types);
+    "/mnt/data/" is the mount point "/mnt/data", so the module mounts it there."""
+    conf = ('{ module = { networking.hostName = "s"; microvm = { writableStoreOverlay = ' +
+            '"/nix/.rw-store/"; shares = [ { tag = "a"; source = "/srv/a"; mountPoint = ' +
+            '"/mnt/data/"; } { tag = "ro-store"; source = "/nix/store"; mountPoint = ' +
+            '"/nix/.ro-store//"; } ]; volumes = [ { image = "v.img"; size = 8; mountPoint = ' +
+            '"/nix/.rw-store/"; } ]; }; }; }')
+    fs = nix_json(f"(import ./eval.nix {{ configuration = {conf}; inherit python repo; }})" +
+                  ".glue.fileSystems")
+    assert sorted(fs) == ["/", "/mnt/data", "/nix/.ro-store", "/nix/.rw-store", "/nix/store"]
+    assert fs["/nix/store"]["overlay"] == {"lowerdir": ["/nix/.ro-store"],
+                                           "upperdir": "/nix/.rw-store/store",
+                                           "workdir": "/nix/.rw-store/work",
+                                           "useStage1BaseDirectories": True}
+    assert fs["/nix/.rw-store"]["neededForBoot"] is True
 
 
 # -- options and schema agree -----------------------------------------------------------------

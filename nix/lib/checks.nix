@@ -12,7 +12,7 @@
 
 let
   inherit (lib) concatLists imap0 optionalString elem length
-    stringLength concatStringsSep hasInfix hasPrefix removeSuffix toLower filter any;
+    stringLength concatStringsSep hasInfix hasPrefix toLower filter any;
 
   cfg = doc.microvm;
   hv = cfg.hypervisor;
@@ -191,9 +191,7 @@ let
           else (if (v.autoCreate && v.imageType != "raw") then [ (problem "${p}.imageType" "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false") ] else [ ]))
     ) cfg.volumes);
 
-  # Python's `m.rstrip("/") or "/"`.
-  mountKey = m: let s = stripSlashes m; in if s == "" then "/" else s;
-  stripSlashes = m: if m != "" && lib.hasSuffix "/" m then stripSlashes (removeSuffix "/" m) else m;
+  mountKey = mlib.mountPoint;
 
   shares =
     concatLists (imap0 (i: s:

@@ -42,6 +42,13 @@ let
     defaultShareSocket = { hostName, proto, tag }:
       if proto == "virtiofs" then "${hostName}-virtiofs-${tag}.sock" else null;
 
+    # A mount point as the guest mounts it: without trailing slashes ("/data/" is "/data"; "/"
+    # stays). NixOS refuses a fileSystems mount point with a trailing slash; the generator
+    # compares mount points the same way (`m.rstrip("/") or "/"`).
+    mountPoint = m:
+      let stripped = lib.removeSuffix "/" m; in
+      if m == "/" || m == "" then "/" else if stripped != m then self.mountPoint stripped else m;
+
     # The serial of the store disk where blockSerials holds.
     storeDiskSerial = capabilities.storeDiskSerial;
 

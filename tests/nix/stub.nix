@@ -15,6 +15,9 @@ let
   '';
 in
 {
+  # fileSystems with NixOS's own types and checks
+  imports = [ ./filesystems-stub.nix ];
+
   options = {
     networking = mkOption {
       type = types.submodule {
@@ -41,7 +44,6 @@ in
     documentation = free;
     system.switch.enable = mkOption { type = types.bool; default = true; };
     boot.postBootCommands = mkOption { type = types.lines; default = ""; };
-    fileSystems = free;
     system.build = mkOption { type = types.lazyAttrsOf types.raw; default = { }; };
     system.boot.loader.initrdFile = mkOption { type = types.str; default = "initrd"; };
     system.stateVersion = mkOption { type = types.str; default = "26.05"; };

@@ -8,7 +8,9 @@ let
   cfg = config.microvm;
   hv = cfg.hypervisor;
   system = pkgs.stdenv.hostPlatform.system;
-  overlay = cfg.writableStoreOverlay;
+  # mount points as the guest mounts them ("/data/" is "/data": NixOS refuses the slash)
+  mountAt = mlib.mountPoint;
+  overlay = if cfg.writableStoreOverlay == null then null else mountAt cfg.writableStoreOverlay;
   toplevel = config.system.build.toplevel;
 
   serials = mlib.blockSerials hv;
@@ -19,7 +21,7 @@ let
   storeShares = lib.filter (s: s.source == "/nix/store") cfg.shares;
   roStore =
     if cfg.storeOnDisk then (if overlay == null then "/nix/store" else "/nix/.ro-store")
-    else if storeShares != [ ] then (builtins.head storeShares).mountPoint
+    else if storeShares != [ ] then mountAt (builtins.head storeShares).mountPoint
     else null;
 
   # is `path` the mount point `mountPoint` or below it?
@@ -37,7 +39,7 @@ let
       virtiofs = [ "defaults" afterModules ];
     }.${s.proto}
     ++ lib.optional s.readOnly "ro"
-    ++ lib.optional (s.proto == "virtiofs" && within s.mountPoint overlay) "userxattr";
+    ++ lib.optional (s.proto == "virtiofs" && within (mountAt s.mountPoint) overlay) "userxattr";
 
   volumeDevice = i: v:
     if v.serial != null && serials then "/dev/disk/by-id/virtio-${v.serial}"
@@ -130,21 +132,21 @@ in
       })
     ]
     ++ lib.imap0 (i: v: lib.mkIf (v.mountPoint != null) {
-      ${v.mountPoint} = {
+      ${mountAt v.mountPoint} = {
         device = volumeDevice i v;
         inherit (v) fsType;
-        neededForBoot = within v.mountPoint overlay;
+        neededForBoot = within (mountAt v.mountPoint) overlay;
       }
       # NixOS wants a non-empty list (fileSystems.*.options is nonEmptyListOf; its default is
       # [ "defaults" ]): a writable volume leaves the option to that default
       // lib.optionalAttrs v.readOnly { options = [ "ro" ]; };
     }) cfg.volumes
     ++ map (s: {
-      ${s.mountPoint} = {
+      ${mountAt s.mountPoint} = {
         device = s.tag;
         fsType = s.proto;
         options = shareOptions s;
-        neededForBoot = s.source == "/nix/store" || within s.mountPoint overlay;
+        neededForBoot = s.source == "/nix/store" || within (mountAt s.mountPoint) overlay;
       };
     }) cfg.shares);
 
