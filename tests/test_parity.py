@@ -159,6 +159,32 @@ def test_both_validators_refuse_the_same_documents_with_the_same_paths(tmp_path:
     assert 0.2 * len(docs) < refused < 0.95 * len(docs), (refused, len(docs))
 
 
+def test_checks_before_and_from_the_toplevel_find_what_all_of_them_find(tmp_path: Path) -> None:
+    """A guest's assertions run the checks that need nothing made from the toplevel, and its
+    runner adds those that do (nix/modules/microvm/runner.nix): together they find exactly what
+    the whole check finds, on every document of the comparison above that the schema passes."""
+    if why := nix_problem():
+        pytest.skip(why)
+    docs = [d for d in validate_cases() + feature_requests() + backend_limits() + fuzzed()
+            if readable_by_nix(d)]
+    f = tmp_path / "docs.json"
+    f.write_text(json.dumps(docs))
+    expr = (f"let lib = import <nixpkgs/lib>; mlib = import {REPO}/nix/lib {{ inherit lib; }}; " +
+            "show = ps: lib.sort (a: b: a < b) (map (p: p.path + \": \" + p.message) ps); " +
+            "split = doc: mlib.problems { inherit doc; part = \"assertions\"; } " +
+            "++ mlib.problems { inherit doc; part = \"toplevel\"; }; " +
+            "checked = lib.filter (d: mlib.schema.problems d == [ ]) " +
+            f"(builtins.fromJSON (builtins.readFile {f})); " +
+            "in { n = builtins.length checked; differ = lib.filter (x: x != null) (map (d: " +
+            "let doc = mlib.schema.resolve d; in if show (mlib.problems { inherit doc; }) " +
+            "== show (split doc) then null else d.hostName) checked); }")
+    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expr],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert out["n"] > 500 and out["differ"] == []
+
+
 def test_the_comparison_sees_a_difference(tmp_path: Path) -> None:
     """A rule Nix lacks is caught: a document refused by Python only."""
     if why := nix_problem():

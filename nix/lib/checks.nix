@@ -3,12 +3,24 @@
 # option paths as `microvm validate`; tests/test_parity.py runs every bad document of the tests
 # through both. The per-field rules are the schema's x- keywords, read from the schema by both
 # sides; the rules between options are written here and in validate.py.
-# { doc, inToplevel } -> [ { path, message } ]. doc: the modules' document, or a schema-valid
-# one passed through schema.resolve. inToplevel leaves out the values that depend on the
-# system's toplevel (the command line, the store disk): NixOS checks assertions while it builds it.
+# { doc, part } -> [ { path, message } ]. doc: the modules' document, or a schema-valid one
+# passed through schema.resolve. part: "all"; or "assertions", everything but the values made
+# from the system's toplevel (the command line, the store disk), as NixOS checks assertions
+# before it builds the toplevel; or "toplevel", only those values ("assertions" ++ "toplevel"
+# finds what "all" finds, so a guest's runner adds the second to the first, computed once).
 { lib, mlib }:
 
-{ doc, inToplevel ? false }:
+let
+  # the options whose values are made from the toplevel: the field walk leaves them to `late`
+  fromToplevel = [ "kernelParams" "storeDisk" ];
+  rules = (import ./data.nix).rules;
+  # (the values made from the toplevel are not even looked at there)
+  rulesBeforeToplevel = rules // {
+    properties = removeAttrs rules.properties fromToplevel;
+    propertyNames = builtins.filter (name: !(builtins.elem name fromToplevel)) rules.propertyNames;
+  };
+in
+{ doc, part ? "all" }:
 
 let
   inherit (lib) concatLists imap0 optionalString elem length
@@ -62,7 +74,7 @@ let
     (builtins.foldl' step { seen = { }; found = [ ]; } items).found;
 
   # -- the per-field rules: the schema's x- keywords (validate._field_rules) ------------------
-  skipped = (if inToplevel then [ "microvm.kernelParams" "microvm.storeDisk" ] else [ ]);
+  inToplevel = part == "assertions";
 
   # the x- rules of one option on its value: { stop; problems }; stop when it needs a feature
   # the hypervisor lacks (nothing below it is checked then)
@@ -96,8 +108,7 @@ let
   # is looked at as one string while none holds a control character, and x-unique is not
   # looked for in a list of fewer than two items
   walk = { sch, value, path } @ at:
-    # (the path first: a skipped value must not even be looked at)
-    if elem path skipped || value == null then [ ]
+    if value == null then [ ]
     else
       let own = if sch.own then fieldRules at else noRules; in
       own.problems ++ (if own.stop then [ ] else
@@ -121,7 +132,11 @@ let
             (sch.items.propertyNames or [ ]))
         else [ ]);
 
-  fields = walk { sch = (import ./data.nix).rules; value = cfg; path = "microvm"; };
+  fields = walk { sch = rulesBeforeToplevel; value = cfg; path = "microvm"; };
+  fieldsFromToplevel = builtins.concatMap (name:
+    if rules.properties ? ${name} && cfg ? ${name} && cfg.${name} != null
+    then walk { sch = rules.properties.${name}; value = cfg.${name}; path = "microvm.${name}"; }
+    else [ ]) fromToplevel;
 
   # -- rules between options (validate._check_*) ----------------------------------------------
   hostnameProblem = name:
@@ -154,13 +169,13 @@ let
   hotplugged = if cfg.hotpluggedMem == null then cfg.hotplugMem else cfg.hotpluggedMem;
   # the store disk's path where it is looked at; in the toplevel's assertions it is not known
   # yet (the store disk is built from the toplevel), only that there is a store disk
-  storeDiskPath = if cfg.storeOnDisk && !inToplevel then cfg.storeDisk else null;
+  storeDiskPath = if cfg.storeOnDisk then cfg.storeDisk else null;
   storeDisks = if (if inToplevel then cfg.storeOnDisk else storeDiskPath != null) then 1 else 0;
 
   machine =
     (if (!(elem system caps.platforms)) then [ (problem "microvm.hypervisor" "${hv} does not run on ${system} (it runs on ${concatStringsSep ", " caps.platforms})") ] else [ ])
     ++ (let p = hostnameProblem doc.hostName; in (if (p != null) then [ (problem "networking.hostName" p) ] else [ ]))
-    ++ (if (!inToplevel && cfg.storeOnDisk && (cfg.storeDisk == null || cfg.storeDisk == "")) then [ (problem "microvm.storeDisk" "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)") ] else [ ])
+
     ++ concatLists (map (name: (if (name == "" || matches ".*/.*" name || hasControl name) then [ (problem "microvm.credentialFiles.${name}" "not a valid credential name") ] else [ ])) (builtins.attrNames cfg.credentialFiles))
     # (a module's document has the qemu settings only for a QEMU VM: ./data.nix `document`)
     ++ (let opts = cfg.qemu.machineOpts or null; in if opts != null then (concatLists (map (key:
@@ -275,8 +290,7 @@ let
   each = f: list: concatLists (imap0 f list);
   ninep = filter (s: s.proto == "9p") cfg.shares;
   indexed = list: imap0 (i: x: x // { index = i; }) list;
-  disks = (if (storeDiskPath != null) then [ { path = "microvm.storeDisk"; image = storeDiskPath; } ] else [ ])
-    ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; inherit (v) image; }) cfg.volumes;
+  disks = imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; inherit (v) image; }) cfg.volumes;
 
   backend = {
     crosvm = let l = limits.crosvm; in
@@ -306,7 +320,7 @@ let
       limit = l.maxDevices.${arch} or null;
       n = 1 + storeDisks + length cfg.volumes + length (filter (s: s.proto == "virtiofs") cfg.shares) + length cfg.interfaces
         + (if cfg.vsock.cid != null then 1 else 0) + (if cfg.balloon then 1 else 0);
-      values = [ { path = "microvm.socket"; value = cfg.socket; } { path = "microvm.storeDisk"; value = storeDiskPath; } ]
+      values = [ { path = "microvm.socket"; value = cfg.socket; } ]
         ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; value = v.image; }) cfg.volumes
         ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].serial"; value = v.serial; }) cfg.volumes
         ++ imap0 (i: s: { path = "microvm.shares[${toString i}].socket"; value = s.socket; }) cfg.shares
@@ -319,15 +333,25 @@ let
         "stratovirt's microvm machine has at most ${toString limit} devices on ${arch}, this VM needs ${toString n} (entropy, disks, shares, interfaces, vsock, balloon)") ] else [ ])
       ++ concatLists (map (x: unencodable x.path x.value l.unsafe "option values") values);
     vfkit = let l = limits.vfkit;
-      values = [ { path = "microvm.storeDisk"; value = storeDiskPath; } ]
-        ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; value = v.image; }) cfg.volumes
+      values = imap0 (i: v: { path = "microvm.volumes[${toString i}].image"; value = v.image; }) cfg.volumes
         ++ imap0 (i: v: { path = "microvm.volumes[${toString i}].serial"; value = v.serial; }) cfg.volumes
         ++ imap0 (i: s: { path = "microvm.shares[${toString i}].source"; value = s.source; }) cfg.shares;
     in
       unencodable "microvm.kernel" cfg.kernel l.bootUnsafe "--bootloader paths"
       ++ unencodable "microvm.initrdPath" cfg.initrdPath l.bootUnsafe "--bootloader paths"
-      ++ (if (!inToplevel) then (each (i: w: unencodable "microvm.kernelParams[${toString i}]" w l.bootUnsafe "the kernel command line") cfg.kernelParams) else [ ])
       ++ concatLists (map (x: unencodable x.path x.value l.deviceUnsafe "--device values") values);
   }.${hv} or [ ];
+
+  # -- what needs the values made from the toplevel ----------------------------------------
+  late =
+    fieldsFromToplevel
+    ++ (if (cfg.storeOnDisk && (cfg.storeDisk == null || cfg.storeDisk == "")) then [ (problem "microvm.storeDisk" "must be set when microvm.storeOnDisk is true (Nix builds it; or share /nix/store)") ] else [ ])
+    ++ {
+      kvmtool = unencodable "microvm.storeDisk" storeDiskPath "," "disk paths";
+      stratovirt = unencodable "microvm.storeDisk" storeDiskPath limits.stratovirt.unsafe "option values";
+      vfkit = unencodable "microvm.storeDisk" storeDiskPath limits.vfkit.deviceUnsafe "--device values"
+        ++ each (i: w: unencodable "microvm.kernelParams[${toString i}]" w limits.vfkit.bootUnsafe "the kernel command line") cfg.kernelParams;
+    }.${hv} or [ ];
 in
-fields ++ machine ++ memory ++ volumes ++ shares ++ interfaces ++ devices ++ backend
+(if part != "toplevel" then fields ++ machine ++ memory ++ volumes ++ shares ++ interfaces ++ devices ++ backend else [ ])
+++ (if part != "assertions" then late else [ ])

@@ -64,7 +64,7 @@ let
     schema = import ./schema.nix { inherit lib; mlib = self; };
 
     # Problems of a VM document after the schema, as { path, message } with the generator's
-    # option paths and wording (generator/microvm/validate.py): { doc, inToplevel ? false }.
+    # option paths and wording (generator/microvm/validate.py): { doc, part ? "all" } (./checks.nix).
     problems = import ./checks.nix { inherit lib; mlib = self; };
 
     # Every problem `microvm validate` finds in a parsed VM document (written by hand or by
@@ -77,9 +77,11 @@ let
     document = import ./document.nix { inherit lib; mlib = self; };
 
     # Throw with every problem of a VM document, or return `value`.
-    checked = doc: value:
-      let found = self.problems { inherit doc; };
-      in if found == [ ] then value
+    checked = doc: self.refuse doc (self.problems { inherit doc; });
+
+    # Throw with the problems `found` in a VM document, or return `value`.
+    refuse = doc: found: value:
+      if found == [ ] then value
       else throw ("MicroVM ${doc.hostName} is invalid:\n"
         + lib.concatMapStrings (p: "- ${p.path}: ${p.message}\n") found);
 

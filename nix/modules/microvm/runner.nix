@@ -9,7 +9,13 @@ let
 
   document = mlib.document { inherit config pkgs; };
 
-  runner = mlib.checked document (mlib.buildRunnerFromDocument {
+  # the generator's checks: what NixOS can check before it builds the toplevel (the
+  # assertions), and what the runner checks on top (the command line, the store disk); each
+  # computed once
+  beforeToplevel = mlib.problems { doc = document; part = "assertions"; };
+  fromToplevel = mlib.problems { doc = document; part = "toplevel"; };
+
+  runner = mlib.refuse document (beforeToplevel ++ fromToplevel) (mlib.buildRunnerFromDocument {
     pkgs = hostPkgs;
     inherit document;
     generator = mlib.generatorFor hostPkgs.buildPackages;
@@ -30,7 +36,7 @@ in
 
     assertions = map
       (p: { assertion = false; message = "${p.path}: ${p.message}"; })
-      (mlib.problems { doc = document; inToplevel = true; })
+      beforeToplevel
     ++ map (name: {
       assertion = !(cfg.binScripts ? ${name});
       message = "microvm.binScripts.${name}: bin/${name} is generated and ends by " +
