@@ -74,7 +74,6 @@ let
     (builtins.foldl' step { seen = { }; found = [ ]; } items).found;
 
   # -- the per-field rules: the schema's x- keywords (validate._field_rules) ------------------
-  inToplevel = part == "assertions";
 
   # the x- rules of one option on its value: { stop; problems }; stop when it needs a feature
   # the hypervisor lacks (nothing below it is checked then)
@@ -134,7 +133,7 @@ let
 
   fields = walk { sch = rulesBeforeToplevel; value = cfg; path = "microvm"; };
   fieldsFromToplevel = builtins.concatMap (name:
-    if rules.properties ? ${name} && cfg ? ${name} && cfg.${name} != null
+    if rules.properties ? ${name} && cfg ? ${name}
     then walk { sch = rules.properties.${name}; value = cfg.${name}; path = "microvm.${name}"; }
     else [ ]) fromToplevel;
 
@@ -170,12 +169,11 @@ let
   # the store disk's path where it is looked at; in the toplevel's assertions it is not known
   # yet (the store disk is built from the toplevel), only that there is a store disk
   storeDiskPath = if cfg.storeOnDisk then cfg.storeDisk else null;
-  storeDisks = if (if inToplevel then cfg.storeOnDisk else storeDiskPath != null) then 1 else 0;
+  storeDisks = if (if part == "assertions" then cfg.storeOnDisk else storeDiskPath != null) then 1 else 0;
 
   machine =
     (if (!(elem system caps.platforms)) then [ (problem "microvm.hypervisor" "${hv} does not run on ${system} (it runs on ${concatStringsSep ", " caps.platforms})") ] else [ ])
     ++ (let p = hostnameProblem doc.hostName; in (if (p != null) then [ (problem "networking.hostName" p) ] else [ ]))
-
     ++ concatLists (map (name: (if (name == "" || matches ".*/.*" name || hasControl name) then [ (problem "microvm.credentialFiles.${name}" "not a valid credential name") ] else [ ])) (builtins.attrNames cfg.credentialFiles))
     # (a module's document has the qemu settings only for a QEMU VM: ./data.nix `document`)
     ++ (let opts = cfg.qemu.machineOpts or null; in if opts != null then (concatLists (map (key:

@@ -19,9 +19,8 @@ let
   schema = fromJSON (readFile ../../generator/microvm/schema/vm.schema.json);
   capabilities = fromJSON (readFile ./capabilities.json);
 
-  # This file is evaluated once per evaluation, but before every VM's options: it is written to
-  # be cheap (builtins and few function calls; bench/nix_eval.py measures it as the cost of a
-  # host with one VM).
+  # Evaluated once per Nix evaluation, ahead of the first VM: written to be cheap (builtins,
+  # few function calls), as bench/nix_eval.py sees it in the cost of a host with one VM.
 
   # a schema's types without "null", and whether "null" is one of them
   typesOf = sch: let t = sch.type or [ ]; in if isList t then filter (x: x != "null") t else [ t ];
@@ -85,9 +84,10 @@ let
           };
         }) sch.properties;
 
-  # how a document holds the options of an object: `leaves` as they are (name -> true), `groups`
-  # (objects of options) and `items` (lists of such objects) by their own plan; `omit`: the
-  # options left out while null (neither required nor defaulted nor computed)
+  # how a document holds the options of an object: `leaves` taken as they are (their names are
+  # what counts: name -> schema), `groups` (objects of options) and `items` (lists of such
+  # objects) by their own plan; `omit`: the options left out while null (neither required nor
+  # defaulted nor computed)
   documentOf = sch:
     let
       props = sch.properties;
