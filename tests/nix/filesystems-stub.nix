@@ -34,7 +34,7 @@ let
       overlay = {
         lowerdir = mkOption { type = types.nullOr (types.nonEmptyListOf types.str); default = null; };
         upperdir = mkOption { type = types.nullOr types.str; default = null; };
-        # (no default in NixOS either: an overlay must name it)
+        # (NixOS declares no default either)
         workdir = mkOption { type = types.nullOr types.str; };
         useStage1BaseDirectories = mkOption { type = types.bool; default = true; };
       };
