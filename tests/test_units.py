@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import machine
@@ -321,15 +322,62 @@ def test_set_booted(helpers: Path, tmp_path: Path) -> None:
     d.mkdir()
     (d / "current").symlink_to("/nix/store/new")
     (d / "booted").symlink_to("/nix/store/old")
-    subprocess.run([helpers / "set-booted"], cwd=d, check=True)
+    subprocess.run([helpers / "set-booted", "vm"], cwd=d, check=True)
     assert os.readlink(d / "booted") == "/nix/store/new"
     assert sorted(p.name for p in d.iterdir()) == ["booted", "current"]
-    subprocess.run([helpers / "set-booted", "--clear"], cwd=d, check=True)
+    subprocess.run([helpers / "set-booted", "--clear", "vm"], cwd=d, check=True)
     assert sorted(p.name for p in d.iterdir()) == ["current"]
     (d / "current").unlink()
-    r = subprocess.run([helpers / "set-booted"], cwd=d, text=True, capture_output=True)
+    r = subprocess.run([helpers / "set-booted", "vm"], cwd=d, text=True, capture_output=True)
     assert r.returncode == 1
     assert "is not a symlink to a runner" in r.stderr
+    r = subprocess.run([helpers / "set-booted"], cwd=d, text=True, capture_output=True)
+    assert r.returncode != 0 and "usage: set-booted" in r.stderr
+
+
+def fake_systemctl(bin_dir: Path, n_restarts: int) -> dict[str, str]:
+    """A `systemctl` that answers `show -P NRestarts` with n_restarts (what systemd counts)."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "systemctl"
+    script.write_text(f"#!/bin/sh\necho {n_restarts}\n")
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize(("recorded", "now", "kept"), [
+    (None, 0, False),  # a first start this boot (nothing recorded in /run)
+    (0, 0, False),  # a requested start or restart: systemd reset the count at the last start
+    (2, 2, False),  # requested again after automatic restarts
+    (0, 1, True),  # the VM exited or crashed and systemd restarts it by itself
+    (3, 4, True),
+    (3, 0, False),  # reset-failed in between
+])
+def test_set_booted_keeps_the_runner_on_an_automatic_restart(
+        helpers: Path, tmp_path: Path, recorded: int | None, now: int, kept: bool) -> None:
+    """An automatic restart (systemd's restart count above what mark-started recorded at the
+    VM's last start) boots the runner that ran, not a pending update, and keeps it on stop."""
+    name = f"settest-{os.getpid()}-{now}-{recorded}"
+    record = units.RUN_DIR + f"/{name}.restarts"
+    d = tmp_path / "vm"
+    d.mkdir()
+    (d / "current").symlink_to("/nix/store/new")
+    (d / "booted").symlink_to("/nix/store/old")
+    env = fake_systemctl(tmp_path / "bin", now)
+    try:
+        if recorded is not None:
+            Path(units.RUN_DIR).mkdir(exist_ok=True)
+            Path(record).write_text(f"{recorded}\n")
+        subprocess.run([helpers / "set-booted", "--clear", name], cwd=d, env=env, check=True)
+        assert (d / "booted").is_symlink() == kept
+        (d / "booted").unlink(missing_ok=True)
+        (d / "booted").symlink_to("/nix/store/old")
+        subprocess.run([helpers / "set-booted", name], cwd=d, env=env, check=True)
+        assert os.readlink(d / "booted") == ("/nix/store/old" if kept else "/nix/store/new")
+        # mark-started records what the start saw
+        subprocess.run([helpers / "mark-started", name], env=env, check=True)
+        assert Path(record).read_text() == f"{now}\n"
+    finally:
+        Path(record).unlink(missing_ok=True)
 
 
 def test_install_runner(helpers: Path, tmp_path: Path) -> None:
@@ -354,17 +402,29 @@ def test_install_runner(helpers: Path, tmp_path: Path) -> None:
 
 
 def test_wait_virtiofsd(helpers: Path, tmp_path: Path) -> None:
+    """Ready once every share has a socket made after the unit's start (--mark): a socket left
+    by an earlier virtiofsd (killed on stop) does not count."""
     d = tmp_path / "vm"
     share = d / "booted/share/microvm/virtiofs/fs"
     share.mkdir(parents=True)
     (share / "socket").write_text("fs.sock\n")
-    r = subprocess.run([helpers / "wait-virtiofsd", "1"], cwd=d, text=True,
-                       capture_output=True)
-    assert r.returncode == 1
-    assert "no virtiofsd socket after 1 s: fs.sock" in r.stderr
-    with socket.socket(socket.AF_UNIX) as s:
-        s.bind(str(d / "fs.sock"))
-        subprocess.run([helpers / "wait-virtiofsd", "1"], cwd=d, check=True)
+    name = f"wvtest-{os.getpid()}"
+    wait = [helpers / "wait-virtiofsd", "1", "booted", name]
+    try:
+        with socket.socket(socket.AF_UNIX) as old:
+            old.bind(str(d / "fs.sock"))  # the stale socket of the last run
+            time.sleep(0.05)
+            subprocess.run([helpers / "wait-virtiofsd", "--mark", name], check=True)
+            r = subprocess.run(wait, cwd=d, text=True, capture_output=True)
+            assert r.returncode == 1
+            assert "no new virtiofsd socket after 1 s: fs.sock" in r.stderr
+        (d / "fs.sock").unlink()
+        time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(d / "fs.sock"))
+            subprocess.run(wait, cwd=d, check=True)
+    finally:
+        Path(units.RUN_DIR, f"{name}.virtiofsd").unlink(missing_ok=True)
 
 
 def test_pci_setup_on_a_fake_sysfs(helpers: Path, tmp_path: Path) -> None:

@@ -50,7 +50,12 @@ DEPENDENCIES = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap
                 "microvm-pci-devices", "microvm-virtiofsd")
 TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
 HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup",
-           "runner-exec", "macvtap-owner")
+           "runner-exec", "macvtap-owner", "mark-started")
+# where the helpers keep what lasts one boot (a tmpfs): the restart counts mark-started records
+RUN_DIR = "/run/microvm"
+# microvm@NAME gives up after this many starts within this many seconds (RestartSec=5s)
+START_LIMIT_BURST = 10
+START_LIMIT_INTERVAL = 120
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+=@:,-]*")
 _SAFE_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
 # what crosvm's device jails (minijail: google/crosvm jail/src/helpers.rs) call beyond the
@@ -200,7 +205,8 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         "readiness": str(opts.readiness), "console": str(opts.console),
         "start_timeout": opts.start_timeout, "shutdown_timeout": opts.shutdown_timeout,
         "kill_grace": opts.kill_grace, "virtiofsd_notify": opts.virtiofsd_notify,
-        "notify_port_base": NOTIFY_PORT_BASE, "deps": DEPENDENCIES,
+        "notify_port_base": NOTIFY_PORT_BASE, "deps": DEPENDENCIES, "run_dir": RUN_DIR,
+        "start_limit_burst": START_LIMIT_BURST, "start_limit_interval": START_LIMIT_INTERVAL,
         **template_names(),
     }
     files: dict[str, Entry] = {}

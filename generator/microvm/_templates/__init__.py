@@ -36,38 +36,42 @@ SOURCES: dict[str, str] = {
         "07c33a202425a0fffb4d1815d5e0388de70dcd336d3b512b3bae39eb58e3f6d1",
     "units/libexec/_head.sh.j2":
         "5670970622cdd115c7df9eb1f5ed7d34f53ba83bd82f0374f57f3326f3ce0eab",
+    "units/libexec/_restart.sh.j2":
+        "38c1acc366fa0463b7d620011599a41fc33906210ce3bbd8be708566a82d2dbc",
     "units/libexec/_trust.sh.j2":
         "b4b505526881bb55d80c953b575d810834f6d434af0ec439f31cf116f554856a",
     "units/libexec/install-runner.sh.j2":
         "9f22b22ae8956b4d9b58462a0af178ea61271cecb8fad00a890a9efa827fc19d",
     "units/libexec/macvtap-owner.sh.j2":
         "6405e0c34032397360c8bbe9968296cb2040f814ad493040217630e7af7177cd",
+    "units/libexec/mark-started.sh.j2":
+        "6b251fa3e1e5219a2250b91fd56ed26d5f289257f04450886690fcf40ef94696",
     "units/libexec/notify-relay.sh.j2":
         "3899781db7f9c248194e6eb8230c3ac7c2fe254f268105f80d45e27f357f3666",
     "units/libexec/pci-setup.sh.j2":
         "56bdabaf1fab0a976c8bc276a9b1a30c9407021067ca368b9fdbe39f9699fabd",
     "units/libexec/runner-exec.sh.j2":
-        "b6bf65d00be08779829adc1e55d5c4de748016db40660279ed5767a673b4a78c",
+        "d3badea1f97e4b9b4dafe0003311748458d2969f9a974ef1282e00820f76e2c4",
     "units/libexec/set-booted.sh.j2":
-        "719d1e14eb9863eb32fdb2510bad4615b9d6241397c5ef5f0865cb939fb17b17",
+        "be0317f21b4d3ec034a00fa732786b970af2d629d84c44ae5c8e077996af459e",
     "units/libexec/wait-virtiofsd.sh.j2":
-        "43024a165b007464ba355bfba435e4da6a2d0d1a75e4a7d44d4bdc6d26efb1c0",
+        "83e6434c8ed76291694376810cdc4c059355e7d51c44221a6f5e3b7f834e7c85",
     "units/microvm-declared.conf.j2":
         "6e7df0bf89aa57ff2c200b88e8595b72cb8d41e6be50936002a4beb4c7ebdf50",
     "units/microvm-macvtap-interfaces@.service.j2":
-        "83b669d7f8323f2b9b63ec2ca58f07a63d739d8e90cd52a621ef2d92fc39beed",
+        "bd6254cd30f20916db34df3cfae6890b89f8bc1a3e8324f90a7413dbac4225ab",
     "units/microvm-pci-devices@.service.j2":
-        "4b1357d4fdbd40b714c87b2d184428a719f8ba7f1755f985796b7ffa83965a2d",
+        "3819d9acaf11ce9434e918254dff6ea85c05b70010e2b5541c3100972ca4f78e",
     "units/microvm-set-booted@.service.j2":
-        "ed1a7ce8993362cfda8a11507330f79571170524b8337ebcbe3ce033fc9ad244",
+        "6a649bc63a5742db74312cb47ae745f21f3d49156b355405f82e00a3d79d6328",
     "units/microvm-tap-interfaces@.service.j2":
-        "314683ac3c986db4b18243e6e7e322f568ae59c6ba1a56610931d121d102ea65",
+        "53a36e42f02a1781e8aef7181894c262a96b373dd627323ece1e17e7c2af35d6",
     "units/microvm-virtiofsd@.service.j2":
-        "7f935d992e855441b905c93dc47bf5b648b66459f96be2f224d6bb970a5e0533",
+        "f5d9ed08970898f3a14489b9847f757c07058f9deb5d900ea4247abebb13b6c7",
     "units/microvm.tmpfiles.j2":
         "8af06607f598c74a421ddffedc423424a714127c1c118cfcc4e03f9ac88a006f",
     "units/microvm@.service.j2":
-        "7e1b113df4822b7a13fd00b6f317766bbd66273729e771dec89b183d82569218",
+        "88c3c37fea61cdf6ee8daf56f805b36718d18481765e52d793ef4f5d87bcf448",
     "units/microvms.target.j2":
         "88b71c4f62ce2b1387b819dff9e4b33d34451b2ef963c30160d9bb0aba6a4f21",
     "virtiofsd-run.sh.j2":

@@ -16,13 +16,13 @@ def root(context, missing=missing):
         for event in gen:
             yield event
     finally: gen.close()
-    yield "[Unit]\nDescription=Mark the runner MicroVM '%i' boots\nBefore=microvm@%i.service\nPartOf=microvm@%i.service\nConditionPathExists="
+    yield "[Unit]\nDescription=Mark the runner MicroVM '%i' boots\nBefore=microvm@%i.service\nPartOf=microvm@%i.service\n# started again with every start and restart of the VM, whose own start limit applies\nStartLimitIntervalSec=0\nConditionPathExists="
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
-    yield '/%i/current\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n# `booted` := `current`, by renaming a new symlink over it (atomic); removed again on stop\nExecStart='
+    yield '/%i/current\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n# `booted` := `current`, by renaming a new symlink over it (atomic); removed again on stop.\n# An automatic restart of the VM (Restart=, which restarts this unit too) keeps `booted`.\nExecStart='
     yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
-    yield '/set-booted\nExecStop='
+    yield '/set-booted %i\nExecStop='
     yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
-    yield "/set-booted --clear\n# root's directory: the VM's user cannot change what root later follows and runs\nWorkingDirectory="
+    yield "/set-booted --clear %i\n# root's directory: the VM's user cannot change what root later follows and runs\nWorkingDirectory="
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i\nSyslogIdentifier=microvm-set-booted@%i\nUMask=0022\n\n'
     template = environment.get_template('units/_sandbox-common.j2', 'units/microvm-set-booted@.service.j2')
@@ -39,7 +39,7 @@ def root(context, missing=missing):
     finally: gen.close()
     yield 'ReadWritePaths='
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
-    yield '/%i\nPrivateNetwork=yes\nIPAddressDeny=any\nRestrictAddressFamilies=AF_UNIX\nCapabilityBoundingSet=\n'
+    yield "/%i\n# systemctl show (the VM's restart count) talks to systemd over its AF_UNIX socket\nPrivateNetwork=yes\nIPAddressDeny=any\nRestrictAddressFamilies=AF_UNIX\nCapabilityBoundingSet=\n"
 
 blocks = {}
-debug_info = '1=13&6=20&12=22&13=24&15=26&19=28&20=34&21=41'
+debug_info = '1=13&8=20&15=22&16=24&18=26&22=28&23=34&24=41'

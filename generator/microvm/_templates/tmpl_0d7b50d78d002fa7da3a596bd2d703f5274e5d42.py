@@ -19,7 +19,7 @@ def root(context, missing=missing):
         for event in gen:
             yield event
     finally: gen.close()
-    yield "[Unit]\nDescription=macvtap interfaces of MicroVM '%i'\nBefore=microvm@%i.service\nAfter=network.target microvm-set-booted@%i.service\nPartOf=microvm@%i.service\nConditionFileNotEmpty="
+    yield "[Unit]\nDescription=macvtap interfaces of MicroVM '%i'\nBefore=microvm@%i.service\nAfter=network.target microvm-set-booted@%i.service\nPartOf=microvm@%i.service\n# started again with every start and restart of the VM, whose own start limit applies\nStartLimitIntervalSec=0\nConditionFileNotEmpty="
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/booted/'
     yield str(environment.getattr((undefined(name='meta') if l_0_meta is missing else l_0_meta), 'macvtap_interfaces'))
@@ -35,9 +35,9 @@ def root(context, missing=missing):
     yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
     yield '/macvtap-owner '
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
-    yield '/%i/booted\nExecStop='
+    yield '/%i/booted\n# an automatic restart of the VM (Restart=) keeps its macvtaps\nExecStop='
     yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
-    yield '/runner-exec '
+    yield '/runner-exec --unless-restarting %i '
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/booted '
     yield str(environment.getattr((undefined(name='program') if l_0_program is missing else l_0_program), 'macvtap_down'))
@@ -57,4 +57,4 @@ def root(context, missing=missing):
     yield "# CAP_CHOWN: /dev/tapN is handed to the VM's user\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_CHOWN\n"
 
 blocks = {}
-debug_info = '1=16&7=23&13=27&14=33&15=35&16=39&19=45&20=51'
+debug_info = '1=16&9=23&15=27&16=33&17=35&19=39&22=45&23=51'

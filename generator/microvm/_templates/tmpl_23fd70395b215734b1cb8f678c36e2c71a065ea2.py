@@ -10,8 +10,10 @@ def root(context, missing=missing):
     l_0_deps = resolve('deps')
     l_0_control = resolve('control')
     l_0_bin = resolve('bin')
-    l_0_readiness = resolve('readiness')
+    l_0_start_limit_burst = resolve('start_limit_burst')
+    l_0_start_limit_interval = resolve('start_limit_interval')
     l_0_libexec = resolve('libexec')
+    l_0_readiness = resolve('readiness')
     l_0_state = resolve('state')
     l_0_console = resolve('console')
     l_0_shutdown_timeout = resolve('shutdown_timeout')
@@ -46,7 +48,17 @@ def root(context, missing=missing):
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/current/'
     yield str(environment.getattr((undefined(name='bin') if l_0_bin is missing else l_0_bin), 'run'))
-    yield '\n\n[Service]\n'
+    yield '\n# a VM that keeps failing is given up after '
+    yield str((undefined(name='start_limit_burst') if l_0_start_limit_burst is missing else l_0_start_limit_burst))
+    yield ' starts in '
+    yield str((undefined(name='start_limit_interval') if l_0_start_limit_interval is missing else l_0_start_limit_interval))
+    yield ' s (its journal says why)\nStartLimitIntervalSec='
+    yield str((undefined(name='start_limit_interval') if l_0_start_limit_interval is missing else l_0_start_limit_interval))
+    yield '\nStartLimitBurst='
+    yield str((undefined(name='start_limit_burst') if l_0_start_limit_burst is missing else l_0_start_limit_burst))
+    yield '\n\n[Service]\n# (as root) the restart count this start saw: an automatic restart boots the same runner again\nExecStartPre=+'
+    yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
+    yield '/mark-started %i\n'
     if ((undefined(name='readiness') if l_0_readiness is missing else l_0_readiness) == 'vsock'):
         pass
         yield "# ready when the guest's service manager says so (sd_notify relayed from vsock)\nType=notify\nNotifyAccess=all\nExecStart="
@@ -94,7 +106,7 @@ def root(context, missing=missing):
     finally: gen.close()
     yield 'CapabilityBoundingSet=\nProtectSystem=strict\nReadWritePaths='
     yield str((undefined(name='state') if l_0_state is missing else l_0_state))
-    yield "/%i\nProtectHome=read-only\nProtectKernelModules=yes\nProtectKernelTunables=yes\nRestrictNamespaces=yes\nRestrictSUIDSGID=yes\n# AF_NETLINK: libusb's uevent socket (USB passthrough); AF_INET*: user networking\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_VSOCK AF_NETLINK\nSystemCallFilter=@system-service seccomp\nSystemCallFilter=~@privileged @obsolete @debug @cpu-emulation @mount @module @raw-io @reboot\nSystemCallFilter=~@swap @clock\nSystemCallErrorNumber=EPERM\nDevicePolicy=closed\nDeviceAllow=/dev/kvm rw\nDeviceAllow=/dev/net/tun rw\nDeviceAllow=/dev/vhost-net rw\nDeviceAllow=/dev/vhost-vsock rw\nDeviceAllow=/dev/vfio/vfio rw\nDeviceAllow=char-vfio rw\nDeviceAllow=char-macvtap rw\nDeviceAllow=char-usb_device rw\n"
+    yield "/%i\nProtectHome=read-only\nProtectKernelModules=yes\nProtectKernelTunables=yes\nRestrictNamespaces=yes\nRestrictSUIDSGID=yes\n# AF_NETLINK: libusb's uevent socket (USB passthrough); AF_INET*: user networking\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_VSOCK AF_NETLINK\nSystemCallFilter=@system-service seccomp\nSystemCallFilter=~@privileged @obsolete @debug @cpu-emulation @mount @module @raw-io @reboot\nSystemCallFilter=~@swap @clock\nSystemCallErrorNumber=EPERM\nDevicePolicy=closed\nDeviceAllow=/dev/kvm rw\nDeviceAllow=/dev/net/tun rw\nDeviceAllow=/dev/vhost-net rw\nDeviceAllow=/dev/vhost-vsock rw\nDeviceAllow=/dev/vfio/vfio rw\nDeviceAllow=char-vfio rw\nDeviceAllow=char-macvtap rw\nDeviceAllow=char-usb_device rw\n\n[Install]\n# `systemctl enable microvm@NAME` (or `microvm create --autostart`) starts NAME at boot\nWantedBy=microvms.target\n"
 
 blocks = {}
-debug_info = '1=23&4=30&5=34&7=38&9=46&12=50&16=53&20=62&24=67&25=69&26=71&30=75&32=77&34=81&35=83&38=85&39=87&49=89&52=96'
+debug_info = '1=25&4=32&5=36&7=40&9=48&10=52&11=56&12=58&16=60&17=62&21=65&25=74&29=79&30=81&31=83&35=87&37=89&39=93&40=95&43=97&44=99&54=101&57=108'

@@ -17,7 +17,7 @@ def root(context, missing=missing):
         for event in gen:
             yield event
     finally: gen.close()
-    yield "[Unit]\nDescription=PCI passthrough devices of MicroVM '%i' (vfio-pci)\nBefore=microvm@%i.service\nAfter=microvm-set-booted@%i.service\nPartOf=microvm@%i.service\nConditionFileNotEmpty="
+    yield "[Unit]\nDescription=PCI passthrough devices of MicroVM '%i' (vfio-pci)\nBefore=microvm@%i.service\nAfter=microvm-set-booted@%i.service\nPartOf=microvm@%i.service\n# started again with every start and restart of the VM, whose own start limit applies\nStartLimitIntervalSec=0\nConditionFileNotEmpty="
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/booted/'
     yield str(environment.getattr((undefined(name='meta') if l_0_meta is missing else l_0_meta), 'pci_devices'))
@@ -35,4 +35,4 @@ def root(context, missing=missing):
     yield 'ProtectSystem=strict\nProtectHome=yes\nPrivateNetwork=yes\nIPAddressDeny=any\nRestrictAddressFamilies=AF_UNIX\nRestrictNamespaces=yes\nRestrictSUIDSGID=yes\nMemoryDenyWriteExecute=yes\nSystemCallFilter=@system-service @module\nSystemCallFilter=~@resources @mount @swap @reboot @raw-io @clock @cpu-emulation @debug @obsolete\nSystemCallErrorNumber=EPERM\nCapabilityBoundingSet=CAP_SYS_MODULE CAP_CHOWN\nUMask=0077\n'
 
 blocks = {}
-debug_info = '1=14&7=21&14=25&17=29'
+debug_info = '1=14&9=21&16=25&19=29'

@@ -14,7 +14,14 @@ def root(context, missing=missing):
         for event in gen:
             yield event
     finally: gen.close()
-    yield '# set-booted [--clear]: in a VM\'s control directory (root\'s), point `booted` at the runner `current`\n# names, by renaming a new symlink over `booted` (a crash leaves the old or the new link,\n# never none). --clear removes `booted` (the VM stopped).\nif [ "${1:-}" = --clear ]; then\n  rm -f -- booted\n  exit 0\nfi\ntarget=$(readlink -- current) || {\n  echo "set-booted: $(pwd)/current is not a symlink to a runner" >&2\n  exit 1\n}\ntmp=.booted.new.$$\nln -sfn -- "$target" "$tmp"\nmv -Tf -- "$tmp" booted\n'
+    yield "# set-booted NAME / set-booted --clear NAME: in VM NAME's control directory (root's, the working\n# directory), point `booted` at the runner `current` names, by renaming a new symlink over\n# `booted` (a crash leaves the old or the new link, never none); --clear removes `booted` (the VM\n# stopped). During an automatic restart (the hypervisor exited or crashed and systemd restarts\n# it) neither happens: the VM boots the runner it was running, not a pending update.\n"
+    template = environment.get_template('units/libexec/_restart.sh.j2', 'units/libexec/set-booted.sh.j2')
+    gen = template.root_render_func(template.new_context(context.get_all(), True, {}))
+    try:
+        for event in gen:
+            yield event
+    finally: gen.close()
+    yield 'clear=no\nif [ "${1:-}" = --clear ]; then\n  clear=yes\n  shift\nfi\nname=${1:?usage: set-booted [--clear] NAME}\nif automatic_restart "$name" && [ -L booted ]; then\n  if [ "$clear" = no ]; then\n    echo "set-booted: automatic restart of $name: booting the runner it ran ($(readlink -- booted))"\n  fi\n  exit 0\nfi\nif [ "$clear" = yes ]; then\n  rm -f -- booted\n  exit 0\nfi\ntarget=$(readlink -- current) || {\n  echo "set-booted: $(pwd)/current is not a symlink to a runner" >&2\n  exit 1\n}\ntmp=.booted.new.$$\nln -sfn -- "$target" "$tmp"\nmv -Tf -- "$tmp" booted\n'
 
 blocks = {}
-debug_info = '1=11'
+debug_info = '1=11&7=18'

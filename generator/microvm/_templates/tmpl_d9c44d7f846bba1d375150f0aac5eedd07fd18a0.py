@@ -18,7 +18,7 @@ def root(context, missing=missing):
         for event in gen:
             yield event
     finally: gen.close()
-    yield "[Unit]\nDescription=Tap interfaces of MicroVM '%i'\nBefore=microvm@%i.service\nAfter=network.target microvm-set-booted@%i.service\nPartOf=microvm@%i.service\nConditionFileNotEmpty="
+    yield "[Unit]\nDescription=Tap interfaces of MicroVM '%i'\nBefore=microvm@%i.service\nAfter=network.target microvm-set-booted@%i.service\nPartOf=microvm@%i.service\n# started again with every start and restart of the VM, whose own start limit applies\nStartLimitIntervalSec=0\nConditionFileNotEmpty="
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/booted/'
     yield str(environment.getattr((undefined(name='meta') if l_0_meta is missing else l_0_meta), 'tap_interfaces'))
@@ -28,9 +28,9 @@ def root(context, missing=missing):
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/booted '
     yield str(environment.getattr((undefined(name='program') if l_0_program is missing else l_0_program), 'tap_up'))
-    yield '\nExecStop='
+    yield '\n# an automatic restart of the VM (Restart=) keeps its taps (and what the host added to them)\nExecStop='
     yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
-    yield '/runner-exec '
+    yield '/runner-exec --unless-restarting %i '
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/booted '
     yield str(environment.getattr((undefined(name='program') if l_0_program is missing else l_0_program), 'tap_down'))
@@ -50,4 +50,4 @@ def root(context, missing=missing):
     yield 'CapabilityBoundingSet=CAP_NET_ADMIN\n# ip(8) needs no chown/setuid here (macvtap-up does: it chowns /dev/tapN)\nSystemCallFilter=~@privileged\n'
 
 blocks = {}
-debug_info = '1=15&7=22&13=26&14=32&17=38&18=44'
+debug_info = '1=15&9=22&15=26&17=32&20=38&21=44'

@@ -21,7 +21,7 @@ def root(context, missing=missing):
         for event in gen:
             yield event
     finally: gen.close()
-    yield "[Unit]\nDescription=virtiofsd for MicroVM '%i'\nBefore=microvm@%i.service\nAfter=local-fs.target microvm-set-booted@%i.service\nPartOf=microvm@%i.service\nConditionPathExists="
+    yield "[Unit]\nDescription=virtiofsd for MicroVM '%i'\nBefore=microvm@%i.service\nAfter=local-fs.target microvm-set-booted@%i.service\nPartOf=microvm@%i.service\n# started again with every start and restart of the VM, whose own start limit applies\nStartLimitIntervalSec=0\nConditionPathExists="
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
     yield '/%i/booted/'
     yield str(environment.getattr((undefined(name='bin') if l_0_bin is missing else l_0_bin), 'virtiofsd_run'))
@@ -32,7 +32,9 @@ def root(context, missing=missing):
     else:
         pass
         yield "# ready once every share's socket exists (works with the C and the Rust virtiofsd)\nType=simple\n"
-    yield '# runner-exec refuses a link or runner tree anyone but root could have changed\nExecStart='
+    yield "# runner-exec refuses a link or runner tree anyone but root could have changed\n# a socket left by the virtiofsd of an earlier start is not taken for the new one's\nExecStartPre="
+    yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
+    yield '/wait-virtiofsd --mark %i\nExecStart='
     yield str((undefined(name='libexec') if l_0_libexec is missing else l_0_libexec))
     yield '/runner-exec '
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
@@ -44,7 +46,7 @@ def root(context, missing=missing):
     yield str((undefined(name='start_timeout') if l_0_start_timeout is missing else l_0_start_timeout))
     yield ' '
     yield str((undefined(name='control') if l_0_control is missing else l_0_control))
-    yield '/%i/booted\nWorkingDirectory='
+    yield '/%i/booted %i\nWorkingDirectory='
     yield str((undefined(name='state') if l_0_state is missing else l_0_state))
     yield '/%i\nKillMode=mixed\nRestart=always\nRestartSec=1s\nTimeoutStartSec='
     yield str((undefined(name='start_timeout') if l_0_start_timeout is missing else l_0_start_timeout))
@@ -55,7 +57,7 @@ def root(context, missing=missing):
         for event in gen:
             yield event
     finally: gen.close()
-    yield "ProtectSystem=full\nProtectKernelModules=yes\nProtectKernelTunables=yes\nPrivateNetwork=yes\nIPAddressDeny=any\nDevicePolicy=closed\nMemoryDenyWriteExecute=yes\nRestrictAddressFamilies=AF_UNIX\nSystemCallFilter=@system-service @mount @privileged\nSystemCallFilter=~@swap @reboot @raw-io @module @clock @cpu-emulation @debug @obsolete\nSystemCallErrorNumber=EPERM\nCapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID\nCapabilityBoundingSet=CAP_SETGID CAP_SETUID CAP_MKNOD CAP_SETFCAP CAP_SYS_ADMIN\nCapabilityBoundingSet=CAP_SYS_CHROOT CAP_SYS_RESOURCE\n# the socket must be connectable by the VM user's group (virtiofsd --socket-group)\nUMask=0007\n"
+    yield "ProtectSystem=full\nProtectKernelModules=yes\nProtectKernelTunables=yes\nPrivateNetwork=yes\nIPAddressDeny=any\nDevicePolicy=closed\nMemoryDenyWriteExecute=yes\nRestrictAddressFamilies=AF_UNIX\n# virtiofsd sandboxes itself: namespaces, pivot_root, dropping capabilities (capng: CAP_SETPCAP\n# for the bounding set) and a seccomp filter of its own (seccomp())\nSystemCallFilter=@system-service @mount @privileged seccomp\nSystemCallFilter=~@swap @reboot @raw-io @module @clock @cpu-emulation @debug @obsolete\nSystemCallErrorNumber=EPERM\nCapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID\nCapabilityBoundingSet=CAP_SETGID CAP_SETUID CAP_MKNOD CAP_SETFCAP CAP_SYS_ADMIN\nCapabilityBoundingSet=CAP_SYS_CHROOT CAP_SYS_RESOURCE CAP_SETPCAP\n# the socket must be connectable by the VM user's group (virtiofsd --socket-group)\nUMask=0007\n"
 
 blocks = {}
-debug_info = '1=18&7=25&10=29&19=36&20=42&21=48&25=50&30=52'
+debug_info = '1=18&9=25&12=29&22=36&23=38&24=44&25=50&29=52&34=54'
