@@ -85,8 +85,8 @@ def root() -> Path:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
         if p.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise HostError(f"debootstrap failed ({p.returncode}):\n{p.stdout[-3000:]}"
-                            f"\n{p.stderr[-3000:]}")
+            raise HostError(f"debootstrap failed ({p.returncode}):\n{p.stdout[-3000:]}\n" +
+                            p.stderr[-3000:])
         # a persistent journal (the tests read the previous boot's), a name, no machine-id (a
         # new one every first boot of an overlay)
         (tmp / "var/log/journal").mkdir(parents=True, exist_ok=True)
@@ -136,8 +136,8 @@ class Host:
         for d in ("upper", "ovl-work", "merged"):
             (work / d).mkdir(parents=True, exist_ok=True)
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={base},upperdir={work / 'upper'},"
-                        f"workdir={work / 'ovl-work'}", str(self.merged)], check=True)
+                        f"lowerdir={base},upperdir={work / 'upper'},workdir={work / 'ovl-work'}",
+                        str(self.merged)], check=True)
 
     # -- lifecycle -------------------------------------------------------------------------
     def boot(self, timeout: float = 120.0) -> None:
@@ -239,7 +239,7 @@ class Host:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
                            stdin=None if input is not None else subprocess.DEVNULL)
         if check and p.returncode != 0:
-            raise HostError(f"{' '.join(map(str, argv))} exited with {p.returncode}:\n"
+            raise HostError(f"{' '.join(map(str, argv))} exited with {p.returncode}:\n" +
                             f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
         return p
 

@@ -22,6 +22,7 @@ import pytest
 import vmtest
 from microvm.host import state
 from microvm.host.commands import runner_diff
+from microvm.host.service import all_units
 from microvm.host.state import Runner, VMDir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -291,7 +292,10 @@ def test_update_restart_through_systemd(tmp_path: Path, runners: tuple[Path, Pat
     assert ["restart", "microvm@vm.service"] in calls(log)
     assert "restarting" in out
     out = cli("shutdown", "vm", state_dir=root, env=env, check=True)
-    assert ["stop", "microvm@vm.service"] in calls(log)
+    # the VM's unit and its helpers, all named: systemctl waits only for the jobs it was asked
+    assert ["stop", *all_units("vm")] in calls(log)
+    assert all_units("vm")[0] == "microvm@vm.service"
+    assert "microvm-set-booted@vm.service" in all_units("vm")
 
 
 def test_declared_vm_cannot_be_updated(tmp_path: Path, runners: tuple[Path, Path]) -> None:

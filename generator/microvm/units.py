@@ -35,6 +35,7 @@ from . import __version__
 from .config import MicroVM, ShareProto
 from .document import from_document
 from .errors import UsageError, ValidationError
+from .host.service import HELPER_UNITS
 from .host.state import CONTROL, DEFAULT_STATE_DIR, Runner, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .layout import Meta, template_names
@@ -46,8 +47,7 @@ LIBEXEC_DIR = "libexec/microvm"
 # vsock port the guest's service manager notifies: NOTIFY_PORT_BASE + the guest's CID
 NOTIFY_PORT_BASE = NOTIFY_VSOCK_PORT_BASE
 # the units a VM requires; each is PartOf= the VM, so it stops and restarts with it
-DEPENDENCIES = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
-                "microvm-pci-devices", "microvm-virtiofsd")
+DEPENDENCIES = HELPER_UNITS
 TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
 HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup",
            "runner-exec", "macvtap-owner", "mark-started")

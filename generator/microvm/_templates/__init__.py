@@ -67,7 +67,7 @@ SOURCES: dict[str, str] = {
     "units/microvm-tap-interfaces@.service.j2":
         "53a36e42f02a1781e8aef7181894c262a96b373dd627323ece1e17e7c2af35d6",
     "units/microvm-virtiofsd@.service.j2":
-        "f5d9ed08970898f3a14489b9847f757c07058f9deb5d900ea4247abebb13b6c7",
+        "165992916296549b87ca389fee676756bed278a899cef38d69b01851ed9447d6",
     "units/microvm.tmpfiles.j2":
         "8af06607f598c74a421ddffedc423424a714127c1c118cfcc4e03f9ac88a006f",
     "units/microvm@.service.j2":

@@ -15,10 +15,19 @@ from ..layout import Program
 from .state import VMDir
 
 MANAGER_ENV = "MICROVM_SERVICE_MANAGER"  # systemd | none: overrides the detection
+# the units microvm@NAME requires (each PartOf= it: stopped and restarted with it)
+HELPER_UNITS = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
+                "microvm-pci-devices", "microvm-virtiofsd")
 
 
 def unit(name: str) -> str:
     return f"microvm@{name}.service"
+
+
+def all_units(name: str) -> list[str]:
+    """The VM's unit and its helpers'. `systemctl stop` waits only for the jobs it was asked
+    for, not for those PartOf= adds, so whoever must see everything stopped names them all."""
+    return [unit(name), *(f"{h}@{name}.service" for h in HELPER_UNITS)]
 
 
 def systemd_present() -> bool:
@@ -56,9 +65,15 @@ class Service:
         return HostError(f"cannot {what} {vm.name}: systemd is not running here; " +
                          f"run it in the foreground with `microvm run {vm.name}`")
 
+    def _reset_failed(self, vm: VMDir) -> None:
+        """Forget a failure (and the start limit a VM that kept failing hit): asked to start,
+        it gets a new chance."""
+        process.run(["systemctl", "reset-failed", *all_units(vm.name)], check=False)
+
     def start(self, vm: VMDir) -> None:
         if not self.systemd:
             raise self._no_manager(vm, "start")
+        self._reset_failed(vm)
         process.run(["systemctl", "start", unit(vm.name)], capture=False)
 
     def restart(self, vm: VMDir) -> None:
@@ -68,13 +83,33 @@ class Service:
                             f"(`microvm shutdown {vm.name}`) and run it again")
         if not self.systemd:
             raise self._no_manager(vm, "restart")
+        self._reset_failed(vm)
         process.run(["systemctl", "restart", unit(vm.name)], capture=False)
+
+    def enabled(self, vm: VMDir) -> bool:
+        """Started at boot: `systemctl enable microvm@NAME` (microvm create --autostart)."""
+        if not self.systemd:
+            return False
+        return process.run(["systemctl", "is-enabled", "--quiet", unit(vm.name)],
+                           check=False).returncode == 0
+
+    def set_enabled(self, vm: VMDir, on: bool) -> None:
+        """Start the VM at boot (through microvms.target), or no longer."""
+        if not self.systemd:
+            raise self._no_manager(vm, "enable" if on else "disable")
+        verb = "enable" if on else "disable"
+        result = process.run(["systemctl", verb, unit(vm.name)], check=False)
+        if result.returncode != 0:
+            why = result.stderr.strip() or f"exit code {result.returncode}"
+            raise HostError(f"cannot {verb} {unit(vm.name)}: {why}" + (
+                " (on NixOS /etc/systemd/system is read-only: list the VM in " +
+                "microvm.autostart instead)" if "Read-only" in why else ""))
 
     def stop(self, vm: VMDir, timeout: int = 60) -> None:
         """Stop the VM however it runs: systemctl stop, or microvm-shutdown and then signals to
         the `microvm run` process."""
         if self.unit_active(vm):
-            process.run(["systemctl", "stop", unit(vm.name)], capture=False)
+            process.run(["systemctl", "stop", *all_units(vm.name)], capture=False)
             return
         pid = vm.run_pid()
         if pid is None:
