@@ -307,16 +307,41 @@ def _use_color() -> bool:
 @click.option("--user", default="microvm", show_default=True,
               help="Owner of the VM's directory (when run as root and the user exists).")
 @click.option("--group", default="kvm", show_default=True, help="Its group.")
+@click.option("--autostart", is_flag=True,
+              help="Start it at boot (systemctl enable microvm@NAME; see `microvm enable`).")
 @_state_dir_option
 def create(name: str, flake: str | None, runner: str | None, restart_on_update: bool,
-           user: str, group: str, state_dir: str | None) -> None:
+           user: str, group: str, autostart: bool, state_dir: str | None) -> None:
     """Create a VM from a flake or a runner."""
     from .host import commands
 
     if flake is None and runner is None:
         flake = commands.DEFAULT_FLAKE
-    commands.create(_host(state_dir), name, flake=flake, runner=runner,
+    host = _host(state_dir)
+    commands.create(host, name, flake=flake, runner=runner,
                     restart_on_update=restart_on_update, user=user, group=group)
+    if autostart:
+        commands.set_autostart(host, [name], True)
+
+
+@main.command()
+@click.argument("names", nargs=-1, required=True)
+@_state_dir_option
+def enable(names: tuple[str, ...], state_dir: str | None) -> None:
+    """Start VMs at boot (systemctl enable microvm@NAME)."""
+    from .host import commands
+
+    commands.set_autostart(_host(state_dir), names, True)
+
+
+@main.command()
+@click.argument("names", nargs=-1, required=True)
+@_state_dir_option
+def disable(names: tuple[str, ...], state_dir: str | None) -> None:
+    """No longer start VMs at boot (systemctl disable microvm@NAME)."""
+    from .host import commands
+
+    commands.set_autostart(_host(state_dir), names, False)
 
 
 @main.command()
@@ -495,7 +520,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "validate-host": ("microvm validate-host web.json db.json",),
     "units": ("microvm units --out units --declare web=/nix/store/...-microvm-qemu-web",),
     "create": ("microvm create web --flake git+file:///etc/nixos",
-               "microvm create web --runner ./result"),
+               "microvm create web --runner ./result --autostart"),
+    "enable": ("microvm enable web db",),
+    "disable": ("microvm disable web",),
     "update": ("microvm update web db --restart", "microvm update web --runner ./result"),
     "run": ("microvm run web",),
     "list": ("microvm list", "microvm list --check --json"),

@@ -362,6 +362,20 @@ def run(host: Host, name: str) -> int:
                         vm.booted_link.unlink()
 
 
+# -- autostart -------------------------------------------------------------------------------
+
+def set_autostart(host: Host, names: Sequence[str], on: bool) -> None:
+    """Start VMs at boot, or no longer: `systemctl enable|disable microvm@NAME` (the unit is
+    wanted by microvms.target). Declared VMs follow microvm.vms.NAME.autostart instead."""
+    for name in names:
+        vm = get_vm(host.root, name)
+        if vm.declared is not None:
+            raise UsageError(f"{name} is declared by the host configuration; set " +
+                             f"microvm.vms.{name}.autostart there")
+        host.service.set_enabled(vm, on)
+        host.echo(f"{name}: " + ("starts at boot" if on else "no longer starts at boot"))
+
+
 # -- list ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -375,6 +389,7 @@ class Status:
     declared: bool
     outdated: bool | None  # None: not checked
     valid: bool
+    autostart: bool = False  # started at boot (microvm enable, or declared with autostart)
 
     @property
     def runner_state(self) -> str:
@@ -394,7 +409,7 @@ class Status:
                 "current": str(self.current) if self.current else None,
                 "booted": str(self.booted) if self.booted else None,
                 "source": self.source, "declared": self.declared, "outdated": self.outdated,
-                "runner": self.runner_state}
+                "autostart": self.autostart, "runner": self.runner_state}
 
 
 def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
@@ -416,7 +431,8 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
                   hypervisor=runner.hypervisor if runner else "?",
                   current=vm.current, booted=booted if running else None, source=source,
                   declared=declared, outdated=outdated,
-                  valid=current is not None and current.valid)
+                  valid=current is not None and current.valid,
+                  autostart=host.service.enabled(vm))
 
 
 def list_status(host: Host, *, check: bool = False) -> list[Status]:
@@ -576,6 +592,11 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
         return
     vm = get_vm(host.root, name)
     stop_and_unplug(host, vm, timeout)
+    if host.service.enabled(vm):
+        try:
+            host.service.set_enabled(vm, False)  # no want for a VM that is gone
+        except HostError as e:
+            host.echo(f"{name}: {e}")
     volumes = _volumes(vm)
     remove_gcroots(vm)
     with vm.changing():
