@@ -43,6 +43,17 @@ ASSETS = "/srv/assets"  # the per-host directory of test files (kernel, initrds)
 DEPENDENCIES = ("click>=8.1", "jinja2>=3.1", "jsonschema>=4.18")
 
 
+TUN_MODE_UNIT = """[Unit]
+Description=/dev/net/tun 0666, as udev makes it on a host
+DefaultDependencies=no
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=chmod 0666 /dev/net/tun
+"""
+
+
 class HostError(Exception):
     pass
 
@@ -135,9 +146,22 @@ class Host:
         self.boots = 0
         for d in ("upper", "ovl-work", "merged"):
             (work / d).mkdir(parents=True, exist_ok=True)
+        self._mount()
+
+    def _mount(self) -> None:
+        work, base = self.work, self.base
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                         f"lowerdir={base},upperdir={work / 'upper'},workdir={work / 'ovl-work'}",
                         str(self.merged)], check=True)
+        # /dev/net/tun as udev leaves it on a Debian host (0666: its 50-udev-default.rules); a
+        # container has no udev, and systemd-nspawn makes the node 0600
+        unit = self.path("/etc/systemd/system/test-tun-mode.service")
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        unit.write_text(TUN_MODE_UNIT)
+        wants = self.path("/etc/systemd/system/sysinit.target.wants")
+        wants.mkdir(parents=True, exist_ok=True)
+        if not (wants / unit.name).is_symlink():
+            (wants / unit.name).symlink_to(f"../{unit.name}")
 
     # -- lifecycle -------------------------------------------------------------------------
     def boot(self, timeout: float = 120.0) -> None:
@@ -233,7 +257,7 @@ class Host:
             raise HostError("the container is not running")
         full_env = {"PATH": PATH, "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb",
                     **(env or {})}
-        prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"] if user else []
+        prefix = ["runuser", "-u", user, "--"] if user else []
         cmd = ["nsenter", "-t", str(leader), "-a", "--", "env", "-i",
                *(f"{k}={v}" for k, v in full_env.items()), *prefix, *map(str, argv)]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,

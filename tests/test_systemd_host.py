@@ -1,0 +1,362 @@
+"""The host side under a real systemd: Debian 12 with systemd 252 as PID 1 in a container
+(tests/hostsys.py), the package installed from a wheel into /opt/microvm and `microvm host
+install`ed as docs/host.md tells a Debian user, QEMU TCG guests started by `microvm@NAME`.
+
+Every scenario drives `systemctl`, `journalctl` and the installed `microvm` inside the
+container. The guests' serial consoles go to the journal (a drop-in an administrator could
+write: MICROVM_CONSOLE empty), where each boot prints `GUEST-READY tag=T mem=M`: T names the
+runner (its kernel command line), M its memory, so a test sees which runner booted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+
+import hostsys
+import pytest
+import vmtest
+from hostsys import Host
+from microvm import units
+
+pytestmark = [pytest.mark.boot, pytest.mark.systemd]
+
+CONTROL = "/var/lib/microvms/.control"
+STATE = "/var/lib/microvms"
+
+GUEST = r"""power_button
+net_up
+echo "GUEST-READY tag=$(param e2e.tag) mem=$(sed -n 's/MemTotal: *//p' /proc/meminfo)"
+if param e2e.virtiofs >/dev/null; then
+    mkdir -p /mnt/s && mount -t virtiofs share /mnt/s && echo "VIRTIOFS-OK $(cat /mnt/s/hello)"
+fi
+if param e2e.ip >/dev/null; then
+    while :; do echo "HELLO-$(param e2e.tag)" | nc -l -p 22; done &
+fi
+while :; do sleep 1; done
+"""
+
+# the console on stdout, i.e. in the journal (an administrator's drop-in)
+CONSOLE_DROPIN = "[Service]\nEnvironment=MICROVM_CONSOLE=\n"
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (systemd-nspawn, overlay mounts)")
+    if missing := hostsys.missing_tools():
+        pytest.skip(f"not installed: {', '.join(missing)} (scripts/setup installs them)")
+    kernel = vmtest.guest_kernel()
+    work = tmp_path_factory.mktemp("systemd-host")
+    assets = work / "assets"
+    assets.mkdir()
+    if kernel.vmlinux.stat().st_dev == assets.stat().st_dev:
+        os.link(kernel.vmlinux, assets / "vmlinux")
+    else:
+        shutil.copyfile(kernel.vmlinux, assets / "vmlinux")
+    vmtest.testguest.build_initramfs(kernel, assets / "initrd.gz", GUEST)
+    wheels = hostsys.wheelhouse(work)
+    h = Host(work / "host", hostsys.root(), binds={hostsys.ASSETS: assets})
+    with vmtest.boot_lock():
+        try:
+            h.boot()
+            h.install(wheels)
+            dropin = h.path("/etc/systemd/system/microvm@.service.d/50-test-console.conf")
+            dropin.parent.mkdir(parents=True, exist_ok=True)
+            dropin.write_text(CONSOLE_DROPIN)
+            h.systemctl("daemon-reload")
+            yield h
+        finally:
+            h.close()
+
+
+def make_vm(h: Host, name: str, tag: str = "A", mem: int = 256,
+            params: tuple[str, ...] = (), **microvm: object) -> str:
+    """A runner made with the installed `microvm generate` inside the host; its path there."""
+    doc = {"hostName": name, "runtimePath": ["/usr/lib/qemu"], "microvm": {
+        "kernel": f"{hostsys.ASSETS}/vmlinux", "initrdPath": f"{hostsys.ASSETS}/initrd.gz",
+        "storeOnDisk": False, "mem": mem, "socket": f"{name}.sock",
+        "kernelParams": ["quiet", f"e2e.tag={tag}", *params], **microvm}}
+    d = f"/srv/vms/{name}"
+    h.path(d).mkdir(parents=True, exist_ok=True)
+    h.path(f"{d}/vm-{tag}.json").write_text(json.dumps(doc))
+    h.microvm("generate", f"{d}/vm-{tag}.json", "--out", f"{d}/runner-{tag}", "--force")
+    return f"{d}/runner-{tag}"
+
+
+def ready_lines(h: Host, name: str, marker: str = "GUEST-READY") -> list[str]:
+    return hostsys.lines_with(h.journal("-u", f"microvm@{name}.service"), marker)
+
+
+def wait_ready(h: Host, name: str, seen: int, marker: str = "GUEST-READY",
+               timeout: float = 90.0) -> str:
+    """Wait for the (seen+1)th marker line of NAME's console; return it."""
+    try:
+        h.wait(f"{marker} #{seen + 1} of {name}",
+               lambda: len(ready_lines(h, name, marker)) > seen, timeout)
+    except AssertionError as e:
+        units = [a for u in units_of(name) for a in ("-u", u)]
+        raise AssertionError(f"{e}; the journal of its units:\n" +
+                             h.journal("-o", "short-precise", *units)[-4000:]) from None
+    return ready_lines(h, name, marker)[seen]
+
+
+def units_of(name: str) -> list[str]:
+    return [f"microvm@{name}.service", *(f"{u}@{name}.service" for u in (
+        "microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
+        "microvm-pci-devices", "microvm-virtiofsd"))]
+
+
+def failed_units(h: Host) -> list[str]:
+    out = h.systemctl("list-units", "--all", "--state=failed", "--no-legend", "--plain").stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def start(h: Host, name: str) -> float:
+    t = time.monotonic()
+    h.systemctl("start", f"microvm@{name}")
+    return time.monotonic() - t
+
+
+def test_installed_package_and_host_install(host: Host) -> None:
+    """What `microvm host install` put on the host is the installed wheel's: the command on
+    PATH, units systemd loaded, the VM user, the state directory."""
+    assert host.run("sh", "-c", "command -v microvm").stdout.strip() == "/usr/local/bin/microvm"
+    assert os.readlink(host.path("/usr/local/bin/microvm")).startswith(hostsys.VENV)
+    assert host.prop("microvm@x.service", "LoadState") == "loaded"
+    assert host.prop("microvms.target", "UnitFileState") in ("enabled", "static", "disabled")
+    assert "kvm" in host.run("id", "-nG", "microvm").stdout.split()
+    st = host.path(STATE).stat()
+    assert (st.st_uid, oct(st.st_mode & 0o777)) == (0, "0o755")
+    # the package carries the programs its commands run (no source tree here)
+    p = host.run(f"{hostsys.VENV}/bin/python", "-c",
+                 "import microvm, sys; print(microvm.__file__)")
+    assert p.stdout.startswith(f"{hostsys.VENV}/lib/")
+
+
+def test_start_stop_restart(host: Host) -> None:
+    runner = make_vm(host, "basic")
+    host.microvm("create", "basic", "--runner", runner)
+    took = start(host, "basic")
+    assert host.state("microvm@basic") == "active"
+    t = time.monotonic()
+    line = wait_ready(host, "basic", 0)
+    print(f"start: active after {took:.2f} s, guest ready after {time.monotonic() - t:.2f} s more")
+    assert "tag=A" in line
+    assert os.readlink(host.path(f"{CONTROL}/basic/booted")) == runner
+    t = time.monotonic()
+    host.systemctl("stop", "microvm@basic")
+    print(f"stop: {time.monotonic() - t:.2f} s")
+    journal = host.journal("-u", "microvm@basic.service")
+    assert "reboot: Power down" in journal  # the guest powered off (ACPI power button)
+    assert host.prop("microvm@basic.service", "Result") == "success"
+    assert "SIGKILL" not in journal and "Killing process" not in journal
+    # the helpers stop after the VM (PartOf=), a moment after `systemctl stop` returned
+    host.wait("set-booted to clear booted",
+              lambda: not host.path(f"{CONTROL}/basic/booted").is_symlink(), timeout=10)
+    for u in units_of("basic"):
+        host.wait(f"{u} to stop", lambda u=u: host.state(u) == "inactive", timeout=10)
+    start(host, "basic")
+    wait_ready(host, "basic", 1)
+    host.systemctl("restart", "microvm@basic")
+    wait_ready(host, "basic", 2)
+    rows = {r["name"]: r for r in json.loads(host.microvm("list", "--json").stdout)}
+    assert rows["basic"]["state"] == "running" and rows["basic"]["runBy"] == "systemd"
+    host.microvm("remove", "basic")
+    assert failed_units(host) == []
+
+
+def test_automatic_restarts_boot_the_runner_that_ran(host: Host) -> None:
+    """After a crash (kill -9 of the hypervisor) or a power-off inside the guest, systemd
+    restarts the VM with the runner it ran, not with a pending update; a requested restart
+    boots the update."""
+    a = make_vm(host, "upd", "A", 256)
+    b = make_vm(host, "upd", "B", 512)
+    host.microvm("create", "upd", "--runner", a)
+    start(host, "upd")
+    assert "tag=A" in wait_ready(host, "upd", 0)
+    out = host.microvm("update", "upd", "--runner", b).stderr
+    assert "restart it to boot the new runner" in out
+    # crash: the hypervisor is killed
+    pid = host.prop("microvm@upd.service", "MainPID")
+    host.run("kill", "-9", pid)
+    line = wait_ready(host, "upd", 1)
+    assert "tag=A" in line, line
+    assert host.prop("microvm@upd.service", "NRestarts") == "1"
+    assert os.readlink(host.path(f"{CONTROL}/upd/booted")) == a
+    journal = host.journal("-u", "microvm-set-booted@upd.service")
+    assert "automatic restart of upd: booting the runner it ran" in journal
+    # the guest powers off by itself (here: microvm-shutdown run by hand, as the VM's user)
+    host.run("sh", "-c", f"cd {STATE}/upd && exec {CONTROL}/upd/booted/bin/microvm-shutdown",
+             user="microvm")
+    line = wait_ready(host, "upd", 2)
+    assert "tag=A" in line, line
+    assert host.prop("microvm@upd.service", "NRestarts") == "2"
+    rows = {r["name"]: r for r in json.loads(host.microvm("list", "--json").stdout)}
+    assert rows["upd"]["runner"] == "restart pending: the new runner is installed"
+    # a requested restart boots the update
+    host.systemctl("restart", "microvm@upd")
+    line = wait_ready(host, "upd", 3)
+    assert "tag=B" in line, line
+    assert int(re.findall(r"mem=(\d+)", line)[0]) > 400_000
+    assert host.prop("microvm@upd.service", "NRestarts") == "0"
+    rows = {r["name"]: r for r in json.loads(host.microvm("list", "--json").stdout)}
+    assert rows["upd"]["runner"] == "up to date"
+    # and `microvm update --restart` to A again
+    host.microvm("update", "upd", "--runner", a, "--restart")
+    assert "tag=A" in wait_ready(host, "upd", 4)
+    host.microvm("remove", "upd")
+
+
+def test_remove_while_running_leaves_nothing_failed(host: Host) -> None:
+    runner = make_vm(host, "gone", params=("e2e.ip=10.231.9.2/24",),
+                     interfaces=[{"type": "tap", "id": "vm-gone", "mac": "02:00:00:00:09:02"}])
+    host.microvm("create", "gone", "--runner", runner, "--autostart")
+    start(host, "gone")
+    wait_ready(host, "gone", 0)
+    assert host.state("microvm-tap-interfaces@gone") == "active"
+    assert host.run("ip", "link", "show", "vm-gone", check=False).returncode == 0
+    host.microvm("remove", "gone")
+    assert failed_units(host) == []
+    for u in units_of("gone"):
+        assert host.state(u) == "inactive", u
+    assert not host.path(f"{CONTROL}/gone").exists()
+    assert host.run("ip", "link", "show", "vm-gone", check=False).returncode != 0
+    assert host.systemctl("is-enabled", "microvm@gone", check=False).stdout.strip() != "enabled"
+
+
+def test_virtiofs_vm_starts_and_survives_stop_start_cycles(host: Host) -> None:
+    """virtiofsd (Debian's C one) runs in its unit's sandbox; a socket left by the last run is
+    not mistaken for the new one."""
+    host.path("/srv/share").mkdir(parents=True, exist_ok=True)
+    host.path("/srv/share/hello").write_text("hello-from-the-host\n")
+    runner = make_vm(host, "fs", params=("e2e.virtiofs=1",), shares=[{
+        "proto": "virtiofs", "tag": "share", "source": "/srv/share", "mountPoint": "/mnt/s",
+        "socket": "share.sock"}])
+    host.microvm("create", "fs", "--runner", runner)
+    start(host, "fs")
+    assert "hello-from-the-host" in wait_ready(host, "fs", 0, "VIRTIOFS-OK")
+    for i in range(1, 4):
+        host.systemctl("stop", "microvm@fs")
+        assert host.path(f"{STATE}/fs/share.sock").exists()  # virtiofsd leaves its socket
+        start(host, "fs")
+        wait_ready(host, "fs", i, "VIRTIOFS-OK", timeout=40)
+    host.run("kill", "-9", host.prop("microvm@fs.service", "MainPID"))
+    wait_ready(host, "fs", 4, "VIRTIOFS-OK", timeout=40)
+    assert "seccomp_init() failed" not in host.journal("-u", "microvm-virtiofsd@fs.service")
+    host.microvm("remove", "fs")
+    assert failed_units(host) == []
+
+
+TCP_HELLO = """
+import socket, sys, time
+for _ in range(100):
+    try:
+        with socket.create_connection((sys.argv[1], 22), timeout=2) as s:
+            data = s.recv(64)
+        if data:
+            print(data.decode().strip())
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.2)
+sys.exit(1)
+"""
+
+
+def _tcp_hello(h: Host, address: str) -> str:
+    """What the guest's listener on port 22 says, read inside the host (python3 there)."""
+    return h.run("python3", "-c", TCP_HELLO, address, timeout=60).stdout.strip()
+
+
+def test_tap_vm_keeps_its_tap_across_an_automatic_restart(host: Host) -> None:
+    """The tap unit makes the tap; the administrator gives it an address; a crash of the
+    hypervisor restarts the VM on the same tap, address kept; stop removes the tap."""
+    runner = make_vm(host, "net", params=("e2e.ip=10.231.8.2/24",),
+                     interfaces=[{"type": "tap", "id": "vm-net", "mac": "02:00:00:00:08:02"}])
+    host.microvm("create", "net", "--runner", runner)
+    start(host, "net")
+    wait_ready(host, "net", 0)
+    host.run("ip", "addr", "add", "10.231.8.1/24", "dev", "vm-net")
+    assert _tcp_hello(host, "10.231.8.2") == "HELLO-A"
+    host.run("kill", "-9", host.prop("microvm@net.service", "MainPID"))
+    wait_ready(host, "net", 1)
+    addr = host.run("ip", "-4", "addr", "show", "dev", "vm-net").stdout
+    assert "10.231.8.1/24" in addr, addr
+    assert _tcp_hello(host, "10.231.8.2") == "HELLO-A"
+    host.systemctl("stop", "microvm@net")
+    host.wait("the tap unit to remove vm-net", lambda: host.run(
+        "ip", "link", "show", "vm-net", check=False).returncode != 0, timeout=10)
+    host.microvm("remove", "net")
+
+
+def test_a_vm_that_cannot_start_gives_up_and_says_why(host: Host) -> None:
+    """A runner whose hypervisor fails at once (no such kernel) is restarted every 5 s until
+    the start limit, then left failed with the reason in its journal."""
+    runner = make_vm(host, "broken")
+    doc = json.loads(host.path("/srv/vms/broken/vm-A.json").read_text())
+    doc["microvm"]["kernel"] = "/srv/assets/no-such-kernel"
+    host.path("/srv/vms/broken/vm-A.json").write_text(json.dumps(doc))
+    host.microvm("generate", "/srv/vms/broken/vm-A.json", "--out", runner, "--force")
+    host.microvm("create", "broken", "--runner", runner)
+    host.systemctl("start", "microvm@broken", check=False)
+    t = time.monotonic()
+    host.wait("microvm@broken to give up", lambda: "Start request repeated too quickly" in
+              host.journal("-u", "microvm@broken.service"), timeout=180, interval=1.0)
+    print(f"gave up after {time.monotonic() - t:.0f} s")
+    assert host.state("microvm@broken") == "failed"
+    # the first start and START_LIMIT_BURST - 1 automatic restarts, then one refused
+    assert host.prop("microvm@broken.service", "NRestarts") == str(units.START_LIMIT_BURST)
+    assert "no-such-kernel" in host.journal("-u", "microvm@broken.service")
+    # asked again, it gets a new chance (microvm forgets the failure first)
+    host.microvm("remove", "broken")
+    assert "microvm@broken.service" not in failed_units(host)
+
+
+def test_autostart_across_a_reboot_and_clean_power_off_at_shutdown(host: Host) -> None:
+    """VMs enabled with `microvm create --autostart` / `microvm enable` start at boot; at host
+    shutdown each is powered off cleanly (its guest's power button), none is killed."""
+    names = ("auto1", "auto2", "auto3")
+    for n in names:
+        host.microvm("create", n, "--runner", make_vm(host, n, "A"),
+                     *(["--autostart"] if n != "auto3" else []))
+    host.microvm("enable", "auto3")
+    rows = {r["name"]: r for r in json.loads(host.microvm("list", "--json").stdout)}
+    assert all(rows[n]["autostart"] for n in names)
+    for n in names:
+        start(host, n)
+    for n in names:
+        wait_ready(host, n, 0)
+    t = time.monotonic()
+    host.reboot()
+    print(f"reboot: {time.monotonic() - t:.2f} s")
+    # the previous boot's journal: each guest powered off, no unit killed
+    before = host.journal("-b", "-1", *(f"--unit=microvm@{n}.service" for n in names))
+    assert before.count("reboot: Power down") == len(names), before[-3000:]
+    assert "SIGKILL" not in before and "Killing process" not in before
+    t = time.monotonic()
+    for n in names:
+        host.wait(f"{n} ready after the reboot", lambda n=n: any(
+            "GUEST-READY" in line for line in hostsys.lines_with(
+                host.journal("-b", "0", "-u", f"microvm@{n}.service"), "GUEST-READY")),
+            timeout=120)
+    print(f"all {len(names)} ready {time.monotonic() - t:.2f} s after the reboot")
+    for n in names:
+        assert host.state(f"microvm@{n}") == "active"
+    host.microvm("disable", "auto1")
+    assert host.systemctl("is-enabled", "microvm@auto1", check=False).stdout.strip() == \
+        "disabled"
+    for n in names:
+        host.microvm("remove", n)
+    assert failed_units(host) == []
+
+
+def test_doctor_in_the_container(host: Host) -> None:
+    """`microvm doctor` of the installed package runs on the real host (informational)."""
+    p = host.microvm("doctor", check=False)
+    assert p.returncode in (0, 1), p.stderr
+    assert "/dev/net/tun" in p.stdout, p.stdout
