@@ -27,6 +27,10 @@ exported bash functions (BASH_FUNC_*), PYTHON*, IFS, CDPATH.
                                              (microvm.graphics) and ssh's X11 forwarding
     SYSTEMD_*                                systemctl (SYSTEMD_PAGER, SYSTEMD_COLORS, ...)
     RUST_LOG RUST_BACKTRACE                  logging of the Rust hypervisors and virtiofsd
+
+`run(..., as_user=Identity(uid, gid, groups))` starts the program with another user's uid, gid
+and supplementary groups (set in the child between fork and exec, so only when we are root):
+host/access.py runs its probe that way, to ask the kernel what the VM's user may do.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ Argv = Sequence[str | os.PathLike[str]]
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Who a child runs as: uid, primary gid and the supplementary groups (replacing ours)."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Result:
     returncode: int
     stdout: str
@@ -60,8 +73,9 @@ def _strs(argv: Argv) -> list[str]:
     return [os.fspath(a) for a in argv]
 
 
-def _log(argv: list[str], cwd: Path | None) -> None:
-    log.debug("+ %s%s", shlex.join(argv), f"   (in {cwd})" if cwd else "")
+def _log(argv: list[str], cwd: Path | None, who: Identity | None = None) -> None:
+    as_user = f"   (as uid {who.uid}, gid {who.gid}, groups {list(who.groups)})" if who else ""
+    log.debug("+ %s%s%s", shlex.join(argv), f"   (in {cwd})" if cwd else "", as_user)
 
 
 # the environment children get (module docstring); names, then prefixes
@@ -94,16 +108,20 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def run(argv: Argv, *, cwd: Path | None = None, extra_env: Mapping[str, str] | None = None,
         check: bool = True, capture: bool = True,
-        input: str | None = None, timeout: float | None = None) -> Result:
-    """Run argv to completion. capture=False lets the child write to our stdout/stderr."""
+        input: str | None = None, timeout: float | None = None,
+        as_user: Identity | None = None) -> Result:
+    """Run argv to completion. capture=False lets the child write to our stdout/stderr;
+    as_user runs it with that identity (we must be root)."""
     args = _strs(argv)
-    _log(args, cwd)
+    _log(args, cwd, as_user)
     try:
         p = subprocess.run(
             args, cwd=cwd, env=child_env(extra_env), input=input, text=True,
             stdin=None if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE if capture else None, timeout=timeout, check=False)
+            stderr=subprocess.PIPE if capture else None, timeout=timeout, check=False,
+            user=as_user.uid if as_user else None, group=as_user.gid if as_user else None,
+            extra_groups=list(as_user.groups) if as_user else None)
     except FileNotFoundError:
         raise ProcessError(f"{args[0]}: command not found (is it installed and on PATH?)",
                            127) from None

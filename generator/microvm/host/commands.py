@@ -25,7 +25,7 @@ from ..errors import HostError, ProcessError, UsageError, ValidationError
 from ..hostwide import host_problems
 from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from ..layout import META_DIR, Meta, Program
-from . import nix
+from . import access, nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
 from .service import Service, unit
 from .state import (
@@ -147,11 +147,15 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
     last thing written: until then no VM of that name exists."""
     if (flake is None) == (runner is None):
         raise UsageError("create needs exactly one of --flake and --runner")
+    if runner is not None:  # can the VM's user run it? (refused before anything is written)
+        check_name(name)
+        access.check_runner(host.echo, resolve_runner(runner), name, user, group, host.root)
     vm = prepare_vm_dir(host.root, name)
     with vm.changing():
         meta: dict[str, Any] = {}
         if flake is not None:
             target, pin = _build_flake(vm, flake, None, host.echo)
+            access.check_runner(host.echo, target, name, user, group, host.root)
             meta["flake"] = flake
             if pin is not None:
                 meta["pin"] = pin.to_json()
@@ -268,6 +272,7 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
         if not Runner(new).valid:
             raise HostError(f"{new} is no MicroVM runner (no {Program.RUN.path})")
         check_tree(new)
+        access.check_vm_runner(echo, vm, new)  # can the VM's user run it?
         check_host_conflicts(host, vm.name, new)
         checkpoint("update:built")
         changed = old != new

@@ -1,7 +1,9 @@
 """`microvm doctor`: what this host can run, and what to fix.
 
 Every check yields Findings (ok / warn / fail, with a fix). Nothing is changed on the host; the
-only program run is `qemu-system-* -accel kvm`, for a moment, to tell whether KVM really works.
+programs run are `qemu-system-* -accel kvm`, for a moment, to tell whether KVM really works,
+and access.py's probe, as the VMs' user, to tell what it may open and run (the devices, each
+VM's runner): root being able to is not enough, microvm@.service runs VMs as that user.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from ..errors import HostError, ProcessError, ValidationError
 from ..hypervisors import backend
 from ..hypervisors.qemu import KVM_MODULES
 from ..layout import Meta, Program
-from .state import Runner, list_vms
+from . import access
+from .state import Runner, VMDir, list_vms
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
@@ -121,8 +124,8 @@ def check_kvm(qemu: str | None) -> Iterator[Finding]:
         return
     if qemu is None:
         yield Finding(Level.OK if not note else Level.WARN, "/dev/kvm",
-                      f"{note}KVM API {version}, a VM can be created (QEMU not found to try " +
-                      "more)")
+                      f"{note}KVM API {version}, a VM can be created by {_me()} (QEMU not " +
+                      "found to try more)")
         return
     probe = [qemu, "-machine", "none,accel=kvm" if _arch() != "x86_64"
              else "microvm,accel=kvm", "-cpu", "host", "-m", "16M", "-nodefaults",
@@ -133,7 +136,8 @@ def check_kvm(qemu: str | None) -> Iterator[Finding]:
         yield Finding(Level.WARN, "/dev/kvm", f"cannot try QEMU with KVM: {e}")
         return
     if result.returncode == 0:
-        yield Finding(Level.OK, "/dev/kvm", f"{note}usable (QEMU starts a VM with -accel kvm)")
+        yield Finding(Level.OK, "/dev/kvm",
+                      f"{note}usable by {_me()} (QEMU starts a VM with -accel kvm)")
         return
     lines = [x for x in result.stderr.splitlines() if x.strip()]
     why = lines[0].strip() if lines else f"exit code {result.returncode}"
@@ -162,7 +166,55 @@ def check_device(path: str, what: str, fix: str, level: Level = Level.WARN) -> F
             return Finding(level, path, f"present but without a driver: {err}", fix)
         return Finding(level, path, f"present but cannot be opened: {err}", fix)
     os.close(fd)
-    return Finding(Level.OK, path, f"{what}: usable")
+    return Finding(Level.OK, path, f"{what}: usable by {_me()}")
+
+
+def _me() -> str:
+    """Who this process is, for findings about what it can do."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _account(user: str, group: str) -> tuple[access.Account | None, Finding | None]:
+    """The account VMs run as, or a finding saying why what it can do cannot be checked."""
+    try:
+        acct, _ = access.account(user, group)  # a missing group: check_accounts says so
+    except HostError as e:
+        return None, Finding(Level.WARN, f"devices as {user}", f"not checked: {e}",
+                             f"create it (useradd --system --gid {group} {user})")
+    if not access.can_probe(acct):
+        return None, Finding(Level.WARN, f"devices as {user}",
+                             "not checked: only root can act as another user",
+                             "run microvm doctor as root")
+    return acct, None
+
+
+def check_devices_as(user: str, group: str,
+                     devices: Sequence[str] = access.DEVICES) -> Iterator[Finding]:
+    """Each device (of those present) opened read-write as `user` with Group=`group`, as the
+    hypervisor opens it under microvm@.service: usable by root is not usable by it."""
+    acct, why = _account(user, group)
+    if acct is None:
+        assert why is not None
+        yield why
+        return
+    for device in devices:
+        if not os.path.exists(device):
+            continue  # root's finding says it is missing
+        try:
+            problem = access.device_problem(acct, device)
+        except (HostError, ProcessError) as e:
+            yield Finding(Level.WARN, f"{device} as {user}", f"cannot check: {e}")
+            continue
+        if problem is None:
+            yield Finding(Level.OK, f"{device} as {user}", f"usable by {user}")
+        else:
+            why_not, fix = problem
+            yield Finding(Level.WARN, f"{device} as {user}", f"not usable by {user}: {why_not}",
+                          fix)
 
 
 def check_binaries(path: str | None = None) -> Iterator[Finding]:
@@ -238,7 +290,30 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def check_state(root: Path) -> Iterator[Finding]:
+def check_runner_as(vm: VMDir, target: Path, user: str, group: str) -> Iterator[Finding]:
+    """Whether the VM's user (access.vm_user: its data directory's owner, else `user`, `group`)
+    can run its runner as microvm@NAME.service does: through the `current` link (ExecStart=
+    goes through root's directory of the VM), the runner tree and what it reads."""
+    user, group = access.vm_user(vm, user, group)
+    check = f"vm {vm.name} as {user}"
+    acct, why = _account(user, group)
+    if acct is None:
+        assert why is not None
+        yield Finding(why.level, check, why.detail, why.fix)
+        return
+    try:
+        problem = access.runner_problem(acct, Runner(vm.current_link), vm.name, target)
+    except (HostError, ProcessError, OSError) as e:
+        yield Finding(Level.WARN, check, f"cannot check: {e}")
+        return
+    if problem is None:
+        yield Finding(Level.OK, check, f"can run {target}")
+    else:
+        yield Finding(Level.FAIL, check, *problem)
+
+
+def check_state(root: Path, user: str = access.DEFAULT_USER,
+                group: str = access.DEFAULT_GROUP) -> Iterator[Finding]:
     if not root.exists():
         yield Finding(Level.WARN, "state directory", f"{root} does not exist yet",
                       "microvm create makes it")
@@ -254,6 +329,7 @@ def check_state(root: Path) -> Iterator[Finding]:
             yield Finding(Level.FAIL, f"vm {vm.name}", "current does not point at a runner",
                           f"microvm update {vm.name}, or microvm remove {vm.name}")
             continue
+        yield from check_runner_as(vm, runner.path, user, group)
         hv = runner.hypervisor
         try:
             names = _runner_programs(runner)
@@ -320,10 +396,11 @@ def diagnose(root: Path, user: str = "microvm", group: str = "kvm",
                             "modprobe vhost_net (interfaces with tap.vhost = true need it)"))
     out.append(check_device("/dev/vhost-vsock", "vsock (microvm ssh, readiness over vsock)",
                             "modprobe vhost_vsock (VMs with microvm.vsock.cid need it)"))
+    out += check_devices_as(user, group)
     out += check_binaries(path)
     out += check_tools(path)
     out += check_accounts(user, group)
-    out += check_state(root)
+    out += check_state(root, user, group)
     return out
 
 
