@@ -355,8 +355,15 @@ def test_autostart_across_a_reboot_and_clean_power_off_at_shutdown(host: Host) -
     assert failed_units(host) == []
 
 
-def test_doctor_in_the_container(host: Host) -> None:
-    """`microvm doctor` of the installed package runs on the real host (informational)."""
-    p = host.microvm("doctor", check=False)
-    assert p.returncode in (0, 1), p.stderr
-    assert "/dev/net/tun" in p.stdout, p.stdout
+def test_a_runner_the_vm_user_cannot_run_is_refused(host: Host) -> None:
+    """Under /root (0700) the runner cannot be run by microvm: create refuses it (exit 2, the
+    fix named, nothing written) instead of a unit failing with 203/EXEC; doctor checks the
+    devices as microvm, not as root."""
+    runner = make_vm(host, "hidden")
+    host.run("cp", "-a", runner, "/root/hidden-runner")
+    p = host.microvm("create", "hidden", "--runner", "/root/hidden-runner", check=False)
+    assert p.returncode == 2, p.stderr
+    assert "who cannot search /root" in p.stderr and "fix: chmod o+x /root" in p.stderr
+    assert not host.path(f"{CONTROL}/hidden").exists()
+    doctor = host.microvm("doctor", check=False).stdout
+    assert "/dev/net/tun as microvm: usable by microvm" in doctor, doctor
