@@ -597,6 +597,7 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
         return
     vm = get_vm(host.root, name)
     stop_and_unplug(host, vm, timeout)
+    host.service.reset_failed(vm)  # a VM that had failed leaves no failed unit behind
     if host.service.enabled(vm):
         try:
             host.service.set_enabled(vm, False)  # no want for a VM that is gone

@@ -65,15 +65,16 @@ class Service:
         return HostError(f"cannot {what} {vm.name}: systemd is not running here; " +
                          f"run it in the foreground with `microvm run {vm.name}`")
 
-    def _reset_failed(self, vm: VMDir) -> None:
+    def reset_failed(self, vm: VMDir) -> None:
         """Forget a failure (and the start limit a VM that kept failing hit): asked to start,
-        it gets a new chance."""
-        process.run(["systemctl", "reset-failed", *all_units(vm.name)], check=False)
+        it gets a new chance; removed, it leaves no failed unit behind."""
+        if self.systemd:
+            process.run(["systemctl", "reset-failed", *all_units(vm.name)], check=False)
 
     def start(self, vm: VMDir) -> None:
         if not self.systemd:
             raise self._no_manager(vm, "start")
-        self._reset_failed(vm)
+        self.reset_failed(vm)
         process.run(["systemctl", "start", unit(vm.name)], capture=False)
 
     def restart(self, vm: VMDir) -> None:
@@ -83,7 +84,7 @@ class Service:
                             f"(`microvm shutdown {vm.name}`) and run it again")
         if not self.systemd:
             raise self._no_manager(vm, "restart")
-        self._reset_failed(vm)
+        self.reset_failed(vm)
         process.run(["systemctl", "restart", unit(vm.name)], capture=False)
 
     def enabled(self, vm: VMDir) -> bool:
