@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .errors import MicrovmError, Problem, UsageError, ValidationError, escape
+from .errors import (
+    ConflictError,
+    MicrovmError,
+    Problem,
+    UsageError,
+    ValidationError,
+    escape,
+)
 
 if TYPE_CHECKING:
     from .config import MicroVM
@@ -37,7 +44,7 @@ class _Group(click.Group):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except ValidationError as e:
+        except (ValidationError, ConflictError) as e:
             if debug:
                 raise
             for problem in e.problems:
@@ -249,13 +256,16 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
 @click.option("--update-flake", multiple=True, metavar="NAME=FLAKE",
               help="A declared VM installed once, then updated with `microvm update NAME` " +
               "from FLAKE (microvm.vms.NAME.updateFlake).")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--force", is_flag=True, help="Write into an existing directory: replace or " +
+              "remove what an earlier run wrote there (recorded in DIR/.microvm-units.json); " +
+              "other files are never touched, and one in the way stops the run (exit 2).")
 def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | None,
           readiness: str, console: str, start_timeout: int, shutdown_timeout: int,
           virtiofsd_notify: bool, declare: tuple[str, ...], declared_file: Any,
           no_restart_if_changed: tuple[str, ...], no_autostart: tuple[str, ...],
           update_flake: tuple[str, ...], force: bool) -> None:
-    """Write the host's systemd units (microvm@.service and its helpers)."""
+    """Write the host's systemd units (microvm@.service and its helpers), recorded in
+    OUT/.microvm-units.json."""
     from . import units as u
 
     declared = u.parse_declared(declare, no_restart_if_changed, no_autostart, update_flake)
