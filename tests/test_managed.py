@@ -301,7 +301,7 @@ def test_remove_keeps_changed_files_and_foreign_ones(tmp_path: Path) -> None:
     changed.write_text("mine now\n")
     outcome = managed.remove(out, MANIFEST)
     assert [(p.path, p.message) for p in outcome.kept] == [
-        (str(changed), "kept: changed since it was written")]
+        (str(changed), "changed since it was written")]
     assert f"{SYSTEM}/microvms.target" in outcome.removed
     left = snapshot(out)
     assert {k: left[k] for k in theirs} == theirs

@@ -209,3 +209,14 @@ def test_prefetch_script_runs_from_the_installed_package(installed: Installed,
             "print(p.rev, p.sha256)")
     rev, sha256 = installed.run(installed.python, "-c", code).stdout.split()
     assert rev == head and len(sha256) == 52
+
+
+def test_host_install_links_the_installed_command(installed: Installed) -> None:
+    root = installed.work / "image"
+    root.mkdir()
+    installed.run(installed.microvm, "host", "install", "--root", root)
+    link = root / "usr/local/bin/microvm"
+    assert os.readlink(link) == str(installed.microvm)
+    assert (root / "usr/local/libexec/microvm/set-booted").is_file()
+    installed.run(installed.microvm, "host", "uninstall", "--root", root)
+    assert not os.path.lexists(link)

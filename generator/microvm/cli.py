@@ -283,6 +283,62 @@ def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | N
     u.write(out, opts, force=force)
 
 
+# -- installing the host side (non-NixOS hosts) --------------------------------------------
+
+ROOT_DIR = click.Path(path_type=Path, file_okay=False, exists=True)
+
+
+@main.group("host")
+def host_group() -> None:
+    """Install or remove the host side (units, helpers, the VM user) on a systemd host without
+    NixOS. NixOS hosts use the Nix host module instead."""
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@host_group.command("install", short_help="Install the host side under PREFIX (/usr/local).")
+@click.option("--prefix", default="/usr/local", show_default=True,
+              help="Where the files go: PREFIX/lib/systemd/system, lib/tmpfiles.d, " +
+              "lib/sysusers.d, libexec/microvm, bin/microvm; recorded in " +
+              "PREFIX/lib/microvm/install.json.")
+@click.option("--state-dir", help="Where the VMs live (default: what the last install used, " +
+              "else /var/lib/microvms).")
+@click.option("--user", help="User the VMs run as, created by systemd-sysusers (default: the " +
+              "last install's, else microvm).")
+@click.option("--group", help="Group the VMs run as, which may open /dev/kvm; created when " +
+              "missing (default: the last install's, else kvm).")
+@click.option("--root", type=ROOT_DIR, help="Write the files below this directory and run " +
+              "nothing (a scratch tree or an image).")
+def host_install(prefix: str, state_dir: str | None, user: str | None, group: str | None,
+                 root: Path | None) -> None:
+    """Install the units, tmpfiles and sysusers files, helpers and PREFIX/bin/microvm, then run
+    systemd-sysusers, systemd-tmpfiles --create and systemctl daemon-reload. Never overwrites
+    a file it did not write; running it again upgrades in place."""
+    from .host import install as i
+
+    root = Path(os.path.abspath(root)) if root is not None else None
+    i.install(i.resolve(prefix, root, state_dir, user, group), root, _echo)
+
+
+@host_group.command("uninstall", short_help="Remove what `host install` wrote.")
+@click.option("--prefix", default="/usr/local", show_default=True,
+              help="The prefix given to `host install`.")
+@click.option("--root", type=ROOT_DIR, help="The directory given to `host install --root`; " +
+              "run nothing.")
+@click.option("--force", is_flag=True, help="Also while microvm@ units are active (they keep " +
+              "running until they stop, without unit files).")
+def host_uninstall(prefix: str, root: Path | None, force: bool) -> None:
+    """Remove what `host install` wrote and nobody changed since (changed files are kept and
+    named), then systemctl daemon-reload. The state directory with the VMs' data and the user
+    stay."""
+    from .host import install as i
+
+    root = Path(os.path.abspath(root)) if root is not None else None
+    i.uninstall(prefix, root, force, _echo)
+
+
 # -- host commands ---------------------------------------------------------------------------
 
 def _state_dir_option(f: F) -> F:
@@ -516,10 +572,18 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "remove": ("microvm remove web", "microvm remove web --purge"),
     "reconcile": ("microvm reconcile --declared web --declared db",),
     "doctor": ("microvm doctor",),
+    "host": ("microvm host install", "microvm host uninstall"),
 }
-for _name, _command in main.commands.items():
-    # \b keeps click from re-wrapping the lines
-    _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {x}" for x in EXAMPLES[_name])
+# the subcommands of `microvm host`
+HOST_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "install": ("microvm host install",
+                "microvm host install --state-dir /srv/vms --root /tmp/image"),
+    "uninstall": ("microvm host uninstall", "microvm host uninstall --force"),
+}
+for _examples, _group in ((EXAMPLES, main), (HOST_EXAMPLES, host_group)):
+    for _name, _command in _group.commands.items():
+        # \b keeps click from re-wrapping the lines
+        _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {x}" for x in _examples[_name])
 main.epilog = ("\b\nShell completion (bash, zsh, fish), e.g. in ~/.bashrc:\n" +
                '  eval "$(_MICROVM_COMPLETE=bash_source microvm)"')
 

@@ -31,7 +31,9 @@ What a run does with a path:
 
 A run is a transaction as far as a file system allows (one rename per file). Under an exclusive
 lock (flock on the tree's directory), the writer records its plan in `<manifest>.pending`
-(state "prepare": the new manifest, the temporary names, the directories it creates), writes
+(state "prepare": the new manifest, the temporary names, the directories it creates; when the
+manifest's own directories are missing they are made under a temporary name with the pending
+file inside and renamed into place, so they never exist unrecorded), writes
 every new file to a temporary name beside its target (`.NAME.XXXXXXXX.microvm-tmp`, fsynced),
 then switches the pending file to state "commit" (an atomic rename: the point of no return),
 renames the temporaries into place, removes the stale files and empty directories, writes the
@@ -54,6 +56,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -153,6 +156,7 @@ class Outcome:
     unchanged: tuple[str, ...] = ()
     kept: tuple[Problem, ...] = ()  # remove(): recorded files left in place, and why
     recovered: str | None = None
+    manifest: Manifest | None = None  # remove(): the manifest it removed (None: there was none)
 
 
 def _depth_order(rel: str) -> tuple[int, str]:
@@ -323,27 +327,39 @@ class Tree:
         return "completed"
 
     def _clean_temporaries(self) -> None:
-        """Temporaries of the manifest or pending file a crash left (_replace_file's)."""
-        names = (self.manifest.name, self.pending.name)
-        stale = re.compile("(?:" + "|".join(re.escape(f".{n}.") for n in names) + ")"
-                           + "[0-9a-f]{8}" + re.escape(TEMP_SUFFIX))
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.listdir(self.manifest.parent):
-                if stale.fullmatch(entry):
-                    os.unlink(self.manifest.parent / entry)
+        """What a crash before the pending file was in place left: temporaries of the manifest
+        or pending file (_replace_file's), and a staged directory chain (_stage_pending's)."""
+        for path in [self.manifest, self.pending,
+                     *(self.path(d) for d in _ancestors(self.manifest_rel))]:
+            stale = re.compile(re.escape(f".{path.name}.") + "[0-9a-f]{8}" +
+                               re.escape(TEMP_SUFFIX))
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for entry in os.listdir(path.parent):
+                    if not stale.fullmatch(entry):
+                        continue
+                    found = path.parent / entry
+                    if found.is_dir() and not found.is_symlink():
+                        shutil.rmtree(found)
+                    else:
+                        os.unlink(found)
 
     def _undo(self, plan: _Plan) -> None:
         for rel, temp in plan.temps.items():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(rel).parent / temp)
-        pending_dir = str(PurePosixPath(self.manifest_rel).parent)
+        first = self.manifest_dirs(plan.created)  # they hold the pending file: last
         for d in sorted(plan.created, key=_depth_order, reverse=True):
-            if d != pending_dir:
+            if d not in first:
                 _rmdir_if_empty(self.path(d))
         os.unlink(self.pending)
         fsync_dir(self.pending.parent)
-        if pending_dir in plan.created:
-            _rmdir_if_empty(self.path(pending_dir))
+        for d in reversed(first):
+            _rmdir_if_empty(self.path(d))
+
+    def manifest_dirs(self, created: tuple[str, ...]) -> list[str]:
+        """The directories of `created` the manifest (and pending file) is in, outermost
+        first: created before the pending file is written, removed after it is gone."""
+        return [d for d in _ancestors(self.manifest_rel) if d in created]
 
     def _commit(self, plan: _Plan) -> None:
         """Roll forward from the commit point (idempotent: a crash in here is completed by the
@@ -564,15 +580,16 @@ def _write_locked(tree: Tree, old: Manifest | None, entries: Mapping[str, Entry]
 def _prepare(tree: Tree, plan: _Plan, entries: Mapping[str, Entry]) -> None:
     """Record the plan (state "prepare"), create the directories and write every temporary.
     Undone completely when anything fails."""
-    manifest_dir = str(PurePosixPath(tree.manifest_rel).parent)
+    first = tree.manifest_dirs(plan.created)
     recorded = False
     try:
-        if manifest_dir in plan.created:
-            _mkdir(tree.path(manifest_dir))
-        _replace_file(tree.pending, _json_bytes(plan.to_json()))
+        if first:
+            _stage_pending(tree, first, _json_bytes(plan.to_json()))
+        else:
+            _replace_file(tree.pending, _json_bytes(plan.to_json()))
         recorded = True
         for d in plan.created:
-            if d != manifest_dir:
+            if d not in first:
                 _mkdir(tree.path(d))
         for rel, temp in plan.temps.items():
             entry = entries[rel]
@@ -585,13 +602,30 @@ def _prepare(tree: Tree, plan: _Plan, entries: Mapping[str, Entry]) -> None:
         for parent in {tree.path(rel).parent for rel in plan.temps}:
             fsync_dir(parent)
     except BaseException:
-        if recorded:
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if recorded:
                 tree._undo(plan)
-        elif manifest_dir in plan.created:
-            with contextlib.suppress(OSError):
-                _rmdir_if_empty(tree.path(manifest_dir))
+            else:
+                tree._clean_temporaries()
         raise
+
+
+def _stage_pending(tree: Tree, missing: list[str], data: bytes) -> None:
+    """The manifest's directories do not exist yet (`missing`, outermost first): make them
+    with the pending file inside under a temporary name beside the outermost, then rename
+    that into place, so that the directories appear together with the record that they are
+    this run's (a crash before leaves only the temporary, which the next run removes)."""
+    outer = tree.path(missing[0])
+    staged = outer.with_name(_temp_name(outer.name))
+    _mkdir(staged)
+    inner = staged
+    for d in missing[1:]:
+        inner = inner / PurePosixPath(d).name
+        _mkdir(inner)
+    _write_new(inner / tree.pending.name, data, 0o644)
+    fsync_dir(inner)
+    os.rename(staged, outer)
+    fsync_dir(outer.parent)
 
 
 def _mkdir(path: Path) -> None:
@@ -617,7 +651,7 @@ def remove(root: Path, manifest: str) -> Outcome:
         for rel, record in sorted(old.files.items()):
             path = tree.path(rel)
             if any(_kind(tree.path(a)) for a in _ancestors(rel)):
-                kept.append(Problem(str(path), "kept: a directory above it was replaced"))
+                kept.append(Problem(str(path), "a directory above it was replaced"))
                 continue
             current = _current(path)
             if current is None:
@@ -626,11 +660,11 @@ def remove(root: Path, manifest: str) -> Outcome:
                 os.unlink(path)
                 removed.append(rel)
             else:
-                kept.append(Problem(str(path), "kept: changed since it was written"))
+                kept.append(Problem(str(path), "changed since it was written"))
         for parent in {tree.path(rel).parent for rel in removed}:
             fsync_dir(parent)
         os.unlink(tree.manifest)
         fsync_dir(tree.manifest.parent)
         for d in sorted(old.dirs, key=_depth_order, reverse=True):
             _rmdir_if_empty(tree.path(d))
-    return Outcome(removed=tuple(removed), kept=tuple(kept), recovered=recovered)
+    return Outcome(removed=tuple(removed), kept=tuple(kept), recovered=recovered, manifest=old)

@@ -110,7 +110,7 @@ class UnitOptions:
 _SAFE_FLAKE = re.compile(r"[A-Za-z0-9._/+=@:,?&~#-]+")
 
 
-def _safe_path(what: str, value: str) -> str:
+def safe_path(what: str, value: str) -> str:
     if not _SAFE_PATH.fullmatch(value) or "//" in value or "/../" in f"{value}/":
         raise UsageError(f"{what} must be an absolute path of letters, digits and ._/+=@:,- " +
                          f"(it is written into unit files), got {value!r}")
@@ -118,7 +118,7 @@ def _safe_path(what: str, value: str) -> str:
 
 
 def _check(opts: UnitOptions) -> None:
-    _safe_path("--state-dir", opts.state_dir)
+    safe_path("--state-dir", opts.state_dir)
     for what, value in (("--user", opts.user), ("--group", opts.group)):
         if not _SAFE_ACCOUNT.fullmatch(value):
             raise UsageError(f"{what} must be a user/group name, got {value!r}")
@@ -127,7 +127,7 @@ def _check(opts: UnitOptions) -> None:
     seen: set[str] = set()
     for vm in opts.declared:
         check_name(vm.name)
-        _safe_path(f"runner of {vm.name}", vm.runner)
+        safe_path(f"runner of {vm.name}", vm.runner)
         if vm.name in seen:
             raise UsageError(f"VM {vm.name!r} is declared twice")
         if vm.update_flake is not None and not _SAFE_FLAKE.fullmatch(vm.update_flake):
@@ -187,7 +187,7 @@ def _hypervisor(runner: str) -> str | None:
 def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     """The unit tree: relative path -> (content, mode) or Link."""
     _check(opts)
-    libexec = _safe_path("--libexec-dir", libexec_dir)
+    libexec = safe_path("--libexec-dir", libexec_dir)
     state_dir = opts.state_dir.rstrip("/")
     common: dict[str, Any] = {
         "version": __version__, "state": state_specifier(state_dir), "state_dir": state_dir,

@@ -64,6 +64,8 @@ SOURCES: dict[str, str] = {
         "314683ac3c986db4b18243e6e7e322f568ae59c6ba1a56610931d121d102ea65",
     "units/microvm-virtiofsd@.service.j2":
         "7f935d992e855441b905c93dc47bf5b648b66459f96be2f224d6bb970a5e0533",
+    "units/microvm.sysusers.j2":
+        "d847eac296a1c861b1b2cb84f848fb720e529d9962d02ef21c16a73d72a76340",
     "units/microvm.tmpfiles.j2":
         "8af06607f598c74a421ddffedc423424a714127c1c118cfcc4e03f9ac88a006f",
     "units/microvm@.service.j2":
