@@ -310,22 +310,7 @@ class Host:
         self.run("python3", "-m", "venv", VENV)
         self.run(f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check",
                  "--no-index", "--find-links", "/root/wheels", "microvm", timeout=300)
-        if self.run(f"{VENV}/bin/microvm", "host", "--help", check=False).returncode == 0:
-            self.run(f"{VENV}/bin/microvm", "host", "install")
-            return
-        # interim (until `microvm host install` exists)
-        self.sh(f"""
-ln -sf {VENV}/bin/microvm /usr/local/bin/microvm
-microvm units --out /tmp/u --libexec-dir /usr/local/libexec/microvm
-mkdir -p /usr/local/lib/systemd/system /usr/local/libexec /usr/local/lib/tmpfiles.d
-cp -a /tmp/u/lib/systemd/system/. /usr/local/lib/systemd/system/
-cp -a /tmp/u/libexec/microvm /usr/local/libexec/
-cp /tmp/u/lib/tmpfiles.d/microvm.conf /usr/local/lib/tmpfiles.d/
-getent group kvm >/dev/null || groupadd --system kvm
-useradd --system --gid kvm --home-dir /var/lib/microvms --no-create-home microvm
-systemd-tmpfiles --create /usr/local/lib/tmpfiles.d/microvm.conf
-systemctl daemon-reload
-""")
+        self.run(f"{VENV}/bin/microvm", "host", "install")
 
 
 def wait_for(predicate: object, timeout: float, interval: float = 0.2) -> bool:

@@ -37,8 +37,7 @@ def test_exit_codes_of_the_hierarchy() -> None:
 
 def test_pin_raises_a_host_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(pin.SCRIPT_ENV, "")
-    monkeypatch.setattr(pin.shutil, "which", lambda _name: None)
-    monkeypatch.setattr(pin.Path, "is_file", lambda _self: False)
+    monkeypatch.setattr(pin, "PACKAGED", pin.PACKAGED.with_name("missing"))
     with pytest.raises(errors.HostError, match="microvm-prefetch-git not found"):
         pin.script_argv()
 

@@ -1,5 +1,6 @@
-"""scripts/microvm-prefetch-git on a local repository, and `create/update --flake` pinning with a
-fake `nix` that builds runners by copying one and records its argv."""
+"""microvm-prefetch-git (generator/microvm/libexec/) on a local repository, and
+`create/update --flake` pinning with a fake `nix` that builds runners by copying one and
+records its argv."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from microvm.host import pin as pin_module
 from microvm.host.pin import parse_git_flake
 from test_host import cli, make_runner, write_exe
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / "scripts" / "microvm-prefetch-git"
+SCRIPT = REPO / "generator" / "microvm" / "libexec" / "microvm-prefetch-git"
 NIX = ["nix", "--extra-experimental-features", "nix-command flakes"]
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("nix-hash") is None,
@@ -131,6 +133,18 @@ def test_tags_out_dir_and_errors(repo: Path, tmp_path: Path) -> None:
 def test_shellcheck() -> None:
     r = subprocess.run(["shellcheck", "-s", "sh", str(SCRIPT)], text=True, capture_output=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_the_commands_run_the_packaged_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One copy, inside the package (so a wheel or the Nix package carries it), run by sh;
+    $MICROVM_PREFETCH_GIT overrides it; PATH is not consulted."""
+    monkeypatch.delenv(pin_module.SCRIPT_ENV, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert pin_module.script_argv() == ["sh", str(SCRIPT)]
+    assert pin_module.PACKAGED == SCRIPT
+    monkeypatch.setenv(pin_module.SCRIPT_ENV, "/opt/prefetch")
+    assert pin_module.script_argv() == ["/opt/prefetch"]
+    assert not (REPO / "scripts" / "microvm-prefetch-git").exists()
 
 
 def test_parse_git_flake() -> None:

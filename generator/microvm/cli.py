@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .errors import MicrovmError, Problem, UsageError, ValidationError, escape
+from .errors import (
+    ConflictError,
+    MicrovmError,
+    Problem,
+    UsageError,
+    ValidationError,
+    escape,
+)
 
 if TYPE_CHECKING:
     from .config import MicroVM
@@ -37,7 +44,7 @@ class _Group(click.Group):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except ValidationError as e:
+        except (ValidationError, ConflictError) as e:
             if debug:
                 raise
             for problem in e.problems:
@@ -249,13 +256,16 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
 @click.option("--update-flake", multiple=True, metavar="NAME=FLAKE",
               help="A declared VM installed once, then updated with `microvm update NAME` " +
               "from FLAKE (microvm.vms.NAME.updateFlake).")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--force", is_flag=True, help="Write into an existing directory: replace or " +
+              "remove what an earlier run wrote there (recorded in DIR/.microvm-units.json); " +
+              "other files are never touched, and one in the way stops the run (exit 2).")
 def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | None,
           readiness: str, console: str, start_timeout: int, shutdown_timeout: int,
           virtiofsd_notify: bool, declare: tuple[str, ...], declared_file: Any,
           no_restart_if_changed: tuple[str, ...], no_autostart: tuple[str, ...],
           update_flake: tuple[str, ...], force: bool) -> None:
-    """Write the host's systemd units (microvm@.service and its helpers)."""
+    """Write the host's systemd units (microvm@.service and its helpers), recorded in
+    OUT/.microvm-units.json."""
     from . import units as u
 
     declared = u.parse_declared(declare, no_restart_if_changed, no_autostart, update_flake)
@@ -271,6 +281,62 @@ def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | N
         start_timeout=start_timeout, shutdown_timeout=shutdown_timeout,
         virtiofsd_notify=virtiofsd_notify, declared=declared)
     u.write(out, opts, force=force)
+
+
+# -- installing the host side (non-NixOS hosts) --------------------------------------------
+
+ROOT_DIR = click.Path(path_type=Path, file_okay=False, exists=True)
+
+
+@main.group("host")
+def host_group() -> None:
+    """Install or remove the host side (units, helpers, the VM user) on a systemd host without
+    NixOS. NixOS hosts use the Nix host module instead."""
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@host_group.command("install", short_help="Install the host side under PREFIX (/usr/local).")
+@click.option("--prefix", default="/usr/local", show_default=True,
+              help="Where the files go: PREFIX/lib/systemd/system, lib/tmpfiles.d, " +
+              "lib/sysusers.d, libexec/microvm, bin/microvm; recorded in " +
+              "PREFIX/lib/microvm/install.json.")
+@click.option("--state-dir", help="Where the VMs live (default: what the last install used, " +
+              "else /var/lib/microvms).")
+@click.option("--user", help="User the VMs run as, created by systemd-sysusers (default: the " +
+              "last install's, else microvm).")
+@click.option("--group", help="Group the VMs run as, which may open /dev/kvm; created when " +
+              "missing (default: the last install's, else kvm).")
+@click.option("--root", type=ROOT_DIR, help="Write the files below this directory and run " +
+              "nothing (a scratch tree or an image).")
+def host_install(prefix: str, state_dir: str | None, user: str | None, group: str | None,
+                 root: Path | None) -> None:
+    """Install the units, tmpfiles and sysusers files, helpers and PREFIX/bin/microvm, then run
+    systemd-sysusers, systemd-tmpfiles --create and systemctl daemon-reload. Never overwrites
+    a file it did not write; running it again upgrades in place."""
+    from .host import install as i
+
+    root = Path(os.path.abspath(root)) if root is not None else None
+    i.install(i.resolve(prefix, root, state_dir, user, group), root, _echo)
+
+
+@host_group.command("uninstall", short_help="Remove what `host install` wrote.")
+@click.option("--prefix", default="/usr/local", show_default=True,
+              help="The prefix given to `host install`.")
+@click.option("--root", type=ROOT_DIR, help="The directory given to `host install --root`; " +
+              "run nothing.")
+@click.option("--force", is_flag=True, help="Also while microvm@ units are active (they keep " +
+              "running until they stop, without unit files).")
+def host_uninstall(prefix: str, root: Path | None, force: bool) -> None:
+    """Remove what `host install` wrote and nobody changed since (changed files are kept and
+    named), then systemctl daemon-reload. The state directory with the VMs' data and the user
+    stay."""
+    from .host import install as i
+
+    root = Path(os.path.abspath(root)) if root is not None else None
+    i.uninstall(prefix, root, force, _echo)
 
 
 # -- host commands ---------------------------------------------------------------------------
@@ -533,10 +599,18 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "remove": ("microvm remove web", "microvm remove web --purge"),
     "reconcile": ("microvm reconcile --declared web --declared db",),
     "doctor": ("microvm doctor",),
+    "host": ("microvm host install", "microvm host uninstall"),
 }
-for _name, _command in main.commands.items():
-    # \b keeps click from re-wrapping the lines
-    _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {x}" for x in EXAMPLES[_name])
+# the subcommands of `microvm host`
+HOST_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "install": ("microvm host install",
+                "microvm host install --state-dir /srv/vms --root /tmp/image"),
+    "uninstall": ("microvm host uninstall", "microvm host uninstall --force"),
+}
+for _examples, _group in ((EXAMPLES, main), (HOST_EXAMPLES, host_group)):
+    for _name, _command in _group.commands.items():
+        # \b keeps click from re-wrapping the lines
+        _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {x}" for x in _examples[_name])
 main.epilog = ("\b\nShell completion (bash, zsh, fish), e.g. in ~/.bashrc:\n" +
                '  eval "$(_MICROVM_COMPLETE=bash_source microvm)"')
 

@@ -3,6 +3,7 @@
     MicrovmError            anything the tool reports to a user (exit code 1)
       ValidationError       an invalid VM document, every problem by option path (exit code 2)
       UsageError            the command was called wrongly (exit code 2)
+        ConflictError       files in the way of a managed tree, each named (exit code 2)
       HostError             a host operation failed: state directory, links, trust (exit code 1)
       ProcessError          a program could not be started, or failed (its exit code)
 """
@@ -60,6 +61,15 @@ class UsageError(MicrovmError):
     """The command was called wrongly (exit code 2)."""
 
     exit_code = 2
+
+
+class ConflictError(UsageError):
+    """Paths in the way of a managed tree (managed.py): files it did not write or that changed
+    since; carries one Problem per path (exit code 2, nothing changed)."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 class HostError(MicrovmError):

@@ -6,11 +6,12 @@ it; a program that fails (with `check=True`) becomes a `ProcessError` carrying i
 
 Children get an environment allow-list, not ours (child_env): the variables below, plus what the
 caller adds (extra_env). The children are nix (build, eval, diff-closures), microvm-prefetch-git
-(git), systemctl, the runner's scripts (bash: microvm-run, microvm-shutdown, microvm-balloon,
-tap-down, ...) and through them the hypervisor, virtiofsd, ip and curl, and ssh and socat for
-`microvm ssh` and `microvm console`. Everything else stays behind, above all what changes how a
-program or a bash script runs: LD_PRELOAD, LD_LIBRARY_PATH, BASH_ENV, ENV, SHELLOPTS, BASHOPTS,
-exported bash functions (BASH_FUNC_*), PYTHON*, IFS, CDPATH.
+(git), systemctl, systemd-sysusers and systemd-tmpfiles (`host install`), the runner's scripts
+(bash: microvm-run, microvm-shutdown, microvm-balloon, tap-down, ...) and through them the
+hypervisor, virtiofsd, ip and curl, and ssh and socat for `microvm ssh` and `microvm console`.
+Everything else stays behind, above all what changes how a program or a bash script runs:
+LD_PRELOAD, LD_LIBRARY_PATH, BASH_ENV, ENV, SHELLOPTS, BASHOPTS, exported bash functions
+(BASH_FUNC_*), PYTHON*, IFS, CDPATH.
 
     PATH HOME USER LOGNAME SHELL TMPDIR      where programs, the user's files and temporaries are
     LANG LANGUAGE LC_* TZ TERM COLORTERM NO_COLOR   locale, time zone, the terminal

@@ -1,6 +1,8 @@
 """systemd units for the host, rendered from templates/units/*.
 
-`build(UnitOptions)` returns the tree as data; `write()` puts it on disk:
+`build(UnitOptions)` returns the tree as data; `write()` puts it on disk, as a managed tree
+(managed.py: recorded in DIR/.microvm-units.json; a later `--force` run replaces or removes only
+what that records, and refuses to overwrite anything else):
 
     lib/systemd/system/microvm@.service                 the VM (runs booted/bin/microvm-run)
     lib/systemd/system/microvm-set-booted@.service      booted := current (atomic), on start
@@ -23,8 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,11 +39,15 @@ from .host.service import HELPER_UNITS
 from .host.state import CONTROL, DEFAULT_STATE_DIR, Runner, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .layout import Meta, template_names
+from .managed import Entry, Link
+from .managed import write as write_managed
 from .render import render
 
 UNIT_DIR = "lib/systemd/system"
 TMPFILES = "lib/tmpfiles.d/microvm.conf"
 LIBEXEC_DIR = "libexec/microvm"
+# the record of what `microvm units --out DIR` wrote, in DIR (managed.py)
+MANIFEST = ".microvm-units.json"
 # vsock port the guest's service manager notifies: NOTIFY_PORT_BASE + the guest's CID
 NOTIFY_PORT_BASE = NOTIFY_VSOCK_PORT_BASE
 # the units a VM requires; each is PartOf= the VM, so it stops and restarts with it
@@ -106,20 +110,12 @@ class UnitOptions:
     declared: tuple[DeclaredVM, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
-class Link:
-    target: str
-
-
-Entry = tuple[str, int] | Link
-
-
 # a flake reference written into a unit's ExecStart and a JSON file: no quotes, backslashes,
 # blanks, `$` or `%` (systemd would expand them)
 _SAFE_FLAKE = re.compile(r"[A-Za-z0-9._/+=@:,?&~#-]+")
 
 
-def _safe_path(what: str, value: str) -> str:
+def safe_path(what: str, value: str) -> str:
     if not _SAFE_PATH.fullmatch(value) or "//" in value or "/../" in f"{value}/":
         raise UsageError(f"{what} must be an absolute path of letters, digits and ._/+=@:,- " +
                          f"(it is written into unit files), got {value!r}")
@@ -127,7 +123,7 @@ def _safe_path(what: str, value: str) -> str:
 
 
 def _check(opts: UnitOptions) -> None:
-    _safe_path("--state-dir", opts.state_dir)
+    safe_path("--state-dir", opts.state_dir)
     for what, value in (("--user", opts.user), ("--group", opts.group)):
         if not _SAFE_ACCOUNT.fullmatch(value):
             raise UsageError(f"{what} must be a user/group name, got {value!r}")
@@ -136,7 +132,7 @@ def _check(opts: UnitOptions) -> None:
     seen: set[str] = set()
     for vm in opts.declared:
         check_name(vm.name)
-        _safe_path(f"runner of {vm.name}", vm.runner)
+        safe_path(f"runner of {vm.name}", vm.runner)
         if vm.name in seen:
             raise UsageError(f"VM {vm.name!r} is declared twice")
         if vm.update_flake is not None and not _SAFE_FLAKE.fullmatch(vm.update_flake):
@@ -196,7 +192,7 @@ def _hypervisor(runner: str) -> str | None:
 def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     """The unit tree: relative path -> (content, mode) or Link."""
     _check(opts)
-    libexec = _safe_path("--libexec-dir", libexec_dir)
+    libexec = safe_path("--libexec-dir", libexec_dir)
     state_dir = opts.state_dir.rstrip("/")
     common: dict[str, Any] = {
         "version": __version__, "state": state_specifier(state_dir), "state_dir": state_dir,
@@ -249,45 +245,17 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
 
 
 def write(out: Path, opts: UnitOptions, *, force: bool = False) -> Mapping[str, Entry]:
-    """Write the unit tree below `out` (replaced only with force=True, only once complete)."""
+    """Write the unit tree below `out`. An existing `out` needs force=True; then the files an
+    earlier run recorded in out/MANIFEST are replaced or removed, nothing else is touched, and
+    a file in the way that the manifest does not record (or that changed since) stops the run
+    before anything changed (ConflictError). A crash is finished by the next run."""
     out = Path(os.path.abspath(out))
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to replace it")
+    if os.path.lexists(out) and not force:
+        raise UsageError(f"{out} exists; pass --force to replace what `microvm units` wrote " +
+                         f"there (recorded in {out / MANIFEST}; other files stay)")
     files = build(opts, opts.libexec_dir or str(out / LIBEXEC_DIR))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for rel, entry in sorted(files.items()):
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(entry, Link):
-                path.symlink_to(entry.target)
-            else:
-                content, mode = entry
-                path.write_text(content, "utf-8")
-                path.chmod(mode)
-        for d in _dirs(tmp):
-            d.chmod(0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_managed(out, MANIFEST, files, writer=f"microvm units {__version__}")
     return files
-
-
-def _dirs(root: Path) -> Iterable[Path]:
-    yield root
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in dirnames:
-            yield Path(dirpath) / d
 
 
 def parse_declared(specs: Iterable[str], no_restart: Iterable[str] = (),

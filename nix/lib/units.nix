@@ -33,5 +33,7 @@ pkgs.runCommand "microvm-units" {
     (map (vm: "${vm.runner}/share/microvm/vm.json") declared)}
 '' + ''
   microvm units --out "$out" ${lib.escapeShellArgs args}
+  # the record `--force` runs use to replace only their own files: a store path is never rewritten
+  rm "$out/.microvm-units.json"
   if [ -d "$out/libexec" ]; then patchShebangs "$out/libexec"; fi
 '')

@@ -68,6 +68,8 @@ SOURCES: dict[str, str] = {
         "53a36e42f02a1781e8aef7181894c262a96b373dd627323ece1e17e7c2af35d6",
     "units/microvm-virtiofsd@.service.j2":
         "165992916296549b87ca389fee676756bed278a899cef38d69b01851ed9447d6",
+    "units/microvm.sysusers.j2":
+        "d847eac296a1c861b1b2cb84f848fb720e529d9962d02ef21c16a73d72a76340",
     "units/microvm.tmpfiles.j2":
         "8af06607f598c74a421ddffedc423424a714127c1c118cfcc4e03f9ac88a006f",
     "units/microvm@.service.j2":

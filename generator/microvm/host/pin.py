@@ -1,8 +1,9 @@
 """Pinning a VM's flake: the git revision and NAR hash its source resolved to.
 
 `create --flake git+URL` records {url, ref, rev, sha256, date} in <state>/<name>/pin.json (from
-scripts/microvm-prefetch-git) and builds `git+URL?rev=REV`; `update` resolves the reference
-again and reports whether the revision or the content hash changed.
+microvm-prefetch-git, which the package ships in microvm/libexec/) and builds
+`git+URL?rev=REV`; `update` resolves the reference again and reports whether the revision or
+the content hash changed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from ..errors import HostError
 
 SCRIPT = "microvm-prefetch-git"
 SCRIPT_ENV = "MICROVM_PREFETCH_GIT"
+# the script as the package ships it (package data: pyproject.toml, nix/pkgs/microvm-generator.nix)
+PACKAGED = Path(__file__).resolve().parent.parent / "libexec" / SCRIPT
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
@@ -81,17 +83,16 @@ class Pin:
 
 
 def script_argv() -> list[str]:
-    """How to run microvm-prefetch-git: $MICROVM_PREFETCH_GIT, PATH, or this source tree."""
+    """How to run microvm-prefetch-git: $MICROVM_PREFETCH_GIT (an executable), else the copy
+    this package ships, run by `sh` (so the file's mode inside a wheel does not matter). Not
+    looked up on PATH: the script that runs is the one installed and tested with this code."""
     explicit = os.environ.get(SCRIPT_ENV)
     if explicit:
         return [explicit]
-    found = shutil.which(SCRIPT)
-    if found:
-        return [found]
-    in_tree = Path(__file__).resolve().parents[3] / "scripts" / SCRIPT
-    if in_tree.is_file():
-        return ["sh", str(in_tree)]
-    raise HostError(f"{SCRIPT} not found: put it on PATH or set {SCRIPT_ENV}")
+    if PACKAGED.is_file():
+        return ["sh", str(PACKAGED)]
+    raise HostError(f"{SCRIPT} not found: {PACKAGED} is missing (an incomplete installation of "
+                    + f"the microvm package: reinstall it), or set {SCRIPT_ENV}")
 
 
 def prefetch(url: str, wanted: str) -> Pin:
