@@ -395,3 +395,36 @@ def test_a_runner_the_vm_user_cannot_run_is_refused(host: Host) -> None:
     assert not host.path(f"{CONTROL}/hidden").exists()
     doctor = host.microvm("doctor", check=False).stdout
     assert "/dev/net/tun as microvm: usable by microvm" in doctor, doctor
+
+
+def test_units_out_into_etc_systemd_system_keeps_what_is_there(host: Host) -> None:
+    """The command that wiped /etc/systemd/system (38 entries became 2) now leaves every entry
+    it did not write, and a second --force replaces only its own."""
+    etc = "/etc/systemd/system"
+    before = set(host.run("find", etc, "-mindepth", "1").stdout.split())
+    assert len(before) > 10
+    host.microvm("units", "--out", etc, "--force")
+    host.microvm("units", "--out", etc, "--force")
+    after = set(host.run("find", etc, "-mindepth", "1").stdout.split())
+    assert before <= after
+    assert f"{etc}/.microvm-units.json" in after
+    # and they go again with their manifest: nothing of before is touched
+    host.run("rm", "-r", f"{etc}/lib", f"{etc}/libexec", f"{etc}/.microvm-units.json")
+    assert set(host.run("find", etc, "-mindepth", "1").stdout.split()) == before
+
+
+def test_host_uninstall_removes_what_install_wrote(host: Host) -> None:
+    """Last: `microvm host uninstall` removes exactly the installed files; VM data and the
+    user stay; install brings it all back."""
+    manifest = json.loads(host.path("/usr/local/lib/microvm/install.json").read_text())
+    files = sorted(manifest["files"])
+    host.path(f"{STATE}/keep").mkdir(parents=True, exist_ok=True)
+    host.path(f"{STATE}/keep/data.img").write_text("user data\n")
+    host.run(f"{hostsys.VENV}/bin/microvm", "host", "uninstall")
+    for rel in files:
+        assert not os.path.lexists(host.path(f"/usr/local/{rel}")), rel
+    assert host.prop("microvm@x.service", "LoadState") == "not-found"
+    assert host.path(f"{STATE}/keep/data.img").read_text() == "user data\n"
+    assert host.run("id", "microvm", check=False).returncode == 0
+    host.run(f"{hostsys.VENV}/bin/microvm", "host", "install")
+    assert host.prop("microvm@x.service", "LoadState") == "loaded"
