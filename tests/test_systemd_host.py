@@ -15,8 +15,11 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import hostsys
@@ -428,3 +431,89 @@ def test_host_uninstall_removes_what_install_wrote(host: Host) -> None:
     assert host.run("id", "microvm", check=False).returncode == 0
     host.run(f"{hostsys.VENV}/bin/microvm", "host", "install")
     assert host.prop("microvm@x.service", "LoadState") == "loaded"
+
+
+NIX_GUEST = r"""power_button
+init=$(sed -n 's/.*init=\([^ ]*\).*/\1/p' /proc/cmdline)
+mkdir -p /nix/store
+mount -t erofs -o ro /dev/vda /nix/store
+sh "$init"
+while :; do sleep 1; done
+"""
+
+
+def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> None:
+    """The host module's evaluation (NixOS stub, tests/nix/dropin/systemd-host.nix), installed
+    as NixOS would: its units package linked into /etc/systemd/system (systemd.packages), the
+    wantedBy links its systemd.services/targets declare, its tmpfiles rules and user. At boot
+    install-microvm-nixvm installs the Nix-built runner, microvm@nixvm boots it (its store
+    disk), a crash restarts it, a stop powers it off."""
+    from test_nix import NIX_OPTS, NIXDIR, nix_problem
+
+    if why := nix_problem():
+        pytest.skip(why)
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    kernel = vmtest.guest_kernel()
+    shutil.copyfile(kernel.vmlinux, assets / "vmlinux")
+    vmtest.testguest.build_initramfs(kernel, assets / "initrd.gz", NIX_GUEST)
+    expr = ("(import ./dropin/systemd-host.nix { " +
+            f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; " +
+            f'hostKernel = "{hostsys.ASSETS}/vmlinux"; ' +
+            f'hostInitrd = "{hostsys.ASSETS}/initrd.gz"; }})')
+
+    def nix(*args: str) -> str:
+        p = subprocess.run([*args, *NIX_OPTS], cwd=NIXDIR, capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return p.stdout.strip().splitlines()[-1]
+
+    units = nix("nix-build", "--no-out-link", "-E", f"{expr}.units")
+    runner = nix("nix-build", "--no-out-link", "-E", f"{expr}.runner")
+    settings = json.loads(json.loads(nix("nix-instantiate", "--eval", "--strict", "-E",
+                                         f"{expr}.settings")))
+    h = Host(tmp_path / "nixos", hostsys.root(), name="microvm-nixos",
+             binds={hostsys.ASSETS: assets, "/nix/store": Path("/nix/store")})
+    try:
+        etc = h.path("/etc/systemd/system")
+        for src in sorted(Path(units, "lib/systemd/system").rglob("*")):
+            dst = etc / src.relative_to(Path(units, "lib/systemd/system"))
+            if src.is_dir() and not src.is_symlink():
+                dst.mkdir(parents=True, exist_ok=True)
+            elif src.is_symlink():
+                dst.symlink_to(os.readlink(src))  # the .wants links, relative
+            else:
+                dst.symlink_to(src)  # as NixOS links systemd.packages' units
+        for want in settings["wants"]:
+            d = etc / f"{want['target']}.wants"
+            d.mkdir(parents=True, exist_ok=True)
+            if not (d / want["unit"]).is_symlink():
+                (d / want["unit"]).symlink_to(f"../{want['unit']}")
+        h.path("/etc/tmpfiles.d").mkdir(parents=True, exist_ok=True)
+        h.path("/etc/tmpfiles.d/10-microvm.conf").write_text(settings["tmpfiles"])
+        h.path("/etc/systemd/system/microvm@.service.d").mkdir(parents=True, exist_ok=True)
+        h.path("/etc/systemd/system/microvm@.service.d/50-test-console.conf").write_text(
+            CONSOLE_DROPIN)
+        # users.users / users.groups of the host module, made before boot as NixOS does
+        for argv in (["groupadd", "--system", "-f", settings["group"]],
+                     ["useradd", "--system", "--gid", settings["group"], "--home-dir", STATE,
+                      "--no-create-home", settings["user"]]):
+            subprocess.run([argv[0], "--root", str(h.merged), *argv[1:]], check=True)
+        h.boot()  # microvms.target (wanted by multi-user.target) starts the declared VM
+        h.wait("the Nix-built guest's toplevel", lambda: "MICROVM-NIX-TOPLEVEL nixvm" in
+               h.journal("-u", "microvm@nixvm.service"), timeout=90)
+        assert h.state("install-microvm-nixvm") == "active"
+        assert os.readlink(h.path(f"{CONTROL}/nixvm/current")) == runner
+        assert os.readlink(h.path(f"{CONTROL}/nixvm/booted")) == runner
+        assert h.path(f"{STATE}/nixvm").stat().st_uid != 0  # the VM user's data directory
+        assert "X-RestartIfChanged=true" in h.run(
+            "systemctl", "cat", "microvm@nixvm").stdout
+        h.run("kill", "-9", h.prop("microvm@nixvm.service", "MainPID"))
+        h.wait("the restart after the crash", lambda: h.journal(
+            "-u", "microvm@nixvm.service").count("MICROVM-NIX-TOPLEVEL nixvm") >= 2, timeout=90)
+        h.systemctl("stop", "microvm@nixvm")
+        journal = h.journal("-u", "microvm@nixvm.service")
+        assert "reboot: Power down" in journal and "SIGKILL" not in journal
+        assert failed_units(h) == []
+    finally:
+        h.close()
