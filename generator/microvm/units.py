@@ -22,7 +22,6 @@ The tree is deterministic, so Nix can build it as a package (`systemd.packages`)
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -33,8 +32,7 @@ from typing import Any
 
 from . import __version__
 from .config import MicroVM, ShareProto
-from .document import from_document
-from .errors import UsageError, ValidationError
+from .errors import UsageError
 from .host.service import HELPER_UNITS
 from .host.state import CONTROL, DEFAULT_STATE_DIR, Runner, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
@@ -148,18 +146,6 @@ def state_specifier(state_dir: str) -> str:
     return state_dir
 
 
-def _declared_model(runner: str) -> MicroVM | None:
-    """The VM of a declared runner, when its vm.json can be read at build time (a runner in
-    the Nix store can)."""
-    text = Runner(Path(runner)).meta(Meta.VM_JSON)
-    if text is None:
-        return None
-    try:
-        return from_document(json.loads(text))
-    except (ValidationError, ValueError):
-        return None
-
-
 def _writable_outside(vm: MicroVM | None, state_dir: str, name: str) -> list[str]:
     """Volume directories and writable 9p shares of a declared runner that lie outside its state
     directory (ProtectSystem=strict makes them read-only unless listed)."""
@@ -222,7 +208,8 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
              restart_if_changed="true" if vm.restart_if_changed else "false",
              update_flake=vm.update_flake,
              before=("microvm", *DEPENDENCIES), state_path=state_specifier(state_dir))
-        model = _declared_model(vm.runner)
+        # the VM of a declared runner, when its vm.json can be read at build time (in the Nix store)
+        model = Runner(Path(vm.runner)).model()
         files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
             render("units/microvm-declared.conf.j2", **common, name=vm.name,
                    restart_if_changed=vm.restart_if_changed,

@@ -40,9 +40,7 @@ from pathlib import Path
 
 from .. import process
 from ..capabilities import CAPABILITIES, Feature
-from ..config import MicroVM
-from ..document import from_document
-from ..errors import HostError, MicrovmError, UsageError, ValidationError
+from ..errors import HostError, MicrovmError, UsageError
 from ..layout import META_DIR, Meta, Program
 from .service import unit
 from .state import Runner, VMDir
@@ -199,16 +197,6 @@ def probe(acct: Account, requests: Sequence[Request]) -> list[Denial]:
 
 # -- what a runner needs -----------------------------------------------------------------------
 
-def _model(runner: Runner) -> MicroVM | None:
-    text = runner.meta(Meta.VM_JSON)
-    if not text:
-        return None
-    try:
-        return from_document(json.loads(text))
-    except (ValidationError, ValueError):
-        return None
-
-
 def runner_requests(runner: Runner) -> list[Request]:
     """What microvm@NAME.service needs, as the VM's user, of `runner` (its path may be a link,
     as ExecStart= reaches it): read and execute bin/microvm-run and bin/microvm-shutdown
@@ -225,7 +213,7 @@ def runner_requests(runner: Runner) -> list[Request]:
             if path.is_file() or path.is_dir():
                 out.append(Request(str(path), Need.READ if path.is_file() else Need.SEARCH,
                                    str(path.relative_to(base))))
-    model = _model(runner)
+    model = runner.model()
     if model is not None:
         files = [("microvm.kernel", model.kernel), ("microvm.initrdPath", model.initrd),
                  ("microvm.storeDisk", model.store_disk_path)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import grp
-import json
 import os
 import pwd
 import shlex
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..config import MicroVM
-from ..document import from_document
 from ..errors import HostError, ProcessError, UsageError, ValidationError
 from ..hostwide import host_problems
 from ..hypervisors.base import HYBRID_VSOCK_SOCKET
@@ -536,22 +533,11 @@ def _links_down(host: Host, vm: VMDir) -> None:
             host.echo(f"{vm.name}: {script} failed: {result.stderr.strip()}")
 
 
-def _model(runner: Runner | None) -> MicroVM | None:
-    """The VM a runner was generated for (share/microvm/vm.json), or None when unreadable."""
-    text = runner.meta(Meta.VM_JSON) if runner else None
-    if text is None:
-        return None
-    try:
-        return from_document(json.loads(text))
-    except (ValidationError, ValueError):
-        return None
-
-
 def check_host_conflicts(host: Host, name: str, target: Path) -> None:
     """Refuse a runner for VM `name` that claims what another VM of this host has (a tap
     name, MAC, vsock CID, forwarded port, device, written image: hostwide.py), before
     anything is switched. Exit 2 with both VMs and both option paths."""
-    new = _model(Runner(target))
+    new = Runner(target).model()
     if new is None:
         return
     names, vms = [], []
@@ -562,7 +548,7 @@ def check_host_conflicts(host: Host, name: str, target: Path) -> None:
             runner = other.trusted_active_runner()  # root reads only what root wrote
         except HostError:
             continue  # a VM whose runner cannot be trusted is refused where it is used
-        if (model := _model(runner)) is not None:
+        if runner is not None and (model := runner.model()) is not None:
             names.append(other.name)
             vms.append(model)
     problems = host_problems([*vms, new], str(host.root), [*names, name])
@@ -572,7 +558,7 @@ def check_host_conflicts(host: Host, name: str, target: Path) -> None:
 
 def _volumes(vm: VMDir) -> list[Path]:
     """The VM's volume images (from the runner's share/microvm/vm.json), absolute."""
-    model = _model(vm.active_runner)
+    model = vm.active_runner.model() if vm.active_runner else None
     if model is None:
         return []
     return [Path(os.path.normpath(vm.path / v.image)) for v in model.volumes]

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from .. import process
 from ..capabilities import CAPABILITIES, Feature, Hypervisor
-from ..config import MicroVM
 from ..document import from_document
-from ..errors import HostError, ProcessError, ValidationError
+from ..errors import HostError, ProcessError
 from ..hypervisors import backend
 from ..hypervisors.qemu import KVM_MODULES
 from ..layout import Meta, Program
@@ -352,22 +351,12 @@ def check_state(root: Path, user: str = access.DEFAULT_USER,
             yield Finding(Level.OK, f"vm {vm.name}", f"{hv}: binaries found")
 
 
-def _model(runner: Runner) -> MicroVM | None:
-    text = runner.meta(Meta.VM_JSON)
-    if not text:
-        return None
-    try:
-        return from_document(json.loads(text))
-    except (ValidationError, ValueError):
-        return None
-
-
 def _runner_programs(runner: Runner) -> tuple[str, ...] | None:
     """The programs a VM's runner starts: its hypervisor as launch.json records it (a HostError
     when that is malformed) and the control tools of its backend; None when neither can be
     told (a runner of an unknown hypervisor)."""
     launch = runner.launch()
-    model = _model(runner)
+    model = runner.model()
     if model is None:
         return launch.programs if launch is not None else None
     be = backend(model.hypervisor)

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import HostError, UsageError
+from ..config import MicroVM
+from ..document import from_document
+from ..errors import HostError, UsageError, ValidationError
 from ..layout import LaunchRecord, Meta, Program
 
 DEFAULT_STATE_DIR = "/var/lib/microvms"
@@ -274,6 +276,17 @@ class Runner:
         try:
             return (self.path / name.path).read_text("utf-8")
         except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def model(self) -> MicroVM | None:
+        """The VM this runner was generated for (share/microvm/vm.json), or None when it has
+        none or it cannot be read."""
+        text = self.meta(Meta.VM_JSON)
+        if not text:
+            return None
+        try:
+            return from_document(json.loads(text))
+        except (ValidationError, ValueError):
             return None
 
     @property
