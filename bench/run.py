@@ -1025,6 +1025,10 @@ def main(args_in: Sequence[str] | None = None) -> int:
             bench_shares(res, work, 4 if q else 64, 1 if q else 3)
         if "nixeval" in only:
             bench_nix_eval(res, (1,) if q else (1, 10, 50), 1 if q else 9)
+        # 7 boots a container with systemd as PID 1: its own script and report
+        res.note("7. Start storms", "Measured separately by `bench/storm.py` (N VMs started " +
+                 "together by microvms.target in a container with systemd as PID 1, time until " +
+                 "all are ready as ratios to one VM alone): [STORM.md](STORM.md).")
         for _, name in res.plots:
             if name:
                 shutil.copy(work / name, args.report.parent / name)
