@@ -380,6 +380,29 @@ def test_set_booted_keeps_the_runner_on_an_automatic_restart(
         Path(record).unlink(missing_ok=True)
 
 
+def test_mark_started_without_a_restart_count_still_lets_the_vm_start(
+        helpers: Path, tmp_path: Path) -> None:
+    """A systemctl that cannot answer: the VM starts all the same, with no record (so its next
+    start boots `current`, as microvm.nix's always does)."""
+    name = f"marktest-{os.getpid()}"
+    record = Path(units.RUN_DIR, f"{name}.restarts")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "systemctl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    try:
+        Path(units.RUN_DIR).mkdir(exist_ok=True)
+        record.write_text("3\n")
+        r = subprocess.run([helpers / "mark-started", name], env=env, text=True,
+                           capture_output=True)
+        assert r.returncode == 0, r.stderr
+        assert "cannot read the restart count" in r.stderr
+        assert not record.exists()
+    finally:
+        record.unlink(missing_ok=True)
+
+
 def test_install_runner(helpers: Path, tmp_path: Path) -> None:
     run = [str(helpers / "install-runner")]
     subprocess.run([*run, "web", "/nix/store/one", "false"], check=True)

@@ -45,7 +45,7 @@ SOURCES: dict[str, str] = {
     "units/libexec/macvtap-owner.sh.j2":
         "6405e0c34032397360c8bbe9968296cb2040f814ad493040217630e7af7177cd",
     "units/libexec/mark-started.sh.j2":
-        "6b251fa3e1e5219a2250b91fd56ed26d5f289257f04450886690fcf40ef94696",
+        "31e4d55eeeede808b44d65e8eb9d6a76aea23df8b8f09e28d4307e186d88dbed",
     "units/libexec/notify-relay.sh.j2":
         "3899781db7f9c248194e6eb8230c3ac7c2fe254f268105f80d45e27f357f3666",
     "units/libexec/pci-setup.sh.j2":
