@@ -318,6 +318,8 @@ def test_a_vm_that_cannot_start_gives_up_and_says_why(host: Host) -> None:
     # the first start and START_LIMIT_BURST - 1 automatic restarts, then one refused
     assert host.prop("microvm@broken.service", "NRestarts") == str(units.START_LIMIT_BURST)
     assert "no-such-kernel" in host.journal("-u", "microvm@broken.service")
+    rows = {r["name"]: r for r in json.loads(host.microvm("list", "--json").stdout)}
+    assert rows["broken"]["state"] == "failed"
     # removed, it leaves no failed unit behind
     host.microvm("remove", "broken")
     assert "microvm@broken.service" not in failed_units(host)

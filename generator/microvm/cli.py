@@ -455,9 +455,9 @@ def list_cmd(check: bool, as_json: bool, state_dir: str | None) -> None:
     width = max(len("NAME"), *(len(r.name) for r in rows))
     click.echo(f"{'NAME':<{width}}  {'STATE':<8} {'HYPERVISOR':<17} RUNNER")
     for r in rows:
-        state = "running" if r.running else "stopped"
+        state = r.state
         runner = r.runner_state
-        fg_state = "green" if r.running else "yellow" if r.booted else "red"
+        fg_state = "green" if r.running else "red" if r.failed or not r.booted else "yellow"
         fg_runner = ("green" if runner == "up to date" else
                      "red" if runner.startswith(("outdated", "broken")) else "yellow")
         line = (f"{click.style(f'{r.name:<{width}}', bold=True)}  " +

@@ -392,6 +392,11 @@ class Status:
     outdated: bool | None  # None: not checked
     valid: bool
     autostart: bool = False  # started at boot (microvm enable, or declared with autostart)
+    failed: bool = False  # systemd gave up on it (journalctl -u microvm@NAME says why)
+
+    @property
+    def state(self) -> str:
+        return "running" if self.running else "failed" if self.failed else "stopped"
 
     @property
     def runner_state(self) -> str:
@@ -406,7 +411,7 @@ class Status:
         return "not booted"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "state": "running" if self.running else "stopped",
+        return {"name": self.name, "state": self.state,
                 "runBy": self.running, "hypervisor": self.hypervisor,
                 "current": str(self.current) if self.current else None,
                 "booted": str(self.booted) if self.booted else None,
@@ -434,7 +439,8 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
                   current=vm.current, booted=booted if running else None, source=source,
                   declared=declared, outdated=outdated,
                   valid=current is not None and current.valid,
-                  autostart=host.service.enabled(vm))
+                  autostart=host.service.enabled(vm),
+                  failed=not running and host.service.failed(vm))
 
 
 def list_status(host: Host, *, check: bool = False) -> list[Status]:

@@ -52,6 +52,13 @@ class Service:
         result = process.run(["systemctl", "is-active", "--quiet", unit(vm.name)], check=False)
         return result.returncode == 0
 
+    def failed(self, vm: VMDir) -> bool:
+        """systemd gave up on the VM (it kept failing: its journal says why)."""
+        if not self.systemd:
+            return False
+        result = process.run(["systemctl", "is-failed", "--quiet", unit(vm.name)], check=False)
+        return result.returncode == 0
+
     def running(self, vm: VMDir) -> str | None:
         """'systemd', 'foreground' (microvm run) or None."""
         if self.unit_active(vm):
