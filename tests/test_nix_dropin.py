@@ -100,6 +100,16 @@ def guest(configuration: str, attr: str) -> str:
             f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }}).{attr}")
 
 
+def test_a_users_needed_for_boot_on_a_share_or_volume_is_no_conflict() -> None:
+    """The module leaves neededForBoot alone where it does not need it (as microvm.nix, which
+    only ever sets true), so a user's `fileSystems."/etc/ssh".neededForBoot = true` on a share
+    (or a volume) evaluates instead of failing with conflicting definitions."""
+    fs = json.loads(nix_eval(guest("needed-for-boot", "glue.fileSystems")).stdout)
+    assert fs["/etc/ssh"]["neededForBoot"] is True
+    assert (fs["/etc/ssh"]["device"], fs["/etc/ssh"]["fsType"]) == ("ssh", "virtiofs")
+    assert fs["/var/lib/data"]["neededForBoot"] is True
+
+
 FAKE_SSH = """#!/bin/bash
 # ssh TARGET -- COMMAND: what a remote shell would do with the one command line it gets
 echo "ssh-target $1" >> "$LOG"

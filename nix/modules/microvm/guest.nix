@@ -135,8 +135,10 @@ in
       ${mountAt v.mountPoint} = {
         device = volumeDevice i v;
         inherit (v) fsType;
-        neededForBoot = within (mountAt v.mountPoint) overlay;
       }
+      # neededForBoot only where the guest needs it (microvm.nix sets true and nothing else): a
+      # user's own `fileSystems.<path>.neededForBoot = true` is a definition, not a conflict
+      // lib.optionalAttrs (within (mountAt v.mountPoint) overlay) { neededForBoot = true; }
       # NixOS wants a non-empty list (fileSystems.*.options is nonEmptyListOf; its default is
       # [ "defaults" ]): a writable volume leaves the option to that default
       // lib.optionalAttrs v.readOnly { options = [ "ro" ]; };
@@ -146,7 +148,8 @@ in
         device = s.tag;
         fsType = s.proto;
         options = shareOptions s;
-        neededForBoot = s.source == "/nix/store" || within (mountAt s.mountPoint) overlay;
+      } // lib.optionalAttrs (s.source == "/nix/store" || within (mountAt s.mountPoint) overlay) {
+        neededForBoot = true;
       };
     }) cfg.shares);
 
