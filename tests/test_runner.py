@@ -360,3 +360,23 @@ def test_balloon_and_shutdown_share_one_request_template() -> None:
     files = runner.build(vm, "/r").files
     assert 'qmp "$socket" "$(fill ' in files["bin/microvm-balloon"][0]
     assert '"$timeout"\n' in files["bin/microvm-shutdown"][0]
+
+
+@pytest.mark.parametrize(("size", "argv", "per_cpu"), [
+    ("4", "--thread-pool-size=4", False), (4, "--thread-pool-size=4", False),
+    ("`nproc`", None, True), ("$(nproc)", None, True), (None, None, False)])
+def test_virtiofsd_thread_pool_size_as_microvm_nix_users_write_it(
+        tmp_path: Path, size: object, argv: str | None, per_cpu: bool) -> None:
+    """microvm.virtiofsd.threadPoolSize takes a number, a string of digits, "`nproc`" or
+    "$(nproc)" (microvm.nix's option is any string, handed to its shell); none of it runs as
+    shell text: digits become the argument, the nproc spellings the CPU count."""
+    doc = {"hostName": "t", "microvm": {"kernel": "/k", "storeOnDisk": False, "shares": [
+        {"proto": "virtiofs", "tag": "s", "source": "/s", "mountPoint": "/m"}],
+        "virtiofsd": {"threadPoolSize": size}}}
+    (tmp_path / "vm.json").write_text(json.dumps(doc))
+    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(tmp_path / "vm.json"),
+                    "--out", str(tmp_path / "r")], check=True)
+    script = (tmp_path / "r/bin/virtiofsd-run").read_text()
+    assert (argv in script) if argv else ("--thread-pool-size=4" not in script)
+    assert ('threads=(--thread-pool-size="$(nproc)")' in script) == per_cpu
+    assert "$(nproc)" not in script.replace('threads=(--thread-pool-size="$(nproc)")', "")

@@ -22,8 +22,10 @@ JSON = Any
 T = TypeVar("T")
 
 # virtiofsd.threadPoolSize's spelling of "one thread per host CPU" (microvm.nix's default, which
-# its runner hands to the shell; here the runner counts the CPUs itself)
+# its runner hands to the shell; here the runner counts the CPUs itself), and the other way
+# microvm.nix users spell it; no other shell text is taken (the schema's pattern)
 NPROC = "`nproc`"
+NPROC_SPELLINGS = (NPROC, "$(nproc)")
 
 
 class ShareProto(StrEnum):
@@ -262,11 +264,25 @@ class QemuOptions:
 @dataclass(frozen=True)
 class VirtiofsdOptions:
     inode_file_handles: str | None = opt("inodeFileHandles", "prefer")
-    # a number, NPROC (one thread per host CPU, counted when virtiofsd starts) or None
+    # a number, a number as a string ("4", as microvm.nix's option takes it), NPROC or
+    # "$(nproc)" (one thread per host CPU, counted when virtiofsd starts) or None
     thread_pool_size: int | str | None = opt("threadPoolSize", NPROC)
     group: str | None = opt("group", "kvm")
     extra_args: tuple[str, ...] = opt("extraArgs", ())
     others: Mapping[str, JSON] = others_field()
+
+    @property
+    def threads_per_cpu(self) -> bool:
+        """One worker thread per host CPU (counted by the runner when virtiofsd starts)."""
+        return self.thread_pool_size in NPROC_SPELLINGS
+
+    @property
+    def thread_count(self) -> int | None:
+        """A fixed thread pool size, given as a number or a string of digits."""
+        size = self.thread_pool_size
+        if isinstance(size, str) and size.isascii() and size.isdigit():
+            return int(size)
+        return size if isinstance(size, int) else None
 
 
 def _sorted_pairs(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .capabilities import CAPABILITIES
-from .config import NPROC, InterfaceType, MicroVM, Share, ShareProto
+from .config import InterfaceType, MicroVM, Share, ShareProto
 from .errors import UsageError
 from .hypervisors import Control, Launch, RunContext, backend
 from .hypervisors.base import macvtap_fds, queues
@@ -64,8 +64,8 @@ def virtiofsd_argv(vm: MicroVM, share: Share) -> dict[str, list[str]]:
     if share.posix_acl:
         c += ["-o", "xattr", "-o", "posix_acl"]
     common: list[str] = []
-    if isinstance(o.thread_pool_size, int):
-        common.append(f"--thread-pool-size={o.thread_pool_size}")
+    if o.thread_count is not None:
+        common.append(f"--thread-pool-size={o.thread_count}")
     if o.group is not None:
         common.append(f"--socket-group={o.group}")
     common += [*o.extra_args, *share.extra_args]
@@ -138,7 +138,7 @@ def build(vm: MicroVM, runner_dir: str) -> Tree:
     if virtiofs:
         shares = [{"tag": s.tag, "socket": s.socket, **virtiofsd_argv(vm, s)} for s in virtiofs]
         script(Program.VIRTIOFSD_RUN, "virtiofsd-run.sh.j2", shares=shares,
-               threads_per_cpu=vm.virtiofsd.thread_pool_size == NPROC)
+               threads_per_cpu=vm.virtiofsd.threads_per_cpu)
     if vm.pre_start:
         meta(Meta.PRE_START, vm.pre_start if vm.pre_start.endswith("\n") else vm.pre_start + "\n")
 
