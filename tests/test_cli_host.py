@@ -310,3 +310,22 @@ def test_shell_completion_offers_subcommands() -> None:
                         "from microvm.cli import main; main(prog_name='microvm')"],
                        env=env, capture_output=True, text=True)
     assert p.stdout.split() == ["plain,validate", "plain,validate-host"], p.stderr
+
+
+@pytest.mark.parametrize("size", ["18446744073709551716", "16777217", str(1 << 64)])
+def test_balloon_size_is_bounded_before_it_reaches_a_shell(tmp_path: Path, size: str) -> None:
+    """2**64 + 100 would wrap to 100 MiB in the balloon script's shell arithmetic: refused (exit
+    2) before anything runs, with the range allowed (microvm.mem's maximum)."""
+    runner = make_runner(tmp_path, "vm")
+    root = tmp_path / "s"
+    cli("create", "vm", "--runner", str(runner), state_dir=root, check=True)
+    p = cli("balloon", "vm", size, state_dir=root)
+    assert p.returncode == 2, p.stderr
+    assert f"{size} is not in the range 0<=x<=16777216" in p.stderr, p.stderr
+
+
+def test_balloon_maximum_is_the_schemas_memory_maximum() -> None:
+    from microvm.cli import BALLOON_MAX_MIB
+    from microvm.options import schema
+
+    assert schema()["properties"]["microvm"]["properties"]["mem"]["maximum"] == BALLOON_MAX_MIB

@@ -6,16 +6,25 @@ reproduced: a planted `bin/tap-down` must not run as uid 0."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import pwd
 import shutil
+import signal
+import stat
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from microvm import units
+from microvm.errors import HostError
+from microvm.host import service, state
 from microvm.host.state import VMDir
 from test_host import cli, make_runner, write_exe
 
@@ -226,3 +235,148 @@ def test_runners_below_a_sticky_group_writable_store_are_trusted(world: Path,
                        capture_output=True)
     assert p.returncode == 1
     assert f"refusing {store}: writable by group or others" in p.stderr
+
+
+# -- issue 22: root's locks, the pid `microvm run` recorded, names from the data directory --
+
+@contextlib.contextmanager
+def nobody_holding(*locks: Path) -> Iterator[list[str]]:
+    """A process of `nobody` that opens each lock read-only and flock()s it, holding them until
+    the block ends; yields what it got for each: "held" or the error's name."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        got = []
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+            for lock in locks:
+                try:
+                    fd = os.open(lock, os.O_RDONLY)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    got.append("held")
+                except OSError as e:
+                    got.append(type(e).__name__)
+            os.write(write, (" ".join(got) + "\n").encode())
+            time.sleep(120)
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        with os.fdopen(read) as f:
+            yield f.readline().split()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_nobody_cannot_open_or_hold_roots_locks(world: Path) -> None:
+    runner = make_runner(world, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    with vm.hold_run_lock():
+        pass
+    for lock in (vm.file(".lock"), vm.run_lock):
+        st = lock.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600), lock
+    with nobody_holding(vm.file(".lock"), vm.run_lock) as got:
+        assert got == ["PermissionError", "PermissionError"]
+
+
+def test_locks_an_older_version_left_world_readable_are_replaced(world: Path) -> None:
+    """Locks written 0644 (before this fix) that `nobody` opened and holds: `microvm list`
+    does not take the VM for running, `update` does not wait for nobody's lock, and root's
+    next use replaces each lock by a 0600 one (nobody's handle then holds nothing)."""
+    runner = make_runner(world, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    for lock in (vm.file(".lock"), vm.run_lock):
+        lock.write_text("1\n")  # as `microvm run` of an older version left it
+        lock.chmod(0o644)
+    with nobody_holding(vm.file(".lock"), vm.run_lock) as got:
+        assert got == ["held", "held"]
+        listed = json.loads(cli("list", "--json", state_dir=root, check=True).stdout)
+        assert [(v["name"], v["state"]) for v in listed] == [("vm", "stopped")]
+        started = time.monotonic()
+        cli("update", "vm", "--runner", str(runner), state_dir=root, check=True, timeout=20)
+        assert time.monotonic() - started < 15
+        with vm.hold_run_lock():  # not "already running"
+            assert vm.run_pid() == os.getpid()
+        for lock in (vm.file(".lock"), vm.run_lock):
+            assert stat.S_IMODE(lock.stat().st_mode) == 0o600, lock
+
+
+@pytest.mark.parametrize("record", ["{pid}\n", "{pid} {wrong}\n"],
+                         ids=["pid-only", "other-start-time"])
+def test_shutdown_never_signals_a_pid_that_is_no_longer_the_vms(
+        world: Path, monkeypatch: pytest.MonkeyPatch, record: str) -> None:
+    """The run lock is held and its record names a live process that is not the `microvm run`
+    that took it (its pid reused: another start time, or none recorded): it is not signalled."""
+    vm = VMDir(world / "state", "vm")
+    vm.control.mkdir(parents=True)
+    monkeypatch.setattr(service, "_wait_released",
+                        lambda vm, seconds: vm.run_pid() is None)  # no waiting
+    victim = subprocess.Popen(["sleep", "60"])
+    fd = os.open(vm.run_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        start = state.process_start_time(victim.pid)
+        assert start is not None
+        os.write(fd, record.format(pid=victim.pid, wrong=start + 1).encode())
+        said: list[str] = []
+        with pytest.raises(HostError, match="vm did not stop"):
+            service.Service(use_systemd=False, echo=said.append).stop(vm)
+        assert victim.poll() is None, "an unrelated process with the recorded pid was killed"
+        assert any(f"not signalling pid {victim.pid}" in line for line in said), said
+    finally:
+        os.close(fd)
+        victim.kill()
+        victim.wait()
+
+
+def test_shutdown_signals_the_microvm_run_that_holds_the_lock(
+        world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vm = VMDir(world / "state", "vm")
+    vm.control.mkdir(parents=True)
+    wait = service._wait_released
+    monkeypatch.setattr(service, "_wait_released",
+                        lambda vm, seconds: wait(vm, min(seconds, 3.0)))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import sys, time; from pathlib import Path; " +
+                                "from microvm.host.state import VMDir; " +
+                                "l = VMDir(Path(sys.argv[1]), 'vm').hold_run_lock(); " +
+                                "l.__enter__(); print('held', flush=True); time.sleep(60)"),
+         str(vm.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        assert vm.run_pid() == holder.pid
+        said: list[str] = []
+        service.Service(use_systemd=False, echo=said.append).stop(vm)
+        assert holder.wait(5) == -signal.SIGTERM
+        assert said == [f"vm: still running; sending SIGTERM to {holder.pid}"]
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
+def test_remove_escapes_names_the_vms_user_chose(world: Path) -> None:
+    """`remove` names the files it kept in the VM's data directory; that user picks them, so
+    an escape sequence there must reach root's terminal spelled out, not raw."""
+    runner = make_runner(world, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    assert as_nobody(lambda: (vm.path / "\x1b[2J\x1b]0;pwned\x07\rdisk.img").write_text(
+        "x")) == "ok"
+    p = cli("remove", "vm", state_dir=root, check=True)
+    assert not any(ch in p.stderr for ch in "\x1b\x07\r"), repr(p.stderr)
+    assert "\\x1b[2J\\x1b]0;pwned\\x07\\x0ddisk.img" in p.stderr, p.stderr

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import machine
 import pytest
@@ -558,3 +559,56 @@ def test_notify_relay_takes_hybrid_vsock_connections(helpers: Path, tmp_path: Pa
             assert p.wait(timeout=20) == 0
         finally:
             os.killpg(p.pid, signal.SIGTERM)
+
+
+def _sparse(path: Path) -> Path:
+    with path.open("wb") as f:
+        f.truncate(1 << 40)  # 1 TiB of holes: reading it whole would exhaust memory
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)  # no writer: reading it would block forever
+    return path
+
+
+@pytest.mark.parametrize(("make", "fragment"), [
+    (lambda d: Path("/dev/zero"), "/dev/zero is not a regular file"),
+    (lambda d: Path("/dev/urandom"), "/dev/urandom is not a regular file"),
+    (lambda d: _sparse(d / "sparse.json"), "sparse.json is larger than 16 MiB"),
+    (lambda d: _fifo(d / "fifo.json"), "fifo.json is not a regular file"),
+    (lambda d: d, ": is a directory"),
+    (lambda d: d / "missing.json", "missing.json: No such file or directory"),
+], ids=["dev-zero", "dev-urandom", "sparse", "fifo", "directory", "missing"])
+def test_cli_declared_file_is_read_like_a_vm_document(tmp_path: Path,
+                                                      make: Any, fragment: str) -> None:
+    """`units --declared FILE` goes through the VM documents' bounded reader: no hang, no
+    traceback, exit 2 with one `error:` line naming the file, nothing written."""
+    src = make(tmp_path)
+    out = tmp_path / "o"
+    p = cli("units", "--out", str(out), "--declared", str(src), timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error: ") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert str(src) in p.stderr and fragment in p.stderr, p.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"a": {"runner": "/nix/store/\xff-r"}}', "is not UTF-8 text"),
+    (b'{"a": {"runner": "/nix/store/a-r"}, "a": {"runner": "/nix/store/b-r"}}',
+     "key given more than once in one object: 'a'"),
+    (b'{"a": {"runner": "/nix/store/a-r", "autostart": false, "autostart": true}}',
+     "key given more than once in one object: 'autostart'"),
+    (b'{"a": ', "invalid JSON at line 1 column 7"),
+    (b'{"a": {"runner": "/nix/store/a-r", "x": ' + b"9" * 5000 + b"}}", "more than 4300 digits"),
+], ids=["deep", "not-utf8", "duplicate-vm", "duplicate-setting", "truncated", "long-number"])
+def test_cli_declared_hostile_json(tmp_path: Path, content: bytes, fragment: str) -> None:
+    src = tmp_path / "declared.json"
+    src.write_bytes(content)
+    out = tmp_path / "o"
+    p = cli("units", "--out", str(out), "--declared", str(src), timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error: ") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert str(src) in p.stderr and fragment in p.stderr, p.stderr
+    assert not out.exists()

@@ -358,3 +358,15 @@ def test_error_output_escapes_control_characters(tmp_path: Path) -> None:
     assert len(r.stderr.splitlines()) == 1
     r = run_cli("validate", str(tmp_path / "no\x1bpe.json"))
     assert r.returncode == 2 and "\x1b" not in r.stderr and "no\\x1bpe.json" in r.stderr
+
+
+def test_a_directory_given_as_a_document_is_an_error_line(tmp_path: Path) -> None:
+    """Not click's usage text: `error: PATH: is a directory`, exit 2, for every command that
+    reads VM documents."""
+    d = tmp_path / "somedir"
+    d.mkdir()
+    assert_refused(run_cli("validate", f"{d}/"), f"error: {d}: is a directory")
+    assert_refused(run_cli("validate-host", str(d)), f"error: {d}: is a directory")
+    assert_refused(run_cli("generate", str(d), "--out", str(tmp_path / "out")),
+                   f"error: {d}: is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["somedir"]

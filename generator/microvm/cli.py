@@ -92,7 +92,10 @@ def main(debug: bool) -> None:
         logging.basicConfig(level=logging.DEBUG, format="%(message)s", stream=sys.stderr)
 
 
-VM_DOC = click.Path(path_type=Path, dir_okay=False)
+# a directory is refused by the reader (document.read_document), with an `error:` line
+VM_DOC = click.Path(path_type=Path)
+# `microvm balloon NAME SIZE`: at most microvm.mem's maximum in the schema (MiB)
+BALLOON_MAX_MIB = 16 * 1024 * 1024
 
 
 @main.command("schema")
@@ -247,7 +250,7 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
               help="virtiofsd sends sd_notify READY=1 (the Rust one): Type=notify.")
 @click.option("--declare", "declare", multiple=True, metavar="NAME=RUNNER",
               help="A VM of the host configuration (install-microvm-NAME.service).")
-@click.option("--declared", "declared_file", type=click.File("r"),
+@click.option("--declared", "declared_file", type=click.Path(path_type=Path),
               help="JSON object NAME -> {runner, restartIfChanged, autostart}.")
 @click.option("--no-restart-if-changed", multiple=True, metavar="NAME",
               help="A declared VM keeps running when its runner changes.")
@@ -261,7 +264,7 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
               "other files are never touched, and one in the way stops the run (exit 2).")
 def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | None,
           readiness: str, console: str, start_timeout: int, shutdown_timeout: int,
-          virtiofsd_notify: bool, declare: tuple[str, ...], declared_file: Any,
+          virtiofsd_notify: bool, declare: tuple[str, ...], declared_file: Path | None,
           no_restart_if_changed: tuple[str, ...], no_autostart: tuple[str, ...],
           update_flake: tuple[str, ...], force: bool) -> None:
     """Write the host's systemd units (microvm@.service and its helpers), recorded in
@@ -270,11 +273,9 @@ def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | N
 
     declared = u.parse_declared(declare, no_restart_if_changed, no_autostart, update_flake)
     if declared_file is not None:
-        try:
-            data = json.load(declared_file)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--declared: invalid JSON: {e}") from None
-        declared += u.declared_from_json(data)
+        from .document import read_json
+
+        declared += u.declared_from_json(read_json(declared_file))
     opts = u.UnitOptions(
         state_dir=os.path.abspath(state_dir), user=user, group=group, libexec_dir=libexec_dir,
         readiness=u.Readiness(readiness), console=u.Console(console),
@@ -295,7 +296,7 @@ def host_group() -> None:
 
 
 def _echo(msg: str) -> None:
-    click.echo(msg, err=True)
+    click.echo("\n".join(escape(line) for line in msg.split("\n")), err=True)
 
 
 @host_group.command("install", short_help="Install the host side under PREFIX (/usr/local).")
@@ -353,7 +354,9 @@ def _host(state_dir: str | None) -> Any:
     from .host.state import state_root
 
     def echo(msg: str) -> None:
-        click.echo(msg, err=True)
+        # messages quote names from places other users write (the VM's data directory, a
+        # runner's files): no control character of theirs reaches the terminal
+        click.echo("\n".join(escape(line) for line in msg.split("\n")), err=True)
 
     return Host(root=state_root(state_dir), service=Service(echo=echo), echo=echo)
 
@@ -452,16 +455,17 @@ def list_cmd(check: bool, as_json: bool, state_dir: str | None) -> None:
     if not rows:
         click.echo("no MicroVMs")
         return
-    width = max(len("NAME"), *(len(r.name) for r in rows))
+    width = max(len("NAME"), *(len(escape(r.name)) for r in rows))
     click.echo(f"{'NAME':<{width}}  {'STATE':<8} {'HYPERVISOR':<17} RUNNER")
     for r in rows:
         state = r.state
-        runner = r.runner_state
+        runner = escape(r.runner_state)
+        name, hypervisor = escape(r.name), escape(r.hypervisor)
         fg_state = "green" if r.running else "red" if r.failed or not r.booted else "yellow"
         fg_runner = ("green" if runner == "up to date" else
                      "red" if runner.startswith(("outdated", "broken")) else "yellow")
-        line = (f"{click.style(f'{r.name:<{width}}', bold=True)}  " +
-                f"{click.style(f'{state:<8}', fg=fg_state)} {r.hypervisor:<17} " +
+        line = (f"{click.style(f'{name:<{width}}', bold=True)}  " +
+                f"{click.style(f'{state:<8}', fg=fg_state)} {hypervisor:<17} " +
                 f"{click.style(runner, fg=fg_runner)}")
         click.echo(line, color=color)
 
@@ -480,7 +484,7 @@ def shutdown(name: str, timeout: int, state_dir: str | None) -> None:
 
 @main.command()
 @click.argument("name")
-@click.argument("size", type=click.IntRange(min=0))
+@click.argument("size", type=click.IntRange(min=0, max=BALLOON_MAX_MIB))
 @_state_dir_option
 @click.pass_context
 def balloon(ctx: click.Context, name: str, size: int, state_dir: str | None) -> None:
@@ -569,9 +573,9 @@ def doctor(ctx: click.Context, user: str, group: str, state_dir: str | None) -> 
     fg = {d.Level.OK: "green", d.Level.WARN: "yellow", d.Level.FAIL: "red"}
     for f in findings:
         tag = click.style(f"{f.level:<4}", fg=fg[f.level], bold=f.level is not d.Level.OK)
-        click.echo(f"{tag}  {f.check}: {f.detail}", color=color)
+        click.echo(f"{tag}  {escape(f.check)}: {escape(f.detail)}", color=color)
         if f.fix:
-            click.echo(f"      fix: {f.fix}")
+            click.echo(f"      fix: {escape(f.fix)}")
     ctx.exit(1 if d.worst(findings) is d.Level.FAIL else 0)
 
 

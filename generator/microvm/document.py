@@ -89,10 +89,17 @@ def read_document(path: Path) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ValidationError([Problem("", f"cannot read {path}: {e.strerror}")]) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):  # before fdopen(), which refuses a directory naming the fd
+            raise ValidationError([Problem("", f"{path}: is a directory")])
+        if not stat.S_ISREG(mode):
+            raise ValidationError([Problem("", f"{path} is not a regular file")])
+    except BaseException:
+        os.close(fd)
+        raise
     with os.fdopen(fd, "rb") as f:
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValidationError([Problem("", f"{path} is not a regular file")])
             data = f.read(MAX_DOCUMENT_BYTES + 1)
         except OSError as e:
             raise ValidationError([Problem("", f"cannot read {path}: {e.strerror}")]) from None
@@ -103,6 +110,17 @@ def read_document(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError([Problem("", f"{path} is not UTF-8 text")]) from None
+
+
+def read_json(path: Path) -> JSON:
+    """Any JSON file the CLI reads besides VM documents (`units --declared FILE`): the same
+    bounded reader and parser, and a key given twice in one object is refused, naming it."""
+    doc, duplicates = parse(read_document(path), str(path))
+    if duplicates:
+        keys = sorted({key for again in duplicates.values() for key in again})
+        raise ValidationError([Problem("", f"{path}: key given more than once in one " +
+                                       f"object: {', '.join(repr(k) for k in keys)}")])
+    return doc
 
 
 def load(path: Path) -> MicroVM:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..errors import HostError, ProcessError, UsageError, ValidationError
+from ..errors import HostError, ProcessError, UsageError, ValidationError, escape
 from ..hostwide import host_problems
 from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from ..layout import META_DIR, Meta, Program
@@ -622,7 +622,8 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
         vm.path.rmdir()
         host.echo(f"{name}: removed")
     else:
-        host.echo(f"{name}: removed; kept {vm.path} with {', '.join(kept)} " +
+        # names the VM's user chose: escaped, so none can drive root's terminal
+        host.echo(f"{name}: removed; kept {vm.path} with {', '.join(map(escape, kept))} " +
                   "(microvm remove --purge deletes them)")
 
 

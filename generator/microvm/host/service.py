@@ -119,8 +119,8 @@ class Service:
         if self.unit_active(vm):
             process.run(["systemctl", "stop", *all_units(vm.name)], capture=False)
             return
-        pid = vm.run_pid()
-        if pid is None:
+        record = vm.run_record()
+        if record is None:
             return
         runner = vm.trusted_active_runner()
         if runner is not None and runner.bin(Program.SHUTDOWN).is_file():
@@ -132,15 +132,19 @@ class Service:
                           f"{result.stderr.strip() or result.returncode}")
         if _wait_released(vm, 10.0):
             return
-        if pid > 0:
-            for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-                self.echo(f"{vm.name}: still running; sending {sig.name} to {pid}")
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    break
-                if _wait_released(vm, grace):
-                    return
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            # only the process that took the run lock (its pid and start time), never another
+            # one that has its pid now
+            if not record.alive():
+                self.echo(f"{vm.name}: not signalling pid {record.pid}: it is not the " +
+                          "`microvm run` that holds the run lock (no start time recorded, " +
+                          "or the pid belongs to another process now)")
+                break
+            self.echo(f"{vm.name}: still running; sending {sig.name} to {record.pid}")
+            if not record.signal(sig):
+                break
+            if _wait_released(vm, grace):
+                return
         if vm.run_pid() is not None:
             raise HostError(f"{vm.name} did not stop")
 

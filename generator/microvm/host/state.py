@@ -187,6 +187,99 @@ def clean_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
+# -- locks and the processes holding them ----------------------------------------------------
+
+def _private(st: os.stat_result) -> bool:
+    """A regular file of ours that no other user may open."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
+def open_lock(path: Path) -> int:
+    """A read-write descriptor of the lock file `path`, which only we (root) can open: created
+    0600. flock() works on any descriptor, read-only ones too, so a lock another user can open
+    is one that user can hold: one that is not ours or not 0600 (written by an older version
+    with 0644) is replaced by a new 0600 file (renamed over it) before it is used, so that a
+    descriptor opened on the old one holds nothing."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    with writing(path):
+        fd = os.open(path, flags | os.O_CREAT, 0o600)
+        if _private(os.fstat(fd)):
+            return fd
+        os.close(fd)
+        tmp = _temp_name(path)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return fd
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started (field 22 of /proc/PID/stat, clock ticks after boot), or
+    None when there is no such process. A pid is reused; a pid and its start time are not."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text("ascii", "replace")
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may contain anything: fields 3...
+    # follow the last ')'
+    fields = text[text.rfind(")") + 1:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What `microvm run` writes into the run lock it holds: its pid and start time. pid -1
+    (and any record without a start time, as older versions wrote) names no process."""
+
+    pid: int
+    start: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> RunRecord:
+        match text.split():
+            case [pid, start] if pid.isdigit() and start.isdigit():
+                return cls(int(pid), int(start))
+            case [pid] if pid.isdigit():
+                return cls(int(pid), None)
+        return cls(-1, None)
+
+    def alive(self) -> bool:
+        """The process that wrote this record still runs (not another one with its pid)."""
+        return (self.pid > 0 and self.start is not None
+                and process_start_time(self.pid) == self.start)
+
+    def signal(self, sig: signal.Signals) -> bool:
+        """Send `sig` to the process that wrote this record, through a pidfd opened before its
+        start time is compared, so that neither a pid reused before nor one reused during the
+        check is signalled. False when it is gone or another process has its pid."""
+        if self.pid <= 0 or self.start is None:
+            return False
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return False
+        try:
+            if process_start_time(self.pid) != self.start:
+                return False
+            signal.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            return False
+        finally:
+            os.close(pidfd)
+        return True
+
+
 # -- trust: what root may follow and run -----------------------------------------------------
 
 def _trusted_uids() -> frozenset[int]:
@@ -481,35 +574,46 @@ class VMDir:
     def run_lock(self) -> Path:
         return self.file(".run.lock")
 
-    def run_pid(self) -> int | None:
-        """The pid of `microvm run` holding the run lock, or None when it is not held."""
+    def run_record(self) -> RunRecord | None:
+        """Who holds the run lock: None when nobody does (or the lock is one another user
+        could hold, see open_lock()); else the record its holder wrote."""
         try:
-            fd = os.open(self.run_lock, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
+            fd = os.open(self.run_lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, PermissionError):
+            return None  # not running, or not ours to know (the lock is root's, 0600)
         try:
+            if not _private(os.fstat(fd)):
+                return None  # any user could hold it: its being held proves nothing
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                text = os.read(fd, 32).decode("ascii", "replace").strip()
-                return int(text) if text.isdigit() else -1
+                return RunRecord.parse(os.read(fd, 64).decode("ascii", "replace"))
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:
             os.close(fd)
 
+    def run_pid(self) -> int | None:
+        """The pid of `microvm run` holding the run lock, None when it is not held, -1 when
+        it is held but its record names no process that still is that `microvm run`."""
+        record = self.run_record()
+        if record is None:
+            return None
+        return record.pid if record.alive() else -1
+
     @contextlib.contextmanager
     def hold_run_lock(self) -> Iterator[None]:
-        """Held while `microvm run` runs the VM: tells other commands it is running."""
-        with writing(self.run_lock):
-            fd = os.open(self.run_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        """Held while `microvm run` runs the VM: tells other commands it is running, and which
+        process it is (pid and start time, so that a reused pid is never taken for it)."""
+        fd = open_lock(self.run_lock)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise HostError(f"{self.name} is already running") from None
+            pid = os.getpid()
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            os.write(fd, f"{pid} {process_start_time(pid)}\n".encode())
             yield
         finally:
             os.close(fd)
@@ -519,8 +623,7 @@ class VMDir:
         """Serialise changes of this VM's links and files between `microvm` processes (waits up
         to `wait` seconds for another one to finish)."""
         make_control(self)
-        with writing(self.file(".lock")):
-            fd = os.open(self.file(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock(self.file(".lock"))
         try:
             deadline = time.monotonic() + wait
             while True:
