@@ -14,7 +14,6 @@ A reboot keeps the overlay (`Host.reboot`), so what a host keeps across boots is
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -22,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import vmtest
@@ -66,17 +65,6 @@ def _cache() -> Path:
     return vmtest.testguest.cache_dir()
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
@@ -85,7 +73,7 @@ def root() -> Path:
     """The cached Debian root (made once; a partial one is never used)."""
     mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
     out = _cache() / f"hostroot-{_key(RECIPE, SUITE, *PACKAGES)}"
-    with _locked(_cache() / ".hostroot.lock"):
+    with vmtest.locked(_cache() / ".hostroot.lock"):
         if (out / ".complete").exists():
             return out
         tmp = out.with_name(out.name + ".new")
@@ -118,7 +106,7 @@ def _pip(*args: str) -> None:
 def wheelhouse(work: Path) -> Path:
     """A directory with this checkout's wheel and its dependencies' wheels."""
     deps = _cache() / f"wheelhouse-{_key(sys.version, *DEPENDENCIES)}"
-    with _locked(_cache() / ".wheelhouse.lock"):
+    with vmtest.locked(_cache() / ".wheelhouse.lock"):
         if not (deps / ".complete").exists():
             shutil.rmtree(deps, ignore_errors=True)
             _pip("download", "--only-binary=:all:", "-d", str(deps), *DEPENDENCIES)

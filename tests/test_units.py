@@ -572,6 +572,16 @@ def _fifo(path: Path) -> Path:
     return path
 
 
+def assert_refused(src: Path, out: Path, fragment: str) -> None:
+    """`units --declared SRC` fails with exit 2 and one `error:` line naming SRC, writes
+    nothing."""
+    p = cli("units", "--out", str(out), "--declared", str(src), timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error: ") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert str(src) in p.stderr and fragment in p.stderr, p.stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("make", "fragment"), [
     (lambda d: Path("/dev/zero"), "/dev/zero is not a regular file"),
     (lambda d: Path("/dev/urandom"), "/dev/urandom is not a regular file"),
@@ -586,11 +596,7 @@ def test_cli_declared_file_is_read_like_a_vm_document(tmp_path: Path,
     traceback, exit 2 with one `error:` line naming the file, nothing written."""
     src = make(tmp_path)
     out = tmp_path / "o"
-    p = cli("units", "--out", str(out), "--declared", str(src), timeout=30)
-    assert p.returncode == 2, p.stderr
-    assert p.stderr.startswith("error: ") and len(p.stderr.splitlines()) == 1, p.stderr
-    assert str(src) in p.stderr and fragment in p.stderr, p.stderr
-    assert not out.exists()
+    assert_refused(src, out, fragment)
 
 
 @pytest.mark.parametrize(("content", "fragment"), [
@@ -607,8 +613,4 @@ def test_cli_declared_hostile_json(tmp_path: Path, content: bytes, fragment: str
     src = tmp_path / "declared.json"
     src.write_bytes(content)
     out = tmp_path / "o"
-    p = cli("units", "--out", str(out), "--declared", str(src), timeout=30)
-    assert p.returncode == 2, p.stderr
-    assert p.stderr.startswith("error: ") and len(p.stderr.splitlines()) == 1, p.stderr
-    assert str(src) in p.stderr and fragment in p.stderr, p.stderr
-    assert not out.exists()
+    assert_refused(src, out, fragment)

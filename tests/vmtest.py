@@ -26,13 +26,19 @@ BOOT_TIMEOUT = 90.0
 
 
 @contextlib.contextmanager
-def boot_lock() -> Iterator[None]:
-    with BOOT_LOCK.open("a") as f:
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` (made with its directory when missing), across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def boot_lock() -> contextlib.AbstractContextManager[None]:
+    return locked(BOOT_LOCK)
 
 
 def document(host_name: str, kernel: Path, initrd: Path, **microvm: Any) -> dict[str, Any]:
