@@ -46,6 +46,11 @@ DOCS = {
                     "proto": "virtiofs", "socket": f"{HOSTILE}.sock"}],
         "kernelParams": [f"x={HOSTILE}"], "extraArgsScript": f"/bin/{HOSTILE}",
         "qemu": {"extraArgs": [HOSTILE]}}},
+    # interface names may hold commas: a one-line array of them must still pass (SC2054)
+    "commas": {"hostName": "c", "microvm": {"kernel": "/k", "storeOnDisk": False, "interfaces": [
+        {"type": "tap", "id": "t,a", "mac": "02:00:00:00:00:01"},
+        {"type": "macvtap", "id": "m,v", "mac": "02:00:00:00:00:02",
+         "macvtap": {"link": "e,th0", "mode": "bridge"}}]}},
 }
 
 

@@ -25,6 +25,13 @@ import jinja2
 COMPILED = Path(__file__).with_name("_templates")
 
 
+def _quote_element(value: object) -> str:
+    """A word as one element of a one-line bash array literal: quoted as `q` quotes it, and
+    also when it holds a comma (`(a,b)` reads as the mistake shellcheck's SC2054 reports)."""
+    text = shlex.quote(str(value))
+    return f"'{text}'" if text == str(value) and "," in text else text
+
+
 def _quote_all(args: Iterable[str]) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
@@ -78,6 +85,7 @@ def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
     )
     env.filters["q"] = lambda s: shlex.quote(str(s))
     env.filters["qa"] = _quote_all
+    env.filters["qe"] = _quote_element
     env.filters["tojson"] = _tojson
     return env
 

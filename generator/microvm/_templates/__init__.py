@@ -17,7 +17,7 @@ SOURCES: dict[str, str] = {
     "microvm-balloon.sh.j2":
         "1a09f73593e6fa7fbeaf62aa68161e504b21711da745639fa3d91a0e9d8cf796",
     "microvm-run.sh.j2":
-        "56bd8369b0322cced248e871c36241b00aa0aa907652acb6a8eec3302addd80c",
+        "79f3f9228cc1132157f8a8785a318a2d701ee1fc044ebcda98de2f4ba09d4ae0",
     "microvm-shutdown.sh.j2":
         "d7429bd807c2f1b72a8a9247393d63bac701585e9e760f6f7200aeb4b69ffaf8",
     "tap-down.sh.j2":

@@ -38,6 +38,12 @@ def root(context, missing=missing):
         @internalcode
         def t_2(*unused):
             raise TemplateRuntimeError("No filter named 'qa' found.")
+    try:
+        t_3 = environment.filters['qe']
+    except KeyError:
+        @internalcode
+        def t_3(*unused):
+            raise TemplateRuntimeError("No filter named 'qe' found.")
     pass
     l_0_need_runner_dir = ((((undefined(name='pre_start') if l_0_pre_start is missing else l_0_pre_start) or (undefined(name='taps') if l_0_taps is missing else l_0_taps)) or (undefined(name='macvtaps') if l_0_macvtaps is missing else l_0_macvtaps)) or (undefined(name='virtiofs') if l_0_virtiofs is missing else l_0_virtiofs))
     context.vars['need_runner_dir'] = l_0_need_runner_dir
@@ -86,7 +92,7 @@ def root(context, missing=missing):
             yield '  [ -e '
             yield str(t_1(str_join(('/sys/class/net/', environment.getattr(l_1_t, 'id'), ))))
             yield ' ] || started_links+=('
-            yield str(t_1(environment.getattr(l_1_t, 'id')))
+            yield str(t_3(environment.getattr(l_1_t, 'id')))
             yield ')  # (stop on exit)\n'
         l_1_t = missing
         yield '  "$runner_dir/'
@@ -101,7 +107,7 @@ def root(context, missing=missing):
             yield '  [ -e '
             yield str(t_1(str_join(('/sys/class/net/', environment.getattr(l_1_m, 'id'), ))))
             yield ' ] || started_links+=('
-            yield str(t_1(environment.getattr(l_1_m, 'id')))
+            yield str(t_3(environment.getattr(l_1_m, 'id')))
             yield ')  # (stop on exit)\n'
         l_1_m = missing
         yield '  "$runner_dir/'
@@ -279,4 +285,4 @@ def root(context, missing=missing):
         yield 'exec "${args[@]}"\n'
 
 blocks = {}
-debug_info = '2=42&3=45&7=52&11=55&13=57&40=60&41=64&45=77&58=80&62=83&63=87&65=93&68=95&72=98&73=102&75=108&77=110&78=114&79=116&80=120&84=124&88=127&89=131&91=137&96=139&97=143&109=148&111=151&113=155&120=169&131=175&134=178&135=182&138=184&139=188&145=194&149=201&152=204&155=206&156=210&158=215&160=219&162=224&168=227&169=229&177=234&180=237&182=241&183=243&185=245&186=257&187=261&193=268&204=272&205=275'
+debug_info = '2=48&3=51&7=58&11=61&13=63&40=66&41=70&45=83&58=86&62=89&63=93&65=99&68=101&72=104&73=108&75=114&77=116&78=120&79=122&80=126&84=130&88=133&89=137&91=143&96=145&97=149&109=154&111=157&113=161&120=175&131=181&134=184&135=188&138=190&139=194&145=200&149=207&152=210&155=212&156=216&158=221&160=225&162=230&168=233&169=235&177=240&180=243&182=247&183=249&185=251&186=263&187=267&193=274&204=278&205=281'
