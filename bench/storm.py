@@ -40,24 +40,6 @@ NO_LIMIT = ("starting fewer at a time does not bring the last VM up sooner (the 
             "limit; systemd starts the VMs microvms.target wants together.")
 
 
-def prepare(work: Path) -> tuple[hostsys.Host, Path]:
-    """A booted host with the package installed, the console in the journal, and the guest."""
-    kernel = vmtest.guest_kernel()
-    assets = work / "assets"
-    assets.mkdir(parents=True, exist_ok=True)
-    (assets / "vmlinux").write_bytes(kernel.vmlinux.read_bytes())
-    vmtest.testguest.build_initramfs(kernel, assets / "initrd.gz", GUEST)
-    wheels = hostsys.wheelhouse(work)
-    h = hostsys.Host(work / "host", hostsys.root(), binds={hostsys.ASSETS: assets})
-    h.boot()
-    h.install(wheels)
-    dropin = h.path("/etc/systemd/system/microvm@.service.d/50-console.conf")
-    dropin.parent.mkdir(parents=True, exist_ok=True)
-    dropin.write_text("[Service]\nEnvironment=MICROVM_CONSOLE=\n")
-    h.systemctl("daemon-reload")
-    return h, assets
-
-
 def create(h: hostsys.Host, names: Sequence[str], mem: int = 256) -> None:
     """VMs NAME with the test guest, each enabled (microvm create --autostart)."""
     for name in names:
@@ -128,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     times: dict[str, list[float]] = {}
     restarted = 0
     with tempfile.TemporaryDirectory(prefix="microvm-storm-") as tmp, vmtest.boot_lock():
-        h, _ = prepare(Path(tmp))
+        h = hostsys.installed_host(Path(tmp), GUEST)
         try:
             create(h, names)
             for _ in range(args.rounds):

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import vmtest
@@ -279,10 +279,9 @@ class Host:
                 timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         return self.run("microvm", *args, check=check, timeout=timeout)
 
-    def wait(self, what: str, predicate: object, timeout: float = 90.0,
+    def wait(self, what: str, predicate: Callable[[], bool], timeout: float = 90.0,
              interval: float = 0.2) -> None:
         """Wait until predicate() is true; fail naming `what`."""
-        assert callable(predicate)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
@@ -291,6 +290,13 @@ class Host:
         if predicate():
             return
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def console_in_journal(self) -> None:
+        """The guests' serial consoles on stdout, i.e. in the journal (a drop-in an
+        administrator could write: MICROVM_CONSOLE empty). Before boot, or daemon-reload."""
+        dropin = self.path("/etc/systemd/system/microvm@.service.d/50-test-console.conf")
+        dropin.parent.mkdir(parents=True, exist_ok=True)
+        dropin.write_text("[Service]\nEnvironment=MICROVM_CONSOLE=\n")
 
     # -- the project, installed as docs/host.md says ---------------------------------------
     def install(self, wheels: Path) -> None:
@@ -301,15 +307,36 @@ class Host:
         self.run(f"{VENV}/bin/microvm", "host", "install")
 
 
-def wait_for(predicate: object, timeout: float, interval: float = 0.2) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
 def lines_with(text: str, marker: str) -> Sequence[str]:
     return [line for line in text.splitlines() if marker in line]
+
+
+def guest_assets(work: Path, script: str) -> Path:
+    """work/assets with the test guest's kernel (vmlinux) and an initrd running `script`
+    (initrd.gz); bound read-only at ASSETS inside a host."""
+    kernel = vmtest.guest_kernel()
+    assets = work / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    if kernel.vmlinux.stat().st_dev == assets.stat().st_dev:
+        os.link(kernel.vmlinux, assets / "vmlinux")
+    else:
+        shutil.copyfile(kernel.vmlinux, assets / "vmlinux")
+    vmtest.testguest.build_initramfs(kernel, assets / "initrd.gz", script)
+    return assets
+
+
+def installed_host(work: Path, script: str) -> Host:
+    """A booted host with this checkout's wheel installed (`microvm host install`), its guests'
+    consoles in the journal and the test guest (running `script`) at ASSETS. The caller
+    closes it (and holds vmtest's boot lock while guests run)."""
+    assets = guest_assets(work, script)
+    wheels = wheelhouse(work)
+    h = Host(work / "host", root(), binds={ASSETS: assets})
+    try:
+        h.console_in_journal()
+        h.boot()
+        h.install(wheels)
+    except BaseException:
+        h.close()
+        raise
+    return h

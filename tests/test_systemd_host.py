@@ -14,7 +14,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pytest
 import vmtest
 from hostsys import Host
 from microvm import units
+from microvm.host.service import all_units
 
 pytestmark = [pytest.mark.boot, pytest.mark.systemd]
 
@@ -46,35 +46,16 @@ fi
 while :; do sleep 1; done
 """
 
-# the console on stdout, i.e. in the journal (an administrator's drop-in)
-CONSOLE_DROPIN = "[Service]\nEnvironment=MICROVM_CONSOLE=\n"
-
-
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     if os.geteuid() != 0:
         pytest.skip("needs root (systemd-nspawn, overlay mounts)")
     if missing := hostsys.missing_tools():
         pytest.skip(f"not installed: {', '.join(missing)} (scripts/setup installs them)")
-    kernel = vmtest.guest_kernel()
     work = tmp_path_factory.mktemp("systemd-host")
-    assets = work / "assets"
-    assets.mkdir()
-    if kernel.vmlinux.stat().st_dev == assets.stat().st_dev:
-        os.link(kernel.vmlinux, assets / "vmlinux")
-    else:
-        shutil.copyfile(kernel.vmlinux, assets / "vmlinux")
-    vmtest.testguest.build_initramfs(kernel, assets / "initrd.gz", GUEST)
-    wheels = hostsys.wheelhouse(work)
-    h = Host(work / "host", hostsys.root(), binds={hostsys.ASSETS: assets})
     with vmtest.boot_lock():
+        h = hostsys.installed_host(work, GUEST)
         try:
-            h.boot()
-            h.install(wheels)
-            dropin = h.path("/etc/systemd/system/microvm@.service.d/50-test-console.conf")
-            dropin.parent.mkdir(parents=True, exist_ok=True)
-            dropin.write_text(CONSOLE_DROPIN)
-            h.systemctl("daemon-reload")
             yield h
         finally:
             h.close()
@@ -105,16 +86,10 @@ def wait_ready(h: Host, name: str, seen: int, marker: str = "GUEST-READY",
         h.wait(f"{marker} #{seen + 1} of {name}",
                lambda: len(ready_lines(h, name, marker)) > seen, timeout)
     except AssertionError as e:
-        units = [a for u in units_of(name) for a in ("-u", u)]
+        units = [a for u in all_units(name) for a in ("-u", u)]
         raise AssertionError(f"{e}; the journal of its units:\n" +
                              h.journal("-o", "short-precise", *units)[-4000:]) from None
     return ready_lines(h, name, marker)[seen]
-
-
-def units_of(name: str) -> list[str]:
-    return [f"microvm@{name}.service", *(f"{u}@{name}.service" for u in (
-        "microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
-        "microvm-pci-devices", "microvm-virtiofsd"))]
 
 
 def failed_units(h: Host) -> list[str]:
@@ -164,7 +139,7 @@ def test_start_stop_restart(host: Host) -> None:
     # the helpers stop after the VM (PartOf=), a moment after `systemctl stop` returned
     host.wait("set-booted to clear booted",
               lambda: not host.path(f"{CONTROL}/basic/booted").is_symlink(), timeout=10)
-    for u in units_of("basic"):
+    for u in all_units("basic"):
         host.wait(f"{u} to stop", lambda u=u: host.state(u) == "inactive", timeout=10)
     start(host, "basic")
     wait_ready(host, "basic", 1)
@@ -228,7 +203,7 @@ def test_remove_while_running_leaves_nothing_failed(host: Host) -> None:
     assert host.run("ip", "link", "show", "vm-gone", check=False).returncode == 0
     host.microvm("remove", "gone")
     assert failed_units(host) == []
-    for u in units_of("gone"):
+    for u in all_units("gone"):
         assert host.state(u) == "inactive", u
     assert not host.path(f"{CONTROL}/gone").exists()
     assert host.run("ip", "link", "show", "vm-gone", check=False).returncode != 0
@@ -454,11 +429,7 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
 
     if why := nix_problem():
         pytest.skip(why)
-    assets = tmp_path / "assets"
-    assets.mkdir()
-    kernel = vmtest.guest_kernel()
-    shutil.copyfile(kernel.vmlinux, assets / "vmlinux")
-    vmtest.testguest.build_initramfs(kernel, assets / "initrd.gz", NIX_GUEST)
+    assets = hostsys.guest_assets(tmp_path, NIX_GUEST)
     expr = ("(import ./dropin/systemd-host.nix { " +
             f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; " +
             f'hostKernel = "{hostsys.ASSETS}/vmlinux"; ' +
@@ -493,9 +464,7 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
                 (d / want["unit"]).symlink_to(f"../{want['unit']}")
         h.path("/etc/tmpfiles.d").mkdir(parents=True, exist_ok=True)
         h.path("/etc/tmpfiles.d/10-microvm.conf").write_text(settings["tmpfiles"])
-        h.path("/etc/systemd/system/microvm@.service.d").mkdir(parents=True, exist_ok=True)
-        h.path("/etc/systemd/system/microvm@.service.d/50-test-console.conf").write_text(
-            CONSOLE_DROPIN)
+        h.console_in_journal()
         # users.users / users.groups of the host module, made before boot as NixOS does
         for argv in (["groupadd", "--system", "-f", settings["group"]],
                      ["useradd", "--system", "--gid", settings["group"], "--home-dir", STATE,
