@@ -36,16 +36,18 @@ SOURCES: dict[str, str] = {
         "07c33a202425a0fffb4d1815d5e0388de70dcd336d3b512b3bae39eb58e3f6d1",
     "units/libexec/_head.sh.j2":
         "5670970622cdd115c7df9eb1f5ed7d34f53ba83bd82f0374f57f3326f3ce0eab",
+    "units/libexec/_name.sh.j2":
+        "96ce3b73935bd2ded4806631c6d709d1c7bfda2f0e1997d267642a7cedf51cd6",
     "units/libexec/_restart.sh.j2":
         "38c1acc366fa0463b7d620011599a41fc33906210ce3bbd8be708566a82d2dbc",
     "units/libexec/_trust.sh.j2":
         "b4b505526881bb55d80c953b575d810834f6d434af0ec439f31cf116f554856a",
     "units/libexec/install-runner.sh.j2":
-        "9f22b22ae8956b4d9b58462a0af178ea61271cecb8fad00a890a9efa827fc19d",
+        "1ed4f47bc2ad059015cbae78a3cd704a9ca9ceb2e6bf2a83cb3762ea2a35edfd",
     "units/libexec/macvtap-owner.sh.j2":
         "6405e0c34032397360c8bbe9968296cb2040f814ad493040217630e7af7177cd",
     "units/libexec/mark-started.sh.j2":
-        "31e4d55eeeede808b44d65e8eb9d6a76aea23df8b8f09e28d4307e186d88dbed",
+        "20bab4835f97ab5131b4cf84f186458ebf34eb95f7dac6deda2a1b74fed8b70c",
     "units/libexec/notify-relay.sh.j2":
         "3899781db7f9c248194e6eb8230c3ac7c2fe254f268105f80d45e27f357f3666",
     "units/libexec/pci-setup.sh.j2":
@@ -55,7 +57,7 @@ SOURCES: dict[str, str] = {
     "units/libexec/set-booted.sh.j2":
         "be0317f21b4d3ec034a00fa732786b970af2d629d84c44ae5c8e077996af459e",
     "units/libexec/wait-virtiofsd.sh.j2":
-        "83e6434c8ed76291694376810cdc4c059355e7d51c44221a6f5e3b7f834e7c85",
+        "ad1e8784947120357e513f3e7e9d5664de08fc52319d22f6e694c6fc3d1852e9",
     "units/microvm-declared.conf.j2":
         "6e7df0bf89aa57ff2c200b88e8595b72cb8d41e6be50936002a4beb4c7ebdf50",
     "units/microvm-macvtap-interfaces@.service.j2":

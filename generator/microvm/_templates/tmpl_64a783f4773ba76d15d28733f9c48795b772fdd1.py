@@ -23,7 +23,14 @@ def root(context, missing=missing):
     finally: gen.close()
     yield "# mark-started NAME: run by microvm@NAME.service before each start (as root, ExecStartPre=+):\n# record systemd's count of its automatic restarts as this start saw it (see automatic_restart\n# in the helpers), in "
     yield str((undefined(name='run_dir') if l_0_run_dir is missing else l_0_run_dir))
-    yield ' (a tmpfs: a new boot starts with no record).\nname=${1:?usage: mark-started NAME}\ncase "$name" in\n  \'\'|.*|-*|*/*) echo "mark-started: bad VM name \'$name\'" >&2; exit 2 ;;\nesac\nmkdir -p -- '
+    yield ' (a tmpfs: a new boot starts with no record).\n'
+    template = environment.get_template('units/libexec/_name.sh.j2', 'units/libexec/mark-started.sh.j2')
+    gen = template.root_render_func(template.new_context(context.get_all(), True, {}))
+    try:
+        for event in gen:
+            yield event
+    finally: gen.close()
+    yield 'name=${1:?usage: mark-started NAME}\ncheck_vm_name "$name"\nmkdir -p -- '
     yield str(t_1((undefined(name='run_dir') if l_0_run_dir is missing else l_0_run_dir)))
     yield '\nif ! count=$(systemctl show -P NRestarts "microvm@$name.service") || [ -z "$count" ]; then\n  # no count, no record: every start of the helpers then counts as requested (as microvm.nix\n  # does: a restart boots `current`); the VM starts all the same\n  echo "mark-started: cannot read the restart count of microvm@$name" >&2\n  rm -f -- '
     yield str(t_1((undefined(name='run_dir') if l_0_run_dir is missing else l_0_run_dir)))
@@ -36,4 +43,4 @@ def root(context, missing=missing):
     yield '/"$name.restarts"\n'
 
 blocks = {}
-debug_info = '1=18&4=25&9=27&14=29&17=31&18=33'
+debug_info = '1=18&4=25&5=27&8=34&13=36&16=38&17=40'

@@ -31,7 +31,14 @@ def root(context, missing=missing):
     yield str((undefined(name='user') if l_0_user is missing else l_0_user))
     yield ':'
     yield str((undefined(name='group') if l_0_group is missing else l_0_group))
-    yield ' (its volumes, sockets and console).\nif [ "$#" -ne 3 ] && [ "$#" -ne 4 ]; then\n  echo "usage: install-runner NAME RUNNER true|false [FLAKE]" >&2\n  exit 2\nfi\nname=$1 runner=$2 restart=$3 flake=${4-}\ncase "$name" in\n  \'\'|.*|-*|*/*) echo "install-runner: bad VM name \'$name\'" >&2; exit 2 ;;\nesac\ncase "$restart" in\n  true|false) ;;\n  *) echo "install-runner: restartIfChanged must be true or false, got \'$restart\'" >&2; exit 2 ;;\nesac\n# written into JSON as it is: the characters the unit generator allows in a flake reference\ncase "$flake" in\n  *[!A-Za-z0-9._/+=@:,?\\&~#-]*) echo "install-runner: bad flake reference \'$flake\'" >&2; exit 2 ;;\nesac\ndata='
+    yield ' (its volumes, sockets and console).\nif [ "$#" -ne 3 ] && [ "$#" -ne 4 ]; then\n  echo "usage: install-runner NAME RUNNER true|false [FLAKE]" >&2\n  exit 2\nfi\nname=$1 runner=$2 restart=$3 flake=${4-}\n'
+    template = environment.get_template('units/libexec/_name.sh.j2', 'units/libexec/install-runner.sh.j2')
+    gen = template.root_render_func(template.new_context(context.get_all(), True, {}))
+    try:
+        for event in gen:
+            yield event
+    finally: gen.close()
+    yield 'check_vm_name "$name"\ncase "$restart" in\n  true|false) ;;\n  *) echo "install-runner: restartIfChanged must be true or false, got \'$restart\'" >&2; exit 2 ;;\nesac\n# written into JSON as it is: the characters the unit generator allows in a flake reference\ncase "$flake" in\n  *[!A-Za-z0-9._/+=@:,?\\&~#-]*) echo "install-runner: bad flake reference \'$flake\'" >&2; exit 2 ;;\nesac\ndata='
     yield str(t_1((undefined(name='state_dir') if l_0_state_dir is missing else l_0_state_dir)))
     yield '/$name\ncontrol='
     yield str(t_1((undefined(name='state_dir') if l_0_state_dir is missing else l_0_state_dir)))
@@ -52,4 +59,4 @@ def root(context, missing=missing):
     yield ' "$data"\nfi\ncd -- "$control"\nif [ -n "$flake" ]; then\n  printf \'{"declared": true, "restartIfChanged": %s, "updateFlake": "%s"}\\n\' "$restart" "$flake" > .declared.json.new\nelse\n  printf \'{"declared": true, "restartIfChanged": %s}\\n\' "$restart" > .declared.json.new\nfi\nmv -f -- .declared.json.new declared.json\nln -sfn -- "$runner" .current.new\nmv -Tf -- .current.new current\n'
 
 blocks = {}
-debug_info = '1=20&3=27&6=29&23=35&24=37&25=39&26=43&27=47&30=51'
+debug_info = '1=20&3=27&6=29&12=35&22=42&23=44&24=46&25=50&26=54&29=58'
