@@ -296,6 +296,9 @@ def host_group() -> None:
 
 
 def _echo(msg: str) -> None:
+    """A host command's message on stderr. Messages quote names from places other users write
+    (the VM's data directory, a runner's files): no control character of theirs reaches the
+    terminal."""
     click.echo("\n".join(escape(line) for line in msg.split("\n")), err=True)
 
 
@@ -353,12 +356,7 @@ def _host(state_dir: str | None) -> Any:
     from .host.service import Service
     from .host.state import state_root
 
-    def echo(msg: str) -> None:
-        # messages quote names from places other users write (the VM's data directory, a
-        # runner's files): no control character of theirs reaches the terminal
-        click.echo("\n".join(escape(line) for line in msg.split("\n")), err=True)
-
-    return Host(root=state_root(state_dir), service=Service(echo=echo), echo=echo)
+    return Host(root=state_root(state_dir), service=Service(echo=_echo), echo=_echo)
 
 
 def _use_color() -> bool:
