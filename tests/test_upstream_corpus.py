@@ -287,7 +287,8 @@ def project_host_facts(facts: dict[str, Any]) -> dict[str, Any]:
     """The project's units, rendered by the generator from what its host module hands
     nix/lib/units.nix, read back into the facts corpus.nix gives for upstream's host."""
     args = facts["units"]
-    failed = {vm["name"] for vm in args["declared"] if not isinstance(vm["runner"], str)}
+    failed = {vm["name"] for vm in args["declared"] if not isinstance(vm["runner"], str)
+              or generator_findings(vm)[0]}
     declared = tuple(units.DeclaredVM(name=vm["name"], runner=_norm(vm["runner"]),
                                       restart_if_changed=vm["restartIfChanged"],
                                       autostart=vm["autostart"],
