@@ -283,7 +283,20 @@ def resolved(vm: MicroVM) -> dict[str, JSON]:
 
 
 def _check_fields(c: _Checker) -> None:
+    start = len(c.problems)
     _walk(c, schema(), resolved(c.vm), [])
+    if _hostname_problem(c.vm.host_name) is not None:
+        # a default made from a bad host name (the control socket, a virtiofs socket) is the
+        # host name's problem, reported once, by its own name: not an option the user set
+        made = _made_from_host_name(c.vm)
+        c.problems[start:] = [p for p in c.problems[start:] if p.path not in made]
+
+
+def _made_from_host_name(vm: MicroVM) -> set[str]:
+    """The option paths whose value is the default computed from networking.hostName."""
+    made = {"microvm.socket"} if vm.socket == f"{vm.host_name}.sock" else set()
+    return made | {f"microvm.shares[{i}].socket" for i, s in enumerate(vm.shares)
+                   if s.socket == f"{vm.host_name}-virtiofs-{s.tag}.sock"}
 
 
 def _hostname_problem(name: str) -> str | None:
