@@ -1,8 +1,10 @@
 """The installed package is the tested one: build the wheel from the files git tracks (as the
-Nix package does from pyproject.toml, README.md and generator/), install it into a fresh
+Nix package does from pyproject.toml, setup.py, README.md, generator/ and the template
+compiler in tools/), install it into a fresh
 virtual environment, and run the commands from there, outside the source tree, with the
-working directory elsewhere: every program and data file they use (templates, compiled
-templates, the schema, the units' helper templates, microvm-prefetch-git) must come with it.
+working directory elsewhere: every program and data file they use (templates, the schema, the
+units' helper templates, microvm-prefetch-git) must come with it, and the templates compiled by
+the build (setup.py) must be in it and be the ones used.
 
 Offline: the dependencies come from this venv's site-packages (a .pth file in the fresh venv;
 the wheel itself is installed with --no-deps --no-index). Building the wheel needs setuptools'
@@ -31,6 +33,9 @@ import setuptools
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "generator" / "microvm"
 EXAMPLE = REPO / "examples" / "demo" / "vm.json"
+# what a release is built from (nix/pkgs/microvm-generator.nix's fileset, MANIFEST.in)
+SOURCE = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "generator",
+          "tools/compile_templates.py"]
 
 pytestmark = pytest.mark.wheel
 
@@ -96,7 +101,7 @@ def build_wheel(src: Path, dist: Path) -> Path:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     top = tmp_path_factory.mktemp("wheel")
     src = top / "src"
-    for rel in tracked(["pyproject.toml", "README.md", "generator"]):
+    for rel in tracked(SOURCE):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, src / rel)
     wheel = build_wheel(src, top / "dist")
@@ -125,8 +130,8 @@ def test_the_commands_import_the_installed_package(installed: Installed) -> None
 
 
 def test_every_file_of_the_package_is_installed(installed: Installed) -> None:
-    """Each file git tracks in generator/microvm (programs, templates, schema, compiled
-    templates) is installed, byte for byte; scripts keep no mode that matters (run by sh)."""
+    """Each file git tracks in generator/microvm (programs, templates, schema) is installed,
+    byte for byte; scripts keep no mode that matters (run by sh)."""
     files = [Path(f).relative_to("generator/microvm") for f in tracked(["generator/microvm"])]
     assert Path("libexec/microvm-prefetch-git") in files
     assert Path("schema/vm.schema.json") in files
@@ -140,12 +145,23 @@ def test_every_file_of_the_package_is_installed(installed: Installed) -> None:
 def test_schema_templates_and_compiled_templates(installed: Installed) -> None:
     schema = json.loads(installed.run(installed.microvm, "schema").stdout)
     assert schema == json.loads((PACKAGE / "schema" / "vm.schema.json").read_text())
-    code = "\n".join(["from microvm import render",
+    # the build compiled every template, for the jinja2 the package runs with, and the
+    # installer byte-compiled them with the rest of the package
+    compiled = installed.package / "_templates"
+    code = "\n".join(["import jinja2, json",
+                      "from microvm import _templates as t, render",
                       "env = render.environment()",
-                      "print(env.get_template('microvm-run.sh.j2').filename)",
-                      "print(env.get_template('units/microvm@.service.j2').filename)"])
-    for line in installed.run(installed.python, "-c", code).stdout.splitlines():
-        assert Path(line).parent == installed.package / "_templates", line
+                      "print(json.dumps([jinja2.__version__, t.JINJA2, sorted(t.SOURCES),",
+                      "                  [env.get_template(n).filename for n in t.SOURCES]]))"])
+    version, built_with, names, filenames = json.loads(
+        installed.run(installed.python, "-c", code).stdout)
+    assert built_with == version
+    sources = sorted(str(p.relative_to(PACKAGE / "templates"))
+                     for p in (PACKAGE / "templates").rglob("*.j2"))
+    assert names == sources
+    assert {Path(f).parent for f in filenames} == {compiled}
+    assert len(list(compiled.glob("tmpl_*.py"))) == len(sources)
+    assert list(compiled.glob("__pycache__/tmpl_*.pyc"))
 
 
 def same_tree(a: Path, b: Path) -> None:
