@@ -1,21 +1,15 @@
 """The installed package is the tested one: build the wheel from the files git tracks (as the
 Nix package does from pyproject.toml, setup.py, README.md, generator/ and the template
-compiler in tools/), install it into a fresh
-virtual environment, and run the commands from there, outside the source tree, with the
-working directory elsewhere: every program and data file they use (templates, the schema, the
-units' helper templates, microvm-prefetch-git) must come with it, and the templates compiled by
-the build (setup.py) must be in it and be the ones used.
-
-Offline: the dependencies come from this venv's site-packages (a .pth file in the fresh venv;
-the wheel itself is installed with --no-deps --no-index). Building the wheel needs setuptools'
-`wheel` package (or setuptools >= 70.1): from this venv when it has one, else pip's isolated
-build gets setuptools and wheel from the package index, as `pip install -e .` did.
+compiler in tools/), install it into a fresh virtual environment, and run the commands from
+there, outside the source tree, with the working directory elsewhere: every program and data
+file they use (templates, the schema, the units' helper templates, microvm-prefetch-git) must
+come with it, and the templates compiled by the build (setup.py) must be in it and be the ones
+used. How it is built and installed, offline: tests/wheelinstall.py.
 """
 
 from __future__ import annotations
 
 import filecmp
-import importlib.util
 import json
 import os
 import shutil
@@ -24,18 +18,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-import jinja2
-import jsonschema
 import pytest
-import setuptools
+import wheelinstall
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "generator" / "microvm"
 EXAMPLE = REPO / "examples" / "demo" / "vm.json"
-# what a release is built from (nix/pkgs/microvm-generator.nix's fileset, MANIFEST.in)
-SOURCE = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "generator",
-          "tools/compile_templates.py"]
 
 pytestmark = pytest.mark.wheel
 
@@ -68,58 +56,16 @@ class Installed:
         return p
 
 
-def tracked(paths: list[str]) -> list[str]:
-    """The files git tracks below paths (the source of a release), else every file there."""
-    if (REPO / ".git").exists() and shutil.which("git"):
-        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", *paths],
-                             check=True, capture_output=True, text=True).stdout
-        return [f for f in out.split("\0") if f and (REPO / f).is_file()]
-    return [str(p.relative_to(REPO)) for d in paths for p in sorted((REPO / d).rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and ".egg-info" not in str(p)]
-
-
-def can_build_offline() -> bool:
-    major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
-    return importlib.util.find_spec("wheel") is not None or (major, minor) >= (70, 1)
-
-
-def build_wheel(src: Path, dist: Path) -> Path:
-    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist)]
-    if can_build_offline():
-        argv += ["--no-build-isolation", "--no-index"]
-    p = subprocess.run([*argv, str(src)], capture_output=True, text=True, timeout=600)
-    if p.returncode != 0 and not can_build_offline():
-        pytest.skip("building a wheel needs setuptools' `wheel` package: this venv has none " +
-                    "and pip could not fetch it (offline?): " + p.stderr.strip()[-200:])
-    assert p.returncode == 0, p.stderr
-    wheels = list(dist.glob("microvm-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     top = tmp_path_factory.mktemp("wheel")
-    src = top / "src"
-    for rel in tracked(SOURCE):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, src / rel)
-    wheel = build_wheel(src, top / "dist")
-    venv = top / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
-                              "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    # the runtime dependencies, from the site-packages they are installed in here (a plain
-    # directory line: the .pth files there, such as the editable install's, are not read)
-    deps = sorted({str(Path(m.__file__ or "").parent.parent) for m in (click, jinja2, jsonschema)})
-    Path(purelib, "_microvm_test_deps.pth").write_text("".join(f"{d}\n" for d in deps))
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                    "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, text=True, timeout=300)
+    try:
+        venv, package = wheelinstall.install(top)
+    except wheelinstall.CannotBuild as e:
+        pytest.skip(str(e))
     work = top / "elsewhere"
     work.mkdir()
-    return Installed(venv=venv, package=Path(purelib) / "microvm", work=work)
+    return Installed(venv=venv, package=package, work=work)
 
 
 def test_the_commands_import_the_installed_package(installed: Installed) -> None:
@@ -132,7 +78,8 @@ def test_the_commands_import_the_installed_package(installed: Installed) -> None
 def test_every_file_of_the_package_is_installed(installed: Installed) -> None:
     """Each file git tracks in generator/microvm (programs, templates, schema) is installed,
     byte for byte; scripts keep no mode that matters (run by sh)."""
-    files = [Path(f).relative_to("generator/microvm") for f in tracked(["generator/microvm"])]
+    files = [Path(f).relative_to("generator/microvm")
+             for f in wheelinstall.tracked(["generator/microvm"])]
     assert Path("libexec/microvm-prefetch-git") in files
     assert Path("schema/vm.schema.json") in files
     missing = [str(f) for f in files if not (installed.package / f).is_file()]
