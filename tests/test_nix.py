@@ -113,15 +113,6 @@ def test_every_nix_file_parses() -> None:
         assert r.returncode == 0, f"{f}: {r.stderr}"
 
 
-def test_capabilities_json_is_current() -> None:
-    path = REPO / "nix" / "lib" / "capabilities.json"
-    if UPDATE:
-        path.write_text(export_capabilities.render())
-    assert path.read_text() == export_capabilities.render(), (
-        "nix/lib/capabilities.json is stale: python3 nix/lib/export_capabilities.py > " +
-        "nix/lib/capabilities.json")
-
-
 # -- the guest module on example configurations -----------------------------------------------
 
 @pytest.fixture(scope="module")

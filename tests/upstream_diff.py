@@ -4,7 +4,7 @@ tests/test_upstream.py evaluates upstream microvm.nix's runner code and this pro
 for every configuration of tests/nix/upstream/matrix.nix, decomposes both command lines into
 items, and requires every item that only one side has to match exactly one entry here; an
 entry that no longer matches anything fails too. docs/migration.md is rendered from this table
-(`MICROVM_UPDATE_GOLDEN=1 python -m pytest tests/test_upstream.py -k migration`).
+by `scripts/regen`.
 
 kind "deliberate": this project differs on purpose; `reason` says why and `source` names the
 upstream file or the hypervisor's documentation that justifies it. kind "defect": this project
@@ -1171,7 +1171,7 @@ def render() -> str:
     lines = [
         "# Migrating from microvm.nix",
         "",
-        "<!-- generated from tests/upstream_diff.py by tests/test_upstream.py; do not edit -->",
+        "<!-- generated from tests/upstream_diff.py by scripts/regen; do not edit -->",
         "",
         "The option names are microvm.nix's, and most configurations produce the same "
         + "hypervisor command line. `tests/test_upstream.py` checks this: it evaluates "
