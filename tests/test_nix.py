@@ -101,7 +101,7 @@ def validate(doc: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 # -- files -----------------------------------------------------------------------------------
 
 def nix_files() -> list[Path]:
-    roots = [REPO / "flake.nix", REPO / "nix", REPO / "templates", NIXDIR]
+    roots = [REPO / "flake.nix", REPO / "nix", REPO / "flake-templates", NIXDIR]
     return sorted(p for r in roots for p in ([r] if r.is_file() else r.rglob("*.nix")))
 
 
