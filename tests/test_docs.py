@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 NIXDIR = REPO / "tests" / "nix"
 # the pages scripts/regen makes (tools/regen.py; tests/test_regen.py checks they are current)
-GENERATED = {"hypervisors.md", "migration.md", "options.md"}
+GENERATED = {"hypervisors.md", "microvm-nix-differences.md", "options.md"}
 KINDS = {"nix", "nix host", "nix flake", "console", "sh", "text", "mermaid"}
 NOT_RUN = "not run by the tests"
 FENCE = re.compile(r"^```(.*)$")

@@ -34,7 +34,7 @@ def test_check_names_the_stale_file_and_the_command(tmp_path: Path) -> None:
     for d in ("tools", "generator", "nix/lib", "docs"):
         shutil.copytree(REPO / d, copy / d, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "tests").mkdir()
-    for helper in ("upstream_diff.py", "upstream_corpus.py"):  # docs/migration.md
+    for helper in ("upstream_diff.py", "upstream_corpus.py"):  # docs/microvm-nix-differences.md
         shutil.copy(REPO / "tests" / helper, copy / "tests")
     page = copy / "docs" / "hypervisors.md"
     page.write_text(page.read_text().replace("| `qemu` |", "| `qemu (edited)` |", 1))

@@ -11,8 +11,8 @@ For every configuration of tests/nix/upstream/matrix.nix (17 cases x 8 hyperviso
 Both argv are decomposed into items (flag, device identity, sub-option; kernel command line
 words; config file keys) and compared as multisets. Every difference must match exactly one
 reviewed entry of tests/upstream_diff.py, and every entry must match at least one difference,
-so a new difference or a vanished one fails. docs/migration.md is generated from that table
-(scripts/regen; tests/test_regen.py fails while it is stale).
+so a new difference or a vanished one fails. docs/microvm-nix-differences.md is generated from
+that table (scripts/regen; tests/test_regen.py fails while it is stale).
 
 Upstream's source: $MICROVM_NIX_SRC, else /opt/microvm.nix; without it the tests skip (a
 failure under CI=true, see tests/conftest.py).

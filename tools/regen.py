@@ -54,7 +54,7 @@ FILES: tuple[Generated, ...] = (
               "generator/microvm/schema/vm.schema.json, the capability table and the Nix " +
               "module, by tools/gen_options.py", "gen_options", _call("render"),
               needs_nix=True),
-    Generated("docs/migration.md",
+    Generated("docs/microvm-nix-differences.md",
               "the reviewed differences from microvm.nix, by tests/upstream_diff.py",
               "upstream_diff", _call("render")),
 )
