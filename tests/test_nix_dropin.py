@@ -463,23 +463,23 @@ def test_template_input_resolves_through_the_documented_registry_name(tmp_path: 
     template's outputs are evaluated with this flake by tests/test_nix.py (flake-eval.nix)."""
     import shutil
 
-    template = (REPO / "templates/default/flake.nix").read_text()
+    template = (REPO / "flake-templates/default/flake.nix").read_text()
     m = re.search(r'microvm\.url = "flake:([\w-]+)";', template)
     assert m, "the template's microvm input is not a registry name"
     name = m.group(1)
     quickstart = (REPO / "docs/quickstart.md").read_text()
     assert f"nix registry add {name} " in quickstart
-    # this project as a flake: flake.nix and what it refers to (nix/, templates/)
+    # this project as a flake: flake.nix and what it refers to (nix/, flake-templates/)
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(REPO / "flake.nix", project)
-    for d in ("nix", "templates"):
+    for d in ("nix", "flake-templates"):
         shutil.copytree(REPO / d, project / d)
     fake = tmp_path / "nixpkgs"
     fake.mkdir()
     (fake / "flake.nix").write_text("{ outputs = _: { }; }\n")
     host = tmp_path / "host"
-    shutil.copytree(REPO / "templates/default", host)
+    shutil.copytree(REPO / "flake-templates/default", host)
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps({"version": 2, "flakes": [
         {"from": {"type": "indirect", "id": name}, "to": {"type": "path", "path": str(project)}},

@@ -169,7 +169,7 @@ def test_a_new_rule_is_enforced_by_the_generator_and_the_nix_build(repo_copy: Pa
 def test_the_option_reference_lists_a_new_option(tmp_path: Path) -> None:
     sch = tmp_path / "vm.schema.json"
     sch.write_text(json.dumps(extended_schema()))
-    code = ("import sys, pathlib; sys.path.insert(0, 'docs'); import gen_options as g; " +
+    code = ("import sys, pathlib; sys.path.insert(0, 'tools'); import gen_options as g; " +
             f"g.SCHEMA_PATH = pathlib.Path({str(sch)!r}); " +
             "print('\\n'.join(o.path for o in g.schema_options()))")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

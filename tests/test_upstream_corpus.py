@@ -14,8 +14,8 @@ host module gives it). Warnings are config.warnings and what either side prints 
 while an entry is evaluated (upstream's runners warn that way).
 
 Every difference must match exactly one reviewed entry of tests/upstream_diff.py (CORPUS), and
-every entry must match a difference; docs/migration.md shows them (MICROVM_UPDATE_GOLDEN=1
-python -m pytest tests/test_upstream.py -k migration rewrites it).
+every entry must match a difference; docs/microvm-nix-differences.md shows them (scripts/regen
+rewrites it).
 """
 
 from __future__ import annotations
