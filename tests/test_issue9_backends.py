@@ -127,7 +127,7 @@ def _alioth_runner(tmp_path: Path) -> tuple[Path, Path, dict[str, str], list[str
     state.mkdir()
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
            "ARGV_OUT": str(tmp_path / "argv")}
-    want = backend(Hypervisor.ALIOTH).argv(load(doc))[1:]  # type: ignore[attr-defined]
+    want = backend(Hypervisor.ALIOTH).command(load(doc), CTX)[1:]
     return out / "bin" / "microvm-run", state, env, want
 
 
