@@ -55,10 +55,10 @@ class Stratovirt(Backend):
         for d in disks(vm):
             # direct defaults to on in StratoVirt: always say which; the guest mounts the
             # store disk by its serial
+            image = enc.given(d.option("image"), d.path)
             serial = None if d.serial is None else enc.given(d.option("serial"), d.serial)
             devs.append([
-                "-drive", kv(f"id={d.id}", {"file": enc.given(d.option("image"), d.path),
-                                            "readonly": _onoff(d.read_only),
+                "-drive", kv(f"id={d.id}", {"file": image, "readonly": _onoff(d.read_only),
                                             "direct": _onoff(d.direct)}),
                 "-device", kv("virtio-blk-device", {"drive": d.id, "id": f"blk_{d.id}",
                                                     "serial": serial})])
