@@ -58,7 +58,7 @@ def opt(path: str, *, item: type | None = None, kind: Callable[[Any], Any] | Non
 
 
 def computed(*covers: str) -> Any:
-    """A field whose value depends on other options (the class's `_load`/`_dump` handle it);
+    """A field whose value depends on other options (the class's `_decode`/`_encode` handle it);
     `covers`: the option paths it stands for."""
     return field(default=None, metadata={"covers": covers})
 
@@ -109,7 +109,7 @@ def _covered(cls: type) -> list[str]:
     return out
 
 
-def load(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
+def decode(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
          ctx: Mapping[str, JSON]) -> T:
     """An instance of `cls` from its JSON `d` (schema node `sch`; ctx: values computed
     defaults need, such as the host name)."""
@@ -125,9 +125,9 @@ def load(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
             continue
         if md["item"] is not None and isinstance(value, list):
             items = _node(sch, md["json"])["items"]
-            value = tuple(load(md["item"], x, items, ctx) for x in value)
+            value = tuple(decode(md["item"], x, items, ctx) for x in value)
         elif md["item"] is not None:
-            value = load(md["item"], value, _node(sch, md["json"]), ctx)
+            value = decode(md["item"], value, _node(sch, md["json"]), ctx)
         elif md["kind"] is not None:
             value = md["kind"](value)
         elif isinstance(value, list):
@@ -136,13 +136,13 @@ def load(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
     covered = _covered(cls)
     kwargs["others"] = {path: value for path, value in _leaves(d, sch).items()
                         if not any(path == c or path.startswith(f"{c}.") for c in covered)}
-    special: Callable[..., dict[str, Any]] | None = getattr(cls, "_load", None)
+    special: Callable[..., dict[str, Any]] | None = getattr(cls, "_decode", None)
     if special is not None:
         kwargs |= special(d, ctx, kwargs)
     return cls(**kwargs)
 
 
-def dump(obj: Any) -> dict[str, JSON]:
+def encode(obj: Any) -> dict[str, JSON]:
     """The JSON of a model object: every option it holds, `others` included."""
     out: dict[str, JSON] = {}
     for f in fields(obj):
@@ -155,7 +155,7 @@ def dump(obj: Any) -> dict[str, JSON]:
         _place(out, md["json"], _to_json(value))
     for path, value in obj.others.items():
         _place(out, path, value)
-    special: Callable[[dict[str, JSON]], None] | None = getattr(obj, "_dump", None)
+    special: Callable[[dict[str, JSON]], None] | None = getattr(obj, "_encode", None)
     if special is not None:
         special(out)
     return out
@@ -167,7 +167,7 @@ def _to_json(value: Any) -> JSON:
     if isinstance(value, tuple):
         return [_to_json(x) for x in value]
     if hasattr(value, "__dataclass_fields__"):
-        return dump(value)
+        return encode(value)
     return value
 
 
@@ -203,7 +203,7 @@ class Share:
     others: Mapping[str, JSON] = others_field()
 
     @staticmethod
-    def _load(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
+    def _decode(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
               ) -> dict[str, Any]:
         if kw.get("proto") is ShareProto.VIRTIOFS and kw.get("socket") is None:
             return {"socket": f"{ctx['hostName']}-virtiofs-{d['tag']}.sock"}
@@ -255,7 +255,7 @@ class QemuOptions:
     serial_console: bool = opt("serialConsole")
     others: Mapping[str, JSON] = others_field()
 
-    def _dump(self, out: dict[str, JSON]) -> None:
+    def _encode(self, out: dict[str, JSON]) -> None:
         if self.machine_opts is not None:
             out["machineOpts"] = dict(self.machine_opts)
 
@@ -290,7 +290,8 @@ def _sorted_pairs(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class MicroVM:
-    """One VM, fully defaulted and validated. Built only by `from_document`/`load`."""
+    """One VM, fully defaulted and validated. Built only by `document.from_document`
+    (`document.load` reads a file first)."""
 
     host_name: str = opt("hostName")
     kernel: str = opt("microvm.kernel")
@@ -382,10 +383,10 @@ class MicroVM:
     @classmethod
     def from_json(cls, doc: Mapping[str, JSON]) -> MicroVM:
         """Build the model from a schema-valid document with defaults applied."""
-        return load(cls, doc, schema(), {"hostName": doc["hostName"]})
+        return decode(cls, doc, schema(), {"hostName": doc["hostName"]})
 
     @staticmethod
-    def _load(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
+    def _decode(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
               ) -> dict[str, Any]:
         m = d["microvm"]
         hypervisor = kw["hypervisor"]
@@ -406,7 +407,7 @@ class MicroVM:
             "socket_explicit": "socket" in m, "store_on_disk_explicit": "storeOnDisk" in m,
         }
 
-    def _dump(self, out: dict[str, JSON]) -> None:
+    def _encode(self, out: dict[str, JSON]) -> None:
         m = out["microvm"]
         m["credentialFiles"] = dict(self.credential_files)
         for hv, args in self.extra_args:
@@ -418,7 +419,7 @@ class MicroVM:
 
     def to_json(self) -> dict[str, JSON]:
         """The document with every default spelled out; `from_json` of it gives `self` back."""
-        return dump(self)
+        return encode(self)
 
 
 def derived_machine_id(host_name: str) -> str:
