@@ -272,6 +272,23 @@ def hybrid_vsock_socket(vm: MicroVM) -> str:
     return HYBRID_VSOCK_SOCKET
 
 
+def hybrid_vsock_files(vm: MicroVM) -> dict[str, str]:
+    """share/microvm/ files of a hypervisor with hybrid vsock: HYBRID_VSOCK_FILE naming its
+    socket (for a host-side listener), none without vsock."""
+    if vm.vsock_cid is None:
+        return {}
+    return {HYBRID_VSOCK_FILE: hybrid_vsock_socket(vm) + "\n"}
+
+
+def created_sockets(vm: MicroVM, *, hybrid_vsock: bool = False) -> list[str]:
+    """The Unix sockets the hypervisor creates (Launch.sockets): the control socket, and the
+    hybrid vsock socket where the hypervisor has one and the VM vsock."""
+    sockets = [] if vm.socket is None else [vm.socket]
+    if hybrid_vsock and vm.vsock_cid is not None:
+        sockets.append(hybrid_vsock_socket(vm))
+    return sockets
+
+
 def console(vm: MicroVM) -> str:
     """The guest device of the serial console (capabilities: one table for backend and guest)."""
     return CAPABILITIES[vm.hypervisor].console(vm.arch)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from .base import (
-    HYBRID_VSOCK_FILE,
     Accel,
     Backend,
     Control,
@@ -20,7 +19,9 @@ from .base import (
     Encoder,
     Launch,
     RunContext,
+    created_sockets,
     disks,
+    hybrid_vsock_files,
     hybrid_vsock_socket,
     kernel_cmdline,
     macvtap_fds,
@@ -146,12 +147,8 @@ class CloudHypervisor(Backend):
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         # hybrid-vsock is for the host, not for cloud-hypervisor
-        sockets = [] if vm.socket is None else [vm.socket]
-        files = {}
-        if vm.vsock_cid is not None:
-            sockets.append(hybrid_vsock_socket(vm))
-            files[HYBRID_VSOCK_FILE] = hybrid_vsock_socket(vm) + "\n"
-        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, files=files, sockets=sockets)
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, files=hybrid_vsock_files(vm),
+                      sockets=created_sockets(vm, hybrid_vsock=True))
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:

@@ -19,6 +19,7 @@ from .base import (
     Encoder,
     Launch,
     RunContext,
+    created_sockets,
     disks,
     kernel_cmdline,
     macvtap_fds,
@@ -112,8 +113,7 @@ class Crosvm(Backend):
         return argv
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        sockets = [] if vm.socket is None else [vm.socket]
-        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=sockets)
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm))
 
     def rules(self, vm: MicroVM) -> list[Problem]:
         if vm.balloon and not vm.deflate_on_oom:

@@ -15,7 +15,6 @@ from typing import Any
 from ..capabilities import Hypervisor
 from ..config import MicroVM
 from .base import (
-    HYBRID_VSOCK_FILE,
     Accel,
     Backend,
     Control,
@@ -23,7 +22,9 @@ from .base import (
     Encoder,
     Launch,
     RunContext,
+    created_sockets,
     disks,
+    hybrid_vsock_files,
     hybrid_vsock_socket,
     kernel_cmdline,
     notify_kernel_params,
@@ -105,11 +106,9 @@ class Firecracker(Backend):
         files = {CONFIG_FILE: _json(config(vm, ctx))}
         if vm.firecracker_cpu is not None:
             files[CPU_CONFIG_FILE] = _json(vm.firecracker_cpu)
-        sockets = [] if vm.socket is None else [vm.socket]
-        if vm.vsock_cid is not None:
-            sockets.append(hybrid_vsock_socket(vm))
-            files[HYBRID_VSOCK_FILE] = hybrid_vsock_socket(vm) + "\n"
-        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, files=files, sockets=sockets)
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)},
+                      files=files | hybrid_vsock_files(vm),
+                      sockets=created_sockets(vm, hybrid_vsock=True))
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         # SendCtrlAltDel needs the emulated i8042, which exists on x86_64 only

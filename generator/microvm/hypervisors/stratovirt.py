@@ -19,6 +19,7 @@ from .base import (
     Encoder,
     Launch,
     RunContext,
+    created_sockets,
     disks,
     kernel_cmdline,
     macvtap_fds,
@@ -122,9 +123,8 @@ class Stratovirt(Backend):
         return argv + list(vm.hypervisor_extra_args)
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        sockets = [] if vm.socket is None else [vm.socket]
         return Launch(variants={Accel.KVM: self.command(vm, ctx)},
-                      sockets=[*sockets, CONSOLE_SOCKET_PATH],
+                      sockets=[*created_sockets(vm), CONSOLE_SOCKET_PATH],
                       console_socket=(CONSOLE_STDIO, CONSOLE_SOCKET))
 
     def rules(self, vm: MicroVM) -> list[Problem]:

@@ -19,6 +19,7 @@ from .base import (
     Encoder,
     Launch,
     RunContext,
+    created_sockets,
     disks,
     kernel_cmdline,
 )
@@ -110,8 +111,7 @@ class Vfkit(Backend):
         return ["bash", "-c", _ABSOLUTE_SOCKET, "vfkit", vm.socket, *argv]
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        sockets = [] if vm.socket is None else [vm.socket]
-        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=sockets)
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm))
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:
