@@ -151,6 +151,28 @@ def _host_fwd(vm: MicroVM) -> list[str]:
     return out
 
 
+def _netdev(iface: Interface, netdev_id: str, fds: dict[str, list[int]], queues: int | None,
+            forwards: list[str]) -> str:
+    """-netdev of one interface (queues: of a multiqueue tap; forwards: hostfwd/guestfwd)."""
+    netdev: dict[str, str | int | bool | None] = {"id": netdev_id}
+    match iface.type:
+        case InterfaceType.USER:
+            return ",".join([opts("user", netdev), *forwards])
+        case InterfaceType.TAP:
+            netdev.update({"ifname": iface.id, "script": "no", "downscript": "no",
+                           "vhost": True if iface.vhost else None, "queues": queues})
+        case InterfaceType.BRIDGE:
+            return _bridge_netdev(iface, netdev, BRIDGE_HELPER)
+        case InterfaceType.MACVTAP:
+            ids = fds[iface.id]
+            if len(ids) == 1:
+                netdev["fd"] = ids[0]
+            else:
+                netdev["fds"] = ":".join(map(str, ids))
+            netdev["vhost"] = True if iface.vhost else None
+    return opts("tap", netdev)
+
+
 def _bridge_netdev(iface: Interface, netdev: dict[str, str | int | bool | None],
                    helper: str | None) -> str:
     assert iface.bridge is not None
@@ -308,35 +330,12 @@ class Qemu(Backend):
         argv: list[str] = []
         fds = macvtap_fds(vm)
         q = queues(vm)
-        first_user = True
+        users = vm.interfaces_of(InterfaceType.USER)
         for i, iface in enumerate(vm.interfaces):
-            netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
-            multiqueue = q > 1 and iface.type is not InterfaceType.USER
-            match iface.type:
-                case InterfaceType.USER:
-                    head = "user"
-                    extra = _host_fwd(vm) if first_user else []
-                    first_user = False
-                    spec = opts(head, netdev)
-                    if extra:
-                        spec += "," + ",".join(extra)
-                    argv += ["-netdev", spec]
-                case InterfaceType.TAP:
-                    netdev.update({"ifname": iface.id, "script": "no", "downscript": "no",
-                                   "vhost": True if iface.vhost else None,
-                                   "queues": q if multiqueue else None})
-                    argv += ["-netdev", opts("tap", netdev)]
-                case InterfaceType.BRIDGE:
-                    argv += ["-netdev", _bridge_netdev(iface, netdev, BRIDGE_HELPER)]
-                    multiqueue = False
-                case InterfaceType.MACVTAP:
-                    ids = fds[iface.id]
-                    if len(ids) == 1:
-                        netdev["fd"] = ids[0]
-                    else:
-                        netdev["fds"] = ":".join(map(str, ids))
-                    netdev["vhost"] = True if iface.vhost else None
-                    argv += ["-netdev", opts("tap", netdev)]
+            # a bridge's tap is made by qemu-bridge-helper, single queue
+            multiqueue = q > 1 and iface.type in (InterfaceType.TAP, InterfaceType.MACVTAP)
+            # the port forwards go on the first user network
+            forwards = _host_fwd(vm) if users and iface is users[0] else []
             device: dict[str, str | int | bool | None] = {"netdev": f"net{i}", "mac": iface.mac}
             if dev == "pci":
                 device["romfile"] = ""  # no iPXE option ROM: the kernel boots directly
@@ -344,7 +343,9 @@ class Qemu(Backend):
                 device["mq"] = True
                 if dev == "pci":
                     device["vectors"] = 2 * q + 2
-            argv += ["-device", opts(f"virtio-net-{dev}", device)]
+            argv += ["-netdev", _netdev(iface, f"net{i}", fds, q if multiqueue else None,
+                                        forwards),
+                     "-device", opts(f"virtio-net-{dev}", device)]
         return argv
 
     def _devices(self, vm: MicroVM) -> list[str]:
