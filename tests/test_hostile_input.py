@@ -59,7 +59,7 @@ def test_qemu_reads_a_machine_name_with_commas_whole(machine: str) -> None:
         pytest.skip("qemu-system-x86_64 is not installed")
     vm = from_document({"hostName": "m", "microvm": {
         "kernel": "/k", "storeOnDisk": False, "qemu": {"machine": machine}}})
-    argv = Qemu().argv(vm, RunContext(runner_dir="/r"), Accel.TCG)
+    argv = Qemu().command(vm, RunContext(runner_dir="/r"), Accel.TCG)
     value = argv[argv.index("-machine") + 1]
     r = subprocess.run([QEMU, "-machine", value, "-nodefaults", "-display", "none"],
                        capture_output=True, text=True, timeout=30)
