@@ -1,7 +1,7 @@
 """Write nix/lib/capabilities.json: generator/microvm/capabilities.py as data for the Nix modules.
 
-Run from a checkout: `python3 nix/lib/export_capabilities.py > nix/lib/capabilities.json`.
-tests/test_nix.py fails when the committed file differs from this script's output. Only what
+Made by `scripts/regen` (tools/regen.py); tests/test_regen.py fails when the committed file
+differs from this script's output. Only what
 nix/ reads is exported (nix/lib/data.nix, default.nix, document.nix); the rules themselves run
 in the generator.
 """
