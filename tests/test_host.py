@@ -23,8 +23,8 @@ import pytest
 import vmtest
 from microvm.host import state
 from microvm.host.commands import runner_diff
-from microvm.host.service import all_units
 from microvm.host.pin import Pin
+from microvm.host.service import all_units
 from microvm.host.state import Flake, MetaRecord, Runner, RunnerPath, VMDir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,7 +162,8 @@ def test_switch_link_killed_at_each_step(tmp_path: Path, step: str) -> None:
     link.symlink_to("old")
     code = ("import os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); " +
             "import faults; from microvm.host import state; " +
-            "state.observer = faults.observer(os.environ); state.switch_link(Path(sys.argv[1]), 'new')")
+            "state.observer = faults.observer(os.environ); " +
+            "state.switch_link(Path(sys.argv[1]), 'new')")
     proc = subprocess.Popen([sys.executable, "-c", code, str(link), str(faults.SCRIPT.parent)],
                             env={**os.environ, faults.CRASH_ENV: step})
     assert proc.wait() == -signal.SIGKILL

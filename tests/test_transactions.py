@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import faults
+import pytest
 from microvm.host.state import MetaRecord, RunnerPath, VMDir
 from test_host import cli, make_runner
 
@@ -106,7 +106,8 @@ def check_follow_up(name: str, root: Path, r: dict[str, Path], after: tuple[Any,
     if after[0] == "absent":
         cli("create", "vm", "--runner", str(r["b"]), state_dir=root, check=True)
         assert vm.record() == MetaRecord(RunnerPath(str(r["b"])))
-        assert json.loads(vm.file("meta.json").read_text()) == {"runner": str(r["b"])}
+        assert json.loads(vm.file("meta.json").read_text()) == {"runner": str(r["b"]),
+                                                                 "current": str(r["b"])}
         return
     if name.startswith("update"):
         cli("update", "vm", state_dir=root, check=True)

@@ -20,9 +20,8 @@ from typing import Any
 from .. import process
 from ..errors import HostError, ProcessError, UsageError, ValidationError, escape
 from ..hostwide import host_problems
-from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from ..layout import META_DIR, Meta, Program
-from . import access, nix
+from . import access, defaults, nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
 from .service import Service, unit
 from .state import (
@@ -146,8 +145,8 @@ def _drop_build_link(vm: VMDir) -> None:
 # -- create ----------------------------------------------------------------------------------
 
 def create(host: Host, name: str, *, flake: str | None = None, runner: str | None = None,
-           restart_on_update: bool = False, user: str | None = "microvm",
-           group: str | None = "kvm") -> VMDir:
+           restart_on_update: bool = False, user: str | None = defaults.USER,
+           group: str | None = defaults.GROUP) -> VMDir:
     """A new VM from a flake (built with nix) or an existing runner. The `current` link is the
     last thing written: until then no VM of that name exists."""
     if (flake is None) == (runner is None):
@@ -505,12 +504,14 @@ def console(host: Host, name: str) -> None:
 def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
              command: Sequence[str]) -> list[str]:
     """ssh through the VM's vsock: ProxyCommand socat VSOCK-CONNECT:CID:22 (native vsock), or
-    the hypervisor's vsock multiplexer socket (cloud-hypervisor, firecracker)."""
+    through the hypervisor's vsock multiplexer socket where the runner names one (hybrid vsock:
+    cloud-hypervisor, firecracker)."""
     cid = runner.vsock_cid
     if cid is None:
         raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
-    if runner.hypervisor in ("cloud-hypervisor", "firecracker"):
-        mux = shlex.quote(str(vm.data(HYBRID_VSOCK_SOCKET))).replace("%", "%%")
+    hybrid = runner.hybrid_vsock
+    if hybrid is not None:
+        mux = shlex.quote(str(vm.data(hybrid))).replace("%", "%%")
         proxy = f"sh -c '{{ printf \"CONNECT 22\\n\"; cat; }} | socat - UNIX-CONNECT:{mux}'"
     else:
         proxy = f"socat - VSOCK-CONNECT:{cid}:22"

@@ -37,9 +37,9 @@ from ..config import MicroVM
 from ..document import from_document
 from ..errors import HostError, UsageError, ValidationError
 from ..layout import LaunchRecord, Meta, Program
+from . import defaults
 from .pin import Pin
 
-DEFAULT_STATE_DIR = "/var/lib/microvms"
 STATE_DIR_ENV = "MICROVM_STATE_DIR"
 CONTROL = ".control"
 META = "meta.json"
@@ -58,7 +58,7 @@ def check_name(name: str) -> str:
 
 def state_root(override: str | os.PathLike[str] | None = None) -> Path:
     """--state-dir, else $MICROVM_STATE_DIR, else /var/lib/microvms (absolute)."""
-    raw = override or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+    raw = override or os.environ.get(STATE_DIR_ENV) or defaults.STATE_DIR
     return Path(os.path.abspath(raw))
 
 
@@ -85,11 +85,42 @@ def writing(path: Path) -> Iterator[None]:
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` (which must not exist, not even as a link) with `data` and `mode`, and
+    fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, tmp: Path, mode: int = 0o644) -> None:
+    """Replace `path` with `data` atomically: written to the temporary `tmp` beside it (which
+    must not exist; its name is the caller's, whose clean-up knows it), fsynced, renamed over
+    `path`, and the directory fsynced. `tmp` is removed again when anything fails. The one
+    atomic file writer: the state directory's and managed trees' (managed.py)."""
+    try:
+        write_new(tmp, data, mode)
+        checkpoint(f"{path.name}:written")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
 
 
 def _temp_name(path: Path) -> Path:
@@ -116,23 +147,13 @@ def switch_link(link: Path, target: str | os.PathLike[str]) -> None:
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace `path` with `text` atomically (temporary file, fsync, rename)."""
+    """Replace `path` with `text` atomically (replace_file, through `.<name>.new.<pid>`)."""
     tmp = _temp_name(path)
     checkpoint(f"{path.name}:before-write")
     with writing(path):
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            checkpoint(f"{path.name}:written")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        fsync_dir(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        replace_file(path, text.encode("utf-8"), tmp, mode)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -353,14 +374,26 @@ class Runner:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def model(self) -> MicroVM | None:
-        """The VM this runner was generated for (share/microvm/vm.json), or None when it has
-        none or it cannot be read."""
+    def document(self) -> dict[str, Any] | None:
+        """The VM document this runner was generated for (share/microvm/vm.json) as JSON, or
+        None when it has none or it is no JSON object."""
         text = self.meta(Meta.VM_JSON)
         if not text:
             return None
         try:
-            return from_document(json.loads(text))
+            data = json.loads(text)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def model(self) -> MicroVM | None:
+        """The VM this runner was generated for, or None when it has no document or this
+        version cannot read it."""
+        data = self.document()
+        if data is None:
+            return None
+        try:
+            return from_document(data)
         except (ValidationError, ValueError):
             return None
 
@@ -372,6 +405,12 @@ class Runner:
     def vsock_cid(self) -> int | None:
         text = (self.meta(Meta.VSOCK_CID) or "").strip()
         return int(text) if text.isdigit() else None
+
+    @property
+    def hybrid_vsock(self) -> str | None:
+        """The hypervisor's vsock multiplexer socket (share/microvm/hybrid-vsock: relative to
+        the VM's directory), or None when its vsock is the kernel's (vhost-vsock)."""
+        return (self.meta(Meta.HYBRID_VSOCK) or "").strip() or None
 
     def lines(self, name: Meta) -> list[str]:
         return [x for x in (self.meta(name) or "").splitlines() if x.strip()]
