@@ -5,6 +5,7 @@ programs are the backends' own."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,26 @@ def test_doctor_reports_the_programs_the_runners_start(tmp_path: Path,
             assert f'microvm.hypervisor = "{hv}"' in found.fix
         else:
             assert (found.level, found.detail) == (doctor.Level.OK, str(bin_dir / program))
+
+
+def test_doctor_kvm_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_kvm's steps: no /dev/kvm, one that cannot be opened, and QEMU's verdict."""
+    exists = os.path.exists
+    monkeypatch.setattr(doctor.os.path, "exists", lambda p: p != "/dev/kvm" and exists(p))
+    [missing] = doctor.check_kvm(None)
+    assert (missing.level, missing.detail) == (doctor.Level.WARN,
+                                               "missing: no hardware virtualisation")
+    monkeypatch.setattr(doctor.os.path, "exists", lambda p: p == "/dev/kvm" or exists(p))
+    monkeypatch.setattr(doctor, "_open", lambda path: (None, "Permission denied"))
+    [closed] = doctor.check_kvm(None)
+    assert closed.detail == "present but cannot be opened: Permission denied"
+    qemu = tmp_path / "qemu"
+    for code, level, detail in ((0, doctor.Level.OK, "usable by"),
+                                (1, doctor.Level.WARN, "QEMU with -accel kvm fails: no kvm")):
+        qemu.write_text(f"#!/bin/sh\ncat >/dev/null\necho 'no kvm' >&2\nexit {code}\n")
+        qemu.chmod(0o755)
+        found = doctor._try_qemu(str(qemu), "")
+        assert found.level is level and detail in found.detail, found
 
 
 def test_program_of() -> None:

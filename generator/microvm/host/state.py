@@ -112,15 +112,21 @@ def replace_file(path: Path, data: bytes, tmp: Path, mode: int = 0o644) -> None:
     must not exist; its name is the caller's, whose clean-up knows it), fsynced, renamed over
     `path`, and the directory fsynced. `tmp` is removed again when anything fails. The one
     atomic file writer: the state directory's and managed trees' (managed.py)."""
+    _rename_over(path, tmp, lambda t: write_new(t, data, mode), "written")
+    fsync_dir(path.parent)
+
+
+def _rename_over(path: Path, tmp: Path, make: Callable[[Path], None], made: str) -> None:
+    """make(tmp), then rename `tmp` over `path` (checkpoint `<name>:<made>` between the two);
+    `tmp` is removed again when anything fails."""
     try:
-        write_new(tmp, data, mode)
-        checkpoint(f"{path.name}:written")
+        make(tmp)
+        checkpoint(f"{path.name}:{made}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
 
 
 def _temp_name(path: Path) -> Path:
@@ -134,14 +140,7 @@ def switch_link(link: Path, target: str | os.PathLike[str]) -> None:
     with writing(link):
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        try:
-            os.symlink(target, tmp)
-            checkpoint(f"{link.name}:link-written")
-            os.replace(tmp, link)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        _rename_over(link, tmp, lambda t: os.symlink(target, t), "link-written")
         checkpoint(f"{link.name}:renamed")
         fsync_dir(link.parent)
 
