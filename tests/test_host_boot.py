@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import faults
 import pytest
 import vmtest
 from microvm import units
-from microvm.host import state
 from microvm.host.state import VMDir
 from test_host import UPDATE_STEPS, cli, make_runner
 from vmtest import VM
@@ -88,7 +88,7 @@ def test_create_run_update_while_running(make_initrd: InitrdFactory,
         assert vm_dir.booted == a
         for step in UPDATE_STEPS:
             p = cli("update", "vm", "--runner", str(b), state_dir=root,
-                    env={state.CRASH_ENV: step})
+                    env={faults.CRASH_ENV: step})
             assert p.returncode == -signal.SIGKILL, (step, p.stderr)
             assert vm_dir.booted == a, step
             assert vm_dir.current in (a, b), step
