@@ -9,6 +9,7 @@ import difflib
 import grp
 import os
 import pwd
+import re
 import shlex
 import shutil
 import sys
@@ -501,6 +502,10 @@ def console(host: Host, name: str) -> None:
     process.exec_(console_argv(vm, tty), cwd=vm.path)
 
 
+# a socket name a runner may give (share/microvm/hybrid-vsock): one plain file name
+_SOCKET_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
              command: Sequence[str]) -> list[str]:
     """ssh through the VM's vsock: ProxyCommand socat VSOCK-CONNECT:CID:22 (native vsock), or
@@ -511,8 +516,14 @@ def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
         raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
     hybrid = runner.hybrid_vsock
     if hybrid is not None:
-        mux = shlex.quote(str(vm.data(hybrid))).replace("%", "%%")
-        proxy = f"sh -c '{{ printf \"CONNECT 22\\n\"; cat; }} | socat - UNIX-CONNECT:{mux}'"
+        if not _SOCKET_NAME.fullmatch(hybrid):
+            raise HostError(f"{vm.name}'s runner names an unusable vsock socket " +
+                            f"({escape(hybrid)!r} in share/microvm/hybrid-vsock)")
+        # the directory as an argument (any bytes), the socket by its plain name (socat's
+        # address syntax has no quoting); ssh expands %-tokens in ProxyCommand: %% is one %
+        script = ('cd "$1" && { printf "CONNECT 22\\n"; cat; } | socat - UNIX-CONNECT:' +
+                  hybrid)
+        proxy = shlex.join(["sh", "-c", script, "sh", str(vm.path)]).replace("%", "%%")
     else:
         proxy = f"socat - VSOCK-CONNECT:{cid}:22"
     return ["ssh", "-o", f"ProxyCommand={proxy}", "-o", "StrictHostKeyChecking=no",
