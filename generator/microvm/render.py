@@ -65,7 +65,9 @@ class _Loader(jinja2.PackageLoader):
             compiled = importlib.import_module(f"{__package__}._templates")
         except ImportError:
             return
-        if getattr(jinja2, "__version__", None) == compiled.JINJA2:
+        # (a leftover folder without __init__.py, e.g. __pycache__ after a pull, imports as an
+        # empty namespace package: it holds no templates either)
+        if getattr(jinja2, "__version__", None) == getattr(compiled, "JINJA2", None):
             self._compiled = jinja2.ModuleLoader(COMPILED)
             self._sources = dict(compiled.SOURCES)
 
