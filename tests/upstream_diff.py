@@ -893,7 +893,7 @@ TABLE: tuple[Entry, ...] = (
         + "microvm@.service. A named chardev lets the runner serve the console on console.sock "
         + "there (MICROVM_CONSOLE=socket), as QEMU's runner does.",
         "openeuler-mirror/stratovirt docs/config_guidebook.md (chardev, serial); "
-        + "tests/test_issue9_backends.py (the runner run without a terminal)",
+        + "tests/test_backend_specifics.py (the runner run without a terminal)",
     ),
     _e(
         "stratovirt-console",
@@ -935,7 +935,7 @@ TABLE: tuple[Entry, ...] = (
         "alioth 0.9 to 0.12 put stdin into raw mode and stop when it is not a terminal, as under "
         + "microvm@.service; the runner then starts it under util-linux's script(1). With a "
         + "terminal it runs alioth directly, as upstream does.",
-        "google/alioth alioth-cli (console set-up); tests/test_issue9_backends.py",
+        "google/alioth alioth-cli (console set-up); tests/test_backend_specifics.py",
     ),
     _e(
         "notify-credential-cmdline",
