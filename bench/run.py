@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/run.py [--quick] [--no-boot] [--report PATH]; it rew
 bench/REPORT.md and the PNG plots beside it (matplotlib, `pip install .[bench]`; without it the
 report says the plots were skipped). Nothing here is asserted: tests/test_bench.py only runs the
 code once with tiny iterations so that it cannot rot. Boots take the machine-wide boot lock of
-tests/vmtest.py, one at a time.
+tests/support/vmtest.py, one at a time.
 
 Sections (issue 13): 1 runner overhead, 2 shutdown latency, 3 boot under TCG, 4 generation
 cost, 6 store images and share throughput (5, Nix evaluation, is measured elsewhere).
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import vmtest  # noqa: E402
+from support import vmtest  # noqa: E402
 
 PY = sys.executable
 QEMU = "qemu-system-x86_64"

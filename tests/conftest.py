@@ -8,9 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import machine
 import pytest
-import vmtest
+from support import machine, vmtest
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +36,7 @@ def root_only() -> None:
         pytest.skip("needs root (network namespaces, tap devices)")
 
 
-# -- under CI=true, only what this kind of machine cannot give may skip (tests/machine.py) ---
+# -- under CI=true, only what this machine cannot give may skip (tests/support/machine.py) ---
 
 def _skip_reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
@@ -54,8 +53,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             and not machine.allowed(reason := _skip_reason(report))):
         report.outcome = "failed"
         report.longrepr = (f"CI=true: this test skipped ({reason}), but only what " +
-                           "tests/machine.py lists may be missing on a CI machine; install " +
-                           "what it needs in scripts/setup instead")
+                           "tests/support/machine.py lists may be missing on a CI machine; " +
+                           "install what it needs in scripts/setup instead")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

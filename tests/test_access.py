@@ -24,7 +24,7 @@ from microvm.host import access, commands, doctor
 from microvm.host.access import Need, Request
 from microvm.host.service import Service
 from microvm.host.state import VMDir
-from test_host import cli, make_runner
+from support.host_cli import cli, make_runner
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None,

@@ -19,7 +19,7 @@ from pathlib import Path
 from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
 from microvm.hypervisors import RunContext, backend
 from microvm.hypervisors.base import NOTIFY_VSOCK_PORT_BASE
-from test_backends import document, load
+from support.backend_cases import document, load
 
 CTX = RunContext("/run/microvm/demo")
 

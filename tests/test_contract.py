@@ -27,7 +27,7 @@ from microvm.document import from_document
 from microvm.hypervisors import backend
 from microvm.hypervisors.base import HYBRID_VSOCK_SOCKET, NOTIFY_VSOCK_PORT_BASE, RunContext
 from microvm.runner import build
-from test_nix import nix_json, nix_problem
+from support.nixeval import nix_json, nix_problem
 
 RUNNER_DIR = "/nix/store/00000000000000000000000000000000-microvm-runner"
 ROWS = [(hv, system) for hv in Hypervisor

@@ -17,8 +17,8 @@ import pytest
 from microvm import __version__, managed, units
 from microvm.errors import HostError
 from microvm.host import install
-from test_host import cli, write_exe
-from test_managed import contents, crash_at, no_leftovers, snapshot
+from support.host_cli import cli, write_exe
+from support.managed_trees import contents, crash_at, no_leftovers, snapshot
 
 PREFIX = "/usr/local"
 SCRIPT = Path(sysconfig.get_path("scripts")) / "microvm"

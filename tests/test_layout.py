@@ -26,7 +26,7 @@ from microvm.layout import (
     program_of,
     virtiofs_meta,
 )
-from test_backends import ALL
+from support.backend_cases import ALL
 
 # one case per hypervisor and kind, enough to cover every file the writer can produce
 CASES = [(hv, name, doc) for hv, name, doc in ALL

@@ -1,5 +1,5 @@
 """The host side under a real systemd: Debian 12 with systemd 252 as PID 1 in a container
-(tests/hostsys.py), the package installed from a wheel into /opt/microvm and `microvm host
+(tests/support/hostsys.py), the package installed from a wheel into /opt/microvm and `microvm host
 install`ed as docs/host.md tells a Debian user, QEMU TCG guests started by `microvm@NAME`.
 
 Every scenario drives `systemctl`, `journalctl` and the installed `microvm` inside the
@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import hostsys
 import pytest
-import vmtest
-from hostsys import Host
 from microvm import units
 from microvm.host.service import all_units
+from support import hostsys, vmtest
+from support.hostsys import Host
 
 pytestmark = [pytest.mark.boot, pytest.mark.systemd]
 
@@ -425,7 +424,7 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
     wantedBy links its systemd.services/targets declare, its tmpfiles rules and user. At boot
     install-microvm-nixvm installs the Nix-built runner, microvm@nixvm boots it (its store
     disk), a crash restarts it, a stop powers it off."""
-    from test_nix import NIX_OPTS, NIXDIR, nix_problem
+    from support.nixeval import NIX_OPTS, NIXDIR, nix_problem
 
     if why := nix_problem():
         pytest.skip(why)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from microvm.host import state
 from microvm.host.state import VMDir
-from test_host import cli, make_runner
+from support.host_cli import cli, make_runner
 
 
 @dataclass(frozen=True)

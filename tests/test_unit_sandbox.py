@@ -294,7 +294,7 @@ def test_the_checker_catches_the_hardening_that_broke_features(tmp_path: Path) -
 
 
 def test_crosvm_dropin_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    from test_units import INSTANCE, analyze, verify_root
+    from support.unit_root import INSTANCE, analyze, verify_root
 
     runner = fake_runner(tmp_path, Hypervisor.CROSVM)
     opts = units.UnitOptions(declared=(units.DeclaredVM(INSTANCE, str(runner)),))

@@ -17,17 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import machine
 import pytest
 from microvm import units
 from microvm.units import DeclaredVM, UnitOptions
-from test_host import cli, make_runner
+from support import machine
+from support.host_cli import cli, make_runner
+from support.unit_root import INSTANCE, analyze, verify_root
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "host.md"
-INSTANCE = "web"
-STAND_INS = ("microvm-run", "microvm-shutdown", "tap-up", "tap-down", "macvtap-up",
-             "macvtap-down", "virtiofsd-run")
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                    reason="systemd-analyze is not installed")
@@ -43,28 +41,6 @@ def instances(declared: bool = True) -> list[str]:
     names = [f"{u.removesuffix('@.service')}@{INSTANCE}.service" for u in units.TEMPLATE_UNITS]
     return [*names, *([f"install-microvm-{INSTANCE}.service"] if declared else []),
             "microvms.target"]
-
-
-def verify_root(tmp_path: Path, out: Path, state_dir: str) -> Path:
-    """A --root for systemd-analyze: the distribution's units, ours in /etc/systemd/system, the
-    helpers at their absolute path and stand-in runners below the state directory."""
-    root = tmp_path / "root"
-    (root / "usr/lib/systemd").mkdir(parents=True)
-    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    shutil.copytree(out / units.UNIT_DIR, root / "etc/systemd/system", symlinks=True)
-    shutil.copytree(out / units.LIBEXEC_DIR, root / str(out / units.LIBEXEC_DIR).lstrip("/"))
-    for link in ("current", "booted"):
-        bin_dir = root / state_dir.lstrip("/") / ".control" / INSTANCE / link / "bin"
-        bin_dir.mkdir(parents=True)
-        for exe in STAND_INS:
-            (bin_dir / exe).write_text("#!/bin/sh\n")
-            (bin_dir / exe).chmod(0o755)
-    return root
-
-
-def analyze(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemd-analyze", *args, f"--root={root}"], text=True,
-                          capture_output=True, cwd=root / "etc/systemd/system")
 
 
 OPTION_SETS = {

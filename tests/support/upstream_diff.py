@@ -1171,7 +1171,8 @@ def render() -> str:
     lines = [
         "# Migrating from microvm.nix",
         "",
-        "<!-- generated from tests/upstream_diff.py by tests/test_upstream.py; do not edit -->",
+        "<!-- generated from tests/support/upstream_diff.py by tests/test_upstream.py; "
+        + "do not edit -->",
         "",
         "The option names are microvm.nix's, and most configurations produce the same "
         + "hypervisor command line. `tests/test_upstream.py` checks this: it evaluates "
@@ -1219,7 +1220,7 @@ def render() -> str:
 
 
 def _render_corpus() -> list[str]:
-    import upstream_corpus
+    from support import upstream_corpus
 
     lines = [
         "## Configurations from microvm.nix's handbook and examples",

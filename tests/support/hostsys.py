@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import vmtest
+from support import REPO, vmtest
 
-REPO = vmtest.REPO
 SUITE = "bookworm"
 # what a Debian host needs to run the test VMs (QEMU, its C virtiofsd in qemu-system-common,
 # ip, socat for the control scripts, mkfs.ext4 for volumes) and to install the package
