@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def guest_kernel() -> vmtest.testguest.Kernel:
 
 
 @pytest.fixture
-def make_initrd(guest_kernel: vmtest.testguest.Kernel, tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_initrd(guest_kernel: vmtest.testguest.Kernel, tmp_path: Path) -> Callable[..., Path]:
     def build(script: str, name: str = "initrd.gz") -> Path:
         return vmtest.testguest.build_initramfs(guest_kernel, tmp_path / name, script)
 
@@ -46,7 +47,8 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if (machine.ci() and report.skipped and not hasattr(report, "wasxfail")

@@ -251,7 +251,7 @@ def test_console_device_follows_the_uart() -> None:
 
 def test_ignored_options_warn_and_generate(tmp_path: Path) -> None:
     """Item 11: accepted with a warning naming the option; a share on firecracker refused."""
-    cases = {
+    cases: dict[Hypervisor, tuple[dict[str, object], list[str]]] = {
         Hypervisor.KVMTOOL: ({"balloon": True, "socket": "demo.sock"},
                              ["warning: microvm.socket: a control socket (set microvm.socket " +
                               "= null) not supported by kvmtool, ignored: lkvm keeps its own " +

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from microvm.errors import UsageError
 from microvm.host import state
 from microvm.host.commands import runner_diff
 from microvm.host.service import all_units
@@ -33,7 +34,7 @@ def test_good_names(name: str) -> None:
 @pytest.mark.parametrize("name", ["", ".vm", "-vm", "a/b", "a b", "x" * 65, "a..b", "vm.",
                                   "ü", "a\nb"])
 def test_bad_names(name: str) -> None:
-    with pytest.raises(state.UsageError, match="invalid VM name"):
+    with pytest.raises(UsageError, match="invalid VM name"):
         state.check_name(name)
 
 
@@ -220,7 +221,7 @@ def test_update_restart_through_systemd(tmp_path: Path, runners: tuple[Path, Pat
               check=True).stderr
     assert ["restart", "microvm@vm.service"] in calls(log)
     assert "restarting" in out
-    out = cli("shutdown", "vm", state_dir=root, env=env, check=True)
+    cli("shutdown", "vm", state_dir=root, env=env, check=True)
     # the VM's unit and its helpers, all named: systemctl waits only for the jobs it was asked
     assert ["stop", *all_units("vm")] in calls(log)
     assert all_units("vm")[0] == "microvm@vm.service"

@@ -227,7 +227,7 @@ def test_a_command_others_could_change_is_not_linked(tmp_path: Path,
 
 def test_no_console_script_is_an_error(monkeypatch: pytest.MonkeyPatch,
                                        tmp_path: Path) -> None:
-    monkeypatch.setattr(install.sysconfig, "get_path", lambda _name: str(tmp_path))
+    monkeypatch.setattr(sysconfig, "get_path", lambda _name: str(tmp_path))
     with pytest.raises(HostError, match="no `microvm` command beside this Python"):
         install.console_script()
 

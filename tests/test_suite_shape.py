@@ -39,8 +39,8 @@ def test_no_test_module_imports_another() -> None:
         "test modules import helpers from tests/support/, not from other test modules: "
         + repr({k: v for k, v in offenders.items() if k not in IMPORTS_TEST_MODULES}))
     assert set(offenders) == IMPORTS_TEST_MODULES, (
-        f"no longer importing a test module, remove from IMPORTS_TEST_MODULES: "
-        f"{sorted(IMPORTS_TEST_MODULES - set(offenders))}")
+        "no longer importing a test module, remove from IMPORTS_TEST_MODULES: "
+        + repr(sorted(IMPORTS_TEST_MODULES - set(offenders))))
 
 
 def test_helpers_live_in_the_support_package() -> None:

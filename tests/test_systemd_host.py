@@ -24,12 +24,11 @@ from types import ModuleType
 import pytest
 from microvm import units
 from microvm.host.service import all_units
-from support import hostsys, vmtest
+from support import REPO, hostsys, vmtest
 from support.hostsys import Host
 
 pytestmark = [pytest.mark.boot, pytest.mark.systemd]
 
-REPO = vmtest.REPO
 CONTROL = "/var/lib/microvms/.control"
 STATE = "/var/lib/microvms"
 
@@ -139,7 +138,9 @@ def test_start_stop_restart(host: Host) -> None:
     host.wait("set-booted to clear booted",
               lambda: not host.path(f"{CONTROL}/basic/booted").is_symlink(), timeout=10)
     for u in all_units("basic"):
-        host.wait(f"{u} to stop", lambda u=u: host.state(u) == "inactive", timeout=10)
+        # the default binds the loop's unit; mypy cannot infer a lambda with a default
+        host.wait(f"{u} to stop", lambda u=u: host.state(u) == "inactive",  # type: ignore[misc]
+                  timeout=10)
     start(host, "basic")
     wait_ready(host, "basic", 1)
     host.systemctl("restart", "microvm@basic")
@@ -322,7 +323,7 @@ def test_autostart_across_a_reboot_and_clean_power_off_at_shutdown(host: Host) -
     assert "SIGKILL" not in before and "Killing process" not in before
     t = time.monotonic()
     for n in names:
-        host.wait(f"{n} ready after the reboot", lambda n=n: any(
+        host.wait(f"{n} ready after the reboot", lambda n=n: any(  # type: ignore[misc]
             "GUEST-READY" in line for line in hostsys.lines_with(
                 host.journal("-b", "0", "-u", f"microvm@{n}.service"), "GUEST-READY")),
             timeout=120)

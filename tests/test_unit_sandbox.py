@@ -256,8 +256,8 @@ def test_the_unit_allows_what_the_feature_needs(tmp_path: Path, hv: Hypervisor,
         return
     vm, helpers = vm_unit(tmp_path, hv)
     files = units.build(units.UnitOptions(), "/x")
-    texts = {d: files[f"{units.UNIT_DIR}/{d}@.service"][0] for d in units.DEPENDENCIES
-             if isinstance(files[f"{units.UNIT_DIR}/{d}@.service"], tuple)}
+    texts = {d: entry[0] for d in units.DEPENDENCIES
+             if isinstance(entry := files[f"{units.UNIT_DIR}/{d}@.service"], tuple)}
     found = problems(need, vm, helpers, texts) + problems(HYPERVISORS[hv], vm, helpers, texts)
     assert found == []
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from microvm import units
+from microvm import managed, units
 from microvm.units import DeclaredVM, UnitOptions
 from support import machine
 from support.host_cli import cli, make_runner
@@ -126,11 +126,11 @@ def test_layout_links_and_determinism(tmp_path: Path) -> None:
     b = units.build(opts, "/usr/libexec/microvm")
     assert a == b
     system = units.UNIT_DIR
-    assert a[f"{system}/multi-user.target.wants/microvms.target"] == units.Link(
+    assert a[f"{system}/multi-user.target.wants/microvms.target"] == managed.Link(
         "../microvms.target")
-    assert a[f"{system}/microvms.target.wants/microvm@web.service"] == units.Link(
+    assert a[f"{system}/microvms.target.wants/microvm@web.service"] == managed.Link(
         "../microvm@.service")
-    assert a[f"{system}/microvms.target.wants/install-microvm-web.service"] == units.Link(
+    assert a[f"{system}/microvms.target.wants/install-microvm-web.service"] == managed.Link(
         "../install-microvm-web.service")
     service = a[f"{system}/microvm@.service"]
     assert isinstance(service, tuple)
@@ -409,12 +409,13 @@ def test_wait_virtiofsd(helpers: Path, tmp_path: Path) -> None:
     share.mkdir(parents=True)
     (share / "socket").write_text("fs.sock\n")
     name = f"wvtest-{os.getpid()}"
-    wait = [helpers / "wait-virtiofsd", "1", "booted", name]
+    wait: list[str | Path] = [helpers / "wait-virtiofsd", "1", "booted", name]
     try:
         with socket.socket(socket.AF_UNIX) as old:
             old.bind(str(d / "fs.sock"))  # the stale socket of the last run
             time.sleep(0.05)
-            subprocess.run([helpers / "wait-virtiofsd", "--mark", name], check=True)
+            mark: list[str | Path] = [helpers / "wait-virtiofsd", "--mark", name]
+            subprocess.run(mark, check=True)
             r = subprocess.run(wait, cwd=d, text=True, capture_output=True)
             assert r.returncode == 1
             assert "no new virtiofsd socket after 1 s: fs.sock" in r.stderr

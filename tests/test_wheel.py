@@ -13,6 +13,7 @@ build gets setuptools and wheel from the package index, as `pip install -e .` di
 from __future__ import annotations
 
 import filecmp
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -26,7 +27,6 @@ import click
 import jinja2
 import jsonschema
 import pytest
-import setuptools
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "generator" / "microvm"
@@ -74,7 +74,7 @@ def tracked(paths: list[str]) -> list[str]:
 
 
 def can_build_offline() -> bool:
-    major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
+    major, minor = (int(x) for x in importlib.metadata.version("setuptools").split(".")[:2])
     return importlib.util.find_spec("wheel") is not None or (major, minor) >= (70, 1)
 
 

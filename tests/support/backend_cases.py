@@ -190,7 +190,7 @@ OTHERS = [hv for hv in Hypervisor if hv is not Hypervisor.QEMU]
 
 
 def all_cases() -> list[tuple[Hypervisor, str, Doc]]:
-    out = []
+    out: list[tuple[Hypervisor, str, Doc]] = []
     for hv in OTHERS:
         for name, make in CASES.items():
             doc = make(hv)

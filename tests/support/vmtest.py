@@ -19,7 +19,7 @@ from support import REPO
 
 sys.path.insert(0, str(REPO / "examples"))
 
-import testguest
+import testguest as testguest  # re-exported: vmtest.testguest
 
 # Boots are serialised across every test process of this machine (2 cores).
 BOOT_LOCK = Path(os.environ.get("MICROVM_BOOT_LOCK", "/tmp/microvm-tests-boot.lock"))
