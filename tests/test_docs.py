@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 NIXDIR = REPO / "tests" / "nix"
 GENERATED = {"hypervisors.md", "migration.md", "options.md"}

@@ -21,9 +21,6 @@ from microvm.host.service import all_units
 from microvm.host.state import Runner, VMDir
 from support.host_cli import UPDATE_STEPS, calls, cli, fake_systemctl, make_runner
 
-REPO = Path(__file__).resolve().parent.parent
-
-
 # -- names, links, temporaries ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["vm", "web-1", "a.b", "_x", "A9"])

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from microvm import units
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "host.md"
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,

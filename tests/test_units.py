@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 from microvm import managed, units
 from microvm.units import DeclaredVM, UnitOptions
-from support import machine
+from support import REPO, machine
 from support.host_cli import cli, make_runner
 from support.unit_root import INSTANCE, analyze, verify_root
 
-REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "host.md"
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,

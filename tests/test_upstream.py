@@ -40,10 +40,9 @@ import pytest
 from microvm.document import from_document
 from microvm.errors import ValidationError
 from microvm.hypervisors import Accel, RunContext, backend
-from support import upstream_diff
+from support import REPO, upstream_diff
 from support.upstream import nix_env, problem, upstream_src
 
-REPO = Path(__file__).resolve().parent.parent
 NIXDIR = REPO / "tests" / "nix" / "upstream"
 MIGRATION = REPO / "docs" / "migration.md"
 UPDATE = os.environ.get("MICROVM_UPDATE_GOLDEN") == "1"

@@ -39,10 +39,9 @@ import pytest
 from microvm import units, validate
 from microvm.document import from_document
 from microvm.errors import ValidationError
-from support import upstream_corpus, upstream_diff
+from support import REPO, upstream_corpus, upstream_diff
 from support.upstream import nix_env, problem, upstream_src
 
-REPO = Path(__file__).resolve().parent.parent
 NIXDIR = REPO / "tests" / "nix" / "upstream"
 STORE_HASH = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-")
 BATCHES = 2  # one nix-instantiate per core

@@ -27,8 +27,8 @@ import click
 import jinja2
 import jsonschema
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "generator" / "microvm"
 EXAMPLE = REPO / "examples" / "demo" / "vm.json"
 
