@@ -67,7 +67,7 @@
         });
 
       templates.default = {
-        path = ./templates/default;
+        path = ./flake-templates/default;
         description = "A host with one declared MicroVM";
       };
       # microvm.nix's names for it

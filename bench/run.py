@@ -8,7 +8,8 @@ code once with tiny iterations so that it cannot rot. Boots take the machine-wid
 tests/support/vmtest.py, one at a time.
 
 Sections (issue 13): 1 runner overhead, 2 shutdown latency, 3 boot under TCG, 4 generation
-cost, 6 store images and share throughput (5, Nix evaluation, is measured elsewhere).
+cost (of the wheel built from the checkout, installed in a fresh venv), 6 store images and
+share throughput (5, Nix evaluation, is measured elsewhere).
 """
 
 from __future__ import annotations
@@ -475,9 +476,22 @@ def bench_shutdown(res: Results, work: Path, rounds: int) -> None:
 # --------------------------------------------------------------------------------------------
 # 4. Generation cost
 
-def microvm_cli() -> list[str]:
-    script = Path(PY).parent / "microvm"
-    return [str(script)] if script.exists() else [PY, "-m", "microvm.cli"]
+@dataclass(frozen=True)
+class Package:
+    """The microvm package as a user installs it: the wheel built from the checkout and
+    installed into a fresh venv (tests/support/wheelinstall.py). Start-up is measured on it, not
+    on the checkout: its build compiled the templates (a checkout compiles them in memory at every
+    start) and pip byte-compiled it."""
+
+    python: str
+    cli: list[str]
+
+
+def installed_package(work: Path) -> Package:
+    from support import wheelinstall
+
+    venv, _ = wheelinstall.install(work / "wheel")
+    return Package(python=str(venv / "bin" / "python"), cli=[str(venv / "bin" / "microvm")])
 
 
 def demo_doc() -> dict[str, Any]:
@@ -487,15 +501,14 @@ def demo_doc() -> dict[str, Any]:
 
 def bench_generation(res: Results, work: Path, rounds: int, counts: Sequence[int]) -> None:
     sec = "4. Generation cost"
-    compiled = byte_compile()
+    pkg = installed_package(work)
     vm_json = work / "gen-vm.json"
     vm_json.write_text(json.dumps(demo_doc()))
     out = work / "gen-out"
-    cli = microvm_cli()
     got = interleaved({
-        "floor": lambda: clock([PY, "-c", "pass"]),
-        "import": lambda: clock([PY, "-c", "import microvm.cli"]),
-        "generate": lambda: clock([*cli, "generate", str(vm_json), "--out", str(out),
+        "floor": lambda: clock([pkg.python, "-c", "pass"]),
+        "import": lambda: clock([pkg.python, "-c", "import microvm.cli"]),
+        "generate": lambda: clock([*pkg.cli, "generate", str(vm_json), "--out", str(out),
                                    "--force"]),
     }, rounds, warmup=min(rounds, 2))
     over = [g - f for g, f in zip(got["generate"], got["floor"], strict=True)]
@@ -505,32 +518,14 @@ def bench_generation(res: Results, work: Path, rounds: int, counts: Sequence[int
                 f"max {max(over):.0f} ms"))
     res.add(Row(sec, "`python3 -c 'import microvm.cli'`", "ms", got["import"],
                 "`python3 -c pass`", got["floor"]))
-    batch_rows = bench_batch(res, sec, work, rounds, counts)
+    batch_rows = bench_batch(res, sec, pkg, work, rounds, counts)
     bench_nix_derivations(res, sec, batch_rows, 0 if len(counts) < 3 else 20)
-    profile(res, sec, vm_json, work)
-    res.note(sec, compiled)
+    profile(res, sec, pkg, vm_json, work)
+    res.note(sec, "These measures run the wheel built from this checkout, installed into a " +
+             "fresh virtual environment (pip byte-compiles it; its build compiled the " +
+             "templates), as a user runs it.")
     res.plots.append((sec, plot_rows(work, "generation.png", "Generation cost (ms)",
                                      [r for r in res.rows if r.section == sec], "ms")))
-
-
-def byte_compile() -> str:
-    """Byte-compile the microvm package the CLI imports, as an installed package is (pip and
-    Nix compile at install time); says what was done, for the report."""
-    import compileall
-    import importlib.util
-
-    spec = importlib.util.find_spec("microvm")
-    assert spec is not None
-    assert spec.origin is not None
-    pkg = Path(spec.origin).parent
-    compileall.compile_dir(str(pkg), quiet=1)
-    no_write = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
-    where = pkg.relative_to(REPO) if pkg.is_relative_to(REPO) else pkg
-    return (f"The microvm package ({where}) is byte-compiled before these measures, as an " +
-            "installed package is (pip and Nix compile at install time)" +
-            ("; without that, under this machine's PYTHONDONTWRITEBYTECODE=1, an editable " +
-             "install would compile microvm's modules again in every process." if no_write
-             else "."))
 
 
 def vm_documents(work: Path, n: int) -> list[Path]:
@@ -547,11 +542,11 @@ def vm_documents(work: Path, n: int) -> list[Path]:
     return paths
 
 
-def bench_batch(res: Results, sec: str, work: Path, rounds: int, counts: Sequence[int]
-                ) -> dict[int, Row]:
+def bench_batch(res: Results, sec: str, pkg: Package, work: Path, rounds: int,
+                counts: Sequence[int]) -> dict[int, Row]:
     """n runner trees written by n `microvm generate` processes against one
     `microvm generate --batch` process: per VM, in ms."""
-    cli = microvm_cli()
+    cli = pkg.cli
     docs = vm_documents(work, max(counts))
     rows: dict[int, Row] = {}
     for n in counts:
@@ -635,10 +630,10 @@ def bench_nix_derivations(res: Results, sec: str, batch: dict[int, Row], extra: 
              "tooling).")
 
 
-def profile(res: Results, sec: str, vm_json: Path, work: Path) -> None:
+def profile(res: Results, sec: str, pkg: Package, vm_json: Path, work: Path) -> None:
     """cProfile of one `generate` process, and -X importtime of the CLI import."""
     prof = work / "gen.prof"
-    subprocess.run([PY, "-m", "cProfile", "-o", str(prof), "-m", "microvm.cli", "generate",
+    subprocess.run([pkg.python, "-m", "cProfile", "-o", str(prof), "-m", "microvm.cli", "generate",
                     str(vm_json), "--out", str(work / "prof-out"), "--force"],
                    check=True, capture_output=True)
     buf = io.StringIO()
@@ -655,8 +650,8 @@ def profile(res: Results, sec: str, vm_json: Path, work: Path) -> None:
              "cumulative, project and library frames only:\n\n```\n" + "\n".join(table) +
              "\n```\n\nThe same profile by own time (tottime):\n\n```\n" +
              "\n".join(own[1:]) + "\n```")
-    p = subprocess.run([PY, "-X", "importtime", "-m", "microvm.cli", "generate", str(vm_json),
-                        "--out", str(work / "prof-out"), "--force"],
+    p = subprocess.run([pkg.python, "-X", "importtime", "-m", "microvm.cli", "generate",
+                        str(vm_json), "--out", str(work / "prof-out"), "--force"],
                        capture_output=True, text=True, check=True)
     imports: list[tuple[int, int, str]] = []
     for ln in p.stderr.splitlines():

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
 from microvm.hypervisors import RunContext, backend
@@ -127,7 +128,7 @@ def _alioth_runner(tmp_path: Path) -> tuple[Path, Path, dict[str, str], list[str
     state.mkdir()
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
            "ARGV_OUT": str(tmp_path / "argv")}
-    want = backend(Hypervisor.ALIOTH).argv(load(doc))[1:]  # type: ignore[attr-defined]
+    want = backend(Hypervisor.ALIOTH).command(load(doc), CTX)[1:]
     return out / "bin" / "microvm-run", state, env, want
 
 
@@ -251,7 +252,7 @@ def test_console_device_follows_the_uart() -> None:
 
 def test_ignored_options_warn_and_generate(tmp_path: Path) -> None:
     """Item 11: accepted with a warning naming the option; a share on firecracker refused."""
-    cases: dict[Hypervisor, tuple[dict[str, object], list[str]]] = {
+    cases: dict[Hypervisor, tuple[dict[str, Any], list[str]]] = {
         Hypervisor.KVMTOOL: ({"balloon": True, "socket": "demo.sock"},
                              ["warning: microvm.socket: a control socket (set microvm.socket " +
                               "= null) not supported by kvmtool, ignored: lkvm keeps its own " +

@@ -22,7 +22,6 @@ from microvm.capabilities import Feature, Hypervisor
 from microvm.errors import ValidationError
 from microvm.hypervisors import Accel, RunContext, backend
 from microvm.hypervisors.alioth import Alioth
-from microvm.hypervisors.cloud_hypervisor import CloudHypervisor, vm_config
 from microvm.hypervisors.cloud_hypervisor import value as ch_value
 from microvm.hypervisors.crosvm import value as crosvm_value
 from microvm.hypervisors.firecracker import merge
@@ -54,8 +53,8 @@ def golden_record(hv: Hypervisor, doc: Doc) -> dict[str, Any]:
     record: dict[str, Any] = {"document": doc["microvm"]}
     if hv is Hypervisor.QEMU:
         qemu = Qemu()
-        record["argv"] = {"kvm": qemu.argv(vm, CTX, Accel.KVM),
-                          "tcg": qemu.argv(vm, CTX, Accel.TCG)}
+        record["argv"] = {"kvm": qemu.command(vm, CTX, Accel.KVM),
+                          "tcg": qemu.command(vm, CTX, Accel.TCG)}
     else:
         launch = be.launch(vm, CTX)
         assert list(launch.variants) == [Accel.KVM]
@@ -66,7 +65,7 @@ def golden_record(hv: Hypervisor, doc: Doc) -> dict[str, Any]:
         if launch.sockets:
             record["sockets"] = launch.sockets
     if hv is Hypervisor.CLOUD_HYPERVISOR:
-        record["vm_config"] = vm_config(vm)
+        record["vm_config"] = vm_config(record["argv"]["kvm"])
     record["shutdown"] = control(be.shutdown(vm))
     record["balloon"] = control(be.balloon(vm))
     return record
@@ -104,13 +103,33 @@ def test_each_case_is_valid_and_has_one_kvm_variant(hv: Hypervisor) -> None:
         doc = make(hv)
         if doc is None:
             continue
-        vm = load(doc)
-        launch = backend(hv).launch(vm, CTX)
+        launch = backend(hv).launch(load(doc), CTX)
         assert set(launch.variants) == {Accel.KVM}, name
-        argv = launch.variants[Accel.KVM]
-        assert all(isinstance(a, str) for a in argv), name
-        extra = list(vm.hypervisor_extra_args)
-        assert any(argv[i:i + len(extra)] == extra for i in range(len(argv))), name
+        assert all(isinstance(a, str) for a in launch.variants[Accel.KVM]), name
+
+
+# words no backend writes itself, one with the characters option syntaxes split at
+EXTRA_MARK = ["--microvm-test-extra", "a b,c=d:e"]
+
+
+def with_extra_args(doc: Doc, hv: Hypervisor, extra: list[str]) -> Doc:
+    """`doc` with microvm.<hv>.extraArgs (microvm.qemu.extraArgs for QEMU) set to `extra`."""
+    m = {**doc["microvm"], str(hv): {**doc["microvm"].get(str(hv), {}), "extraArgs": extra}}
+    return {**doc, "microvm": m}
+
+
+@pytest.mark.parametrize("case", ALL, ids=_id)
+def test_extra_args_arrive_once_whole_and_change_nothing_else(
+        case: tuple[Hypervisor, str, Doc]) -> None:
+    hv, _, doc = case
+    plain = backend(hv).launch(load(with_extra_args(doc, hv, [])), CTX).variants
+    marked = backend(hv).launch(load(with_extra_args(doc, hv, EXTRA_MARK)), CTX).variants
+    assert list(marked) == list(plain)
+    n = len(EXTRA_MARK)
+    for accel, argv in marked.items():
+        at = [i for i in range(len(argv)) if argv[i:i + n] == EXTRA_MARK]
+        assert len(at) == 1, (accel, argv)
+        assert argv[:at[0]] + argv[at[0] + n:] == plain[accel], accel
 
 
 # -- shellcheck over every generated runner -------------------------------------------------
@@ -233,21 +252,21 @@ def test_alioth_moves_awkward_values_into_objects() -> None:
     vm = load(document(Hypervisor.ALIOTH, volumes=[
         {"image": "/srv/disk,2024.img", "autoCreate": False},
         {"image": "/srv/a=b.img", "autoCreate": False}]))
-    argv = Alioth().argv(vm)
+    argv = Alioth().command(vm, CTX)
     assert argv[argv.index("--blk") + 1] == "file,path=id_0"
     assert argv[-4:] == ["-o", "id_0,/srv/disk,2024.img", "-o", "id_1,/srv/a=b.img"]
 
 
 def test_vfkit_makes_a_relative_socket_absolute_at_start() -> None:
     vm = load(document(Hypervisor.VFKIT))
-    argv = Vfkit().argv(vm)
+    argv = Vfkit().command(vm, CTX)
     assert argv[:2] == ["bash", "-c"]
     assert argv[3:6] == ["vfkit", "demo.sock", "vfkit"]
     out = subprocess.run([*argv[:5], "printf", "%s\\n"], capture_output=True, text=True,
                          cwd="/tmp", check=True).stdout.split()
     assert out == ["--restful-uri", "unix:///tmp/demo.sock"]
     absolute = load(document(Hypervisor.VFKIT, socket="/run/vm/demo.sock"))
-    assert Vfkit().argv(absolute)[-2:] == ["--restful-uri", "unix:///run/vm/demo.sock"]
+    assert Vfkit().command(absolute, CTX)[-2:] == ["--restful-uri", "unix:///run/vm/demo.sock"]
 
 
 def test_firecracker_merge_is_recursive() -> None:
@@ -257,7 +276,14 @@ def test_firecracker_merge_is_recursive() -> None:
     assert base == {"a": {"x": 1, "y": [1]}, "b": 2}
 
 
-# -- cloud-hypervisor: the JSON body says what the argv says --------------------------------
+# -- cloud-hypervisor: the argv read back as the REST API's VmConfig (tests/test_specs.py) ----
+
+MIB = 1 << 20
+# --disk image_type -> the ImageType name in JSON (block/src/lib.rs)
+CH_IMAGE_TYPE = {"raw": "Raw", "qcow2": "Qcow2", "vhd": "FixedVhd", "vhdx": "Vhdx"}
+# virtio-fs defaults of vm_config.rs, required by the OpenAPI FsConfig
+CH_FS_DEFAULTS = {"num_queues": 1, "queue_size": 1024}
+
 
 def _flags(argv: list[str], flag: str) -> list[dict[str, str]]:
     out = []
@@ -288,43 +314,67 @@ def _split(s: str) -> list[str]:
     return [*parts, cur]
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if CASES[n](Hypervisor.CLOUD_HYPERVISOR)])
-def test_cloud_hypervisor_vm_config_matches_argv(name: str) -> None:
-    vm = load(CASES[name](Hypervisor.CLOUD_HYPERVISOR) or {})
-    argv = CloudHypervisor().argv(vm)
-    config = vm_config(vm)
-    mib = 1 << 20
-    assert config["payload"]["kernel"] == argv[argv.index("--kernel") + 1]
-    assert config["payload"]["cmdline"] == argv[argv.index("--cmdline") + 1]
-    assert config["payload"].get("initramfs") == (
-        argv[argv.index("--initramfs") + 1] if "--initramfs" in argv else None)
-    assert f"boot={config['cpus']['boot_vcpus']}" == argv[argv.index("--cpus") + 1]
-    memory = _flags(argv, "--memory")[0]
-    assert int(memory["size"].rstrip("M")) * mib == config["memory"]["size"]
-    assert (memory.get("shared") == "on") == config["memory"]["shared"]
-    assert (memory.get("mergeable") == "on") == config["memory"]["mergeable"]
-    assert (memory.get("hugepages") == "on") == config["memory"]["hugepages"]
-    if "hotplug_size" in memory:
-        assert int(memory["hotplug_size"].rstrip("M")) * mib == config["memory"]["hotplug_size"]
-    disks = _flags(argv, "--disk")
-    assert [d["path"] for d in disks] == [d["path"] for d in config.get("disks", [])]
-    assert [d.get("readonly") == "on" for d in disks] == [
-        d["readonly"] for d in config.get("disks", [])]
-    assert [d.get("serial") for d in disks] == [d.get("serial") for d in config.get("disks", [])]
-    fs = _flags(argv, "--fs")
-    assert [(f["tag"], f["socket"]) for f in fs] == [
-        (f["tag"], f["socket"]) for f in config.get("fs", [])]
-    nets = _flags(argv, "--net")
-    assert [(n.get("tap"), n["mac"]) for n in nets] == [
-        (n.get("tap"), n["mac"]) for n in config.get("net", [])]
-    vsock = _flags(argv, "--vsock")
-    assert [(int(v["cid"]), v["socket"]) for v in vsock] == (
-        [(config["vsock"]["cid"], config["vsock"]["socket"])] if "vsock" in config else [])
-    balloon = _flags(argv, "--balloon")
-    assert [int(b["size"].rstrip("M")) * mib for b in balloon] == (
-        [config["balloon"]["size"]] if "balloon" in config else [])
-    devices = _flags(argv, "--device")
-    assert [d["path"] for d in devices] == [d["path"] for d in config.get("devices", [])]
+def _on(items: dict[str, str], key: str) -> bool:
+    return items.get(key) == "on"
+
+
+def _bytes(size: str) -> int:
+    return int(size.removesuffix("M")) * MIB
+
+
+def vm_config(argv: list[str]) -> dict[str, Any]:
+    """cloud-hypervisor's argv as the body of `PUT /api/v1/vm.create` (config.rs parses each
+    flag into these vm_config.rs names; sizes in bytes). macvtap fds are not part of it: over
+    the API they travel as SCM_RIGHTS data."""
+    def arg(flag: str) -> str:
+        return argv[argv.index(flag) + 1]
+
+    boot = int(_flags(argv, "--cpus")[0]["boot"])
+    payload = {"kernel": arg("--kernel"), "cmdline": arg("--cmdline")}
+    if "--initramfs" in argv:
+        payload["initramfs"] = arg("--initramfs")
+    platform: dict[str, Any] = dict(_flags(argv, "--platform")[0])
+    if "oem_strings" in platform:
+        platform["oem_strings"] = platform["oem_strings"][1:-1].split(",")
+    config: dict[str, Any] = {
+        "cpus": {"boot_vcpus": boot, "max_vcpus": boot},
+        "memory": _ch_memory(_flags(argv, "--memory")[0]), "payload": payload,
+        "serial": {"mode": arg("--serial").capitalize()},
+        "console": {"mode": arg("--console").capitalize()},
+        "platform": platform, "watchdog": "--watchdog" in argv}
+    return config | {key: value for key, value in _ch_devices(argv).items() if value}
+
+
+def _ch_memory(m: dict[str, str]) -> dict[str, Any]:
+    memory: dict[str, Any] = {"size": _bytes(m["size"]), "shared": _on(m, "shared"),
+                              "mergeable": _on(m, "mergeable"), "hugepages": _on(m, "hugepages")}
+    if "hotplug_size" in m:
+        memory.update({"hotplug_method": "VirtioMem", "hotplug_size": _bytes(m["hotplug_size"]),
+                       "hotplugged_size": _bytes(m["hotplugged_size"])})
+    return memory
+
+
+def _ch_devices(argv: list[str]) -> dict[str, Any]:
+    disks = []
+    for d in _flags(argv, "--disk"):
+        disk: dict[str, Any] = {"path": d["path"], "readonly": _on(d, "readonly"),
+                                "direct": _on(d, "direct"),
+                                "image_type": CH_IMAGE_TYPE[d["image_type"]]}
+        disk |= {k: int(d[k]) if k == "num_queues" else d[k]
+                 for k in ("serial", "num_queues") if k in d}
+        disks.append(disk)
+    nets = [{"mac": n["mac"], "num_queues": int(n.get("num_queues", 2)),
+             **({"tap": n["tap"]} if "tap" in n else {})} for n in _flags(argv, "--net")]
+    vsock = [{"cid": int(v["cid"]), "socket": v["socket"]} for v in _flags(argv, "--vsock")]
+    balloon = [{"size": _bytes(b["size"]), "deflate_on_oom": _on(b, "deflate_on_oom"),
+                "free_page_reporting": _on(b, "free_page_reporting")}
+               for b in _flags(argv, "--balloon")]
+    return {"disks": disks,
+            "fs": [{"tag": f["tag"], "socket": f["socket"], **CH_FS_DEFAULTS}
+                   for f in _flags(argv, "--fs")],
+            "net": nets, "vsock": vsock[0] if vsock else None,
+            "balloon": balloon[0] if balloon else None,
+            "devices": [{"path": d["path"]} for d in _flags(argv, "--device")]}
 
 
 def test_validation_error_names_unencodable_values() -> None:
@@ -334,3 +384,84 @@ def test_validation_error_names_unencodable_values() -> None:
     assert [str(p) for p in err.value.problems] == [
         ("microvm.volumes[0].image: stratovirt cannot take ',' in option values, " +
          "got 'a,b.img'")]
+
+
+# -- what a backend cannot express: the capability table's limits, the values its syntax
+# cannot carry (found where the argv encodes them), by option path ----------------------------
+
+S = Hypervisor.STRATOVIRT
+V = Hypervisor.VFKIT
+K = Hypervisor.KVMTOOL
+C = Hypervisor.CROSVM
+FC = Hypervisor.FIRECRACKER
+VOL = {"size": 8, "autoCreate": False}
+VIRTIOFS = {"proto": "virtiofs", "mountPoint": "/m"}
+NINEP = {"proto": "9p", "mountPoint": "/m"}
+TAP = {"type": "tap", "mac": "02:00:00:00:00:01"}
+PROBLEM_CASES: list[tuple[str, Hypervisor, dict[str, Any], list[str]]] = [
+    ("stratovirt values", S, {
+        "socket": "a=b.sock", "storeOnDisk": True, "storeDisk": "/s,d",
+        "volumes": [{"image": "v=1.img", "serial": "s,1", **VOL}],
+        "shares": [{"tag": "t=1", "source": "/x", "socket": "f,s.sock", **VIRTIOFS}],
+        "interfaces": [{"id": "t=ap", **TAP}]}, [
+        "microvm.socket: stratovirt cannot take '=' in option values, got 'a=b.sock'",
+        "microvm.storeDisk: stratovirt cannot take ',' in option values, got '/s,d'",
+        "microvm.volumes[0].image: stratovirt cannot take '=' in option values, got 'v=1.img'",
+        "microvm.volumes[0].serial: stratovirt cannot take ',' in option values, got 's,1'",
+        "microvm.shares[0].socket: stratovirt cannot take ',' in option values, " +
+        "got 'f,s.sock'",
+        "microvm.shares[0].tag: stratovirt cannot take '=' in option values, got 't=1'",
+        "microvm.interfaces[0].id: stratovirt cannot take '=' in option values, got 't=ap'"]),
+    ("stratovirt limits", S, {"mem": 64, "vsock": {"cid": 3}, "balloon": True,
+                              "volumes": [{"image": f"v{i}.img", **VOL} for i in range(9)]}, [
+        "microvm.mem: stratovirt takes 128 MiB to 524288 MiB of memory, got 64",
+        "microvm: stratovirt's microvm machine has at most 11 devices on x86_64, this VM " +
+        "needs 12 (entropy, disks, shares, interfaces, vsock, balloon)"]),
+    ("vfkit values", V, {
+        "kernel": '/k"', "initrdPath": '/i"', "kernelParams": ["ok", 'a="b"'],
+        "storeOnDisk": True, "storeDisk": "/s,d",
+        "volumes": [{"image": "v,1.img", "serial": "s,1", **VOL}],
+        "shares": [{"tag": "t", "source": "/x,y", **VIRTIOFS}]}, [
+        "microvm.kernel: vfkit cannot take '\"' in --bootloader paths, got '/k\"'",
+        "microvm.initrdPath: vfkit cannot take '\"' in --bootloader paths, got '/i\"'",
+        "microvm.kernelParams[1]: vfkit cannot take '\"' in the kernel command line, " +
+        "got 'a=\"b\"'",
+        "microvm.storeDisk: vfkit cannot take ',' in --device values, got '/s,d'",
+        "microvm.volumes[0].image: vfkit cannot take ',' in --device values, got 'v,1.img'",
+        "microvm.volumes[0].serial: vfkit cannot take ',' in --device values, got 's,1'",
+        "microvm.shares[0].source: vfkit cannot take ',' in --device values, got '/x,y'"]),
+    ("kvmtool", K, {
+        "storeOnDisk": True, "storeDisk": "/s,d",
+        "volumes": [{"image": f"v,{i}.img", **VOL} for i in range(4)],
+        "shares": [{"tag": "t", "source": "/x,y", **NINEP}],
+        "interfaces": [{"id": "t,ap", **TAP}],
+        "graphics": {"enable": True, "backend": "cocoa"}}, [
+        "microvm.volumes: kvmtool attaches at most 4 disks (the store disk counts), got 5",
+        "microvm.storeDisk: kvmtool cannot take ',' in disk paths, got '/s,d'",
+        *(f"microvm.volumes[{i}].image: kvmtool cannot take ',' in disk paths, got 'v,{i}.img'"
+          for i in range(4)),
+        "microvm.shares[0].source: kvmtool cannot take ',' in 9p directories, got '/x,y'",
+        "microvm.interfaces[0].id: kvmtool cannot take ',' in interface names, got 't,ap'",
+        "microvm.graphics.backend: kvmtool offers gtk or headless, got 'cocoa'"]),
+    ("crosvm", C, {"balloon": True, "deflateOnOOM": False,
+                   "shares": [{"tag": "t:1", "source": "/x:y", **NINEP}]}, [
+        "microvm.deflateOnOOM: crosvm's balloon always lets the guest deflate it on OOM; " +
+        "set deflateOnOOM = true",
+        "microvm.shares[0].source: crosvm cannot take ':' in --shared-dir paths, got '/x:y'",
+        "microvm.shares[0].tag: crosvm cannot take ':' in --shared-dir tags, got 't:1'"]),
+    ("firecracker", FC, {"vcpu": 33, "mem": 1025, "hugepageMem": True, "hotplugMem": 100}, [
+        "microvm.vcpu: firecracker runs at most 32 vCPUs, got 33",
+        "microvm.mem: with 2 MiB huge pages the memory must be a multiple of 2 MiB, got 1025",
+        "microvm.hotplugMem: firecracker's hotplug memory is a multiple of its 128 MiB slot " +
+        "size, got 100"]),
+]
+
+
+@pytest.mark.parametrize(("hv", "options", "want"), [c[1:] for c in PROBLEM_CASES],
+                         ids=[c[0] for c in PROBLEM_CASES])
+def test_backend_problems_name_the_option(hv: Hypervisor, options: dict[str, Any],
+                                          want: list[str]) -> None:
+    with pytest.raises(ValidationError) as err:
+        load(document(hv, **options))
+    got = [str(p) for p in err.value.problems]
+    assert [line for line in got if line in want] == want, got

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -143,6 +144,26 @@ def test_ssh_argv(tmp_path: Path, systemd_env: tuple[dict[str, str], Path, Path]
     cli("-s", "vm", "--", "--", "-i", "key", state_dir=root, env=env, check=True)
     got = json.loads((tmp_path / "ssh.json").read_text())["argv"]
     assert got == [*common, "-i", "key", "-l", "root", "vsock/5"]
+
+
+@pytest.mark.parametrize("hv", ["qemu", "cloud-hypervisor", "firecracker", "crosvm"])
+def test_ssh_goes_where_the_runner_says(tmp_path: Path, hv: str) -> None:
+    """The proxy is the hypervisor's vsock multiplexer socket where the runner names one
+    (share/microvm/hybrid-vsock), else the kernel's vsock to the CID."""
+    from microvm.host.commands import ssh_argv
+    from microvm.host.state import Runner, VMDir
+
+    runner = Runner(make_runner(tmp_path, "vm", hypervisor=hv, vsock={"cid": 5}))
+    vm = VMDir(tmp_path / "100% s", "vm")
+    proxy = ssh_argv(vm, runner, "root", [], [])[2]
+    if runner.hybrid_vsock is None:
+        assert proxy == "ProxyCommand=socat - VSOCK-CONNECT:5:22"
+    else:
+        assert hv in ("cloud-hypervisor", "firecracker")
+        mux = shlex.quote(str(vm.data("notify.vsock"))).replace("%", "%%")
+        assert proxy == ("ProxyCommand=sh -c '{ printf \"CONNECT 22\\n\"; cat; } | " +
+                         f"socat - UNIX-CONNECT:{mux}'")
+    assert (runner.hybrid_vsock is not None) == (hv in ("cloud-hypervisor", "firecracker"))
 
 
 def test_ssh_needs_vsock(tmp_path: Path, systemd_env: tuple[dict[str, str], Path, Path]) -> None:

@@ -113,3 +113,26 @@ def test_fuzzed_documents_never_crash(extra: dict[str, Any]) -> None:
         assert problems
     for p in problems:
         assert p.path.startswith("microvm") or p.path == "", p
+
+
+def test_the_model_restates_no_default() -> None:
+    """The schema is the one declaration of every default: no field of the model (MicroVM and
+    the classes of its items) that holds an option has a default of its own."""
+    import dataclasses
+
+    seen: set[type] = set()
+    todo: list[type] = [MicroVM]
+    restated = []
+    while todo:
+        cls = todo.pop()
+        seen.add(cls)
+        for f in dataclasses.fields(cls):
+            if "json" not in f.metadata:
+                continue
+            if (f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING):
+                restated.append(f"{cls.__name__}.{f.name}")
+            if f.metadata["item"] is not None and f.metadata["item"] not in seen:
+                todo.append(f.metadata["item"])
+    assert len(seen) == 8
+    assert restated == []

@@ -18,15 +18,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
 from microvm.config import MicroVM, ShareProto
 from microvm.document import from_document
+from microvm.host.state import Runner
 from microvm.hypervisors import backend
 from microvm.hypervisors.base import HYBRID_VSOCK_SOCKET, NOTIFY_VSOCK_PORT_BASE, RunContext
-from microvm.runner import build
+from microvm.runner import build, write
 from support.nixeval import nix_json, nix_problem
 
 RUNNER_DIR = "/nix/store/00000000000000000000000000000000-microvm-runner"
@@ -170,17 +172,20 @@ def test_backend_provides_what_the_guest_expects(hv: Hypervisor, system: str,
         assert smbios in given or kernel in words, "the guest is not told where to send READY=1"
 
 
-def test_hybrid_vsock_socket_is_the_one_the_host_commands_use() -> None:
-    """`microvm ssh` connects to notify.vsock in the VM's directory (host/commands.py)."""
-    from pathlib import Path
-
-    from microvm.host import commands
-
-    source = Path(commands.__file__).read_text()
-    assert "vm.data(HYBRID_VSOCK_SOCKET)" in source
-    for hv in (Hypervisor.CLOUD_HYPERVISOR, Hypervisor.FIRECRACKER):
-        vm = from_document({"hostName": "demo", "system": "x86_64-linux", "microvm": {
-            "hypervisor": hv.value, "vsock": {"cid": 3}, "kernel": "/k", "initrdPath": "/i",
-            "storeDisk": "/s.img"}})
-        argv, files, _ = _launch(vm)
-        assert HYBRID_VSOCK_SOCKET in "\n".join([*argv, *files.values()])
+@pytest.mark.parametrize("hv", [hv for hv in Hypervisor
+                                if CAPABILITIES[hv].supports(Feature.VSOCK)])
+def test_hybrid_vsock_socket_is_the_one_the_host_commands_use(hv: Hypervisor,
+                                                              tmp_path: Path) -> None:
+    """`microvm ssh` connects through the socket the written runner names in
+    share/microvm/hybrid-vsock (host Runner.hybrid_vsock): the one the hypervisor is given,
+    for a hypervisor with hybrid vsock; none for one with the kernel's vsock."""
+    vm = from_document({"hostName": "demo", "system": "x86_64-linux", "microvm": {
+        "hypervisor": hv.value, "vsock": {"cid": 3}, "kernel": "/k", "initrdPath": "/i",
+        "storeDisk": "/s.img"}})
+    argv, files, _ = _launch(vm)
+    named = Runner(write(vm, tmp_path / "runner")).hybrid_vsock
+    if hv in (Hypervisor.CLOUD_HYPERVISOR, Hypervisor.FIRECRACKER):
+        assert named == HYBRID_VSOCK_SOCKET
+        assert named in "\n".join([*argv, *files.values()])
+    else:
+        assert named is None

@@ -12,13 +12,16 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from microvm.errors import UsageError
 from microvm.host import state
 from microvm.host.commands import runner_diff
+from microvm.host.pin import Pin
 from microvm.host.service import all_units
-from microvm.host.state import Runner, VMDir
+from microvm.host.state import Flake, MetaRecord, Runner, RunnerPath, VMDir
+from support import faults
 from support.host_cli import UPDATE_STEPS, calls, cli, fake_systemctl, make_runner
 
 # -- names, links, temporaries ---------------------------------------------------------------
@@ -43,6 +46,42 @@ def test_state_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert state.state_root(tmp_path / "flag") == tmp_path / "flag"
 
 
+PIN = {"url": "https://example.org/r.git", "rev": "a" * 40, "sha256": "sha256-x", "ref": "main"}
+
+
+@pytest.mark.parametrize(("data", "record"), [
+    ({}, MetaRecord()),
+    ({"runner": "/r", "restartOnUpdate": True}, MetaRecord(RunnerPath("/r"), True)),
+    ({"flake": "path:/f"}, MetaRecord(Flake("path:/f"))),
+    ({"flake": "git+https://example.org/r.git", "pin": PIN},
+     MetaRecord(Flake("git+https://example.org/r.git", Pin.from_json(PIN)))),
+    # a declared VM updated from its updateFlake records the pin only
+    ({"pin": PIN}, MetaRecord(Flake(None, Pin.from_json(PIN)))),
+])
+def test_meta_record_reads_what_every_version_wrote(data: dict[str, Any],
+                                                     record: MetaRecord) -> None:
+    """meta.json as written so far loads into the typed record, and is written back the same."""
+    assert MetaRecord.from_json(data) == record
+    assert record.to_json() == data
+    # what a pending change adds is no part of the record; a flake wins over a runner; a
+    # malformed pin is none
+    assert MetaRecord.from_json({**data, "current": "/x"}) == record
+    assert MetaRecord.from_json({"flake": "f", "runner": "/r", "pin": {"url": 1}}) == \
+        MetaRecord(Flake("f"))
+
+
+def test_record_is_the_pending_one_once_current_names_it(tmp_path: Path) -> None:
+    vm = VMDir(tmp_path, "vm")
+    vm.control.mkdir(parents=True)
+    vm.file("meta.json").write_text('{"runner": "/old"}')
+    vm.file("meta.json.pending").write_text('{"runner": "/new", "current": "/new"}')
+    vm.current_link.symlink_to("/old")
+    assert vm.record() == MetaRecord(RunnerPath("/old"))
+    vm.current_link.unlink()
+    vm.current_link.symlink_to("/new")
+    assert vm.record() == MetaRecord(RunnerPath("/new"))
+
+
 SWITCH_STEPS = ["current:before-link", "current:link-written", "current:renamed"]
 
 
@@ -52,10 +91,12 @@ def test_switch_link_killed_at_each_step(tmp_path: Path, step: str) -> None:
     leftover temporary link is cleaned up by the next change."""
     link = tmp_path / "current"
     link.symlink_to("old")
-    code = ("import sys; from pathlib import Path; from microvm.host.state import switch_link;" +
-            "switch_link(Path(sys.argv[1]), 'new')")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(link)],
-                            env={**os.environ, state.CRASH_ENV: step})
+    code = ("import os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); " +
+            "import faults; from microvm.host import state; " +
+            "state.observer = faults.observer(os.environ); " +
+            "state.switch_link(Path(sys.argv[1]), 'new')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(link), str(faults.SCRIPT.parent)],
+                            env={**os.environ, faults.CRASH_ENV: step})
     assert proc.wait() == -signal.SIGKILL
     assert os.readlink(link) in ("old", "new")
     assert os.readlink(link) == ("new" if step == "current:renamed" else "old")
@@ -108,7 +149,7 @@ def test_create_list_update_remove(tmp_path: Path, runners: tuple[Path, Path]) -
     cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
     vm = VMDir(root, "vm")
     assert vm.current == a
-    assert vm.runner_source == str(a)
+    assert vm.record() == MetaRecord(RunnerPath(str(a)))
     assert vm.booted is None
     listed = json.loads(cli("list", "--json", state_dir=root, check=True).stdout)
     assert [(x["name"], x["state"], x["runner"], x["hypervisor"]) for x in listed] == [
@@ -162,7 +203,7 @@ def test_create_killed_leaves_no_vm(tmp_path: Path, runners: tuple[Path, Path],
     a, _ = runners
     root = tmp_path / "state"
     p = cli("create", "vm", "--runner", str(a), state_dir=root,
-            env={state.CRASH_ENV: step})
+            env={faults.CRASH_ENV: step})
     assert p.returncode == -signal.SIGKILL
     assert cli("list", "--json", state_dir=root, check=True).stdout.strip() == "[]"
     cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
@@ -179,11 +220,11 @@ def test_update_killed_at_each_step(tmp_path: Path, runners: tuple[Path, Path],
     cli("create", "vm", "--runner", str(a), state_dir=root, check=True)
     vm = VMDir(root, "vm")
     vm.booted_link.symlink_to(a)  # as if it ran
-    p = cli("update", "vm", "--runner", str(b), state_dir=root, env={state.CRASH_ENV: step})
+    p = cli("update", "vm", "--runner", str(b), state_dir=root, env={faults.CRASH_ENV: step})
     assert p.returncode == -signal.SIGKILL, p.stderr
     assert vm.current in (a, b)
     # old or new, never a mix: the recorded source names the runner `current` points at
-    assert vm.runner_source == str(vm.current)
+    assert vm.record().source == RunnerPath(str(vm.current))
     assert Runner(vm.current_link).valid
     assert vm.booted == a
     listed = json.loads(cli("list", "--json", state_dir=root, check=True).stdout)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 from microvm import units
-from microvm.host import state
 from microvm.host.state import VMDir
-from support import vmtest
+from support import faults, vmtest
 from support.host_cli import UPDATE_STEPS, cli, make_runner
 from support.vmtest import VM
 
@@ -89,7 +88,7 @@ def test_create_run_update_while_running(make_initrd: InitrdFactory,
         assert vm_dir.booted == a
         for step in UPDATE_STEPS:
             p = cli("update", "vm", "--runner", str(b), state_dir=root,
-                    env={state.CRASH_ENV: step})
+                    env={faults.CRASH_ENV: step})
             assert p.returncode == -signal.SIGKILL, (step, p.stderr)
             assert vm_dir.booted == a, step
             assert vm_dir.current in (a, b), step

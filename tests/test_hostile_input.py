@@ -1,6 +1,6 @@
-"""Hostile values that pass a naive check: the Nix checks (nix/lib/checks.nix) and `microvm
-validate` refuse the same documents with the same lines, and what is accepted reaches the
-hypervisor's own parser whole (QEMU 7.2 here, for real)."""
+"""Hostile values that pass a naive check: the Nix module hands them to the document as they
+are and `microvm validate` (the Nix build's check) refuses them with the option's path, and
+what is accepted reaches the hypervisor's own parser whole (QEMU 7.2 here, for real)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ NEWLINE_OPTIONS = {
 
 @pytest.mark.nix
 @pytest.mark.parametrize("name", sorted(NEWLINE_OPTIONS))
-def test_nix_checks_and_validate_agree_on_a_trailing_newline(name: str, tmp_path: Path) -> None:
+def test_a_trailing_newline_reaches_the_check_and_is_refused(name: str, tmp_path: Path) -> None:
+    """The module's types let the value through unchanged (Nix's regex matching is not
+    Python's); the generator's check, which the Nix build runs, refuses it by its path."""
     if why := nix_problem():
         pytest.skip(why)
     setting, path = NEWLINE_OPTIONS[name]
@@ -39,13 +41,11 @@ def test_nix_checks_and_validate_agree_on_a_trailing_newline(name: str, tmp_path
     conf.write_text('{ module = { networking.hostName = "nl"; ' + setting + " }; }\n")
     base = (f"{{ python, repo }}: (import ./eval.nix {{ configuration = {conf}; " +
             "inherit python repo; })")
-    nix = json.loads(nix_eval(f"{base}.problems").stdout)
-    nix_lines = sorted(f"{p['path']}: {p['message']}" for p in nix)
-    assert any(line.startswith(f"{path}: ") for line in nix_lines), nix_lines
-    r = validate(json.loads(nix_eval(f"{base}.uncheckedJson").stdout), tmp_path)
+    doc = json.loads(nix_eval(f"{base}.uncheckedJson").stdout)
+    r = validate(doc, tmp_path)
     assert r.returncode == 2, r
-    py_lines = sorted(re.findall(r"^error: (microvm\.\S+: .*)$", r.stderr, re.M))
-    assert py_lines == nix_lines
+    lines = re.findall(r"^error: (microvm\.\S+): ", r.stderr, re.M)
+    assert path in lines, r.stderr
 
 
 QEMU = shutil.which("qemu-system-x86_64")
@@ -59,7 +59,7 @@ def test_qemu_reads_a_machine_name_with_commas_whole(machine: str) -> None:
         pytest.skip("qemu-system-x86_64 is not installed")
     vm = from_document({"hostName": "m", "microvm": {
         "kernel": "/k", "storeOnDisk": False, "qemu": {"machine": machine}}})
-    argv = Qemu().argv(vm, RunContext(runner_dir="/r"), Accel.TCG)
+    argv = Qemu().command(vm, RunContext(runner_dir="/r"), Accel.TCG)
     value = argv[argv.index("-machine") + 1]
     r = subprocess.run([QEMU, "-machine", value, "-nodefaults", "-display", "none"],
                        capture_output=True, text=True, timeout=30)

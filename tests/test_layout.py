@@ -5,12 +5,14 @@ programs are the backends' own."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
 import pytest
 from microvm import runner
-from microvm.capabilities import Hypervisor
+from microvm.capabilities import CAPABILITIES, Hypervisor
 from microvm.config import InterfaceType
 from microvm.document import from_document
 from microvm.errors import HostError
@@ -128,16 +130,68 @@ def test_missing_launch_json_reads_as_none(tmp_path: Path) -> None:
     assert commands.runner_diff(Runner(out), Runner(out)) == []
 
 
-def test_doctor_has_no_table_of_its_own() -> None:
-    """doctor's programs per hypervisor come from the backends: what a runner starts."""
-    assert not hasattr(doctor, "HYPERVISOR_BINARIES")
-    expected = {Hypervisor.QEMU: ("qemu-system-x86_64",),
-                Hypervisor.CLOUD_HYPERVISOR: ("cloud-hypervisor",),
-                Hypervisor.FIRECRACKER: ("firecracker",), Hypervisor.CROSVM: ("crosvm",),
-                Hypervisor.KVMTOOL: ("lkvm",), Hypervisor.STRATOVIRT: ("stratovirt",),
-                Hypervisor.ALIOTH: ("alioth",), Hypervisor.VFKIT: ("vfkit",)}
-    if doctor._arch() == "x86_64":
-        assert {hv: doctor.hypervisor_programs(hv) for hv in Hypervisor} == expected
+# every platform a hypervisor runs on: doctor is run on each
+PLATFORMS = sorted({p for caps in CAPABILITIES.values() for p in caps.platforms})
+
+
+@pytest.mark.parametrize("system", PLATFORMS)
+def test_doctor_reports_the_programs_the_runners_start(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       system: str) -> None:
+    """doctor's programs per hypervisor come from the backends (what a runner starts on this
+    host's architecture), and it reports each: found (ok, with its path), missing (warn,
+    naming it), or not applicable (vfkit off macOS)."""
+    arch, kernel = system.split("-")
+    monkeypatch.setattr(doctor, "_arch", lambda: arch)
+    monkeypatch.setattr(platform, "system",
+                        lambda: "Darwin" if kernel == "darwin" else "Linux")
+    expected = {Hypervisor.QEMU: f"qemu-system-{arch}",
+                Hypervisor.CLOUD_HYPERVISOR: "cloud-hypervisor",
+                Hypervisor.FIRECRACKER: "firecracker", Hypervisor.CROSVM: "crosvm",
+                Hypervisor.KVMTOOL: "lkvm", Hypervisor.STRATOVIRT: "stratovirt",
+                Hypervisor.ALIOTH: "alioth", Hypervisor.VFKIT: "vfkit"}
+    assert {hv: doctor.hypervisor_programs(hv) for hv in Hypervisor} == {
+        hv: (program,) for hv, program in expected.items()}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    missing = Hypervisor.CROSVM
+    for hv, program in expected.items():
+        if hv is not missing:
+            (bin_dir / program).write_text("#!/bin/sh\n")
+            (bin_dir / program).chmod(0o755)
+    findings = {f.check: f for f in doctor.check_binaries(str(bin_dir))}
+    assert set(findings) == {f"hypervisor {hv}" for hv in Hypervisor}
+    for hv, program in expected.items():
+        found = findings[f"hypervisor {hv}"]
+        if hv is Hypervisor.VFKIT and kernel != "darwin":
+            assert (found.level, found.detail) == (doctor.Level.OK,
+                                                   "macOS only; not applicable here")
+        elif hv is missing:
+            assert (found.level, found.detail) == (doctor.Level.WARN,
+                                                   f"missing on PATH: {program}")
+            assert f'microvm.hypervisor = "{hv}"' in found.fix
+        else:
+            assert (found.level, found.detail) == (doctor.Level.OK, str(bin_dir / program))
+
+
+def test_doctor_kvm_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_kvm's steps: no /dev/kvm, one that cannot be opened, and QEMU's verdict."""
+    exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: p != "/dev/kvm" and exists(p))
+    [missing] = doctor.check_kvm(None)
+    assert (missing.level, missing.detail) == (doctor.Level.WARN,
+                                               "missing: no hardware virtualisation")
+    monkeypatch.setattr(os.path, "exists", lambda p: p == "/dev/kvm" or exists(p))
+    monkeypatch.setattr(doctor, "_open", lambda path: (None, "Permission denied"))
+    [closed] = doctor.check_kvm(None)
+    assert closed.detail == "present but cannot be opened: Permission denied"
+    qemu = tmp_path / "qemu"
+    for code, level, detail in ((0, doctor.Level.OK, "usable by"),
+                                (1, doctor.Level.WARN, "QEMU with -accel kvm fails: no kvm")):
+        qemu.write_text(f"#!/bin/sh\ncat >/dev/null\necho 'no kvm' >&2\nexit {code}\n")
+        qemu.chmod(0o755)
+        found = doctor._try_qemu(str(qemu), "")
+        assert found.level is level and detail in found.detail, found
 
 
 def test_program_of() -> None:

@@ -21,7 +21,8 @@ KEPT = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/home/u", "LAN
 DROPPED = {"FOO": "bar", "LD_PRELOAD": "/tmp/evil.so", "LD_LIBRARY_PATH": "/tmp",
            "BASH_ENV": "/tmp/evil.sh", "ENV": "/tmp/evil.sh", "SHELLOPTS": "xtrace",
            "BASH_FUNC_ip%%": "() { echo evil; }", "PYTHONPATH": "/tmp", "IFS": "x",
-           "CDPATH": "/tmp", "MICROVMX": "1"}
+           "CDPATH": "/tmp", "MICROVMX": "1", "MICROVM_TEST_CRASH_AT": "x",
+           "MICROVM_PREFETCH_GIT": "/tmp/evil"}
 DUMP = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
 
 
@@ -43,6 +44,9 @@ def test_allow_list() -> None:
         assert process.allowed_env(name), name
     for name in DROPPED:
         assert not process.allowed_env(name), name
+    # of this tool's variables, only the runner's settings: its scripts read them
+    for name in process.RUNNER_ENV:
+        assert process.allowed_env(name), name
 
 
 def test_run_passes_the_allow_list_and_extra_env(environ: None) -> None:
@@ -85,7 +89,8 @@ def test_bash_env_and_exported_functions_do_not_reach_a_bash_child(
 
 def test_microvm_run_hands_the_hypervisor_only_the_allow_list(tmp_path: Path) -> None:
     """`microvm run` -> bin/microvm-run (bash) -> the hypervisor: FOO, LD_PRELOAD and BASH_ENV
-    stay behind, MICROVM_* and PATH arrive."""
+    stay behind, and so do the tool's own settings (MICROVM_STATE_DIR); the runner's settings
+    (MICROVM_ACCEL) and PATH arrive."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     dump = tmp_path / "hypervisor-env.json"
@@ -106,7 +111,8 @@ def test_microvm_run_hands_the_hypervisor_only_the_allow_list(tmp_path: Path) ->
     assert env["MICROVM_ACCEL"] == "tcg"
     assert env["PATH"].split(":")[-len(os.environ["PATH"].split(":")):] == \
         os.environ["PATH"].split(":")
-    for name in ("FOO", "LD_PRELOAD", "BASH_ENV", "BASH_FUNC_ip%%"):
+    for name in ("FOO", "LD_PRELOAD", "BASH_ENV", "BASH_FUNC_ip%%", "MICROVM_STATE_DIR",
+                 "MICROVM_SERVICE_MANAGER"):
         assert name not in env, name
     assert not marker.exists()
 

@@ -14,7 +14,7 @@ CTX = RunContext(runner_dir="/runner")
 def argv(accel: Accel = Accel.KVM, system: str = "x86_64-linux", **microvm: Any) -> list[str]:
     doc = {"hostName": "q", "system": system,
            "microvm": {"kernel": "/k", "storeOnDisk": False, **microvm}}
-    return Qemu().argv(from_document(doc), CTX, accel)
+    return Qemu().command(from_document(doc), CTX, accel)
 
 
 def value(args: list[str], flag: str) -> str:
@@ -139,7 +139,7 @@ def test_commas_are_escaped_once() -> None:
 def test_store_disk_first_read_only_with_serial() -> None:
     doc = {"hostName": "q", "microvm": {"kernel": "/k", "storeDisk": "/s.erofs",
                                         "volumes": [{"image": "v.img", "size": 1}]}}
-    a = Qemu().argv(from_document(doc), CTX, Accel.KVM)
+    a = Qemu().command(from_document(doc), CTX, Accel.KVM)
     assert values(a, "-drive") == ["id=store,format=raw,file=/s.erofs,if=none,read-only=on",
                                    "id=vol0,format=raw,file=v.img,if=none,discard=unmap"]
     assert values(a, "-device")[1:3] == ["virtio-blk-device,drive=store,serial=store",

@@ -272,11 +272,11 @@ def test_vfkit_rest_uri_escapes_percent_and_question_mark(tmp_path: Path) -> Non
     """Go's url.ParseRequestURI (vfkit) decodes %XX in the path and cuts the query at '?'."""
     from urllib.parse import unquote, urlsplit
 
-    from microvm.hypervisors import vfkit
+    from microvm.hypervisors import RunContext, vfkit
 
     for sock in ("/run/a%41b?c#d.sock", "rel %25?.sock"):
         vm = from_document({**doc(hypervisor="vfkit", socket=sock), "system": "aarch64-darwin"})
-        argv = vfkit.Vfkit().argv(vm)
+        argv = vfkit.Vfkit().command(vm, RunContext(runner_dir="/r"))
         if sock.startswith("/"):
             uri = argv[argv.index("--restful-uri") + 1]
         else:  # the wrapper makes it absolute at start: run it with printf for vfkit

@@ -2,8 +2,9 @@
 space at any of them (a small real tmpfs filled at that point), it leaves the state it found or
 the state it makes, never a mix, and the next command works.
 
-The steps are not listed by hand: each command is first run with MICROVM_TEST_STEPS, which
-records every checkpoint it passes, and then killed (or starved) at each of them."""
+The steps are not listed by hand: each command is first run with a trace of every checkpoint
+it passes, and then killed (or starved) at each of them, through the tests' own entry point
+(faults.py; the package has no test hooks)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from microvm.host import state
-from microvm.host.state import VMDir
+from microvm.host.state import MetaRecord, RunnerPath, VMDir
+from support import faults
 from support.host_cli import cli, make_runner
 
 
@@ -73,8 +74,7 @@ def snapshot(root: Path) -> tuple[Any, ...]:
     vm = VMDir(root, "vm")
     if not vm.exists:
         return ("absent",)
-    meta = {k: v for k, v in vm.meta.items() if k != "current"}
-    return ("present", str(vm.current), json.dumps(meta, sort_keys=True),
+    return ("present", str(vm.current), vm.record(),
             vm.declared is not None)
 
 
@@ -90,7 +90,7 @@ def steps_of(case: Case, root: Path, r: dict[str, Path], trace: Path) -> tuple[A
     """Run the command once to the end: the state it makes and the steps it passed."""
     case.setup(root, r)
     trace.unlink(missing_ok=True)
-    cli(*case.argv(r), state_dir=root, env={state.TRACE_ENV: str(trace)}, check=True)
+    cli(*case.argv(r), state_dir=root, env={faults.TRACE_ENV: str(trace)}, check=True)
     return snapshot(root), trace.read_text().split()
 
 
@@ -105,13 +105,16 @@ def check_follow_up(name: str, root: Path, r: dict[str, Path], after: tuple[Any,
     vm = VMDir(root, "vm")
     if after[0] == "absent":
         cli("create", "vm", "--runner", str(r["b"]), state_dir=root, check=True)
-        assert vm.meta == {"runner": str(r["b"]), "current": str(r["b"])}
-        assert not vm.restart_on_update
+        assert vm.record() == MetaRecord(RunnerPath(str(r["b"])))
+        assert json.loads(vm.file("meta.json").read_text()) == {"runner": str(r["b"]),
+                                                                 "current": str(r["b"])}
         return
     if name.startswith("update"):
         cli("update", "vm", state_dir=root, check=True)
         # a plain update rebuilds from the recorded source: the runner it recorded
-        assert vm.current == Path(os.path.realpath(vm.runner_source or ""))
+        source = vm.record().source
+        assert isinstance(source, RunnerPath)
+        assert vm.current == Path(os.path.realpath(source.path))
     assert not [p.name for p in vm.control.iterdir() if ".new." in p.name]
 
 
@@ -128,7 +131,7 @@ def test_killed_at_every_step(tmp_path: Path, runners: dict[str, Path], name: st
     for step in steps:
         reset(root)
         case.setup(root, runners)
-        p = cli(*case.argv(runners), state_dir=root, env={state.CRASH_ENV: step})
+        p = cli(*case.argv(runners), state_dir=root, env={faults.CRASH_ENV: step})
         assert p.returncode == -signal.SIGKILL, (step, p.stderr)
         after = snapshot(root)
         assert after in (old, new), step
@@ -143,12 +146,11 @@ def test_interrupted_create_leaves_nothing_to_inherit(tmp_path: Path,
     same name: no restartOnUpdate (and no flake) of the first one survives."""
     root = tmp_path / "state"
     p = cli("create", "vm", "--runner", str(runners["a"]), "--restart-on-update",
-            state_dir=root, env={state.CRASH_ENV: "create:before-current"})
+            state_dir=root, env={faults.CRASH_ENV: "create:before-current"})
     assert p.returncode == -signal.SIGKILL
     cli("create", "vm", "--runner", str(runners["b"]), state_dir=root, check=True)
     vm = VMDir(root, "vm")
-    assert not vm.restart_on_update
-    assert (vm.flake, vm.runner_source) == (None, str(runners["b"]))
+    assert vm.record() == MetaRecord(RunnerPath(str(runners["b"])), restart_on_update=False)
     out = cli("update", "vm", state_dir=root, check=True).stderr
     assert "vm: no change" in out
 
@@ -160,10 +162,10 @@ def test_update_killed_after_the_switch_keeps_the_new_source(tmp_path: Path,
     root = tmp_path / "state"
     cli("create", "vm", "--runner", str(runners["a"]), state_dir=root, check=True)
     p = cli("update", "vm", "--runner", str(runners["b"]), state_dir=root,
-            env={state.CRASH_ENV: "current:renamed"})
+            env={faults.CRASH_ENV: "current:renamed"})
     assert p.returncode == -signal.SIGKILL
     vm = VMDir(root, "vm")
-    assert (vm.current, vm.runner_source) == (runners["b"], str(runners["b"]))
+    assert (vm.current, vm.record().source) == (runners["b"], RunnerPath(str(runners["b"])))
     cli("update", "vm", state_dir=root, check=True)
     assert vm.current == runners["b"]
 
@@ -205,7 +207,7 @@ def test_disk_full_at_every_step(small_fs: Path, tmp_path: Path, runners: dict[s
         reset(small_fs)
         case.setup(root, runners)
         p = cli(*case.argv(runners), state_dir=root,
-                env={state.FILL_ENV: step, state.FILL_PATH_ENV: str(filler)})
+                env={faults.FILL_ENV: step, faults.FILL_PATH_ENV: str(filler)})
         after = snapshot(root)
         if p.returncode == 0:
             assert after == new, step
@@ -229,7 +231,7 @@ def test_update_on_a_full_disk_names_the_file_and_keeps_current(
     had already switched `current`."""
     root = small_fs / "state"
     cli("create", "vm", "--runner", str(runners["a"]), state_dir=root, check=True)
-    state._fill(small_fs / "filler")
+    faults.fill(small_fs / "filler")
     p = cli("update", "vm", "--runner", str(runners["b"]), state_dir=root)
     assert p.returncode == 1
     assert p.stderr.strip() == (f"error: cannot write {root}/.control/vm/meta.json.pending: " +

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from microvm import managed, units
+from microvm.host import defaults
 from microvm.units import DeclaredVM, UnitOptions
 from support import REPO, machine
 from support.host_cli import cli, make_runner
@@ -164,6 +165,35 @@ def test_state_dir_spelling(tmp_path: Path) -> None:
     assert f"{units.UNIT_DIR}/microvms.target.wants/microvm@web.service" not in files
 
 
+needs_nix = pytest.mark.skipif(shutil.which("nix-instantiate") is None,
+                               reason="nix-instantiate is not installed")
+
+
+@needs_nix
+def test_the_nix_host_defaults_are_the_generators() -> None:
+    """The host module and buildUnits take their defaults from nix/lib/host-defaults.nix, the
+    `microvm` command from microvm.host.defaults: the same state directory, user and group."""
+    out = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json",
+                          str(REPO / "nix" / "lib" / "host-defaults.nix")],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == {"stateDir": defaults.STATE_DIR, "user": defaults.USER,
+                               "group": defaults.GROUP}
+
+
+def test_the_state_directory_is_declared_once() -> None:
+    """No module of the package and no Nix file spells the default state directory but the
+    two declarations (the units spell the one they are given)."""
+    declarations = {REPO / "generator/microvm/host/defaults.py",
+                    REPO / "nix/lib/host-defaults.nix"}
+    sources = [*(REPO / "generator" / "microvm").rglob("*.py"),
+               *(REPO / "generator" / "microvm" / "templates").rglob("*.j2"),
+               *(REPO / "nix").rglob("*.nix")]
+    spelled = sorted(str(p.relative_to(REPO)) for p in sources
+                     if p not in declarations and "_templates" not in p.parts
+                     and re.search(r"[\"=-]/var/lib/microvms\b", p.read_text("utf-8")))
+    assert spelled == []
+
+
 def test_declared_dropin_lists_writable_paths_outside(tmp_path: Path) -> None:
     runner = make_runner(tmp_path, "web", volumes=[
         {"image": "inside.img", "size": 8, "mountPoint": "/a"},
@@ -228,7 +258,7 @@ def test_cli_declared_json_and_force(tmp_path: Path) -> None:
     spec.write_text('{"a": {"runner": "/nix/store/a-r", "autostart": false},' +
                     ' "b": {"runner": "/nix/store/b-r", "restartIfChanged": false}}')
     out = tmp_path / "o"
-    cli("units", "--out", str(out), "--declared", str(spec), check=True)
+    cli("units", "--out", str(out), "--declared-file", str(spec), check=True)
     wants = sorted(p.name for p in (out / units.UNIT_DIR / "microvms.target.wants").iterdir())
     assert wants == ["install-microvm-a.service", "install-microvm-b.service",
                      "microvm@b.service"]
@@ -236,9 +266,23 @@ def test_cli_declared_json_and_force(tmp_path: Path) -> None:
     cli("units", "--out", str(out), "--force", check=True)
     assert not (out / units.UNIT_DIR / "microvms.target.wants").exists()
     spec.write_text('{"a": {"runner": 3}}')
-    p = cli("units", "--out", str(tmp_path / "p"), "--declared", str(spec))
+    p = cli("units", "--out", str(tmp_path / "p"), "--declared-file", str(spec))
     assert p.returncode == 2
-    assert "needs \"runner\"" in p.stderr
+    assert "--declared-file: a: needs \"runner\"" in p.stderr
+
+
+def test_cli_declared_is_the_old_spelling_of_declared_file(tmp_path: Path) -> None:
+    """`units --declared FILE` (before it was --declared-file) still works, unlisted: scripts
+    use it; `reconcile --declared NAME` is another option."""
+    spec = tmp_path / "declared.json"
+    spec.write_text('{"a": {"runner": "/nix/store/a-r"}}')
+    for flag in ("--declared", "--declared-file"):
+        out = tmp_path / flag
+        cli("units", "--out", str(out), flag, str(spec), check=True)
+        assert (out / units.UNIT_DIR / "install-microvm-a.service").is_file()
+    help_text = cli("units", "--help", check=True).stdout
+    assert "--declared-file FILE" in help_text
+    assert "--declared " not in help_text
 
 
 def test_update_flake_installs_once_and_records_the_flake(tmp_path: Path) -> None:
@@ -260,7 +304,7 @@ def test_update_flake_installs_once_and_records_the_flake(tmp_path: Path) -> Non
     assert ref in (out / units.UNIT_DIR / "install-microvm-web.service").read_text()
     spec = tmp_path / "declared.json"
     spec.write_text('{"web": {"runner": "/nix/store/a-r", "updateFlake": "' + ref + '"}}')
-    cli("units", "--out", str(tmp_path / "j"), "--declared", str(spec), check=True)
+    cli("units", "--out", str(tmp_path / "j"), "--declared-file", str(spec), check=True)
     assert ref in (tmp_path / "j" / units.UNIT_DIR / "install-microvm-web.service").read_text()
     for args, message in (
         (["--declare", "web=/r", "--update-flake", "web=a b"], "must be a flake reference"),
@@ -549,9 +593,9 @@ def _fifo(path: Path) -> Path:
 
 
 def assert_refused(src: Path, out: Path, fragment: str) -> None:
-    """`units --declared SRC` fails with exit 2 and one `error:` line naming SRC, writes
+    """`units --declared-file SRC` fails with exit 2 and one `error:` line naming SRC, writes
     nothing."""
-    p = cli("units", "--out", str(out), "--declared", str(src), timeout=30)
+    p = cli("units", "--out", str(out), "--declared-file", str(src), timeout=30)
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and len(p.stderr.splitlines()) == 1, p.stderr
     assert str(src) in p.stderr and fragment in p.stderr, p.stderr
@@ -568,7 +612,7 @@ def assert_refused(src: Path, out: Path, fragment: str) -> None:
 ], ids=["dev-zero", "dev-urandom", "sparse", "fifo", "directory", "missing"])
 def test_cli_declared_file_is_read_like_a_vm_document(tmp_path: Path,
                                                       make: Any, fragment: str) -> None:
-    """`units --declared FILE` goes through the VM documents' bounded reader: no hang, no
+    """`units --declared-file FILE` goes through the VM documents' bounded reader: no hang, no
     traceback, exit 2 with one `error:` line naming the file, nothing written."""
     src = make(tmp_path)
     out = tmp_path / "o"

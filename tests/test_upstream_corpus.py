@@ -14,8 +14,8 @@ host module gives it). Warnings are config.warnings and what either side prints 
 while an entry is evaluated (upstream's runners warn that way).
 
 Every difference must match exactly one reviewed entry of tests/support/upstream_diff.py
-(CORPUS), and every entry must match a difference; docs/migration.md shows them
-(MICROVM_UPDATE_GOLDEN=1 python -m pytest tests/test_upstream.py -k migration rewrites it).
+(CORPUS), and every entry must match a difference; docs/microvm-nix-differences.md shows them
+(scripts/regen rewrites it).
 """
 
 from __future__ import annotations
@@ -285,7 +285,8 @@ def project_host_facts(facts: dict[str, Any]) -> dict[str, Any]:
     """The project's units, rendered by the generator from what its host module hands
     nix/lib/units.nix, read back into the facts corpus.nix gives for upstream's host."""
     args = facts["units"]
-    failed = {vm["name"] for vm in args["declared"] if not isinstance(vm["runner"], str)}
+    failed = {vm["name"] for vm in args["declared"] if not isinstance(vm["runner"], str)
+              or generator_findings(vm)[0]}
     declared = tuple(units.DeclaredVM(name=vm["name"], runner=_norm(vm["runner"]),
                                       restart_if_changed=vm["restartIfChanged"],
                                       autostart=vm["autostart"],

@@ -370,3 +370,19 @@ def test_a_directory_given_as_a_document_is_an_error_line(tmp_path: Path) -> Non
     assert_refused(run_cli("generate", str(d), "--out", str(tmp_path / "out")),
                    f"error: {d}: is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["somedir"]
+
+
+def test_a_bad_host_name_is_reported_once_not_through_the_defaults_made_from_it() -> None:
+    """The control socket and virtiofs sockets default to names made from the host name: a
+    control character in it is the host name's problem only; a socket the user set that has
+    the same fault is still reported by its own name."""
+    share = {"tag": "t", "source": "/s", "mountPoint": "/m", "proto": "virtiofs"}
+    doc: dict[str, Any] = {"hostName": "a\x01b", "microvm": {
+        "kernel": "/k", "storeOnDisk": False, "shares": [share]}}
+    with pytest.raises(ValidationError) as e:
+        from_document(doc)
+    assert [p.path for p in e.value.problems] == ["networking.hostName"]
+    doc["microvm"]["socket"] = "x\x01.sock"
+    with pytest.raises(ValidationError) as e:
+        from_document(doc)
+    assert sorted(p.path for p in e.value.problems) == ["microvm.socket", "networking.hostName"]

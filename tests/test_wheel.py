@@ -1,20 +1,15 @@
 """The installed package is the tested one: build the wheel from the files git tracks (as the
-Nix package does from pyproject.toml, README.md and generator/), install it into a fresh
-virtual environment, and run the commands from there, outside the source tree, with the
-working directory elsewhere: every program and data file they use (templates, compiled
-templates, the schema, the units' helper templates, microvm-prefetch-git) must come with it.
-
-Offline: the dependencies come from this venv's site-packages (a .pth file in the fresh venv;
-the wheel itself is installed with --no-deps --no-index). Building the wheel needs setuptools'
-`wheel` package (or setuptools >= 70.1): from this venv when it has one, else pip's isolated
-build gets setuptools and wheel from the package index, as `pip install -e .` did.
+Nix package does from pyproject.toml, setup.py, README.md, generator/ and the template
+compiler in tools/), install it into a fresh virtual environment, and run the commands from
+there, outside the source tree, with the working directory elsewhere: every program and data
+file they use (templates, the schema, the units' helper templates, microvm-prefetch-git) must
+come with it, and the templates compiled by the build (setup.py) must be in it and be the ones
+used. How it is built and installed, offline: tests/support/wheelinstall.py.
 """
 
 from __future__ import annotations
 
 import filecmp
-import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
@@ -23,11 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-import jinja2
-import jsonschema
 import pytest
-from support import REPO
+from support import REPO, wheelinstall
 
 PACKAGE = REPO / "generator" / "microvm"
 EXAMPLE = REPO / "examples" / "demo" / "vm.json"
@@ -63,58 +55,16 @@ class Installed:
         return p
 
 
-def tracked(paths: list[str]) -> list[str]:
-    """The files git tracks below paths (the source of a release), else every file there."""
-    if (REPO / ".git").exists() and shutil.which("git"):
-        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", *paths],
-                             check=True, capture_output=True, text=True).stdout
-        return [f for f in out.split("\0") if f and (REPO / f).is_file()]
-    return [str(p.relative_to(REPO)) for d in paths for p in sorted((REPO / d).rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and ".egg-info" not in str(p)]
-
-
-def can_build_offline() -> bool:
-    major, minor = (int(x) for x in importlib.metadata.version("setuptools").split(".")[:2])
-    return importlib.util.find_spec("wheel") is not None or (major, minor) >= (70, 1)
-
-
-def build_wheel(src: Path, dist: Path) -> Path:
-    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist)]
-    if can_build_offline():
-        argv += ["--no-build-isolation", "--no-index"]
-    p = subprocess.run([*argv, str(src)], capture_output=True, text=True, timeout=600)
-    if p.returncode != 0 and not can_build_offline():
-        pytest.skip("building a wheel needs setuptools' `wheel` package: this venv has none " +
-                    "and pip could not fetch it (offline?): " + p.stderr.strip()[-200:])
-    assert p.returncode == 0, p.stderr
-    wheels = list(dist.glob("microvm-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     top = tmp_path_factory.mktemp("wheel")
-    src = top / "src"
-    for rel in tracked(["pyproject.toml", "README.md", "generator"]):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, src / rel)
-    wheel = build_wheel(src, top / "dist")
-    venv = top / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
-                              "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    # the runtime dependencies, from the site-packages they are installed in here (a plain
-    # directory line: the .pth files there, such as the editable install's, are not read)
-    deps = sorted({str(Path(m.__file__ or "").parent.parent) for m in (click, jinja2, jsonschema)})
-    Path(purelib, "_microvm_test_deps.pth").write_text("".join(f"{d}\n" for d in deps))
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                    "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, text=True, timeout=300)
+    try:
+        venv, package = wheelinstall.install(top)
+    except wheelinstall.CannotBuild as e:
+        pytest.skip(str(e))
     work = top / "elsewhere"
     work.mkdir()
-    return Installed(venv=venv, package=Path(purelib) / "microvm", work=work)
+    return Installed(venv=venv, package=package, work=work)
 
 
 def test_the_commands_import_the_installed_package(installed: Installed) -> None:
@@ -125,9 +75,10 @@ def test_the_commands_import_the_installed_package(installed: Installed) -> None
 
 
 def test_every_file_of_the_package_is_installed(installed: Installed) -> None:
-    """Each file git tracks in generator/microvm (programs, templates, schema, compiled
-    templates) is installed, byte for byte; scripts keep no mode that matters (run by sh)."""
-    files = [Path(f).relative_to("generator/microvm") for f in tracked(["generator/microvm"])]
+    """Each file git tracks in generator/microvm (programs, templates, schema) is installed,
+    byte for byte; scripts keep no mode that matters (run by sh)."""
+    files = [Path(f).relative_to("generator/microvm")
+             for f in wheelinstall.tracked(["generator/microvm"])]
     assert Path("libexec/microvm-prefetch-git") in files
     assert Path("schema/vm.schema.json") in files
     missing = [str(f) for f in files if not (installed.package / f).is_file()]
@@ -140,12 +91,23 @@ def test_every_file_of_the_package_is_installed(installed: Installed) -> None:
 def test_schema_templates_and_compiled_templates(installed: Installed) -> None:
     schema = json.loads(installed.run(installed.microvm, "schema").stdout)
     assert schema == json.loads((PACKAGE / "schema" / "vm.schema.json").read_text())
-    code = "\n".join(["from microvm import render",
+    # the build compiled every template, for the jinja2 the package runs with, and the
+    # installer byte-compiled them with the rest of the package
+    compiled = installed.package / "_templates"
+    code = "\n".join(["import jinja2, json",
+                      "from microvm import _templates as t, render",
                       "env = render.environment()",
-                      "print(env.get_template('microvm-run.sh.j2').filename)",
-                      "print(env.get_template('units/microvm@.service.j2').filename)"])
-    for line in installed.run(installed.python, "-c", code).stdout.splitlines():
-        assert Path(line).parent == installed.package / "_templates", line
+                      "print(json.dumps([jinja2.__version__, t.JINJA2, sorted(t.SOURCES),",
+                      "                  [env.get_template(n).filename for n in t.SOURCES]]))"])
+    version, built_with, names, filenames = json.loads(
+        installed.run(installed.python, "-c", code).stdout)
+    assert built_with == version
+    sources = sorted(str(p.relative_to(PACKAGE / "templates"))
+                     for p in (PACKAGE / "templates").rglob("*.j2"))
+    assert names == sources
+    assert {Path(f).parent for f in filenames} == {compiled}
+    assert len(list(compiled.glob("tmpl_*.py"))) == len(sources)
+    assert list(compiled.glob("__pycache__/tmpl_*.pyc"))
 
 
 def same_tree(a: Path, b: Path) -> None:

@@ -93,6 +93,24 @@ _FEATURE_OPTION: dict[Feature, str] = {
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds the hypervisor puts on a VM beyond its features, checked by validation
+    (Backend.problems: each message names the hypervisor and the bound); None: no bound."""
+
+    max_vcpus: int | None = None
+    # (least, most) MiB of microvm.mem
+    mem_mib: tuple[int, int] | None = None
+    # microvm.mem is a multiple of the huge page size (MiB) when microvm.hugepageMem is set
+    hugepage_mib: int | None = None
+    # microvm.hotplugMem is a multiple of the hotplug slot size (MiB)
+    hotplug_slot_mib: int | None = None
+    # disks attached, the store disk included
+    max_disks: int | None = None
+    # devices the machine takes, by architecture (x86_64, aarch64)
+    max_devices: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class Capabilities:
     features: frozenset[Feature]
     image_types: frozenset[str]
@@ -123,6 +141,10 @@ class Capabilities:
     versions: str = ""
     # facts a user of this hypervisor should know, for docs/hypervisors.md
     notes: tuple[str, ...] = ()
+    # the kernel words that make a guest reboot or panic end the hypervisor process (the
+    # backends put them after console=, before the user's kernelParams)
+    reboot_params: tuple[str, ...] = ()
+    limits: Limits = Limits()
 
     def console(self, arch: str) -> str:
         """The guest's console device on `arch` ("x86_64" or "aarch64")."""
@@ -149,6 +171,21 @@ _NO_DIRECT = "the image is opened through the host page cache"
 # console devices: 8250 UART (ns16550a) on both architectures; PL011 on aarch64
 _UART_8250 = MappingProxyType({"x86_64": "ttyS0", "aarch64": "ttyS0"})
 _PL011_ON_ARM = MappingProxyType({"x86_64": "ttyS0", "aarch64": "ttyAMA0"})
+# reboot=t: a reboot is a triple fault, which ends QEMU (-no-reboot) and the hypervisors that
+# stop on a CPU reset; panic=-1 reboots at once. reboot=k: through the keyboard controller,
+# which firecracker, crosvm, kvmtool and alioth turn into an exit; panic=1 reboots after 1 s.
+_REBOOT_TRIPLE_FAULT = ("reboot=t", "panic=-1")
+_REBOOT_KEYBOARD = ("reboot=k", "panic=1")
+# firecracker: vmm_config/machine_config.rs MAX_SUPPORTED_VCPUS; 2 MiB huge pages;
+# MemoryHotplugConfig.slot_size_mib default (and minimum)
+_FIRECRACKER_LIMITS = Limits(max_vcpus=32, hugepage_mib=2, hotplug_slot_mib=128)
+# kvmtool: include/kvm/disk-image.h MAX_DISK_IMAGES
+_KVMTOOL_LIMITS = Limits(max_disks=4)
+# stratovirt: memory bounds of the microvm machine; user-creatable devices on it
+# (config_guidebook.md section 2)
+_STRATOVIRT_MEM = (128, 512 << 10)
+_STRATOVIRT_LIMITS = Limits(mem_mib=_STRATOVIRT_MEM,
+                            max_devices=MappingProxyType({"x86_64": 11, "aarch64": 160}))
 _LINUX = frozenset({"x86_64-linux", "aarch64-linux"})
 _X86 = frozenset({"x86_64-linux"})
 
@@ -170,6 +207,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         multiqueue_tap=True,
         consoles=_PL011_ON_ARM,
         versions="QEMU 7.2 (Debian 12; booted by the tests) and later",
+        reboot_params=_REBOOT_TRIPLE_FAULT,
         notes=(
             ("The only hypervisor that can emulate the CPU (TCG) when KVM is missing; the " +
              "runner probes KVM and falls back to TCG."),
@@ -195,6 +233,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         consoles=_PL011_ON_ARM,
         versions=("v36 and later (one flag per device kind; `oem_strings` exists since v26); " +
                   "read at ae44c2971 (v53.0+246, 2026-08-20); nixpkgs packages v50.0"),
+        reboot_params=_REBOOT_TRIPLE_FAULT,
         notes=(
             ("vsock is hybrid: the host side is the Unix socket `notify.vsock` in the working " +
              "directory (connect and send `CONNECT <port>`), not AF_VSOCK; the guest reaches " +
@@ -225,12 +264,15 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                   "Swagger file of 1.17.0-dev"),
         ignored=MappingProxyType({F.VOLUME_SERIAL: _NO_SERIAL,
                                   F.VOLUME_DIRECT: _NO_DIRECT}),
+        reboot_params=_REBOOT_KEYBOARD,
+        limits=_FIRECRACKER_LIMITS,
         notes=(
             ("Configured by `share/microvm/firecracker.json` (`--config-file`); " +
              "`microvm.firecracker.extraConfig` is merged into it recursively."),
             ("Memory hotplug needs Firecracker 1.14 or later; the hotplug region starts " +
              "unplugged, so `hotpluggedMem` must be 0 (plug it with `PATCH /hotplug/memory`) " +
-             "and `hotplugMem` a multiple of 128 MiB (the slot size)."),
+             "and `hotplugMem` a multiple of " +
+             f"{_FIRECRACKER_LIMITS.hotplug_slot_mib} MiB (the slot size)."),
             ("vsock is hybrid: the host side is the Unix socket `notify.vsock` (guest-initiated " +
              "connections to host port P arrive at `notify.vsock_P`); the readiness " +
              "credential goes on the kernel command line (`systemd.set_credential=`)."),
@@ -253,6 +295,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         virtiofsd_tag=True,
         consoles=_UART_8250,
         versions=("nixpkgs' 0-unstable-2026 snapshots; read at f1e797a68 (2026-08-21)"),
+        reboot_params=_REBOOT_KEYBOARD,
         notes=(
             ("virtiofs goes through virtiofsd (`--vhost-user type=fs`); crosvm reads the tag " +
              "from the daemon, so the runner starts the Rust virtiofsd with `--tag`."),
@@ -284,13 +327,16 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                                "sets HOME=.; `HOME=. lkvm stop --name <hostName>` there finds " +
                                "it), and creates no socket at microvm.socket"),
         }),
+        reboot_params=_REBOOT_KEYBOARD,
+        limits=_KVMTOOL_LIMITS,
         notes=(
             ("The balloon device is offered (`--balloon`). lkvm only inflates or deflates it " +
              "by an amount (`lkvm balloon --name NAME -i/-d MiB`): `microvm-balloon SIZE` " +
              "keeps the size it last set in `.lkvm/<hostName>.balloon-mib` and asks for the " +
              "difference (a size older than lkvm's socket counts as 0: a new run starts " +
              "deflated); run it in the VM's directory, as `microvm balloon` does."),
-            "At most 4 disks (store disk included); disk and 9p paths cannot contain ','.",
+            (f"At most {_KVMTOOL_LIMITS.max_disks} disks (store disk included); disk and 9p " +
+             "paths cannot contain ','."),
             "9p shares cannot be read-only (`--9p DIR,TAG` has no such flag).",
             ("Graphics is a VESA framebuffer (x86_64 only); `gtk` maps to `--gtk`, `headless` " +
              "to `--vnc`; the lkvm build must include that UI."),
@@ -312,6 +358,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         consoles=_PL011_ON_ARM,
         versions=("2.4 and later (nixpkgs packages 2.4.0); read at d5b32037 (v2.5.0+45, " +
                   "2026-04-24)"),
+        reboot_params=_REBOOT_TRIPLE_FAULT,
+        limits=_STRATOVIRT_LIMITS,
         notes=(
             ("Always the `microvm` machine (virtio-mmio), on both architectures; PCI " +
              "passthrough would need the standard machine with UEFI firmware."),
@@ -319,7 +367,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             ("The serial console is the chardev `console0`: stdio on a terminal; with " +
              "`MICROVM_CONSOLE=socket` (microvm@.service, whose stdin is no terminal) the " +
              "Unix socket `console.sock`, as `microvm console` expects."),
-            "Memory must be 128 MiB to 512 GiB; at most 11 devices on x86_64.",
+            (f"Memory must be {_STRATOVIRT_MEM[0]} MiB to {_STRATOVIRT_MEM[1] >> 10} GiB; at " +
+             f"most {_STRATOVIRT_LIMITS.max_devices['x86_64']} devices on x86_64."),
         ),
     ),
     Hypervisor.ALIOTH: Capabilities(
@@ -340,6 +389,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                   "`--memory`; 0.10+ keeps the first two as a deprecated flag and an alias)"),
         ignored=MappingProxyType({F.VOLUME_SERIAL: _NO_SERIAL,
                                   F.VOLUME_DIRECT: _NO_DIRECT}),
+        reboot_params=_REBOOT_KEYBOARD,
         notes=(
             ("Experimental upstream. The console is stdio and needs a terminal: 0.9-0.12 put " +
              "stdin into raw mode and stop when that fails (alioth/src/device/console.rs). " +
@@ -366,6 +416,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         virtiofsd=False,
         consoles=MappingProxyType({"x86_64": "hvc0", "aarch64": "hvc0"}),
         versions="0.5 and later (`deviceId` on virtio-blk); read at b2bc27e (v0.6.4+12)",
+        reboot_params=_REBOOT_TRIPLE_FAULT,
         notes=(
             ("macOS host (Virtualization.framework). virtiofs is built in: no virtiofsd, and " +
              "no read-only shares (`virtio-fs` takes only sharedDir and mountTag)."),

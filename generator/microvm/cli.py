@@ -9,12 +9,13 @@ The short flags of microvm.nix's `microvm` command are accepted too (see `_short
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -27,9 +28,11 @@ from .errors import (
     ValidationError,
     escape,
 )
+from .host import defaults
 
 if TYPE_CHECKING:
     from .config import MicroVM
+    from .units import UnitOptions
 
 # Each command imports what it uses when it runs: `microvm generate` pays for jsonschema and
 # jinja2, `microvm list`, --help and shell completion do not (bench/REPORT.md, section 4).
@@ -76,16 +79,16 @@ class _Group(click.Group):
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, help=f"""Generate and run NixOS MicroVMs.
+
+    Host commands keep their state under --state-dir (default $MICROVM_STATE_DIR, else
+    {defaults.STATE_DIR}). microvm.nix's short flags work too: -c NAME [-f FLAKE], -u NAME...
+    [-R], -r NAME, -s NAME, -l.
+    """)
 @click.version_option(__version__, prog_name="microvm")
 @click.option("--debug", is_flag=True, help="Log every program run; show tracebacks.")
 def main(debug: bool) -> None:
-    """Generate and run NixOS MicroVMs.
-
-    Host commands keep their state under --state-dir (default $MICROVM_STATE_DIR, else
-    /var/lib/microvms). microvm.nix's short flags work too: -c NAME [-f FLAKE], -u NAME... [-R],
-    -r NAME, -s NAME, -l.
-    """
+    """Generate and run NixOS MicroVMs (the group's help is above: it names the defaults)."""
     if debug:
         import logging
 
@@ -200,7 +203,7 @@ def generate(document: Path | None, out: Path | None, batch: tuple[tuple[Path, P
 
 @main.command("validate-host")
 @click.argument("documents", nargs=-1, required=True, type=VM_DOC)
-@click.option("--state-dir", default="/var/lib/microvms", show_default=True,
+@click.option("--state-dir", default=defaults.STATE_DIR, show_default=True,
               help="Where the host runs each VM (relative paths are resolved in " +
               "<state-dir>/<hostName>).")
 def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
@@ -226,61 +229,98 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
 
 # -- systemd units ---------------------------------------------------------------------------
 
-@main.command()
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Directory to write lib/systemd/system/* and libexec/microvm/* to.")
-@click.option("--state-dir", default="/var/lib/microvms", show_default=True,
-              help="Where the units find the VMs (<state-dir>/.control/<name>/current, " +
-              "booted; data in <state-dir>/<name>).")
-@click.option("--user", default="microvm", show_default=True, help="User the VMs run as.")
-@click.option("--group", default="kvm", show_default=True, help="Group the VMs run as.")
-@click.option("--libexec-dir", help="Absolute directory the helpers will be installed in " +
-              "(default: <out>/libexec/microvm).")
-@click.option("--readiness", type=click.Choice(["started", "vsock"]), default="started",
-              show_default=True, help="When microvm@NAME is up: the runner was started, or " +
-              "the guest sent READY=1 over vsock.")
-@click.option("--console", type=click.Choice(["socket", "journal"]), default="socket",
-              show_default=True, help="Serial console on console.sock (microvm console) or " +
-              "in the journal.")
-@click.option("--start-timeout", type=click.IntRange(min=1), default=150, show_default=True,
-              help="Seconds a VM (or its virtiofsd) may take to become ready.")
-@click.option("--shutdown-timeout", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Seconds the guest gets to power off before SIGTERM.")
-@click.option("--virtiofsd-notify", is_flag=True,
-              help="virtiofsd sends sd_notify READY=1 (the Rust one): Type=notify.")
-@click.option("--declare", "declare", multiple=True, metavar="NAME=RUNNER",
-              help="A VM of the host configuration (install-microvm-NAME.service).")
-@click.option("--declared", "declared_file", type=click.Path(path_type=Path),
-              help="JSON object NAME -> {runner, restartIfChanged, autostart}.")
-@click.option("--no-restart-if-changed", multiple=True, metavar="NAME",
-              help="A declared VM keeps running when its runner changes.")
-@click.option("--no-autostart", multiple=True, metavar="NAME",
-              help="A declared VM is not started by microvms.target.")
-@click.option("--update-flake", multiple=True, metavar="NAME=FLAKE",
-              help="A declared VM installed once, then updated with `microvm update NAME` " +
-              "from FLAKE (microvm.vms.NAME.updateFlake).")
-@click.option("--force", is_flag=True, help="Write into an existing directory: replace or " +
-              "remove what an earlier run wrote there (recorded in DIR/.microvm-units.json); " +
-              "other files are never touched, and one in the way stops the run (exit 2).")
-def units(out: Path, state_dir: str, user: str, group: str, libexec_dir: str | None,
-          readiness: str, console: str, start_timeout: int, shutdown_timeout: int,
-          virtiofsd_notify: bool, declare: tuple[str, ...], declared_file: Path | None,
-          no_restart_if_changed: tuple[str, ...], no_autostart: tuple[str, ...],
-          update_flake: tuple[str, ...], force: bool) -> None:
-    """Write the host's systemd units (microvm@.service and its helpers), recorded in
-    OUT/.microvm-units.json."""
+def _grouped(name: str, build: Callable[[dict[str, Any]], Any],
+             options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    """Add `options` to a command, which gets them as one value: keyword `name`, made by
+    `build` from the options' values (by parameter name) once, when the command runs."""
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            kwargs[name] = build({k: kwargs.pop(k) for k in names})
+            return f(*args, **kwargs)
+
+        before = len(getattr(command, "__click_params__", []))
+        for option in reversed(options):
+            command = option(command)
+        names = [p.name for p in getattr(command, "__click_params__", [])[before:]]
+        return cast(F, command)
+
+    return decorate
+
+
+def _unit_options(params: dict[str, Any]) -> UnitOptions:
+    """The UnitOptions of `microvm units`' settings and declared VMs."""
     from . import units as u
 
-    declared = u.parse_declared(declare, no_restart_if_changed, no_autostart, update_flake)
+    declared = u.parse_declared(params["declare"], params["no_restart_if_changed"],
+                                params["no_autostart"], params["update_flake"])
+    declared_file = params["declared_file"] or params["declared_file_alias"]
     if declared_file is not None:
         from .document import read_json
 
         declared += u.declared_from_json(read_json(declared_file))
-    opts = u.UnitOptions(
-        state_dir=os.path.abspath(state_dir), user=user, group=group, libexec_dir=libexec_dir,
-        readiness=u.Readiness(readiness), console=u.Console(console),
-        start_timeout=start_timeout, shutdown_timeout=shutdown_timeout,
-        virtiofsd_notify=virtiofsd_notify, declared=declared)
+    return u.UnitOptions(
+        state_dir=os.path.abspath(params["state_dir"]), user=params["user"],
+        group=params["group"], libexec_dir=params["libexec_dir"],
+        readiness=u.Readiness(params["readiness"]), console=u.Console(params["console"]),
+        start_timeout=params["start_timeout"], shutdown_timeout=params["shutdown_timeout"],
+        virtiofsd_notify=params["virtiofsd_notify"], declared=declared)
+
+
+UNIT_OPTIONS = _grouped("opts", _unit_options, [
+    click.option("--state-dir", default=defaults.STATE_DIR, show_default=True,
+                 help="Where the units find the VMs (<state-dir>/.control/<name>/current, " +
+                 "booted; data in <state-dir>/<name>)."),
+    click.option("--user", default=defaults.USER, show_default=True,
+                 help="User the VMs run as."),
+    click.option("--group", default=defaults.GROUP, show_default=True,
+                 help="Group the VMs run as."),
+    click.option("--libexec-dir", help="Absolute directory the helpers will be installed in " +
+                 "(default: <out>/libexec/microvm)."),
+    click.option("--readiness", type=click.Choice(["started", "vsock"]), default="started",
+                 show_default=True, help="When microvm@NAME is up: the runner was started, " +
+                 "or the guest sent READY=1 over vsock."),
+    click.option("--console", type=click.Choice(["socket", "journal"]), default="socket",
+                 show_default=True, help="Serial console on console.sock (microvm console) " +
+                 "or in the journal."),
+    click.option("--start-timeout", type=click.IntRange(min=1), default=150, show_default=True,
+                 help="Seconds a VM (or its virtiofsd) may take to become ready."),
+    click.option("--shutdown-timeout", type=click.IntRange(min=1), default=60,
+                 show_default=True, help="Seconds the guest gets to power off before SIGTERM."),
+    click.option("--virtiofsd-notify", is_flag=True,
+                 help="virtiofsd sends sd_notify READY=1 (the Rust one): Type=notify."),
+    click.option("--declare", "declare", multiple=True, metavar="NAME=RUNNER",
+                 help="A VM of the host configuration (install-microvm-NAME.service)."),
+    click.option("--declared-file", "declared_file", type=click.Path(path_type=Path),
+                 metavar="FILE", help="JSON object NAME -> {runner, restartIfChanged, " +
+                 "autostart, updateFlake}: declared VMs, as the host module writes them."),
+    # --declared-file's old spelling, kept working for scripts (hidden: `reconcile --declared
+    # NAME` means something else)
+    click.option("--declared", "declared_file_alias", type=click.Path(path_type=Path),
+                 hidden=True),
+    click.option("--no-restart-if-changed", multiple=True, metavar="NAME",
+                 help="A declared VM keeps running when its runner changes."),
+    click.option("--no-autostart", multiple=True, metavar="NAME",
+                 help="A declared VM is not started by microvms.target."),
+    click.option("--update-flake", multiple=True, metavar="NAME=FLAKE",
+                 help="A declared VM installed once, then updated with `microvm update NAME` " +
+                 "from FLAKE (microvm.vms.NAME.updateFlake)."),
+])
+
+
+@main.command()
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory to write lib/systemd/system/* and libexec/microvm/* to.")
+@UNIT_OPTIONS
+@click.option("--force", is_flag=True, help="Write into an existing directory: replace or " +
+              "remove what an earlier run wrote there (recorded in DIR/.microvm-units.json); " +
+              "other files are never touched, and one in the way stops the run (exit 2).")
+def units(out: Path, opts: UnitOptions, force: bool) -> None:
+    """Write the host's systemd units (microvm@.service and its helpers), recorded in
+    OUT/.microvm-units.json."""
+    from . import units as u
+
     u.write(out, opts, force=force)
 
 
@@ -308,11 +348,11 @@ def _echo(msg: str) -> None:
               "lib/sysusers.d, libexec/microvm, bin/microvm; recorded in " +
               "PREFIX/lib/microvm/install.json.")
 @click.option("--state-dir", help="Where the VMs live (default: what the last install used, " +
-              "else /var/lib/microvms).")
+              f"else {defaults.STATE_DIR}).")
 @click.option("--user", help="User the VMs run as, created by systemd-sysusers (default: the " +
-              "last install's, else microvm).")
+              f"last install's, else {defaults.USER}).")
 @click.option("--group", help="Group the VMs run as, which may open /dev/kvm; created when " +
-              "missing (default: the last install's, else kvm).")
+              f"missing (default: the last install's, else {defaults.GROUP}).")
 @click.option("--root", type=ROOT_DIR, help="Write the files below this directory and run " +
               "nothing (a scratch tree or an image).")
 def host_install(prefix: str, state_dir: str | None, user: str | None, group: str | None,
@@ -348,7 +388,7 @@ def host_uninstall(prefix: str, root: Path | None, force: bool) -> None:
 def _state_dir_option(f: F) -> F:
     return click.option("--state-dir", type=click.Path(file_okay=False), default=None,
                         help="State directory (default: $MICROVM_STATE_DIR, else " +
-                        "/var/lib/microvms).")(f)
+                        f"{defaults.STATE_DIR}).")(f)
 
 
 def _host(state_dir: str | None) -> Any:
@@ -371,9 +411,9 @@ def _use_color() -> bool:
               help="An existing runner tree (a Nix store path or `microvm generate` output).")
 @click.option("--restart-on-update", is_flag=True,
               help="`microvm update` restarts this VM when its runner changed.")
-@click.option("--user", default="microvm", show_default=True,
+@click.option("--user", default=defaults.USER, show_default=True,
               help="Owner of the VM's directory (when run as root and the user exists).")
-@click.option("--group", default="kvm", show_default=True, help="Its group.")
+@click.option("--group", default=defaults.GROUP, show_default=True, help="Its group.")
 @click.option("--autostart", is_flag=True,
               help="Start it at boot (systemctl enable microvm@NAME; see `microvm enable`).")
 @_state_dir_option
@@ -557,8 +597,8 @@ def reconcile(declared: tuple[str, ...], names: tuple[str, ...], timeout: int,
 
 
 @main.command()
-@click.option("--user", default="microvm", show_default=True)
-@click.option("--group", default="kvm", show_default=True)
+@click.option("--user", default=defaults.USER, show_default=True)
+@click.option("--group", default=defaults.GROUP, show_default=True)
 @_state_dir_option
 @click.pass_context
 def doctor(ctx: click.Context, user: str, group: str, state_dir: str | None) -> None:
@@ -583,7 +623,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "schema": ("microvm schema > vm.schema.json",),
     "validate": ("microvm validate vm.json",),
     "generate": ("microvm generate vm.json --out runner",
-                 "cd /var/lib/microvms/demo && /path/to/runner/bin/microvm-run",
+                 f"cd {defaults.STATE_DIR}/demo && /path/to/runner/bin/microvm-run",
                  "microvm generate --batch web.json runners/web --batch db.json runners/db"),
     "validate-host": ("microvm validate-host web.json db.json",),
     "units": ("microvm units --out units --declare web=/nix/store/...-microvm-qemu-web",),
@@ -628,6 +668,25 @@ def _short_flags(argv: list[str]) -> list[str]:
         return argv
     if argv[0] == "-h":
         return ["--help"]
+    flag, name, flake, restart, rest = _getopts(argv)
+    match flag:
+        case "-c":
+            return ["create", str(name), *(["--flake", flake] if flake else [])]
+        case "-u":
+            return ["update", *rest, *(["--restart"] if restart else [])]
+        case "-r":
+            return ["run", str(name)]
+        case "-s":
+            if rest and rest[0] == "--":
+                return ["ssh", *[f"--ssh-arg={a}" for a in rest[1:]], str(name)]
+            return ["ssh", str(name), "--", *rest]
+        case _:
+            return ["list"]
+
+
+def _getopts(argv: list[str]) -> tuple[str, str | None, str | None, bool, list[str]]:
+    """microvm.nix's flags in `argv`: the action flag that counts (the last), its NAME (None
+    for -u and -l), -f's FLAKE, whether -R was given, and the arguments after the flags."""
     import getopt
 
     try:
@@ -650,21 +709,7 @@ def _short_flags(argv: list[str]) -> list[str]:
     if action is None:
         raise UsageError("give an action: -c NAME, -u NAME..., -r NAME, -s NAME or -l " +
                          "(see microvm --help)")
-    flag, name = action
-    assert name is not None or flag in ("-u", "-l")
-    match flag:
-        case "-c":
-            return ["create", str(name), *(["--flake", flake] if flake else [])]
-        case "-u":
-            return ["update", *rest, *(["--restart"] if restart else [])]
-        case "-r":
-            return ["run", str(name)]
-        case "-s":
-            if rest and rest[0] == "--":
-                return ["ssh", *[f"--ssh-arg={a}" for a in rest[1:]], str(name)]
-            return ["ssh", str(name), "--", *rest]
-        case _:
-            return ["list"]
+    return action[0], action[1], flake, restart, rest
 
 
 if __name__ == "__main__":  # pragma: no cover

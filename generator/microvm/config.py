@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -47,20 +47,18 @@ class InterfaceType(StrEnum):
 
 # -- the mapping between fields and options ---------------------------------------------------
 
-def opt(path: str, default: Any = MISSING, *, factory: Callable[[], Any] | None = None,
-        item: type | None = None, kind: Callable[[Any], Any] | None = None,
+def opt(path: str, *, item: type | None = None, kind: Callable[[Any], Any] | None = None,
         omit_none: bool = False) -> Any:
-    """A field holding the option at `path` (dotted, relative to the object's JSON).
+    """A field holding the option at `path` (dotted, relative to the object's JSON). It has no
+    default of its own: the schema's defaults are applied before the model is built, and an
+    option the document leaves unset that has no default there is None.
     item: the class of the object, or of a list's items; kind: converts a JSON value (an
     enum); omit_none: left out of the JSON while None (neither a default nor a null)."""
-    meta = {"json": path, "item": item, "kind": kind, "omit_none": omit_none}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+    return field(metadata={"json": path, "item": item, "kind": kind, "omit_none": omit_none})
 
 
 def computed(*covers: str) -> Any:
-    """A field whose value depends on other options (the class's `_load`/`_dump` handle it);
+    """A field whose value depends on other options (the class's `_decode`/`_encode` handle it);
     `covers`: the option paths it stands for."""
     return field(default=None, metadata={"covers": covers})
 
@@ -111,7 +109,7 @@ def _covered(cls: type) -> list[str]:
     return out
 
 
-def load(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
+def decode(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
          ctx: Mapping[str, JSON]) -> T:
     """An instance of `cls` from its JSON `d` (schema node `sch`; ctx: values computed
     defaults need, such as the host name)."""
@@ -122,12 +120,14 @@ def load(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
             continue
         found, value = _lookup(d, md["json"])
         if not found:
+            # unset, and the schema has no default for it
+            kwargs[f.name] = None
             continue
         if md["item"] is not None and isinstance(value, list):
             items = _node(sch, md["json"])["items"]
-            value = tuple(load(md["item"], x, items, ctx) for x in value)
+            value = tuple(decode(md["item"], x, items, ctx) for x in value)
         elif md["item"] is not None:
-            value = load(md["item"], value, _node(sch, md["json"]), ctx)
+            value = decode(md["item"], value, _node(sch, md["json"]), ctx)
         elif md["kind"] is not None:
             value = md["kind"](value)
         elif isinstance(value, list):
@@ -136,13 +136,13 @@ def load(cls: type[T], d: Mapping[str, JSON], sch: Mapping[str, JSON],
     covered = _covered(cls)
     kwargs["others"] = {path: value for path, value in _leaves(d, sch).items()
                         if not any(path == c or path.startswith(f"{c}.") for c in covered)}
-    special: Callable[..., dict[str, Any]] | None = getattr(cls, "_load", None)
+    special: Callable[..., dict[str, Any]] | None = getattr(cls, "_decode", None)
     if special is not None:
         kwargs |= special(d, ctx, kwargs)
     return cls(**kwargs)
 
 
-def dump(obj: Any) -> dict[str, JSON]:
+def encode(obj: Any) -> dict[str, JSON]:
     """The JSON of a model object: every option it holds, `others` included."""
     out: dict[str, JSON] = {}
     for f in fields(obj):
@@ -155,7 +155,7 @@ def dump(obj: Any) -> dict[str, JSON]:
         _place(out, md["json"], _to_json(value))
     for path, value in obj.others.items():
         _place(out, path, value)
-    special: Callable[[dict[str, JSON]], None] | None = getattr(obj, "_dump", None)
+    special: Callable[[dict[str, JSON]], None] | None = getattr(obj, "_encode", None)
     if special is not None:
         special(out)
     return out
@@ -167,79 +167,79 @@ def _to_json(value: Any) -> JSON:
     if isinstance(value, tuple):
         return [_to_json(x) for x in value]
     if hasattr(value, "__dataclass_fields__"):
-        return dump(value)
+        return encode(value)
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Volume:
     image: str = opt("image")
-    size: int | None = opt("size", None, omit_none=True)
-    serial: str | None = opt("serial", None)
-    direct: bool = opt("direct", False)
-    read_only: bool = opt("readOnly", False)
-    label: str | None = opt("label", None)
-    mount_point: str | None = opt("mountPoint", None)
-    auto_create: bool = opt("autoCreate", True)
-    mkfs_extra_args: tuple[str, ...] = opt("mkfsExtraArgs", ())
-    fs_type: str = opt("fsType", "ext4")
-    image_type: str = opt("imageType", "raw")
+    size: int | None = opt("size", omit_none=True)
+    serial: str | None = opt("serial")
+    direct: bool = opt("direct")
+    read_only: bool = opt("readOnly")
+    label: str | None = opt("label")
+    mount_point: str | None = opt("mountPoint")
+    auto_create: bool = opt("autoCreate")
+    mkfs_extra_args: tuple[str, ...] = opt("mkfsExtraArgs")
+    fs_type: str = opt("fsType")
+    image_type: str = opt("imageType")
     others: Mapping[str, JSON] = others_field()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Share:
     tag: str = opt("tag")
     source: str = opt("source")
     mount_point: str = opt("mountPoint")
-    proto: ShareProto = opt("proto", ShareProto.NINEP, kind=ShareProto)
+    proto: ShareProto = opt("proto", kind=ShareProto)
     # default: "<hostName>-virtiofs-<tag>.sock" for virtiofs (x-computedDefault)
-    socket: str | None = opt("socket", None)
-    security_model: str = opt("securityModel", "none")
-    read_only: bool = opt("readOnly", False)
-    cache: str = opt("cache", "auto")
-    posix_acl: bool = opt("posixAcl", True)
-    extra_args: tuple[str, ...] = opt("extraArgs", ())
+    socket: str | None = opt("socket")
+    security_model: str = opt("securityModel")
+    read_only: bool = opt("readOnly")
+    cache: str = opt("cache")
+    posix_acl: bool = opt("posixAcl")
+    extra_args: tuple[str, ...] = opt("extraArgs")
     others: Mapping[str, JSON] = others_field()
 
     @staticmethod
-    def _load(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
+    def _decode(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
               ) -> dict[str, Any]:
         if kw.get("proto") is ShareProto.VIRTIOFS and kw.get("socket") is None:
             return {"socket": f"{ctx['hostName']}-virtiofs-{d['tag']}.sock"}
         return {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Interface:
     type: InterfaceType = opt("type", kind=InterfaceType)
     id: str = opt("id")
     mac: str = opt("mac")
-    macvtap_link: str | None = opt("macvtap.link", None)
-    macvtap_mode: str | None = opt("macvtap.mode", None)
-    bridge: str | None = opt("bridge", None)
-    vhost: bool = opt("tap.vhost", False)
+    macvtap_link: str | None = opt("macvtap.link")
+    macvtap_mode: str | None = opt("macvtap.mode")
+    bridge: str | None = opt("bridge")
+    vhost: bool = opt("tap.vhost")
     others: Mapping[str, JSON] = others_field()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ForwardPort:
     host_port: int = opt("host.port")
     guest_port: int = opt("guest.port")
-    proto: str = opt("proto", "tcp")
-    direction: str = opt("from", "host")
-    host_address: str = opt("host.address", "")
-    guest_address: str = opt("guest.address", "")
+    proto: str = opt("proto")
+    direction: str = opt("from")
+    host_address: str = opt("host.address")
+    guest_address: str = opt("guest.address")
     others: Mapping[str, JSON] = others_field()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Device:
     bus: str = opt("bus")
     path: str = opt("path")
-    qemu_id: str | None = opt("qemu.id", None)
-    qemu_bus: str | None = opt("qemu.bus", None)
-    qemu_device_extra_args: str | None = opt("qemu.deviceExtraArgs", None)
+    qemu_id: str | None = opt("qemu.id")
+    qemu_bus: str | None = opt("qemu.bus")
+    qemu_device_extra_args: str | None = opt("qemu.deviceExtraArgs")
     others: Mapping[str, JSON] = others_field()
 
 
@@ -247,28 +247,27 @@ def _pairs_or_none(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ..
     return None if value is None else tuple(value.items())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QemuOptions:
-    machine: str | None = opt("machine", None)
-    machine_opts: tuple[tuple[str, str], ...] | None = opt("machineOpts", None,
-                                                             kind=_pairs_or_none)
-    extra_args: tuple[str, ...] = opt("extraArgs", ())
-    serial_console: bool = opt("serialConsole", True)
+    machine: str | None = opt("machine")
+    machine_opts: tuple[tuple[str, str], ...] | None = opt("machineOpts", kind=_pairs_or_none)
+    extra_args: tuple[str, ...] = opt("extraArgs")
+    serial_console: bool = opt("serialConsole")
     others: Mapping[str, JSON] = others_field()
 
-    def _dump(self, out: dict[str, JSON]) -> None:
+    def _encode(self, out: dict[str, JSON]) -> None:
         if self.machine_opts is not None:
             out["machineOpts"] = dict(self.machine_opts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VirtiofsdOptions:
-    inode_file_handles: str | None = opt("inodeFileHandles", "prefer")
+    inode_file_handles: str | None = opt("inodeFileHandles")
     # a number, a number as a string ("4", as microvm.nix's option takes it), NPROC or
     # "$(nproc)" (one thread per host CPU, counted when virtiofsd starts) or None
-    thread_pool_size: int | str | None = opt("threadPoolSize", NPROC)
-    group: str | None = opt("group", "kvm")
-    extra_args: tuple[str, ...] = opt("extraArgs", ())
+    thread_pool_size: int | str | None = opt("threadPoolSize")
+    group: str | None = opt("group")
+    extra_args: tuple[str, ...] = opt("extraArgs")
     others: Mapping[str, JSON] = others_field()
 
     @property
@@ -289,57 +288,56 @@ def _sorted_pairs(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MicroVM:
-    """One VM, fully defaulted and validated. Built only by `from_document`/`load`."""
+    """One VM, fully defaulted and validated. Built only by `document.from_document`
+    (`document.load` reads a file first)."""
 
     host_name: str = opt("hostName")
     kernel: str = opt("microvm.kernel")
-    hypervisor: Hypervisor = opt("microvm.hypervisor", Hypervisor.QEMU, kind=Hypervisor)
-    format_version: int = opt("formatVersion", 1)
-    system: str = opt("system", "x86_64-linux")
-    toplevel: str | None = opt("toplevel", None)
-    runtime_path: tuple[str, ...] = opt("runtimePath", ())
-    vcpu: int = opt("microvm.vcpu", 1)
-    mem: int = opt("microvm.mem", 512)
-    hugepage_mem: bool = opt("microvm.hugepageMem", False)
-    hotplug_mem: int = opt("microvm.hotplugMem", 0)
+    hypervisor: Hypervisor = opt("microvm.hypervisor", kind=Hypervisor)
+    format_version: int = opt("formatVersion")
+    system: str = opt("system")
+    toplevel: str | None = opt("toplevel")
+    runtime_path: tuple[str, ...] = opt("runtimePath")
+    vcpu: int = opt("microvm.vcpu")
+    mem: int = opt("microvm.mem")
+    hugepage_mem: bool = opt("microvm.hugepageMem")
+    hotplug_mem: int = opt("microvm.hotplugMem")
     # null in the document: all of hotplugMem (resolved here)
-    hotplugged_mem: int = opt("microvm.hotpluggedMem", 0)
-    balloon: bool = opt("microvm.balloon", False)
-    initial_balloon_mem: int = opt("microvm.initialBalloonMem", 0)
-    deflate_on_oom: bool = opt("microvm.deflateOnOOM", True)
-    cpu: str | None = opt("microvm.cpu", None)
-    optimize: bool = opt("microvm.optimize.enable", True)
-    pre_start: str = opt("microvm.preStart", "")
-    extra_args_script: str | None = opt("microvm.extraArgsScript", None)
-    user: str | None = opt("microvm.user", None)
-    initrd: str | None = opt("microvm.initrdPath", None)
-    kernel_params: tuple[str, ...] = opt("microvm.kernelParams", ())
-    store_disk: str | None = opt("microvm.storeDisk", None)
-    store_disk_type: str = opt("microvm.storeDiskType", "erofs")
-    writable_store_overlay: str | None = opt("microvm.writableStoreOverlay", None)
-    volumes: tuple[Volume, ...] = opt("microvm.volumes", (), item=Volume)
-    shares: tuple[Share, ...] = opt("microvm.shares", (), item=Share)
-    interfaces: tuple[Interface, ...] = opt("microvm.interfaces", (), item=Interface)
-    forward_ports: tuple[ForwardPort, ...] = opt("microvm.forwardPorts", (), item=ForwardPort)
-    devices: tuple[Device, ...] = opt("microvm.devices", (), item=Device)
-    vsock_cid: int | None = opt("microvm.vsock.cid", None)
-    graphics: bool = opt("microvm.graphics.enable", False)
-    graphics_backend: str = opt("microvm.graphics.backend", "gtk")
-    credential_files: tuple[tuple[str, str], ...] = opt("microvm.credentialFiles", (),
+    hotplugged_mem: int = opt("microvm.hotpluggedMem")
+    balloon: bool = opt("microvm.balloon")
+    initial_balloon_mem: int = opt("microvm.initialBalloonMem")
+    deflate_on_oom: bool = opt("microvm.deflateOnOOM")
+    cpu: str | None = opt("microvm.cpu")
+    optimize: bool = opt("microvm.optimize.enable")
+    pre_start: str = opt("microvm.preStart")
+    extra_args_script: str | None = opt("microvm.extraArgsScript")
+    user: str | None = opt("microvm.user")
+    initrd: str | None = opt("microvm.initrdPath")
+    kernel_params: tuple[str, ...] = opt("microvm.kernelParams")
+    store_disk: str | None = opt("microvm.storeDisk")
+    store_disk_type: str = opt("microvm.storeDiskType")
+    writable_store_overlay: str | None = opt("microvm.writableStoreOverlay")
+    volumes: tuple[Volume, ...] = opt("microvm.volumes", item=Volume)
+    shares: tuple[Share, ...] = opt("microvm.shares", item=Share)
+    interfaces: tuple[Interface, ...] = opt("microvm.interfaces", item=Interface)
+    forward_ports: tuple[ForwardPort, ...] = opt("microvm.forwardPorts", item=ForwardPort)
+    devices: tuple[Device, ...] = opt("microvm.devices", item=Device)
+    vsock_cid: int | None = opt("microvm.vsock.cid")
+    graphics: bool = opt("microvm.graphics.enable")
+    graphics_backend: str = opt("microvm.graphics.backend")
+    credential_files: tuple[tuple[str, str], ...] = opt("microvm.credentialFiles",
                                                         kind=_sorted_pairs)
-    pretty_procnames: bool = opt("microvm.prettyProcnames", True)
-    machine_id: str | None = opt("microvm.machineId", None)
-    virtiofsd: VirtiofsdOptions = opt("microvm.virtiofsd", factory=VirtiofsdOptions,
-                                  item=VirtiofsdOptions)
-    qemu: QemuOptions = opt("microvm.qemu", factory=QemuOptions, item=QemuOptions)
-    firecracker_drive_io_engine: str = opt("microvm.firecracker.driveIoEngine", "Async")
-    firecracker_cpu: Mapping[str, JSON] | None = opt("microvm.firecracker.cpu", None)
-    firecracker_extra_config: Mapping[str, JSON] = opt("microvm.firecracker.extraConfig",
-                                                       factory=dict)
-    crosvm_pivot_root: str | None = opt("microvm.crosvm.pivotRoot", None)
-    vfkit_log_level: str | None = opt("microvm.vfkit.logLevel", "info")
+    pretty_procnames: bool = opt("microvm.prettyProcnames")
+    machine_id: str | None = opt("microvm.machineId")
+    virtiofsd: VirtiofsdOptions = opt("microvm.virtiofsd", item=VirtiofsdOptions)
+    qemu: QemuOptions = opt("microvm.qemu", item=QemuOptions)
+    firecracker_drive_io_engine: str = opt("microvm.firecracker.driveIoEngine")
+    firecracker_cpu: Mapping[str, JSON] | None = opt("microvm.firecracker.cpu")
+    firecracker_extra_config: Mapping[str, JSON] = opt("microvm.firecracker.extraConfig")
+    crosvm_pivot_root: str | None = opt("microvm.crosvm.pivotRoot")
+    vfkit_log_level: str | None = opt("microvm.vfkit.logLevel")
     # -- computed from other options (x-computedDefault) --------------------------------------
     # default "<hostName>.sock" where the hypervisor has a control socket
     socket: str | None = computed("microvm.socket")
@@ -385,10 +383,10 @@ class MicroVM:
     @classmethod
     def from_json(cls, doc: Mapping[str, JSON]) -> MicroVM:
         """Build the model from a schema-valid document with defaults applied."""
-        return load(cls, doc, schema(), {"hostName": doc["hostName"]})
+        return decode(cls, doc, schema(), {"hostName": doc["hostName"]})
 
     @staticmethod
-    def _load(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
+    def _decode(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
               ) -> dict[str, Any]:
         m = d["microvm"]
         hypervisor = kw["hypervisor"]
@@ -409,7 +407,7 @@ class MicroVM:
             "socket_explicit": "socket" in m, "store_on_disk_explicit": "storeOnDisk" in m,
         }
 
-    def _dump(self, out: dict[str, JSON]) -> None:
+    def _encode(self, out: dict[str, JSON]) -> None:
         m = out["microvm"]
         m["credentialFiles"] = dict(self.credential_files)
         for hv, args in self.extra_args:
@@ -421,7 +419,7 @@ class MicroVM:
 
     def to_json(self) -> dict[str, JSON]:
         """The document with every default spelled out; `from_json` of it gives `self` back."""
-        return dump(self)
+        return encode(self)
 
 
 def derived_machine_id(host_name: str) -> str:

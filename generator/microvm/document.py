@@ -113,7 +113,7 @@ def read_document(path: Path) -> str:
 
 
 def read_json(path: Path) -> JSON:
-    """Any JSON file the CLI reads besides VM documents (`units --declared FILE`): the same
+    """Any JSON file the CLI reads besides VM documents (`units --declared-file FILE`): the same
     bounded reader and parser, and a key given twice in one object is refused, naming it."""
     doc, duplicates = parse(read_document(path), str(path))
     if duplicates:

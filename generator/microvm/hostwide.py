@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .config import InterfaceType, MicroVM, ShareProto
 from .errors import Problem
+from .host import defaults
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or every(a) or every(b)
 
 
-def host_problems(vms: Sequence[MicroVM], state_dir: str = "/var/lib/microvms",
+def host_problems(vms: Sequence[MicroVM], state_dir: str = defaults.STATE_DIR,
                   names: Sequence[str] | None = None) -> list[Problem]:
     """Every resource two VMs claim, reported at the later VM, naming the earlier one.
     `names`: the VMs' names on the host (`microvm create NAME`), else their host names."""

@@ -64,7 +64,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ConflictError, HostError, Problem, UsageError
-from .host.state import check_dirs
+from .host.state import check_dirs, fsync_dir, replace_file, write_new
 
 FORMAT = 1
 PENDING_SUFFIX = ".pending"
@@ -211,43 +211,13 @@ def _kind(path: Path) -> str | None:
     return "a symlink" if stat.S_ISLNK(st.st_mode) else "a file"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _temp_name(name: str) -> str:
     return f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create path (which must not exist) with data and mode, and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _replace_file(path: Path, data: bytes) -> None:
-    """Replace path atomically: a temporary beside it, fsynced, renamed over it."""
-    tmp = path.with_name(_temp_name(path.name))
-    try:
-        _write_new(tmp, data, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    """Replace path atomically (host.state.replace_file) through a temporary name of ours."""
+    replace_file(path, data, path.with_name(_temp_name(path.name)))
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -598,7 +568,7 @@ def _prepare(tree: Tree, plan: _Plan, entries: Mapping[str, Entry]) -> None:
                 os.symlink(entry.target, tmp)
             else:
                 text, mode = entry
-                _write_new(tmp, text.encode("utf-8"), mode)
+                write_new(tmp, text.encode("utf-8"), mode)
         for parent in {tree.path(rel).parent for rel in plan.temps}:
             fsync_dir(parent)
     except BaseException:
@@ -622,7 +592,7 @@ def _stage_pending(tree: Tree, missing: list[str], data: bytes) -> None:
     for d in missing[1:]:
         inner = inner / PurePosixPath(d).name
         _mkdir(inner)
-    _write_new(inner / tree.pending.name, data, 0o644)
+    write_new(inner / tree.pending.name, data, 0o644)
     fsync_dir(inner)
     os.rename(staged, outer)
     fsync_dir(outer.parent)

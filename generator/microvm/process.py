@@ -15,8 +15,9 @@ LD_PRELOAD, LD_LIBRARY_PATH, BASH_ENV, ENV, SHELLOPTS, BASHOPTS, exported bash f
 
     PATH HOME USER LOGNAME SHELL TMPDIR      where programs, the user's files and temporaries are
     LANG LANGUAGE LC_* TZ TERM COLORTERM NO_COLOR   locale, time zone, the terminal
-    MICROVM_*                                this tool's and the runner's settings
-                                             (MICROVM_ACCEL, MICROVM_CONSOLE, ...)
+    MICROVM_ACCEL MICROVM_CONSOLE MICROVM_VIRTIOFSD MICROVM_SHUTDOWN_TIMEOUT
+                                             the runner's settings (its microvm-run and
+                                             microvm-shutdown read them; RUNNER_ENV)
     NIX_* SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE   nix (NIX_PATH, NIX_CONFIG, NIX_REMOTE,
                                              NIX_SSL_CERT_FILE, ...) and TLS for nix, git, curl
     XDG_CACHE_HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME XDG_RUNTIME_DIR
@@ -79,6 +80,10 @@ def _log(argv: list[str], cwd: Path | None, who: Identity | None = None) -> None
     log.debug("+ %s%s%s", shlex.join(argv), f"   (in {cwd})" if cwd else "", as_user)
 
 
+# the runner's settings a user may give `microvm run` (and `shutdown`) for its scripts to read:
+# the only MICROVM_* variables a child needs (the tool's own, such as MICROVM_STATE_DIR, are
+# read by this process and stay here)
+RUNNER_ENV = ("MICROVM_ACCEL", "MICROVM_CONSOLE", "MICROVM_VIRTIOFSD", "MICROVM_SHUTDOWN_TIMEOUT")
 # the environment children get (module docstring); names, then prefixes
 ALLOWED_ENV = frozenset({
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR",
@@ -90,8 +95,9 @@ ALLOWED_ENV = frozenset({
     "SSH_AUTH_SOCK", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE",
     "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS",
     "RUST_LOG", "RUST_BACKTRACE",
+    *RUNNER_ENV,
 })
-ALLOWED_ENV_PREFIXES = ("LC_", "MICROVM_", "NIX_", "GIT_", "SYSTEMD_")
+ALLOWED_ENV_PREFIXES = ("LC_", "NIX_", "GIT_", "SYSTEMD_")
 
 
 def allowed_env(name: str) -> bool:

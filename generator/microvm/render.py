@@ -1,20 +1,28 @@
 """jinja2 rendering of scripts and units. Quoting happens here, once: the `q` filter quotes a
 string for the shell, `qa` quotes and joins a list of arguments.
 
-Templates are compiled to Python ahead of time (`python -m microvm.render` writes them to
-microvm/_templates, which is part of the package and byte-compiled with it), so a process does
-not parse and compile them again. A compiled template is used only when it was made by the
-running jinja2 version from the template's current source (its SHA-256 is recorded beside it);
-otherwise the template is compiled from source, in memory, as before. Nothing is ever written
-at run time: there is no cache another user could write and root would then run.
+Templates are compiled to Python modules when the package is built, not at each start and not
+in the repository: the wheel's build step (setup.py, which the Nix package's build runs too)
+writes them into the built package as microvm/_templates (tools/compile_templates.py), where
+the installer byte-compiles them with the rest of the package. A compiled template is used only
+when it was made by the running jinja2 version from the template's current source (their SHA-256
+is recorded beside them); otherwise, as in an editable checkout, which has none, the template is
+compiled from source, in memory. Nothing is ever written at run time: there is no cache another
+user could write and root would then run.
+
+Why compiled modules rather than a jinja2 bytecode cache filled at build time: a bytecode cache
+entry is keyed by the template's absolute file name, which is not known until the wheel is
+installed, and holds marshalled code of the one Python that wrote it (a wheel is for any
+Python 3), whereas a compiled module is Python source that the installer byte-compiles for the
+interpreter it installs for, wherever it installs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shlex
-import sys
 from collections.abc import Iterable, MutableMapping
 from functools import cache
 from pathlib import Path
@@ -22,7 +30,8 @@ from typing import Any
 
 import jinja2
 
-COMPILED = Path(__file__).with_name("_templates")
+TEMPLATES = Path(__file__).with_name("templates")  # the sources (package data)
+COMPILED = Path(__file__).with_name("_templates")  # made by the build, absent in a checkout
 
 
 def _quote_element(value: object) -> str:
@@ -40,7 +49,8 @@ def _tojson(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _sha256(source: str) -> str:
+def source_digest(source: str) -> str:
+    """What a compiled template records of the source it was made from."""
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
@@ -51,25 +61,26 @@ class _Loader(jinja2.PackageLoader):
         super().__init__("microvm", "templates")
         self._compiled: jinja2.ModuleLoader | None = None
         self._sources: dict[str, str] = {}
-        try:
-            from ._templates import JINJA2, SOURCES
+        try:  # made by the build: absent in a checkout
+            compiled = importlib.import_module(f"{__package__}._templates")
         except ImportError:
             return
-        if getattr(jinja2, "__version__", None) == JINJA2:
+        if getattr(jinja2, "__version__", None) == compiled.JINJA2:
             self._compiled = jinja2.ModuleLoader(COMPILED)
-            self._sources = SOURCES
+            self._sources = dict(compiled.SOURCES)
 
     def load(self, environment: jinja2.Environment, name: str,
              globals: MutableMapping[str, Any] | None = None) -> jinja2.Template:
         digest = self._sources.get(name)
         if self._compiled is not None and digest is not None:
             source, _, _ = self.get_source(environment, name)
-            if _sha256(source) == digest:
+            if source_digest(source) == digest:
                 return self._compiled.load(environment, name, globals)
         return super().load(environment, name, globals)
 
 
-def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
+def make_environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
+    """The one configuration of jinja2 (templates are compiled with it too)."""
     env = jinja2.Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
@@ -92,44 +103,8 @@ def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
 
 @cache
 def environment() -> jinja2.Environment:
-    return _environment(_Loader())
+    return make_environment(_Loader())
 
 
 def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
-
-
-def compile_templates(target: Path = COMPILED) -> list[str]:
-    """Compile every template into `target` (tmpl_*.py, jinja2's ModuleLoader layout) with an
-    __init__.py recording the jinja2 version and each source's SHA-256; returns the names.
-    Stale tmpl_*.py files in `target` are removed. The output is deterministic."""
-    source_loader = jinja2.PackageLoader("microvm", "templates")
-    env = _environment(source_loader)
-    target.mkdir(parents=True, exist_ok=True)
-    names = sorted(n for n in env.list_templates() if n.endswith(".j2"))
-    wanted: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    for name in names:
-        source, filename, _ = source_loader.get_source(env, name)
-        code = env.compile(source, name, filename, raw=True, defer_init=True)
-        wanted[jinja2.ModuleLoader.get_module_filename(name)] = code
-        sources[name] = _sha256(source)
-    for old in target.glob("tmpl_*.py"):
-        if old.name not in wanted:
-            old.unlink()
-    for filename, code in wanted.items():
-        (target / filename).write_text(code, "utf-8")
-    lines = ['"""microvm/templates compiled by jinja2 (generated by `python -m microvm.render`;',
-             "do not edit). render.py uses a compiled template only with this jinja2 version",
-             'and a source of this SHA-256."""', "",
-             f"JINJA2 = {json.dumps(jinja2.__version__)}", "SOURCES: dict[str, str] = {"]
-    lines += [f"    {json.dumps(name)}:\n        {json.dumps(digest)},"
-              for name, digest in sources.items()]
-    lines += ["}", ""]
-    (target / "__init__.py").write_text("\n".join(lines), "utf-8")
-    return names
-
-
-if __name__ == "__main__":  # pragma: no cover
-    for n in compile_templates(Path(sys.argv[1]) if len(sys.argv) > 1 else COMPILED):
-        print(f"compiled {n}")

@@ -20,7 +20,7 @@ from . import __version__
 from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, Share, ShareProto
 from .errors import UsageError
-from .hypervisors import Control, Launch, RunContext, backend
+from .hypervisors import Backend, Launch, RunContext, backend
 from .hypervisors.base import macvtap_fds, queues
 from .layout import META_DIR, LaunchRecord, Meta, Program, template_names, virtiofs_meta
 from .render import render
@@ -90,84 +90,120 @@ def launch_record(launch: Launch) -> LaunchRecord:
 def build(vm: MicroVM, runner_dir: str) -> Tree:
     """Everything the runner tree holds, as strings, for a runner installed at runner_dir."""
     be = backend(vm.hypervisor)
-    ctx = RunContext(runner_dir=runner_dir)
-    launch = be.launch(vm, ctx)
-    caps = CAPABILITIES[vm.hypervisor]
-    common: dict[str, Any] = {
-        "version": __version__, "host_name": vm.host_name, "hypervisor": str(vm.hypervisor),
-        "runtime_path": ":".join(vm.runtime_path), "runner_dir": runner_dir,
-        **template_names(),
-    }
-    files: dict[str, tuple[str, bool]] = {}
-
-    def script(program: Program, template: str, **kw: Any) -> None:
-        files[program.path] = (render(template, script=program.value, **common, **kw), True)
-
-    def meta(name: Meta | str, content: str) -> None:
+    launch = be.launch(vm, RunContext(runner_dir=runner_dir))
+    links = _Links.of(vm, be)
+    files = _Scripts(vm, runner_dir).write(be, launch, links)
+    for name, content in _meta(vm, launch, links).items():
         files[f"{META_DIR}/{name}"] = (content, False)
-
-    fds = macvtap_fds(vm)
-    taps = [{"id": i.id, "bridge": i.bridge if i.type is InterfaceType.BRIDGE else None,
-             "multi_queue": queues(vm) > 1} for i in be.runner_taps(vm)]
-    macvtaps = [{"id": i.id, "mac": i.mac, "link": i.macvtap_link, "mode": i.macvtap_mode,
-                 "fds": fds[i.id]} for i in vm.interfaces_of(InterfaceType.MACVTAP)]
-    # virtiofs shares served by a virtiofsd (some hypervisors have the server built in)
-    virtiofs = vm.shares_of(ShareProto.VIRTIOFS) if caps.virtiofsd else []
-    volumes = [{"image": v.image, "size": v.size, "fs_type": v.fs_type,
-                "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
-               for v in vm.volumes if v.auto_create]
-    variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
-    script(Program.RUN, "microvm-run.sh.j2",
-           pre_start=bool(vm.pre_start), volumes=volumes, taps=taps, macvtaps=macvtaps,
-           virtiofs=virtiofs, probe=launch.probe, kvm_modules=launch.kvm_modules,
-           variants=variants,
-           default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
-           env=sorted(launch.env.items()), sockets=launch.sockets,
-           console_socket=launch.console_socket, fallbacks=launch.fallbacks,
-           process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
-    shutdown = be.shutdown(vm)
-    script(Program.SHUTDOWN, "microvm-shutdown.sh.j2", control=shutdown,
-           method=caps.shutdown)
-    balloon: Control | None = be.balloon(vm)
-    script(Program.BALLOON, "microvm-balloon.sh.j2", control=balloon,
-           guest_mib=vm.mem + vm.hotplugged_mem, reason=_control_reason(vm, "ballooning"))
-    script(Program.TAP_UP, "tap-up.sh.j2", taps=taps, user=vm.user)
-    script(Program.TAP_DOWN, "tap-down.sh.j2", taps=taps)
-    script(Program.MACVTAP_UP, "macvtap-up.sh.j2", macvtaps=macvtaps, user=vm.user)
-    script(Program.MACVTAP_DOWN, "macvtap-down.sh.j2", macvtaps=macvtaps)
-    if virtiofs:
-        shares = [{"tag": s.tag, "socket": s.socket, **virtiofsd_argv(vm, s)} for s in virtiofs]
-        script(Program.VIRTIOFSD_RUN, "virtiofsd-run.sh.j2", shares=shares,
-               threads_per_cpu=vm.virtiofsd.threads_per_cpu)
-    if vm.pre_start:
-        meta(Meta.PRE_START, vm.pre_start if vm.pre_start.endswith("\n") else vm.pre_start + "\n")
-
-    def lines(items: list[str]) -> str:
-        return "".join(f"{x}\n" for x in items)
-
-    meta(Meta.HYPERVISOR, f"{vm.hypervisor}\n")
-    meta(Meta.HOSTNAME, f"{vm.host_name}\n")
-    meta(Meta.SYSTEM, f"{vm.system}\n")
-    if vm.toplevel:
-        meta(Meta.TOPLEVEL, f"{vm.toplevel}\n")
-    if vm.socket is not None:
-        meta(Meta.CONTROL_SOCKET, f"{vm.socket}\n")
-    meta(Meta.TAP_INTERFACES, lines([str(t["id"]) for t in taps]))
-    meta(Meta.MACVTAP_INTERFACES, lines([f"{m['id']} {m['mac']} {m['link']} {m['mode']}"
-                                         for m in macvtaps]))
-    meta(Meta.PCI_DEVICES, lines([d.path for d in vm.devices if d.bus == "pci"]))
-    meta(Meta.USB_DEVICES, lines([d.path for d in vm.devices if d.bus == "usb"]))
-    if vm.vsock_cid is not None:
-        meta(Meta.VSOCK_CID, f"{vm.vsock_cid}\n")
-    for s in virtiofs:
-        meta(virtiofs_meta(s.tag, "socket"), f"{s.socket}\n")
-        meta(virtiofs_meta(s.tag, "source"), f"{s.source}\n")
-    for name, content in launch.files.items():
-        meta(name, content)
-    meta(Meta.VM_JSON, json.dumps(vm.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
-         + "\n")
-    meta(Meta.LAUNCH, launch_record(launch).to_text())
     return Tree(files=files)
+
+
+@dataclass(frozen=True)
+class _Links:
+    """The network links the runner makes, as the templates and share/microvm/ list them."""
+
+    taps: list[dict[str, Any]]
+    macvtaps: list[dict[str, Any]]
+
+    @staticmethod
+    def of(vm: MicroVM, be: Backend) -> _Links:
+        fds = macvtap_fds(vm)
+        return _Links(
+            taps=[{"id": i.id, "bridge": i.bridge if i.type is InterfaceType.BRIDGE else None,
+                   "multi_queue": queues(vm) > 1} for i in be.runner_taps(vm)],
+            macvtaps=[{"id": i.id, "mac": i.mac, "link": i.macvtap_link,
+                       "mode": i.macvtap_mode, "fds": fds[i.id]}
+                      for i in vm.interfaces_of(InterfaceType.MACVTAP)])
+
+
+def _virtiofs(vm: MicroVM) -> list[Share]:
+    """The virtiofs shares served by a virtiofsd (some hypervisors have the server built in)."""
+    return vm.shares_of(ShareProto.VIRTIOFS) if CAPABILITIES[vm.hypervisor].virtiofsd else []
+
+
+class _Scripts:
+    """The bin/ scripts of one runner tree, rendered from templates/."""
+
+    def __init__(self, vm: MicroVM, runner_dir: str) -> None:
+        self.vm = vm
+        self.files: dict[str, tuple[str, bool]] = {}
+        self.common: dict[str, Any] = {
+            "version": __version__, "host_name": vm.host_name,
+            "hypervisor": str(vm.hypervisor), "runtime_path": ":".join(vm.runtime_path),
+            "runner_dir": runner_dir, **template_names(),
+        }
+
+    def script(self, program: Program, template: str, **kw: Any) -> None:
+        self.files[program.path] = (render(template, script=program.value, **self.common, **kw),
+                                    True)
+
+    def write(self, be: Backend, launch: Launch, links: _Links) -> dict[str, tuple[str, bool]]:
+        vm = self.vm
+        self.run(launch, links)
+        self.script(Program.SHUTDOWN, "microvm-shutdown.sh.j2", control=be.shutdown(vm),
+                    method=CAPABILITIES[vm.hypervisor].shutdown)
+        self.script(Program.BALLOON, "microvm-balloon.sh.j2", control=be.balloon(vm),
+                    guest_mib=vm.mem + vm.hotplugged_mem,
+                    reason=_control_reason(vm, "ballooning"))
+        self.script(Program.TAP_UP, "tap-up.sh.j2", taps=links.taps, user=vm.user)
+        self.script(Program.TAP_DOWN, "tap-down.sh.j2", taps=links.taps)
+        self.script(Program.MACVTAP_UP, "macvtap-up.sh.j2", macvtaps=links.macvtaps,
+                    user=vm.user)
+        self.script(Program.MACVTAP_DOWN, "macvtap-down.sh.j2", macvtaps=links.macvtaps)
+        if virtiofs := _virtiofs(vm):
+            shares = [{"tag": s.tag, "socket": s.socket, **virtiofsd_argv(vm, s)}
+                      for s in virtiofs]
+            self.script(Program.VIRTIOFSD_RUN, "virtiofsd-run.sh.j2", shares=shares,
+                        threads_per_cpu=vm.virtiofsd.threads_per_cpu)
+        return self.files
+
+    def run(self, launch: Launch, links: _Links) -> None:
+        vm = self.vm
+        volumes = [{"image": v.image, "size": v.size, "fs_type": v.fs_type,
+                    "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
+                   for v in vm.volumes if v.auto_create]
+        variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
+        self.script(Program.RUN, "microvm-run.sh.j2",
+                    pre_start=bool(vm.pre_start), volumes=volumes, taps=links.taps,
+                    macvtaps=links.macvtaps, virtiofs=_virtiofs(vm), probe=launch.probe,
+                    kvm_modules=launch.kvm_modules, variants=variants,
+                    default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
+                    env=sorted(launch.env.items()), sockets=launch.sockets,
+                    console_socket=launch.console_socket, fallbacks=launch.fallbacks,
+                    process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
+
+
+def _lines(items: list[str]) -> str:
+    return "".join(f"{x}\n" for x in items)
+
+
+def _meta(vm: MicroVM, launch: Launch, links: _Links) -> dict[str, str]:
+    """share/microvm/*: what the runner tells about the VM, name -> content."""
+    meta: dict[str, str] = {}
+    if vm.pre_start:
+        meta[Meta.PRE_START] = vm.pre_start if vm.pre_start.endswith("\n") else vm.pre_start + "\n"
+    meta[Meta.HYPERVISOR] = f"{vm.hypervisor}\n"
+    meta[Meta.HOSTNAME] = f"{vm.host_name}\n"
+    meta[Meta.SYSTEM] = f"{vm.system}\n"
+    if vm.toplevel:
+        meta[Meta.TOPLEVEL] = f"{vm.toplevel}\n"
+    if vm.socket is not None:
+        meta[Meta.CONTROL_SOCKET] = f"{vm.socket}\n"
+    meta[Meta.TAP_INTERFACES] = _lines([str(t["id"]) for t in links.taps])
+    meta[Meta.MACVTAP_INTERFACES] = _lines([f"{m['id']} {m['mac']} {m['link']} {m['mode']}"
+                                            for m in links.macvtaps])
+    meta[Meta.PCI_DEVICES] = _lines([d.path for d in vm.devices if d.bus == "pci"])
+    meta[Meta.USB_DEVICES] = _lines([d.path for d in vm.devices if d.bus == "usb"])
+    if vm.vsock_cid is not None:
+        meta[Meta.VSOCK_CID] = f"{vm.vsock_cid}\n"
+    for s in _virtiofs(vm):
+        meta[virtiofs_meta(s.tag, "socket")] = f"{s.socket}\n"
+        meta[virtiofs_meta(s.tag, "source")] = f"{s.source}\n"
+    meta |= launch.files
+    meta[Meta.VM_JSON] = json.dumps(vm.to_json(), indent=2, sort_keys=True,
+                                    ensure_ascii=False) + "\n"
+    meta[Meta.LAUNCH] = launch_record(launch).to_text()
+    return meta
 
 
 def _fill(tree: Tree, root: Path) -> None:

@@ -33,8 +33,9 @@ from typing import Any
 from . import __version__
 from .config import MicroVM, ShareProto
 from .errors import UsageError
+from .host import defaults
 from .host.service import HELPER_UNITS
-from .host.state import CONTROL, DEFAULT_STATE_DIR, Runner, check_name
+from .host.state import CONTROL, Runner, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .layout import Meta, template_names
 from .managed import Entry, Link
@@ -93,9 +94,9 @@ class DeclaredVM:
 
 @dataclass(frozen=True)
 class UnitOptions:
-    state_dir: str = DEFAULT_STATE_DIR
-    user: str = "microvm"
-    group: str = "kvm"
+    state_dir: str = defaults.STATE_DIR
+    user: str = defaults.USER
+    group: str = defaults.GROUP
     # absolute directory the helpers are installed in (default: <out>/libexec/microvm)
     libexec_dir: str | None = None
     readiness: Readiness = Readiness.STARTED
@@ -175,12 +176,10 @@ def _hypervisor(runner: str) -> str | None:
     return text.strip() if text else None
 
 
-def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
-    """The unit tree: relative path -> (content, mode) or Link."""
-    _check(opts)
-    libexec = safe_path("--libexec-dir", libexec_dir)
+def _context(opts: UnitOptions, libexec: str) -> dict[str, Any]:
+    """What every template is rendered with."""
     state_dir = opts.state_dir.rstrip("/")
-    common: dict[str, Any] = {
+    return {
         "version": __version__, "state": state_specifier(state_dir), "state_dir": state_dir,
         "control": state_specifier(state_dir) + "/" + CONTROL,
         "libexec": libexec, "user": opts.user, "group": opts.group,
@@ -191,6 +190,39 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         "start_limit_burst": START_LIMIT_BURST, "start_limit_interval": START_LIMIT_INTERVAL,
         **template_names(),
     }
+
+
+def _declared_files(vm: DeclaredVM, common: dict[str, Any]) -> dict[str, Entry]:
+    """A declared VM's install unit, its drop-in for microvm@NAME and their enablement."""
+    install = f"install-microvm-{vm.name}.service"
+    files: dict[str, Entry] = {f"{UNIT_DIR}/{install}": (render(
+        "units/install-microvm.service.j2", **common, unit=install, name=vm.name,
+        runner=vm.runner, restart_if_changed="true" if vm.restart_if_changed else "false",
+        update_flake=vm.update_flake, before=("microvm", *DEPENDENCIES),
+        state_path=common["state"]), 0o644)}
+    # the VM of a declared runner, when its vm.json can be read at build time (in the Nix store)
+    model = Runner(Path(vm.runner)).model()
+    files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
+        render("units/microvm-declared.conf.j2", **common, name=vm.name,
+               restart_if_changed=vm.restart_if_changed,
+               paths=_writable_outside(model, common["state_dir"], vm.name),
+               # as microvm.nix's host: a VM whose guest reports readiness over vsock is
+               # ready when it says so, whatever the host-wide readiness
+               notifies=model is not None and model.vsock_cid is not None,
+               hypervisor=(str(model.hypervisor) if model is not None
+                           else _hypervisor(vm.runner)),
+               crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)
+    files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
+    if vm.autostart:
+        files[f"{UNIT_DIR}/microvms.target.wants/microvm@{vm.name}.service"] = Link(
+            "../microvm@.service")
+    return files
+
+
+def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
+    """The unit tree: relative path -> (content, mode) or Link."""
+    _check(opts)
+    common = _context(opts, safe_path("--libexec-dir", libexec_dir))
     files: dict[str, Entry] = {}
 
     def unit(unit_name: str, template: str, **kw: Any) -> None:
@@ -203,27 +235,7 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     unit("microvms.target", "microvms.target.j2", autostart=autostart)
     files[f"{UNIT_DIR}/multi-user.target.wants/microvms.target"] = Link("../microvms.target")
     for vm in opts.declared:
-        install = f"install-microvm-{vm.name}.service"
-        unit(install, "install-microvm.service.j2", name=vm.name, runner=vm.runner,
-             restart_if_changed="true" if vm.restart_if_changed else "false",
-             update_flake=vm.update_flake,
-             before=("microvm", *DEPENDENCIES), state_path=state_specifier(state_dir))
-        # the VM of a declared runner, when its vm.json can be read at build time (in the Nix store)
-        model = Runner(Path(vm.runner)).model()
-        files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
-            render("units/microvm-declared.conf.j2", **common, name=vm.name,
-                   restart_if_changed=vm.restart_if_changed,
-                   paths=_writable_outside(model, state_dir, vm.name),
-                   # as microvm.nix's host: a VM whose guest reports readiness over vsock is
-                   # ready when it says so, whatever the host-wide readiness
-                   notifies=model is not None and model.vsock_cid is not None,
-                   hypervisor=(str(model.hypervisor) if model is not None
-                               else _hypervisor(vm.runner)),
-                   crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)
-        files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
-        if vm.autostart:
-            files[f"{UNIT_DIR}/microvms.target.wants/microvm@{vm.name}.service"] = Link(
-                "../microvm@.service")
+        files.update(_declared_files(vm, common))
     files[TMPFILES] = (render("units/microvm.tmpfiles.j2", **common), 0o644)
     for helper in HELPERS:
         files[f"{LIBEXEC_DIR}/{helper}"] = (
@@ -272,21 +284,21 @@ def parse_declared(specs: Iterable[str], no_restart: Iterable[str] = (),
 
 
 def declared_from_json(data: Any) -> tuple[DeclaredVM, ...]:
-    """--declared FILE: {"NAME": {"runner": PATH, "restartIfChanged": bool, "autostart": bool,
+    """--declared-file FILE: {"NAME": {"runner": PATH, "restartIfChanged": bool, "autostart": bool,
     "updateFlake": REF or null}} (what the host module writes with builtins.toJSON)."""
     if not isinstance(data, dict):
-        raise UsageError("--declared file must hold a JSON object of VM name -> settings")
+        raise UsageError("--declared-file must hold a JSON object of VM name -> settings")
     out = []
     for name, item in sorted(data.items()):
         if not isinstance(item, dict) or not isinstance(item.get("runner"), str):
-            raise UsageError(f"--declared: {name}: needs \"runner\": \"/path/to/runner\"")
+            raise UsageError(f"--declared-file: {name}: needs \"runner\": \"/path/to/runner\"")
         flags = {k: item.get(k, True) for k in ("restartIfChanged", "autostart")}
         for k, v in flags.items():
             if not isinstance(v, bool):
-                raise UsageError(f"--declared: {name}.{k}: must be true or false, got {v!r}")
+                raise UsageError(f"--declared-file: {name}.{k}: must be true or false, got {v!r}")
         flake = item.get("updateFlake")
         if flake is not None and not isinstance(flake, str):
-            raise UsageError(f"--declared: {name}.updateFlake: must be a flake reference or " +
+            raise UsageError(f"--declared-file: {name}.updateFlake: must be a flake reference or " +
                              f"null, got {flake!r}")
         out.append(DeclaredVM(name=name, runner=item["runner"],
                               restart_if_changed=flags["restartIfChanged"],

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from .capabilities import CAPABILITIES, Feature, Hypervisor, supporting
-from .config import InterfaceType, MicroVM, ShareProto
+from .config import Interface, InterfaceType, MicroVM, ShareProto
 from .errors import Problem
 from .hypervisors import backend
 from .options import JSON, MAX_NUMBER_DIGITS, option_path, schema
@@ -231,7 +231,7 @@ class _Checker:
                 seen[value] = path
 
 
-# -- the per-field rules the schema declares (x- keywords); nix/lib/checks.nix reads the same ----
+# -- the per-field rules the schema declares (x- keywords) ----------------------------------
 
 def _is_set(value: JSON) -> bool:
     return value is not None and value is not False and value not in (0, "", [], {})
@@ -283,7 +283,20 @@ def resolved(vm: MicroVM) -> dict[str, JSON]:
 
 
 def _check_fields(c: _Checker) -> None:
+    start = len(c.problems)
     _walk(c, schema(), resolved(c.vm), [])
+    if _hostname_problem(c.vm.host_name) is not None:
+        # a default made from a bad host name (the control socket, a virtiofs socket) is the
+        # host name's problem, reported once, by its own name: not an option the user set
+        made = _made_from_host_name(c.vm)
+        c.problems[start:] = [p for p in c.problems[start:] if p.path not in made]
+
+
+def _made_from_host_name(vm: MicroVM) -> set[str]:
+    """The option paths whose value is the default computed from networking.hostName."""
+    made = {"microvm.socket"} if vm.socket == f"{vm.host_name}.sock" else set()
+    return made | {f"microvm.shares[{i}].socket" for i, s in enumerate(vm.shares)
+                   if s.socket == f"{vm.host_name}-virtiofs-{s.tag}.sock"}
 
 
 def _hostname_problem(name: str) -> str | None:
@@ -386,43 +399,53 @@ def _check_shares(c: _Checker) -> None:
     c.unique(mounts, "mount point")
 
 
+_FEATURE_OF_INTERFACE = {
+    InterfaceType.USER: Feature.NET_USER, InterfaceType.TAP: Feature.NET_TAP,
+    InterfaceType.MACVTAP: Feature.NET_MACVTAP, InterfaceType.BRIDGE: Feature.NET_BRIDGE,
+}
+
+
+def _check_interface(c: _Checker, p: str, iface: Interface) -> None:
+    """One of microvm.interfaces, at option path `p`."""
+    c.need(_FEATURE_OF_INTERFACE[iface.type], f"{p}.type")
+    if _MAC_MULTICAST.fullmatch(iface.mac):
+        c.add(f"{p}.mac", f"must be a unicast address (first octet even), got {iface.mac!r}")
+    if iface.type is not InterfaceType.USER and (e := _ifname_problem(iface.id)):
+        c.add(f"{p}.id", e)
+    if iface.type is InterfaceType.USER and _CONTROL.search(iface.id):
+        c.add(f"{p}.id", "must not contain control characters")
+    if iface.type is InterfaceType.MACVTAP:
+        if not iface.macvtap_link:
+            c.add(f"{p}.macvtap.link", "must be set for a macvtap interface")
+        elif (e := _ifname_problem(iface.macvtap_link)):
+            c.add(f"{p}.macvtap.link", e)
+        if not iface.macvtap_mode:
+            c.add(f"{p}.macvtap.mode", "must be set for a macvtap interface")
+    if iface.type is InterfaceType.BRIDGE:
+        if not iface.bridge:
+            c.add(f"{p}.bridge", "must be set for a bridge interface")
+        elif (e := _ifname_problem(iface.bridge)):
+            c.add(f"{p}.bridge", e)
+    if iface.vhost:
+        if iface.type is InterfaceType.USER:
+            c.add(f"{p}.tap.vhost", "vhost-net applies to tap, bridge and macvtap only")
+        else:
+            c.need(Feature.VHOST_NET, f"{p}.tap.vhost")
+
+
 def _check_interfaces(c: _Checker) -> None:
     vm = c.vm
-    feature_of = {
-        InterfaceType.USER: Feature.NET_USER, InterfaceType.TAP: Feature.NET_TAP,
-        InterfaceType.MACVTAP: Feature.NET_MACVTAP, InterfaceType.BRIDGE: Feature.NET_BRIDGE,
-    }
     for i, iface in enumerate(vm.interfaces):
-        p = f"microvm.interfaces[{i}]"
-        c.need(feature_of[iface.type], f"{p}.type")
-        if _MAC_MULTICAST.fullmatch(iface.mac):
-            c.add(f"{p}.mac", f"must be a unicast address (first octet even), got {iface.mac!r}")
-        if iface.type is not InterfaceType.USER and (e := _ifname_problem(iface.id)):
-            c.add(f"{p}.id", e)
-        if iface.type is InterfaceType.USER and _CONTROL.search(iface.id):
-            c.add(f"{p}.id", "must not contain control characters")
-        if iface.type is InterfaceType.MACVTAP:
-            if not iface.macvtap_link:
-                c.add(f"{p}.macvtap.link", "must be set for a macvtap interface")
-            elif (e := _ifname_problem(iface.macvtap_link)):
-                c.add(f"{p}.macvtap.link", e)
-            if not iface.macvtap_mode:
-                c.add(f"{p}.macvtap.mode", "must be set for a macvtap interface")
-        if iface.type is InterfaceType.BRIDGE:
-            if not iface.bridge:
-                c.add(f"{p}.bridge", "must be set for a bridge interface")
-            elif (e := _ifname_problem(iface.bridge)):
-                c.add(f"{p}.bridge", e)
-        if iface.vhost:
-            if iface.type is InterfaceType.USER:
-                c.add(f"{p}.tap.vhost", "vhost-net applies to tap, bridge and macvtap only")
-            else:
-                c.need(Feature.VHOST_NET, f"{p}.tap.vhost")
+        _check_interface(c, f"microvm.interfaces[{i}]", iface)
     c.unique(((f"microvm.interfaces[{i}].mac", x.mac.lower())
               for i, x in enumerate(vm.interfaces)), "MAC")
-    users = vm.interfaces_of(InterfaceType.USER)
-    if len(users) > 1 and vm.hypervisor is Hypervisor.KVMTOOL:
+    if len(vm.interfaces_of(InterfaceType.USER)) > 1 and vm.hypervisor is Hypervisor.KVMTOOL:
         c.add("microvm.interfaces", "kvmtool has one user-mode network per VM")
+
+
+def _check_forward_ports(c: _Checker) -> None:
+    vm = c.vm
+    users = vm.interfaces_of(InterfaceType.USER)
     for i, f in enumerate(vm.forward_ports):
         p = f"microvm.forwardPorts[{i}]"
         if not users:
@@ -436,10 +459,14 @@ def _check_interfaces(c: _Checker) -> None:
                     c.add(f"{p}.{side}.address", f"must be an IPv4 address or empty, got {addr!r}")
     c.unique(((f"microvm.forwardPorts[{i}].host.port", f"{f.proto}/{f.host_port}")
               for i, f in enumerate(vm.forward_ports) if f.direction == "host"), "host port")
-    if vm.vsock_cid is not None and c.need(Feature.VSOCK, "microvm.vsock.cid") and not (
-            VSOCK_CID_MIN <= vm.vsock_cid <= VSOCK_CID_MAX):
+
+
+def _check_vsock(c: _Checker) -> None:
+    cid = c.vm.vsock_cid
+    if cid is not None and c.need(Feature.VSOCK, "microvm.vsock.cid") and not (
+            VSOCK_CID_MIN <= cid <= VSOCK_CID_MAX):
         c.add("microvm.vsock.cid", f"must be between {VSOCK_CID_MIN} and {VSOCK_CID_MAX} " +
-              f"(0-2 are reserved), got {vm.vsock_cid}")
+              f"(0-2 are reserved), got {cid}")
 
 
 def _check_devices(c: _Checker) -> None:
@@ -460,7 +487,7 @@ def _check_devices(c: _Checker) -> None:
 
 CHECKS: tuple[Callable[[_Checker], None], ...] = (
     _check_fields, _check_machine, _check_memory, _check_volumes, _check_shares, _check_interfaces,
-    _check_devices,
+    _check_forward_ports, _check_vsock, _check_devices,
 )
 
 

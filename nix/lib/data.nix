@@ -3,13 +3,10 @@
 # of `lib` would be parsed again on each call). Only builtins here.
 #   schema        generator/microvm/schema/vm.schema.json
 #   capabilities  ./capabilities.json (exported from generator/microvm/capabilities.py)
-#   supportedOn   hypervisor -> platform -> supported features, as attribute sets
 #   options       microvm.*'s options as the schema declares them, flattened into what
 #                 ./options.nix needs to make each one (a `kind` per type), computed once
 #   document      hypervisor -> how the VM document of one of its VMs holds microvm.*'s
 #                 options (./document.nix)
-#   rules         the schema's microvm tree cut down to the parts that carry an x- rule (what
-#                 ./checks.nix walks in a document)
 let
   inherit (builtins) fromJSON readFile mapAttrs attrNames filter elem isAttrs isList length
     listToAttrs substring stringLength;
@@ -117,51 +114,17 @@ let
       value = plan // { groups = removeAttrs plan.groups (filter (other: other != hv) hypervisors); };
     }) hypervisors);
 
-  ruleKeys = { "x-requires" = 0; "x-noControl" = 0; "x-absolute" = 0; "x-maxBytes" = 0; "x-match" = 0; "x-unique" = 0; };
-  # the schema with only the branches that lead to a rule; null where none does. A leaf (no
-  # properties, items or additionalProperties: most nodes) is settled before anything else is
-  # made for it
-  prune = sch:
-    if !(sch ? properties || isAttrs (sch.items or null) || isAttrs (sch.additionalProperties or null))
-    then
-      (let rules = builtins.intersectAttrs ruleKeys sch; in
-       if rules == { } then null
-       else rules // { own = true; onlyNoControl = rules == { "x-noControl" = true; }; })
-    else
-      let
-        rules = builtins.intersectAttrs ruleKeys sch;
-        all = if sch ? properties then mapAttrs (_: prune) sch.properties else { };
-        props = removeAttrs all (filter (n: all.${n} == null) (attrNames all));
-        extra = if isAttrs (sch.additionalProperties or null) then prune sch.additionalProperties else null;
-        items = if isAttrs (sch.items or null) then prune sch.items else null;
-      in
-      if rules == { } && props == { } && extra == null && items == null then null
-      else rules // { own = rules != { };
-        onlyNoControl = rules == { "x-noControl" = true; } && props == { } && extra == null && items == null; }
-        // (if props != { } then { properties = props; propertyNames = attrNames props; } else { })
-        // (if extra != null then { additionalProperties = extra; } else { })
-        // (if items != null then { inherit items; } else { });
-  # hypervisor -> platform -> the features it supports there (feature -> true), for a check
-  # that costs one attribute lookup (./checks.nix)
   caps = capabilities.capabilities;
-  platforms = attrNames (listToAttrs (builtins.concatMap
-    (hv: map (p: { name = p; value = true; }) caps.${hv}.platforms) (attrNames caps)));
   # does the hypervisor support the feature on the platform? A feature limited to some
   # platforms is unsupported elsewhere; whether the hypervisor runs on the platform at all is
   # its `platforms`' business
   supportsOn = hv: f: system:
     let c = caps.${hv}; only = c.featurePlatforms.${f} or null; in
     elem f c.features && (only == null || elem system only);
-  supportedOn = mapAttrs (hv: c: listToAttrs (map (system: {
-    name = system;
-    value = listToAttrs (map (f: { name = f; value = true; })
-      (filter (f: supportsOn hv f system) c.features));
-  }) platforms)) caps;
 in
 {
-  inherit schema capabilities supportsOn supportedOn;
+  inherit schema capabilities supportsOn;
   options = optionsOf schema.properties.microvm "";
-  rules = prune schema.properties.microvm;
   # hypervisor -> the plan of its VMs' documents
   document = documentFor;
 }

@@ -1,5 +1,6 @@
-# Pure helpers shared by the modules and the flake: the capability table, evaluation-time checks,
-# vm.json serialisation and the derivations that run the generator and build the store disk.
+# Pure helpers shared by the modules and the flake: the capability table, vm.json serialisation
+# and the derivations that run the generator (which checks the document: ./runner.nix) and build
+# the store disk.
 # Everything that needs packages takes `pkgs` as an argument; this file needs only nixpkgs' lib.
 { lib }:
 
@@ -35,7 +36,7 @@ let
 
     # The defaults that depend on other options (x-computedDefault in the schema; the
     # generator's model computes the same for a document that leaves them out): the guest
-    # module's option defaults and schema.resolve of a hand-written document.
+    # module's option defaults (tests/test_nix_dropin.py compares them with the generator's).
     defaultSocket = { hypervisor, hostName }:
       if self.supports hypervisor "CONTROL_SOCKET" then "${hostName}.sock" else null;
     defaultStoreOnDisk = shares: !(lib.any (s: s.source == "/nix/store") shares);
@@ -60,30 +61,8 @@ let
       then "${kernel.dev or kernel}/vmlinux"
       else "${kernel}/bzImage";
 
-    # The document's JSON Schema (generator/microvm/schema/vm.schema.json) and its keywords.
-    schema = import ./schema.nix { inherit lib; mlib = self; };
-
-    # Problems of a VM document after the schema, as { path, message } with the generator's
-    # option paths and wording (generator/microvm/validate.py): { doc, part ? "all" } (./checks.nix).
-    problems = import ./checks.nix { inherit lib; mlib = self; };
-
-    # Every problem `microvm validate` finds in a parsed VM document (written by hand or by
-    # another tool): the schema's first, then the rules after it.
-    documentProblems = doc:
-      let found = self.schema.problems doc;
-      in if found != [ ] then found else self.problems { doc = self.schema.resolve doc; };
-
     # The vm.json document (an attribute set) of an evaluated guest configuration.
     document = import ./document.nix { inherit lib; mlib = self; };
-
-    # Throw with every problem of a VM document, or return `value`.
-    checked = doc: self.refuse doc (self.problems { inherit doc; });
-
-    # Throw with the problems `found` in a VM document, or return `value`.
-    refuse = doc: found: value:
-      if found == [ ] then value
-      else throw ("MicroVM ${doc.hostName} is invalid:\n"
-        + lib.concatMapStrings (p: "- ${p.path}: ${p.message}\n") found);
 
     # Generated bin/ scripts that end by exec'ing or exiting (tests/test_nix_dropin.py checks
     # this against the templates): microvm.binScripts cannot extend them.
@@ -158,7 +137,7 @@ let
     # microvm.nix's lib.buildRunner: the runner of a guest from its microvm options (the
     # evaluated `config.microvm`, with `hostName` and `hypervisor` set, as microvm.nix's guest
     # module passes them) and its system's toplevel; what microvm.runner.<hypervisor> holds,
-    # checked like it (a problem throws with every option path)
+    # checked like it (its build fails first with every problem's option path: ./runner.nix)
     buildRunner = { pkgs, microvmConfig, toplevel }:
       let
         config = {
@@ -169,12 +148,12 @@ let
         hostPkgs = microvmConfig.vmHostPackages;
         document = self.document { inherit config pkgs; };
       in
-      self.checked document (self.buildRunnerFromDocument {
+      self.buildRunnerFromDocument {
         pkgs = hostPkgs;
         inherit document;
         generator = self.generatorFor hostPkgs.buildPackages;
         binScripts = microvmConfig.binScripts or { };
-      }) // { registerWithMachined = microvmConfig.registerWithMachined or false; };
+      } // { registerWithMachined = microvmConfig.registerWithMachined or false; };
 
     # microvm.nix's lib.makeMacvtap: the file descriptors a runner that opens macvtap devices
     # itself hands the hypervisor. Each macvtap interface of microvmConfig.interfaces, in

@@ -1,5 +1,11 @@
 # Build a VM's runner: run the generator on its vm.json inside a derivation (no import from
 # derivation: the document is a build input, the tree is the output).
+#
+# Every rule on a VM document is the generator's (generator/microvm/validate.py, the schema and
+# the backends); Nix does not restate them. The runner depends on a check, `microvm validate`
+# on the same document with its store paths as plain strings: the check needs nothing but the
+# generator, so Nix builds it first and a bad configuration fails within seconds, with the
+# generator's `error: microvm.<option>: ...` lines, before the guest's system is built.
 { lib, mlib }:
 
 { pkgs
@@ -14,13 +20,28 @@ let
     (builtins.attrNames binScripts);
   name = lib.strings.sanitizeDerivationName
     "microvm-${document.microvm.hypervisor}-${document.hostName}";
+  json = builtins.toJSON document;
+
+  check = pkgs.runCommand "${name}-check" {
+    nativeBuildInputs = [ generator ];
+    # the paths as text: validating reads no file of the guest (so nothing of it is built first)
+    document = builtins.unsafeDiscardStringContext json;
+    passAsFile = [ "document" ];
+  } ''
+    if ! microvm validate "$documentPath"; then
+      echo "microvm: MicroVM "${lib.escapeShellArg (builtins.toJSON document.hostName)}" has the problems above (microvm.* options); its runner is not built" >&2
+      exit 2
+    fi
+    touch "$out"
+  '';
 in
 pkgs.runCommand name
   ({
     nativeBuildInputs = [ generator ];
-    document = builtins.toJSON document;
+    document = json;
+    inherit check;
     passAsFile = [ "document" ] ++ map (s: s.var) scripts;
-    passthru = { inherit document; } // mlib.runnerFacts document;
+    passthru = { inherit document check; } // mlib.runnerFacts document;
     meta.mainProgram = "microvm-run";
   } // lib.listToAttrs (map (s: lib.nameValuePair s.var binScripts.${s.name}) scripts))
   (''

@@ -2,11 +2,14 @@
 # VM uses, plus one install-microvm-<name>.service and a drop-in per declared VM.
 { lib }:
 
+let
+  hostDefaults = import ./host-defaults.nix;
+in
 { pkgs
 , generator
-, stateDir ? "/var/lib/microvms"
-, user ? "microvm"
-, group ? "kvm"
+, stateDir ? hostDefaults.stateDir
+, user ? hostDefaults.user
+, group ? hostDefaults.group
 , startupTimeout ? 150           # seconds (TimeoutStartSec of microvm@)
 , useNotifySockets ? false       # started = the guest said READY=1 over vsock
 , declared ? [ ]                 # [ { name, runner, restartIfChanged, autostart, updateFlake ? null } ]

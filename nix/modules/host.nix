@@ -6,6 +6,7 @@
 let
   inherit (lib) mkOption types literalExpression;
   mlib = import ../lib { inherit lib; };
+  hostDefaults = import ../lib/host-defaults.nix;
   cfg = config.microvm;
   hostCfg = cfg.host;
   guestModule = ./microvm;
@@ -161,12 +162,12 @@ in
     };
     host.user = mkOption {
       type = types.str;
-      default = "microvm";
+      default = hostDefaults.user;
       description = "User the hypervisors run as.";
     };
     host.group = mkOption {
       type = types.str;
-      default = "kvm";
+      default = hostDefaults.group;
       description = "Group the hypervisors run as (it needs /dev/kvm).";
     };
     host.startupTimeout = mkOption {
@@ -195,7 +196,7 @@ in
     };
     stateDir = mkOption {
       type = types.path;
-      default = "/var/lib/microvms";
+      default = hostDefaults.stateDir;
       description = "Directory holding one directory per VM (runner links, volumes, sockets).";
     };
   };

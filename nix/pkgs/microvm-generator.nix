@@ -14,21 +14,21 @@ python3Packages.buildPythonApplication {
     inherit root;
     fileset = lib.fileset.unions [
       (root + "/pyproject.toml")
+      (root + "/setup.py")
+      (root + "/tools/compile_templates.py")
       (root + "/generator")
       (lib.fileset.maybeMissing (root + "/README.md"))
     ];
   };
 
-  # jinja2 at build time too: the templates are compiled for the jinja2 the package runs with
-  # (a compiled template of another jinja2 is ignored, and compiled again at every start)
+  # jinja2 at build time too: setup.py compiles the templates into the built package, for the
+  # jinja2 the package runs with (a compiled template of another jinja2 is ignored, and
+  # compiled again at every start)
   build-system = with python3Packages; [ setuptools jinja2 ];
-  preBuild = ''
-    PYTHONPATH=$PWD/generator''${PYTHONPATH:+:$PYTHONPATH} python -m microvm.render
-  '';
   dependencies = with python3Packages; [ click jinja2 jsonschema ];
 
   # the generator's own tests run in this repository's CI; here, only check that it imports
-  pythonImportsCheck = [ "microvm" "microvm.cli" ];
+  pythonImportsCheck = [ "microvm" "microvm.cli" "microvm._templates" ];
 
   # shell completion, from click (tests/test_cli_host.py checks that it completes)
   postInstall = ''

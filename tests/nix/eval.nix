@@ -42,10 +42,11 @@ in
   inherit config pkgs evaluated;
   # the document without any check: what `microvm validate` gets to see
   uncheckedJson = builtins.toJSON uncheckedDocument;
-  # the document after the assertions and the generator's checks, as a NixOS build would
-  json = assertionsChecked (mlib.checked document (builtins.toJSON document));
-  problems = mlib.problems { doc = uncheckedDocument; };
+  # the document after the assertions, as a NixOS build would see it
+  json = assertionsChecked (builtins.toJSON document);
   runner = assertionsChecked config.microvm.declaredRunner;
+  # the runner's check (`microvm validate` on the document; nix/lib/runner.nix)
+  check = assertionsChecked config.microvm.declaredRunner.check;
   glue = {
     inherit (config) fileSystems;
     initrdKernelModules = config.boot.initrd.kernelModules;

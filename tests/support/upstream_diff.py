@@ -3,8 +3,9 @@
 tests/test_upstream.py evaluates upstream microvm.nix's runner code and this project's backends
 for every configuration of tests/nix/upstream/matrix.nix, decomposes both command lines into
 items, and requires every item that only one side has to match exactly one entry here; an
-entry that no longer matches anything fails too. docs/migration.md is rendered from this table
-(`MICROVM_UPDATE_GOLDEN=1 python -m pytest tests/test_upstream.py -k migration`).
+entry that no longer matches anything fails too. docs/microvm-nix-differences.md is rendered
+from this table
+by `scripts/regen`.
 
 kind "deliberate": this project differs on purpose; `reason` says why and `source` names the
 upstream file or the hypervisor's documentation that justifies it. kind "defect": this project
@@ -1167,12 +1168,14 @@ CORPUS: tuple[CorpusEntry, ...] = (
 
 
 def render() -> str:
-    """docs/migration.md: the table for users of microvm.nix."""
+    """docs/microvm-nix-differences.md: the table for users of microvm.nix."""
     lines = [
-        "# Migrating from microvm.nix",
+        "# Differences from microvm.nix",
         "",
-        "<!-- generated from tests/support/upstream_diff.py by tests/test_upstream.py; "
-        + "do not edit -->",
+        "<!-- generated from tests/support/upstream_diff.py by scripts/regen; do not edit -->",
+        "",
+        "How to move a configuration from microvm.nix: [migrating.md](migrating.md). This page "
+        + "is the measured list of what then differs.",
         "",
         "The option names are microvm.nix's, and most configurations produce the same "
         + "hypervisor command line. `tests/test_upstream.py` checks this: it evaluates "

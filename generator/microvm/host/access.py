@@ -42,11 +42,10 @@ from .. import process
 from ..capabilities import CAPABILITIES, Feature
 from ..errors import HostError, MicrovmError, UsageError
 from ..layout import META_DIR, Meta, Program
+from . import defaults
 from .service import unit
 from .state import Runner, VMDir
 
-DEFAULT_USER = "microvm"
-DEFAULT_GROUP = "kvm"
 PROBE = Path(__file__).with_name("access_probe.py")
 # the devices a VM's hypervisor opens (microvm@.service's DeviceAllow= lists them too)
 DEVICES = ("/dev/kvm", "/dev/net/tun", "/dev/vhost-net", "/dev/vhost-vsock")
@@ -109,7 +108,7 @@ def account(user: str, group: str | None) -> tuple[Account, str | None]:
     return Account(user, name, process.Identity(pw.pw_uid, gid, groups)), note
 
 
-def vm_user(vm: VMDir, user: str = DEFAULT_USER, group: str = DEFAULT_GROUP) -> tuple[str, str]:
+def vm_user(vm: VMDir, user: str = defaults.USER, group: str = defaults.GROUP) -> tuple[str, str]:
     """The user and group VM `vm` runs as: the owner of its data directory (`create --user
     --group` and install-microvm-NAME hand it to them); where root owns it (the user did not
     exist then), `user` and `group`."""

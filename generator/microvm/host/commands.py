@@ -13,20 +13,22 @@ import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .. import process
 from ..errors import HostError, ProcessError, UsageError, ValidationError, escape
 from ..hostwide import host_problems
-from ..hypervisors.base import HYBRID_VSOCK_SOCKET
 from ..layout import META_DIR, Meta, Program
-from . import access, nix
+from . import access, defaults, nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
 from .service import Service, unit
 from .state import (
+    Flake,
+    MetaRecord,
     Runner,
+    RunnerPath,
     VMDir,
     check_name,
     check_tree,
@@ -55,13 +57,18 @@ class Host:
 
 # -- helpers ---------------------------------------------------------------------------------
 
+def checked_runner(target: Path, given: str | os.PathLike[str] | None = None) -> Path:
+    """`target` if it is a runner tree nobody but root could have changed (root will run it);
+    a HostError naming it (as `given`, when the user gave another path to it) if not."""
+    if not Runner(target).valid:
+        raise HostError(f"{given or target} is no MicroVM runner (no {Program.RUN.path})")
+    check_tree(target)
+    return target
+
+
 def resolve_runner(path: str | os.PathLike[str]) -> Path:
     """An existing runner tree, followed to its real location (a `result` link may move)."""
-    real = Path(os.path.realpath(path))
-    if not Runner(real).valid:
-        raise HostError(f"{path} is no MicroVM runner (no {Program.RUN.path})")
-    check_tree(real)  # root will run it: nobody else may be able to change it
-    return real
+    return checked_runner(Path(os.path.realpath(path)), path)
 
 
 def _gcroots_dir() -> Path | None:
@@ -138,8 +145,8 @@ def _drop_build_link(vm: VMDir) -> None:
 # -- create ----------------------------------------------------------------------------------
 
 def create(host: Host, name: str, *, flake: str | None = None, runner: str | None = None,
-           restart_on_update: bool = False, user: str | None = "microvm",
-           group: str | None = "kvm") -> VMDir:
+           restart_on_update: bool = False, user: str | None = defaults.USER,
+           group: str | None = defaults.GROUP) -> VMDir:
     """A new VM from a flake (built with nix) or an existing runner. The `current` link is the
     last thing written: until then no VM of that name exists."""
     if (flake is None) == (runner is None):
@@ -149,29 +156,23 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
         access.check_runner(host.echo, resolve_runner(runner), name, user, group, host.root)
     vm = prepare_vm_dir(host.root, name)
     with vm.changing():
-        meta: dict[str, Any] = {}
+        source: Flake | RunnerPath
         if flake is not None:
             target, pin = _build_flake(vm, flake, None, host.echo)
             access.check_runner(host.echo, target, name, user, group, host.root)
-            meta["flake"] = flake
-            if pin is not None:
-                meta["pin"] = pin.to_json()
+            source = Flake(flake, pin)
         else:
             assert runner is not None
             target = resolve_runner(runner)
-            meta["runner"] = os.path.abspath(runner)
-        if not Runner(target).valid:
-            raise HostError(f"{target} is no MicroVM runner (no {Program.RUN.path})")
-        check_tree(target)
+            source = RunnerPath(os.path.abspath(runner))
+        checked_runner(target)
         check_host_conflicts(host, name, target)
-        if restart_on_update:
-            meta["restartOnUpdate"] = True
         note = _chown_for_service(vm, user, group)
         if note:
             host.echo(note)
         ensure_gcroots(vm, target)
         checkpoint("create:before-current")
-        vm.commit(target, meta, "create")
+        vm.commit(target, MetaRecord(source, restart_on_update), "create")
         _drop_build_link(vm)
     how = (f"systemctl start {unit(name)}" if host.service.systemd else f"microvm run {name}")
     host.echo(f"Created MicroVM {name} ({Runner(target).hypervisor}). Start it: {how}")
@@ -249,89 +250,96 @@ def update(host: Host, names: Sequence[str], *, restart: bool = False,
 
 def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
                 runner: str | None) -> Updated:
-    echo = host.echo
     with vm.changing():
         old = vm.current
-        declared = vm.declared
-        # a declared VM with updateFlake: installed by the host once, then updated from there
-        source_flake = flake or vm.flake or (declared.update_flake if declared else None)
-        new_pin: Pin | None = None
-        if runner is not None or (source_flake is None and vm.runner_source):
-            source = runner or vm.runner_source
-            assert source is not None
-            new = resolve_runner(source)
-        elif source_flake is not None:
-            old_pin = vm.pin
-            new, new_pin = _build_flake(vm, source_flake, None if old_pin is None
-                                        else Pin.from_json(old_pin), echo)
-        else:
-            raise HostError(f"{vm.name} has neither a flake nor a runner to update from")
-        if not Runner(new).valid:
-            raise HostError(f"{new} is no MicroVM runner (no {Program.RUN.path})")
-        check_tree(new)
-        access.check_vm_runner(echo, vm, new)  # can the VM's user run it?
+        new, record = _rebuild(host, vm, vm.record(), flake=flake, runner=runner)
+        checked_runner(new)
+        access.check_vm_runner(host.echo, vm, new)  # can the VM's user run it?
         check_host_conflicts(host, vm.name, new)
         checkpoint("update:built")
-        changed = old != new
-        # the source given replaces the other kind (a VM is built from a flake or a runner)
-        meta = dict(vm.meta)
-        meta.pop("current", None)
-        if runner is not None:
-            meta["runner"] = os.path.abspath(runner)
-            meta.pop("flake", None)
-            meta.pop("pin", None)
-        if flake is not None:
-            meta["flake"] = flake
-            meta.pop("runner", None)
-        if new_pin is not None:
-            meta["pin"] = new_pin.to_json()
-        elif flake is not None:
-            meta.pop("pin", None)  # a non-git flake has no pin
-        if changed:
+        if old != new:
             ensure_gcroots(vm, new)
-        vm.commit(new, meta, "update")
+        vm.commit(new, record, "update")
         _drop_build_link(vm)
-    reference = vm.runner("booted") or (Runner(old) if old else None)
-    if not changed:
-        echo(f"{vm.name}: no change (current is {new})")
+    _report_update(host, vm, old, new)
+    restarted = _restart_updated(host, vm, new, restart or vm.restarts_on_update(record))
+    return Updated(vm.name, old != new, restarted)
+
+
+def _rebuild(host: Host, vm: VMDir, record: MetaRecord, *, flake: str | None,
+             runner: str | None) -> tuple[Path, MetaRecord]:
+    """The VM's new runner, built from the flake or resolved from the runner given, else from
+    the source recorded (a declared VM with updateFlake: installed by the host once, then
+    updated from that flake), and the record to commit with it: the source given replaces the
+    other kind (a VM is built from a flake or a runner)."""
+    if runner is not None:
+        return resolve_runner(runner), replace(record, source=RunnerPath(os.path.abspath(runner)))
+    recorded = record.source
+    declared = vm.declared
+    ref = (flake or (recorded.ref if isinstance(recorded, Flake) else None)
+           or (declared.update_flake if declared else None))
+    if ref is None:
+        if isinstance(recorded, RunnerPath):
+            return resolve_runner(recorded.path), record
+        raise HostError(f"{vm.name} has neither a flake nor a runner to update from")
+    new, pin = _build_flake(vm, ref, record.pin, host.echo)
+    if flake is not None:
+        source = Flake(flake, pin)  # a non-git flake has no pin
     else:
-        echo(f"{vm.name}: current -> {new}")
-        if reference is not None and reference.path != new:
-            what = "booted" if vm.booted else "previous"
-            try:
-                diff = runner_diff(reference, Runner(new), what)
-            except HostError as e:  # the switch is done: say why there is no comparison
-                echo(f"{vm.name}: cannot compare with the {what} runner: {e}")
-                diff = []
-            echo(f"{vm.name}: changes against the {what} runner:" if diff
-                 else f"{vm.name}: the {what} runner launches the same way")
-            for line in diff:
-                echo(f"  {line}")
-            if str(reference.path).startswith("/nix/store/") and str(new).startswith("/nix/"):
-                closure = nix.diff_closures(reference.path, new)
-                if closure.strip():
-                    echo(closure.rstrip())
+        source = Flake(recorded.ref if isinstance(recorded, Flake) else None, pin or record.pin)
+    return new, replace(record, source=source)
+
+
+def _report_update(host: Host, vm: VMDir, old: Path | None, new: Path) -> None:
+    """Say what `current` changed from and to: how the new runner launches differently from
+    the booted one (or the previous one), and the Nix closures' difference."""
+    echo = host.echo
+    if old == new:
+        echo(f"{vm.name}: no change (current is {new})")
+        return
+    echo(f"{vm.name}: current -> {new}")
+    reference = vm.runner("booted") or (Runner(old) if old else None)
+    if reference is None or reference.path == new:
+        return
+    what = "booted" if vm.booted else "previous"
+    try:
+        diff = runner_diff(reference, Runner(new), what)
+    except HostError as e:  # the switch is done: say why there is no comparison
+        echo(f"{vm.name}: cannot compare with the {what} runner: {e}")
+        diff = []
+    echo(f"{vm.name}: changes against the {what} runner:" if diff
+         else f"{vm.name}: the {what} runner launches the same way")
+    for line in diff:
+        echo(f"  {line}")
+    if str(reference.path).startswith("/nix/store/") and str(new).startswith("/nix/"):
+        closure = nix.diff_closures(reference.path, new)
+        if closure.strip():
+            echo(closure.rstrip())
+
+
+def _restart_updated(host: Host, vm: VMDir, new: Path, restart: bool) -> bool:
+    """Restart a running VM to boot its new runner when `restart` (asked or configured), else
+    say how; start a stopped one when asked. Whether it was (re)started."""
+    echo = host.echo
     booted = vm.booted
-    restarted = False
-    running = host.service.running(vm)
-    if booted is not None and running:
+    if booted is not None and host.service.running(vm):
         if booted == new:
             echo(f"{vm.name}: no restart needed (it runs {new})")
-        elif restart or vm.restart_on_update:
+            return False
+        if restart:
             echo(f"{vm.name}: restarting to boot the new runner")
             host.service.restart(vm)
-            restarted = True
-        else:
-            how = (f"systemctl restart {unit(vm.name)}" if host.service.systemd
-                   else f"microvm shutdown {vm.name}, then microvm run {vm.name}")
-            echo(f"{vm.name}: restart it to boot the new runner: {how}")
+            return True
+        how = (f"systemctl restart {unit(vm.name)}" if host.service.systemd
+               else f"microvm shutdown {vm.name}, then microvm run {vm.name}")
+        echo(f"{vm.name}: restart it to boot the new runner: {how}")
     elif restart and host.service.systemd:
         echo(f"{vm.name}: starting")
         host.service.start(vm)
-        restarted = True
+        return True
     elif restart:
         echo(f"{vm.name}: not running; `microvm run {vm.name}` starts the new runner")
-    return Updated(vm.name, changed, restarted)
+    return False
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -423,10 +431,11 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
     current = vm.runner("current")
     booted = vm.booted
     running = host.service.running(vm)
-    flake = vm.flake
+    recorded = vm.record().source
+    flake = recorded.ref if isinstance(recorded, Flake) else None
     declared = vm.declared is not None
     source = ("declared" if declared else f"flake {flake}" if flake
-              else f"runner {vm.runner_source}" if vm.runner_source else "?")
+              else f"runner {recorded.path}" if isinstance(recorded, RunnerPath) else "?")
     outdated: bool | None = None
     if check and flake and not declared:
         try:
@@ -495,12 +504,14 @@ def console(host: Host, name: str) -> None:
 def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
              command: Sequence[str]) -> list[str]:
     """ssh through the VM's vsock: ProxyCommand socat VSOCK-CONNECT:CID:22 (native vsock), or
-    the hypervisor's vsock multiplexer socket (cloud-hypervisor, firecracker)."""
+    through the hypervisor's vsock multiplexer socket where the runner names one (hybrid vsock:
+    cloud-hypervisor, firecracker)."""
     cid = runner.vsock_cid
     if cid is None:
         raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
-    if runner.hypervisor in ("cloud-hypervisor", "firecracker"):
-        mux = shlex.quote(str(vm.data(HYBRID_VSOCK_SOCKET))).replace("%", "%%")
+    hybrid = runner.hybrid_vsock
+    if hybrid is not None:
+        mux = shlex.quote(str(vm.data(hybrid))).replace("%", "%%")
         proxy = f"sh -c '{{ printf \"CONNECT 22\\n\"; cat; }} | socat - UNIX-CONNECT:{mux}'"
     else:
         proxy = f"socat - VSOCK-CONNECT:{cid}:22"

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import grp
-import json
 import os
 import platform
 import pwd
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -26,8 +25,8 @@ from ..document import from_document
 from ..errors import HostError, ProcessError
 from ..hypervisors import backend
 from ..hypervisors.qemu import KVM_MODULES
-from ..layout import Meta, Program
-from . import access
+from ..layout import Program
+from . import access, defaults
 from .state import Runner, VMDir, list_vms
 
 KVM_GET_API_VERSION = 0xAE00
@@ -82,28 +81,15 @@ def _open(path: str) -> tuple[int | None, str]:
         return None, e.strerror or str(e)
 
 
+FIX_TCG = "QEMU falls back to emulation (TCG, much slower); other hypervisors cannot run"
+
+
 def check_kvm(qemu: str | None) -> Iterator[Finding]:
-    fix_tcg = "QEMU falls back to emulation (TCG, much slower); other hypervisors cannot run"
-    if not os.path.exists("/dev/kvm"):
-        yield Finding(Level.WARN, "/dev/kvm", "missing: no hardware virtualisation",
-                      "enable VT-x/AMD-V (or nested virtualisation) and load kvm_intel/kvm_amd; "
-                      + fix_tcg)
+    """Whether VMs get KVM: /dev/kvm can be opened and makes a VM, the runner's own test finds
+    a KVM module loaded, and QEMU (when found) starts a VM with it."""
+    version = yield from _kvm_api()
+    if version is None:
         return
-    fd, err = _open("/dev/kvm")
-    if fd is None:
-        yield Finding(Level.WARN, "/dev/kvm", f"present but cannot be opened: {err}",
-                      "add the VM user to the group owning /dev/kvm (usually kvm)")
-        return
-    try:
-        version = fcntl.ioctl(fd, KVM_GET_API_VERSION)
-        vm_fd = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
-        os.close(vm_fd)
-    except OSError as e:
-        yield Finding(Level.WARN, "/dev/kvm", f"present but KVM_CREATE_VM fails: {e.strerror}",
-                      fix_tcg)
-        return
-    finally:
-        os.close(fd)
     flags = _cpu_flags()
     if flags is not None and not ({"vmx", "svm"} & flags) and _arch() == "x86_64":
         note = "the CPU reports neither vmx nor svm (a nested or emulated KVM); "
@@ -119,30 +105,56 @@ def check_kvm(qemu: str | None) -> Iterator[Finding]:
                       f"(loaded: {', '.join(loaded) or 'none'}); an ordinary guest kernel " +
                       "fails under it, so QEMU runners emulate (TCG)",
                       "use a host with VT-x/AMD-V (or nested virtualisation) and load " +
-                      "kvm_intel or kvm_amd; " + fix_tcg)
-        return
-    if qemu is None:
+                      "kvm_intel or kvm_amd; " + FIX_TCG)
+    elif qemu is None:
         yield Finding(Level.OK if not note else Level.WARN, "/dev/kvm",
                       f"{note}KVM API {version}, a VM can be created by {_me()} (QEMU not " +
                       "found to try more)")
-        return
+    else:
+        yield _try_qemu(qemu, note)
+
+
+def _kvm_api() -> Generator[Finding, None, int | None]:
+    """The KVM API version of /dev/kvm once it made a VM; None (after a finding) if not."""
+    if not os.path.exists("/dev/kvm"):
+        yield Finding(Level.WARN, "/dev/kvm", "missing: no hardware virtualisation",
+                      "enable VT-x/AMD-V (or nested virtualisation) and load kvm_intel/kvm_amd; "
+                      + FIX_TCG)
+        return None
+    fd, err = _open("/dev/kvm")
+    if fd is None:
+        yield Finding(Level.WARN, "/dev/kvm", f"present but cannot be opened: {err}",
+                      "add the VM user to the group owning /dev/kvm (usually kvm)")
+        return None
+    try:
+        version = fcntl.ioctl(fd, KVM_GET_API_VERSION)
+        os.close(fcntl.ioctl(fd, KVM_CREATE_VM, 0))
+    except OSError as e:
+        yield Finding(Level.WARN, "/dev/kvm", f"present but KVM_CREATE_VM fails: {e.strerror}",
+                      FIX_TCG)
+        return None
+    finally:
+        os.close(fd)
+    return version
+
+
+def _try_qemu(qemu: str, note: str) -> Finding:
+    """Start QEMU with -accel kvm, stopped, and quit it: does KVM really work?"""
     probe = [qemu, "-machine", "none,accel=kvm" if _arch() != "x86_64"
              else "microvm,accel=kvm", "-cpu", "host", "-m", "16M", "-nodefaults",
              "-no-user-config", "-display", "none", "-S", "-monitor", "stdio"]
     try:
         result = process.run(probe, input="quit\n", check=False, timeout=30)
     except ProcessError as e:
-        yield Finding(Level.WARN, "/dev/kvm", f"cannot try QEMU with KVM: {e}")
-        return
+        return Finding(Level.WARN, "/dev/kvm", f"cannot try QEMU with KVM: {e}")
     if result.returncode == 0:
-        yield Finding(Level.OK, "/dev/kvm",
-                      f"{note}usable by {_me()} (QEMU starts a VM with -accel kvm)")
-        return
+        return Finding(Level.OK, "/dev/kvm",
+                       f"{note}usable by {_me()} (QEMU starts a VM with -accel kvm)")
     lines = [x for x in result.stderr.splitlines() if x.strip()]
     why = lines[0].strip() if lines else f"exit code {result.returncode}"
-    yield Finding(Level.WARN, "/dev/kvm",
-                  f"present but unusable: {note}QEMU with -accel kvm fails: {why}",
-                  "use a host with working (nested) virtualisation; " + fix_tcg)
+    return Finding(Level.WARN, "/dev/kvm",
+                   f"present but unusable: {note}QEMU with -accel kvm fails: {why}",
+                   "use a host with working (nested) virtualisation; " + FIX_TCG)
 
 
 def _cpu_flags() -> set[str] | None:
@@ -311,8 +323,8 @@ def check_runner_as(vm: VMDir, target: Path, user: str, group: str) -> Iterator[
         yield Finding(Level.FAIL, check, *problem)
 
 
-def check_state(root: Path, user: str = access.DEFAULT_USER,
-                group: str = access.DEFAULT_GROUP) -> Iterator[Finding]:
+def check_state(root: Path, user: str = defaults.USER,
+                group: str = defaults.GROUP) -> Iterator[Finding]:
     if not root.exists():
         yield Finding(Level.WARN, "state directory", f"{root} does not exist yet",
                       "microvm create makes it")
@@ -366,17 +378,13 @@ def _runner_programs(runner: Runner) -> tuple[str, ...] | None:
 
 
 def _runtime_path(runner: Runner) -> list[str]:
-    text = runner.meta(Meta.VM_JSON)
-    if not text:
-        return []
-    try:
-        value = json.loads(text).get("runtimePath", [])
-    except (ValueError, AttributeError):
-        return []
+    """The runner's runtimePath, from its document as written (also one this version's model
+    would refuse: the programs it needs are looked up all the same)."""
+    value = (runner.document() or {}).get("runtimePath", [])
     return [str(x) for x in value] if isinstance(value, list) else []
 
 
-def diagnose(root: Path, user: str = "microvm", group: str = "kvm",
+def diagnose(root: Path, user: str = defaults.USER, group: str = defaults.GROUP,
              path: str | None = None) -> list[Finding]:
     qemu = shutil.which(f"qemu-system-{_arch()}", path=path)
     out: list[Finding] = [*check_kvm(qemu)]

@@ -28,7 +28,7 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +37,10 @@ from ..config import MicroVM
 from ..document import from_document
 from ..errors import HostError, UsageError, ValidationError
 from ..layout import LaunchRecord, Meta, Program
+from . import defaults
+from .pin import Pin
 
-DEFAULT_STATE_DIR = "/var/lib/microvms"
 STATE_DIR_ENV = "MICROVM_STATE_DIR"
-# test hook: SIGKILL this process when it reaches the named checkpoint (see checkpoint())
-CRASH_ENV = "MICROVM_TEST_CRASH_AT"
-# test hook: fill the file system of the path in MICROVM_TEST_FILL_PATH at the named checkpoint
-FILL_ENV = "MICROVM_TEST_FILL_AT"
-FILL_PATH_ENV = "MICROVM_TEST_FILL_PATH"
-# test hook: append the name of every checkpoint reached to this file (a command's steps)
-TRACE_ENV = "MICROVM_TEST_STEPS"
 CONTROL = ".control"
 META = "meta.json"
 PENDING = "meta.json.pending"
@@ -64,33 +58,21 @@ def check_name(name: str) -> str:
 
 def state_root(override: str | os.PathLike[str] | None = None) -> Path:
     """--state-dir, else $MICROVM_STATE_DIR, else /var/lib/microvms (absolute)."""
-    raw = override or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+    raw = override or os.environ.get(STATE_DIR_ENV) or defaults.STATE_DIR
     return Path(os.path.abspath(raw))
 
 
+# Who is told of each checkpoint(): nobody in the program as shipped. It is the seam the tests
+# own: tests/support/faults.py runs the command with an observer that records the steps, or
+# kills the process (SIGKILL) or fills its disk at one of them.
+observer: Callable[[str], None] | None = None
+
+
 def checkpoint(step: str) -> None:
-    """A point between two steps of a change. Tests set MICROVM_TEST_CRASH_AT=<step> to have the
-    process killed (SIGKILL: no cleanup runs) exactly there."""
-    trace = os.environ.get(TRACE_ENV)
-    if trace:
-        with open(trace, "a", encoding="utf-8") as f:
-            f.write(step + "\n")
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(FILL_ENV) == step:
-        _fill(Path(os.environ[FILL_PATH_ENV]))
-
-
-def _fill(path: Path) -> None:
-    """Use up the blocks and inodes of the file system `path` is on (a test's small tmpfs), so
-    the next write there fails with ENOSPC."""
-    with contextlib.suppress(OSError), open(path, "ab") as f:
-        while True:
-            f.write(b"\0" * 65536)
-            f.flush()
-    with contextlib.suppress(OSError):
-        for i in range(1 << 20):
-            (path.parent / f"{path.name}.{i}").touch()
+    """A point between two steps of a change, named `step` (a transaction must survive being
+    stopped at any of them)."""
+    if observer is not None:
+        observer(step)
 
 
 @contextlib.contextmanager
@@ -103,11 +85,48 @@ def writing(path: Path) -> Iterator[None]:
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` (which must not exist, not even as a link) with `data` and `mode`, and
+    fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, tmp: Path, mode: int = 0o644) -> None:
+    """Replace `path` with `data` atomically: written to the temporary `tmp` beside it (which
+    must not exist; its name is the caller's, whose clean-up knows it), fsynced, renamed over
+    `path`, and the directory fsynced. `tmp` is removed again when anything fails. The one
+    atomic file writer: the state directory's and managed trees' (managed.py)."""
+    _rename_over(path, tmp, lambda t: write_new(t, data, mode), "written")
+    fsync_dir(path.parent)
+
+
+def _rename_over(path: Path, tmp: Path, make: Callable[[Path], None], made: str) -> None:
+    """make(tmp), then rename `tmp` over `path` (checkpoint `<name>:<made>` between the two);
+    `tmp` is removed again when anything fails."""
+    try:
+        make(tmp)
+        checkpoint(f"{path.name}:{made}")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def _temp_name(path: Path) -> Path:
@@ -121,36 +140,19 @@ def switch_link(link: Path, target: str | os.PathLike[str]) -> None:
     with writing(link):
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        try:
-            os.symlink(target, tmp)
-            checkpoint(f"{link.name}:link-written")
-            os.replace(tmp, link)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        _rename_over(link, tmp, lambda t: os.symlink(target, t), "link-written")
         checkpoint(f"{link.name}:renamed")
         fsync_dir(link.parent)
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace `path` with `text` atomically (temporary file, fsync, rename)."""
+    """Replace `path` with `text` atomically (replace_file, through `.<name>.new.<pid>`)."""
     tmp = _temp_name(path)
     checkpoint(f"{path.name}:before-write")
     with writing(path):
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            checkpoint(f"{path.name}:written")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        fsync_dir(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        replace_file(path, text.encode("utf-8"), tmp, mode)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -371,14 +373,26 @@ class Runner:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def model(self) -> MicroVM | None:
-        """The VM this runner was generated for (share/microvm/vm.json), or None when it has
-        none or it cannot be read."""
+    def document(self) -> dict[str, Any] | None:
+        """The VM document this runner was generated for (share/microvm/vm.json) as JSON, or
+        None when it has none or it is no JSON object."""
         text = self.meta(Meta.VM_JSON)
         if not text:
             return None
         try:
-            return from_document(json.loads(text))
+            data = json.loads(text)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def model(self) -> MicroVM | None:
+        """The VM this runner was generated for, or None when it has no document or this
+        version cannot read it."""
+        data = self.document()
+        if data is None:
+            return None
+        try:
+            return from_document(data)
         except (ValidationError, ValueError):
             return None
 
@@ -391,6 +405,12 @@ class Runner:
         text = (self.meta(Meta.VSOCK_CID) or "").strip()
         return int(text) if text.isdigit() else None
 
+    @property
+    def hybrid_vsock(self) -> str | None:
+        """The hypervisor's vsock multiplexer socket (share/microvm/hybrid-vsock: relative to
+        the VM's directory), or None when its vsock is the kernel's (vhost-vsock)."""
+        return (self.meta(Meta.HYBRID_VSOCK) or "").strip() or None
+
     def lines(self, name: Meta) -> list[str]:
         return [x for x in (self.meta(name) or "").splitlines() if x.strip()]
 
@@ -401,6 +421,69 @@ class Runner:
         if text is None:
             return None
         return LaunchRecord.from_text(text, str(self.path / Meta.LAUNCH.path))
+
+
+@dataclass(frozen=True)
+class Flake:
+    """A VM built from a flake: `ref` as `create`/`update --flake` got it (None: the host
+    configuration's microvm.vms.NAME.updateFlake, read from declared.json each time), and the
+    revision a git flake was pinned to."""
+
+    ref: str | None
+    pin: Pin | None = None
+
+
+@dataclass(frozen=True)
+class RunnerPath:
+    """A VM made from an existing runner: the path `create`/`update --runner` got, resolved
+    again by a plain `update` (a `result` link may have moved)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class MetaRecord:
+    """meta.json: where the VM's runner comes from (None: nowhere recorded, a VM the host
+    configuration installs) and whether `update` restarts it."""
+
+    source: Flake | RunnerPath | None = None
+    restart_on_update: bool = False
+
+    @property
+    def pin(self) -> Pin | None:
+        return self.source.pin if isinstance(self.source, Flake) else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        match self.source:
+            case Flake(ref, pin):
+                if ref is not None:
+                    out["flake"] = ref
+                if pin is not None:
+                    out["pin"] = pin.to_json()
+            case RunnerPath(path):
+                out["runner"] = path
+        if self.restart_on_update:
+            out["restartOnUpdate"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MetaRecord:
+        """What to_json wrote, as every version did: a flake wins over a runner; a pin
+        without a flake is the declared updateFlake's; a malformed pin is none."""
+        flake, runner, pin = data.get("flake"), data.get("runner"), data.get("pin")
+        try:
+            pinned = Pin.from_json(pin) if isinstance(pin, dict) else None
+        except (KeyError, TypeError):
+            pinned = None
+        source: Flake | RunnerPath | None = None
+        if isinstance(flake, str):
+            source = Flake(flake, pinned)
+        elif isinstance(runner, str):
+            source = RunnerPath(runner)
+        elif pinned is not None:
+            source = Flake(None, pinned)
+        return cls(source, bool(data.get("restartOnUpdate", False)))
 
 
 @dataclass(frozen=True)
@@ -486,14 +569,13 @@ class VMDir:
         except FileNotFoundError:
             return None
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The metadata of the VM's current state: a pending change once `current` names its
-        runner (the switch happened), else meta.json."""
+    def record(self) -> MetaRecord:
+        """The metadata of the VM's current state, read once: a pending change once `current`
+        names its runner (the switch happened), else meta.json."""
         pending = self.read_json(PENDING)
         if pending is not None and pending.get("current") == self._link_text(self.current_link):
-            return pending
-        return self.read_json(META) or {}
+            return MetaRecord.from_json(pending)
+        return MetaRecord.from_json(self.read_json(META) or {})
 
     @staticmethod
     def _link_text(link: Path) -> str | None:
@@ -502,23 +584,11 @@ class VMDir:
         except OSError:
             return None
 
-    def _str(self, key: str) -> str | None:
-        value = self.meta.get(key)
-        return value if isinstance(value, str) else None
-
-    @property
-    def flake(self) -> str | None:
-        return self._str("flake")
-
-    @property
-    def runner_source(self) -> str | None:
-        return self._str("runner")
-
-    def commit(self, target: Path, meta: dict[str, Any], step: str) -> None:
-        """Make `target` the current runner with exactly `meta` as metadata, as one transaction:
-        meta.json.pending (complete), then the atomic switch of `current`, then the pending
-        file becomes meta.json. Call under changing()."""
-        write_json(self.file(PENDING), {**meta, "current": str(target)})
+    def commit(self, target: Path, record: MetaRecord, step: str) -> None:
+        """Make `target` the current runner with exactly `record` as metadata, as one
+        transaction: meta.json.pending (complete), then the atomic switch of `current`, then the
+        pending file becomes meta.json. Call under changing()."""
+        write_json(self.file(PENDING), {**record.to_json(), "current": str(target)})
         checkpoint(f"{step}:before-switch")
         if self._link_text(self.current_link) != str(target):
             switch_link(self.current_link, target)
@@ -557,17 +627,12 @@ class VMDir:
         return Declared(restart_if_changed=bool(data.get("restartIfChanged", True)),
                         update_flake=flake if isinstance(flake, str) and flake else None)
 
-    @property
-    def restart_on_update(self) -> bool:
+    def restarts_on_update(self, record: MetaRecord) -> bool:
+        """Does `update` restart the VM: a declared VM's restartIfChanged, else the record's."""
         declared = self.declared
         if declared is not None:
             return declared.restart_if_changed
-        return bool(self.meta.get("restartOnUpdate", False))
-
-    @property
-    def pin(self) -> dict[str, Any] | None:
-        pin = self.meta.get("pin")
-        return pin if isinstance(pin, dict) else None
+        return record.restart_on_update
 
     # -- running ---------------------------------------------------------------------------
     @property

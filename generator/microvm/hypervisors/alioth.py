@@ -12,9 +12,18 @@ from __future__ import annotations
 
 from ..capabilities import Hypervisor
 from ..config import MicroVM, ShareProto
-from .base import Accel, Backend, Launch, RunContext, console, notify_kernel_params, opts, queues
+from .base import (
+    Accel,
+    Backend,
+    Encoder,
+    Launch,
+    RunContext,
+    disks,
+    kernel_cmdline,
+    notify_kernel_params,
+    queues,
+)
 
-REBOOT_PARAMS = ("reboot=k", "panic=1")
 # alioth 0.9-0.12 put stdin into raw mode for the serial console and stop when it is no
 # terminal (alioth/src/device/console.rs, StdioConsole::new), as under microvm@.service: then
 # util-linux `script` runs it on a pseudo-terminal (output still on stdout). The command
@@ -26,34 +35,32 @@ PTY_WRAPPER = ('if [ -t 0 ]; then exec "$@"; fi; printf -v cmd \'%q \' "$@"; ' +
 TAP_MTU = 1500
 
 
-def cmdline(vm: MicroVM) -> str:
-    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
-                     *vm.kernel_params])
-
-
-class _Objects:
-    """Values serde_aco cannot take inline go into `-o id_N,VALUE` objects."""
+class Objects(Encoder):
+    """serde_aco syntax: values it cannot take inline go into `-o id_N,VALUE` objects (`argv`,
+    which the command line ends with), so every value can be written."""
 
     def __init__(self) -> None:
+        super().__init__(Hypervisor.ALIOTH, escape=self._object, bools=("true", "false"))
         self.argv: list[str] = []
 
-    def value(self, v: str | int) -> str:
-        s = str(v)
+    def _object(self, s: str) -> str:
         if "," not in s and "=" not in s:
             return s
         key = f"id_{len(self.argv) // 2}"
         self.argv += ["-o", f"{key},{s}"]
         return key
 
-    def kv(self, head: str | None, items: dict[str, str | int | bool | None]) -> str:
-        return opts(head, items, escape=self.value, bools=("true", "false"))
-
 
 class Alioth(Backend):
     hypervisor = Hypervisor.ALIOTH
 
-    def argv(self, vm: MicroVM) -> list[str]:
-        o = _Objects()
+    def encoder(self) -> Objects:
+        return Objects()
+
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
+        del ctx, accel  # alioth reads no generated files; KVM only
+        assert isinstance(enc, Objects)
+        o = enc
         shared = bool(vm.shares_of(ShareProto.VIRTIOFS))
         # 0.9.0-0.12.0 all take --num-cpu and --cmd-line (0.10 added --cpu and --cmdline and
         # keeps these as a deprecated flag and an alias); --cpu/--cmdline fail on 0.9
@@ -65,12 +72,10 @@ class Alioth(Backend):
                 "--kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["--initramfs", vm.initrd]
-        argv += ["--cmd-line", cmdline(vm),
+        argv += ["--cmd-line", kernel_cmdline(vm, *notify_kernel_params(vm)),
                  "--entropy"]
-        if vm.store_disk_path is not None:
-            argv += ["--blk", o.kv("file", {"path": vm.store_disk_path, "readonly": True})]
-        for v in vm.volumes:
-            argv += ["--blk", o.kv("file", {"path": v.image, "readonly": v.read_only or None})]
+        for d in disks(vm):
+            argv += ["--blk", o.kv("file", {"path": d.path, "readonly": d.read_only or None})]
         for s in vm.shares_of(ShareProto.VIRTIOFS):
             assert s.socket is not None
             argv += ["--fs", o.kv("vu", {"socket": s.socket, "tag": s.tag})]
@@ -83,5 +88,5 @@ class Alioth(Backend):
         return argv + o.argv + list(vm.hypervisor_extra_args)
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        del ctx  # alioth reads no generated files
-        return Launch(variants={Accel.KVM: ["bash", "-c", PTY_WRAPPER, "alioth", *self.argv(vm)]})
+        return Launch(variants={Accel.KVM: ["bash", "-c", PTY_WRAPPER, "alioth",
+                                            *self.command(vm, ctx)]})

@@ -6,8 +6,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar
 
-from ..capabilities import CAPABILITIES, STORE_DISK_SERIAL, Capabilities, Feature, Hypervisor
+from ..capabilities import (
+    CAPABILITIES,
+    STORE_DISK_SERIAL,
+    Capabilities,
+    Feature,
+    Hypervisor,
+    Limits,
+)
 from ..config import Interface, InterfaceType, MicroVM
 from ..errors import Problem
 from ..layout import META_DIR, Meta, program_of
@@ -116,10 +124,26 @@ def queues(vm: MicroVM) -> int:
 
 class Backend(ABC):
     hypervisor: Hypervisor
+    # the argv syntax cannot carry some option values (Encoder.given refuses them):
+    # problems() builds the argv to find them
+    syntax_limited: ClassVar[bool] = False
 
     @property
     def caps(self) -> Capabilities:
         return CAPABILITIES[self.hypervisor]
+
+    def encoder(self) -> Encoder:
+        """A fresh encoder of this hypervisor's option syntax (QEMU's by default)."""
+        return Encoder(self.hypervisor)
+
+    @abstractmethod
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
+        """The hypervisor's command line for `vm` under `accel`, its option values written
+        by `enc` (which records the values the syntax cannot carry)."""
+
+    def command(self, vm: MicroVM, ctx: RunContext, accel: Accel = Accel.KVM) -> list[str]:
+        """`argv` with a fresh encoder: what the runner runs."""
+        return self.argv(vm, ctx, accel, self.encoder())
 
     @abstractmethod
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
@@ -159,20 +183,76 @@ class Backend(ABC):
                                     *self.control_programs(vm)]))
 
     def problems(self, vm: MicroVM) -> list[Problem]:
-        """What this backend cannot express for `vm` although the capability table allows it
-        (option values its syntax cannot carry, device limits), by option path."""
+        """What this backend cannot express for `vm` although the capability table allows it,
+        by option path: the table's limits, the backend's own rules, then the option values
+        its syntax cannot carry (found where the argv encodes them)."""
+        out = limit_problems(vm, self.caps.limits) + self.rules(vm)
+        if self.syntax_limited:
+            enc = self.encoder()
+            self.argv(vm, RunContext(runner_dir="/"), Accel.KVM, enc)
+            out += enc.problems
+        return out
+
+    def rules(self, vm: MicroVM) -> list[Problem]:
+        """Rules of this backend beyond the capability table's limits, by option path."""
         del vm
         return []
 
 
-def unencodable(path: str, value: str, chars: str, hv: Hypervisor,
-                where: str = "option values") -> list[Problem]:
-    """A problem when `value` holds one of `chars`, which `hv` cannot escape in `where`."""
-    bad = sorted({c for c in value if c in chars})
-    if not bad:
-        return []
-    shown = " or ".join(repr(c) for c in bad)
-    return [Problem(path, f"{hv} cannot take {shown} in {where}, got {value!r}")]
+def limit_problems(vm: MicroVM, limits: Limits) -> list[Problem]:
+    """Where `vm` exceeds the bounds its hypervisor's capability table gives (Limits)."""
+    hv = vm.hypervisor
+    out: list[Problem] = []
+    if limits.max_vcpus is not None and vm.vcpu > limits.max_vcpus:
+        out.append(Problem("microvm.vcpu",
+                           f"{hv} runs at most {limits.max_vcpus} vCPUs, got {vm.vcpu}"))
+    if limits.mem_mib is not None and not limits.mem_mib[0] <= vm.mem <= limits.mem_mib[1]:
+        least, most = limits.mem_mib
+        out.append(Problem("microvm.mem", f"{hv} takes {least} MiB to {most} MiB of memory, " +
+                           f"got {vm.mem}"))
+    if (page := limits.hugepage_mib) is not None and vm.hugepage_mem and vm.mem % page:
+        out.append(Problem("microvm.mem", f"with {page} MiB huge pages the memory must be a " +
+                           f"multiple of {page} MiB, got {vm.mem}"))
+    if (slot := limits.hotplug_slot_mib) is not None and vm.hotplug_mem % slot:
+        out.append(Problem("microvm.hotplugMem", f"{hv}'s hotplug memory is a multiple of " +
+                           f"its {slot} MiB slot size, got {vm.hotplug_mem}"))
+    if limits.max_disks is not None and (n := len(disks(vm))) > limits.max_disks:
+        out.append(Problem("microvm.volumes", f"{hv} attaches at most {limits.max_disks} " +
+                           f"disks (the store disk counts), got {n}"))
+    return out
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A disk the hypervisor attaches (`disks`): the store disk, then the volumes."""
+
+    id: str  # "store", "vol0", "vol1"...: the drive's name where the syntax has one
+    path: str  # the image file
+    read_only: bool
+    direct: bool
+    serial: str | None  # the block device serial, None: none given
+    image_type: str  # raw, qcow2, vhd or vhdx
+    volume: int | None  # the index in microvm.volumes; None: the store disk
+
+    def option(self, key: str) -> str:
+        """The option path of the volume's `key` ("image", "serial"); the store disk's image
+        and serial come from microvm.storeDisk."""
+        if self.volume is None:
+            return "microvm.storeDisk"
+        return f"microvm.volumes[{self.volume}].{key}"
+
+
+def disks(vm: MicroVM) -> list[Disk]:
+    """The store disk (read-only; the guest mounts it by its serial where the hypervisor sets
+    serials), then the volumes, in the order the guest sees them."""
+    out: list[Disk] = []
+    if vm.store_disk_path is not None:
+        out.append(Disk(id="store", path=vm.store_disk_path, read_only=True, direct=False,
+                        serial=store_disk_serial(vm), image_type="raw", volume=None))
+    for i, v in enumerate(vm.volumes):
+        out.append(Disk(id=f"vol{i}", path=v.image, read_only=v.read_only, direct=v.direct,
+                        serial=v.serial, image_type=v.image_type, volume=i))
+    return out
 
 
 # Host side of a vsock device that hypervisors expose as a Unix socket (firecracker,
@@ -190,6 +270,23 @@ def hybrid_vsock_socket(vm: MicroVM) -> str:
     state directory)."""
     del vm
     return HYBRID_VSOCK_SOCKET
+
+
+def hybrid_vsock_files(vm: MicroVM) -> dict[str, str]:
+    """share/microvm/ files of a hypervisor with hybrid vsock: HYBRID_VSOCK_FILE naming its
+    socket (for a host-side listener), none without vsock."""
+    if vm.vsock_cid is None:
+        return {}
+    return {HYBRID_VSOCK_FILE: hybrid_vsock_socket(vm) + "\n"}
+
+
+def created_sockets(vm: MicroVM, *, hybrid_vsock: bool = False) -> list[str]:
+    """The Unix sockets the hypervisor creates (Launch.sockets): the control socket, and the
+    hybrid vsock socket where the hypervisor has one and the VM vsock."""
+    sockets = [] if vm.socket is None else [vm.socket]
+    if hybrid_vsock and vm.vsock_cid is not None:
+        sockets.append(hybrid_vsock_socket(vm))
+    return sockets
 
 
 def console(vm: MicroVM) -> str:
@@ -220,6 +317,14 @@ def notify_kernel_params(vm: MicroVM) -> list[str]:
     return ["systemd.set_credential=" + credential.replace("=", ":", 1)]
 
 
+def kernel_cmdline(vm: MicroVM, *extra: str, with_console: bool = True) -> str:
+    """The kernel command line: the console device (unless with_console is False), the
+    hypervisor's reboot words, `extra`, then the user's kernelParams."""
+    words = [f"console={console(vm)}"] if with_console else []
+    return " ".join([*words, *CAPABILITIES[vm.hypervisor].reboot_params, *extra,
+                     *vm.kernel_params])
+
+
 def comma_escape(value: str) -> str:
     """QEMU-style option values: a literal ',' is written ',,'."""
     return value.replace(",", ",,")
@@ -242,3 +347,40 @@ def opts(head: str | None, kv: Mapping[str, str | int | bool | None] | None = No
         else:
             out.append(f"{key}={escape(str(value))}")
     return ",".join(out)
+
+
+class Encoder:
+    """One hypervisor's option syntax: `kv` joins `head,key=value,...` strings with values
+    escaped its way, and `given` records, by option path, each value the syntax cannot carry
+    where it is encoded (Backend.problems reports them)."""
+
+    def __init__(self, hv: Hypervisor, *, escape: Callable[[str], str] = comma_escape,
+                 bools: tuple[str, str] = ("on", "off"), unsafe: str = "",
+                 where: str = "option values") -> None:
+        self.hv = hv
+        self.escape = escape
+        self.bools = bools
+        # the characters `given` refuses, and where (in messages), unless told otherwise
+        self.unsafe = unsafe
+        self.where = where
+        self.problems: list[Problem] = []
+
+    def given(self, option: str, value: str, *, unsafe: str | None = None,
+              where: str | None = None) -> str:
+        """`value` (of the option at path `option`) as it goes into the argv; a problem when
+        it holds a character of `unsafe`, which the syntax cannot escape in `where`."""
+        chars = self.unsafe if unsafe is None else unsafe
+        bad = sorted({c for c in value if c in chars})
+        if bad:
+            shown = " or ".join(repr(c) for c in bad)
+            self.refuse(option, f"{self.hv} cannot take {shown} in {where or self.where}, " +
+                        f"got {value!r}")
+        return value
+
+    def refuse(self, option: str, message: str) -> None:
+        """Record that the option at path `option` cannot be written, and why."""
+        self.problems.append(Problem(option, message))
+
+    def kv(self, head: str | None, items: Mapping[str, str | int | bool | None]) -> str:
+        """`head,key=value,...` in this syntax (see `opts`)."""
+        return opts(head, items, escape=self.escape, bools=self.bools)

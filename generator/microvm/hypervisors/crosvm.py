@@ -16,17 +16,15 @@ from .base import (
     Backend,
     Control,
     ControlKind,
+    Encoder,
     Launch,
     RunContext,
-    console,
+    created_sockets,
+    disks,
+    kernel_cmdline,
     macvtap_fds,
     notify_kernel_params,
-    opts,
-    store_disk_serial,
-    unencodable,
 )
-
-REBOOT_PARAMS = ("reboot=k", "panic=1")
 
 
 def value(v: str | int) -> str:
@@ -38,29 +36,26 @@ def value(v: str | int) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def kv(head: str | None, items: dict[str, str | int | bool | None]) -> str:
-    return opts(head, items, escape=value, bools=("true", "false"))
-
-
-def cmdline(vm: MicroVM) -> str:
-    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
-                     *vm.kernel_params])
-
-
 # --shared-dir is colon-separated and has no escape
 SHARED_DIR_UNSAFE = ":"
 
 
 class Crosvm(Backend):
     hypervisor = Hypervisor.CROSVM
+    syntax_limited = True
 
-    def argv(self, vm: MicroVM) -> list[str]:
+    def encoder(self) -> Encoder:
+        return Encoder(self.hypervisor, escape=value, bools=("true", "false"),
+                       unsafe=SHARED_DIR_UNSAFE)
+
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
+        del ctx, accel  # crosvm reads no generated files; KVM only
         argv = ["crosvm", "run",
                 "--cpus", str(vm.vcpu),
                 "--mem", str(vm.mem),
-                "--serial", kv(None, {"type": "stdout", "hardware": "serial", "num": 1,
-                                      "console": True, "stdin": True}),
-                "--params", cmdline(vm)]
+                "--serial", enc.kv(None, {"type": "stdout", "hardware": "serial", "num": 1,
+                                          "console": True, "stdin": True}),
+                "--params", kernel_cmdline(vm, *notify_kernel_params(vm))]
         if vm.balloon:
             argv.append("--balloon-page-reporting")
             if vm.initial_balloon_mem:
@@ -73,58 +68,59 @@ class Crosvm(Backend):
             argv += ["--socket", vm.socket]
         if vm.crosvm_pivot_root is not None:
             argv += ["--pivot-root", vm.crosvm_pivot_root]
-        if vm.store_disk_path is not None:
-            # the guest mounts it by this id (crosvm reports an empty serial without one)
-            argv += ["--block", kv(None, {"path": vm.store_disk_path, "ro": True,
-                                          "id": store_disk_serial(vm)})]
-        for v in vm.volumes:
-            argv += ["--block", kv(None, {"path": v.image, "ro": v.read_only or None,
-                                          "direct": v.direct or None, "id": v.serial})]
-        for s in vm.shares:
+        for d in disks(vm):
+            # the guest mounts the store disk by its id (crosvm reports an empty serial
+            # without one)
+            argv += ["--block", enc.kv(None, {"path": d.path, "ro": d.read_only or None,
+                                              "direct": d.direct or None, "id": d.serial})]
+        argv += self._shares(vm, enc)
+        argv += self._devices(vm, enc)
+        if vm.initrd is not None:
+            argv += ["--initrd", vm.initrd]
+        # the kernel is the positional argument
+        return [*argv, vm.kernel, *vm.hypervisor_extra_args]
+
+    def _shares(self, vm: MicroVM, enc: Encoder) -> list[str]:
+        argv: list[str] = []
+        for i, s in enumerate(vm.shares):
             if s.proto is ShareProto.VIRTIOFS:
                 # the tag comes from virtiofsd (--tag), see runner.virtiofsd_argv
                 assert s.socket is not None
-                argv += ["--vhost-user", kv(None, {"type": "fs", "socket": s.socket})]
+                argv += ["--vhost-user", enc.kv(None, {"type": "fs", "socket": s.socket})]
             else:
-                argv += ["--shared-dir", f"{s.source}:{s.tag}:type=p9"]
+                source = enc.given(f"microvm.shares[{i}].source", s.source,
+                                   where="--shared-dir paths")
+                tag = enc.given(f"microvm.shares[{i}].tag", s.tag, where="--shared-dir tags")
+                argv += ["--shared-dir", f"{source}:{tag}:type=p9"]
+        return argv
+
+    def _devices(self, vm: MicroVM, enc: Encoder) -> list[str]:
+        """Network interfaces, vsock, PCI passthrough."""
+        argv: list[str] = []
         fds = macvtap_fds(vm)
         for iface in vm.interfaces:
             if iface.type is InterfaceType.MACVTAP:
                 mode: dict[str, str | int | bool | None] = {"tap-fd": fds[iface.id][0]}
             else:
                 mode = {"tap-name": iface.id}
-            argv += ["--net", kv("vhost-net" if iface.vhost else None,
-                                 {**mode, "mac": iface.mac})]
+            argv += ["--net", enc.kv("vhost-net" if iface.vhost else None,
+                                     {**mode, "mac": iface.mac})]
         if vm.vsock_cid is not None:
-            argv += ["--vsock", kv(None, {"cid": vm.vsock_cid})]
+            argv += ["--vsock", enc.kv(None, {"cid": vm.vsock_cid})]
         for d in vm.devices:
             # the sysfs path is the first, unnamed value (a PCI address has no ',')
             argv += ["--vfio", f"/sys/bus/pci/devices/{d.path}"]
-        if vm.initrd is not None:
-            argv += ["--initrd", vm.initrd]
-        # the kernel is the positional argument
-        return [*argv, vm.kernel, *vm.hypervisor_extra_args]
+        return argv
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        del ctx  # crosvm reads no generated files
-        sockets = [] if vm.socket is None else [vm.socket]
-        return Launch(variants={Accel.KVM: self.argv(vm)}, sockets=sockets)
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm))
 
-    def problems(self, vm: MicroVM) -> list[Problem]:
-        out = []
+    def rules(self, vm: MicroVM) -> list[Problem]:
         if vm.balloon and not vm.deflate_on_oom:
-            out.append(Problem("microvm.deflateOnOOM",
-                               "crosvm's balloon always lets the guest deflate it on OOM; " +
-                               "set deflateOnOOM = true"))
-        for i, s in enumerate(vm.shares):
-            if s.proto is ShareProto.NINEP:
-                out += unencodable(f"microvm.shares[{i}].source", s.source, SHARED_DIR_UNSAFE,
-                                   self.hypervisor,
-                                   "--shared-dir paths")
-                out += unencodable(f"microvm.shares[{i}].tag", s.tag, SHARED_DIR_UNSAFE,
-                                   self.hypervisor,
-                                   "--shared-dir tags")
-        return out
+            return [Problem("microvm.deflateOnOOM",
+                            "crosvm's balloon always lets the guest deflate it on OOM; " +
+                            "set deflateOnOOM = true")]
+        return []
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:

@@ -14,37 +14,32 @@ from typing import Any
 
 from ..capabilities import Hypervisor
 from ..config import MicroVM
-from ..errors import Problem
 from .base import (
-    HYBRID_VSOCK_FILE,
     Accel,
     Backend,
     Control,
     ControlKind,
+    Encoder,
     Launch,
     RunContext,
-    console,
+    created_sockets,
+    disks,
+    hybrid_vsock_files,
     hybrid_vsock_socket,
+    kernel_cmdline,
     notify_kernel_params,
 )
 
 CONFIG_FILE = "firecracker.json"
 CPU_CONFIG_FILE = "cpu-config.json"
-# firecracker exits when the guest resets the CPU (reboot=k); panic=1 turns a panic into that
-REBOOT_PARAMS = ("reboot=k", "panic=1")
 # the i8042 probe costs boot time; the device only serves SendCtrlAltDel (actions.md)
 I8042_PARAMS = ("i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd")
-MAX_VCPUS = 32  # vmm_config/machine_config.rs MAX_SUPPORTED_VCPUS
-HOTPLUG_SLOT_MIB = 128  # MemoryHotplugConfig.slot_size_mib default (and minimum)
 
 
 def cmdline(vm: MicroVM) -> str:
-    words = [f"console={console(vm)}", *REBOOT_PARAMS]
-    if vm.arch == "x86_64":
-        words += I8042_PARAMS
     # no SMBIOS or fw_cfg: the readiness credential goes on the command line
-    words += notify_kernel_params(vm)
-    return " ".join([*words, *vm.kernel_params])
+    i8042 = I8042_PARAMS if vm.arch == "x86_64" else ()
+    return kernel_cmdline(vm, *i8042, *notify_kernel_params(vm))
 
 
 def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,13 +62,8 @@ def config(vm: MicroVM, ctx: RunContext) -> dict[str, Any]:
     if vm.hugepage_mem:
         machine["huge_pages"] = "2M"
     engine = vm.firecracker_drive_io_engine
-    drives: list[dict[str, Any]] = []
-    if vm.store_disk_path is not None:
-        drives.append({"drive_id": "store", "path_on_host": vm.store_disk_path,
-                       "is_root_device": False, "is_read_only": True, "io_engine": engine})
-    for i, v in enumerate(vm.volumes):
-        drives.append({"drive_id": f"vol{i}", "path_on_host": v.image, "is_root_device": False,
-                       "is_read_only": v.read_only, "io_engine": engine})
+    drives = [{"drive_id": d.id, "path_on_host": d.path, "is_root_device": False,
+               "is_read_only": d.read_only, "io_engine": engine} for d in disks(vm)]
     doc: dict[str, Any] = {
         "boot-source": boot,
         "machine-config": machine,
@@ -103,7 +93,8 @@ def _json(value: Any) -> str:
 class Firecracker(Backend):
     hypervisor = Hypervisor.FIRECRACKER
 
-    def argv(self, vm: MicroVM, ctx: RunContext) -> list[str]:
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
+        del accel, enc  # KVM only; the VM is in the config file
         argv = ["firecracker", "--config-file", f"{ctx.share_dir}/{CONFIG_FILE}"]
         if vm.socket is not None:
             argv += ["--api-sock", vm.socket]
@@ -115,25 +106,9 @@ class Firecracker(Backend):
         files = {CONFIG_FILE: _json(config(vm, ctx))}
         if vm.firecracker_cpu is not None:
             files[CPU_CONFIG_FILE] = _json(vm.firecracker_cpu)
-        sockets = [] if vm.socket is None else [vm.socket]
-        if vm.vsock_cid is not None:
-            sockets.append(hybrid_vsock_socket(vm))
-            files[HYBRID_VSOCK_FILE] = hybrid_vsock_socket(vm) + "\n"
-        return Launch(variants={Accel.KVM: self.argv(vm, ctx)}, files=files, sockets=sockets)
-
-    def problems(self, vm: MicroVM) -> list[Problem]:
-        out = []
-        if vm.vcpu > MAX_VCPUS:
-            out.append(Problem("microvm.vcpu",
-                               f"firecracker runs at most {MAX_VCPUS} vCPUs, got {vm.vcpu}"))
-        if vm.hugepage_mem and vm.mem % 2:
-            out.append(Problem("microvm.mem", "with 2 MiB huge pages the memory must be a " +
-                               f"multiple of 2 MiB, got {vm.mem}"))
-        if vm.hotplug_mem % HOTPLUG_SLOT_MIB:
-            out.append(Problem("microvm.hotplugMem", "firecracker's hotplug memory is a " +
-                               f"multiple of its {HOTPLUG_SLOT_MIB} MiB slot size, " +
-                               f"got {vm.hotplug_mem}"))
-        return out
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)},
+                      files=files | hybrid_vsock_files(vm),
+                      sockets=created_sockets(vm, hybrid_vsock=True))
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         # SendCtrlAltDel needs the emulated i8042, which exists on x86_64 only

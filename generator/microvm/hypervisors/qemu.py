@@ -11,15 +11,18 @@ import json
 from ..capabilities import Hypervisor
 from ..config import Interface, InterfaceType, MicroVM, ShareProto
 from .base import (
-    NOTIFY_VSOCK_PORT_BASE,
     Accel,
     Backend,
     Control,
     ControlKind,
+    Encoder,
     Fallback,
     Launch,
     RunContext,
+    disks,
+    kernel_cmdline,
     macvtap_fds,
+    notify_credential,
     opts,
     queues,
 )
@@ -27,8 +30,6 @@ from .base import (
 # the serial console's chardev, and its replacement when a service manager runs the VM
 SERIAL_STDIO = "stdio,id=stdio,signal=off"
 SERIAL_SOCKET = "socket,id=stdio,path=console.sock,server=on,wait=off"
-# Kernel words QEMU guests need: a reboot ends QEMU (-no-reboot), a panic too.
-REBOOT_PARAMS = ("reboot=t", "panic=-1")
 # Under TCG, a kernel on the microvm machine (no HPET, no ACPI PM timer) can hang calibrating
 # the TSC; an early TSC frequency avoids it (see ../shared/e2e-recipes.md, section 2).
 TCG_MICROVM_PARAMS = ("tsc_early_khz=2000000",)
@@ -71,19 +72,13 @@ def uses_pci(vm: MicroVM) -> bool:
     return bool(dict(vm.qemu.machine_opts or ()).get("pcie") == "on")
 
 
-def console(vm: MicroVM) -> str:
-    return "ttyAMA0" if vm.arch == "aarch64" else "ttyS0"
-
-
-def kernel_params(vm: MicroVM, accel: Accel) -> list[str]:
-    words: list[str] = []
-    if vm.qemu.serial_console:
-        words.append(f"console={console(vm)}")
-    words += REBOOT_PARAMS
-    if (accel is Accel.TCG and machine_type(vm) == "microvm"
-            and not any(w.startswith("tsc_early_khz=") for w in vm.kernel_params)):
-        words += TCG_MICROVM_PARAMS
-    return words + list(vm.kernel_params)
+def cmdline(vm: MicroVM, accel: Accel) -> str:
+    """The console (when QEMU serves one), the reboot words, the early TSC frequency under
+    TCG on the microvm machine unless the user gives one, then the user's kernelParams."""
+    tcg = (accel is Accel.TCG and machine_type(vm) == "microvm"
+           and not any(w.startswith("tsc_early_khz=") for w in vm.kernel_params))
+    return kernel_cmdline(vm, *(TCG_MICROVM_PARAMS if tcg else ()),
+                          with_console=vm.qemu.serial_console)
 
 
 def machine_opts(vm: MicroVM, accel: Accel) -> dict[str, str | None]:
@@ -156,34 +151,77 @@ def _host_fwd(vm: MicroVM) -> list[str]:
     return out
 
 
+def _netdev(iface: Interface, netdev_id: str, fds: dict[str, list[int]], queues: int | None,
+            forwards: list[str]) -> str:
+    """-netdev of one interface (queues: of a multiqueue tap; forwards: hostfwd/guestfwd)."""
+    netdev: dict[str, str | int | bool | None] = {"id": netdev_id}
+    match iface.type:
+        case InterfaceType.USER:
+            return ",".join([opts("user", netdev), *forwards])
+        case InterfaceType.TAP:
+            netdev.update({"ifname": iface.id, "script": "no", "downscript": "no",
+                           "vhost": True if iface.vhost else None, "queues": queues})
+        case InterfaceType.BRIDGE:
+            return _bridge_netdev(iface, netdev, BRIDGE_HELPER)
+        case InterfaceType.MACVTAP:
+            ids = fds[iface.id]
+            if len(ids) == 1:
+                netdev["fd"] = ids[0]
+            else:
+                netdev["fds"] = ":".join(map(str, ids))
+            netdev["vhost"] = True if iface.vhost else None
+    return opts("tap", netdev)
+
+
 def _bridge_netdev(iface: Interface, netdev: dict[str, str | int | bool | None],
                    helper: str | None) -> str:
     assert iface.bridge is not None
     return opts("bridge", {**netdev, "br": iface.bridge, "helper": helper})
 
 
+def _fallbacks(vm: MicroVM) -> tuple[Fallback, ...]:
+    """Spellings for older QEMUs (-runas) and hosts without NixOS's bridge helper."""
+    fallbacks: tuple[Fallback, ...] = ()
+    if vm.user is not None:
+        user = opts(None, {"user": vm.user})
+        fallbacks = (Fallback(
+            why="QEMU before 9.1 has no -run-with; it drops privileges with -runas",
+            probe=(binary(vm), "-run-with", user, "-version"),
+            new=("-run-with", user), old=("-runas", vm.user)),)
+    for i, iface in enumerate(vm.interfaces):
+        if iface.type is InterfaceType.BRIDGE:
+            netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
+            fallbacks += (Fallback(
+                why=f"{BRIDGE_HELPER} is NixOS's; elsewhere QEMU finds its own helper",
+                probe=("sh", "-c", 'test -x "$1"', "sh", BRIDGE_HELPER),
+                new=(_bridge_netdev(iface, netdev, BRIDGE_HELPER),),
+                old=(_bridge_netdev(iface, netdev, None),)),)
+    return fallbacks
+
+
 class Qemu(Backend):
     hypervisor = Hypervisor.QEMU
 
-    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel) -> list[str]:
-        del ctx  # QEMU reads no generated files
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
+        del ctx, enc  # QEMU reads no generated files; opts() doubles commas, nothing refused
         dev = "pci" if uses_pci(vm) else "device"
-        machine = machine_type(vm)
+        return [binary(vm), *self._machine(vm, accel), *self._display(vm, dev),
+                *self._boot(vm, accel, dev), *self._disks(vm, dev), *self._shares(vm, dev),
+                *self._net(vm, dev), *self._vsock(vm, dev), *self._memory_devices(vm, dev),
+                *self._devices(vm), *self._credentials(vm), *vm.qemu.extra_args]
+
+    def _machine(self, vm: MicroVM, accel: Accel) -> list[str]:
+        """Name, machine, CPU, memory, and the privileges QEMU runs with."""
         mem = vm.mem
-        argv: list[str] = [binary(vm)]
-        if vm.pretty_procnames:
-            argv += ["-name", opts(None, {"guest": vm.host_name, "process": vm.host_name})]
-        else:
-            argv += ["-name", opts(None, {"guest": vm.host_name})]
-        argv += [
-            "-machine", machine_option(machine, machine_opts(vm, accel)),
-            "-cpu", cpu(vm, accel),
-            "-smp", str(vm.vcpu),
-            "-m", (f"{mem}M" if not vm.hotplug_mem
-                   else f"{mem}M,slots=1,maxmem={mem + vm.hotplug_mem}M"),
-            "-nodefaults", "-no-user-config", "-no-reboot",
-        ]
-        if machine == "microvm":
+        name = {"guest": vm.host_name, "process": vm.host_name if vm.pretty_procnames else None}
+        argv = ["-name", opts(None, name),
+                "-machine", machine_option(machine_type(vm), machine_opts(vm, accel)),
+                "-cpu", cpu(vm, accel),
+                "-smp", str(vm.vcpu),
+                "-m", (f"{mem}M" if not vm.hotplug_mem
+                       else f"{mem}M,slots=1,maxmem={mem + vm.hotplug_mem}M"),
+                "-nodefaults", "-no-user-config", "-no-reboot"]
+        if machine_type(vm) == "microvm":
             # modern virtio-mmio: vhost-user (virtiofsd) refuses legacy devices
             argv += ["-global", "virtio-mmio.force-legacy=false"]
         if _shared_memory(vm):
@@ -194,36 +232,48 @@ class Qemu(Backend):
         if vm.user is not None:
             # QEMU 9.1 and later; older ones spell it -runas (see launch)
             argv += ["-run-with", opts(None, {"user": vm.user})]
+        return argv
+
+    def _display(self, vm: MicroVM, dev: str) -> list[str]:
+        """Graphics (or none), the serial console on stdio, the seccomp sandbox."""
         if vm.graphics:
             display = {"gtk": "gtk,gl=on", "cocoa": "cocoa", "headless": "none"}
-            argv += ["-display", display[vm.graphics_backend],
-                     "-device", "virtio-gpu-pci" if dev == "pci" else "virtio-gpu-device",
-                     "-device", f"virtio-keyboard-{dev}", "-device", f"virtio-tablet-{dev}"]
+            argv = ["-display", display[vm.graphics_backend],
+                    "-device", "virtio-gpu-pci" if dev == "pci" else "virtio-gpu-device",
+                    "-device", f"virtio-keyboard-{dev}", "-device", f"virtio-tablet-{dev}"]
         else:
-            argv += ["-display", "none"]
+            argv = ["-display", "none"]
         if vm.qemu.serial_console:
             argv += ["-chardev", SERIAL_STDIO,
                      "-serial", "chardev:stdio"]
         if (seccomp := sandbox(vm)) is not None:
             argv += ["-sandbox", seccomp]
-        argv += ["-kernel", vm.kernel]
+        return argv
+
+    def _boot(self, vm: MicroVM, accel: Accel, dev: str) -> list[str]:
+        """Kernel, initrd and command line; the QMP socket, the machine UUID, entropy."""
+        argv = ["-kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["-initrd", vm.initrd]
-        argv += ["-append", " ".join(kernel_params(vm, accel))]
+        argv += ["-append", cmdline(vm, accel)]
         if vm.socket is not None:
             argv += ["-qmp", opts(f"unix:{vm.socket.replace(',', ',,')}",
                                   {"server": True, "wait": False})]
-        argv += ["-smbios", f"type=1,uuid={vm.machine_uuid}"]
-        argv += ["-device", f"virtio-rng-{dev}"]
-        argv += self._disks(vm, dev)
-        argv += self._shares(vm, dev)
-        argv += self._net(vm, dev)
-        if vm.vsock_cid is not None:
-            argv += ["-device", opts(f"vhost-vsock-{dev}", {"guest-cid": vm.vsock_cid})]
-            # where a systemd guest reports readiness (READY=1) to the host's notify relay
-            port = NOTIFY_VSOCK_PORT_BASE + vm.vsock_cid
-            credential = f"vmm.notify_socket=vsock-stream:2:{port}"
-            argv += ["-smbios", f"type=11,value=io.systemd.credential:{credential}"]
+        return [*argv, "-smbios", f"type=1,uuid={vm.machine_uuid}",
+                "-device", f"virtio-rng-{dev}"]
+
+    def _vsock(self, vm: MicroVM, dev: str) -> list[str]:
+        """vhost-vsock, and where a systemd guest reports readiness (READY=1) to the host's
+        notify relay: the credential as an SMBIOS OEM string."""
+        credential = notify_credential(vm)
+        if vm.vsock_cid is None or credential is None:
+            return []
+        return ["-device", opts(f"vhost-vsock-{dev}", {"guest-cid": vm.vsock_cid}),
+                "-smbios", f"type=11,value=io.systemd.credential:{credential}"]
+
+    def _memory_devices(self, vm: MicroVM, dev: str) -> list[str]:
+        """The balloon and the virtio-mem hotplug region."""
+        argv: list[str] = []
         if vm.balloon:
             argv += ["-device", opts(f"virtio-balloon-{dev}", {
                 "id": "balloon0", "deflate-on-oom": vm.deflate_on_oom,
@@ -234,30 +284,27 @@ class Qemu(Backend):
                      "-device", opts("virtio-mem-pci", {
                          "id": "hotmem0", "memdev": "hotmem",
                          "requested-size": f"{vm.hotplugged_mem}M"})]
-        argv += self._devices(vm)
+        return argv
+
+    def _credentials(self, vm: MicroVM) -> list[str]:
+        argv: list[str] = []
         for name, path in vm.credential_files:
             argv += ["-fw_cfg", opts(None, {"name": f"opt/io.systemd.credentials/{name}",
                                             "file": path})]
-        argv += list(vm.qemu.extra_args)
         return argv
 
     def _disks(self, vm: MicroVM, dev: str) -> list[str]:
         argv: list[str] = []
-        disks: list[tuple[str, str, bool, bool, str | None, str]] = []
-        if vm.store_disk_path is not None:
-            disks.append(("store", vm.store_disk_path, True, False, "store", "raw"))
-        for i, v in enumerate(vm.volumes):
-            fmt = {"vhd": "vpc"}.get(v.image_type, v.image_type)
-            disks.append((f"vol{i}", v.image, v.read_only, v.direct, v.serial, fmt))
-        for drive_id, path, ro, direct, serial, fmt in disks:
+        for d in disks(vm):
             argv += ["-drive", opts(None, {
-                "id": drive_id, "format": fmt, "file": path, "if": "none",
-                "read-only": True if ro else None,
-                "cache.direct": True if direct else None,
+                "id": d.id, "format": {"vhd": "vpc"}.get(d.image_type, d.image_type),
+                "file": d.path, "if": "none",
+                "read-only": True if d.read_only else None,
+                "cache.direct": True if d.direct else None,
                 # the guest's TRIM frees the blocks in the (sparse) image file
-                "discard": None if ro else "unmap"})]
+                "discard": None if d.read_only else "unmap"})]
             argv += ["-device", opts(f"virtio-blk-{dev}", {
-                "drive": drive_id, "serial": serial,
+                "drive": d.id, "serial": d.serial,
                 # modern virtio only: no legacy I/O ports to allocate on the PCI bus
                 "disable-legacy": True if dev == "pci" else None})]
         return argv
@@ -283,35 +330,12 @@ class Qemu(Backend):
         argv: list[str] = []
         fds = macvtap_fds(vm)
         q = queues(vm)
-        first_user = True
+        users = vm.interfaces_of(InterfaceType.USER)
         for i, iface in enumerate(vm.interfaces):
-            netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
-            multiqueue = q > 1 and iface.type is not InterfaceType.USER
-            match iface.type:
-                case InterfaceType.USER:
-                    head = "user"
-                    extra = _host_fwd(vm) if first_user else []
-                    first_user = False
-                    spec = opts(head, netdev)
-                    if extra:
-                        spec += "," + ",".join(extra)
-                    argv += ["-netdev", spec]
-                case InterfaceType.TAP:
-                    netdev.update({"ifname": iface.id, "script": "no", "downscript": "no",
-                                   "vhost": True if iface.vhost else None,
-                                   "queues": q if multiqueue else None})
-                    argv += ["-netdev", opts("tap", netdev)]
-                case InterfaceType.BRIDGE:
-                    argv += ["-netdev", _bridge_netdev(iface, netdev, BRIDGE_HELPER)]
-                    multiqueue = False
-                case InterfaceType.MACVTAP:
-                    ids = fds[iface.id]
-                    if len(ids) == 1:
-                        netdev["fd"] = ids[0]
-                    else:
-                        netdev["fds"] = ":".join(map(str, ids))
-                    netdev["vhost"] = True if iface.vhost else None
-                    argv += ["-netdev", opts("tap", netdev)]
+            # a bridge's tap is made by qemu-bridge-helper, single queue
+            multiqueue = q > 1 and iface.type in (InterfaceType.TAP, InterfaceType.MACVTAP)
+            # the port forwards go on the first user network
+            forwards = _host_fwd(vm) if users and iface is users[0] else []
             device: dict[str, str | int | bool | None] = {"netdev": f"net{i}", "mac": iface.mac}
             if dev == "pci":
                 device["romfile"] = ""  # no iPXE option ROM: the kernel boots directly
@@ -319,7 +343,9 @@ class Qemu(Backend):
                 device["mq"] = True
                 if dev == "pci":
                     device["vectors"] = 2 * q + 2
-            argv += ["-device", opts(f"virtio-net-{dev}", device)]
+            argv += ["-netdev", _netdev(iface, f"net{i}", fds, q if multiqueue else None,
+                                        forwards),
+                     "-device", opts(f"virtio-net-{dev}", device)]
         return argv
 
     def _devices(self, vm: MicroVM) -> list[str]:
@@ -339,28 +365,14 @@ class Qemu(Backend):
         return argv
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        tcg = self.argv(vm, ctx, Accel.TCG)
+        tcg = self.command(vm, ctx, Accel.TCG)
         console = (SERIAL_STDIO, SERIAL_SOCKET) if vm.qemu.serial_console else None
-        fallbacks: tuple[Fallback, ...] = ()
-        if vm.user is not None:
-            user = opts(None, {"user": vm.user})
-            fallbacks = (Fallback(
-                why="QEMU before 9.1 has no -run-with; it drops privileges with -runas",
-                probe=(binary(vm), "-run-with", user, "-version"),
-                new=("-run-with", user), old=("-runas", vm.user)),)
-        for i, iface in enumerate(vm.interfaces):
-            if iface.type is InterfaceType.BRIDGE:
-                netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
-                fallbacks += (Fallback(
-                    why=f"{BRIDGE_HELPER} is NixOS's; elsewhere QEMU finds its own helper",
-                    probe=("sh", "-c", 'test -x "$1"', "sh", BRIDGE_HELPER),
-                    new=(_bridge_netdev(iface, netdev, BRIDGE_HELPER),),
-                    old=(_bridge_netdev(iface, netdev, None),)),)
+        fallbacks = _fallbacks(vm)
         if vm.cpu is not None:
             return Launch(variants={Accel.TCG: tcg}, console_socket=console,
                           fallbacks=fallbacks)
         hw = hardware_accel(vm)
-        return Launch(variants={hw: self.argv(vm, ctx, hw), Accel.TCG: tcg}, probe=hw,
+        return Launch(variants={hw: self.command(vm, ctx, hw), Accel.TCG: tcg}, probe=hw,
                       kvm_modules=KVM_MODULES.get(vm.arch, ()) if hw is Accel.KVM else (),
                       console_socket=console, fallbacks=fallbacks)
 

@@ -16,22 +16,17 @@ from .base import (
     Backend,
     Control,
     ControlKind,
+    Encoder,
     Launch,
     RunContext,
-    console,
+    created_sockets,
+    disks,
+    kernel_cmdline,
     macvtap_fds,
     notify_kernel_params,
-    store_disk_serial,
-    unencodable,
 )
 
-REBOOT_PARAMS = ("reboot=t", "panic=-1")
 HUGETLBFS = "/dev/hugepages"
-MEM_MIN_MIB = 128
-MEM_MAX_MIB = 512 << 10
-# user-creatable devices on the microvm machine (config_guidebook.md section 2)
-MAX_DEVICES = {"x86_64": 11, "aarch64": 160}
-_UNSAFE = ",="
 # The serial console's chardev: stdio puts stdin into raw mode and fails without a terminal,
 # so under a service manager (MICROVM_CONSOLE=socket) the runner swaps in a socket console
 # (config_guidebook.md section 2.12: `-chardev socket,id=ID,path=PATH,server,nowait`).
@@ -40,69 +35,74 @@ CONSOLE_SOCKET = "socket,id=console0,path=console.sock,server,nowait"
 CONSOLE_SOCKET_PATH = "console.sock"
 
 
-def cmdline(vm: MicroVM) -> str:
-    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *notify_kernel_params(vm),
-                     *vm.kernel_params])
-
-
-def opts(head: str, kv: dict[str, str | int | None]) -> str:
-    return ",".join([head, *(f"{k}={v}" for k, v in kv.items() if v is not None)])
-
-
 def _onoff(b: bool) -> str:
     return "on" if b else "off"
 
 
 class Stratovirt(Backend):
     hypervisor = Hypervisor.STRATOVIRT
+    syntax_limited = True
 
-    def _devices(self, vm: MicroVM) -> list[list[str]]:
+    def encoder(self) -> Encoder:
+        # values are split at ',' and '=' with no escape (str_slip_to_clap)
+        return Encoder(self.hypervisor, escape=str, unsafe=",=")
+
+    def _devices(self, vm: MicroVM, enc: Encoder) -> list[list[str]]:
         """Each -device with the options it needs, in order (counted against the limit)."""
+        kv = enc.kv
         devs: list[list[str]] = [[
-            "-object", opts("rng-random", {"id": "rng0", "filename": "/dev/random"}),
-            "-device", opts("virtio-rng-device", {"rng": "rng0", "id": "rng_dev"})]]
-        disks: list[tuple[str, str, bool, bool, str | None]] = []
-        if vm.store_disk_path is not None:
-            # the guest mounts it by this serial
-            disks.append(("store", vm.store_disk_path, True, False, store_disk_serial(vm)))
-        for i, v in enumerate(vm.volumes):
-            disks.append((f"vol{i}", v.image, v.read_only, v.direct, v.serial))
-        for drive, path, ro, direct, serial in disks:
-            # direct defaults to on in StratoVirt: always say which
+            "-object", kv("rng-random", {"id": "rng0", "filename": "/dev/random"}),
+            "-device", kv("virtio-rng-device", {"rng": "rng0", "id": "rng_dev"})]]
+        for d in disks(vm):
+            # direct defaults to on in StratoVirt: always say which; the guest mounts the
+            # store disk by its serial
+            image = enc.given(d.option("image"), d.path)
+            serial = None if d.serial is None else enc.given(d.option("serial"), d.serial)
             devs.append([
-                "-drive", opts(f"id={drive}", {"file": path, "readonly": _onoff(ro),
-                                               "direct": _onoff(direct)}),
-                "-device", opts("virtio-blk-device", {"drive": drive, "id": f"blk_{drive}",
-                                                      "serial": serial})])
-        for i, s in enumerate(vm.shares_of(ShareProto.VIRTIOFS)):
+                "-drive", kv(f"id={d.id}", {"file": image, "readonly": _onoff(d.read_only),
+                                            "direct": _onoff(d.direct)}),
+                "-device", kv("virtio-blk-device", {"drive": d.id, "id": f"blk_{d.id}",
+                                                    "serial": serial})])
+        virtiofs = [(i, s) for i, s in enumerate(vm.shares) if s.proto is ShareProto.VIRTIOFS]
+        for n, (i, s) in enumerate(virtiofs):
+            assert s.socket is not None
+            p = f"microvm.shares[{i}]"
             devs.append([
-                "-chardev", opts("socket", {"id": f"fs{i}", "path": s.socket}),
-                "-device", opts("vhost-user-fs-device", {"id": f"fs_dev{i}",
-                                                         "chardev": f"fs{i}", "tag": s.tag})])
+                "-chardev", kv("socket", {"id": f"fs{n}",
+                                          "path": enc.given(f"{p}.socket", s.socket)}),
+                "-device", kv("vhost-user-fs-device", {
+                    "id": f"fs_dev{n}", "chardev": f"fs{n}",
+                    "tag": enc.given(f"{p}.tag", s.tag)})])
+        devs += self._net(vm, enc)
+        if vm.vsock_cid is not None:
+            devs.append(["-device", kv("vhost-vsock-device", {"id": "vsock0",
+                                                              "guest-cid": vm.vsock_cid})])
+        if vm.balloon:
+            devs.append(["-device", kv("virtio-balloon-device", {
+                "deflate-on-oom": str(vm.deflate_on_oom).lower(),
+                "free-page-reporting": "true"})])
+        return devs
+
+    def _net(self, vm: MicroVM, enc: Encoder) -> list[list[str]]:
         fds = macvtap_fds(vm)
+        devs = []
         for i, iface in enumerate(vm.interfaces):
             netdev: dict[str, str | int | None] = {"id": f"net{i}"}
             if iface.type is InterfaceType.MACVTAP:
                 netdev["fd"] = fds[iface.id][0]
             else:
-                netdev["ifname"] = iface.id
+                netdev["ifname"] = enc.given(f"microvm.interfaces[{i}].id", iface.id)
             netdev["vhost"] = "on" if iface.vhost else None
             devs.append([
-                "-netdev", opts("tap", netdev),
-                "-device", opts("virtio-net-device", {"id": f"net_dev{i}", "netdev": f"net{i}",
-                                                      "mac": iface.mac})])
-        if vm.vsock_cid is not None:
-            devs.append(["-device", opts("vhost-vsock-device", {"id": "vsock0",
-                                                                "guest-cid": vm.vsock_cid})])
-        if vm.balloon:
-            devs.append(["-device", opts("virtio-balloon-device", {
-                "deflate-on-oom": str(vm.deflate_on_oom).lower(),
-                "free-page-reporting": "true"})])
+                "-netdev", enc.kv("tap", netdev),
+                "-device", enc.kv("virtio-net-device", {"id": f"net_dev{i}",
+                                                        "netdev": f"net{i}", "mac": iface.mac})])
         return devs
 
-    def argv(self, vm: MicroVM) -> list[str]:
-        machine = opts("microvm", {"mem-share": "on" if vm.shares_of(ShareProto.VIRTIOFS)
-                                   else None})
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
+        del ctx, accel  # StratoVirt reads no generated files; KVM only
+        machine = enc.kv("microvm", {"mem-share": "on" if vm.shares_of(ShareProto.VIRTIOFS)
+                                     else None})
         argv = ["stratovirt",
                 "-name", vm.host_name,
                 "-machine", machine,
@@ -113,45 +113,28 @@ class Stratovirt(Backend):
         argv += ["-kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["-initrd", vm.initrd]
-        argv += ["-append", cmdline(vm),
+        argv += ["-append", kernel_cmdline(vm, *notify_kernel_params(vm)),
                  "-chardev", CONSOLE_STDIO,
                  "-serial", "chardev:console0"]
         if vm.socket is not None:
-            argv += ["-qmp", f"unix:{vm.socket},server,nowait"]
-        for dev in self._devices(vm):
+            argv += ["-qmp", f"unix:{enc.given('microvm.socket', vm.socket)},server,nowait"]
+        for dev in self._devices(vm, enc):
             argv += dev
         return argv + list(vm.hypervisor_extra_args)
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        del ctx  # StratoVirt reads no generated files
-        sockets = [] if vm.socket is None else [vm.socket]
-        return Launch(variants={Accel.KVM: self.argv(vm)},
-                      sockets=[*sockets, CONSOLE_SOCKET_PATH],
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)},
+                      sockets=[*created_sockets(vm), CONSOLE_SOCKET_PATH],
                       console_socket=(CONSOLE_STDIO, CONSOLE_SOCKET))
 
-    def problems(self, vm: MicroVM) -> list[Problem]:
-        hv = self.hypervisor
-        out: list[Problem] = []
-        if not MEM_MIN_MIB <= vm.mem <= MEM_MAX_MIB:
-            out.append(Problem("microvm.mem", f"stratovirt takes {MEM_MIN_MIB} MiB to " +
-                               f"{MEM_MAX_MIB} MiB of memory, got {vm.mem}"))
-        limit = MAX_DEVICES.get(vm.arch)
-        n = len(self._devices(vm))
+    def rules(self, vm: MicroVM) -> list[Problem]:
+        limit = self.caps.limits.max_devices.get(vm.arch)
+        n = len(self._devices(vm, self.encoder()))
         if limit is not None and n > limit:
-            out.append(Problem("microvm", f"stratovirt's microvm machine has at most {limit} " +
-                               f"devices on {vm.arch}, this VM needs {n} (entropy, disks, " +
-                               "shares, interfaces, vsock, balloon)"))
-        values: list[tuple[str, str | None]] = [("microvm.socket", vm.socket),
-                                                ("microvm.storeDisk", vm.store_disk_path)]
-        values += [(f"microvm.volumes[{i}].image", v.image) for i, v in enumerate(vm.volumes)]
-        values += [(f"microvm.volumes[{i}].serial", v.serial) for i, v in enumerate(vm.volumes)]
-        values += [(f"microvm.shares[{i}].socket", s.socket) for i, s in enumerate(vm.shares)]
-        values += [(f"microvm.shares[{i}].tag", s.tag) for i, s in enumerate(vm.shares)]
-        values += [(f"microvm.interfaces[{i}].id", x.id) for i, x in enumerate(vm.interfaces)]
-        for path, v in values:
-            if v is not None:
-                out += unencodable(path, v, _UNSAFE, hv)
-        return out
+            return [Problem("microvm", f"stratovirt's microvm machine has at most {limit} " +
+                            f"devices on {vm.arch}, this VM needs {n} (entropy, disks, " +
+                            "shares, interfaces, vsock, balloon)")]
+        return []
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         # system_powerdown only moves a microvm machine to "shut down" on the host side

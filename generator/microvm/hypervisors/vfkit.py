@@ -11,20 +11,19 @@ from __future__ import annotations
 
 from ..capabilities import Hypervisor
 from ..config import MicroVM, ShareProto
-from ..errors import Problem
 from .base import (
     Accel,
     Backend,
     Control,
     ControlKind,
+    Encoder,
     Launch,
     RunContext,
-    console,
-    store_disk_serial,
-    unencodable,
+    created_sockets,
+    disks,
+    kernel_cmdline,
 )
 
-REBOOT_PARAMS = ("reboot=t", "panic=-1")
 # vfkit parses --restful-uri with Go's url.ParseRequestURI and serves on its decoded Path: in
 # the socket's path '%' must be escaped, '?' would start a query, '#' is escaped to be safe
 _URI_ESCAPES = (("%", "%25"), ("?", "%3F"), ("#", "%23"))
@@ -42,10 +41,6 @@ def unix_uri(path: str) -> str:
     return f"unix://{path}"
 
 
-def cmdline(vm: MicroVM) -> str:
-    return " ".join([f"console={console(vm)}", *REBOOT_PARAMS, *vm.kernel_params])
-
-
 def _item(key: str, value: str) -> str:
     """A --bootloader item: the whole item is double-quoted when the value holds ','."""
     return f'"{key}={value}"' if "," in value else f"{key}={value}"
@@ -58,32 +53,40 @@ DEVICE_UNSAFE = ","
 
 class Vfkit(Backend):
     hypervisor = Hypervisor.VFKIT
+    syntax_limited = True
 
-    def argv(self, vm: MicroVM) -> list[str]:
-        boot = ["linux", _item("kernel", vm.kernel)]
+    def encoder(self) -> Encoder:
+        return Encoder(self.hypervisor, unsafe=DEVICE_UNSAFE, where="--device values")
+
+    def _bootloader(self, vm: MicroVM, enc: Encoder) -> str:
+        def path(option: str, value: str) -> str:
+            return enc.given(option, value, unsafe=BOOT_UNSAFE, where="--bootloader paths")
+
+        boot = ["linux", _item("kernel", path("microvm.kernel", vm.kernel))]
         if vm.initrd is not None:
-            boot.append(_item("initrd", vm.initrd))
-        boot.append(f'cmdline="{cmdline(vm)}"')
-        argv = ["vfkit", "--cpus", str(vm.vcpu), "--memory", str(vm.mem)]
-        if vm.vfkit_log_level is not None:
-            argv += ["--log-level", vm.vfkit_log_level]
-        argv += ["--bootloader", ",".join(boot),
-                 "--device", "virtio-rng",
-                 "--device", "virtio-serial,stdio"]
-        if vm.store_disk_path is not None:
-            # the guest mounts it by this identifier (its serial)
-            argv += ["--device", f"virtio-blk,path={vm.store_disk_path},readonly," +
-                     f"deviceId={store_disk_serial(vm)}"]
-        for v in vm.volumes:
-            dev = f"virtio-blk,path={v.image}"
-            if v.read_only:
+            boot.append(_item("initrd", path("microvm.initrdPath", vm.initrd)))
+        for i, word in enumerate(vm.kernel_params):
+            enc.given(f"microvm.kernelParams[{i}]", word, unsafe=BOOT_UNSAFE,
+                      where="the kernel command line")
+        boot.append(f'cmdline="{kernel_cmdline(vm)}"')
+        return ",".join(boot)
+
+    def _devices(self, vm: MicroVM, enc: Encoder) -> list[str]:
+        argv = ["--device", "virtio-rng",
+                "--device", "virtio-serial,stdio"]
+        for d in disks(vm):
+            dev = f"virtio-blk,path={enc.given(d.option('image'), d.path)}"
+            if d.read_only:
                 dev += ",readonly"
-            if v.serial is not None:
-                # the block device identifier is what the guest sees as the serial
-                dev += f",deviceId={v.serial}"
+            if d.serial is not None:
+                # the block device identifier is what the guest sees as the serial (the
+                # guest mounts the store disk by it)
+                dev += f",deviceId={enc.given(d.option('serial'), d.serial)}"
             argv += ["--device", dev]
-        for s in vm.shares_of(ShareProto.VIRTIOFS):
-            argv += ["--device", f"virtio-fs,sharedDir={s.source},mountTag={s.tag}"]
+        for i, s in enumerate(vm.shares):
+            if s.proto is ShareProto.VIRTIOFS:
+                source = enc.given(f"microvm.shares[{i}].source", s.source)
+                argv += ["--device", f"virtio-fs,sharedDir={source},mountTag={s.tag}"]
         for iface in vm.interfaces:
             argv += ["--device", f"virtio-net,nat,mac={iface.mac}"]
         if vm.graphics:
@@ -92,7 +95,15 @@ class Vfkit(Backend):
                      "--device", "virtio-input,pointing"]
             if vm.graphics_backend != "headless":
                 argv.append("--gui")
-        argv += list(vm.hypervisor_extra_args)
+        return argv
+
+    def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
+        del ctx, accel  # vfkit reads no generated files; Virtualization.framework only
+        argv = ["vfkit", "--cpus", str(vm.vcpu), "--memory", str(vm.mem)]
+        if vm.vfkit_log_level is not None:
+            argv += ["--log-level", vm.vfkit_log_level]
+        argv += ["--bootloader", self._bootloader(vm, enc), *self._devices(vm, enc),
+                 *vm.hypervisor_extra_args]
         if vm.socket is None:
             return argv
         if vm.socket.startswith("/"):
@@ -100,27 +111,7 @@ class Vfkit(Backend):
         return ["bash", "-c", _ABSOLUTE_SOCKET, "vfkit", vm.socket, *argv]
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        del ctx  # vfkit reads no generated files
-        sockets = [] if vm.socket is None else [vm.socket]
-        return Launch(variants={Accel.KVM: self.argv(vm)}, sockets=sockets)
-
-    def problems(self, vm: MicroVM) -> list[Problem]:
-        hv = self.hypervisor
-        out: list[Problem] = []
-        for path, v in (("microvm.kernel", vm.kernel), ("microvm.initrdPath", vm.initrd)):
-            if v is not None:
-                out += unencodable(path, v, BOOT_UNSAFE, hv, "--bootloader paths")
-        for i, word in enumerate(vm.kernel_params):
-            out += unencodable(f"microvm.kernelParams[{i}]", word, BOOT_UNSAFE, hv,
-                               "the kernel command line")
-        values: list[tuple[str, str | None]] = [("microvm.storeDisk", vm.store_disk_path)]
-        values += [(f"microvm.volumes[{i}].image", v.image) for i, v in enumerate(vm.volumes)]
-        values += [(f"microvm.volumes[{i}].serial", v.serial) for i, v in enumerate(vm.volumes)]
-        values += [(f"microvm.shares[{i}].source", s.source) for i, s in enumerate(vm.shares)]
-        for path, v in values:
-            if v is not None:
-                out += unencodable(path, v, DEVICE_UNSAFE, hv, "--device values")
-        return out
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm))
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:

@@ -6,6 +6,7 @@
 
 let
   inherit (lib) mkOption types;
+  hostDefaults = import ../../lib/host-defaults.nix;
   cfg = config.microvm;
   name = config.networking.hostName;
   runner = cfg.declaredRunner;
@@ -68,7 +69,7 @@ in
       [ "$#" -eq 0 ] || usage
       nix copy --to "ssh-ng://$target" ${runner}
       remote ${lib.escapeShellArg ''
-        if [ -e "''${MICROVM_STATE_DIR:-/var/lib/microvms}/$1/current" ]; then
+        if [ -e "''${MICROVM_STATE_DIR:-${hostDefaults.stateDir}}/$1/current" ]; then
           microvm update "$1" --runner "$2"
         else
           microvm create "$1" --runner "$2"

@@ -105,11 +105,8 @@ let
         if side == "project" then projectDocument system
         else if counterpart == null then { "@no-counterpart" = true; }
         else along (projectDocument counterpart) config.microvm;
-      refusals =
-        if side == "project"
-        then failedAssertions config
-          ++ map (p: "${p.path}: ${p.message}") (mlib.problems { doc = mlib.document { inherit (system) config pkgs; }; })
-        else failedAssertions config;
+      # (this project's runner adds the generator's problems, which the test asks it for)
+      refusals = failedAssertions config;
     in
     {
       values = attempt values;
@@ -152,13 +149,23 @@ let
         }));
     };
 
+  # the evaluated guest of a VM the project's host declares (as nix/modules/host.nix finds it)
+  declaredGuest = config: name:
+    let vm = config.microvm.vms.${name}; in
+    (if vm.flake != null then vm.flake.nixosConfigurations.${name}
+     else if vm.evaluatedConfig != null then vm.evaluatedConfig else vm.config).config;
+
   # the project: what its host module hands the unit generator (nix/lib/units.nix); the test
   # renders the units with the generator and reads them
   projectHost = config: {
     units =
       let args = (lib.head (lib.filter (p: p ? unitArgs) config.systemd.packages)).unitArgs; in
-      # a VM whose runner fails to evaluate is reported alone
-      args // { declared = map (vm: vm // { runner = attempt vm.runner; }) args.declared; };
+      # a VM whose runner fails to evaluate, or whose document the generator refuses (the
+      # runner's check fails to build), is reported alone
+      args // { declared = map (vm: vm // {
+        runner = attempt vm.runner;
+        document = attempt (builtins.toJSON (declaredGuest config vm.name).microvm.declaredRunner.document);
+      }) args.declared; };
     autostart = config.microvm.autostart;
     tmpfiles = builtins.attrNames (config.systemd.tmpfiles.settings."10-microvm" or { });
   };

@@ -1,24 +1,25 @@
-"""Documentation rendered from the capability table (the one source of what is supported).
-
-`python -m microvm.docs --write docs/hypervisors.md` rewrites the generated blocks of that page
-(between the BEGIN/END markers); `--check` exits 1 when they are stale; with no option the
-feature table is printed.
+"""docs/hypervisors.md's generated blocks (between the BEGIN/END markers), rendered from the
+capability table (generator/microvm/capabilities.py, the one source of what is supported).
+A development tool, not part of the installed package: scripts/regen rewrites the page
+(tools/regen.py), tests/test_regen.py fails when it is stale.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .capabilities import CAPABILITIES, Capabilities, Feature, Hypervisor
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "generator") not in sys.path:
+    sys.path.insert(0, str(REPO / "generator"))
+
+from microvm.capabilities import CAPABILITIES, Capabilities, Feature, Hypervisor  # noqa: E402
 
 TABLE_BEGIN = "<!-- BEGIN FEATURE TABLE -->"
 TABLE_END = "<!-- END FEATURE TABLE -->"
 NOTES_BEGIN = "<!-- BEGIN HYPERVISOR NOTES -->"
 NOTES_END = "<!-- END HYPERVISOR NOTES -->"
-REGENERATE = "python -m microvm.docs --write docs/hypervisors.md"
 
 YES = "yes"
 NO = "—"
@@ -90,31 +91,3 @@ def render_page(text: str) -> str:
     """`text` with its generated blocks replaced by the current ones."""
     text = _replace(text, TABLE_BEGIN, TABLE_END, feature_table())
     return _replace(text, NOTES_BEGIN, NOTES_END, hypervisor_notes())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m microvm.docs", description=__doc__)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", type=Path, metavar="PAGE",
-                       help="rewrite the generated blocks of PAGE")
-    group.add_argument("--check", type=Path, metavar="PAGE",
-                       help="exit 1 when the generated blocks of PAGE are stale")
-    args = parser.parse_args(argv)
-    if args.write is None and args.check is None:
-        sys.stdout.write(feature_table())
-        return 0
-    page: Path = args.write or args.check
-    text = page.read_text("utf-8")
-    new = render_page(text)
-    if args.check is not None:
-        if new != text:
-            print(f"{page} is stale; regenerate it with: {REGENERATE}", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        page.write_text(new, "utf-8")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
