@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
-import regen  # noqa: E402
+import regen
 
 
 @pytest.mark.parametrize("generated", regen.FILES, ids=[g.path for g in regen.FILES])

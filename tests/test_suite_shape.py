@@ -53,6 +53,14 @@ def test_helpers_live_in_the_support_package() -> None:
     assert (TESTS / "support" / "__init__.py").is_file()
 
 
+def test_the_checkout_root_is_declared_once() -> None:
+    """support.REPO; the modules still to be rewritten (IMPORTS_TEST_MODULES, SHIMS) excepted."""
+    pending = IMPORTS_TEST_MODULES | set(SHIMS.values())
+    own = [p.name for p in sorted(TESTS.glob("test_*.py")) if p.name not in pending
+           and re.search(r"^REPO = ", p.read_text("utf-8"), re.M)]
+    assert not own, f"import REPO from support instead: {own}"
+
+
 def test_test_modules_are_named_for_what_they_test() -> None:
     assert not [p.name for p in TESTS.glob("test_*.py") if re.search(r"issue_?\d", p.name)]
 
