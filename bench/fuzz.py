@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Fuzz the generator with many VM documents (tests/fuzzdocs.py's strategies and property):
-valid and corrupted documents of every hypervisor, as data and as JSON text.
+"""Fuzz the generator with many VM documents (tests/support/fuzzdocs.py's strategies and
+property): valid and corrupted documents of every hypervisor, as data and as JSON text.
 
 Run: .venv/bin/python bench/fuzz.py [--examples 100000] [--seed N]. Prints how many examples
 validated (and generated a complete tree), how many were refused and where, and every failure
@@ -24,8 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "generator"))
 
-from fuzzdocs import Tally, check, corrupted_documents, document_texts, documents  # noqa: E402
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+from support.fuzzdocs import (  # noqa: E402
+    Tally,
+    check,
+    corrupted_documents,
+    document_texts,
+    documents,
+)
 
 KINDS = {"document": documents(), "corrupted": corrupted_documents(), "text": document_texts()}
 

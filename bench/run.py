@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/run.py [--quick] [--no-boot] [--report PATH]; it rew
 bench/REPORT.md and the PNG plots beside it (matplotlib, `pip install .[bench]`; without it the
 report says the plots were skipped). Nothing here is asserted: tests/test_bench.py only runs the
 code once with tiny iterations so that it cannot rot. Boots take the machine-wide boot lock of
-tests/vmtest.py, one at a time.
+tests/support/vmtest.py, one at a time.
 
 Sections (issue 13): 1 runner overhead, 2 shutdown latency, 3 boot under TCG, 4 generation
 cost (of the wheel built from the checkout, installed in a fresh venv), 6 store images and
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import vmtest  # noqa: E402
+from support import vmtest  # noqa: E402
 
 PY = sys.executable
 QEMU = "qemu-system-x86_64"
@@ -479,8 +479,8 @@ def bench_shutdown(res: Results, work: Path, rounds: int) -> None:
 @dataclass(frozen=True)
 class Package:
     """The microvm package as a user installs it: the wheel built from the checkout and
-    installed into a fresh venv (tests/wheelinstall.py). Start-up is measured on it, not on the
-    checkout: its build compiled the templates (a checkout compiles them in memory at every
+    installed into a fresh venv (tests/support/wheelinstall.py). Start-up is measured on it, not
+    on the checkout: its build compiled the templates (a checkout compiles them in memory at every
     start) and pip byte-compiled it."""
 
     python: str
@@ -488,7 +488,7 @@ class Package:
 
 
 def installed_package(work: Path) -> Package:
-    import wheelinstall
+    from support import wheelinstall
 
     venv, _ = wheelinstall.install(work / "wheel")
     return Package(python=str(venv / "bin" / "python"), cli=[str(venv / "bin" / "microvm")])

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Start storms (microvm.nix #317, #231): N VMs started together by microvms.target, as at boot,
-on a Debian 12 host with systemd as PID 1 in a container (tests/hostsys.py), QEMU TCG guests.
+on a Debian 12 host with systemd as PID 1 in a container (tests/support/hostsys.py), QEMU TCG
+guests.
 
 Run: .venv/bin/python bench/storm.py [--rounds R] [--counts 1,4,8] [--report bench/STORM.md]
 (as root). For each N it measures the time from `systemctl start microvms.target` until every
@@ -29,8 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "examples"))
 
-import hostsys  # noqa: E402
-import vmtest  # noqa: E402
+from support import hostsys, vmtest  # noqa: E402
 
 # the ready line of tests/test_systemd_host.py's guest too (its tag: the VM's name here)
 GUEST = 'power_button\necho "GUEST-READY tag=$(param e2e.tag)"\nwhile :; do sleep 1; done\n'

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-import machine
 import pytest
-import vmtest
+from support import machine, vmtest
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def guest_kernel() -> vmtest.testguest.Kernel:
 
 
 @pytest.fixture
-def make_initrd(guest_kernel: vmtest.testguest.Kernel, tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_initrd(guest_kernel: vmtest.testguest.Kernel, tmp_path: Path) -> Callable[..., Path]:
     def build(script: str, name: str = "initrd.gz") -> Path:
         return vmtest.testguest.build_initramfs(guest_kernel, tmp_path / name, script)
 
@@ -37,7 +37,7 @@ def root_only() -> None:
         pytest.skip("needs root (network namespaces, tap devices)")
 
 
-# -- under CI=true, only what this kind of machine cannot give may skip (tests/machine.py) ---
+# -- under CI=true, only what this machine cannot give may skip (tests/support/machine.py) ---
 
 def _skip_reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
@@ -47,15 +47,16 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if (machine.ci() and report.skipped and not hasattr(report, "wasxfail")
             and not machine.allowed(reason := _skip_reason(report))):
         report.outcome = "failed"
         report.longrepr = (f"CI=true: this test skipped ({reason}), but only what " +
-                           "tests/machine.py lists may be missing on a CI machine; install " +
-                           "what it needs in scripts/setup instead")
+                           "tests/support/machine.py lists may be missing on a CI machine; " +
+                           "install what it needs in scripts/setup instead")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from microvm import process
 from microvm.errors import ProcessError, UsageError
 from microvm.host import access, commands, doctor
 from microvm.host.access import Need, Request
 from microvm.host.service import Service
 from microvm.host.state import VMDir
-from test_host import cli, make_runner
+from support.host_cli import cli, make_runner
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None,
@@ -216,7 +217,7 @@ def test_a_probe_that_cannot_run_is_a_warning(world: Path, user: Someone,
     def fail(*_args: object, **_kwargs: object) -> None:
         raise ProcessError("python3: cannot execute: Permission denied", 126)
 
-    monkeypatch.setattr(access.process, "run", fail)
+    monkeypatch.setattr(process, "run", fail)
     private = world / "private"
     private.mkdir(mode=0o700)
     runner = make_runner(private, "vm")

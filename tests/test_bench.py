@@ -10,8 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
 
 
 def load_bench() -> ModuleType:

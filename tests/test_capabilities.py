@@ -15,8 +15,8 @@ from microvm.capabilities import CAPABILITIES, Feature, Hypervisor, supporting
 from microvm.document import from_document
 from microvm.hypervisors import RunContext, backend
 from microvm.runner import build
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "hypervisors.md"
 sys.path.insert(0, str(REPO / "tools"))
 

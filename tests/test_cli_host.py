@@ -18,7 +18,7 @@ import pytest
 from microvm.cli import _short_flags
 from microvm.errors import UsageError
 from microvm.host.service import all_units
-from test_host import calls, cli, fake_systemctl, make_runner, write_exe
+from support.host_cli import calls, cli, fake_systemctl, make_runner, write_exe
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -16,34 +16,7 @@ from microvm.config import MicroVM
 from microvm.document import from_document
 from microvm.errors import ValidationError
 from microvm.options import option_path, schema
-
-FULL: dict[str, Any] = {
-    "hostName": "full",
-    "toplevel": "/nix/store/abc-nixos-system",
-    "runtimePath": ["/nix/store/q/bin"],
-    "microvm": {
-        "kernel": "/k/bzImage", "initrdPath": "/k/initrd", "vcpu": 2, "mem": 1024,
-        "balloon": True, "hotplugMem": 512, "hotpluggedMem": 256,
-        "kernelParams": ["init=/init", "quiet"], "storeDisk": "/k/store.erofs",
-        "volumes": [{"image": "var.img", "size": 256, "mountPoint": "/var", "serial": "var",
-                     "label": "var", "mkfsExtraArgs": ["-E", "lazy_itable_init=1"]}],
-        "shares": [{"tag": "ro-store", "source": "/nix/store", "mountPoint": "/nix/.ro-store",
-                    "proto": "virtiofs"},
-                   {"tag": "home", "source": "/home/u", "mountPoint": "/home",
-                    "securityModel": "mapped"}],
-        "interfaces": [{"type": "user", "id": "u1", "mac": "02:00:00:00:00:01"},
-                       {"type": "tap", "id": "vm-full", "mac": "02:00:00:00:00:02",
-                        "tap": {"vhost": True}},
-                       {"type": "macvtap", "id": "mvt-full", "mac": "02:00:00:00:00:03",
-                        "macvtap": {"link": "eth0", "mode": "bridge"}}],
-        "forwardPorts": [{"host": {"port": 2222}, "guest": {"port": 22}}],
-        "devices": [{"bus": "pci", "path": "0000:01:00.0"},
-                    {"bus": "usb", "path": "vendorid=0x1234,productid=0x5678"}],
-        "vsock": {"cid": 42}, "credentialFiles": {"token": "/run/secrets/token"},
-        "machineId": "a67472e5-570e-5c8a-b18c-ae3c77701050",
-        "qemu": {"extraArgs": ["-no-hpet"]},
-    },
-}
+from support.documents import FULL
 
 
 def test_schema_is_valid_and_documented() -> None:

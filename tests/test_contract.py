@@ -29,7 +29,7 @@ from microvm.host.state import Runner
 from microvm.hypervisors import backend
 from microvm.hypervisors.base import HYBRID_VSOCK_SOCKET, NOTIFY_VSOCK_PORT_BASE, RunContext
 from microvm.runner import build, write
-from test_nix import nix_json, nix_problem
+from support.nixeval import nix_json, nix_problem
 
 RUNNER_DIR = "/nix/store/00000000000000000000000000000000-microvm-runner"
 ROWS = [(hv, system) for hv in Hypervisor
@@ -44,7 +44,8 @@ def guests() -> dict[str, Any]:
         pytest.skip(why)
     attrs = " ".join(f'"{hv}/{system}" = import ./contract.nix {{ hypervisor = "{hv}"; ' +
                      f'system = "{system}"; inherit python repo; }};' for hv, system in ROWS)
-    return nix_json(f"{{ {attrs} }}")
+    guests: dict[str, Any] = nix_json(f"{{ {attrs} }}")
+    return guests
 
 
 def _kv(option: str) -> dict[str, str]:
@@ -92,7 +93,7 @@ def _launch(vm: MicroVM) -> tuple[list[str], dict[str, str], str]:
 def _cmdline(vm: MicroVM, argv: list[str], files: dict[str, str]) -> list[str]:
     """The kernel command line the backend passes (the string holding the guest's init=)."""
     init = vm.kernel_params[0]
-    texts = [*argv, *(json.loads(f)["boot-source"]["boot_args"]
+    texts: list[str] = [*argv, *(json.loads(f)["boot-source"]["boot_args"]
                       for n, f in files.items() if n == "firecracker.json")]
     found = [t for t in texts if init in t]
     assert len(found) == 1, f"no single kernel command line holding {init!r}: {found}"

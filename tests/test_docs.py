@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 NIXDIR = REPO / "tests" / "nix"
 # the pages scripts/regen makes (tools/regen.py; tests/test_regen.py checks they are current)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import vmtest
-from vmtest import VM, document, generate
+from support import vmtest
+from support.vmtest import VM, document, generate
 
 pytestmark = pytest.mark.boot
 

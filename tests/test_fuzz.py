@@ -1,7 +1,7 @@
 """Fuzzing: generated VM documents of every hypervisor, valid and corrupted (hostile numbers,
 control characters, NUL, lone surrogates, hostile keys), as data and as JSON text. Each one
 validates and generates a complete runner tree, or is refused with located `error:` lines;
-never a traceback, never a partial tree (the property is tests/fuzzdocs.py's `check`).
+never a traceback, never a partial tree (the property is tests/support/fuzzdocs.py's `check`).
 bench/fuzz.py runs the same with 100,000 examples."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fuzzdocs import check, corrupted_documents, document_texts, documents
 from hypothesis import HealthCheck, given, settings
+from support.fuzzdocs import check, corrupted_documents, document_texts, documents
 
 FUZZ = settings(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from microvm.capabilities import Hypervisor
 from microvm.hypervisors import RunContext, backend
-from test_backends import CASES, load
+from support.backend_cases import CASES, load
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,6 @@
 """The state directory and the host commands, without booting: atomic switches (with the process
 killed between every two steps), locks, create/update/list/remove on generated runners, fake
-`nix` and `systemctl` programs that record their argv.
-
-Helpers here are shared by test_host_boot.py, test_host_prefetch.py and test_cli_host.py.
+`nix` and `systemctl` programs that record their argv (tests/support/host_cli.py).
 """
 
 from __future__ import annotations
@@ -13,85 +11,18 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import faults
 import pytest
-import vmtest
+from microvm.errors import UsageError
 from microvm.host import state
 from microvm.host.commands import runner_diff
 from microvm.host.pin import Pin
 from microvm.host.service import all_units
 from microvm.host.state import Flake, MetaRecord, Runner, RunnerPath, VMDir
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-def make_runner(work: Path, host_name: str = "vm", *, kernel: Path | None = None,
-                initrd: Path | None = None, name: str = "runner",
-                **microvm: Any) -> Path:
-    """A real runner tree from `microvm generate` (kernel paths need not exist to generate)."""
-    doc = vmtest.document(host_name, kernel or Path("/nonexistent/vmlinux"),
-                          initrd or Path("/nonexistent/initrd"), **microvm)
-    return vmtest.generate(doc, work / f"{name}-src", name=name)
-
-
-def cli(*args: str, env: Mapping[str, str] | None = None, state_dir: Path | None = None,
-        check: bool | None = None, input: str | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run `python -m microvm.cli ARGS` (no systemd unless env says so)."""
-    full = {**os.environ, "MICROVM_SERVICE_MANAGER": "none", **(env or {})}
-    if state_dir is not None:
-        full["MICROVM_STATE_DIR"] = str(state_dir)
-    # a fault asked for (faults.py's variables): through the tests' own entry point
-    entry = [str(faults.SCRIPT)] if faults.wanted(full) else ["-m", "microvm.cli"]
-    p = subprocess.run([sys.executable, *entry, *args], env=full, text=True,
-                       capture_output=True, input=input, timeout=timeout)
-    if check:
-        assert p.returncode == 0, f"microvm {' '.join(args)}: {p.returncode}\n{p.stderr}"
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
-
-
-def write_exe(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip(), "utf-8")
-    path.chmod(0o755)
-    return path
-
-
-def fake_systemctl(bin_dir: Path, log: Path, active: Path) -> None:
-    """`systemctl` that logs its argv (one JSON list a line); `is-active --quiet UNIT` succeeds
-    when `active` lists UNIT; start/restart/stop add/remove it."""
-    write_exe(bin_dir / "systemctl", f"""
-        #!{sys.executable}
-        import json, sys
-        from pathlib import Path
-        log, active = Path({str(log)!r}), Path({str(active)!r})
-        with log.open("a") as f:
-            f.write(json.dumps(sys.argv[1:]) + "\\n")
-        units = set(active.read_text().split()) if active.exists() else set()
-        verb, unit = sys.argv[1], sys.argv[-1]
-        if verb == "is-active":
-            sys.exit(0 if unit in units else 3)
-        if verb in ("start", "restart"):
-            units.add(unit)
-        if verb == "stop":
-            units.discard(unit)
-        active.write_text("\\n".join(sorted(units)))
-        """)
-
-
-def calls(log: Path) -> list[list[str]]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines()]
-
+from support import faults
+from support.host_cli import UPDATE_STEPS, calls, cli, fake_systemctl, make_runner
 
 # -- names, links, temporaries ---------------------------------------------------------------
 
@@ -103,7 +34,7 @@ def test_good_names(name: str) -> None:
 @pytest.mark.parametrize("name", ["", ".vm", "-vm", "a/b", "a b", "x" * 65, "a..b", "vm.",
                                   "ü", "a\nb"])
 def test_bad_names(name: str) -> None:
-    with pytest.raises(state.UsageError, match="invalid VM name"):
+    with pytest.raises(UsageError, match="invalid VM name"):
         state.check_name(name)
 
 
@@ -279,11 +210,6 @@ def test_create_killed_leaves_no_vm(tmp_path: Path, runners: tuple[Path, Path],
     assert VMDir(root, "vm").current == a
 
 
-UPDATE_STEPS = ["update:built", "meta.json.pending:before-write", "meta.json.pending:written",
-                "update:before-switch", "current:before-link", "current:link-written",
-                "current:renamed", "update:switched"]
-
-
 @pytest.mark.parametrize("step", UPDATE_STEPS)
 def test_update_killed_at_each_step(tmp_path: Path, runners: tuple[Path, Path],
                                     step: str) -> None:
@@ -333,7 +259,7 @@ def test_update_restart_through_systemd(tmp_path: Path, runners: tuple[Path, Pat
               check=True).stderr
     assert ["restart", "microvm@vm.service"] in calls(log)
     assert "restarting" in out
-    out = cli("shutdown", "vm", state_dir=root, env=env, check=True)
+    cli("shutdown", "vm", state_dir=root, env=env, check=True)
     # the VM's unit and its helpers, all named: systemctl waits only for the jobs it was asked
     assert ["stop", *all_units("vm")] in calls(log)
     assert all_units("vm")[0] == "microvm@vm.service"

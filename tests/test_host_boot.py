@@ -18,16 +18,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import faults
 import pytest
-import vmtest
 from microvm import units
 from microvm.host.state import VMDir
-from test_host import UPDATE_STEPS, cli, make_runner
-from vmtest import VM
+from support import faults, vmtest
+from support.host_cli import UPDATE_STEPS, cli, make_runner
+from support.vmtest import VM
 
 InitrdFactory = Callable[..., Path]
-VIRTIOFSD_DIR = Path("/usr/lib/qemu")  # Debian's C virtiofsd (tests/vmtest.py's runtimePath)
+# Debian's C virtiofsd (tests/support/vmtest.py's runtimePath)
+VIRTIOFSD_DIR = Path("/usr/lib/qemu")
 
 
 def run_vm(name: str, root: Path, env: dict[str, str] | None = None) -> VM:

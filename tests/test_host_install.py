@@ -17,8 +17,8 @@ import pytest
 from microvm import __version__, managed, units
 from microvm.errors import HostError
 from microvm.host import install
-from test_host import cli, write_exe
-from test_managed import contents, crash_at, no_leftovers, snapshot
+from support.host_cli import cli, write_exe
+from support.managed_trees import contents, crash_at, no_leftovers, snapshot
 
 PREFIX = "/usr/local"
 SCRIPT = Path(sysconfig.get_path("scripts")) / "microvm"
@@ -227,7 +227,7 @@ def test_a_command_others_could_change_is_not_linked(tmp_path: Path,
 
 def test_no_console_script_is_an_error(monkeypatch: pytest.MonkeyPatch,
                                        tmp_path: Path) -> None:
-    monkeypatch.setattr(install.sysconfig, "get_path", lambda _name: str(tmp_path))
+    monkeypatch.setattr(sysconfig, "get_path", lambda _name: str(tmp_path))
     with pytest.raises(HostError, match="no `microvm` command beside this Python"):
         install.console_script()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from microvm.host import pin as pin_module
 from microvm.host.pin import parse_git_flake
-from test_host import cli, make_runner, write_exe
+from support import REPO
+from support.host_cli import cli, make_runner, write_exe
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "generator" / "microvm" / "libexec" / "microvm-prefetch-git"
 NIX = ["nix", "--extra-experimental-features", "nix-command flakes"]
 

@@ -14,7 +14,7 @@ import pytest
 from microvm.document import from_document
 from microvm.hypervisors.base import Accel, RunContext
 from microvm.hypervisors.qemu import Qemu
-from test_nix import nix_eval, nix_problem, validate
+from support.nixeval import nix_eval, nix_problem, validate
 
 # a value Python's re.match("^...$") accepts and Nix's builtins.match does not
 NEWLINE_OPTIONS = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from microvm.layout import (
     program_of,
     virtiofs_meta,
 )
-from test_backends import ALL
+from support.backend_cases import ALL
 
 # one case per hypervisor and kind, enough to cover every file the writer can produce
 CASES = [(hv, name, doc) for hv, name, doc in ALL
@@ -142,7 +143,7 @@ def test_doctor_reports_the_programs_the_runners_start(tmp_path: Path,
     naming it), or not applicable (vfkit off macOS)."""
     arch, kernel = system.split("-")
     monkeypatch.setattr(doctor, "_arch", lambda: arch)
-    monkeypatch.setattr(doctor.platform, "system",
+    monkeypatch.setattr(platform, "system",
                         lambda: "Darwin" if kernel == "darwin" else "Linux")
     expected = {Hypervisor.QEMU: f"qemu-system-{arch}",
                 Hypervisor.CLOUD_HYPERVISOR: "cloud-hypervisor",
@@ -176,11 +177,11 @@ def test_doctor_reports_the_programs_the_runners_start(tmp_path: Path,
 def test_doctor_kvm_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """check_kvm's steps: no /dev/kvm, one that cannot be opened, and QEMU's verdict."""
     exists = os.path.exists
-    monkeypatch.setattr(doctor.os.path, "exists", lambda p: p != "/dev/kvm" and exists(p))
+    monkeypatch.setattr(os.path, "exists", lambda p: p != "/dev/kvm" and exists(p))
     [missing] = doctor.check_kvm(None)
     assert (missing.level, missing.detail) == (doctor.Level.WARN,
                                                "missing: no hardware virtualisation")
-    monkeypatch.setattr(doctor.os.path, "exists", lambda p: p == "/dev/kvm" or exists(p))
+    monkeypatch.setattr(os.path, "exists", lambda p: p == "/dev/kvm" or exists(p))
     monkeypatch.setattr(doctor, "_open", lambda path: (None, "Permission denied"))
     [closed] = doctor.check_kvm(None)
     assert closed.detail == "present but cannot be opened: Permission denied"

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
 
 MISSING_COMMA = '''def argv() -> list[str]:
     return [

@@ -1,4 +1,4 @@
-"""Under CI=true a skip is a failure unless tests/machine.py lists the reason."""
+"""Under CI=true a skip is a failure unless tests/support/machine.py lists the reason."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import machine
+from support import machine
 
 TESTS = Path(__file__).resolve().parent
 
 SAMPLE = '''
 import shutil
 import pytest
-import machine
+from support import machine
 
 def test_missing_tool():
     if shutil.which("no-such-tool-anywhere") is None:
@@ -42,7 +42,7 @@ def test_ci_fails_a_skip_for_a_missing_tool_and_keeps_a_listed_one(tmp_path: Pat
     p = run(tmp_path, "true")
     assert p.returncode == 1, p.stdout
     assert "FAILED test_sample.py::test_missing_tool" in p.stdout
-    assert "only what tests/machine.py lists" in p.stdout
+    assert "only what tests/support/machine.py lists" in p.stdout
     assert re.search(r"SKIPPED \[1\] \S+: machine cannot: kvm: .*\(sample\)", p.stdout)
     assert "1 failed, 1 skipped, 1 xfailed" in p.stdout
     assert "1 skipped, and why" in p.stdout

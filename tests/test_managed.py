@@ -9,45 +9,20 @@ import functools
 import json
 import os
 import shutil
-import signal
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 from microvm import __version__, managed, units
 from microvm.errors import ConflictError, HostError, UsageError
 from microvm.managed import Link
 from microvm.units import DeclaredVM, UnitOptions
-from test_host import cli
+from support.host_cli import cli
+from support.managed_trees import Snapshot, contents, crash_at, no_leftovers, snapshot
 
 MANIFEST = units.MANIFEST
 SYSTEM = units.UNIT_DIR
-
-Snapshot = dict[str, tuple[Any, ...]]
-
-
-def snapshot(root: Path) -> Snapshot:
-    """Every entry below root: kind, content or target, mode, and mtime for files."""
-    out: Snapshot = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            p = Path(dirpath, name)
-            rel = str(p.relative_to(root))
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("l", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("d", stat.S_IMODE(st.st_mode))
-            else:
-                out[rel] = ("f", p.read_bytes(), stat.S_IMODE(st.st_mode), st.st_mtime_ns)
-    return out
-
-
-def contents(snap: Snapshot) -> Snapshot:
-    """A snapshot without mtimes."""
-    return {k: v[:3] for k, v in snap.items()}
 
 
 def expected(files: Mapping[str, managed.Entry]) -> Snapshot:
@@ -311,9 +286,6 @@ def test_remove_keeps_changed_files_and_foreign_ones(tmp_path: Path) -> None:
 
 # -- transactions ------------------------------------------------------------------------
 
-STEPS = ("replace", "unlink", "fsync", "symlink", "mkdir", "rmdir", "write", "rename")
-
-
 @pytest.fixture
 def trees(tmp_path: Path) -> tuple[Path, Snapshot, Snapshot, Callable[[], None]]:
     """A tree written with OPTS among foreign files (the old state), the snapshot of the new
@@ -355,50 +327,6 @@ def other_tree(libexec: str) -> Mapping[str, managed.Entry]:
 
 def tmp_libexec(out: Path) -> Path:
     return out.parent / "pristine" / units.LIBEXEC_DIR  # the same text in every copy
-
-
-def crash_at(n: int, action: Callable[[], object], *, kill: bool) -> bool:
-    """Run action in a child whose n-th file system step (os.replace, unlink, fsync, ...)
-    kills it with SIGKILL (kill=True) or raises OSError(ENOSPC); True when it got there."""
-    pid = os.fork()
-    if pid == 0:  # the child: never returns to pytest
-        code = 0
-        try:
-            count = 0
-
-            def hook(real: Callable[..., Any]) -> Callable[..., Any]:
-                def step(*args: Any, **kwargs: Any) -> Any:
-                    nonlocal count
-                    count += 1
-                    if count == n:
-                        if kill:
-                            os.kill(os.getpid(), signal.SIGKILL)
-                        raise OSError(28, "No space left on device (injected)")
-                    return real(*args, **kwargs)
-                return step
-
-            for name in STEPS:
-                setattr(os, name, hook(getattr(os, name)))
-            try:
-                action()
-            except (OSError, HostError):
-                code = 3  # the injected failure, reported
-        except BaseException:
-            code = 4
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        assert os.WTERMSIG(status) == signal.SIGKILL
-        return True
-    assert os.WEXITSTATUS(status) in (0, 3), os.WEXITSTATUS(status)
-    return os.WEXITSTATUS(status) == 3
-
-
-def no_leftovers(out: Path) -> None:
-    names = [str(p) for p in out.rglob("*") if p.name.endswith(managed.TEMP_SUFFIX)
-             or p.name.endswith(managed.PENDING_SUFFIX)]
-    assert not names
 
 
 @pytest.mark.parametrize("kill", [True, False], ids=["SIGKILL", "ENOSPC"])

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from microvm import runner
 from microvm.document import from_document
-from test_nix import NIX_OPTS, NIXDIR, REPO, nix_eval, nix_problem
-from test_runner import DOCS
+from support import REPO
+from support.documents import DOCS
+from support.nixeval import NIX_OPTS, NIXDIR, nix_eval, nix_problem
 
 pytestmark = [pytest.mark.nix]
 
@@ -213,7 +214,7 @@ LIB_CASES = """{
 def test_lib_helpers_answer_as_upstreams_do() -> None:
     """The flake's lib helpers microvm.nix users call give what upstream's own lib gives
     (evaluated from its source, as tests/test_upstream.py finds it)."""
-    from test_upstream import problem, upstream_src
+    from support.upstream import problem, upstream_src
 
     if why := problem():
         pytest.skip(why)
@@ -406,7 +407,7 @@ MACVTAP_CASES = """{
 def test_make_macvtap_means_what_upstreams_does() -> None:
     """lib.makeMacvtap { microvmConfig, hypervisorConfig }: the same descriptor numbers per
     interface and the same devices opened on them as microvm.nix's own lib gives."""
-    from test_upstream import problem, upstream_src
+    from support.upstream import problem, upstream_src
 
     if why := problem():
         pytest.skip(why)

@@ -15,8 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
 
 pytestmark = [pytest.mark.nix]
 

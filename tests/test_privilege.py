@@ -26,7 +26,7 @@ from microvm import units
 from microvm.errors import HostError
 from microvm.host import service, state
 from microvm.host.state import VMDir
-from test_host import cli, make_runner, write_exe
+from support.host_cli import cli, make_runner, write_exe
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to setuid to nobody")
 NOBODY = pwd.getpwnam("nobody")

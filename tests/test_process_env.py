@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from microvm import process
-from test_host import cli, make_runner
+from support.host_cli import cli, make_runner
 
 KEPT = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/home/u", "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8", "TERM": "xterm", "TZ": "UTC", "MICROVM_ACCEL": "tcg",

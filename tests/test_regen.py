@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
-import regen  # noqa: E402
+import regen
 
 
 @pytest.mark.parametrize("generated", regen.FILES, ids=[g.path for g in regen.FILES])
@@ -33,9 +33,9 @@ def test_check_names_the_stale_file_and_the_command(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     for d in ("tools", "generator", "nix/lib", "docs"):
         shutil.copytree(REPO / d, copy / d, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "tests").mkdir()
-    for helper in ("upstream_diff.py", "upstream_corpus.py"):  # docs/microvm-nix-differences.md
-        shutil.copy(REPO / "tests" / helper, copy / "tests")
+    # docs/microvm-nix-differences.md: tests/support/upstream_diff.py
+    shutil.copytree(REPO / "tests" / "support", copy / "tests" / "support",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     page = copy / "docs" / "hypervisors.md"
     page.write_text(page.read_text().replace("| `qemu` |", "| `qemu (edited)` |", 1))
     # the files made without Nix (scripts/regen runs the checkout's venv, absent in the copy)

@@ -15,8 +15,7 @@ import pytest
 from microvm import render
 from microvm.document import from_document
 from microvm.runner import build
-
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
 
 
 def load(name: str, path: Path) -> ModuleType:

@@ -20,38 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from microvm import runner
 from microvm.document import from_document
-from test_config import FULL
-
-HOSTILE = "sp ace'q\"$(touch PWNED)`id`;ü,λ"
-
-
-def doc(**microvm: Any) -> dict[str, Any]:
-    return {"hostName": "t", "microvm": {"kernel": "/k/vmlinux", "storeOnDisk": False,
-                                         **microvm}}
-
-
-DOCS = {
-    "minimal": doc(),
-    "full": FULL,
-    "no-socket": doc(socket=None, balloon=True),
-    # the runner's run-time fallbacks: -runas for QEMU before 9.1, QEMU's own bridge helper
-    "fallbacks": doc(user="nobody", interfaces=[
-        {"type": "bridge", "id": "vm-b", "mac": "02:00:00:00:00:09", "bridge": "br0"}]),
-    "hostile": {"hostName": HOSTILE, "runtimePath": [f"/opt/{HOSTILE}/bin"], "microvm": {
-        "kernel": f"/k/{HOSTILE}", "storeOnDisk": False, "balloon": True,
-        "preStart": "echo hi",
-        "volumes": [{"image": f"v {HOSTILE}.img", "size": 8, "label": "l",
-                     "mkfsExtraArgs": [HOSTILE]}, {"image": "-n.img", "size": 8}],
-        "shares": [{"tag": "s", "source": f"/srv/{HOSTILE}", "mountPoint": "/s",
-                    "proto": "virtiofs", "socket": f"{HOSTILE}.sock"}],
-        "kernelParams": [f"x={HOSTILE}"], "extraArgsScript": f"/bin/{HOSTILE}",
-        "qemu": {"extraArgs": [HOSTILE]}}},
-    # interface names may hold commas: a one-line array of them must still pass (SC2054)
-    "commas": {"hostName": "c", "microvm": {"kernel": "/k", "storeOnDisk": False, "interfaces": [
-        {"type": "tap", "id": "t,a", "mac": "02:00:00:00:00:01"},
-        {"type": "macvtap", "id": "m,v", "mac": "02:00:00:00:00:02",
-         "macvtap": {"link": "e,th0", "mode": "bridge"}}]}},
-}
+from support.documents import DOCS, FULL, HOSTILE, doc
 
 
 @pytest.mark.parametrize("name", sorted(DOCS))

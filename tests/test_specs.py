@@ -18,12 +18,15 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
 
-yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the API specifications")
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the API specifications")
 
 # byte-exact copies of the hypervisors' API descriptions (tests/specs/README.md: origin,
 # commit, licence), so a clean clone checks against them without anything beside it

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 
-import testguest  # noqa: E402
+import testguest
 
 # --------------------------------------------------------------------------------------------
 # helpers

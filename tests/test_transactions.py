@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faults
 import pytest
 from microvm.host.state import MetaRecord, RunnerPath, VMDir
-from test_host import cli, make_runner
+from support import faults
+from support.host_cli import cli, make_runner
 
 
 @dataclass(frozen=True)

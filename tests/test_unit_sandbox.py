@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from microvm import units
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "host.md"
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
@@ -256,8 +256,8 @@ def test_the_unit_allows_what_the_feature_needs(tmp_path: Path, hv: Hypervisor,
         return
     vm, helpers = vm_unit(tmp_path, hv)
     files = units.build(units.UnitOptions(), "/x")
-    texts = {d: files[f"{units.UNIT_DIR}/{d}@.service"][0] for d in units.DEPENDENCIES
-             if isinstance(files[f"{units.UNIT_DIR}/{d}@.service"], tuple)}
+    texts = {d: entry[0] for d in units.DEPENDENCIES
+             if isinstance(entry := files[f"{units.UNIT_DIR}/{d}@.service"], tuple)}
     found = problems(need, vm, helpers, texts) + problems(HYPERVISORS[hv], vm, helpers, texts)
     assert found == []
 
@@ -294,7 +294,7 @@ def test_the_checker_catches_the_hardening_that_broke_features(tmp_path: Path) -
 
 
 def test_crosvm_dropin_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    from test_units import INSTANCE, analyze, verify_root
+    from support.unit_root import INSTANCE, analyze, verify_root
 
     runner = fake_runner(tmp_path, Hypervisor.CROSVM)
     opts = units.UnitOptions(declared=(units.DeclaredVM(INSTANCE, str(runner)),))

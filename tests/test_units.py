@@ -17,18 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import machine
 import pytest
-from microvm import units
+from microvm import managed, units
 from microvm.host import defaults
 from microvm.units import DeclaredVM, UnitOptions
-from test_host import cli, make_runner
+from support import REPO, machine
+from support.host_cli import cli, make_runner
+from support.unit_root import INSTANCE, analyze, verify_root
 
-REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "host.md"
-INSTANCE = "web"
-STAND_INS = ("microvm-run", "microvm-shutdown", "tap-up", "tap-down", "macvtap-up",
-             "macvtap-down", "virtiofsd-run")
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                    reason="systemd-analyze is not installed")
@@ -44,28 +41,6 @@ def instances(declared: bool = True) -> list[str]:
     names = [f"{u.removesuffix('@.service')}@{INSTANCE}.service" for u in units.TEMPLATE_UNITS]
     return [*names, *([f"install-microvm-{INSTANCE}.service"] if declared else []),
             "microvms.target"]
-
-
-def verify_root(tmp_path: Path, out: Path, state_dir: str) -> Path:
-    """A --root for systemd-analyze: the distribution's units, ours in /etc/systemd/system, the
-    helpers at their absolute path and stand-in runners below the state directory."""
-    root = tmp_path / "root"
-    (root / "usr/lib/systemd").mkdir(parents=True)
-    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    shutil.copytree(out / units.UNIT_DIR, root / "etc/systemd/system", symlinks=True)
-    shutil.copytree(out / units.LIBEXEC_DIR, root / str(out / units.LIBEXEC_DIR).lstrip("/"))
-    for link in ("current", "booted"):
-        bin_dir = root / state_dir.lstrip("/") / ".control" / INSTANCE / link / "bin"
-        bin_dir.mkdir(parents=True)
-        for exe in STAND_INS:
-            (bin_dir / exe).write_text("#!/bin/sh\n")
-            (bin_dir / exe).chmod(0o755)
-    return root
-
-
-def analyze(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemd-analyze", *args, f"--root={root}"], text=True,
-                          capture_output=True, cwd=root / "etc/systemd/system")
 
 
 OPTION_SETS = {
@@ -151,11 +126,11 @@ def test_layout_links_and_determinism(tmp_path: Path) -> None:
     b = units.build(opts, "/usr/libexec/microvm")
     assert a == b
     system = units.UNIT_DIR
-    assert a[f"{system}/multi-user.target.wants/microvms.target"] == units.Link(
+    assert a[f"{system}/multi-user.target.wants/microvms.target"] == managed.Link(
         "../microvms.target")
-    assert a[f"{system}/microvms.target.wants/microvm@web.service"] == units.Link(
+    assert a[f"{system}/microvms.target.wants/microvm@web.service"] == managed.Link(
         "../microvm@.service")
-    assert a[f"{system}/microvms.target.wants/install-microvm-web.service"] == units.Link(
+    assert a[f"{system}/microvms.target.wants/install-microvm-web.service"] == managed.Link(
         "../install-microvm-web.service")
     service = a[f"{system}/microvm@.service"]
     assert isinstance(service, tuple)
@@ -477,12 +452,13 @@ def test_wait_virtiofsd(helpers: Path, tmp_path: Path) -> None:
     share.mkdir(parents=True)
     (share / "socket").write_text("fs.sock\n")
     name = f"wvtest-{os.getpid()}"
-    wait = [helpers / "wait-virtiofsd", "1", "booted", name]
+    wait: list[str | Path] = [helpers / "wait-virtiofsd", "1", "booted", name]
     try:
         with socket.socket(socket.AF_UNIX) as old:
             old.bind(str(d / "fs.sock"))  # the stale socket of the last run
             time.sleep(0.05)
-            subprocess.run([helpers / "wait-virtiofsd", "--mark", name], check=True)
+            mark: list[str | Path] = [helpers / "wait-virtiofsd", "--mark", name]
+            subprocess.run(mark, check=True)
             r = subprocess.run(wait, cwd=d, text=True, capture_output=True)
             assert r.returncode == 1
             assert "no new virtiofsd socket after 1 s: fs.sock" in r.stderr

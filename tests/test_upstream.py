@@ -10,9 +10,9 @@ For every configuration of tests/nix/upstream/matrix.nix (17 cases x 8 hyperviso
     path as `microvm generate`, without writing the tree.
 Both argv are decomposed into items (flag, device identity, sub-option; kernel command line
 words; config file keys) and compared as multisets. Every difference must match exactly one
-reviewed entry of tests/upstream_diff.py, and every entry must match at least one difference,
-so a new difference or a vanished one fails. docs/microvm-nix-differences.md is generated from
-that table (scripts/regen; tests/test_regen.py fails while it is stale).
+reviewed entry of tests/support/upstream_diff.py, and every entry must match at least one
+difference, so a new difference or a vanished one fails. docs/microvm-nix-differences.md is
+generated from that table (scripts/regen; tests/test_regen.py fails while it is stale).
 
 Upstream's source: $MICROVM_NIX_SRC, else /opt/microvm.nix; without it the tests skip (a
 failure under CI=true, see tests/conftest.py).
@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -38,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import upstream_diff
 from microvm.document import from_document
 from microvm.errors import ValidationError
 from microvm.hypervisors import Accel, RunContext, backend
+from support import REPO, upstream_diff
+from support.upstream import nix_env, problem, upstream_src
 
-REPO = Path(__file__).resolve().parent.parent
 NIXDIR = REPO / "tests" / "nix" / "upstream"
 RUNNER_DIR = "/nix/store/00000000000000000000000000000000-microvm-runner"
 STORE_HASH = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-")
@@ -52,38 +51,6 @@ FILE_MARKER = re.compile(r"@file:([^@]*)@(.*)@end@", re.S)
 pytestmark = [pytest.mark.nix]
 # tests of the table itself, which run without upstream's source or nix
 NO_ORACLE = {"test_migration_doc_is_current", "test_table_entries_are_well_formed"}
-
-
-def upstream_src() -> Path:
-    return Path(os.environ.get("MICROVM_NIX_SRC", "/opt/microvm.nix"))
-
-
-@cache
-def problem() -> str | None:
-    src = upstream_src()
-    if not (src / "lib" / "runners" / "qemu.nix").is_file():
-        return (
-            f"upstream microvm.nix source not found at {src} (set MICROVM_NIX_SRC to a "
-            + "checkout of github.com/microvm-nix/microvm.nix)"
-        )
-    if shutil.which("nix-instantiate") is None:
-        return "nix is not installed"
-    r = subprocess.run(
-        ["nix-instantiate", "--eval", "-E", "(import <nixpkgs/lib>).version"],
-        capture_output=True,
-        text=True,
-        env=nix_env(),
-    )
-    if r.returncode != 0:
-        return "<nixpkgs/lib> is not on NIX_PATH (set NIX_PATH=nixpkgs=/path/to/nixpkgs-lib)"
-    return None
-
-
-def nix_env() -> dict[str, str]:
-    env = dict(os.environ)
-    if "nixpkgs=" not in env.get("NIX_PATH", "") and Path("/opt/nixpkgs-lib").is_dir():
-        env["NIX_PATH"] = "nixpkgs=/opt/nixpkgs-lib"
-    return env
 
 
 @pytest.fixture(autouse=True)
@@ -550,7 +517,7 @@ def test_every_difference_is_reviewed() -> None:
         elif len(hits) > 1:
             ambiguous.append(f"{d} (entries {', '.join(hits)})")
     assert not unlisted, (
-        "differences from upstream microvm.nix not in tests/upstream_diff.py:\n"
+        "differences from upstream microvm.nix not in tests/support/upstream_diff.py:\n"
         + "\n".join(unlisted)
     )
     assert not ambiguous, "differences matching several entries:\n" + "\n".join(ambiguous)
@@ -562,7 +529,7 @@ def test_every_listed_difference_still_exists() -> None:
         f"{e.id}: {e.summary}" for e in upstream_diff.TABLE if not any(matches(e, d) for d in diffs)
     ]
     assert not gone, (
-        "entries of tests/upstream_diff.py that no configuration shows any more "
+        "entries of tests/support/upstream_diff.py that no configuration shows any more "
         + "(fixed? remove them):\n"
         + "\n".join(gone)
     )

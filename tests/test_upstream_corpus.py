@@ -1,6 +1,6 @@
 """Differential test over microvm.nix's own configurations: its handbook, examples and templates.
 
-tests/upstream_corpus.py reads the corpus from upstream's source ($MICROVM_NIX_SRC, else
+tests/support/upstream_corpus.py reads the corpus from upstream's source ($MICROVM_NIX_SRC, else
 /opt/microvm.nix): every Nix block of the handbook (doc/src/*.md), the examples, the flake
 template and the example configurations of upstream's flake.nix. Each is evaluated by
 tests/nix/upstream/corpus.nix twice with one stand-in NixOS and package set: with upstream's
@@ -13,9 +13,9 @@ declares for each VM and their settings (this project: rendered by the generator
 host module gives it). Warnings are config.warnings and what either side prints with lib.warn
 while an entry is evaluated (upstream's runners warn that way).
 
-Every difference must match exactly one reviewed entry of tests/upstream_diff.py (CORPUS), and
-every entry must match a difference; docs/microvm-nix-differences.md shows them (scripts/regen
-rewrites it).
+Every difference must match exactly one reviewed entry of tests/support/upstream_diff.py
+(CORPUS), and every entry must match a difference; docs/microvm-nix-differences.md shows them
+(scripts/regen rewrites it).
 """
 
 from __future__ import annotations
@@ -36,14 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import upstream_corpus
-import upstream_diff
 from microvm import units, validate
 from microvm.document import from_document
 from microvm.errors import ValidationError
-from test_upstream import nix_env, problem, upstream_src
+from support import REPO, upstream_corpus, upstream_diff
+from support.upstream import nix_env, problem, upstream_src
 
-REPO = Path(__file__).resolve().parent.parent
 NIXDIR = REPO / "tests" / "nix" / "upstream"
 STORE_HASH = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-")
 BATCHES = 2  # one nix-instantiate per core
@@ -445,7 +443,7 @@ def test_every_corpus_difference_is_reviewed() -> None:
         elif len(hits) > 1:
             ambiguous.append(f"{d} (entries {', '.join(hits)})")
     assert not unlisted, ("differences from upstream microvm.nix's corpus not in "
-                          + "tests/upstream_diff.py (CORPUS):\n" + "\n".join(unlisted))
+                          + "tests/support/upstream_diff.py (CORPUS):\n" + "\n".join(unlisted))
     assert not ambiguous, "differences matching several entries:\n" + "\n".join(ambiguous)
 
 
@@ -453,7 +451,7 @@ def test_every_listed_corpus_difference_still_exists() -> None:
     diffs = all_differences()
     gone = [f"{e.id}: {e.summary}" for e in upstream_diff.CORPUS
             if not any(matches(e, d) for d in diffs)]
-    assert not gone, ("CORPUS entries of tests/upstream_diff.py that no snippet shows any "
+    assert not gone, ("CORPUS entries of tests/support/upstream_diff.py that no snippet shows any "
                       + "more (fixed? remove them):\n" + "\n".join(gone))
 
 

@@ -377,8 +377,8 @@ def test_a_bad_host_name_is_reported_once_not_through_the_defaults_made_from_it(
     control character in it is the host name's problem only; a socket the user set that has
     the same fault is still reported by its own name."""
     share = {"tag": "t", "source": "/s", "mountPoint": "/m", "proto": "virtiofs"}
-    doc = {"hostName": "a\x01b", "microvm": {"kernel": "/k", "storeOnDisk": False,
-                                             "shares": [share]}}
+    doc: dict[str, Any] = {"hostName": "a\x01b", "microvm": {
+        "kernel": "/k", "storeOnDisk": False, "shares": [share]}}
     with pytest.raises(ValidationError) as e:
         from_document(doc)
     assert [p.path for p in e.value.problems] == ["networking.hostName"]

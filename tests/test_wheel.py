@@ -4,7 +4,7 @@ compiler in tools/), install it into a fresh virtual environment, and run the co
 there, outside the source tree, with the working directory elsewhere: every program and data
 file they use (templates, the schema, the units' helper templates, microvm-prefetch-git) must
 come with it, and the templates compiled by the build (setup.py) must be in it and be the ones
-used. How it is built and installed, offline: tests/wheelinstall.py.
+used. How it is built and installed, offline: tests/support/wheelinstall.py.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import wheelinstall
+from support import REPO, wheelinstall
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "generator" / "microvm"
 EXAMPLE = REPO / "examples" / "demo" / "vm.json"
 

@@ -55,8 +55,8 @@ FILES: tuple[Generated, ...] = (
               "module, by tools/gen_options.py", "gen_options", _call("render"),
               needs_nix=True),
     Generated("docs/microvm-nix-differences.md",
-              "the reviewed differences from microvm.nix, by tests/upstream_diff.py",
-              "upstream_diff", _call("render")),
+              "the reviewed differences from microvm.nix, by tests/support/upstream_diff.py",
+              "support.upstream_diff", _call("render")),
 )
 
 BY_PATH = {g.path: g for g in FILES}

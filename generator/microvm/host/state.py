@@ -63,8 +63,8 @@ def state_root(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 # Who is told of each checkpoint(): nobody in the program as shipped. It is the seam the tests
-# own: tests/faults.py runs the command with an observer that records the steps, or kills the
-# process (SIGKILL) or fills its disk at one of them.
+# own: tests/support/faults.py runs the command with an observer that records the steps, or
+# kills the process (SIGKILL) or fills its disk at one of them.
 observer: Callable[[str], None] | None = None
 
 

@@ -15,7 +15,7 @@ import pytest
 CANNOT: dict[str, str] = {
     "kvm": "no working hardware-assisted KVM (kvm_intel/kvm_amd): guests boot under TCG only",
     "vhost": "no /dev/vhost-net or /dev/vhost-vsock: vhost acceleration and vsock peers",
-    # systemd runs as PID 1 in a container (tests/hostsys.py); what the container cannot give:
+    # systemd runs as PID 1 in a container (tests/support/hostsys.py); what it cannot give:
     "passthrough": "no PCI or USB devices to pass through (vfio, IOMMU groups, libusb)",
     "cgroup2": "the container runs under cgroup v1: the device cgroup rules (DeviceAllow=) " +
                "of a cgroup v2 host are not exercised",

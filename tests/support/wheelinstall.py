@@ -22,7 +22,8 @@ import click
 import jinja2
 import jsonschema
 
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
+
 # what a release is built from (nix/pkgs/microvm-generator.nix's fileset, MANIFEST.in)
 SOURCE = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "generator",
           "tools/compile_templates.py"]

@@ -894,7 +894,7 @@ TABLE: tuple[Entry, ...] = (
         + "microvm@.service. A named chardev lets the runner serve the console on console.sock "
         + "there (MICROVM_CONSOLE=socket), as QEMU's runner does.",
         "openeuler-mirror/stratovirt docs/config_guidebook.md (chardev, serial); "
-        + "tests/test_issue9_backends.py (the runner run without a terminal)",
+        + "tests/test_backend_specifics.py (the runner run without a terminal)",
     ),
     _e(
         "stratovirt-console",
@@ -936,7 +936,7 @@ TABLE: tuple[Entry, ...] = (
         "alioth 0.9 to 0.12 put stdin into raw mode and stop when it is not a terminal, as under "
         + "microvm@.service; the runner then starts it under util-linux's script(1). With a "
         + "terminal it runs alioth directly, as upstream does.",
-        "google/alioth alioth-cli (console set-up); tests/test_issue9_backends.py",
+        "google/alioth alioth-cli (console set-up); tests/test_backend_specifics.py",
     ),
     _e(
         "notify-credential-cmdline",
@@ -1172,7 +1172,7 @@ def render() -> str:
     lines = [
         "# Differences from microvm.nix",
         "",
-        "<!-- generated from tests/upstream_diff.py by scripts/regen; do not edit -->",
+        "<!-- generated from tests/support/upstream_diff.py by scripts/regen; do not edit -->",
         "",
         "How to move a configuration from microvm.nix: [migrating.md](migrating.md). This page "
         + "is the measured list of what then differs.",
@@ -1223,7 +1223,7 @@ def render() -> str:
 
 
 def _render_corpus() -> list[str]:
-    import upstream_corpus
+    from support import upstream_corpus
 
     lines = [
         "## Configurations from microvm.nix's handbook and examples",

@@ -21,12 +21,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-import vmtest
+from support import REPO, vmtest
 
-REPO = vmtest.REPO
 SUITE = "bookworm"
 # what a Debian host needs to run the test VMs (QEMU, its C virtiofsd in qemu-system-common,
 # ip, socat for the control scripts, mkfs.ext4 for volumes) and to install the package
@@ -255,8 +255,9 @@ class Host:
                             f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
         return p
 
-    def sh(self, script: str, **kw: object) -> subprocess.CompletedProcess[str]:
-        return self.run("sh", "-euc", script, **kw)  # type: ignore[arg-type]
+    def sh(self, script: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """`sh -euc SCRIPT` in the container; `kw` as for `run`."""
+        return self.run("sh", "-euc", script, **kw)
 
     def path(self, inside: str) -> Path:
         """Where a file inside the container is, seen from here (through the overlay)."""
@@ -307,7 +308,7 @@ class Host:
         self.run(f"{VENV}/bin/microvm", "host", "install")
 
 
-def lines_with(text: str, marker: str) -> Sequence[str]:
+def lines_with(text: str, marker: str) -> list[str]:
     return [line for line in text.splitlines() if marker in line]
 
 

@@ -1,14 +1,14 @@
-"""Fault injection, owned by the tests: `python tests/faults.py ARGS...` runs the `microvm`
-command (microvm.cli.main) with an observer at its checkpoints (microvm.host.state.checkpoint,
-the points between two steps of a change). What the observer does is set by these variables,
-read here only (the package knows none of them):
+"""Fault injection, owned by the tests: `python tests/support/faults.py ARGS...` runs the
+`microvm` command (microvm.cli.main) with an observer at its checkpoints
+(microvm.host.state.checkpoint, the points between two steps of a change). What the observer
+does is set by these variables, read here only (the package knows none of them):
 
     MICROVM_TEST_STEPS=FILE       append the name of every checkpoint reached to FILE
     MICROVM_TEST_CRASH_AT=STEP    SIGKILL the process at STEP (no cleanup runs)
     MICROVM_TEST_FILL_AT=STEP     at STEP, use up the file system MICROVM_TEST_FILL_PATH is on
     MICROVM_TEST_FILL_PATH=FILE   (a test's small tmpfs), so that the next write fails: ENOSPC
 
-test_host.cli() runs the command this way when it is given one of them."""
+support.host_cli.cli() runs the command this way when it is given one of them."""
 
 from __future__ import annotations
 

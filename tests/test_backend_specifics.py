@@ -1,5 +1,5 @@
-"""Issue 9's backend defects, one test each (the contract and grammar tests cover them in
-general: tests/test_contract.py, tests/test_grammar.py).
+"""Hypervisor-specific backend behaviour, one test each (the contract and grammar tests cover
+the backends in general: tests/test_contract.py, tests/test_grammar.py).
 
 The stratovirt test runs the generated bin/microvm-run for real with a stand-in `stratovirt`
 on PATH that records its argv (stratovirt itself needs KVM), stdin not a terminal, as under
@@ -20,7 +20,7 @@ from typing import Any
 from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
 from microvm.hypervisors import RunContext, backend
 from microvm.hypervisors.base import NOTIFY_VSOCK_PORT_BASE
-from test_backends import document, load
+from support.backend_cases import document, load
 
 CTX = RunContext("/run/microvm/demo")
 
