@@ -3,7 +3,7 @@
 The modules are evaluated with `lib.evalModules`, a stub of the NixOS options they touch
 (tests/nix/stub.nix) and a stand-in package set (tests/nix/pkgs-standin.nix). Needs `nix` and
 `<nixpkgs/lib>` on NIX_PATH (e.g. NIX_PATH=nixpkgs=/opt/nixpkgs-lib); skips otherwise.
-MICROVM_UPDATE_GOLDEN=1 rewrites tests/nix/golden/* and nix/lib/capabilities.json.
+MICROVM_UPDATE_GOLDEN=1 rewrites tests/nix/golden/*.
 """
 
 from __future__ import annotations
@@ -11,67 +11,31 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REPO, vmtest
+from support.nixeval import NIX_OPTS, NIXDIR, nix_args, nix_eval, nix_json, nix_problem, validate
 
-REPO = Path(__file__).resolve().parent.parent
-NIXDIR = REPO / "tests" / "nix"
 GOLDEN = NIXDIR / "golden"
 CONFIGS = sorted(p.stem for p in (NIXDIR / "configs").glob("*.nix"))
 UPDATE = os.environ.get("MICROVM_UPDATE_GOLDEN") == "1"
 SCHEMA = json.loads((REPO / "generator/microvm/schema/vm.schema.json").read_text())
 STORE_HASH = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-")
-NIX_OPTS = ["--option", "sandbox", "false", "--option", "build-users-group", "",
-            "--option", "substituters", ""]
 
 sys.path.insert(0, str(REPO / "nix" / "lib"))
 import export_capabilities  # noqa: E402
 
-
-@cache
-def nix_problem() -> str | None:
-    if shutil.which("nix-instantiate") is None:
-        return "nix is not installed"
-    r = subprocess.run(["nix-instantiate", "--eval", "-E", "(import <nixpkgs/lib>).version"],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        return "<nixpkgs/lib> is not on NIX_PATH (set NIX_PATH=nixpkgs=/path/to/nixpkgs-lib)"
-    return None
-
-
 pytestmark = [pytest.mark.nix]
 
 
-# tests that run without nix
-NO_NIX = {"test_capabilities_json_is_current"}
-
-
 @pytest.fixture(autouse=True)
-def _need_nix(request: pytest.FixtureRequest) -> None:
-    if request.node.originalname not in NO_NIX and (why := nix_problem()):
+def _need_nix() -> None:
+    if why := nix_problem():
         pytest.skip(why)
-
-
-def nix_args() -> list[str]:
-    return ["--arg", "python", json.dumps(sys.executable), "--arg", "repo", json.dumps(str(REPO))]
-
-
-def nix_eval(expr: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", *nix_args(),
-                        "-E", expr], cwd=NIXDIR, capture_output=True, text=True, timeout=120)
-    if check and r.returncode != 0:
-        raise AssertionError(f"nix evaluation failed:\n{r.stderr[-4000:]}")
-    return r
-
-
-def nix_json(expr: str) -> Any:
-    return json.loads(nix_eval(f"{{ python, repo }}: {expr}").stdout)
 
 
 def normalise(value: Any) -> Any:
@@ -88,14 +52,6 @@ def check_golden(name: str, value: Any) -> None:
         if not UPDATE:
             pytest.fail(f"wrote missing golden file {path}; review and commit it")
     assert text == path.read_text(), f"{path} differs (MICROVM_UPDATE_GOLDEN=1 rewrites it)"
-
-
-def validate(doc: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    f = tmp_path / "vm.json"
-    f.write_text(doc)
-    return subprocess.run([sys.executable, "-m", "microvm.cli", "validate", str(f)],
-                          capture_output=True, text=True, env={**os.environ,
-                          "PYTHONPATH": str(REPO / "generator")})
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -123,7 +79,8 @@ def examples() -> dict[str, Any]:
     attrs = " ".join(f'"{n}" = let e = import ./eval.nix {{ configuration = ./configs/{n}.nix; ' +
                      'inherit python repo; }; in { inherit (e) json uncheckedJson glue; };'
                      for n in CONFIGS)
-    return nix_json(f"{{ {attrs} }}")
+    found: dict[str, Any] = nix_json(f"{{ {attrs} }}")
+    return found
 
 
 def test_configurations_cover_every_hypervisor(examples: dict[str, Any]) -> None:
@@ -501,9 +458,6 @@ def test_flake_example_documents_validate(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.boot
 def test_runner_builds_with_nix_and_boots(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    import vmtest
-
     if not vmtest.have("qemu-system-x86_64") or not vmtest.have("mkfs.erofs"):
         pytest.skip("needs qemu-system-x86_64 and mkfs.erofs (erofs-utils)")
     try:

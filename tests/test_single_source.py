@@ -21,9 +21,9 @@ from microvm import options
 from microvm.config import MicroVM
 from microvm.document import from_document
 from microvm.errors import ValidationError
-from test_nix import nix_problem
+from support import REPO
+from support.nixeval import nix_problem
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "generator" / "microvm" / "schema" / "vm.schema.json"
 
 NEW_TOP = {"type": "integer", "minimum": 0, "maximum": 99, "default": 7,

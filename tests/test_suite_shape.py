@@ -12,9 +12,9 @@ from support import REPO
 TESTS = REPO / "tests"
 # modules still importing other test modules, until they are rewritten (issue 20); a module
 # that no longer does must leave this list
-IMPORTS_TEST_MODULES = {"test_single_source.py"}
+IMPORTS_TEST_MODULES: set[str] = set()
 # old names of moved helpers, kept only for modules not yet importing them from tests/support/
-SHIMS = {"vmtest.py": "test_nix.py"}
+SHIMS: dict[str, str] = {}
 
 
 def imported_modules(source: str) -> set[str]:
