@@ -1,7 +1,3 @@
-# The host's defaults as the generator declares them (generator/microvm/host/defaults.py;
-# tests/test_units.py checks they are the same): the state directory and the VMs' user and group.
-{
-  stateDir = "/var/lib/microvms";
-  user = "microvm";
-  group = "kvm";
-}
+# The host's defaults, declared once for the generator and the Nix modules
+# (generator/microvm/host/defaults.json): the state directory and the VMs' user and group.
+builtins.fromJSON (builtins.readFile ../../generator/microvm/host/defaults.json)

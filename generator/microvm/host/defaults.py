@@ -1,9 +1,15 @@
-"""The host's defaults, declared once: where the VMs live and whom they run as. Read by the
-`microvm` command's options (this module imports nothing, so `microvm --help` stays fast), the
-state directory, the units, `host install` and doctor; the Nix host module's defaults
-(nix/lib/host-defaults.nix) are tested to be the same (tests/test_units.py)."""
+"""The host's defaults: where the VMs live and whom they run as (the user microvm@.service runs
+VMs as, and its group, which may open /dev/kvm). Declared once, in defaults.json beside this
+file, which the Nix host module reads too (nix/lib/host-defaults.nix). Read by the `microvm`
+command's options (this module imports only json, so `microvm --help` stays fast), the state
+directory, the units, `host install` and doctor."""
 
-STATE_DIR = "/var/lib/microvms"
-# the user microvm@.service runs VMs as, and its group (which may open /dev/kvm)
-USER = "microvm"
-GROUP = "kvm"
+import json
+from pathlib import Path
+
+_DEFAULTS: dict[str, str] = json.loads(
+    Path(__file__).with_name("defaults.json").read_text("utf-8"))
+
+STATE_DIR = _DEFAULTS["stateDir"]
+USER = _DEFAULTS["user"]
+GROUP = _DEFAULTS["group"]
