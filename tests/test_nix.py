@@ -207,7 +207,7 @@ NIX_ONLY = {
     *(f"{hv}.package" for hv in ("qemu", "cloud-hypervisor", "firecracker", "crosvm",
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
     "registerWithMachined", "graphics.socket", "graphics.vulkan", "graphics.hostmem",
-    "qemu.pcieRootPorts", "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
+    "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
     "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing", "graphics.crosvmPackage",
     "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",
     "deploy.rebuild",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from typing import Any
 
+import pytest
 from microvm.document import from_document
+from microvm.errors import ValidationError
 from microvm.hypervisors import Accel, RunContext
 from microvm.hypervisors.qemu import Qemu
 
@@ -74,7 +78,7 @@ def test_pci_passthrough_and_hotplug_pick_q35() -> None:
     assert value(a, "-machine") == "q35,accel=kvm,mem-merge=on"
     assert value(a, "-m") == "1024M,slots=1,maxmem=1536M"
     devs = values(a, "-device")
-    assert "vfio-pci,host=0000:01:00.0,id=gpu" in devs
+    assert "vfio-pci,host=0000:01:00.0,multifunction=on,id=gpu" in devs
     assert "virtio-mem-pci,id=hotmem0,memdev=hotmem,requested-size=128M" in devs
     assert "virtio-rng-pci" in devs
 
@@ -215,3 +219,79 @@ def test_pci_devices_are_modern_and_romless_volumes_discard() -> None:
     mmio = values(argv(interfaces=[{"type": "user", "id": "u", "mac": "02:00:00:00:00:01"}]),
                   "-device")
     assert "virtio-net-device,netdev=net0,mac=02:00:00:00:00:01" in mmio
+
+
+# -- PCIe root ports (microvm.qemu.pcieRootPorts) ---------------------------------------------
+
+PORTS = [{"id": "pci_hotplug_1", "bus": "pcie.0", "chassis": 1},
+         {"id": "pci_port_2", "chassis": 2, "slot": "2", "addr": "1d.0"}]
+CARD = {"bus": "pci", "path": "0000:01:00.0", "qemu": {"bus": "pci_hotplug_1"}}
+
+
+def problems(**microvm: Any) -> list[str]:
+    try:
+        from_document({"hostName": "q", "microvm": {"kernel": "/k", "storeOnDisk": False,
+                                                    **microvm}})
+    except ValidationError as e:
+        return [str(p) for p in e.problems]
+    return []
+
+
+def test_root_ports_come_before_the_devices_that_sit_on_them() -> None:
+    args = argv(qemu={"pcieRootPorts": PORTS}, devices=[CARD])
+    assert value(args, "-machine").startswith("q35,")  # the default machine with ports
+    devices = values(args, "-device")
+    assert devices[-3:] == ["pcie-root-port,id=pci_hotplug_1,bus=pcie.0,chassis=1",
+                            "pcie-root-port,id=pci_port_2,chassis=2,slot=2,addr=1d.0",
+                            "vfio-pci,host=0000:01:00.0,multifunction=on,bus=pci_hotplug_1"]
+
+
+def test_a_device_bus_that_names_no_port_is_refused() -> None:
+    assert problems(qemu={"pcieRootPorts": PORTS}, devices=[CARD]) == []
+    lost = {**CARD, "qemu": {"bus": "pci_hotplug_2"}}
+    found = problems(qemu={"pcieRootPorts": PORTS}, devices=[lost])
+    assert found == ["microvm.devices[0].qemu.bus: names no bus: 'pci_hotplug_2' is neither a " +
+                     "root port of microvm.qemu.pcieRootPorts (declared: pci_hotplug_1, " +
+                     "pci_port_2) nor pcie.0 or pci.0"]
+    # the machine's own bus, and a port made with qemu.extraArgs, are buses too
+    assert problems(devices=[{**CARD, "qemu": {"bus": "pcie.0"}}]) == []
+    made = ["-device", "pcie-root-port,id=pci_hotplug_2,chassis=9"]
+    assert problems(qemu={"extraArgs": made}, devices=[lost]) == []
+
+
+def test_root_ports_need_a_pcie_machine_and_unique_well_formed_ids() -> None:
+    found = problems(qemu={"pcieRootPorts": PORTS[:1], "machine": "microvm"})
+    assert [p.split(":")[0] for p in found] == ["microvm.qemu.pcieRootPorts"]
+    assert problems(qemu={"pcieRootPorts": PORTS[:1], "machine": "microvm",
+                          "machineOpts": {"pcie": "on"}}) == []
+    twice = problems(qemu={"pcieRootPorts": [PORTS[0], PORTS[0]]})
+    assert twice == ["microvm.qemu.pcieRootPorts[1].id: duplicate PCIe root port id " +
+                     "'pci_hotplug_1' (also used by microvm.qemu.pcieRootPorts[0].id)"]
+    bad = problems(qemu={"pcieRootPorts": [{"id": "p,x=1", "addr": "zz", "slot": "two"}]})
+    assert sorted(p.split(":")[0] for p in bad) == [
+        "microvm.qemu.pcieRootPorts[0].addr", "microvm.qemu.pcieRootPorts[0].id",
+        "microvm.qemu.pcieRootPorts[0].slot"]
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                    reason="qemu-system-x86_64 is not installed")
+def test_qemu_creates_the_root_ports_and_a_device_sits_on_one() -> None:
+    """QEMU 7.2 itself takes the machine and the ports the backend writes, and a PCI device on
+    a declared port (virtio-rng-pci standing in for a passed-through card): it starts paused
+    and runs until stopped; a bus that does not exist makes it exit at once."""
+    args = argv(Accel.TCG, qemu={"pcieRootPorts": PORTS})
+    ports = [w for w in values(args, "-device") if w.startswith("pcie-root-port,")]
+    base = ["qemu-system-x86_64", "-machine", value(args, "-machine"), "-nodefaults",
+            "-display", "none", "-S", *(x for p in ports for x in ("-device", p))]
+    for bus, runs in (("pci_port_2", True), ("pci_port_3", False)):
+        proc = subprocess.Popen([*base, "-device", f"virtio-rng-pci,bus={bus}"],
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(timeout=10)
+            assert runs, bus
+        else:
+            assert not runs and proc.stderr is not None, bus
+            assert f"Bus '{bus}' not found" in proc.stderr.read()

@@ -58,6 +58,11 @@ EXAMPLES: dict[str, Any] = {
     "preStart": "mkdir -p data",
     "qemu.machine": "q35",
     "qemu.machineOpts": {"accel": "kvm"},
+    "qemu.pcieRootPorts": [{"id": "pci_hotplug_1", "chassis": 1}],
+    "qemu.pcieRootPorts.*.id": "pci_hotplug_1",
+    "qemu.pcieRootPorts.*.bus": "pcie.0",
+    "qemu.pcieRootPorts.*.slot": "1",
+    "qemu.pcieRootPorts.*.addr": "1c.0",
     "shares.*.extraArgs": ["--sandbox=chroot"],
     "shares.*.mountPoint": "/srv/data",
     "shares.*.socket": "data.sock",
@@ -83,6 +88,7 @@ ELEMENTS: dict[str, dict[str, Any]] = {
     "interfaces": {"type": "tap", "id": "vm-web", "mac": "02:00:00:00:00:01"},
     "forwardPorts": {"host": {"port": 2222}, "guest": {"port": 22}},
     "devices": {"bus": "pci", "path": "0000:01:00.0"},
+    "qemu.pcieRootPorts": {"id": "pci_hotplug_1", "chassis": 1},
 }
 
 # Fields that only mean something in a particular kind of element.
@@ -255,6 +261,10 @@ def walk_schema(node: dict[str, Any], path: str) -> Iterator[Option]:
             _set(element, field.split("."), value)
             top, line = head, f"microvm.{head} = [ {nix_value(element)} ];"
             value = [element]
+            # a list inside a group (qemu.pcieRootPorts): the group holds it
+            for part in reversed(head.split(".")[1:]):
+                value = {part: value}
+            top = head.split(".")[0]
         elif sub_path.startswith("microvm."):
             top, line = rel, f"{sub_path} = {nix_value(value)};"
             for part in reversed(rel.split(".")[1:]):

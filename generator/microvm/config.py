@@ -248,11 +248,22 @@ def _pairs_or_none(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ..
 
 
 @dataclass(frozen=True, kw_only=True)
+class PcieRootPort:
+    id: str = opt("id")
+    bus: str | None = opt("bus")
+    chassis: int | None = opt("chassis")
+    slot: str | None = opt("slot")
+    addr: str | None = opt("addr")
+    others: Mapping[str, JSON] = others_field()
+
+
+@dataclass(frozen=True, kw_only=True)
 class QemuOptions:
     machine: str | None = opt("machine")
     machine_opts: tuple[tuple[str, str], ...] | None = opt("machineOpts", kind=_pairs_or_none)
     extra_args: tuple[str, ...] = opt("extraArgs")
     serial_console: bool = opt("serialConsole")
+    pcie_root_ports: tuple[PcieRootPort, ...] = opt("pcieRootPorts", item=PcieRootPort)
     others: Mapping[str, JSON] = others_field()
 
     def _encode(self, out: dict[str, JSON]) -> None:

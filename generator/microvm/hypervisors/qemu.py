@@ -7,9 +7,11 @@ build's `-device help` (QEMU 7.2); see ../shared/hypervisors.md section 3.
 from __future__ import annotations
 
 import json
+import re
 
 from ..capabilities import Hypervisor
 from ..config import Interface, InterfaceType, MicroVM, ShareProto
+from ..errors import Problem
 from .base import (
     Accel,
     Backend,
@@ -52,8 +54,30 @@ def machine_type(vm: MicroVM) -> str:
         return vm.qemu.machine
     if vm.arch == "aarch64":
         return "virt"
-    needs_q35 = vm.hotplug_mem > 0 or vm.graphics or any(d.bus == "pci" for d in vm.devices)
+    needs_q35 = (vm.hotplug_mem > 0 or vm.graphics or any(d.bus == "pci" for d in vm.devices)
+                 or bool(vm.qemu.pcie_root_ports))
     return "q35" if needs_q35 else "microvm"
+
+
+def has_pcie(vm: MicroVM) -> bool:
+    """Does the machine have a PCI Express root bus (pcie.0), where root ports can sit? q35
+    and virt do, microvm only with pcie=on, the i440fx PC does not."""
+    m = machine_type(vm)
+    if m == "microvm":
+        return machine_opts(vm, Accel.KVM).get("pcie") == "on"
+    return not (m == "pc" or m.startswith("pc-i440fx"))
+
+
+# the machines' own root buses, which a device's qemu.bus may name besides the declared ports
+ROOT_BUSES = ("pcie.0", "pci.0")
+_DEVICE_ID = re.compile(r"(?:^|,)id=([^,]+)")
+
+
+def buses(vm: MicroVM) -> set[str]:
+    """The buses a passed-through PCI device may name: the root buses, the declared root
+    ports, and the ids of devices microvm.qemu.extraArgs creates (a port made there)."""
+    made = {m.group(1) for arg in vm.qemu.extra_args for m in _DEVICE_ID.finditer(arg)}
+    return {*ROOT_BUSES, *(p.id for p in vm.qemu.pcie_root_ports), *made}
 
 
 def machine_option(machine: str, kv: dict[str, str | None]) -> str:
@@ -348,13 +372,40 @@ class Qemu(Backend):
                      "-device", opts(f"virtio-net-{dev}", device)]
         return argv
 
+    def rules(self, vm: MicroVM) -> list[Problem]:
+        """Root ports need a PCI Express machine; a passed-through PCI device's qemu.bus names a
+        bus that exists (else QEMU refuses to start)."""
+        out: list[Problem] = []
+        if vm.qemu.pcie_root_ports and not has_pcie(vm):
+            out.append(Problem("microvm.qemu.pcieRootPorts", "root ports need a PCI Express " +
+                               f"machine, and {machine_type(vm)!r} has none here: use q35 " +
+                               "(the default when ports are declared), or microvm with " +
+                               'microvm.qemu.machineOpts.pcie = "on"'))
+        known = buses(vm)
+        ports = ", ".join(p.id for p in vm.qemu.pcie_root_ports) or "none"
+        for i, d in enumerate(vm.devices):
+            if d.bus == "pci" and d.qemu_bus is not None and d.qemu_bus not in known:
+                out.append(Problem(f"microvm.devices[{i}].qemu.bus", "names no bus: " +
+                                   f"{d.qemu_bus!r} is neither a root port of " +
+                                   f"microvm.qemu.pcieRootPorts (declared: {ports}) nor " +
+                                   f"{' or '.join(ROOT_BUSES)}"))
+        return out
+
     def _devices(self, vm: MicroVM) -> list[str]:
+        # the root ports first: the devices that sit on them come after
         argv: list[str] = []
+        for port in vm.qemu.pcie_root_ports:
+            argv += ["-device", opts("pcie-root-port", {
+                "id": port.id, "bus": port.bus, "chassis": port.chassis, "slot": port.slot,
+                "addr": port.addr})]
         if any(d.bus == "usb" for d in vm.devices):
             argv += ["-device", "qemu-xhci,id=usb-bus"]
         for d in vm.devices:
             if d.bus == "pci":
-                spec = opts("vfio-pci", {"host": d.path, "id": d.qemu_id, "bus": d.qemu_bus})
+                # multifunction=on, as microvm.nix passes it: a card's other functions
+                # (a GPU's audio) may then share its slot
+                spec = opts("vfio-pci", {"host": d.path, "multifunction": True,
+                                         "id": d.qemu_id, "bus": d.qemu_bus})
             else:
                 # a USB path is a list of usb-host properties (vendorid=...,productid=...)
                 spec = opts("usb-host", {"id": d.qemu_id, "bus": d.qemu_bus or "usb-bus.0"})

@@ -14,7 +14,6 @@ let
     [ "graphics" "socket" ]
     [ "graphics" "vulkan" ]
     [ "graphics" "hostmem" ]
-    [ "qemu" "pcieRootPorts" ]
     [ "cloud-hypervisor" "platformOEMStrings" ]
     [ "vfkit" "rosetta" "enable" ]
     [ "vfkit" "rosetta" "install" ]
@@ -30,7 +29,6 @@ in
     graphics.socket = unsupported (types.nullOr types.str) null;
     graphics.vulkan = unsupported (types.nullOr (types.enum [ "venus" "drm_native_context" ])) null;
     graphics.hostmem = unsupported (types.nullOr types.str) null;
-    qemu.pcieRootPorts = unsupported (types.listOf (types.attrsOf types.anything)) [ ];
     cloud-hypervisor.platformOEMStrings = unsupported (types.listOf types.str) [ ];
     vfkit.rosetta.enable = unsupported types.bool false;
     vfkit.rosetta.install = unsupported types.bool false;

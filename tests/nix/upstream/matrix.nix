@@ -55,6 +55,21 @@ let
     no-socket = { microvm.socket = null; };
   };
 
+  # cases of one hypervisor's own options: hypervisor -> cases
+  ownCases = {
+    qemu = {
+      # a passed-through card on a root port of its own (q35)
+      pcie-root-ports = {
+        microvm.qemu.machine = "q35";
+        microvm.qemu.pcieRootPorts = [
+          { id = "pci_hotplug_1"; bus = "pcie.0"; chassis = 1; }
+          { id = "pci_port_2"; chassis = 2; slot = "2"; addr = "1d.0"; }
+        ];
+        microvm.devices = [{ bus = "pci"; path = "0000:01:00.0"; qemu.bus = "pci_hotplug_1"; }];
+      };
+    };
+  };
+
   entry = hv: case: module: {
     name = "${hv}.${case}";
     value = {
@@ -70,5 +85,5 @@ let
   };
 in
 builtins.listToAttrs (builtins.concatMap
-  (hv: builtins.attrValues (builtins.mapAttrs (entry hv) (cases hv)))
+  (hv: builtins.attrValues (builtins.mapAttrs (entry hv) (cases hv // ownCases.${hv} or { })))
   hypervisors)
