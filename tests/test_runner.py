@@ -107,6 +107,28 @@ def test_existing_output_needs_force_and_is_replaced_whole(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "vm.json"]
 
 
+def test_the_output_is_the_old_tree_or_the_new_at_every_moment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--force swaps the trees in one step: a process killed after any single rename still
+    leaves a whole tree at the output (here the first rename happens, then the process
+    "dies"; two renames would leave no output at all)."""
+    out = tmp_path / "out"
+    runner.write(from_document(DOCS["minimal"]), out)
+    real = Path.rename
+
+    class Killed(BaseException):
+        pass
+
+    def rename_then_die(self: Path, target: Any) -> Path:
+        real(self, target)
+        raise Killed("killed after one rename")
+
+    monkeypatch.setattr(Path, "rename", rename_then_die)
+    runner.write(from_document(DOCS["minimal"]), out, force=True)
+    assert (out / "bin" / "microvm-run").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 FAKE_QEMU = """#!/usr/bin/env python3
 import json, os, sys
 with open(os.environ["ARGV_LOG"], "w") as f:

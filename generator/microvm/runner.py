@@ -7,6 +7,8 @@ nothing behind and an existing tree is replaced only by a complete one.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -239,15 +241,31 @@ def write(vm: MicroVM, out: Path, *, force: bool = False) -> Path:
             raise
         return out
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    old = out.with_name(f".{out.name}.old")
     try:
         _fill(tree, tmp)
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-        tmp.rename(out)
+        _exchange(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old)
+    shutil.rmtree(tmp)  # the old tree, now under the temporary name
     return out
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two directories in one step (renameat2 RENAME_EXCHANGE, Linux 3.15+): `b` is the
+    old tree or the new one at every moment, never missing. Where the system or the file
+    system cannot (ENOSYS, EINVAL: macOS, some file systems), two renames, with a moment
+    without `b`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(b))
+    old = a.with_name(a.name + ".old")
+    b.rename(old)
+    a.rename(b)
+    old.rename(a)
