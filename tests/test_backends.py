@@ -22,6 +22,7 @@ from microvm.capabilities import Feature, Hypervisor
 from microvm.errors import ValidationError
 from microvm.hypervisors import Accel, RunContext, backend
 from microvm.hypervisors.alioth import Alioth
+from microvm.hypervisors.base import KERNEL_CMDLINE_BYTES
 from microvm.hypervisors.cloud_hypervisor import value as ch_value
 from microvm.hypervisors.crosvm import value as crosvm_value
 from microvm.hypervisors.firecracker import merge
@@ -465,3 +466,77 @@ def test_backend_problems_name_the_option(hv: Hypervisor, options: dict[str, Any
         load(document(hv, **options))
     got = [str(p) for p in err.value.problems]
     assert [line for line in got if line in want] == want, got
+
+
+# -- the kernel command line: bounded by what the guest kernel takes, on the longest line the
+# runner passes (every acceleration's argv, firecracker's config file) ------------------------
+
+MARK = "microvm.test.mark="
+
+
+def _cmdlines(hv: Hypervisor, doc: Doc) -> dict[str, int]:
+    """Bytes of the kernel command line (the text holding MARK) in each place the runner of
+    `doc` passes one: each acceleration's argv, firecracker's config file."""
+    launch = backend(hv).launch(load(doc), CTX)
+    texts = {str(accel): [w for w in argv if MARK in w] for accel, argv in launch.variants.items()}
+    if "firecracker.json" in launch.files:
+        texts["config"] = [json.loads(launch.files["firecracker.json"])["boot-source"][
+            "boot_args"]]
+    out = {}
+    for where, found in texts.items():
+        if found:
+            (line,) = found
+            if hv is Hypervisor.VFKIT:  # cmdline="..." inside --bootloader
+                line = line.split('cmdline="', 1)[1].rstrip('"')
+            out[where] = len(line.encode())
+    return out
+
+
+def _with_params(hv: Hypervisor, mark: str, every: bool = True) -> Doc:
+    """`hv`'s document with every option it takes (else the least one), and `mark` last in
+    its kernelParams."""
+    doc = full(hv) if every else document(hv)
+    doc["microvm"]["kernelParams"] = [*doc["microvm"].get("kernelParams", []), mark]
+    return doc
+
+
+# every option (the longest notify and console words); QEMU's microvm machine adds TCG words
+BOUND_CASES = [(hv, True) for hv in Hypervisor] + [(Hypervisor.QEMU, False)]
+
+
+@pytest.mark.parametrize(("hv", "every"), BOUND_CASES,
+                         ids=[f"{hv}{'' if every else '-least'}" for hv, every in BOUND_CASES])
+def test_kernel_command_line_just_within_the_bound_is_taken(hv: Hypervisor,
+                                                            every: bool) -> None:
+    pad = KERNEL_CMDLINE_BYTES - 1 - max(_cmdlines(hv, _with_params(hv, MARK, every)).values())
+
+    def padded(extra: int) -> Doc:  # counted in bytes, not characters
+        return _with_params(hv, MARK + "é" * (pad // 2) + "x" * (pad % 2 + extra), every)
+
+    assert max(_cmdlines(hv, padded(0)).values()) == KERNEL_CMDLINE_BYTES - 1  # + its NUL
+    with pytest.raises(ValidationError) as err:
+        load(padded(1))
+    assert [str(p) for p in err.value.problems] == [
+        f"microvm.kernelParams: the kernel command line would be {KERNEL_CMDLINE_BYTES + 1} " +
+        f"bytes with its NUL; the guest kernel takes at most {KERNEL_CMDLINE_BYTES} " +
+        "(Linux COMMAND_LINE_SIZE)"]
+
+
+def test_qemu_kernel_command_line_is_longest_under_tcg() -> None:
+    # the bound is checked on the TCG variant, whose line is longer (tsc_early_khz=)
+    lines = _cmdlines(Hypervisor.QEMU, _with_params(Hypervisor.QEMU, MARK, every=False))
+    assert lines["tcg"] > lines["kvm"]
+
+
+def test_firecracker_kernel_command_line_is_in_its_config_file() -> None:
+    assert list(_cmdlines(FC, _with_params(FC, MARK))) == ["config"]
+
+
+@pytest.mark.parametrize("hv", list(Hypervisor))
+def test_huge_kernel_params_are_refused(hv: Hypervisor) -> None:
+    with pytest.raises(ValidationError) as err:
+        load(document(hv, kernelParams=["quiet", "a" * 10_000_000]))
+    got = [str(p) for p in err.value.problems]
+    assert len(got) == 1 and got[0].startswith(
+        "microvm.kernelParams: the kernel command line would be 100000"), got
+    assert got[0].endswith(f"takes at most {KERNEL_CMDLINE_BYTES} (Linux COMMAND_LINE_SIZE)")

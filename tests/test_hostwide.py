@@ -20,8 +20,8 @@ def vm(name: str, **microvm: Any) -> dict[str, Any]:
     return {"hostName": name, "microvm": {"kernel": "/k", "storeOnDisk": False, **microvm}}
 
 
-def tap(id_: str, mac: str, kind: str = "tap") -> dict[str, Any]:
-    extra: dict[str, Any] = {"macvtap": {"link": "eth0", "mode": "bridge"}} if (
+def tap(id_: str, mac: str, kind: str = "tap", mode: str = "bridge") -> dict[str, Any]:
+    extra: dict[str, Any] = {"macvtap": {"link": "eth0", "mode": mode}} if (
         kind == "macvtap") else {"bridge": "br0"} if kind == "bridge" else {}
     return {"type": kind, "id": id_, "mac": mac, **extra}
 
@@ -104,6 +104,48 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
     ("same USB device", {"devices": [{"bus": "usb", "path": "1-2"}]},
      {"devices": [{"bus": "usb", "path": "1-2"}]},
      "b: microvm.devices[0].path: USB device '1-2' is also used by a"),
+    ("same USB device, properties in another order",
+     {"devices": [{"bus": "usb", "path": "vendorid=0x1,productid=0x2"}]},
+     {"devices": [{"bus": "usb", "path": "productid=0x0002,vendorid=0x1"}]},
+     "b: microvm.devices[0].path: USB device 'productid=0x0002,vendorid=0x1' is also used " +
+     "by a (microvm.devices[0].path)"),
+    ("two USB devices", {"devices": [{"bus": "usb", "path": "vendorid=0x1,productid=0x2"}]},
+     {"devices": [{"bus": "usb", "path": "vendorid=0x1,productid=0x3"}]}, None),
+    ("macvtap in passthru mode and another macvtap on its link",
+     {"interfaces": [tap("mv0", M1, "macvtap", "passthru")]},
+     {"interfaces": [tap("mv1", M2, "macvtap")]},
+     "b: microvm.interfaces[0].macvtap.link: macvtap link 'eth0' (the other VM's macvtap in " +
+     "passthru mode takes it) is also used by a (microvm.interfaces[0].macvtap.link)"),
+    ("macvtap and another in passthru mode on its link",
+     {"interfaces": [tap("mv0", M1, "macvtap")]},
+     {"interfaces": [tap("mv1", M2, "macvtap", "passthru")]},
+     "b: microvm.interfaces[0].macvtap.link: macvtap link 'eth0' (in passthru mode, which " +
+     "takes the whole link) is also used by a (microvm.interfaces[0].macvtap.link)"),
+    ("macvtaps sharing a link", {"interfaces": [tap("mv0", M1, "macvtap")]},
+     {"interfaces": [tap("mv1", M2, "macvtap", "vepa")]}, None),
+    ("tap named like another VM's macvtap link", {"interfaces": [tap("mv0", M1, "macvtap")]},
+     {"interfaces": [tap("eth0", M2)]},
+     "b: microvm.interfaces[0].id: network interface name 'eth0' is also used by a " +
+     "(microvm.interfaces[0].macvtap.link)"),
+    ("volume image at another VM's control socket", {"socket": "ctl.sock"},
+     {"volumes": [{"image": "../a/ctl.sock", "size": 8}]},
+     "b: microvm.volumes[0].image: volume image '../a/ctl.sock' (written by this VM) is also " +
+     "used by a (microvm.socket)"),
+    ("read-only image at another VM's control socket", {"socket": "/run/a.sock"},
+     {"volumes": [{"image": "/run/a.sock", "readOnly": True, "autoCreate": False}]},
+     "b: microvm.volumes[0].image: volume image '/run/a.sock' is also used by a " +
+     "(microvm.socket)"),
+    ("same vsock CID, hybrid vsock (cloud-hypervisor)",
+     {"hypervisor": "cloud-hypervisor", "vsock": {"cid": 5}},
+     {"hypervisor": "cloud-hypervisor", "vsock": {"cid": 5}}, None),
+    ("same vsock CID, hybrid vsock (firecracker)",
+     {"hypervisor": "firecracker", "vsock": {"cid": 5}},
+     {"hypervisor": "firecracker", "vsock": {"cid": 5}}, None),
+    ("same vsock CID, hybrid and vhost-vsock",
+     {"hypervisor": "cloud-hypervisor", "vsock": {"cid": 5}}, {"vsock": {"cid": 5}}, None),
+    ("same vsock CID, vhost-vsock (crosvm and qemu)",
+     {"hypervisor": "crosvm", "vsock": {"cid": 5}}, {"vsock": {"cid": 5}},
+     "b: microvm.vsock.cid: vsock CID '5' is also used by a (microvm.vsock.cid)"),
 ]
 
 

@@ -212,6 +212,12 @@ CASES: list[tuple[str, Callable[[Doc], Any], str, str]] = [
      "microvm.volumes[0].fsType", "must match"),
     ("extraArgsScript with a newline", m(extraArgsScript="/bin/a\n/bin/b"),
      "microvm.extraArgsScript", "must not contain control characters"),
+    # the kernel command line: what the guest kernel takes (COMMAND_LINE_SIZE)
+    ("a 10 MB kernelParams", m(kernelParams=["quiet", "a" * 10_000_000]),
+     "microvm.kernelParams", "the kernel command line would be 10000"),
+    ("kernelParams too long for the firecracker config file",
+     m(hypervisor="firecracker", kernelParams=["a" * 2000]), "microvm.kernelParams",
+     "the guest kernel takes at most 2048 (Linux COMMAND_LINE_SIZE)"),
 ]
 
 

@@ -72,7 +72,7 @@ class Alioth(Backend):
                 "--kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["--initramfs", vm.initrd]
-        argv += ["--cmd-line", kernel_cmdline(vm, *notify_kernel_params(vm)),
+        argv += ["--cmd-line", kernel_cmdline(vm, *notify_kernel_params(vm), enc=o),
                  "--entropy"]
         for d in disks(vm):
             argv += ["--blk", o.kv("file", {"path": d.path, "readonly": d.read_only or None})]

@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
 
 from ..capabilities import (
     CAPABILITIES,
@@ -124,9 +123,6 @@ def queues(vm: MicroVM) -> int:
 
 class Backend(ABC):
     hypervisor: Hypervisor
-    # the argv syntax cannot carry some option values (Encoder.given refuses them):
-    # problems() builds the argv to find them
-    syntax_limited: ClassVar[bool] = False
 
     @property
     def caps(self) -> Capabilities:
@@ -140,6 +136,12 @@ class Backend(ABC):
     def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
         """The hypervisor's command line for `vm` under `accel`, its option values written
         by `enc` (which records the values the syntax cannot carry)."""
+
+    def encode(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> None:
+        """Encode with `enc` everything the runner gives the hypervisor under `accel`: the
+        argv, and a configuration file where the backend writes one (problems() reads what
+        `enc` recorded)."""
+        self.argv(vm, ctx, accel, enc)
 
     def command(self, vm: MicroVM, ctx: RunContext, accel: Accel = Accel.KVM) -> list[str]:
         """`argv` with a fresh encoder: what the runner runs."""
@@ -185,13 +187,14 @@ class Backend(ABC):
     def problems(self, vm: MicroVM) -> list[Problem]:
         """What this backend cannot express for `vm` although the capability table allows it,
         by option path: the table's limits, the backend's own rules, then the option values
-        its syntax cannot carry (found where the argv encodes them)."""
+        its syntax cannot carry and a kernel command line too long for the guest, found where
+        they are encoded, under every acceleration (the runner may pass any of them)."""
         out = limit_problems(vm, self.caps.limits) + self.rules(vm)
-        if self.syntax_limited:
-            enc = self.encoder()
-            self.argv(vm, RunContext(runner_dir="/"), Accel.KVM, enc)
-            out += enc.problems
-        return out
+        encoders = [self.encoder() for _ in Accel]
+        for accel, enc in zip(Accel, encoders, strict=True):
+            self.encode(vm, RunContext(runner_dir="/"), accel, enc)
+        out += dict.fromkeys(p for enc in encoders for p in enc.problems)
+        return out + cmdline_problems(max(enc.cmdline_bytes for enc in encoders))
 
     def rules(self, vm: MicroVM) -> list[Problem]:
         """Rules of this backend beyond the capability table's limits, by option path."""
@@ -317,12 +320,34 @@ def notify_kernel_params(vm: MicroVM) -> list[str]:
     return ["systemd.set_credential=" + credential.replace("=", ":", 1)]
 
 
-def kernel_cmdline(vm: MicroVM, *extra: str, with_console: bool = True) -> str:
+# The longest kernel command line, in bytes with its terminating NUL: the guest kernel's
+# COMMAND_LINE_SIZE, 2048 on x86_64 and arm64 (Linux arch/x86/include/asm/setup.h,
+# arch/arm64/include/uapi/asm/setup.h), which is less than or equal to every hypervisor's own
+# bound: firecracker refuses more than its CMDLINE_MAX_SIZE, 2048 on both architectures
+# (src/vmm/src/arch/{x86_64,aarch64}/layout.rs); cloud-hypervisor's is 0x10000
+# (arch/src/x86_64/layout.rs CMDLINE_MAX_SIZE); a longer line is cut by the guest.
+KERNEL_CMDLINE_BYTES = 2048
+
+
+def kernel_cmdline(vm: MicroVM, *extra: str, enc: Encoder, with_console: bool = True) -> str:
     """The kernel command line: the console device (unless with_console is False), the
-    hypervisor's reboot words, `extra`, then the user's kernelParams."""
+    hypervisor's reboot words, `extra`, then the user's kernelParams; `enc` records its
+    length (cmdline_problems bounds the longest)."""
     words = [f"console={console(vm)}"] if with_console else []
-    return " ".join([*words, *CAPABILITIES[vm.hypervisor].reboot_params, *extra,
+    line = " ".join([*words, *CAPABILITIES[vm.hypervisor].reboot_params, *extra,
                      *vm.kernel_params])
+    enc.cmdline_bytes = max(enc.cmdline_bytes, len(line.encode()) + 1)
+    return line
+
+
+def cmdline_problems(size: int) -> list[Problem]:
+    """A kernel command line of `size` bytes (with its NUL) the guest cannot take, reported
+    on the option that makes it long."""
+    if size <= KERNEL_CMDLINE_BYTES:
+        return []
+    return [Problem("microvm.kernelParams", f"the kernel command line would be {size} bytes " +
+                    f"with its NUL; the guest kernel takes at most {KERNEL_CMDLINE_BYTES} " +
+                    "(Linux COMMAND_LINE_SIZE)")]
 
 
 def comma_escape(value: str) -> str:
@@ -364,6 +389,8 @@ class Encoder:
         self.unsafe = unsafe
         self.where = where
         self.problems: list[Problem] = []
+        # bytes (with the NUL) of the longest kernel command line encoded (kernel_cmdline)
+        self.cmdline_bytes = 0
 
     def given(self, option: str, value: str, *, unsafe: str | None = None,
               where: str | None = None) -> str:

@@ -87,7 +87,7 @@ class CloudHypervisor(Backend):
                 "--kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["--initramfs", vm.initrd]
-        argv += ["--cmdline", kernel_cmdline(vm),
+        argv += ["--cmdline", kernel_cmdline(vm, enc=enc),
                  # the guest console is the serial port on the runner's stdio
                  "--serial", "tty",
                  "--console", "off"]

@@ -42,7 +42,6 @@ SHARED_DIR_UNSAFE = ":"
 
 class Crosvm(Backend):
     hypervisor = Hypervisor.CROSVM
-    syntax_limited = True
 
     def encoder(self) -> Encoder:
         return Encoder(self.hypervisor, escape=value, bools=("true", "false"),
@@ -55,7 +54,7 @@ class Crosvm(Backend):
                 "--mem", str(vm.mem),
                 "--serial", enc.kv(None, {"type": "stdout", "hardware": "serial", "num": 1,
                                           "console": True, "stdin": True}),
-                "--params", kernel_cmdline(vm, *notify_kernel_params(vm))]
+                "--params", kernel_cmdline(vm, *notify_kernel_params(vm), enc=enc)]
         if vm.balloon:
             argv.append("--balloon-page-reporting")
             if vm.initial_balloon_mem:

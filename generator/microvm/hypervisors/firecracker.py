@@ -36,10 +36,10 @@ CPU_CONFIG_FILE = "cpu-config.json"
 I8042_PARAMS = ("i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd")
 
 
-def cmdline(vm: MicroVM) -> str:
+def cmdline(vm: MicroVM, enc: Encoder) -> str:
     # no SMBIOS or fw_cfg: the readiness credential goes on the command line
     i8042 = I8042_PARAMS if vm.arch == "x86_64" else ()
-    return kernel_cmdline(vm, *i8042, *notify_kernel_params(vm))
+    return kernel_cmdline(vm, *i8042, *notify_kernel_params(vm), enc=enc)
 
 
 def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,9 +53,10 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config(vm: MicroVM, ctx: RunContext) -> dict[str, Any]:
-    """The `--config-file` document, with microvm.firecracker.extraConfig merged in."""
-    boot: dict[str, Any] = {"kernel_image_path": vm.kernel, "boot_args": cmdline(vm)}
+def config(vm: MicroVM, ctx: RunContext, enc: Encoder) -> dict[str, Any]:
+    """The `--config-file` document, with microvm.firecracker.extraConfig merged in; `enc`
+    records what its values cannot carry."""
+    boot: dict[str, Any] = {"kernel_image_path": vm.kernel, "boot_args": cmdline(vm, enc)}
     if vm.initrd is not None:
         boot["initrd_path"] = vm.initrd
     machine: dict[str, Any] = {"vcpu_count": vm.vcpu, "mem_size_mib": vm.mem}
@@ -102,8 +103,13 @@ class Firecracker(Backend):
             argv.append("--no-api")
         return argv + list(vm.hypervisor_extra_args)
 
+    def encode(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> None:
+        # the kernel command line is in the config file
+        self.argv(vm, ctx, accel, enc)
+        config(vm, ctx, enc)
+
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        files = {CONFIG_FILE: _json(config(vm, ctx))}
+        files = {CONFIG_FILE: _json(config(vm, ctx, self.encoder()))}
         if vm.firecracker_cpu is not None:
             files[CPU_CONFIG_FILE] = _json(vm.firecracker_cpu)
         return Launch(variants={Accel.KVM: self.command(vm, ctx)},

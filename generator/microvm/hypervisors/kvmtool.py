@@ -44,7 +44,6 @@ _UI = {"gtk": "--gtk", "headless": "--vnc"}
 
 class Kvmtool(Backend):
     hypervisor = Hypervisor.KVMTOOL
-    syntax_limited = True
 
     def encoder(self) -> Encoder:
         # options are split at ',' with no escape
@@ -62,7 +61,7 @@ class Kvmtool(Backend):
         if vm.initrd is not None:
             argv += ["--initrd", vm.initrd]
         # lkvm prepends its own words (console=, reboot=k...) unless --nodefaults; ours come last
-        argv += ["--params", kernel_cmdline(vm, *notify_kernel_params(vm))]
+        argv += ["--params", kernel_cmdline(vm, *notify_kernel_params(vm), enc=enc)]
         if vm.hugepage_mem:
             argv += ["--hugetlbfs", HUGETLBFS]
         if vm.balloon:

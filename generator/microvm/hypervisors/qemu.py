@@ -96,12 +96,12 @@ def uses_pci(vm: MicroVM) -> bool:
     return bool(dict(vm.qemu.machine_opts or ()).get("pcie") == "on")
 
 
-def cmdline(vm: MicroVM, accel: Accel) -> str:
+def cmdline(vm: MicroVM, accel: Accel, enc: Encoder) -> str:
     """The console (when QEMU serves one), the reboot words, the early TSC frequency under
     TCG on the microvm machine unless the user gives one, then the user's kernelParams."""
     tcg = (accel is Accel.TCG and machine_type(vm) == "microvm"
            and not any(w.startswith("tsc_early_khz=") for w in vm.kernel_params))
-    return kernel_cmdline(vm, *(TCG_MICROVM_PARAMS if tcg else ()),
+    return kernel_cmdline(vm, *(TCG_MICROVM_PARAMS if tcg else ()), enc=enc,
                           with_console=vm.qemu.serial_console)
 
 
@@ -199,7 +199,7 @@ def _netdev(iface: Interface, netdev_id: str, fds: dict[str, list[int]], queues:
 
 def _bridge_netdev(iface: Interface, netdev: dict[str, str | int | bool | None],
                    helper: str | None) -> str:
-    assert iface.bridge is not None
+    # a missing bridge is validation's to report (problems() encodes invalid VMs too)
     return opts("bridge", {**netdev, "br": iface.bridge, "helper": helper})
 
 
@@ -227,10 +227,10 @@ class Qemu(Backend):
     hypervisor = Hypervisor.QEMU
 
     def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
-        del ctx, enc  # QEMU reads no generated files; opts() doubles commas, nothing refused
+        del ctx  # QEMU reads no generated files; opts() doubles commas; enc: the cmdline
         dev = "pci" if uses_pci(vm) else "device"
         return [binary(vm), *self._machine(vm, accel), *self._display(vm, dev),
-                *self._boot(vm, accel, dev), *self._disks(vm, dev), *self._shares(vm, dev),
+                *self._boot(vm, accel, dev, enc), *self._disks(vm, dev), *self._shares(vm, dev),
                 *self._net(vm, dev), *self._vsock(vm, dev), *self._memory_devices(vm, dev),
                 *self._devices(vm), *self._credentials(vm), *vm.qemu.extra_args]
 
@@ -274,12 +274,12 @@ class Qemu(Backend):
             argv += ["-sandbox", seccomp]
         return argv
 
-    def _boot(self, vm: MicroVM, accel: Accel, dev: str) -> list[str]:
+    def _boot(self, vm: MicroVM, accel: Accel, dev: str, enc: Encoder) -> list[str]:
         """Kernel, initrd and command line; the QMP socket, the machine UUID, entropy."""
         argv = ["-kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["-initrd", vm.initrd]
-        argv += ["-append", cmdline(vm, accel)]
+        argv += ["-append", cmdline(vm, accel, enc)]
         if vm.socket is not None:
             argv += ["-qmp", opts(f"unix:{vm.socket.replace(',', ',,')}",
                                   {"server": True, "wait": False})]

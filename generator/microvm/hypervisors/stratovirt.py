@@ -41,7 +41,6 @@ def _onoff(b: bool) -> str:
 
 class Stratovirt(Backend):
     hypervisor = Hypervisor.STRATOVIRT
-    syntax_limited = True
 
     def encoder(self) -> Encoder:
         # values are split at ',' and '=' with no escape (str_slip_to_clap)
@@ -113,7 +112,7 @@ class Stratovirt(Backend):
         argv += ["-kernel", vm.kernel]
         if vm.initrd is not None:
             argv += ["-initrd", vm.initrd]
-        argv += ["-append", kernel_cmdline(vm, *notify_kernel_params(vm)),
+        argv += ["-append", kernel_cmdline(vm, *notify_kernel_params(vm), enc=enc),
                  "-chardev", CONSOLE_STDIO,
                  "-serial", "chardev:console0"]
         if vm.socket is not None:

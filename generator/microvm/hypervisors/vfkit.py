@@ -53,7 +53,6 @@ DEVICE_UNSAFE = ","
 
 class Vfkit(Backend):
     hypervisor = Hypervisor.VFKIT
-    syntax_limited = True
 
     def encoder(self) -> Encoder:
         return Encoder(self.hypervisor, unsafe=DEVICE_UNSAFE, where="--device values")
@@ -68,7 +67,7 @@ class Vfkit(Backend):
         for i, word in enumerate(vm.kernel_params):
             enc.given(f"microvm.kernelParams[{i}]", word, unsafe=BOOT_UNSAFE,
                       where="the kernel command line")
-        boot.append(f'cmdline="{kernel_cmdline(vm)}"')
+        boot.append(f'cmdline="{kernel_cmdline(vm, enc=enc)}"')
         return ",".join(boot)
 
     def _devices(self, vm: MicroVM, enc: Encoder) -> list[str]:
