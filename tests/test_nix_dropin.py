@@ -163,6 +163,7 @@ OVERRIDES = """{ lib, ... }: {
     environment.EXTRA = "1";
   };
   systemd.services."microvm@".serviceConfig.LimitNOFILE = lib.mkForce 4096;
+  systemd.services."microvm@".serviceConfig.TimeoutStopSec = 11;
 }"""
 
 
@@ -199,7 +200,7 @@ def test_a_users_override_of_a_vms_unit_acts_as_on_any_nixos_service() -> None:
     alpha = effective(tree, "microvm@alpha.service")
     service, unit = alpha["Service"], alpha["Unit"]
     assert service["ExecStop"] == ["/bin/true"]
-    assert service["TimeoutStopSec"][-1] == "7"
+    assert service["TimeoutStopSec"][-2:] == ["11", "7"]
     assert service["SystemCallFilter"][-1] == "@mount" and len(service["SystemCallFilter"]) == 4
     after = words(unit["After"])
     assert "x.service" in after and "microvm-set-booted@%i.service" in after
@@ -215,6 +216,7 @@ def test_a_users_override_of_a_vms_unit_acts_as_on_any_nixos_service() -> None:
     beta = effective(tree, "microvm@beta.service")["Service"]
     assert beta["ExecStop"] == ["-%S/microvms/.control/%i/booted/bin/microvm-shutdown"]
     assert beta["LimitNOFILE"] == ["4096"] and "X-RestartIfChanged" not in beta
+    assert beta["TimeoutStopSec"][-1] == "11"
     # a VM made with `microvm create` runs the template, with the override of microvm@
     made = effective(tree, "microvm@made.service")["Service"]
     assert made["LimitNOFILE"] == ["4096"] and len(made["ExecStop"]) == 1

@@ -187,8 +187,9 @@ let
     # { services.<name>; targets.<name>; } for systemd.services/targets. They come from
     # ./units.json, which scripts/regen renders from the same templates as `microvm units`
     # (placeholders for what the host module sets), so no derivation is read while evaluating.
-    # Every value is a list: a user's plain definition adds to it (for a setting systemd takes
-    # once, the last line wins, as with a drop-in); lib.mkForce replaces it.
+    # Every value is a list ordered first (lib.mkBefore): a user's plain definition adds lines
+    # after it (for a setting systemd takes once, the last line wins, as with a drop-in);
+    # lib.mkForce replaces it.
     nixosUnits = { stateDir, user, group, startupTimeout, useNotifySockets, libexec }:
       let
         dir = if stateDir == "/" then "/" else lib.removeSuffix "/" stateDir;
@@ -200,7 +201,9 @@ let
         # [Unit] settings NixOS declares as options of their own (lists of unit names)
         lists = { After = "after"; Before = "before"; Requires = "requires"; Wants = "wants";
           PartOf = "partOf"; BindsTo = "bindsTo"; Conflicts = "conflicts"; Requisite = "requisite"; };
-        words = values: lib.concatMap (v: lib.filter (w: w != "") (lib.splitString " " (fill v))) values;
+        words = values: lib.mkBefore
+          (lib.concatMap (v: lib.filter (w: w != "") (lib.splitString " " (fill v))) values);
+        lines = lib.mapAttrs (_: values: lib.mkBefore (map fill values));
         # NixOS writes `environment` as Environment= lines (quoted); a user overrides one variable
         environment = values: lib.listToAttrs (map (v:
           let kv = lib.splitString "=" (fill v); in
@@ -211,11 +214,11 @@ let
             (lib.filterAttrs (k: _: lists ? ${k}) unit)
           // {
             description = fill (lib.last unit.Description);
-            unitConfig = lib.mapAttrs (_: map fill) (removeAttrs unit ([ "Description" ] ++ lib.attrNames lists));
+            unitConfig = lines (removeAttrs unit ([ "Description" ] ++ lib.attrNames lists));
           }
           # [Install] is left out: NixOS enables units with wantedBy links of its own
           // lib.optionalAttrs (service != null) {
-            serviceConfig = lib.mapAttrs (_: map fill) (removeAttrs service [ "Environment" ]);
+            serviceConfig = lines (removeAttrs service [ "Environment" ]);
           }
           // lib.optionalAttrs (service != null && service ? Environment) {
             environment = environment service.Environment;

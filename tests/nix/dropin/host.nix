@@ -30,6 +30,8 @@ let
           microvm.vsock.cid = betaCid;
         };
       }
+      # a user's module (where it is in the list must not decide what it means: the module's
+      # unit settings come first, lib.mkBefore)
       userModule
     ];
   };
