@@ -138,7 +138,7 @@ let
   template = config.systemd.services."microvm@";
   derivedUnitKeys = [ "Description" "Documentation" "Requires" "Wants" "Upholds" "After"
     "Before" "BindsTo" "PartOf" "Conflicts" "Requisite" "OnFailure" "OnSuccess"
-    "PropagatesReloadTo" "ReloadPropagatedFrom" ];
+    "PropagatesReloadTo" "ReloadPropagatedFrom" "X-Restart-Triggers" "X-Reload-Triggers" ];
   first = lib.mapAttrs (_: v: lib.mkBefore (lib.toList v));
   instance = {
     description = lib.mkDefault template.description;

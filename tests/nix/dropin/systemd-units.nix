@@ -61,6 +61,8 @@ let
   attrsToSection = as: lib.concatStrings (lib.concatLists (lib.mapAttrsToList (name: value:
     map (x: "${name}=${toOption x}\n") (lib.toList value)) as));
 
+  # as NixOS's commonUnitText: [Install] only names what wantedBy links anyway
+  install = def: lib.optionalString (def.wantedBy != [ ]) "\n[Install]\nWantedBy=${toString def.wantedBy}\n";
   serviceText = def: ''
     [Unit]
     ${attrsToSection def.unitConfig}
@@ -69,7 +71,7 @@ let
       "Environment=${builtins.toJSON "${n}=${toString v}"}\n") def.environment)}${
       lib.optionalString (!def.restartIfChanged) "X-RestartIfChanged=false\n"}${
       lib.optionalString (!def.stopIfChanged) "X-StopIfChanged=false\n"}${
-      attrsToSection def.serviceConfig}'';
+      attrsToSection def.serviceConfig}${install def}'';
   targetText = def: ''
     [Unit]
     ${attrsToSection def.unitConfig}'';
