@@ -678,3 +678,19 @@ def test_nix_unit_data_is_the_templates_with_placeholders() -> None:
 def test_parse_unit_refuses_what_is_not_a_unit_file(text: str) -> None:
     with pytest.raises(ValueError, match="not a unit file line"):
         units.parse_unit(text)
+
+
+@pytest.mark.parametrize(("state", "enabled"), [("enabled", True), ("static", False),
+                                                 ("disabled", False)])
+def test_a_vm_is_started_at_boot_only_when_its_unit_is_enabled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str, enabled: bool) -> None:
+    """On NixOS microvm@ has no [Install] (NixOS writes none without wantedBy), so an instance
+    of it is `static`, for which `systemctl is-enabled` exits 0 too: not started at boot."""
+    from microvm.host.service import Service
+    from microvm.host.state import VMDir
+    from support.host_cli import write_exe
+
+    write_exe(tmp_path / "bin/systemctl", f"#!/bin/sh\necho {state}\n"
+              + f"exit {0 if state != 'disabled' else 1}\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert Service(use_systemd=True).enabled(VMDir(tmp_path, "web")) is enabled
