@@ -164,6 +164,8 @@ OVERRIDES = """{ lib, ... }: {
   };
   systemd.services."microvm@".serviceConfig.LimitNOFILE = lib.mkForce 4096;
   systemd.services."microvm@".serviceConfig.TimeoutStopSec = 11;
+  systemd.services."microvm@".environment.MICROVM_SHUTDOWN_TIMEOUT = "9";
+  systemd.services."microvm@".description = "VM %i";
 }"""
 
 
@@ -217,6 +219,8 @@ def test_a_users_override_of_a_vms_unit_acts_as_on_any_nixos_service() -> None:
     assert beta["ExecStop"] == ["-%S/microvms/.control/%i/booted/bin/microvm-shutdown"]
     assert beta["LimitNOFILE"] == ["4096"] and "X-RestartIfChanged" not in beta
     assert beta["TimeoutStopSec"][-1] == "11"
+    assert '"MICROVM_SHUTDOWN_TIMEOUT=9"' in beta["Environment"]
+    assert effective(tree, "microvm@beta.service")["Unit"]["Description"] == ["VM %i"]
     # a VM made with `microvm create` runs the template, with the override of microvm@
     made = effective(tree, "microvm@made.service")["Service"]
     assert made["LimitNOFILE"] == ["4096"] and len(made["ExecStop"]) == 1

@@ -204,16 +204,18 @@ let
         words = values: lib.mkBefore
           (lib.concatMap (v: lib.filter (w: w != "") (lib.splitString " " (fill v))) values);
         lines = lib.mapAttrs (_: values: lib.mkBefore (map fill values));
-        # NixOS writes `environment` as Environment= lines (quoted); a user overrides one variable
+        # NixOS writes `environment` as Environment= lines (quoted); a user's definition of a
+        # variable replaces the module's (as does a later Environment= of a drop-in)
         environment = values: lib.listToAttrs (map (v:
           let kv = lib.splitString "=" (fill v); in
-          lib.nameValuePair (lib.head kv) (lib.concatStringsSep "=" (lib.tail kv))) values);
+          lib.nameValuePair (lib.head kv) (lib.mkDefault (lib.concatStringsSep "=" (lib.tail kv))))
+          values);
         definition = sections:
           let unit = sections.Unit or { }; service = sections.Service or null; in
           lib.mapAttrs' (k: v: lib.nameValuePair lists.${k} (words v))
             (lib.filterAttrs (k: _: lists ? ${k}) unit)
           // {
-            description = fill (lib.last unit.Description);
+            description = lib.mkDefault (fill (lib.last unit.Description));
             unitConfig = lines (removeAttrs unit ([ "Description" ] ++ lib.attrNames lists));
           }
           # [Install] is left out: NixOS enables units with wantedBy links of its own
@@ -227,7 +229,7 @@ let
         of = suffix: lib.mapAttrs' (n: s: lib.nameValuePair (lib.removeSuffix suffix n) (definition s))
           (lib.filterAttrs (n: _: lib.hasSuffix suffix n) units);
       in
-      { services = of ".service"; targets = of ".target"; unitNames = lib.attrNames units; };
+      { services = of ".service"; targets = of ".target"; };
 
     # The generator as a package of `pkgs` (the overlay's, or built from this checkout).
     generatorFor = pkgs:
