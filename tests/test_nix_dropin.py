@@ -7,13 +7,14 @@ runners and units are really built with nix-build through the real generator.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from microvm import runner
+from microvm import runner, units
 from microvm.document import from_document
 from support import REPO
 from support.documents import DOCS
@@ -28,9 +29,10 @@ def _need_nix() -> None:
         pytest.skip(why)
 
 
-def host(attr: str, host_options: str = "{ }") -> str:
+def host(attr: str, host_options: str = "{ }", user_module: str = "{ }") -> str:
     return (f"(import ./dropin/host.nix {{ python = {json.dumps(sys.executable)}; " +
-            f"repo = {json.dumps(str(REPO))}; hostOptions = {host_options}; }}).{attr}")
+            f"repo = {json.dumps(str(REPO))}; hostOptions = {host_options}; " +
+            f"userModule = {user_module}; }}).{attr}")
 
 
 def build(expr: str) -> Path:
@@ -87,13 +89,141 @@ def test_bin_scripts_cannot_extend_scripts_that_end_in_exec_or_exit(tmp_path: Pa
 
 
 def test_host_options_shape_the_units() -> None:
-    units = build(host("units", "{ startupTimeout = 42; useNotifySockets = true; }"))
-    unit = (units / "lib/systemd/system/microvm@.service").read_text()
+    texts = json.loads(nix_eval(
+        host("texts", "{ startupTimeout = 42; useNotifySockets = true; }")).stdout)
+    unit = texts["microvm@.service"]
     assert "TimeoutStartSec=42\n" in unit
     assert "Type=notify\n" in unit and "notify-relay" in unit
-    default = build(host("units"))
-    unit = (default / "lib/systemd/system/microvm@.service").read_text()
+    unit = json.loads(nix_eval(host("texts")).stdout)["microvm@.service"]
     assert "TimeoutStartSec=150\n" in unit and "Type=exec\n" in unit
+
+
+def _normal(sections: units.Sections) -> units.Sections:
+    """A parsed unit as systemd reads it, whoever wrote it: [Install] left out (NixOS enables
+    units with links of its own), lists of unit names as words, Environment= unquoted and
+    sorted (NixOS writes `environment` quoted, by name)."""
+    out: units.Sections = {}
+    for name, keys in sections.items():
+        if name == "Install":
+            continue
+        section = out.setdefault(name, {})
+        for key, values in keys.items():
+            if key in NAME_LISTS:
+                values = [w for v in values for w in v.split()]
+            elif key == "Environment":
+                values = sorted(json.loads(v) if v.startswith('"') else v for v in values)
+            section[key] = values
+    return out
+
+
+NAME_LISTS = {"After", "Before", "Requires", "Wants", "PartOf", "BindsTo", "Conflicts",
+              "Requisite"}
+
+
+@pytest.mark.parametrize("options", [
+    units.UnitOptions(),
+    units.UnitOptions(state_dir="/srv/vms", user="vmuser", group="vmgroup", start_timeout=42,
+                      readiness=units.Readiness.VSOCK)], ids=["default", "custom"])
+def test_nixos_unit_definitions_are_the_rendered_units(options: units.UnitOptions) -> None:
+    """NixOS declares the units every VM uses (systemd.services/targets, from nix/lib/units.json)
+    and a unit of its own for each declared VM; in the unit directory NixOS makes of them, each
+    means what `microvm units` renders from the same templates, with the same helpers."""
+    tree = build(host(
+        "tree", f"{{ startupTimeout = {options.start_timeout}; user = {json.dumps(options.user)}; "
+        + f"useNotifySockets = {json.dumps(options.readiness == units.Readiness.VSOCK)}; "
+        + f"group = {json.dumps(options.group)}; }}",
+        f"{{ microvm.stateDir = {json.dumps(options.state_dir)}; }}"))
+    libexec = os.readlink(tree / "install-microvm-alpha.service").rsplit(
+        "/lib/systemd/", 1)[0] + "/libexec/microvm"
+    rendered = units.build(options, libexec)
+    for name in units.NIXOS_UNITS:
+        text = rendered[f"{units.UNIT_DIR}/{name}"]
+        assert isinstance(text, tuple)
+        assert not (tree / f"{name}.d").exists(), name  # a definition, not a drop-in
+        assert _normal(units.parse_unit((tree / name).read_text())) == _normal(
+            units.parse_unit(text[0])), name
+    # a declared VM's unit is the template's, with the package's drop-in on top
+    for vm in ("alpha", "beta"):
+        assert _normal(units.parse_unit((tree / f"microvm@{vm}.service").read_text())) == \
+            _normal(units.parse_unit((tree / "microvm@.service").read_text()))
+        assert (tree / f"microvm@{vm}.service.d/50-declared.conf").exists()
+        assert (tree / f"microvms.target.wants/microvm@{vm}.service").is_symlink()
+    assert (tree / "multi-user.target.wants/microvms.target").is_symlink()
+
+
+OVERRIDES = """{ lib, ... }: {
+  systemd.services."microvm@alpha" = {
+    serviceConfig.ExecStop = lib.mkForce [ "/bin/true" ];
+    serviceConfig.TimeoutStopSec = 7;
+    serviceConfig.SystemCallFilter = lib.mkAfter [ "@mount" ];
+    after = [ "x.service" ];
+    requires = [ "y.service" ];
+    restartIfChanged = false;
+    environment.MICROVM_SHUTDOWN_TIMEOUT = "30";
+    environment.EXTRA = "1";
+  };
+  systemd.services."microvm@".serviceConfig.LimitNOFILE = lib.mkForce 4096;
+  systemd.services."microvm@".serviceConfig.TimeoutStopSec = 11;
+  systemd.services."microvm@".environment.MICROVM_SHUTDOWN_TIMEOUT = "9";
+  systemd.services."microvm@".description = "VM %i";
+}"""
+
+
+def effective(tree: Path, name: str) -> units.Sections:
+    """A unit as systemd loads it from the directory NixOS links: its own file (for an
+    instance without one, its template's), then its drop-ins in name order; a setting's values
+    add up, an empty value empties it (for a setting systemd takes once, the last counts)."""
+    own = tree / name
+    if not own.exists():
+        own = tree / re.sub(r"@[^.]*\.", "@.", name)
+    merged: units.Sections = {}
+    for path in [own, *sorted((tree / f"{name}.d").glob("*.conf"))]:
+        for section, keys in units.parse_unit(path.read_text()).items():
+            for key, values in keys.items():
+                for value in values:
+                    if value == "":
+                        merged.setdefault(section, {})[key] = []
+                    else:
+                        merged.setdefault(section, {}).setdefault(key, []).append(value)
+    return merged
+
+
+def words(values: list[str]) -> list[str]:
+    return [w for v in values for w in v.split()]
+
+
+def test_a_users_override_of_a_vms_unit_acts_as_on_any_nixos_service() -> None:
+    """`systemd.services."microvm@NAME"` as microvm.nix users write it, checked on the units
+    NixOS would write: lib.mkForce replaces the module's value (one ExecStop=), a plain
+    definition adds (after, requires; for a setting systemd takes once, the last line wins),
+    lib.mkAfter appends, restartIfChanged and environment are NixOS's; an override of
+    microvm@ reaches the declared VMs too."""
+    tree = build(host("tree", user_module=OVERRIDES))
+    alpha = effective(tree, "microvm@alpha.service")
+    service, unit = alpha["Service"], alpha["Unit"]
+    assert service["ExecStop"] == ["/bin/true"]
+    assert service["TimeoutStopSec"][-2:] == ["11", "7"]
+    assert service["SystemCallFilter"][-1] == "@mount" and len(service["SystemCallFilter"]) == 4
+    after = words(unit["After"])
+    assert "x.service" in after and "microvm-set-booted@%i.service" in after
+    assert set(words(unit["Requires"])) == {
+        "y.service", "install-microvm-alpha.service", *(f"{d}@%i.service" for d in
+                                                       units.DEPENDENCIES)}
+    assert service["X-RestartIfChanged"] == ["false"]
+    env = [json.loads(v) if v.startswith('"') else v for v in service["Environment"]]
+    assert "MICROVM_SHUTDOWN_TIMEOUT=30" in env and "EXTRA=1" in env
+    assert not any(e.startswith("MICROVM_SHUTDOWN_TIMEOUT=6") for e in env)
+    assert service["LimitNOFILE"] == ["4096"]
+    # the other VM keeps the defaults, but has the override of microvm@
+    beta = effective(tree, "microvm@beta.service")["Service"]
+    assert beta["ExecStop"] == ["-%S/microvms/.control/%i/booted/bin/microvm-shutdown"]
+    assert beta["LimitNOFILE"] == ["4096"] and "X-RestartIfChanged" not in beta
+    assert beta["TimeoutStopSec"][-1] == "11"
+    assert '"MICROVM_SHUTDOWN_TIMEOUT=9"' in beta["Environment"]
+    assert effective(tree, "microvm@beta.service")["Unit"]["Description"] == ["VM %i"]
+    # a VM made with `microvm create` runs the template, with the override of microvm@
+    made = effective(tree, "microvm@made.service")["Service"]
+    assert made["LimitNOFILE"] == ["4096"] and len(made["ExecStop"]) == 1
 
 
 def guest(configuration: str, attr: str) -> str:

@@ -633,3 +633,64 @@ def test_cli_declared_hostile_json(tmp_path: Path, content: bytes, fragment: str
     src.write_bytes(content)
     out = tmp_path / "o"
     assert_refused(src, out, fragment)
+
+
+def test_for_nixos_the_tree_holds_only_what_is_per_declared_vm(tmp_path: Path) -> None:
+    """`microvm units --for-nixos` (the NixOS host module): the units every VM uses and the
+    enablement links are NixOS definitions (nix/lib/units.json), restartIfChanged is the unit's
+    NixOS option; the install units, drop-ins, tmpfiles and helpers are the package's."""
+    out = tmp_path / "o"
+    cli("units", "--out", str(out), "--for-nixos", "--declare", "web=/nix/store/x-r",
+        "--no-restart-if-changed", "web", check=True)
+    system = out / units.UNIT_DIR
+    assert sorted(p.name for p in system.iterdir()) == [
+        "install-microvm-web.service", "microvm@web.service.d"]
+    dropin = (system / "microvm@web.service.d/50-declared.conf").read_text()
+    assert "Requires=install-microvm-web.service\n" in dropin
+    assert "X-RestartIfChanged" not in dropin
+    assert sorted(p.name for p in (out / units.LIBEXEC_DIR).iterdir()) == sorted(units.HELPERS)
+    assert (out / units.TMPFILES).exists()
+    # without the flag the same tree has them (the unchanged non-NixOS output)
+    full = tree(tmp_path, UnitOptions(declared=(DeclaredVM("web", "/nix/store/x-r", False),)))
+    assert "X-RestartIfChanged=false\n" in (
+        full / units.UNIT_DIR / "microvm@web.service.d/50-declared.conf").read_text()
+    assert set(units.NIXOS_UNITS) <= {p.name for p in (full / units.UNIT_DIR).iterdir()}
+
+
+def test_nix_unit_data_is_the_templates_with_placeholders() -> None:
+    """nix/lib/units.json: each unit every VM uses, parsed, for each readiness; what the host
+    module sets appears only as a placeholder (no default state directory, user or group)."""
+    data = units.nixos_data()
+    assert set(data) == {str(r) for r in units.Readiness}
+    text = json.dumps(data)
+    for value in (defaults.STATE_DIR, json.dumps(defaults.USER), json.dumps(defaults.GROUP),
+                  "/libexec"):
+        assert value not in text, value
+    vm = data["vsock"]["microvm@.service"]["Service"]
+    assert vm["Type"] == ["notify"] and vm["User"] == ["@user@"]
+    assert vm["TimeoutStartSec"] == ["@startupTimeout@"]
+    assert data["started"]["microvm@.service"]["Service"]["Type"] == ["exec"]
+    assert (REPO / "nix/lib/units.json").read_text() == units.nixos_json()
+
+
+@pytest.mark.parametrize("text", ["Key=value\n", "[Unit]\nno equals sign\n",
+                                  "[Unit]\nA=b \\\n"])
+def test_parse_unit_refuses_what_is_not_a_unit_file(text: str) -> None:
+    with pytest.raises(ValueError, match="not a unit file line"):
+        units.parse_unit(text)
+
+
+@pytest.mark.parametrize(("state", "enabled"), [("enabled", True), ("static", False),
+                                                 ("disabled", False)])
+def test_a_vm_is_started_at_boot_only_when_its_unit_is_enabled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str, enabled: bool) -> None:
+    """On NixOS microvm@ has no [Install] (NixOS writes none without wantedBy), so an instance
+    of it is `static`, for which `systemctl is-enabled` exits 0 too: not started at boot."""
+    from microvm.host.service import Service
+    from microvm.host.state import VMDir
+    from support.host_cli import write_exe
+
+    write_exe(tmp_path / "bin/systemctl", f"#!/bin/sh\necho {state}\n"
+              + f"exit {0 if state != 'disabled' else 1}\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert Service(use_systemd=True).enabled(VMDir(tmp_path, "web")) is enabled

@@ -46,6 +46,9 @@ FILES: tuple[Generated, ...] = (
     Generated("nix/lib/capabilities.json",
               "generator/microvm/capabilities.py, by nix/lib/export_capabilities.py",
               "export_capabilities", _call("render")),
+    Generated("nix/lib/units.json",
+              "generator/microvm/templates/units (the units every VM uses, for the NixOS host " +
+              "module), by generator/microvm/units.py", "microvm.units", _call("nixos_json")),
     Generated("docs/hypervisors.md",
               "its BEGIN/END blocks: generator/microvm/capabilities.py, by " +
               "tools/gen_hypervisors.py", "gen_hypervisors",

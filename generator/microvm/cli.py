@@ -316,12 +316,17 @@ UNIT_OPTIONS = _grouped("opts", _unit_options, [
 @click.option("--force", is_flag=True, help="Write into an existing directory: replace or " +
               "remove what an earlier run wrote there (recorded in DIR/.microvm-units.json); " +
               "other files are never touched, and one in the way stops the run (exit 2).")
-def units(out: Path, opts: UnitOptions, force: bool) -> None:
+@click.option("--for-nixos", "for_nixos", is_flag=True, hidden=True,
+              help="For the NixOS host module, which declares the units every VM uses and " +
+              "each declared VM's restartIfChanged itself (from nix/lib/units.json).")
+def units(out: Path, opts: UnitOptions, force: bool, for_nixos: bool) -> None:
     """Write the host's systemd units (microvm@.service and its helpers), recorded in
     OUT/.microvm-units.json."""
+    from dataclasses import replace
+
     from . import units as u
 
-    u.write(out, opts, force=force)
+    u.write(out, replace(opts, nixos=for_nixos), force=force)
 
 
 # -- installing the host side (non-NixOS hosts) --------------------------------------------

@@ -22,6 +22,7 @@ The tree is deterministic, so Nix can build it as a package (`systemd.packages`)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -52,6 +53,8 @@ NOTIFY_PORT_BASE = NOTIFY_VSOCK_PORT_BASE
 # the units a VM requires; each is PartOf= the VM, so it stops and restarts with it
 DEPENDENCIES = HELPER_UNITS
 TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
+# the units that are the same for every VM: NixOS declares them from nix/lib/units.json
+NIXOS_UNITS = (*TEMPLATE_UNITS, "microvms.target")
 HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup",
            "runner-exec", "macvtap-owner", "mark-started")
 # where the helpers keep what lasts one boot (a tmpfs): the restart counts mark-started records
@@ -107,6 +110,10 @@ class UnitOptions:
     kill_grace: int = 30
     virtiofsd_notify: bool = False
     declared: tuple[DeclaredVM, ...] = field(default_factory=tuple)
+    # for the NixOS host module, which declares the template units (NIXOS_UNITS, from
+    # nix/lib/units.json) and each declared VM's microvm@NAME and restartIfChanged as NixOS
+    # definitions: the tree holds only the install units, drop-ins, tmpfiles and helpers
+    nixos: bool = False
 
 
 # a flake reference written into a unit's ExecStart and a JSON file: no quotes, backslashes,
@@ -192,7 +199,8 @@ def _context(opts: UnitOptions, libexec: str) -> dict[str, Any]:
     }
 
 
-def _declared_files(vm: DeclaredVM, common: dict[str, Any]) -> dict[str, Entry]:
+def _declared_files(vm: DeclaredVM, common: dict[str, Any],
+                    nixos: bool = False) -> dict[str, Entry]:
     """A declared VM's install unit, its drop-in for microvm@NAME and their enablement."""
     install = f"install-microvm-{vm.name}.service"
     files: dict[str, Entry] = {f"{UNIT_DIR}/{install}": (render(
@@ -204,7 +212,7 @@ def _declared_files(vm: DeclaredVM, common: dict[str, Any]) -> dict[str, Entry]:
     model = Runner(Path(vm.runner)).model()
     files[f"{UNIT_DIR}/microvm@{vm.name}.service.d/50-declared.conf"] = (
         render("units/microvm-declared.conf.j2", **common, name=vm.name,
-               restart_if_changed=vm.restart_if_changed,
+               restart_if_changed=vm.restart_if_changed, restart_key=not nixos,
                paths=_writable_outside(model, common["state_dir"], vm.name),
                # as microvm.nix's host: a VM whose guest reports readiness over vsock is
                # ready when it says so, whatever the host-wide readiness
@@ -212,6 +220,8 @@ def _declared_files(vm: DeclaredVM, common: dict[str, Any]) -> dict[str, Entry]:
                hypervisor=(str(model.hypervisor) if model is not None
                            else _hypervisor(vm.runner)),
                crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)
+    if nixos:  # NixOS enables units with its own links (wantedBy)
+        return files
     files[f"{UNIT_DIR}/microvms.target.wants/{install}"] = Link(f"../{install}")
     if vm.autostart:
         files[f"{UNIT_DIR}/microvms.target.wants/microvm@{vm.name}.service"] = Link(
@@ -219,28 +229,71 @@ def _declared_files(vm: DeclaredVM, common: dict[str, Any]) -> dict[str, Entry]:
     return files
 
 
+def _template_units(common: dict[str, Any], autostart: list[str]) -> dict[str, str]:
+    """The units every VM uses (NIXOS_UNITS): unit name -> text."""
+    return {name: render(f"units/{name}.j2", unit=name, **common, autostart=autostart)
+            for name in NIXOS_UNITS}
+
+
 def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
     """The unit tree: relative path -> (content, mode) or Link."""
     _check(opts)
     common = _context(opts, safe_path("--libexec-dir", libexec_dir))
     files: dict[str, Entry] = {}
-
-    def unit(unit_name: str, template: str, **kw: Any) -> None:
-        files[f"{UNIT_DIR}/{unit_name}"] = (
-            render(f"units/{template}", unit=unit_name, **common, **kw), 0o644)
-
-    for name in TEMPLATE_UNITS:
-        unit(name, f"{name}.j2")
-    autostart = [vm.name for vm in opts.declared if vm.autostart]
-    unit("microvms.target", "microvms.target.j2", autostart=autostart)
-    files[f"{UNIT_DIR}/multi-user.target.wants/microvms.target"] = Link("../microvms.target")
+    if not opts.nixos:
+        autostart = [vm.name for vm in opts.declared if vm.autostart]
+        for name, text in _template_units(common, autostart).items():
+            files[f"{UNIT_DIR}/{name}"] = (text, 0o644)
+        files[f"{UNIT_DIR}/multi-user.target.wants/microvms.target"] = Link("../microvms.target")
     for vm in opts.declared:
-        files.update(_declared_files(vm, common))
+        files.update(_declared_files(vm, common, opts.nixos))
     files[TMPFILES] = (render("units/microvm.tmpfiles.j2", **common), 0o644)
     for helper in HELPERS:
         files[f"{LIBEXEC_DIR}/{helper}"] = (
             render(f"units/libexec/{helper}.sh.j2", helper=helper, **common), 0o755)
     return files
+
+
+# What the NixOS host module fills in nix/lib/units.json (nix/lib/default.nix, nixosUnits)
+NIX_PLACEHOLDERS = {"state": "@state@", "state_dir": "@stateDir@", "libexec": "@libexec@",
+                    "user": "@user@", "group": "@group@", "start_timeout": "@startupTimeout@"}
+Sections = dict[str, dict[str, list[str]]]
+
+
+def parse_unit(text: str) -> Sections:
+    """A unit file as section -> key -> its values in order (comments and blank lines left
+    out; an empty value, which resets a list, is kept)."""
+    sections: Sections = {}
+    current: dict[str, list[str]] | None = None
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s[0] in "#;":
+            continue
+        if s.startswith("[") and s.endswith("]"):
+            current = sections.setdefault(s[1:-1], {})
+            continue
+        key, sep, value = s.partition("=")
+        if current is None or not sep or line.endswith("\\"):
+            raise ValueError(f"not a unit file line: {line!r}")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def nixos_data() -> dict[str, dict[str, Sections]]:
+    """The template units for each readiness, parsed, with NIX_PLACEHOLDERS for what the host
+    module sets: readiness -> unit name -> section -> key -> values (nix/lib/units.json)."""
+    out: dict[str, dict[str, Sections]] = {}
+    for readiness in Readiness:
+        common = {**_context(UnitOptions(readiness=readiness), "/"), **NIX_PLACEHOLDERS,
+                  "control": f"{NIX_PLACEHOLDERS['state']}/{CONTROL}"}
+        out[str(readiness)] = {name: parse_unit(text)
+                               for name, text in _template_units(common, []).items()}
+    return out
+
+
+def nixos_json() -> str:
+    """nix/lib/units.json (scripts/regen)."""
+    return json.dumps(nixos_data(), indent=1, sort_keys=True) + "\n"
 
 
 def write(out: Path, opts: UnitOptions, *, force: bool = False) -> Mapping[str, Entry]:

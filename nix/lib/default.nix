@@ -183,6 +183,54 @@ let
     buildStoreDisk = import ./store-disk.nix { inherit lib; };
     buildUnits = import ./units.nix { inherit lib; };
 
+    # The units every VM uses (microvm@ and its helpers, microvms.target) as NixOS definitions:
+    # { services.<name>; targets.<name>; } for systemd.services/targets. They come from
+    # ./units.json, which scripts/regen renders from the same templates as `microvm units`
+    # (placeholders for what the host module sets), so no derivation is read while evaluating.
+    # Every value is a list ordered first (lib.mkBefore): a user's plain definition adds lines
+    # after it (for a setting systemd takes once, the last line wins, as with a drop-in);
+    # lib.mkForce replaces it.
+    nixosUnits = { stateDir, user, group, startupTimeout, useNotifySockets, libexec }:
+      let
+        dir = if stateDir == "/" then "/" else lib.removeSuffix "/" stateDir;
+        # as the generator spells it (units.state_specifier): %S is /var/lib for system units
+        state = if lib.hasPrefix "/var/lib/" dir then "%S/${lib.removePrefix "/var/lib/" dir}" else dir;
+        fill = lib.replaceStrings
+          [ "@state@" "@stateDir@" "@libexec@" "@user@" "@group@" "@startupTimeout@" ]
+          [ state dir libexec user group (toString startupTimeout) ];
+        # [Unit] settings NixOS declares as options of their own (lists of unit names)
+        lists = { After = "after"; Before = "before"; Requires = "requires"; Wants = "wants";
+          PartOf = "partOf"; BindsTo = "bindsTo"; Conflicts = "conflicts"; Requisite = "requisite"; };
+        words = values: lib.mkBefore
+          (lib.concatMap (v: lib.filter (w: w != "") (lib.splitString " " (fill v))) values);
+        lines = lib.mapAttrs (_: values: lib.mkBefore (map fill values));
+        # NixOS writes `environment` as Environment= lines (quoted); a user's definition of a
+        # variable replaces the module's (as does a later Environment= of a drop-in)
+        environment = values: lib.listToAttrs (map (v:
+          let kv = lib.splitString "=" (fill v); in
+          lib.nameValuePair (lib.head kv) (lib.mkDefault (lib.concatStringsSep "=" (lib.tail kv))))
+          values);
+        definition = sections:
+          let unit = sections.Unit or { }; service = sections.Service or null; in
+          lib.mapAttrs' (k: v: lib.nameValuePair lists.${k} (words v))
+            (lib.filterAttrs (k: _: lists ? ${k}) unit)
+          // {
+            description = lib.mkDefault (fill (lib.last unit.Description));
+            unitConfig = lines (removeAttrs unit ([ "Description" ] ++ lib.attrNames lists));
+          }
+          # [Install] is left out: NixOS enables units with wantedBy links of its own
+          // lib.optionalAttrs (service != null) {
+            serviceConfig = lines (removeAttrs service [ "Environment" ]);
+          }
+          // lib.optionalAttrs (service != null && service ? Environment) {
+            environment = environment service.Environment;
+          };
+        units = (lib.importJSON ./units.json).${if useNotifySockets then "vsock" else "started"};
+        of = suffix: lib.mapAttrs' (n: s: lib.nameValuePair (lib.removeSuffix suffix n) (definition s))
+          (lib.filterAttrs (n: _: lib.hasSuffix suffix n) units);
+      in
+      { services = of ".service"; targets = of ".target"; };
+
     # The generator as a package of `pkgs` (the overlay's, or built from this checkout).
     generatorFor = pkgs:
       pkgs.microvm-generator or (pkgs.python3Packages.callPackage ../pkgs/microvm-generator.nix { });

@@ -1,5 +1,7 @@
 # Build the host's systemd units with the generator (`microvm units`): the template units every
-# VM uses, plus one install-microvm-<name>.service and a drop-in per declared VM.
+# VM uses, plus one install-microvm-<name>.service and a drop-in per declared VM. With
+# `nixos = true` (the NixOS host module, which declares the units every VM uses itself, from
+# ./units.json) only what is per declared VM, the tmpfiles file and the helpers.
 { lib }:
 
 let
@@ -13,12 +15,14 @@ in
 , startupTimeout ? 150           # seconds (TimeoutStartSec of microvm@)
 , useNotifySockets ? false       # started = the guest said READY=1 over vsock
 , declared ? [ ]                 # [ { name, runner, restartIfChanged, autostart, updateFlake ? null } ]
+, nixos ? false                  # for the NixOS host module (`microvm units --for-nixos`)
 }:
 
 let
   args = [ "--state-dir" stateDir "--user" user "--group" group
       "--start-timeout" (toString startupTimeout)
       "--readiness" (if useNotifySockets then "vsock" else "started") ]
+    ++ lib.optional nixos "--for-nixos"
     ++ lib.concatMap (vm: [ "--declare" "${vm.name}=${vm.runner}" ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.restartIfChanged) [ "--no-restart-if-changed" vm.name ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.autostart) [ "--no-autostart" vm.name ]) declared

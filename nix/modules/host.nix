@@ -1,6 +1,11 @@
 # The MicroVM host module: declared VMs (microvm.vms.<name>), the state directory, the
-# `microvm` user and command, and the systemd units. The unit files come from the generator
-# (`microvm units`, built as one package); this module only installs them and enables them.
+# `microvm` user and command, and the systemd units. The units every VM uses are NixOS
+# definitions (systemd.services."microvm@" and its helpers, systemd.targets.microvms) made from
+# nix/lib/units.json, which scripts/regen renders from the generator's unit templates; each
+# declared or autostarted VM gets a microvm@NAME unit of its own with the same definitions, so
+# a user's override of it (lib.mkForce, extra `after`, ...) acts as on any NixOS service. What
+# is per declared VM (install-microvm-NAME, a drop-in) and the helper scripts come from the
+# generator (`microvm units --for-nixos`, built as one package).
 { config, lib, pkgs, ... }:
 
 let
@@ -116,7 +121,32 @@ let
     inherit (cfg) stateDir;
     inherit (hostCfg) user group startupTimeout useNotifySockets;
     declared = map (vm: { inherit (vm) name runner restartIfChanged autostart updateFlake; }) declared;
+    nixos = true;
   };
+
+  shared = mlib.nixosUnits {
+    inherit (cfg) stateDir;
+    inherit (hostCfg) user group startupTimeout useNotifySockets;
+    libexec = "${units}/libexec/microvm";
+  };
+
+  # microvm@NAME of a declared or autostarted VM: a unit of its own (not a drop-in on the
+  # template), holding the final definitions of microvm@ (with what a user set there) first,
+  # so a definition of microvm@NAME adds to them (a list; for a setting systemd takes once the
+  # last line wins) and lib.mkForce replaces them. The [Unit] settings NixOS derives from its
+  # own options (after, requires, description, ...) are taken as those options.
+  template = config.systemd.services."microvm@";
+  derivedUnitKeys = [ "Description" "Documentation" "Requires" "Wants" "Upholds" "After"
+    "Before" "BindsTo" "PartOf" "Conflicts" "Requisite" "OnFailure" "OnSuccess"
+    "PropagatesReloadTo" "ReloadPropagatedFrom" "X-Restart-Triggers" "X-Reload-Triggers" ];
+  first = lib.mapAttrs (_: v: lib.mkBefore (lib.toList v));
+  instance = {
+    description = lib.mkDefault template.description;
+    unitConfig = first (removeAttrs template.unitConfig derivedUnitKeys);
+    serviceConfig = first template.serviceConfig;
+    environment = lib.mapAttrs (_: lib.mkDefault) (removeAttrs template.environment [ "PATH" ]);
+  } // lib.genAttrs [ "after" "before" "requires" "wants" "partOf" "bindsTo" "conflicts" "requisite" ]
+    (o: lib.mkBefore template.${o});
 
   # After a switch: restart declared VMs whose runner changed (per restartIfChanged), stop
   # VMs no longer declared and remove their taps; state directories and volumes stay
@@ -141,6 +171,7 @@ let
 
   # a unit of the package, switched on by NixOS (it ignores the package's .wants links)
   enable = target: { wantedBy = [ target ]; overrideStrategy = "asDropin"; };
+  vmNames = lib.unique (map (vm: vm.name) declared ++ cfg.autostart);
 
   shareDirs = vm: lib.concatMap (s:
     lib.optional (s.source != "/nix/store") (
@@ -239,11 +270,15 @@ in
       };
 
     systemd.packages = [ units ];
-    systemd.targets.microvms = enable "multi-user.target";
+    systemd.targets = shared.targets // {
+      microvms = shared.targets.microvms // { wantedBy = [ "multi-user.target" ]; };
+    };
     systemd.services = lib.mkMerge (
-      [ { microvm-reconcile = reconcile; } ]
+      [ shared.services { microvm-reconcile = reconcile; } ]
       ++ map (vm: { "install-microvm-${vm.name}" = enable "microvms.target"; }) declared
-      ++ map (name: { "microvm@${name}" = enable "microvms.target"; }) cfg.autostart);
+      ++ map (name: { "microvm@${name}" = instance; }) vmNames
+      ++ map (vm: { "microvm@${vm.name}".restartIfChanged = lib.mkDefault vm.restartIfChanged; }) declared
+      ++ map (name: { "microvm@${name}".wantedBy = [ "microvms.target" ]; }) cfg.autostart);
 
     systemd.tmpfiles.settings."10-microvm" = lib.mkMerge ([
       # root owns the state directory and .control (runner links, metadata: what root runs

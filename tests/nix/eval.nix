@@ -52,7 +52,9 @@ in
     initrdKernelModules = config.boot.initrd.kernelModules;
     initrdAvailableKernelModules = config.boot.initrd.availableKernelModules;
     grub = config.boot.loader.grub.enable;
-    services = config.systemd.services or { };
+    # what the guest module sets on its services (the stub gives every service NixOS's
+    # options with their defaults: ./dropin/systemd-units.nix)
+    services = lib.mapAttrs (_: s: { inherit (s) enable wantedBy; }) (config.systemd.services or { });
     inherit (config) warnings;
   };
 }

@@ -50,7 +50,10 @@ in
     systemd = mkOption {
       type = types.submodule {
         freeformType = types.attrsOf types.anything;
-        options.packages = mkOption { type = types.listOf types.package; default = [ ]; };
+        # services and targets as NixOS types and merges them (./dropin/systemd-units.nix)
+        options = (import ./dropin/systemd-units.nix { inherit lib; }).options // {
+          packages = mkOption { type = types.listOf types.package; default = [ ]; };
+        };
       };
       default = { };
     };

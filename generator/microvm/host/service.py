@@ -98,8 +98,10 @@ class Service:
         """Started at boot: `systemctl enable microvm@NAME` (microvm create --autostart)."""
         if not self.systemd:
             return False
-        return process.run(["systemctl", "is-enabled", "--quiet", unit(vm.name)],
-                           check=False).returncode == 0
+        # not `static` (exit code 0 too): NixOS declares microvm@ without [Install], so every
+        # instance of it is static there; only a link (microvm.autostart) enables one
+        state = process.run(["systemctl", "is-enabled", unit(vm.name)], check=False).stdout
+        return state.strip() in ("enabled", "enabled-runtime")
 
     def set_enabled(self, vm: VMDir, on: bool) -> None:
         """Start the VM at boot (through microvms.target), or no longer."""

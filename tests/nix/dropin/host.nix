@@ -1,11 +1,12 @@
 # A host as microvm.nix users write it, evaluated with the NixOS stub: two inline VMs, each
 # with a module that traces when its guest is evaluated (to count evaluations), host options
 # that shape the units, and binScripts that extend a generated script.
-{ python ? "python3", repo ? toString ../../.., hostOptions ? { }, betaCid ? 11 }:
+{ python ? "python3", repo ? toString ../../.., hostOptions ? { }, betaCid ? 11, userModule ? { } }:
 
 let
   lib = import <nixpkgs/lib>;
   pkgs = import ../pkgs-standin.nix { inherit lib python repo; };
+  nixosUnits = import ./systemd-units.nix { inherit lib; };
   counted = name: { ... }: builtins.trace "GUEST-EVALUATED ${name}" { };
   evaluated = lib.evalModules {
     modules = [
@@ -29,6 +30,9 @@ let
           microvm.vsock.cid = betaCid;
         };
       }
+      # a user's module (where it is in the list must not decide what it means: the module's
+      # unit settings come first, lib.mkBefore)
+      userModule
     ];
   };
   inherit (evaluated) config;
@@ -44,5 +48,8 @@ in
     runner = "${config.microvm.vms.alpha.config.config.microvm.declaredRunner}";
   };
   units = lib.head config.systemd.packages;
+  # the unit files NixOS would write: by name (texts) and as the directory it links (tree)
+  texts = lib.mapAttrs (_: u: u.text) (nixosUnits.texts config.systemd);
+  tree = nixosUnits.tree pkgs config.systemd (nixosUnits.texts config.systemd);
   alphaRunner = config.microvm.vms.alpha.config.config.microvm.declaredRunner;
 }

@@ -1,13 +1,15 @@
 # A NixOS host with one declared VM, evaluated with the NixOS stub, for the test that loads its
 # units into a real systemd (tests/test_systemd_host.py): what the host module makes of it,
-# in the forms a NixOS system would install: the units package (systemd.packages), the
-# enablement links its systemd.services/targets declare, its tmpfiles rules and its user.
+# in the forms a NixOS system would install: the unit directory NixOS makes of systemd.packages
+# and the systemd.services/targets definitions, with their enablement links
+# (./systemd-units.nix), its tmpfiles rules and its user.
 # The guest boots the test kernel and initrd (paths inside the container) with its store disk.
 { python ? "python3", repo ? toString ../../.., hostKernel, hostInitrd }:
 
 let
   lib = import <nixpkgs/lib>;
   pkgs = import ../pkgs-standin.nix { inherit lib python repo hostKernel hostInitrd; };
+  nixosUnits = import ./systemd-units.nix { inherit lib; };
   evaluated = lib.evalModules {
     modules = [
       ../stub.nix
@@ -29,18 +31,14 @@ let
     lib.mapAttrsToList (path: types: lib.mapAttrsToList (type: a:
       "${type} ${path} ${a.mode or "-"} ${a.user or "-"} ${a.group or "-"} -\n") types) paths)
     config.systemd.tmpfiles.settings));
-  wants = lib.flatten (lib.mapAttrsToList (unit: s:
-    map (target: { inherit target; unit = "${unit}.service"; }) (s.wantedBy or [ ]))
-    (removeAttrs config.systemd.services [ "microvm-reconcile" ]))
-    ++ lib.flatten (lib.mapAttrsToList (unit: t:
-      map (target: { inherit target; unit = "${unit}.target"; }) (t.wantedBy or [ ]))
-      config.systemd.targets);
 in
 {
-  units = lib.head config.systemd.packages;
+  # (not microvm-reconcile: the switch it follows up is not part of this test)
+  units = nixosUnits.tree pkgs config.systemd
+    (removeAttrs (nixosUnits.texts config.systemd) [ "microvm-reconcile.service" ]);
   runner = config.microvm.vms.nixvm.config.config.microvm.declaredRunner;
   settings = builtins.toJSON {
-    inherit tmpfiles wants;
+    inherit tmpfiles;
     user = config.microvm.host.user;
     group = config.microvm.host.group;
   };
