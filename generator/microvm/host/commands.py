@@ -36,6 +36,7 @@ from .state import (
     checkpoint,
     get_vm,
     list_vms,
+    pinned_sockets,
     prepare_vm_dir,
     switch_link,
     trusted_runner,
@@ -479,8 +480,11 @@ def balloon(host: Host, name: str, size: int) -> int:
     vm = _running(host, name)
     runner = vm.trusted_active_runner()
     assert runner is not None
-    return process.run([runner.bin(Program.BALLOON), str(size)], cwd=vm.path, capture=False,
-                       check=False).returncode
+    # run where only root writes, with its control socket linked in once checked (the VM's
+    # user could otherwise point that name at another VM's socket)
+    with pinned_sockets(vm, runner.control_sockets()) as where:
+        return process.run([runner.bin(Program.BALLOON), str(size)], cwd=where,
+                           capture=False, check=False).returncode
 
 
 def console_argv(vm: VMDir, tty: bool) -> list[str]:
@@ -490,16 +494,18 @@ def console_argv(vm: VMDir, tty: bool) -> list[str]:
     return ["socat", "-", "UNIX-CONNECT:console.sock"]
 
 
-def console(host: Host, name: str) -> None:
+def console(host: Host, name: str) -> int:
+    """socat on console.sock, reached through pinned_sockets(); its exit status."""
     vm = _running(host, name)
-    if not vm.data("console.sock").is_socket():
+    if not os.path.lexists(vm.data("console.sock")):
         raise HostError(f"{name} offers no console socket: it runs without " +
                         "MICROVM_CONSOLE=socket (its console is on the journal, or on the " +
                         "terminal of `microvm run`); qemu and stratovirt runners offer one")
     tty = sys.stdin.isatty()
     if tty:
         host.echo(f"Connected to the console of {name}; Ctrl-] detaches.")
-    process.exec_(console_argv(vm, tty), cwd=vm.path)
+    with pinned_sockets(vm, ["console.sock"]) as where:
+        return process.wait(process.spawn(console_argv(vm, tty), cwd=where))
 
 
 # a socket name a runner may give (share/microvm/hybrid-vsock): one plain file name
@@ -507,10 +513,11 @@ _SOCKET_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
-             command: Sequence[str]) -> list[str]:
+             command: Sequence[str], where: Path | None = None) -> list[str]:
     """ssh through the VM's vsock: ProxyCommand socat VSOCK-CONNECT:CID:22 (native vsock), or
     through the hypervisor's vsock multiplexer socket where the runner names one (hybrid vsock:
-    cloud-hypervisor, firecracker)."""
+    cloud-hypervisor, firecracker), reached in `where` (pinned_sockets(); default the VM's
+    directory)."""
     cid = runner.vsock_cid
     if cid is None:
         raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
@@ -523,7 +530,7 @@ def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
         # address syntax has no quoting); ssh expands %-tokens in ProxyCommand: %% is one %
         script = ('cd "$1" && { printf "CONNECT 22\\n"; cat; } | socat - UNIX-CONNECT:' +
                   hybrid)
-        proxy = shlex.join(["sh", "-c", script, "sh", str(vm.path)]).replace("%", "%%")
+        proxy = shlex.join(["sh", "-c", script, "sh", str(where or vm.path)]).replace("%", "%%")
     else:
         proxy = f"socat - VSOCK-CONNECT:{cid}:22"
     return ["ssh", "-o", f"ProxyCommand={proxy}", "-o", "StrictHostKeyChecking=no",
@@ -532,12 +539,17 @@ def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
 
 
 def ssh(host: Host, name: str, user: str, ssh_args: Sequence[str],
-        command: Sequence[str]) -> None:
-    """ssh_args go to ssh before the destination (e.g. ["-o", "ConnectTimeout=3"])."""
+        command: Sequence[str]) -> int:
+    """ssh_args go to ssh before the destination (e.g. ["-o", "ConnectTimeout=3"]); ssh's
+    exit status. A hybrid vsock socket is reached through pinned_sockets(), kept while ssh
+    runs."""
     vm = _running(host, name)
     runner = vm.active_runner
     assert runner is not None
-    process.exec_(ssh_argv(vm, runner, user, ssh_args, command))
+    ssh_argv(vm, runner, user, ssh_args, command)  # refuses what it cannot use, first
+    hybrid = runner.hybrid_vsock
+    with pinned_sockets(vm, [hybrid] if hybrid else []) as where:
+        return process.wait(process.spawn(ssh_argv(vm, runner, user, ssh_args, command, where)))
 
 
 # -- remove and reconcile --------------------------------------------------------------------
@@ -626,7 +638,9 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
         _unlink(vm.current_link, vm.file("declared.json"))
         checkpoint("remove:unlinked")
         for entry in sorted(os.listdir(vm.control)):
-            if entry != ".lock":
+            if vm.file(entry).is_dir() and not vm.file(entry).is_symlink():
+                shutil.rmtree(vm.file(entry), ignore_errors=True)  # pinned_sockets()'
+            elif entry != ".lock":
                 _unlink(vm.file(entry))
         vm.file(".lock").unlink()
     with contextlib.suppress(OSError):

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import process
 from ..errors import HostError
 from ..layout import Program
-from .state import VMDir
+from .state import Runner, VMDir, pinned_sockets
 
 MANAGER_ENV = "MICROVM_SERVICE_MANAGER"  # systemd | none: overrides the detection
 # the units microvm@NAME requires (each PartOf= it: stopped and restarted with it)
@@ -124,9 +124,7 @@ class Service:
             return
         runner = vm.trusted_active_runner()
         if runner is not None and runner.bin(Program.SHUTDOWN).is_file():
-            result = process.run([runner.bin(Program.SHUTDOWN)], cwd=vm.path, check=False,
-                                 extra_env={"MICROVM_SHUTDOWN_TIMEOUT": str(timeout)},
-                                 timeout=timeout + 10)
+            result = self._shutdown_script(vm, runner, timeout)
             if result.returncode != 0:
                 self.echo(f"{vm.name}: microvm-shutdown failed: " +
                           f"{result.stderr.strip() or result.returncode}")
@@ -147,6 +145,18 @@ class Service:
                 return
         if vm.run_pid() is not None:
             raise HostError(f"{vm.name} did not stop")
+
+    def _shutdown_script(self, vm: VMDir, runner: Runner, timeout: int) -> process.Result:
+        """bin/microvm-shutdown, run where only root writes with the control socket linked in
+        once checked (pinned_sockets(): never through a link the VM's user planted); a socket
+        that fails the check is reported as its failure."""
+        try:
+            with pinned_sockets(vm, runner.control_sockets()) as where:
+                return process.run([runner.bin(Program.SHUTDOWN)], cwd=where, check=False,
+                                   extra_env={"MICROVM_SHUTDOWN_TIMEOUT": str(timeout)},
+                                   timeout=timeout + 10)
+        except HostError as e:
+            return process.Result(1, "", str(e))
 
 
 def _wait_released(vm: VMDir, seconds: float) -> bool:
