@@ -59,6 +59,16 @@ class Host:
 
 # -- helpers ---------------------------------------------------------------------------------
 
+def reporting(host: Host) -> Host:
+    """`host` whose messages are best-effort: they report a change, and one that cannot be
+    written (stderr on a full disk, a closed pipe) must not make a change that took effect look
+    failed (exit 1), nor stop the rest of it."""
+    def echo(msg: str) -> None:
+        with contextlib.suppress(OSError):
+            host.echo(msg)
+    return replace(host, echo=echo)
+
+
 def checked_runner(target: Path, given: str | os.PathLike[str] | None = None) -> Path:
     """`target` if it is a runner tree nobody but root could have changed (root will run it);
     a HostError naming it (as `given`, when the user gave another path to it) if not."""
@@ -177,7 +187,7 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
         vm.commit(target, MetaRecord(source, restart_on_update), "create")
         _drop_build_link(vm)
     how = (f"systemctl start {unit(name)}" if host.service.systemd else f"microvm run {name}")
-    host.echo(f"Created MicroVM {name} ({Runner(target).hypervisor}). Start it: {how}")
+    reporting(host).echo(f"Created MicroVM {name} ({Runner(target).hypervisor}). Start it: {how}")
     return vm
 
 
@@ -263,8 +273,9 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
             ensure_gcroots(vm, new)
         vm.commit(new, record, "update")
         _drop_build_link(vm)
-    _report_update(host, vm, old, new)
-    restarted = _restart_updated(host, vm, new, restart or vm.restarts_on_update(record))
+    told = reporting(host)  # the switch is done
+    _report_update(told, vm, old, new)
+    restarted = _restart_updated(told, vm, new, restart or vm.restarts_on_update(record))
     return Updated(vm.name, old != new, restarted)
 
 
@@ -615,6 +626,7 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
     """Stop the VM, remove its taps and its links and metadata. Volumes and other files in its
     directory are kept unless purge; with purge the directory goes, and volumes outside it are
     named but never deleted. `--purge` of a VM an earlier remove left data of deletes that."""
+    host = reporting(host)
     left = VMDir(host.root, check_name(name))
     if purge and not left.exists and left.path.is_dir() and not left.path.is_symlink():
         # only the data directory is left (a plain remove kept it): the purge it offered
@@ -675,6 +687,7 @@ def reconcile(host: Host, declared: Iterable[str], *, timeout: int = 60) -> Reco
     """After the host configuration changed: restart declared VMs whose runner changed (per
     their restartIfChanged), stop VMs that are no longer declared and remove their taps. State
     directories and volumes stay (microvm remove --purge deletes them)."""
+    host = reporting(host)
     wanted = {check_name(n) for n in declared}
     restarted: list[str] = []
     pending: list[str] = []

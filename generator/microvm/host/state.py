@@ -367,11 +367,12 @@ def _hardlinks_protected() -> bool:
         return False
 
 
-def _pin_socket(vm: VMDir, dirfd: int, owner: int, name: str) -> int:
+def _pin_socket(vm: VMDir, dirfd: int, owner: int, name: str) -> int | None:
     """An O_PATH descriptor of the socket `name` in the VM's data directory (open as
     `dirfd`, owned by `owner`), opened without following a link, after checking that it is
     a socket of the VM's user or of root (the hypervisor of `microvm run`) with no other
-    name a user could have linked from elsewhere."""
+    name a user could have linked from elsewhere; None when there is none (its client
+    says so)."""
     shown = vm.path / name
     if not name or "/" in name or name in (".", ".."):
         raise HostError(f"{vm.name}: refusing socket {escape(name)!r}: not a plain name in " +
@@ -379,7 +380,7 @@ def _pin_socket(vm: VMDir, dirfd: int, owner: int, name: str) -> int:
     try:
         fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
     except FileNotFoundError:
-        raise HostError(f"{vm.name}: no socket {shown} (is it running?)") from None
+        return None
     except OSError as e:
         raise HostError(f"{vm.name}: cannot open {shown}: {e.strerror}") from None
     st = os.fstat(fd)
@@ -401,7 +402,8 @@ def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
     link to each of the VM's sockets `names` (plain names in its data directory), made from a
     descriptor opened and checked without following a link (_pin_socket): a client run there
     (root's) reaches those sockets by the same names and no other, whatever the VM's user
-    renames or links in its directory meanwhile. Removed when the block ends."""
+    renames or links in its directory meanwhile (one that does not exist is left out).
+    Removed when the block ends."""
     names = list(dict.fromkeys(names))
     pin = vm.control / f".connect.new.{os.getpid()}"
     try:
@@ -413,14 +415,18 @@ def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
         owner = os.fstat(dirfd).st_uid
         fds: list[int] = []
         try:
+            pinned = []
             for name in names:
-                fds.append(_pin_socket(vm, dirfd, owner, name))
+                fd = _pin_socket(vm, dirfd, owner, name)
+                if fd is not None:
+                    fds.append(fd)
+                    pinned.append((name, fd))
             with writing(pin):
                 shutil.rmtree(pin, ignore_errors=True)
                 os.mkdir(pin, 0o700)
             pinfd = os.open(pin, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             fds.append(pinfd)
-            for name, fd in zip(names, fds, strict=False):
+            for name, fd in pinned:
                 try:  # linkat(AT_SYMLINK_FOLLOW) of the descriptor (a dir_fd makes it linkat)
                     os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=pinfd,
                             follow_symlinks=True)
@@ -688,10 +694,19 @@ class VMDir:
         pending file becomes meta.json. Call under changing()."""
         write_json(self.file(PENDING), {**record.to_json(), "current": str(target)})
         checkpoint(f"{step}:before-switch")
-        if self._link_text(self.current_link) != str(target):
-            switch_link(self.current_link, target)
-        checkpoint(f"{step}:switched")
-        self.settle()
+        try:
+            if self._link_text(self.current_link) != str(target):
+                switch_link(self.current_link, target)
+            checkpoint(f"{step}:switched")
+            self.settle()
+        except HostError as e:
+            if self._link_text(self.current_link) != str(target):
+                raise  # nothing switched: the old state
+            # the rename took effect before the directory fsync or the metadata failed
+            raise HostError(f"{self.name}: the change took effect ({self.current_link} -> " +
+                            f"{target}, with its metadata in {self.file(PENDING)}), but is " +
+                            f"not all on disk: {e}; the next microvm command for " +
+                            f"{self.name} completes it") from None
 
     def settle(self) -> None:
         """Finish a change that got as far as its switch, drop one that did not."""
