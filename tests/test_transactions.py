@@ -94,6 +94,16 @@ def steps_of(case: Case, root: Path, r: dict[str, Path], trace: Path) -> tuple[A
     return snapshot(root), trace.read_text().split()
 
 
+def old_and_new(case: Case, root: Path, r: dict[str, Path],
+                trace: Path) -> tuple[Any, Any, list[str]]:
+    """The state before the command (its setup), the one it makes, and the steps it passes."""
+    case.setup(root, r)
+    old = snapshot(root)
+    reset(root)
+    new, steps = steps_of(case, root, r, trace)
+    return old, new, steps
+
+
 def reset(root: Path) -> None:
     if root.is_dir():
         for entry in root.iterdir():
@@ -121,11 +131,8 @@ def check_follow_up(name: str, root: Path, r: dict[str, Path], after: tuple[Any,
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_killed_at_every_step(tmp_path: Path, runners: dict[str, Path], name: str) -> None:
     case = CASES[name]
-    root, trace = tmp_path / "state", tmp_path / "steps"
-    case.setup(root, runners)
-    old = snapshot(root)
-    reset(root)
-    new, steps = steps_of(case, root, runners, trace)
+    root = tmp_path / "state"
+    old, new, steps = old_and_new(case, root, runners, tmp_path / "steps")
     assert steps, "the command passes no checkpoint"
     assert old != new
     for step in steps:
@@ -245,11 +252,8 @@ def test_no_space_from_every_step(tmp_path: Path, runners: dict[str, Path], name
     rename too (which a full tmpfs never fails): the command completes, or fails naming the
     file with the old state kept, or, when its change had taken effect, says so."""
     case = CASES[name]
-    root, trace = tmp_path / "state", tmp_path / "steps"
-    case.setup(root, runners)
-    old = snapshot(root)
-    reset(root)
-    new, steps = steps_of(case, root, runners, trace)
+    root = tmp_path / "state"
+    old, new, steps = old_and_new(case, root, runners, tmp_path / "steps")
     outcomes = []
     for step in steps:
         reset(root)
