@@ -532,3 +532,28 @@ def test_ssh_does_not_follow_a_link_to_another_vms_socket(
     assert p.returncode == 1, p.stderr
     assert f"{name}: a symbolic link" in p.stderr, p.stderr
     assert listener.got == [], "root's ssh proxy reached VM b's socket"
+
+
+def test_kvmtool_balloon_writes_nothing_through_a_link_as_root(world: Path) -> None:
+    """kvmtool's microvm-balloon keeps the balloon's size in .lkvm/NAME.balloon-mib of the
+    VM's directory (lkvm finds its socket there too): a link planted there must not make root
+    write another file. It runs as that directory's owner."""
+    root = world / "state"
+    runner = make_runner(world, "a", hypervisor="kvmtool", balloon=True)
+    cli("create", "a", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    victim = world / "victim"
+    victim.write_text("root's\n")
+    bin_dir = world / "bin"
+    write_exe(bin_dir / "lkvm", "#!/bin/sh\nexit 0\n")  # an lkvm that always succeeds
+
+    def plant() -> None:
+        (root / "a" / ".lkvm").mkdir()
+        os.symlink(victim, root / "a" / ".lkvm" / "a.balloon-mib")
+
+    assert as_nobody(plant) == "ok"
+    with run_lock_holder(root, "a"):
+        p = cli("balloon", "a", "32", state_dir=root,
+                env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert victim.read_text() == "root's\n", "root wrote through the VM user's link"
+    assert p.returncode != 0, p.stderr

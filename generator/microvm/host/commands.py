@@ -24,7 +24,7 @@ from ..hostwide import host_problems
 from ..layout import META_DIR, Meta, Program
 from . import access, defaults, nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
-from .service import Service, unit
+from .service import Service, control_script, unit
 from .state import (
     Flake,
     MetaRecord,
@@ -491,11 +491,8 @@ def balloon(host: Host, name: str, size: int) -> int:
     vm = _running(host, name)
     runner = vm.trusted_active_runner()
     assert runner is not None
-    # run where only root writes, with its control socket linked in once checked (the VM's
-    # user could otherwise point that name at another VM's socket)
-    with pinned_sockets(vm, runner.control_sockets()) as where:
-        return process.run([runner.bin(Program.BALLOON), str(size)], cwd=where,
-                           capture=False, check=False).returncode
+    # never through a link the VM's user planted (service.control_script)
+    return control_script(vm, runner, Program.BALLOON, str(size), capture=False).returncode
 
 
 def console_argv(vm: VMDir, tty: bool) -> list[str]:
