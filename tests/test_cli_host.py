@@ -223,7 +223,11 @@ def test_console_argv(tmp_path: Path, systemd_env: tuple[dict[str, str], Path, P
         s.bind(str(root / "vm" / "console.sock"))
         cli("console", "vm", state_dir=root, env=env, check=True)
     got = json.loads((tmp_path / "socat.json").read_text())
-    assert got == {"argv": ["-", "UNIX-CONNECT:console.sock"], "cwd": str(root / "vm")}
+    # run in root's directory with console.sock linked in (state.pinned_sockets)
+    assert got["argv"] == ["-", "UNIX-CONNECT:console.sock"]
+    assert re.fullmatch(re.escape(str(root / ".control" / "vm")) + r"/\.connect\.new\.\d+",
+                        got["cwd"]), got
+    assert not list((root / ".control" / "vm").glob(".connect*"))  # removed after
 
 
 def list_on_a_tty(root: Path, extra_env: dict[str, str]) -> str:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import grp
 import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -380,3 +383,177 @@ def test_remove_escapes_names_the_vms_user_chose(world: Path) -> None:
     p = cli("remove", "vm", state_dir=root, check=True)
     assert not any(ch in p.stderr for ch in "\x1b\x07\r"), repr(p.stderr)
     assert "\\x1b[2J\\x1b]0;pwned\\x07\\x0ddisk.img" in p.stderr, p.stderr
+
+
+# -- issue 22: the sockets root connects to in the VM's directory ----------------------------
+
+OTHER = pwd.getpwnam("daemon")  # the second VM's user
+
+
+@contextlib.contextmanager
+def run_lock_holder(root: Path, name: str) -> Iterator[subprocess.Popen[str]]:
+    """A process holding VM `name`'s run lock as `microvm run` does: the VM counts as running
+    in the foreground while the block runs."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import sys, time; from pathlib import Path; " +
+                                "from microvm.host.state import VMDir; " +
+                                "l = VMDir(Path(sys.argv[1]), sys.argv[2]).hold_run_lock(); " +
+                                "l.__enter__(); print('held', flush=True); time.sleep(60)"),
+         str(root), name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
+class Listener:
+    """A Unix socket at `path` (owner `uid`, 0600) that records every line it receives and
+    answers each with a QMP success, in a thread."""
+
+    def __init__(self, path: Path, uid: int, gid: int) -> None:
+        self.got: list[str] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        os.chown(path, uid, gid)
+        path.chmod(0o600)
+        self.sock.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                self.got.append("<connected>")
+                with conn, conn.makefile("rwb") as f:
+                    for line in f:
+                        self.got.append(line.decode(errors="replace").strip())
+                        f.write(b'{"return": {}}\n')
+                        f.flush()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def two_vms(world: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, Listener]]:
+    """VMs a (of `nobody`) and b (of `daemon`) on the hypervisor `request.param`, b's control
+    socket a Listener of b's user; a runs in the foreground (its run lock held)."""
+    hypervisor = getattr(request, "param", "qemu")
+    root = world / "state"
+    for name, user in (("a", NOBODY), ("b", OTHER)):
+        runner = make_runner(world, name, name=f"runner-{name}", hypervisor=hypervisor,
+                             balloon=True, vsock={"cid": 5 if name == "a" else 6})
+        cli("create", name, "--runner", str(runner), "--user", user.pw_name, "--group",
+            grp.getgrgid(user.pw_gid).gr_name, state_dir=root, check=True)
+    listener = Listener(root / "b" / "b.sock", OTHER.pw_uid, OTHER.pw_gid)
+    try:
+        with run_lock_holder(root, "a"):
+            yield root, listener
+    finally:
+        listener.close()
+
+
+def plant_link(root: Path, name: str) -> None:
+    """As a's user: `ln -s <state>/b/b.sock <state>/a/NAME`."""
+    assert as_nobody(lambda: os.symlink(root / "b" / "b.sock", root / "a" / name)) == "ok"
+
+
+def test_balloon_does_not_follow_a_link_to_another_vms_socket(
+        two_vms: tuple[Path, Listener]) -> None:
+    root, listener = two_vms
+    plant_link(root, "a.sock")
+    p = cli("balloon", "a", "32", state_dir=root)
+    assert p.returncode == 1, p.stderr
+    assert f"refusing {root}/a/a.sock: a symbolic link" in p.stderr, p.stderr
+    assert listener.got == [], "root's balloon reached VM b's socket"
+
+
+def test_balloon_refuses_a_socket_of_another_user_linked_in(
+        two_vms: tuple[Path, Listener]) -> None:
+    """A hard link (what fs.protected_hardlinks=0 would let a's user make) to b's socket."""
+    root, listener = two_vms
+    os.link(root / "b" / "b.sock", root / "a" / "a.sock")
+    p = cli("balloon", "a", "32", state_dir=root)
+    assert p.returncode == 1, p.stderr
+    assert f"refusing {root}/a/a.sock: owned by uid {OTHER.pw_uid}" in p.stderr, p.stderr
+    assert listener.got == []
+
+
+def test_balloon_reaches_the_vms_own_socket(two_vms: tuple[Path, Listener]) -> None:
+    root, _ = two_vms
+    own = Listener(root / "a" / "a.sock", NOBODY.pw_uid, NOBODY.pw_gid)
+    try:
+        p = cli("balloon", "a", "32", state_dir=root)
+        assert p.returncode == 0, p.stderr
+        assert own.got[:2] == ["<connected>", '{"execute":"qmp_capabilities"}'], own.got
+        assert "balloon" in own.got[2], own.got
+    finally:
+        own.close()
+    assert not list((root / ".control" / "a").glob(".connect*"))  # unpinned again
+
+
+def test_shutdown_does_not_follow_a_link_to_another_vms_socket(
+        two_vms: tuple[Path, Listener]) -> None:
+    root, listener = two_vms
+    plant_link(root, "a.sock")
+    p = cli("shutdown", "a", state_dir=root)
+    assert f"refusing {root}/a/a.sock: a symbolic link" in p.stdout + p.stderr, p.stderr
+    assert listener.got == [], "root's power-down reached VM b's socket"
+
+
+def test_console_does_not_follow_a_link_to_a_root_only_socket(
+        two_vms: tuple[Path, Listener], world: Path) -> None:
+    root, _ = two_vms
+    secret = Listener(world / "root-only.sock", 0, 0)
+    try:
+        assert as_nobody(lambda: os.symlink(world / "root-only.sock",
+                                            root / "a" / "console.sock")) == "ok"
+        p = cli("console", "a", state_dir=root, input="hello\n")
+        assert p.returncode == 1, p.stderr
+        assert "console.sock: a symbolic link" in p.stderr, p.stderr
+        assert secret.got == [], "root's console reached a root-only socket"
+    finally:
+        secret.close()
+
+
+@pytest.mark.parametrize("two_vms", ["cloud-hypervisor", "firecracker"], indirect=True)
+def test_ssh_does_not_follow_a_link_to_another_vms_socket(
+        two_vms: tuple[Path, Listener]) -> None:
+    root, listener = two_vms
+    hybrid = (root / ".control" / "a" / "current" / "share" / "microvm" / "hybrid-vsock")
+    name = hybrid.read_text().strip()
+    plant_link(root, name)
+    p = cli("ssh", "-o", "ConnectTimeout=3", "a", "--", "true", state_dir=root, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert f"{name}: a symbolic link" in p.stderr, p.stderr
+    assert listener.got == [], "root's ssh proxy reached VM b's socket"
+
+
+def test_kvmtool_balloon_writes_nothing_through_a_link_as_root(world: Path) -> None:
+    """kvmtool's microvm-balloon keeps the balloon's size in .lkvm/NAME.balloon-mib of the
+    VM's directory (lkvm finds its socket there too): a link planted there must not make root
+    write another file. It runs as that directory's owner."""
+    root = world / "state"
+    runner = make_runner(world, "a", hypervisor="kvmtool", balloon=True)
+    cli("create", "a", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    victim = world / "victim"
+    victim.write_text("root's\n")
+    bin_dir = world / "bin"
+    write_exe(bin_dir / "lkvm", "#!/bin/sh\nexit 0\n")  # an lkvm that always succeeds
+
+    def plant() -> None:
+        (root / "a" / ".lkvm").mkdir()
+        os.symlink(victim, root / "a" / ".lkvm" / "a.balloon-mib")
+
+    assert as_nobody(plant) == "ok"
+    with run_lock_holder(root, "a"):
+        p = cli("balloon", "a", "32", state_dir=root,
+                env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert victim.read_text() == "root's\n", "root wrote through the VM user's link"
+    assert p.returncode != 0, p.stderr

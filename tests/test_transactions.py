@@ -94,6 +94,16 @@ def steps_of(case: Case, root: Path, r: dict[str, Path], trace: Path) -> tuple[A
     return snapshot(root), trace.read_text().split()
 
 
+def old_and_new(case: Case, root: Path, r: dict[str, Path],
+                trace: Path) -> tuple[Any, Any, list[str]]:
+    """The state before the command (its setup), the one it makes, and the steps it passes."""
+    case.setup(root, r)
+    old = snapshot(root)
+    reset(root)
+    new, steps = steps_of(case, root, r, trace)
+    return old, new, steps
+
+
 def reset(root: Path) -> None:
     if root.is_dir():
         for entry in root.iterdir():
@@ -121,11 +131,8 @@ def check_follow_up(name: str, root: Path, r: dict[str, Path], after: tuple[Any,
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_killed_at_every_step(tmp_path: Path, runners: dict[str, Path], name: str) -> None:
     case = CASES[name]
-    root, trace = tmp_path / "state", tmp_path / "steps"
-    case.setup(root, runners)
-    old = snapshot(root)
-    reset(root)
-    new, steps = steps_of(case, root, runners, trace)
+    root = tmp_path / "state"
+    old, new, steps = old_and_new(case, root, runners, tmp_path / "steps")
     assert steps, "the command passes no checkpoint"
     assert old != new
     for step in steps:
@@ -237,3 +244,55 @@ def test_update_on_a_full_disk_names_the_file_and_keeps_current(
     assert p.stderr.strip() == (f"error: cannot write {root}/.control/vm/meta.json.pending: " +
                                 "No space left on device")
     assert VMDir(root, "vm").current == runners["a"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_no_space_from_every_step(tmp_path: Path, runners: dict[str, Path], name: str) -> None:
+    """From each step on, every change of a file fails with ENOSPC, a directory fsync and a
+    rename too (which a full tmpfs never fails): the command completes, or fails naming the
+    file with the old state kept, or, when its change had taken effect, says so."""
+    case = CASES[name]
+    root = tmp_path / "state"
+    old, new, steps = old_and_new(case, root, runners, tmp_path / "steps")
+    outcomes = []
+    for step in steps:
+        reset(root)
+        case.setup(root, runners)
+        p = cli(*case.argv(runners), state_dir=root, env={faults.ENOSPC_ENV: step})
+        after = snapshot(root)
+        if p.returncode == 0:
+            assert after == new, step
+            outcomes.append("done")
+        else:
+            assert p.returncode == 1, (step, p.stderr)
+            assert "No space left on device" in p.stderr, (step, p.stderr)
+            assert f"cannot write {root}/" in p.stderr, (step, p.stderr)
+            if after == old:
+                assert "took effect" not in p.stderr, (step, p.stderr)
+                outcomes.append("old")
+            else:
+                assert after == new, step
+                said = "\nerror: vm: the change took effect ("
+                assert said in "\n" + p.stderr, (step, p.stderr)
+                outcomes.append("in effect")
+        check_follow_up(name, root, runners, after)
+    print(name, dict(zip(steps, outcomes, strict=True)))
+    if name in ("create", "update --runner"):
+        assert "in effect" in outcomes and "old" in outcomes, outcomes
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_output_lost_from_every_step(tmp_path: Path, runners: dict[str, Path],
+                                     name: str) -> None:
+    """From each step on, the command's messages cannot be written (stdout and stderr on a
+    full device): that changes nothing of what it does, nor its exit status (they only report
+    it)."""
+    case = CASES[name]
+    root, trace = tmp_path / "state", tmp_path / "steps"
+    new, steps = steps_of(case, root, runners, trace)
+    for step in steps:
+        reset(root)
+        case.setup(root, runners)
+        p = cli(*case.argv(runners), state_dir=root, env={faults.OUTPUT_FULL_ENV: step})
+        assert (p.returncode, snapshot(root)) == (0, new), (step, p.stderr)
+        check_follow_up(name, root, runners, new)

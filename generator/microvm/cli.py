@@ -540,11 +540,12 @@ def balloon(ctx: click.Context, name: str, size: int, state_dir: str | None) -> 
 @main.command()
 @click.argument("name")
 @_state_dir_option
-def console(name: str, state_dir: str | None) -> None:
+@click.pass_context
+def console(ctx: click.Context, name: str, state_dir: str | None) -> None:
     """Attach to a VM's serial console (console.sock; Ctrl-] detaches)."""
     from .host import commands
 
-    commands.console(_host(state_dir), name)
+    ctx.exit(commands.console(_host(state_dir), name))
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
@@ -556,15 +557,16 @@ def console(name: str, state_dir: str | None) -> None:
 @click.option("--ssh-arg", "ssh_args", multiple=True, help="Raw argument for ssh.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @_state_dir_option
-def ssh(name: str, user: str, options: tuple[str, ...], ssh_args: tuple[str, ...],
-        command: tuple[str, ...], state_dir: str | None) -> None:
+@click.pass_context
+def ssh(ctx: click.Context, name: str, user: str, options: tuple[str, ...],
+        ssh_args: tuple[str, ...], command: tuple[str, ...], state_dir: str | None) -> None:
     """ssh into a VM over vsock (needs microvm.vsock.cid and an sshd on vsock in the guest).
 
     Options go before NAME; everything after NAME is the remote command."""
     from .host import commands
 
     host = _host(state_dir)
-    commands.ssh(host, name, user, [*_ssh_options(options), *ssh_args], command)
+    ctx.exit(commands.ssh(host, name, user, [*_ssh_options(options), *ssh_args], command))
 
 
 def _ssh_options(options: Sequence[str]) -> list[str]:

@@ -24,7 +24,7 @@ from ..hostwide import host_problems
 from ..layout import META_DIR, Meta, Program
 from . import access, defaults, nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
-from .service import Service, unit
+from .service import Service, control_script, unit
 from .state import (
     Flake,
     MetaRecord,
@@ -36,6 +36,7 @@ from .state import (
     checkpoint,
     get_vm,
     list_vms,
+    pinned_sockets,
     prepare_vm_dir,
     switch_link,
     trusted_runner,
@@ -57,6 +58,16 @@ class Host:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def reporting(host: Host) -> Host:
+    """`host` whose messages are best-effort: they report a change, and one that cannot be
+    written (stderr on a full disk, a closed pipe) must not make a change that took effect look
+    failed (exit 1), nor stop the rest of it."""
+    def echo(msg: str) -> None:
+        with contextlib.suppress(OSError):
+            host.echo(msg)
+    return replace(host, echo=echo)
+
 
 def checked_runner(target: Path, given: str | os.PathLike[str] | None = None) -> Path:
     """`target` if it is a runner tree nobody but root could have changed (root will run it);
@@ -176,7 +187,7 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
         vm.commit(target, MetaRecord(source, restart_on_update), "create")
         _drop_build_link(vm)
     how = (f"systemctl start {unit(name)}" if host.service.systemd else f"microvm run {name}")
-    host.echo(f"Created MicroVM {name} ({Runner(target).hypervisor}). Start it: {how}")
+    reporting(host).echo(f"Created MicroVM {name} ({Runner(target).hypervisor}). Start it: {how}")
     return vm
 
 
@@ -262,8 +273,9 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
             ensure_gcroots(vm, new)
         vm.commit(new, record, "update")
         _drop_build_link(vm)
-    _report_update(host, vm, old, new)
-    restarted = _restart_updated(host, vm, new, restart or vm.restarts_on_update(record))
+    told = reporting(host)  # the switch is done
+    _report_update(told, vm, old, new)
+    restarted = _restart_updated(told, vm, new, restart or vm.restarts_on_update(record))
     return Updated(vm.name, old != new, restarted)
 
 
@@ -479,8 +491,8 @@ def balloon(host: Host, name: str, size: int) -> int:
     vm = _running(host, name)
     runner = vm.trusted_active_runner()
     assert runner is not None
-    return process.run([runner.bin(Program.BALLOON), str(size)], cwd=vm.path, capture=False,
-                       check=False).returncode
+    # never through a link the VM's user planted (service.control_script)
+    return control_script(vm, runner, Program.BALLOON, str(size), capture=False).returncode
 
 
 def console_argv(vm: VMDir, tty: bool) -> list[str]:
@@ -490,16 +502,18 @@ def console_argv(vm: VMDir, tty: bool) -> list[str]:
     return ["socat", "-", "UNIX-CONNECT:console.sock"]
 
 
-def console(host: Host, name: str) -> None:
+def console(host: Host, name: str) -> int:
+    """socat on console.sock, reached through pinned_sockets(); its exit status."""
     vm = _running(host, name)
-    if not vm.data("console.sock").is_socket():
+    if not os.path.lexists(vm.data("console.sock")):
         raise HostError(f"{name} offers no console socket: it runs without " +
                         "MICROVM_CONSOLE=socket (its console is on the journal, or on the " +
                         "terminal of `microvm run`); qemu and stratovirt runners offer one")
     tty = sys.stdin.isatty()
     if tty:
         host.echo(f"Connected to the console of {name}; Ctrl-] detaches.")
-    process.exec_(console_argv(vm, tty), cwd=vm.path)
+    with pinned_sockets(vm, ["console.sock"]) as where:
+        return process.wait(process.spawn(console_argv(vm, tty), cwd=where))
 
 
 # a socket name a runner may give (share/microvm/hybrid-vsock): one plain file name
@@ -507,10 +521,11 @@ _SOCKET_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
-             command: Sequence[str]) -> list[str]:
+             command: Sequence[str], where: Path | None = None) -> list[str]:
     """ssh through the VM's vsock: ProxyCommand socat VSOCK-CONNECT:CID:22 (native vsock), or
     through the hypervisor's vsock multiplexer socket where the runner names one (hybrid vsock:
-    cloud-hypervisor, firecracker)."""
+    cloud-hypervisor, firecracker), reached in `where` (pinned_sockets(); default the VM's
+    directory)."""
     cid = runner.vsock_cid
     if cid is None:
         raise HostError(f"{vm.name} has no vsock: set microvm.vsock.cid in its configuration")
@@ -523,7 +538,7 @@ def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
         # address syntax has no quoting); ssh expands %-tokens in ProxyCommand: %% is one %
         script = ('cd "$1" && { printf "CONNECT 22\\n"; cat; } | socat - UNIX-CONNECT:' +
                   hybrid)
-        proxy = shlex.join(["sh", "-c", script, "sh", str(vm.path)]).replace("%", "%%")
+        proxy = shlex.join(["sh", "-c", script, "sh", str(where or vm.path)]).replace("%", "%%")
     else:
         proxy = f"socat - VSOCK-CONNECT:{cid}:22"
     return ["ssh", "-o", f"ProxyCommand={proxy}", "-o", "StrictHostKeyChecking=no",
@@ -532,12 +547,17 @@ def ssh_argv(vm: VMDir, runner: Runner, user: str, options: Sequence[str],
 
 
 def ssh(host: Host, name: str, user: str, ssh_args: Sequence[str],
-        command: Sequence[str]) -> None:
-    """ssh_args go to ssh before the destination (e.g. ["-o", "ConnectTimeout=3"])."""
+        command: Sequence[str]) -> int:
+    """ssh_args go to ssh before the destination (e.g. ["-o", "ConnectTimeout=3"]); ssh's
+    exit status. A hybrid vsock socket is reached through pinned_sockets(), kept while ssh
+    runs."""
     vm = _running(host, name)
     runner = vm.active_runner
     assert runner is not None
-    process.exec_(ssh_argv(vm, runner, user, ssh_args, command))
+    ssh_argv(vm, runner, user, ssh_args, command)  # refuses what it cannot use, first
+    hybrid = runner.hybrid_vsock
+    with pinned_sockets(vm, [hybrid] if hybrid else []) as where:
+        return process.wait(process.spawn(ssh_argv(vm, runner, user, ssh_args, command, where)))
 
 
 # -- remove and reconcile --------------------------------------------------------------------
@@ -603,6 +623,7 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
     """Stop the VM, remove its taps and its links and metadata. Volumes and other files in its
     directory are kept unless purge; with purge the directory goes, and volumes outside it are
     named but never deleted. `--purge` of a VM an earlier remove left data of deletes that."""
+    host = reporting(host)
     left = VMDir(host.root, check_name(name))
     if purge and not left.exists and left.path.is_dir() and not left.path.is_symlink():
         # only the data directory is left (a plain remove kept it): the purge it offered
@@ -626,7 +647,9 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
         _unlink(vm.current_link, vm.file("declared.json"))
         checkpoint("remove:unlinked")
         for entry in sorted(os.listdir(vm.control)):
-            if entry != ".lock":
+            if vm.file(entry).is_dir() and not vm.file(entry).is_symlink():
+                shutil.rmtree(vm.file(entry), ignore_errors=True)  # pinned_sockets()'
+            elif entry != ".lock":
                 _unlink(vm.file(entry))
         vm.file(".lock").unlink()
     with contextlib.suppress(OSError):
@@ -661,6 +684,7 @@ def reconcile(host: Host, declared: Iterable[str], *, timeout: int = 60) -> Reco
     """After the host configuration changed: restart declared VMs whose runner changed (per
     their restartIfChanged), stop VMs that are no longer declared and remove their taps. State
     directories and volumes stay (microvm remove --purge deletes them)."""
+    host = reporting(host)
     wanted = {check_name(n) for n in declared}
     restarted: list[str] = []
     pending: list[str] = []

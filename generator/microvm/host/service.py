@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .. import process
 from ..errors import HostError
 from ..layout import Program
-from .state import VMDir
+from .state import Runner, VMDir, pinned_sockets
 
 MANAGER_ENV = "MICROVM_SERVICE_MANAGER"  # systemd | none: overrides the detection
 # the units microvm@NAME requires (each PartOf= it: stopped and restarted with it)
@@ -126,9 +126,7 @@ class Service:
             return
         runner = vm.trusted_active_runner()
         if runner is not None and runner.bin(Program.SHUTDOWN).is_file():
-            result = process.run([runner.bin(Program.SHUTDOWN)], cwd=vm.path, check=False,
-                                 extra_env={"MICROVM_SHUTDOWN_TIMEOUT": str(timeout)},
-                                 timeout=timeout + 10)
+            result = self._shutdown_script(vm, runner, timeout)
             if result.returncode != 0:
                 self.echo(f"{vm.name}: microvm-shutdown failed: " +
                           f"{result.stderr.strip() or result.returncode}")
@@ -149,6 +147,41 @@ class Service:
                 return
         if vm.run_pid() is not None:
             raise HostError(f"{vm.name} did not stop")
+
+    def _shutdown_script(self, vm: VMDir, runner: Runner, timeout: int) -> process.Result:
+        """bin/microvm-shutdown (control_script()); a socket that fails the check is
+        reported as its failure."""
+        try:
+            return control_script(vm, runner, Program.SHUTDOWN, timeout=timeout + 10,
+                                  extra_env={"MICROVM_SHUTDOWN_TIMEOUT": str(timeout)})
+        except HostError as e:
+            return process.Result(1, "", str(e))
+
+
+def control_script(vm: VMDir, runner: Runner, program: Program, *args: str,
+                   capture: bool = True, timeout: float | None = None,
+                   extra_env: Mapping[str, str] | None = None) -> process.Result:
+    """Run the runner's bin/microvm-shutdown or bin/microvm-balloon so that it reaches no
+    socket through a link the VM's user planted: as root in pinned_sockets() of its control
+    socket (the socket it names, by the same name), or, for a runner whose control socket is
+    not one in the VM's directory (kvmtool: lkvm finds its own below .lkvm/ and the script
+    keeps a file there), in the VM's directory as that directory's owner, reaching and writing
+    only what that user could."""
+    argv: list[str | os.PathLike[str]] = [runner.bin(program), *args]
+    model = runner.model()
+    owner = os.lstat(vm.path).st_uid
+    if model is not None and model.socket is None and owner != 0:
+        from . import access  # access names the units (service.unit): imported when used
+
+        who = access.account(*access.vm_user(vm))[0].identity
+        if who.uid != owner:
+            raise HostError(f"{vm.name}: cannot run {program.path} as the owner of {vm.path} " +
+                            f"(uid {owner}): no such user")
+        return process.run(argv, cwd=vm.path, check=False, capture=capture, timeout=timeout,
+                           extra_env=extra_env, as_user=who)
+    with pinned_sockets(vm, runner.control_sockets()) as where:
+        return process.run(argv, cwd=where, check=False, capture=capture, timeout=timeout,
+                           extra_env=extra_env)
 
 
 def _wait_released(vm: VMDir, seconds: float) -> bool:

@@ -20,6 +20,7 @@ new one (the pending file is taken). A VM exists once its `current` link does.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -28,14 +29,14 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import MicroVM
 from ..document import from_document
-from ..errors import HostError, UsageError, ValidationError
+from ..errors import HostError, UsageError, ValidationError, escape
 from ..layout import LaunchRecord, Meta, Program
 from . import defaults
 from .pin import Pin
@@ -353,6 +354,96 @@ def trusted_runner(link: Path) -> Path:
     return target
 
 
+# -- the VM's sockets, as root connects to them ----------------------------------------------
+
+PROTECTED_HARDLINKS = Path("/proc/sys/fs/protected_hardlinks")
+
+
+def _hardlinks_protected() -> bool:
+    """fs.protected_hardlinks: a user may not link a file (a socket above all) of another."""
+    try:
+        return PROTECTED_HARDLINKS.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def _pin_socket(vm: VMDir, dirfd: int, owner: int, name: str) -> int | None:
+    """An O_PATH descriptor of the socket `name` in the VM's data directory (open as
+    `dirfd`, owned by `owner`), opened without following a link, after checking that it is
+    a socket of the VM's user or of root (the hypervisor of `microvm run`) with no other
+    name a user could have linked from elsewhere; None when there is none (its client
+    says so)."""
+    shown = vm.path / name
+    if not name or "/" in name or name in (".", ".."):
+        raise HostError(f"{vm.name}: refusing socket {escape(name)!r}: not a plain name in " +
+                        f"{vm.path}")
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise HostError(f"{vm.name}: cannot open {shown}: {e.strerror}") from None
+    st = os.fstat(fd)
+    why = ("a symbolic link" if stat.S_ISLNK(st.st_mode)
+           else "not a socket" if not stat.S_ISSOCK(st.st_mode)
+           else f"owned by uid {st.st_uid}" if st.st_uid not in {0, owner}
+           else "hard-linked elsewhere" if st.st_nlink != 1 and not _hardlinks_protected()
+           else None)
+    if why:
+        os.close(fd)
+        raise HostError(f"{vm.name}: refusing {shown}: {why}; root connects only to a socket " +
+                        "of the VM's user or of root in the VM's directory, not through a link")
+    return fd
+
+
+@contextlib.contextmanager
+def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
+    """A directory only root can write (`.control/NAME/.connect.new.PID`, 0700) holding a hard
+    link to each of the VM's sockets `names` (plain names in its data directory), made from a
+    descriptor opened and checked without following a link (_pin_socket): a client run there
+    (root's) reaches those sockets by the same names and no other, whatever the VM's user
+    renames or links in its directory meanwhile (one that does not exist is left out).
+    Removed when the block ends."""
+    names = list(dict.fromkeys(names))
+    pin = vm.control / f".connect.new.{os.getpid()}"
+    try:
+        dirfd = os.open(vm.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise HostError(f"{vm.name}: refusing {vm.path}: {e.strerror} (not a directory, or a " +
+                        "link)") from None
+    try:
+        owner = os.fstat(dirfd).st_uid
+        fds: list[int] = []
+        try:
+            pinned = []
+            for name in names:
+                fd = _pin_socket(vm, dirfd, owner, name)
+                if fd is not None:
+                    fds.append(fd)
+                    pinned.append((name, fd))
+            with writing(pin):
+                shutil.rmtree(pin, ignore_errors=True)
+                os.mkdir(pin, 0o700)
+            pinfd = os.open(pin, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fds.append(pinfd)
+            for name, fd in pinned:
+                try:  # linkat(AT_SYMLINK_FOLLOW) of the descriptor (a dir_fd makes it linkat)
+                    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=pinfd,
+                            follow_symlinks=True)
+                except OSError as e:
+                    raise HostError(f"{vm.name}: cannot link {vm.path / name} into {pin}: " +
+                                    f"{e.strerror}" + (" (the VM's directory must be on the " +
+                                    "state directory's file system)"
+                                    if e.errno == errno.EXDEV else "")) from None
+        finally:
+            for fd in fds:
+                os.close(fd)
+        yield pin
+    finally:
+        os.close(dirfd)
+        shutil.rmtree(pin, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class Runner:
     """A runner tree (layout.py: bin/microvm-run, share/microvm/*) as seen through a link."""
@@ -404,6 +495,19 @@ class Runner:
     def vsock_cid(self) -> int | None:
         text = (self.meta(Meta.VSOCK_CID) or "").strip()
         return int(text) if text.isdigit() else None
+
+    def control_sockets(self) -> list[str]:
+        """The control socket its bin/microvm-balloon and bin/microvm-shutdown connect to, as
+        a name in the VM's directory (none when it has none there; one at an absolute path
+        must be in directories only root can change: check_dirs)."""
+        model = self.model()
+        socket = model.socket if model is not None else None
+        if socket is None:
+            return []
+        if os.path.isabs(socket):
+            check_dirs(Path(socket).parent)
+            return []
+        return [socket]
 
     @property
     def hybrid_vsock(self) -> str | None:
@@ -590,10 +694,19 @@ class VMDir:
         pending file becomes meta.json. Call under changing()."""
         write_json(self.file(PENDING), {**record.to_json(), "current": str(target)})
         checkpoint(f"{step}:before-switch")
-        if self._link_text(self.current_link) != str(target):
-            switch_link(self.current_link, target)
-        checkpoint(f"{step}:switched")
-        self.settle()
+        try:
+            if self._link_text(self.current_link) != str(target):
+                switch_link(self.current_link, target)
+            checkpoint(f"{step}:switched")
+            self.settle()
+        except HostError as e:
+            if self._link_text(self.current_link) != str(target):
+                raise  # nothing switched: the old state
+            # the rename took effect before the directory fsync or the metadata failed
+            raise HostError(f"{self.name}: the change took effect ({self.current_link} -> " +
+                            f"{target}, with its metadata in {self.file(PENDING)}), but is " +
+                            f"not all on disk: {e}; the next microvm command for " +
+                            f"{self.name} completes it") from None
 
     def settle(self) -> None:
         """Finish a change that got as far as its switch, drop one that did not."""
