@@ -497,6 +497,33 @@ def test_balloon_reaches_the_vms_own_socket(two_vms: tuple[Path, Listener]) -> N
     assert not list((root / ".control" / "a").glob(".connect*"))  # unpinned again
 
 
+def test_balloon_reaches_the_socket_of_a_data_directory_on_its_own_file_system(
+        two_vms: tuple[Path, Listener]) -> None:
+    """A VM's data directory on a file system of its own (a dataset per VM): no hard link
+    reaches it from root's directory, so the pinned name is a link to root's own descriptor of
+    the checked socket; the balloon request arrives, and a planted link is still refused."""
+    root, listener = two_vms
+    data = root / "a"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"mode=0755,uid={NOBODY.pw_uid}," +
+                    f"gid={NOBODY.pw_gid}", "microvm-test", str(data)], check=True)
+    try:
+        own = Listener(data / "a.sock", NOBODY.pw_uid, NOBODY.pw_gid)
+        try:
+            p = cli("balloon", "a", "32", state_dir=root)
+            assert p.returncode == 0, p.stderr
+            assert "balloon" in own.got[2], own.got
+        finally:
+            own.close()
+        (data / "a.sock").unlink()
+        plant_link(root, "a.sock")
+        p = cli("balloon", "a", "32", state_dir=root)
+        assert p.returncode == 1 and "a symbolic link" in p.stderr, p.stderr
+        assert listener.got == [], "root's balloon reached VM b's socket"
+    finally:
+        subprocess.run(["umount", "--lazy", str(data)], check=True)
+    assert not list((root / ".control" / "a").glob(".connect*"))
+
+
 def test_shutdown_does_not_follow_a_link_to_another_vms_socket(
         two_vms: tuple[Path, Listener]) -> None:
     root, listener = two_vms

@@ -403,6 +403,10 @@ def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
     descriptor opened and checked without following a link (_pin_socket): a client run there
     (root's) reaches those sockets by the same names and no other, whatever the VM's user
     renames or links in its directory meanwhile (one that does not exist is left out).
+    Where the data directory is another file system (a dataset per VM), no hard link can be
+    made: the name is then a symbolic link to this process's own descriptor of the socket,
+    /proc/PID/fd/N, which stays open until the block ends (a client connecting through it
+    reaches the checked socket; only root may follow another process's descriptors).
     Removed when the block ends."""
     names = list(dict.fromkeys(names))
     pin = vm.control / f".connect.new.{os.getpid()}"
@@ -414,6 +418,7 @@ def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
     try:
         owner = os.fstat(dirfd).st_uid
         fds: list[int] = []
+        held: list[int] = []  # descriptors a /proc link names: open until the block ends
         try:
             pinned = []
             for name in names:
@@ -431,14 +436,24 @@ def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
                     os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=pinfd,
                             follow_symlinks=True)
                 except OSError as e:
-                    raise HostError(f"{vm.name}: cannot link {vm.path / name} into {pin}: " +
-                                    f"{e.strerror}" + (" (the VM's directory must be on the " +
-                                    "state directory's file system)"
-                                    if e.errno == errno.EXDEV else "")) from None
+                    if e.errno != errno.EXDEV:
+                        raise HostError(f"{vm.name}: cannot link {vm.path / name} into " +
+                                        f"{pin}: {e.strerror}") from None
+                    os.symlink(f"/proc/{os.getpid()}/fd/{fd}", name, dir_fd=pinfd)
+                    fds.remove(fd)
+                    held.append(fd)
+        except BaseException:
+            for fd in held:
+                os.close(fd)
+            raise
         finally:
             for fd in fds:
                 os.close(fd)
-        yield pin
+        try:
+            yield pin
+        finally:
+            for fd in held:
+                os.close(fd)
     finally:
         os.close(dirfd)
         shutil.rmtree(pin, ignore_errors=True)
