@@ -206,7 +206,7 @@ NIX_ONLY = {
     "storeDiskErofsFlags", "storeDiskSquashfsFlags", "registerClosure",
     *(f"{hv}.package" for hv in ("qemu", "cloud-hypervisor", "firecracker", "crosvm",
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
-    "registerWithMachined", "graphics.socket", "graphics.vulkan", "graphics.hostmem",
+    "registerWithMachined", "graphics.socket",
     "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
     "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing", "graphics.crosvmPackage",
     "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",
@@ -489,3 +489,14 @@ sh "$init"
         line = vm.wait_for("MICROVM-NIX-TOPLEVEL")
         assert line.endswith("MICROVM-NIX-TOPLEVEL nixboot: hello from the store disk of nixboot")
         assert vm.wait_exit() == 0
+
+
+def test_graphics_loads_the_gpu_driver_in_the_guest() -> None:
+    """As microvm.nix's guest does: drm and virtio_gpu are loaded at boot with a display."""
+    mods = {}
+    for enable in ("true", "false"):
+        conf = (f'{{ module = {{ networking.hostName = "g"; microvm.graphics.enable = {enable};' +
+                ' }; }')
+        mods[enable] = nix_json(f"(import ./eval.nix {{ configuration = {conf}; " +
+                                "inherit python repo; }).config.boot.kernelModules")
+    assert mods == {"true": ["drm", "virtio_gpu"], "false": []}

@@ -338,6 +338,8 @@ class MicroVM:
     vsock_cid: int | None = opt("microvm.vsock.cid")
     graphics: bool = opt("microvm.graphics.enable")
     graphics_backend: str = opt("microvm.graphics.backend")
+    graphics_vulkan: str | None = opt("microvm.graphics.vulkan")
+    graphics_hostmem: str = opt("microvm.graphics.hostmem")
     credential_files: tuple[tuple[str, str], ...] = opt("microvm.credentialFiles",
                                                         kind=_sorted_pairs)
     pretty_procnames: bool = opt("microvm.prettyProcnames")

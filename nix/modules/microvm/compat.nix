@@ -12,8 +12,6 @@ let
   paths = [
     [ "registerWithMachined" ]
     [ "graphics" "socket" ]
-    [ "graphics" "vulkan" ]
-    [ "graphics" "hostmem" ]
     [ "cloud-hypervisor" "platformOEMStrings" ]
     [ "vfkit" "rosetta" "enable" ]
     [ "vfkit" "rosetta" "install" ]
@@ -27,8 +25,6 @@ in
   options.microvm = {
     registerWithMachined = unsupported types.bool false;
     graphics.socket = unsupported (types.nullOr types.str) null;
-    graphics.vulkan = unsupported (types.nullOr (types.enum [ "venus" "drm_native_context" ])) null;
-    graphics.hostmem = unsupported (types.nullOr types.str) null;
     cloud-hypervisor.platformOEMStrings = unsupported (types.listOf types.str) [ ];
     vfkit.rosetta.enable = unsupported types.bool false;
     vfkit.rosetta.install = unsupported types.bool false;

@@ -67,6 +67,11 @@ let
         ];
         microvm.devices = [{ bus = "pci"; path = "0000:01:00.0"; qemu.bus = "pci_hotplug_1"; }];
       };
+      # a display without a window (egl-headless), GL and Vulkan (venus) in the guest
+      graphics-headless = {
+        microvm.graphics = { enable = true; backend = "headless"; vulkan = "venus"; hostmem = "1G"; };
+      };
+      graphics-gtk = { microvm.graphics = { enable = true; backend = "gtk"; }; };
     };
   };
 
