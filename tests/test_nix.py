@@ -206,7 +206,7 @@ NIX_ONLY = {
     "storeDiskErofsFlags", "storeDiskSquashfsFlags", "registerClosure",
     *(f"{hv}.package" for hv in ("qemu", "cloud-hypervisor", "firecracker", "crosvm",
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
-    "registerWithMachined", "graphics.socket",
+    "registerWithMachined",
     "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
     "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing", "graphics.crosvmPackage",
     "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",
@@ -220,6 +220,7 @@ NO_SCHEMA_DEFAULT = {
     "shares.*.socket": "computed",  # "<hostName>-virtiofs-<tag>.sock" for virtiofs
     "volumes.*.size": "null",       # omitted from vm.json while null
     "machineId": "computed",        # derived from the host name (microvm.nix's derivation)
+    "graphics.socket": "computed",  # "<hostName>-gpu.sock"
 }
 
 

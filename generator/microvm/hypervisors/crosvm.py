@@ -9,7 +9,7 @@ offered), serde_keyvalue/src/key_values.rs (quoting).
 from __future__ import annotations
 
 from ..capabilities import Hypervisor
-from ..config import InterfaceType, MicroVM, ShareProto
+from ..config import JSON, InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
 from .base import (
     Accel,
@@ -21,6 +21,7 @@ from .base import (
     RunContext,
     created_sockets,
     disks,
+    gpu_daemon,
     kernel_cmdline,
     macvtap_fds,
     notify_kernel_params,
@@ -35,6 +36,11 @@ def value(v: str | int) -> str:
         return s
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
+
+# crosvm's GPU device for microvm.graphics: virgl (GL), virgl2 and cross-domain (Wayland)
+# contexts, EGL, Vulkan (devices/src/virtio/gpu/parameters.rs GpuParameters)
+GPU_PARAMS: dict[str, JSON] = {"context-types": "virgl:virgl2:cross-domain", "egl": True,
+                               "vulkan": True}
 
 # --shared-dir is colon-separated and has no escape
 SHARED_DIR_UNSAFE = ":"
@@ -74,6 +80,9 @@ class Crosvm(Backend):
             argv += ["--block", enc.kv(None, {"path": d.path, "ro": d.read_only or None,
                                               "direct": d.direct or None, "id": d.serial})]
         argv += self._shares(vm, enc)
+        if vm.graphics:
+            # crosvm's own GPU device as a vhost-user backend, which the runner starts
+            argv += ["--vhost-user", enc.kv("gpu", {"socket": vm.gpu_socket})]
         argv += self._devices(vm, enc)
         if vm.initrd is not None:
             argv += ["--initrd", vm.initrd]
@@ -113,7 +122,8 @@ class Crosvm(Backend):
         return argv
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm))
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm),
+                      gpu=gpu_daemon(vm, GPU_PARAMS))
 
     def rules(self, vm: MicroVM) -> list[Problem]:
         if vm.balloon and not vm.deflate_on_oom:

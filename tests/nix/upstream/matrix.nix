@@ -73,6 +73,8 @@ let
       };
       graphics-gtk = { microvm.graphics = { enable = true; backend = "gtk"; }; };
     };
+    # crosvm's own GPU device on a vhost-user socket, started by the runner
+    crosvm.graphics = { microvm.graphics = { enable = true; socket = "gpu.sock"; }; };
   };
 
   entry = hv: case: module: {
