@@ -501,3 +501,22 @@ def test_graphics_loads_the_gpu_driver_in_the_guest() -> None:
         mods[enable] = nix_json(f"(import ./eval.nix {{ configuration = {conf}; " +
                                 "inherit python repo; }).config.boot.kernelModules")
     assert mods == {"true": ["drm", "virtio_gpu"], "false": []}
+
+
+def test_graphics_runners_get_the_gpu_builds_on_their_path() -> None:
+    """cloud-hypervisor's GPU build where the package set has it (microvm.nix's overlay names
+    it cloud-hypervisor-graphics; kvmtool's stand-in plays it here), and
+    graphics.crosvmPackage (the GPU device) on the runner's PATH."""
+    def path(hv: str, graphics: str, extra: str = "") -> list[str]:
+        conf = ('{ module = { pkgs, ... }: { networking.hostName = "g"; microvm = { ' +
+                f'hypervisor = "{hv}"; graphics.enable = {graphics}; {extra} }}; }}; }}')
+        found: list[str] = json.loads(nix_json(
+            f"(import ./eval.nix {{ configuration = {conf}; inherit python repo; }}).json"
+        ))["runtimePath"]
+        return [p.split("-", 1)[1] for p in found
+                if any(n in p for n in ("cloud-hypervisor", "crosvm", "kvmtool"))]
+    gpu_build = "vmHostPackages = pkgs // { cloud-hypervisor-graphics = pkgs.kvmtool; };"
+    assert path("cloud-hypervisor", "true") == ["cloud-hypervisor/bin", "crosvm/bin"]
+    assert path("cloud-hypervisor", "true", gpu_build) == ["kvmtool/bin", "crosvm/bin"]
+    assert path("cloud-hypervisor", "false", gpu_build) == ["cloud-hypervisor/bin"]
+    assert path("crosvm", "true") == ["crosvm/bin"]

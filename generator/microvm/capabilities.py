@@ -223,7 +223,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE,
             F.VSOCK, F.BALLOON, F.INITIAL_BALLOON, F.HOTPLUG_MEM, F.HOTPLUGGED_MEM, F.HUGEPAGES,
             F.VOLUME_SERIAL, F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.CONTROL_SOCKET,
-            F.GRACEFUL_SHUTDOWN, F.MACHINE_ID,
+            F.GRACEFUL_SHUTDOWN, F.MACHINE_ID, F.GRAPHICS,
         }),
         image_types=frozenset({"raw", "qcow2", "vhd", "vhdx"}),
         platforms=_LINUX,
@@ -233,11 +233,18 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "vmm/src/api/openapi/cloud-hypervisor.yaml, Cargo.toml",
         kernel_formats="x86_64: ELF vmlinux with the PVH note, or bzImage; aarch64: Image",
         multiqueue_tap=True,
+        gpu_daemon=True,
         consoles=_PL011_ON_ARM,
         versions=("v36 and later (one flag per device kind; `oem_strings` exists since v26); " +
                   "read at ae44c2971 (v53.0+246, 2026-08-20); nixpkgs packages v50.0"),
         reboot_params=_REBOOT_TRIPLE_FAULT,
         notes=(
+            ("Graphics (`--gpu socket=`) need cloud-hypervisor's GPU build (Spectrum's, " +
+             "`cloud-hypervisor-graphics` in microvm.nix's overlay; mainline has no `--gpu`): " +
+             "`cloud-hypervisor.package` defaults to it where the package set has it. The " +
+             "runner starts crosvm's GPU device (`crosvm device gpu`, one hidden display) on " +
+             "graphics.socket in the Wayland session of WAYLAND_DISPLAY; guest memory is " +
+             "shared with it. Not under microvm@ (no Wayland session there)."),
             ("vsock is hybrid: the host side is the Unix socket `notify.vsock` in the working " +
              "directory (connect and send `CONNECT <port>`), not AF_VSOCK; the guest reaches " +
              "host port P at `notify.vsock_P`. The readiness credential is an SMBIOS OEM " +

@@ -1134,18 +1134,6 @@ CORPUS: tuple[CorpusEntry, ...] = (
         "microvm.nix flake.nix (tapExamples); generator/microvm/validate.py",
     ),
     _c(
-        "corpus-graphics-ch",
-        "examples/graphics.nix:*",
-        r"refused: only project: microvm\.graphics\.enable: graphics not supported by "
-        + r"cloud-hypervisor.*",
-        X,
-        "no graphics on cloud-hypervisor",
-        "Upstream's graphics example runs cloud-hypervisor with crosvm's virtio-gpu device "
-        + "(spectrum's cloud-hypervisor build); this project's cloud-hypervisor backend has no "
-        + "GPU device, so the configuration is refused.",
-        "microvm.nix examples/graphics.nix, lib/runners/cloud-hypervisor.nix (graphics)",
-    ),
-    _c(
         "corpus-rosetta",
         "vfkit-rosetta.md#*",
         r"warning: only project: microvm\.vfkit\.rosetta\.(enable|install) is not supported "

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import ClassVar
 
 from ..capabilities import (
@@ -107,6 +108,12 @@ class GpuDaemon:
     argv: tuple[str, ...]
 
 
+# crosvm's GPU device for microvm.graphics: virgl (GL), virgl2 and cross-domain (Wayland)
+# contexts, EGL, Vulkan (google/crosvm devices/src/virtio/gpu/parameters.rs GpuParameters)
+CROSVM_GPU_PARAMS: Mapping[str, JSON] = MappingProxyType({
+    "context-types": "virgl:virgl2:cross-domain", "egl": True, "vulkan": True})
+
+
 def gpu_daemon(vm: MicroVM, params: Mapping[str, JSON]) -> GpuDaemon | None:
     """The GPU device of a VM with graphics; `params` its --params (virgl contexts, EGL,
     Vulkan, displays), written as JSON."""
@@ -114,7 +121,7 @@ def gpu_daemon(vm: MicroVM, params: Mapping[str, JSON]) -> GpuDaemon | None:
         return None
     return GpuDaemon(socket=vm.gpu_socket, argv=(
         "crosvm", "device", "gpu", "--socket", vm.gpu_socket,
-        "--params", json.dumps(params, sort_keys=True, separators=(",", ":"))))
+        "--params", json.dumps(dict(params), sort_keys=True, separators=(",", ":"))))
 
 
 @dataclass(frozen=True)

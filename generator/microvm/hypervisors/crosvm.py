@@ -9,9 +9,10 @@ offered), serde_keyvalue/src/key_values.rs (quoting).
 from __future__ import annotations
 
 from ..capabilities import Hypervisor
-from ..config import JSON, InterfaceType, MicroVM, ShareProto
+from ..config import InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
 from .base import (
+    CROSVM_GPU_PARAMS,
     Accel,
     Backend,
     Control,
@@ -36,11 +37,6 @@ def value(v: str | int) -> str:
         return s
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-
-# crosvm's GPU device for microvm.graphics: virgl (GL), virgl2 and cross-domain (Wayland)
-# contexts, EGL, Vulkan (devices/src/virtio/gpu/parameters.rs GpuParameters)
-GPU_PARAMS: dict[str, JSON] = {"context-types": "virgl:virgl2:cross-domain", "egl": True,
-                               "vulkan": True}
 
 # --shared-dir is colon-separated and has no escape
 SHARED_DIR_UNSAFE = ":"
@@ -123,7 +119,7 @@ class Crosvm(Backend):
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm),
-                      gpu=gpu_daemon(vm, GPU_PARAMS))
+                      gpu=gpu_daemon(vm, CROSVM_GPU_PARAMS))
 
     def rules(self, vm: MicroVM) -> list[Problem]:
         if vm.balloon and not vm.deflate_on_oom:

@@ -75,6 +75,8 @@ let
     };
     # crosvm's own GPU device on a vhost-user socket, started by the runner
     crosvm.graphics = { microvm.graphics = { enable = true; socket = "gpu.sock"; }; };
+    # the same device for cloud-hypervisor's GPU build (--gpu)
+    cloud-hypervisor.graphics = { microvm.graphics.enable = true; };
   };
 
   entry = hv: case: module: {
