@@ -361,6 +361,8 @@ FAKE_CROSVM = """#!/usr/bin/env python3
 import json, os, signal, socket, sys, time
 log = os.environ["ARGV_LOG"]
 if sys.argv[1:3] == ["device", "gpu"]:
+    if os.environ.get("GPU_FAILS"):
+        sys.exit("no render node")
     path = sys.argv[sys.argv.index("--socket") + 1]
     time.sleep(0.3)  # the hypervisor must wait for the socket
     s = socket.socket(socket.AF_UNIX)
@@ -382,8 +384,8 @@ with open(log, "w") as f:
 def test_crosvm_graphics_start_the_gpu_device_first_and_stop_it_after(tmp_path: Path) -> None:
     """microvm.graphics on crosvm: the runner starts crosvm's GPU device on the Wayland session
     (WAYLAND_DISPLAY below XDG_RUNTIME_DIR), the hypervisor starts once its socket is there,
-    and the device is stopped when the hypervisor exits. Without a Wayland session the runner
-    says so and starts nothing."""
+    and the device is stopped when the hypervisor exits. Without a Wayland session, or when
+    the device exits, the runner says so and starts no hypervisor."""
     bindir = tmp_path / "fakebin"
     bindir.mkdir()
     (bindir / "crosvm").write_text(FAKE_CROSVM)
@@ -415,4 +417,10 @@ def test_crosvm_graphics_start_the_gpu_device_first_and_stop_it_after(tmp_path: 
     r = subprocess.run([str(out / "bin" / "microvm-run")], cwd=work, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "WAYLAND_DISPLAY is not set" in r.stderr
+    assert not log.exists()
+    # a device that exits at once ends the run at once, the hypervisor never started
+    r = subprocess.run([str(out / "bin" / "microvm-run")], cwd=work, timeout=5,
+                       env={**env, "WAYLAND_DISPLAY": "/run/w", "GPU_FAILS": "1"},
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "GPU device exited before the VM started" in r.stderr
     assert not log.exists()
