@@ -65,6 +65,8 @@ def golden_record(hv: Hypervisor, doc: Doc) -> dict[str, Any]:
                                for name, text in launch.files.items()}
         if launch.sockets:
             record["sockets"] = launch.sockets
+        if launch.gpu is not None:
+            record["gpu"] = {"socket": launch.gpu.socket, "argv": list(launch.gpu.argv)}
     if hv is Hypervisor.CLOUD_HYPERVISOR:
         record["vm_config"] = vm_config(record["argv"]["kvm"])
     record["shutdown"] = control(be.shutdown(vm))

@@ -237,7 +237,8 @@ def test_platform_restricted_feature_is_refused_on_the_other_platform(tmp_path: 
     result = validate_cli(doc, tmp_path)
     assert result.returncode == 2
     assert ("error: microvm.graphics.enable: graphics not supported by kvmtool on aarch64-linux " +
-            "(only on x86_64-linux); hypervisors that support it: qemu, vfkit"
+            "(only on x86_64-linux); hypervisors that support it: qemu, cloud-hypervisor, " +
+            "crosvm, vfkit"
             ) in result.stderr.splitlines()
 
 

@@ -84,6 +84,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
      {"shares": [{**SHARE, "tag": "t", "socket": "/run/fs.sock"}]},
      "b: microvm.shares[0].socket: socket '/run/fs.sock' is also used by a " +
      "(microvm.shares[0].socket)"),
+    ("same GPU device socket",
+     {"hypervisor": "crosvm", "graphics": {"enable": True, "socket": "/run/gpu.sock"}},
+     {"hypervisor": "cloud-hypervisor", "graphics": {"enable": True, "socket": "/run/gpu.sock"}},
+     "b: microvm.graphics.socket: socket '/run/gpu.sock' is also used by a " +
+     "(microvm.graphics.socket)"),
+    ("GPU device sockets in each state directory",
+     {"hypervisor": "crosvm", "graphics": {"enable": True}},
+     {"hypervisor": "crosvm", "graphics": {"enable": True}}, None),
     ("same writable image", {"volumes": [{"image": "/srv/data.img", "size": 8}]},
      {"volumes": [{"image": "/srv/data.img", "size": 8}]},
      "b: microvm.volumes[0].image: volume image '/srv/data.img' (written by this VM) is " +

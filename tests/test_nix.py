@@ -206,7 +206,7 @@ NIX_ONLY = {
     "storeDiskErofsFlags", "storeDiskSquashfsFlags", "registerClosure",
     *(f"{hv}.package" for hv in ("qemu", "cloud-hypervisor", "firecracker", "crosvm",
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
-    "registerWithMachined", "graphics.socket", "graphics.vulkan", "graphics.hostmem",
+    "registerWithMachined",
     "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
     "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing", "graphics.crosvmPackage",
     "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",
@@ -220,6 +220,7 @@ NO_SCHEMA_DEFAULT = {
     "shares.*.socket": "computed",  # "<hostName>-virtiofs-<tag>.sock" for virtiofs
     "volumes.*.size": "null",       # omitted from vm.json while null
     "machineId": "computed",        # derived from the host name (microvm.nix's derivation)
+    "graphics.socket": "computed",  # "<hostName>-gpu.sock"
 }
 
 
@@ -498,3 +499,33 @@ sh "$init"
         line = vm.wait_for("MICROVM-NIX-TOPLEVEL")
         assert line.endswith("MICROVM-NIX-TOPLEVEL nixboot: hello from the store disk of nixboot")
         assert vm.wait_exit() == 0
+
+
+def test_graphics_loads_the_gpu_driver_in_the_guest() -> None:
+    """As microvm.nix's guest does: drm and virtio_gpu are loaded at boot with a display."""
+    mods = {}
+    for enable in ("true", "false"):
+        conf = (f'{{ module = {{ networking.hostName = "g"; microvm.graphics.enable = {enable};' +
+                ' }; }')
+        mods[enable] = nix_json(f"(import ./eval.nix {{ configuration = {conf}; " +
+                                "inherit python repo; }).config.boot.kernelModules")
+    assert mods == {"true": ["drm", "virtio_gpu"], "false": []}
+
+
+def test_graphics_runners_get_the_gpu_builds_on_their_path() -> None:
+    """cloud-hypervisor's GPU build where the package set has it (microvm.nix's overlay names
+    it cloud-hypervisor-graphics; kvmtool's stand-in plays it here), and
+    graphics.crosvmPackage (the GPU device) on the runner's PATH."""
+    def path(hv: str, graphics: str, extra: str = "") -> list[str]:
+        conf = ('{ module = { pkgs, ... }: { networking.hostName = "g"; microvm = { ' +
+                f'hypervisor = "{hv}"; graphics.enable = {graphics}; {extra} }}; }}; }}')
+        found: list[str] = json.loads(nix_json(
+            f"(import ./eval.nix {{ configuration = {conf}; inherit python repo; }}).json"
+        ))["runtimePath"]
+        return [p.split("-", 1)[1] for p in found
+                if any(n in p for n in ("cloud-hypervisor", "crosvm", "kvmtool"))]
+    gpu_build = "vmHostPackages = pkgs // { cloud-hypervisor-graphics = pkgs.kvmtool; };"
+    assert path("cloud-hypervisor", "true") == ["cloud-hypervisor/bin", "crosvm/bin"]
+    assert path("cloud-hypervisor", "true", gpu_build) == ["kvmtool/bin", "crosvm/bin"]
+    assert path("cloud-hypervisor", "false", gpu_build) == ["cloud-hypervisor/bin"]
+    assert path("crosvm", "true") == ["crosvm/bin"]

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -376,3 +377,72 @@ def test_virtiofsd_thread_pool_size_as_microvm_nix_users_write_it(
     assert (argv in script) if argv else ("--thread-pool-size=4" not in script)
     assert ('threads=(--thread-pool-size="$(nproc)")' in script) == per_cpu
     assert "$(nproc)" not in script.replace('threads=(--thread-pool-size="$(nproc)")', "")
+
+
+FAKE_CROSVM = """#!/usr/bin/env python3
+import json, os, signal, socket, sys, time
+log = os.environ["ARGV_LOG"]
+if sys.argv[1:3] == ["device", "gpu"]:
+    if os.environ.get("GPU_FAILS"):
+        sys.exit("no render node")
+    path = sys.argv[sys.argv.index("--socket") + 1]
+    time.sleep(0.3)  # the hypervisor must wait for the socket
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.listen()
+    def stop(*_):
+        open(log + ".gpu-stopped", "w").close()
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    with open(log + ".gpu", "w") as f:
+        json.dump(sys.argv, f)
+    while True:
+        signal.pause()
+with open(log, "w") as f:
+    json.dump({"argv": sys.argv, "socket_there": os.path.exists("t-gpu.sock")}, f)
+"""
+
+
+def test_crosvm_graphics_start_the_gpu_device_first_and_stop_it_after(tmp_path: Path) -> None:
+    """microvm.graphics on crosvm: the runner starts crosvm's GPU device on the Wayland session
+    (WAYLAND_DISPLAY below XDG_RUNTIME_DIR), the hypervisor starts once its socket is there,
+    and the device is stopped when the hypervisor exits. Without a Wayland session, or when
+    the device exits, the runner says so and starts no hypervisor."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    (bindir / "crosvm").write_text(FAKE_CROSVM)
+    (bindir / "crosvm").chmod(0o755)
+    out = runner.write(from_document(doc(hypervisor="crosvm", graphics={"enable": True})),
+                       tmp_path / "r")
+    work = tmp_path / "state"
+    work.mkdir()
+    log = tmp_path / "argv.json"
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "ARGV_LOG": str(log),
+           "XDG_RUNTIME_DIR": "/run/user/1000", "WAYLAND_DISPLAY": "wayland-1"}
+    subprocess.run([str(out / "bin" / "microvm-run")], cwd=work, env=env, check=True,
+                   capture_output=True, timeout=60)
+    got = json.loads(log.read_text())
+    at = got["argv"].index("--vhost-user")
+    assert got["socket_there"] and got["argv"][at:at + 2] == ["--vhost-user",
+                                                             "gpu,socket=t-gpu.sock"]
+    gpu = json.loads(Path(f"{log}.gpu").read_text())
+    assert gpu[1:] == ["device", "gpu", "--socket", "t-gpu.sock", "--params",
+                       '{"context-types":"virgl:virgl2:cross-domain","egl":true,"vulkan":true}',
+                       "--wayland-sock", "/run/user/1000/wayland-1"]
+    for _ in range(100):
+        if Path(f"{log}.gpu-stopped").exists():
+            break
+        time.sleep(0.1)
+    assert Path(f"{log}.gpu-stopped").exists()
+    log.unlink()
+    del env["WAYLAND_DISPLAY"]
+    r = subprocess.run([str(out / "bin" / "microvm-run")], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "WAYLAND_DISPLAY is not set" in r.stderr
+    assert not log.exists()
+    # a device that exits at once ends the run at once, the hypervisor never started
+    r = subprocess.run([str(out / "bin" / "microvm-run")], cwd=work, timeout=5,
+                       env={**env, "WAYLAND_DISPLAY": "/run/w", "GPU_FAILS": "1"},
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "GPU device exited before the VM started" in r.stderr
+    assert not log.exists()

@@ -37,6 +37,7 @@ EXAMPLES: dict[str, Any] = {
     "crosvm.pivotRoot": "/var/empty",
     "devices.*.path": "0000:01:00.0",
     "devices.*.qemu.bus": "pcie.0",
+    "graphics.hostmem": "8G",
     "devices.*.qemu.deviceExtraArgs": "x-igd-opregion=on",
     "devices.*.qemu.id": "gpu0",
     "extraArgsScript": "/etc/microvm/extra-args",

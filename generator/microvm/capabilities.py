@@ -130,6 +130,9 @@ class Capabilities:
     virtiofsd: bool = True
     # the virtiofs tag comes from virtiofsd (--tag) rather than from the hypervisor's argv
     virtiofsd_tag: bool = False
+    # graphics come from crosvm's vhost-user GPU device (`crosvm device gpu`), a process the
+    # runner starts before the hypervisor (hypervisors/base.py GpuDaemon)
+    gpu_daemon: bool = False
     # the guest device of the console the runner connects to its stdio, by architecture
     # (x86_64, aarch64): an 8250 UART is ttyS0, a PL011 ttyAMA0, a virtio console hvc0.
     # The backends put it on the kernel command line; the guest module starts its getty there.
@@ -220,7 +223,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY, F.NET_TAP, F.NET_MACVTAP, F.NET_BRIDGE,
             F.VSOCK, F.BALLOON, F.INITIAL_BALLOON, F.HOTPLUG_MEM, F.HOTPLUGGED_MEM, F.HUGEPAGES,
             F.VOLUME_SERIAL, F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.CONTROL_SOCKET,
-            F.GRACEFUL_SHUTDOWN, F.MACHINE_ID,
+            F.GRACEFUL_SHUTDOWN, F.MACHINE_ID, F.GRAPHICS,
         }),
         image_types=frozenset({"raw", "qcow2", "vhd", "vhdx"}),
         platforms=_LINUX,
@@ -230,11 +233,18 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "vmm/src/api/openapi/cloud-hypervisor.yaml, Cargo.toml",
         kernel_formats="x86_64: ELF vmlinux with the PVH note, or bzImage; aarch64: Image",
         multiqueue_tap=True,
+        gpu_daemon=True,
         consoles=_PL011_ON_ARM,
         versions=("v36 and later (one flag per device kind; `oem_strings` exists since v26); " +
                   "read at ae44c2971 (v53.0+246, 2026-08-20); nixpkgs packages v50.0"),
         reboot_params=_REBOOT_TRIPLE_FAULT,
         notes=(
+            ("Graphics (`--gpu socket=`) need cloud-hypervisor's GPU build (Spectrum's, " +
+             "`cloud-hypervisor-graphics` in microvm.nix's overlay; mainline has no `--gpu`): " +
+             "`cloud-hypervisor.package` defaults to it where the package set has it. The " +
+             "runner starts crosvm's GPU device (`crosvm device gpu`, one hidden display) on " +
+             "graphics.socket in the Wayland session of WAYLAND_DISPLAY; guest memory is " +
+             "shared with it. Not under microvm@ (no Wayland session there)."),
             ("vsock is hybrid: the host side is the Unix socket `notify.vsock` in the working " +
              "directory (connect and send `CONNECT <port>`), not AF_VSOCK; the guest reaches " +
              "host port P at `notify.vsock_P`. The readiness credential is an SMBIOS OEM " +
@@ -284,6 +294,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             F.SHARE_9P, F.SHARE_VIRTIOFS, F.SHARE_VIRTIOFS_READONLY, F.NET_TAP, F.NET_MACVTAP,
             F.NET_BRIDGE, F.VHOST_NET, F.VSOCK, F.BALLOON, F.INITIAL_BALLOON, F.VOLUME_SERIAL,
             F.VOLUME_DIRECT, F.PCI_PASSTHROUGH, F.CONTROL_SOCKET, F.GRACEFUL_SHUTDOWN,
+            F.GRAPHICS,
         }),
         image_types=frozenset({"raw", "qcow2"}),
         platforms=_LINUX,
@@ -293,6 +304,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
                "serde_keyvalue/src/key_values.rs",
         kernel_formats="x86_64: ELF vmlinux or bzImage; aarch64: Image (also ELF, lz4 Image)",
         virtiofsd_tag=True,
+        gpu_daemon=True,
         consoles=_UART_8250,
         versions=("nixpkgs' 0-unstable-2026 snapshots; read at f1e797a68 (2026-08-21)"),
         reboot_params=_REBOOT_KEYBOARD,
@@ -303,6 +315,10 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
              "reports 9p shares as broken on crosvm [unverified here]."),
             "The balloon always offers deflate-on-OOM, so `deflateOnOOM = false` is refused.",
             "`crosvm.pivotRoot` must name an existing empty directory.",
+            ("Graphics: the runner starts crosvm's GPU device (`crosvm device gpu`, virgl, " +
+             "cross-domain, EGL and Vulkan) on graphics.socket, drawing into the Wayland " +
+             "session of WAYLAND_DISPLAY, and gives the VM `--vhost-user gpu,socket=`; not " +
+             "under microvm@ (no Wayland session there)."),
         ),
     ),
     Hypervisor.KVMTOOL: Capabilities(

@@ -338,6 +338,10 @@ class MicroVM:
     vsock_cid: int | None = opt("microvm.vsock.cid")
     graphics: bool = opt("microvm.graphics.enable")
     graphics_backend: str = opt("microvm.graphics.backend")
+    # null: "<hostName>-gpu.sock" (gpu_socket)
+    graphics_socket: str | None = opt("microvm.graphics.socket")
+    graphics_vulkan: str | None = opt("microvm.graphics.vulkan")
+    graphics_hostmem: str = opt("microvm.graphics.hostmem")
     credential_files: tuple[tuple[str, str], ...] = opt("microvm.credentialFiles",
                                                         kind=_sorted_pairs)
     pretty_procnames: bool = opt("microvm.prettyProcnames")
@@ -371,6 +375,11 @@ class MicroVM:
     def machine_uuid(self) -> str:
         """microvm.machineId, or the one derived from the host name when it is null."""
         return self.machine_id or derived_machine_id(self.host_name)
+
+    @property
+    def gpu_socket(self) -> str:
+        """The vhost-user socket of crosvm's GPU device (crosvm, cloud-hypervisor)."""
+        return self.graphics_socket or f"{self.host_name}-gpu.sock"
 
     @property
     def cmdline(self) -> str:

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, ShareProto
 from .errors import Problem
 from .host import defaults
@@ -97,6 +98,9 @@ def claims(vm: MicroVM, state_dir: str, name: str | None = None) -> Iterator[Cla
     sockets = [(vm.socket, "microvm.socket")] if vm.socket is not None else []
     sockets += [(s.socket, f"microvm.shares[{i}].socket") for i, s in enumerate(vm.shares)
                 if s.proto is ShareProto.VIRTIOFS and s.socket is not None]
+    if vm.graphics and CAPABILITIES[vm.hypervisor].gpu_daemon:
+        # crosvm's GPU device, which the runner starts (and whose stale socket it removes)
+        sockets.append((vm.gpu_socket, "microvm.graphics.socket"))
     for sock, path in sockets:
         yield Claim("socket", _host_path(vm, state_dir, sock, name), sock, path,
                     space=HOST_PATH)

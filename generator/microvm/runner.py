@@ -172,6 +172,7 @@ class _Scripts:
                     default_accel=variants[0][0], extra_args_script=vm.extra_args_script,
                     env=sorted(launch.env.items()), sockets=launch.sockets,
                     console_socket=launch.console_socket, fallbacks=launch.fallbacks,
+                    gpu=launch.gpu,
                     process_name=f"microvm@{vm.host_name}" if vm.pretty_procnames else None)
 
 

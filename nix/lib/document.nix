@@ -36,11 +36,14 @@ let
   # virtiofs shares need a virtiofsd unless the hypervisor serves them itself
   usesVirtiofsd = lib.any (s: s.proto == "virtiofs") cfg.shares
     && mlib.capabilities.capabilities.${hv}.virtiofsd;
+  usesGpuDaemon = cfg.graphics.enable && mlib.capabilities.capabilities.${hv}.gpuDaemon;
   usesHostNetwork = lib.any (i: i.type != "user") cfg.interfaces;
 
   runtimePackages =
     [ cfg.${hv}.package ]
     ++ lib.optional usesVirtiofsd cfg.virtiofsd.package
+    # crosvm's GPU device, which the runner starts for graphics (hypervisors/base.py GpuDaemon)
+    ++ lib.optional (usesGpuDaemon && cfg.graphics.crosvmPackage != null) cfg.graphics.crosvmPackage
     ++ map (name: hostPkgs.${name}) mkfsPackages
     ++ lib.optional (usesHostNetwork && hostPkgs.stdenv.hostPlatform.isLinux) hostPkgs.iproute2
     ++ [ hostPkgs.socat hostPkgs.curl hostPkgs.coreutils hostPkgs.gnugrep ]

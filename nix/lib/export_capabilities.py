@@ -36,6 +36,8 @@ def export() -> dict[str, Any]:
                 "console": dict(caps.consoles),
                 # virtiofs shares need an external virtiofsd (false: built into the hypervisor)
                 "virtiofsd": caps.virtiofsd,
+                # graphics need crosvm's GPU device started by the runner
+                "gpuDaemon": caps.gpu_daemon,
                 # taps are opened with one queue pair per vCPU
                 "multiqueueTap": caps.multiqueue_tap,
             }

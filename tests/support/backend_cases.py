@@ -172,6 +172,8 @@ QEMU_CASES: dict[str, Doc] = {
                         devices=[{"bus": "pci", "path": "0000:01:00.0",
                                   "qemu": {"id": "gpu0"}}],
                         machineId="5e0c3b4a-8f2d-4c51-9a6e-2b7d1f0e9c3a"),
+    "graphics": document(Hypervisor.QEMU, graphics={"enable": True, "backend": "headless",
+                                                    "vulkan": "venus", "hostmem": "1G"}),
     "virtiofs": document(Hypervisor.QEMU, shares=[
         {"tag": "ro-store", "source": "/nix/store", "mountPoint": "/nix/.ro-store",
          "proto": "virtiofs", "readOnly": True}]),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from ..capabilities import (
     CAPABILITIES,
@@ -15,7 +17,7 @@ from ..capabilities import (
     Hypervisor,
     Limits,
 )
-from ..config import Interface, InterfaceType, MicroVM
+from ..config import JSON, Interface, InterfaceType, MicroVM
 from ..errors import Problem
 from ..layout import META_DIR, Meta, program_of
 
@@ -90,6 +92,35 @@ class Launch:
     console_socket: tuple[str, str] | None = None
     # argv spellings that depend on the hypervisor's version, decided when the runner starts
     fallbacks: tuple[Fallback, ...] = ()
+    # crosvm's GPU device, started by the runner before the hypervisor (microvm.graphics)
+    gpu: GpuDaemon | None = None
+
+
+@dataclass(frozen=True)
+class GpuDaemon:
+    """crosvm's vhost-user GPU device (`crosvm device gpu`): the runner removes a stale
+    `socket`, starts `argv` with `--wayland-sock` (WAYLAND_DISPLAY, below XDG_RUNTIME_DIR unless
+    absolute: known only when the runner starts), waits for the socket, and stops the device
+    when the hypervisor exits."""
+
+    socket: str
+    argv: tuple[str, ...]
+
+
+# crosvm's GPU device for microvm.graphics: virgl (GL), virgl2 and cross-domain (Wayland)
+# contexts, EGL, Vulkan (google/crosvm devices/src/virtio/gpu/parameters.rs GpuParameters)
+CROSVM_GPU_PARAMS: Mapping[str, JSON] = MappingProxyType({
+    "context-types": "virgl:virgl2:cross-domain", "egl": True, "vulkan": True})
+
+
+def gpu_daemon(vm: MicroVM, params: Mapping[str, JSON]) -> GpuDaemon | None:
+    """The GPU device of a VM with graphics; `params` its --params (virgl contexts, EGL,
+    Vulkan, displays), written as JSON."""
+    if not vm.graphics:
+        return None
+    return GpuDaemon(socket=vm.gpu_socket, argv=(
+        "crosvm", "device", "gpu", "--socket", vm.gpu_socket,
+        "--params", json.dumps(dict(params), sort_keys=True, separators=(",", ":"))))
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ which tests/test_specs.py checks against that file.
 from __future__ import annotations
 
 from ..capabilities import Hypervisor
-from ..config import InterfaceType, MicroVM, ShareProto
+from ..config import JSON, InterfaceType, MicroVM, ShareProto
 from .base import (
+    CROSVM_GPU_PARAMS,
     Accel,
     Backend,
     Control,
@@ -21,6 +22,7 @@ from .base import (
     RunContext,
     created_sockets,
     disks,
+    gpu_daemon,
     hybrid_vsock_files,
     hybrid_vsock_socket,
     kernel_cmdline,
@@ -41,9 +43,15 @@ def value(v: str | int) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
+# crosvm's GPU device for microvm.graphics, as for crosvm (hypervisors/crosvm.py) plus one
+# display that opens no window of its own (the guest's Wayland clients draw through
+# cross-domain)
+GPU_PARAMS: dict[str, JSON] = {**CROSVM_GPU_PARAMS, "displays": [{"hidden": True}]}
+
+
 def _shared(vm: MicroVM) -> bool:
-    # vhost-user (virtiofsd) maps guest memory, so it must be shared
-    return bool(vm.shares_of(ShareProto.VIRTIOFS))
+    # vhost-user (virtiofsd, crosvm's GPU device) maps guest memory, so it must be shared
+    return bool(vm.shares_of(ShareProto.VIRTIOFS)) or vm.graphics
 
 
 def _disk_queues(vm: MicroVM) -> int | None:
@@ -137,6 +145,9 @@ class CloudHypervisor(Backend):
         if vm.vsock_cid is not None:
             argv += ["--vsock", kv(None, {"cid": vm.vsock_cid,
                                           "socket": hybrid_vsock_socket(vm)})]
+        if vm.graphics:
+            # the GPU of cloud-hypervisor's GPU build: crosvm's device, which the runner starts
+            argv += ["--gpu", kv(None, {"socket": vm.gpu_socket})]
         if vm.balloon:
             argv += ["--balloon", kv(None, {"size": f"{vm.initial_balloon_mem}M",
                                             "deflate_on_oom": vm.deflate_on_oom,
@@ -148,7 +159,8 @@ class CloudHypervisor(Backend):
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
         # hybrid-vsock is for the host, not for cloud-hypervisor
         return Launch(variants={Accel.KVM: self.command(vm, ctx)}, files=hybrid_vsock_files(vm),
-                      sockets=created_sockets(vm, hybrid_vsock=True))
+                      sockets=created_sockets(vm, hybrid_vsock=True),
+                      gpu=gpu_daemon(vm, GPU_PARAMS))
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:

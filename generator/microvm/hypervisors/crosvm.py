@@ -12,6 +12,7 @@ from ..capabilities import Hypervisor
 from ..config import InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
 from .base import (
+    CROSVM_GPU_PARAMS,
     Accel,
     Backend,
     Control,
@@ -21,6 +22,7 @@ from .base import (
     RunContext,
     created_sockets,
     disks,
+    gpu_daemon,
     kernel_cmdline,
     macvtap_fds,
     notify_kernel_params,
@@ -73,6 +75,9 @@ class Crosvm(Backend):
             argv += ["--block", enc.kv(None, {"path": d.path, "ro": d.read_only or None,
                                               "direct": d.direct or None, "id": d.serial})]
         argv += self._shares(vm, enc)
+        if vm.graphics:
+            # crosvm's own GPU device as a vhost-user backend, which the runner starts
+            argv += ["--vhost-user", enc.kv("gpu", {"socket": vm.gpu_socket})]
         argv += self._devices(vm, enc)
         if vm.initrd is not None:
             argv += ["--initrd", vm.initrd]
@@ -112,7 +117,8 @@ class Crosvm(Backend):
         return argv
 
     def launch(self, vm: MicroVM, ctx: RunContext) -> Launch:
-        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm))
+        return Launch(variants={Accel.KVM: self.command(vm, ctx)}, sockets=created_sockets(vm),
+                      gpu=gpu_daemon(vm, CROSVM_GPU_PARAMS))
 
     def rules(self, vm: MicroVM) -> list[Problem]:
         if vm.balloon and not vm.deflate_on_oom:

@@ -44,6 +44,33 @@ KVM_MODULES = {"x86_64": ("/sys/module/kvm_intel", "/sys/module/kvm_amd")}
 BRIDGE_HELPER = "/run/wrappers/bin/qemu-bridge-helper"
 
 
+# microvm.graphics.backend -> -display; the GPU device of each (PCI name, virtio-mmio name):
+# a GL device (virgl) where QEMU's display has GL, a VGA-compatible one for a window
+DISPLAYS = {"gtk": "gtk,gl=on", "cocoa": "cocoa", "headless": "egl-headless"}
+GPUS = {"gtk": ("virtio-vga-gl", "virtio-gpu-gl-device"),
+        "cocoa": ("virtio-gpu", "virtio-gpu-device"),
+        "headless": ("virtio-gpu-gl", "virtio-gpu-gl-device")}
+
+
+def gpu_device(vm: MicroVM, dev: str) -> str:
+    """The GPU's -device: with graphics.vulkan (on a GL device; cocoa has none) blob
+    resources, the host memory window and the Vulkan protocol, which QEMU needs together."""
+    pci, mmio = GPUS[vm.graphics_backend]
+    name = pci if dev == "pci" else mmio
+    if vm.graphics_vulkan is None or vm.graphics_backend == "cocoa":
+        return name
+    # blob=true as microvm.nix spells it (QEMU reads true and on alike)
+    return opts(name, {"blob": "true", "hostmem": vm.graphics_hostmem, vm.graphics_vulkan: True})
+
+
+def _input_devices(dev: str) -> list[str]:
+    """Keyboard and pointer for the display: USB on an xHCI controller where there is PCI
+    (an absolute tablet, so the pointer follows the host's), virtio input on virtio-mmio."""
+    if dev == "pci":
+        return ["-device", "qemu-xhci", "-device", "usb-tablet", "-device", "usb-kbd"]
+    return ["-device", "virtio-keyboard-device", "-device", "virtio-tablet-device"]
+
+
 def binary(vm: MicroVM) -> str:
     return "qemu-system-aarch64" if vm.arch == "aarch64" else "qemu-system-x86_64"
 
@@ -261,10 +288,8 @@ class Qemu(Backend):
     def _display(self, vm: MicroVM, dev: str) -> list[str]:
         """Graphics (or none), the serial console on stdio, the seccomp sandbox."""
         if vm.graphics:
-            display = {"gtk": "gtk,gl=on", "cocoa": "cocoa", "headless": "none"}
-            argv = ["-display", display[vm.graphics_backend],
-                    "-device", "virtio-gpu-pci" if dev == "pci" else "virtio-gpu-device",
-                    "-device", f"virtio-keyboard-{dev}", "-device", f"virtio-tablet-{dev}"]
+            argv = ["-display", DISPLAYS[vm.graphics_backend],
+                    "-device", gpu_device(vm, dev), *_input_devices(dev)]
         else:
             argv = ["-display", "none"]
         if vm.qemu.serial_console:
@@ -374,13 +399,17 @@ class Qemu(Backend):
 
     def rules(self, vm: MicroVM) -> list[Problem]:
         """Root ports need a PCI Express machine; a passed-through PCI device's qemu.bus names a
-        bus that exists (else QEMU refuses to start)."""
+        bus that exists (else QEMU refuses to start); Vulkan needs a GL display."""
         out: list[Problem] = []
         if vm.qemu.pcie_root_ports and not has_pcie(vm):
             out.append(Problem("microvm.qemu.pcieRootPorts", "root ports need a PCI Express " +
                                f"machine, and {machine_type(vm)!r} has none here: use q35 " +
                                "(the default when ports are declared), or microvm with " +
                                'microvm.qemu.machineOpts.pcie = "on"'))
+        if vm.graphics and vm.graphics_vulkan is not None and vm.graphics_backend == "cocoa":
+            out.append(Problem("microvm.graphics.vulkan", "the cocoa display has no GL, so " +
+                               "its GPU (virtio-gpu) has no Vulkan: use graphics.backend " +
+                               '"gtk" or "headless", or graphics.vulkan = null'))
         known = buses(vm)
         ports = ", ".join(p.id for p in vm.qemu.pcie_root_ports) or "none"
         for i, d in enumerate(vm.devices):

@@ -1,7 +1,7 @@
 # Options of the established microvm.* interface that this project does not implement yet.
 # They are declared so that existing configurations keep evaluating; a value other than the
 # default is reported as a warning, never silently dropped.
-{ config, lib, options, pkgs, ... }:
+{ config, lib, options, ... }:
 
 let
   inherit (lib) mkOption types;
@@ -11,14 +11,10 @@ let
   };
   paths = [
     [ "registerWithMachined" ]
-    [ "graphics" "socket" ]
-    [ "graphics" "vulkan" ]
-    [ "graphics" "hostmem" ]
     [ "cloud-hypervisor" "platformOEMStrings" ]
     [ "vfkit" "rosetta" "enable" ]
     [ "vfkit" "rosetta" "install" ]
     [ "vfkit" "rosetta" "ignoreIfMissing" ]
-    [ "graphics" "crosvmPackage" ]
     [ "bootDisk" ]
   ];
   isSet = path: (lib.getAttrFromPath path options.microvm).highestPrio < 1500;
@@ -26,18 +22,23 @@ in
 {
   options.microvm = {
     registerWithMachined = unsupported types.bool false;
-    graphics.socket = unsupported (types.nullOr types.str) null;
-    graphics.vulkan = unsupported (types.nullOr (types.enum [ "venus" "drm_native_context" ])) null;
-    graphics.hostmem = unsupported (types.nullOr types.str) null;
     cloud-hypervisor.platformOEMStrings = unsupported (types.listOf types.str) [ ];
     vfkit.rosetta.enable = unsupported types.bool false;
     vfkit.rosetta.install = unsupported types.bool false;
     vfkit.rosetta.ignoreIfMissing = unsupported types.bool false;
-    # crosvm's GPU device for cloud-hypervisor and crosvm graphics
-    graphics.crosvmPackage = unsupported (types.nullOr types.package) (pkgs.crosvm or null);
     # a disk image with kernel and initrd, for hypervisors that cannot boot a kernel directly
     # (every hypervisor here can)
     bootDisk = unsupported (types.nullOr types.path) null;
+
+    # Nix only (a package): crosvm's GPU device for graphics on crosvm (and cloud-hypervisor);
+    # its bin goes on the runner's PATH (nix/lib/document.nix). Declared here because
+    # options.nix's microvm.graphics group comes whole from the schema.
+    graphics.crosvmPackage = mkOption {
+      type = types.nullOr types.package;
+      default = config.microvm.vmHostPackages.crosvm or null;
+      defaultText = lib.literalExpression "config.microvm.vmHostPackages.crosvm";
+      description = "crosvm whose GPU device (`crosvm device gpu`) gives the VM its display (microvm.graphics) where the hypervisor takes a vhost-user GPU; on the runner's PATH.";
+    };
 
     vsock.ssh.enable = lib.mkEnableOption ''
       an SSH server in the guest that the host reaches over vsock (`microvm ssh NAME`, or

@@ -83,6 +83,9 @@ in
       "vmw_vsock_virtio_transport"
     ];
 
+    # the GPU's driver loaded at boot, not on first use, when the VM has a display
+    boot.kernelModules = lib.optionals cfg.graphics.enable [ "drm" "virtio_gpu" ];
+
     # a getty on the console the runner connects to its stdio
     systemd.services."serial-getty@${console}" = lib.mkIf (hv != "qemu" || cfg.qemu.serialConsole) {
       enable = true;

@@ -42,6 +42,10 @@ let
           [ { at = 0; len = 8; } { at = 8; len = 4; } { at = 12; len = 4; } { at = 16; len = 4; } { at = 20; len = 12; } ];
       defaultText = literalExpression ''"<a UUID from the SHA-256 of \"microvm.nix:''${networking.hostName}\">"'';
     };
+    "graphics.socket" = _: {
+      default = "${hostName}-gpu.sock";
+      defaultText = literalExpression ''"''${hostName}-gpu.sock"'';
+    };
     "shares.*.socket" = share: {
       default = mlib.defaultShareSocket { inherit hostName; inherit (share) proto tag; };
       defaultText = literalExpression ''if proto == "virtiofs" then "''${hostName}-virtiofs-''${tag}.sock" else null'';

@@ -24,7 +24,15 @@ in
       defaultText = literalExpression "if cpu == null on Linux then vmHostPackages.qemu_kvm else vmHostPackages.qemu";
       description = "QEMU package for the runner.";
     };
-    cloud-hypervisor.package = package "cloud-hypervisor";
+    # graphics need cloud-hypervisor's GPU build (microvm.nix's overlay names it
+    # cloud-hypervisor-graphics), where the package set has it
+    cloud-hypervisor.package = package "cloud-hypervisor" // {
+      default =
+        if cfg.graphics.enable then hostPkgs.cloud-hypervisor-graphics or hostPkgs.cloud-hypervisor
+        else hostPkgs.cloud-hypervisor;
+      defaultText = literalExpression
+        "if graphics.enable then vmHostPackages.cloud-hypervisor-graphics (where it exists) else vmHostPackages.cloud-hypervisor";
+    };
     firecracker.package = package "firecracker";
     crosvm.package = package "crosvm";
     kvmtool.package = package "kvmtool";

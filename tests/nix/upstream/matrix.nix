@@ -67,7 +67,16 @@ let
         ];
         microvm.devices = [{ bus = "pci"; path = "0000:01:00.0"; qemu.bus = "pci_hotplug_1"; }];
       };
+      # a display without a window (egl-headless), GL and Vulkan (venus) in the guest
+      graphics-headless = {
+        microvm.graphics = { enable = true; backend = "headless"; vulkan = "venus"; hostmem = "1G"; };
+      };
+      graphics-gtk = { microvm.graphics = { enable = true; backend = "gtk"; }; };
     };
+    # crosvm's own GPU device on a vhost-user socket, started by the runner
+    crosvm.graphics = { microvm.graphics = { enable = true; socket = "gpu.sock"; }; };
+    # the same device for cloud-hypervisor's GPU build (--gpu)
+    cloud-hypervisor.graphics = { microvm.graphics.enable = true; };
   };
 
   entry = hv: case: module: {
