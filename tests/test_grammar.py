@@ -83,6 +83,10 @@ CLOUD_HYPERVISOR = Grammar(
         "--balloon": opt("size deflate_on_oom free_page_reporting"),
         "--device": opt("path fd x_nv_gpudirect_clique x_exclude_mmap_bars id pci_segment " +
                         "iommu", required="path"),
+        # not mainline's: the GPU build microvm.nix's overlay ships (cloud-hypervisor-graphics,
+        # spectrum's branch) adds --gpu socket=PATH; taken from microvm.nix's runner, which
+        # tests/test_upstream.py compares with; that branch's source is not at hand here
+        "--gpu": opt("socket", required="socket"),
     },
 )
 

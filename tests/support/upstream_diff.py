@@ -610,6 +610,29 @@ TABLE: tuple[Entry, ...] = (
     ),
     # -- crosvm ------------------------------------------------------------------------------
     _e(
+        "crosvm-gpu-type",
+        U,
+        "crosvm.graphics",
+        r"--vhost-user gpu\[socket=gpu\.sock\]( socket=gpu\.sock)?",
+        D,
+        "the GPU's vhost-user device spelled type=gpu",
+        "Upstream passes `--vhost-user gpu,socket=...`; crosvm parses a bare first word as a "
+        + "switch (`gpu=true`), which its VhostUserFrontendOption refuses (deny_unknown_fields; "
+        + "`type` and `socket` required), so the runner writes `type=gpu`, as upstream itself "
+        + "does for `type=fs`.",
+        "crosvm src/crosvm/config.rs (VhostUserFrontendOption); microvm.nix lib/runners/crosvm.nix",
+    ),
+    _e(
+        "crosvm-gpu-type-project",
+        P,
+        "crosvm.graphics",
+        r"--vhost-user \[type=gpu\]( socket=gpu\.sock| type=gpu)?",
+        D,
+        "the GPU's vhost-user device spelled type=gpu",
+        "See crosvm-gpu-type.",
+        "crosvm src/crosvm/config.rs (VhostUserFrontendOption)",
+    ),
+    _e(
         "crosvm-root",
         U,
         "crosvm.*",

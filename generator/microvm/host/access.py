@@ -43,8 +43,7 @@ from ..capabilities import CAPABILITIES, Feature
 from ..errors import HostError, MicrovmError, UsageError
 from ..layout import META_DIR, Meta, Program
 from . import defaults
-from .service import unit
-from .state import Runner, VMDir
+from .state import Runner, VMDir, unit
 
 PROBE = Path(__file__).with_name("access_probe.py")
 # the devices a VM's hypervisor opens (microvm@.service's DeviceAllow= lists them too)

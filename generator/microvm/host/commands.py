@@ -24,7 +24,7 @@ from ..hostwide import host_problems
 from ..layout import META_DIR, Meta, Program
 from . import access, defaults, nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
-from .service import Service, control_script, unit
+from .service import Service, control_script
 from .state import (
     Flake,
     MetaRecord,
@@ -40,6 +40,7 @@ from .state import (
     prepare_vm_dir,
     switch_link,
     trusted_runner,
+    unit,
 )
 
 Echo = Callable[[str], None]

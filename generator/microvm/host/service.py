@@ -12,16 +12,13 @@ from pathlib import Path
 from .. import process
 from ..errors import HostError
 from ..layout import Program
-from .state import Runner, VMDir, pinned_sockets
+from . import access
+from .state import Runner, VMDir, pinned_sockets, unit
 
 MANAGER_ENV = "MICROVM_SERVICE_MANAGER"  # systemd | none: overrides the detection
 # the units microvm@NAME requires (each PartOf= it: stopped and restarted with it)
 HELPER_UNITS = ("microvm-set-booted", "microvm-tap-interfaces", "microvm-macvtap-interfaces",
                 "microvm-pci-devices", "microvm-virtiofsd")
-
-
-def unit(name: str) -> str:
-    return f"microvm@{name}.service"
 
 
 def all_units(name: str) -> list[str]:
@@ -171,8 +168,6 @@ def control_script(vm: VMDir, runner: Runner, program: Program, *args: str,
     model = runner.model()
     owner = os.lstat(vm.path).st_uid
     if model is not None and model.socket is None and owner != 0:
-        from . import access  # access names the units (service.unit): imported when used
-
         who = access.account(*access.vm_user(vm))[0].identity
         if who.uid != owner:
             raise HostError(f"{vm.name}: cannot run {program.path} as the owner of {vm.path} " +

@@ -396,6 +396,11 @@ def _pin_socket(vm: VMDir, dirfd: int, owner: int, name: str) -> int | None:
     return fd
 
 
+def unit(name: str) -> str:
+    """The systemd unit that runs VM `name`."""
+    return f"microvm@{name}.service"
+
+
 @contextlib.contextmanager
 def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
     """A directory only root can write (`.control/NAME/.connect.new.PID`, 0700) holding a hard
