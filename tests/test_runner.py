@@ -424,7 +424,7 @@ def test_crosvm_graphics_start_the_gpu_device_first_and_stop_it_after(tmp_path: 
     got = json.loads(log.read_text())
     at = got["argv"].index("--vhost-user")
     assert got["socket_there"] and got["argv"][at:at + 2] == ["--vhost-user",
-                                                             "gpu,socket=t-gpu.sock"]
+                                                             "type=gpu,socket=t-gpu.sock"]
     gpu = json.loads(Path(f"{log}.gpu").read_text())
     assert gpu[1:] == ["device", "gpu", "--socket", "t-gpu.sock", "--params",
                        '{"context-types":"virgl:virgl2:cross-domain","egl":true,"vulkan":true}',
