@@ -317,7 +317,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             "`crosvm.pivotRoot` must name an existing empty directory.",
             ("Graphics: the runner starts crosvm's GPU device (`crosvm device gpu`, virgl, " +
              "cross-domain, EGL and Vulkan) on graphics.socket, drawing into the Wayland " +
-             "session of WAYLAND_DISPLAY, and gives the VM `--vhost-user gpu,socket=`; not " +
+             "session of WAYLAND_DISPLAY, and gives the VM `--vhost-user type=gpu,socket=`; not " +
              "under microvm@ (no Wayland session there)."),
         ),
     ),

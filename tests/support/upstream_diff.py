@@ -616,10 +616,11 @@ TABLE: tuple[Entry, ...] = (
         r"--vhost-user gpu\[socket=gpu\.sock\]( socket=gpu\.sock)?",
         D,
         "the GPU's vhost-user device spelled type=gpu",
-        "Upstream passes `--vhost-user gpu,socket=...`; crosvm parses a bare first word as a "
-        + "switch (`gpu=true`), which its VhostUserFrontendOption refuses (deny_unknown_fields; "
-        + "`type` and `socket` required), so the runner writes `type=gpu`, as upstream itself "
-        + "does for `type=fs`.",
+        "Upstream passes `--vhost-user gpu,socket=...`, relying on crosvm taking a bare first "
+        + "word as the device type; the runner spells out the key crosvm's "
+        + "VhostUserFrontendOption names (`type` and `socket` required), `type=gpu`, as upstream "
+        + "itself does for `type=fs`. Not verified here whether crosvm also takes the bare word "
+        + "(the grammar table does not assume it).",
         "crosvm src/crosvm/config.rs (VhostUserFrontendOption); microvm.nix lib/runners/crosvm.nix",
     ),
     _e(

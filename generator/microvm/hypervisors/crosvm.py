@@ -77,8 +77,9 @@ class Crosvm(Backend):
         argv += self._shares(vm, enc)
         if vm.graphics:
             # crosvm's own GPU device as a vhost-user backend, which the runner starts
-            # `type=gpu`: crosvm reads a bare first word as a flag (`gpu=true`), which its
-            # VhostUserFrontendOption refuses (src/crosvm/config.rs: type and socket required)
+            # the key spelled out, `type=gpu`, as crosvm's VhostUserFrontendOption names it
+            # (src/crosvm/config.rs: type and socket required), rather than relying on a bare
+            # first word being taken as the type
             argv += ["--vhost-user", enc.kv(None, {"type": "gpu", "socket": vm.gpu_socket})]
         argv += self._devices(vm, enc)
         if vm.initrd is not None:
