@@ -415,22 +415,24 @@ def _check_interface(c: _Checker, p: str, iface: Interface) -> None:
     if iface.type is InterfaceType.USER and _CONTROL.search(iface.id):
         c.add(f"{p}.id", "must not contain control characters")
     if iface.type is InterfaceType.MACVTAP:
-        if not iface.macvtap_link:
-            c.add(f"{p}.macvtap.link", "must be set for a macvtap interface")
-        elif (e := _ifname_problem(iface.macvtap_link)):
-            c.add(f"{p}.macvtap.link", e)
+        _host_interface(c, f"{p}.macvtap.link", iface.macvtap_link, "macvtap")
         if not iface.macvtap_mode:
             c.add(f"{p}.macvtap.mode", "must be set for a macvtap interface")
     if iface.type is InterfaceType.BRIDGE:
-        if not iface.bridge:
-            c.add(f"{p}.bridge", "must be set for a bridge interface")
-        elif (e := _ifname_problem(iface.bridge)):
-            c.add(f"{p}.bridge", e)
+        _host_interface(c, f"{p}.bridge", iface.bridge, "bridge")
     if iface.vhost:
         if iface.type is InterfaceType.USER:
             c.add(f"{p}.tap.vhost", "vhost-net applies to tap, bridge and macvtap only")
         else:
             c.need(Feature.VHOST_NET, f"{p}.tap.vhost")
+
+
+def _host_interface(c: _Checker, path: str, name: str | None, kind: str) -> None:
+    """The host interface a macvtap or bridge interface needs: set, and a valid name."""
+    if not name:
+        c.add(path, f"must be set for a {kind} interface")
+    elif (e := _ifname_problem(name)):
+        c.add(path, e)
 
 
 def _check_interfaces(c: _Checker) -> None:
