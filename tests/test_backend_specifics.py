@@ -54,14 +54,20 @@ def test_alioth_speaks_the_0_9_to_0_12_spelling_and_gives_taps_an_mtu() -> None:
     assert "0.9.0 to 0.12.0" in CAPABILITIES[Hypervisor.ALIOTH].versions
 
 
+def generated(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    """`microvm generate` of `doc` into tmp_path/runner, as a user runs it."""
+    src = tmp_path / "vm.json"
+    src.write_text(json.dumps(doc), "utf-8")
+    out = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(src), "--out",
+                    str(out)], check=True)
+    return out
+
+
 def test_stratovirt_console_is_a_socket_without_a_terminal(tmp_path: Path) -> None:
     """Item 3: under microvm@.service (MICROVM_CONSOLE=socket, stdin not a TTY) stratovirt gets
     a socket console instead of stdio, which it would put into raw mode and fail."""
-    doc = tmp_path / "vm.json"
-    doc.write_text(json.dumps(document(Hypervisor.STRATOVIRT)), "utf-8")
-    out = tmp_path / "runner"
-    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(doc), "--out",
-                    str(out)], check=True)
+    out = generated(tmp_path, document(Hypervisor.STRATOVIRT))
     fake = tmp_path / "fakebin"
     fake.mkdir()
     (fake / "stratovirt").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_OUT"\n', "utf-8")
@@ -169,11 +175,7 @@ def test_kvmtool_balloon_translates_sizes_into_steps(tmp_path: Path) -> None:
     """Item 11 (balloon): bin/microvm-balloon SIZE, run for real with a stand-in `lkvm` that
     records its arguments, asks lkvm for the difference to the size it set last; a size older
     than lkvm's socket (a new run) counts as 0."""
-    doc = tmp_path / "vm.json"
-    doc.write_text(json.dumps(document(Hypervisor.KVMTOOL, mem=1024, balloon=True)), "utf-8")
-    out = tmp_path / "runner"
-    subprocess.run([sys.executable, "-m", "microvm.cli", "generate", str(doc), "--out",
-                    str(out)], check=True)
+    out = generated(tmp_path, document(Hypervisor.KVMTOOL, mem=1024, balloon=True))
     fake = tmp_path / "fakebin"
     fake.mkdir()
     (fake / "lkvm").write_text('#!/bin/sh\necho "HOME=$HOME $*" >> "$LKVM_LOG"\n', "utf-8")
