@@ -6,6 +6,7 @@ created for these tests (useradd, groupadd) and removed afterwards."""
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
@@ -105,8 +106,12 @@ def test_create_accepts_a_runner_the_user_can_read(world: Path, user: Someone) -
     p = cli("create", "vm", "--runner", str(runner), "--user", user.name, "--group", user.group,
             state_dir=root, check=True)
     assert "warning" not in p.stderr
-    assert VMDir(root, "vm").current == runner
-    assert (root / "vm").stat().st_uid == user.uid
+    vm = VMDir(root, "vm")
+    assert vm.current == runner
+    st = vm.path.lstat()  # root's, for the VM's group (SECURITY.md), and recorded as whose
+    assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)) == (
+        0, user.group, 0o1775)
+    assert vm.account() == (user.name, user.group)
 
 
 @pytest.mark.parametrize("broken", ["bin/microvm-run", "share/microvm/launch.json"])

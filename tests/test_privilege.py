@@ -91,26 +91,85 @@ def test_the_vms_user_writes_data_and_nothing_root_follows(world: Path) -> None:
     cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
         state_dir=root, check=True)
     vm = VMDir(root, "vm")
-    assert vm.path.stat().st_uid == NOBODY.pw_uid  # its data directory
-    for path in (root, root / ".control", vm.control, vm.current_link, vm.file("meta.json")):
+    st = vm.path.lstat()  # its data directory: root's, writable by the VM's group, sticky
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, NOBODY.pw_gid, 0o1775)
+    for path in (root, root / ".control", vm.control, vm.current_link, vm.file("meta.json"),
+                 vm.path / "current", vm.path / "booted"):
         assert path.lstat().st_uid == 0, path
+    # microvm.nix's names lead to root's links, whatever the VM's user does below
+    assert os.readlink(vm.path / "current") == "../.control/vm/current"
+    assert state.trusted_runner(vm.path / "current") == runner.resolve()
 
     def swap_current() -> None:
         os.symlink("/tmp", vm.file(".current.new.1"))
         os.replace(vm.file(".current.new.1"), vm.current_link)
 
+    def swap_data_current() -> None:
+        os.symlink("/tmp", vm.path / ".current.new.1")
+        os.replace(vm.path / ".current.new.1", vm.path / "current")
+
+    def own_file() -> None:  # the VM's user adds and removes its own files
+        (vm.path / "disk.img").write_text("x")
+        os.rename(vm.path / "disk.img", vm.path / "disk2.img")
+        (vm.path / "disk2.img").unlink()
+
     attacks: dict[str, Callable[[], object]] = {
-        "write its data directory": lambda: (vm.path / "disk.img").write_text("x"),
+        "write its data directory": own_file,
         "swap current": swap_current,
         "plant booted": lambda: os.symlink("/tmp", vm.booted_link),
         "rewrite meta.json": lambda: vm.file("meta.json").write_text("{}"),
         "plant a pending change": lambda: vm.file("meta.json.pending").write_text("{}"),
         "move the control directory": lambda: os.rename(root / ".control", root / "x"),
         "replace the VM's control directory": lambda: os.rename(vm.control, root / "x"),
+        "swap microvm.nix's current": swap_data_current,
+        "remove microvm.nix's booted": lambda: (vm.path / "booted").unlink(),
+        "move microvm.nix's current away": lambda: os.rename(vm.path / "current",
+                                                             vm.path / "old"),
+        "change the data directory's mode": lambda: os.chmod(vm.path, 0o777),
+        "move the data directory": lambda: os.rename(vm.path, root / "y"),
     }
     results = {what: as_nobody(action) for what, action in attacks.items()}
     assert results == {what: "ok" if what.startswith("write its data") else "PermissionError"
                        for what in attacks}
+    assert state.trusted_runner(vm.path / "current") == runner.resolve()
+
+
+def test_microvm_nix_layout_is_taken_back_from_the_vms_user(world: Path) -> None:
+    """A data directory as microvm.nix (or this project before) left it: the VM's user's, with
+    its own `current`. `microvm update` makes the directory root's and `current`/`booted` root's
+    links; a root-run script using <state>/NAME/current never reaches the planted runner."""
+    runner = make_runner(world, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    vm = VMDir(root, "vm")
+    marker = world / "ran-as"
+    (world / "drop").mkdir(mode=0o777)
+    (world / "drop").chmod(0o777)
+    evil = planted_runner(world / "drop", marker)
+    for name in ("current", "booted"):  # the old layout: the user's directory and links
+        (vm.path / name).unlink()
+    os.chown(vm.path, NOBODY.pw_uid, NOBODY.pw_gid)
+    vm.path.chmod(0o755)
+
+    def plant() -> None:
+        (vm.path / "current").symlink_to(evil)
+        (vm.path / "disk.img").write_text("data")
+    assert as_nobody(plant) == "ok"
+    with pytest.raises(HostError, match="owned by uid"):
+        state.trusted_runner(vm.path / "current")
+    older = f"warn  vm vm: {vm.path} is in an older layout (owned by uid {NOBODY.pw_uid})"
+    assert older in cli("doctor", state_dir=root).stdout
+    cli("update", "vm", state_dir=root, check=True)
+    assert "older layout" not in cli("doctor", state_dir=root).stdout
+    st = vm.path.lstat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, NOBODY.pw_gid, 0o1775)
+    assert state.trusted_runner(vm.path / "current") == runner.resolve()
+    assert (vm.path / "disk.img").read_text() == "data"  # the user's data stays, and its own
+    assert (vm.path / "disk.img").lstat().st_uid == NOBODY.pw_uid
+    # what a user's root-run script (an ExecStop override) reaches through microvm.nix's path
+    assert Path(os.path.realpath(vm.path / "current" / "bin")) == runner.resolve() / "bin"
+    assert as_nobody(lambda: (vm.path / "current").unlink()) == "PermissionError"
 
 
 @pytest.mark.parametrize("how", ["control directory of the VM's user", "runner of that user",
@@ -158,6 +217,50 @@ def root_helpers(world: Path) -> Path:
     out = world / "units"
     units.write(out, opts)
     return out / units.LIBEXEC_DIR
+
+
+def layout(root: Path, name: str) -> dict[str, object]:
+    """What SECURITY.md says of a VM's directories: owners, modes, links, whom it runs as."""
+    vm = VMDir(root, name)
+    out: dict[str, object] = {}
+    for path in (vm.control, vm.path, *(vm.path / n for n in state.COMPAT_LINKS)):
+        st = path.lstat()
+        out[str(path.relative_to(root))] = (st.st_uid, st.st_gid if path == vm.path else None,
+                                            oct(stat.S_IMODE(st.st_mode)),
+                                            os.readlink(path) if path.is_symlink() else None)
+    out["account"] = vm.account("?", "?")
+    return out
+
+
+def test_install_runner_makes_the_layout_create_makes(world: Path, root_helpers: Path) -> None:
+    """The two writers of the layout (install-microvm-NAME's shell helper, `microvm create`)
+    agree, and the helper takes a microvm.nix data directory back from the VM's user."""
+    runner = make_runner(world, "vm")
+    cli("create", "made", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=world / "state", check=True)
+    subprocess.run([root_helpers / "install-runner", "inst", str(runner), "true"], check=True)
+    made, inst = layout(world / "state", "made"), layout(world / "state", "inst")
+    assert json.dumps(made).replace("made", "NAME") == json.dumps(inst).replace("inst", "NAME")
+    assert inst["inst"] == (0, NOBODY.pw_gid, "0o1775", None)
+    assert inst["inst/current"] == (0, None, "0o777", "../.control/inst/current")
+    assert inst["account"] == ("nobody", "nogroup")
+    # microvm.nix's layout: the VM's user owns the directory and `current`, pointing anywhere
+    data = world / "state" / "old"
+    data.mkdir()
+    os.chown(data, NOBODY.pw_uid, NOBODY.pw_gid)
+    evil = planted_runner(world / "state" / "old", world / "ran-as")
+
+    def plant() -> None:
+        (data / "current").symlink_to(evil)
+        (data / "booted").symlink_to(evil)
+        (data / "var.img").write_text("kept")
+    assert as_nobody(plant) == "ok"
+    subprocess.run([root_helpers / "install-runner", "old", str(runner), "true"], check=True)
+    assert layout(world / "state", "old")["old/current"] == (0, None, "0o777",
+                                                              "../.control/old/current")
+    assert state.trusted_runner(data / "current") == runner.resolve()
+    assert (data / "var.img").read_text() == "kept"
+    assert as_nobody(lambda: (data / "current").unlink()) == "PermissionError"
 
 
 @pytest.mark.parametrize("helper", ["runner-exec", "pci-setup", "macvtap-owner"])

@@ -151,6 +151,39 @@ def test_start_stop_restart(host: Host) -> None:
     assert failed_units(host) == []
 
 
+def test_microvm_nix_paths_in_a_users_own_unit_settings(host: Host) -> None:
+    """Issue 21: a user's override written for microvm.nix (an ExecStop through
+    <state>/NAME/booted, a root ExecStartPost reading <state>/NAME/current) reaches the runner
+    under a real systemd; the data directory is root's, its group's to write, sticky."""
+    runner = make_vm(host, "compat")
+    host.microvm("create", "compat", "--runner", runner)
+    st = host.path(f"{STATE}/compat").stat()
+    assert (st.st_uid, oct(st.st_mode & 0o7777)) == (0, "0o1775")
+    assert host.run("stat", "-c", "%G", f"{STATE}/compat").stdout.strip() == "kvm"
+    dropin = host.path("/etc/systemd/system/microvm@compat.service.d/90-mine.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nExecStop=\n" +
+                      f"ExecStop={STATE}/%i/booted/bin/microvm-shutdown\n" +
+                      "ExecStartPost=+/bin/sh -c 'readlink -f " +
+                      f"{STATE}/%i/current > /run/compat-current'\n")
+    host.systemctl("daemon-reload")
+    try:
+        start(host, "compat")
+        wait_ready(host, "compat", 0)
+        assert host.run("cat", "/run/compat-current").stdout.strip() == runner
+        assert host.run("readlink", "-f", f"{STATE}/compat/booted").stdout.strip() == runner
+        host.systemctl("stop", "microvm@compat")
+        journal = host.journal("-u", "microvm@compat.service")
+        assert "reboot: Power down" in journal  # through the user's ExecStop
+        assert host.prop("microvm@compat.service", "Result") == "success"
+    finally:
+        dropin.unlink()
+        host.systemctl("daemon-reload")
+    host.microvm("remove", "compat")
+    assert not host.path(f"{STATE}/compat/current").is_symlink()
+    assert failed_units(host) == []
+
+
 def test_automatic_restarts_boot_the_runner_that_ran(host: Host) -> None:
     """After a crash (kill -9 of the hypervisor) or a power-off inside the guest, systemd
     restarts the VM with the runner it ran, not with a pending update; a requested restart
@@ -472,7 +505,9 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
         assert h.state("install-microvm-nixvm") == "active"
         assert os.readlink(h.path(f"{CONTROL}/nixvm/current")) == runner
         assert os.readlink(h.path(f"{CONTROL}/nixvm/booted")) == runner
-        assert h.path(f"{STATE}/nixvm").stat().st_uid != 0  # the VM user's data directory
+        st = h.path(f"{STATE}/nixvm").stat()  # root's, for the VM's group, sticky
+        assert (st.st_uid, oct(st.st_mode & 0o7777)) == (0, "0o1775")
+        assert os.readlink(h.path(f"{STATE}/nixvm/current")) == "../.control/nixvm/current"
         # a unit of its own (NixOS definitions), the declared VM's drop-in on top; restarted
         # when the host changes its runner (restartIfChanged, NixOS writes nothing for it)
         cat = h.run("systemctl", "cat", "microvm@nixvm").stdout

@@ -433,7 +433,7 @@ def test_install_runner(helpers: Path, tmp_path: Path) -> None:
     assert (d / "declared.json").read_text() == '{"declared": true, "restartIfChanged": false}\n'
     subprocess.run([*run, "web", "/nix/store/two", "true"], check=True)
     assert os.readlink(d / "current") == "/nix/store/two"
-    assert sorted(p.name for p in d.iterdir()) == ["current", "declared.json"]
+    assert sorted(p.name for p in d.iterdir()) == ["account.json", "current", "declared.json"]
     subprocess.run([*run, "web", "/nix/store/three", "true", "git+file:///etc/nixos?ref=a"],
                    check=True)
     assert json.loads((d / "declared.json").read_text()) == {

@@ -36,7 +36,7 @@ from .config import MicroVM, ShareProto
 from .errors import UsageError
 from .host import defaults
 from .host.service import HELPER_UNITS
-from .host.state import CONTROL, Runner, check_name
+from .host.state import ACCOUNT, COMPAT_LINKS, CONTROL, DATA_MODE, Runner, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from .layout import Meta, template_names
 from .managed import Entry, Link
@@ -188,7 +188,8 @@ def _context(opts: UnitOptions, libexec: str) -> dict[str, Any]:
     state_dir = opts.state_dir.rstrip("/")
     return {
         "version": __version__, "state": state_specifier(state_dir), "state_dir": state_dir,
-        "control": state_specifier(state_dir) + "/" + CONTROL,
+        "control": state_specifier(state_dir) + "/" + CONTROL, "control_name": CONTROL,
+        "compat_links": COMPAT_LINKS, "data_mode": f"{DATA_MODE:o}", "account": ACCOUNT,
         "libexec": libexec, "user": opts.user, "group": opts.group,
         "readiness": str(opts.readiness), "console": str(opts.console),
         "start_timeout": opts.start_timeout, "shutdown_timeout": opts.shutdown_timeout,

@@ -282,12 +282,10 @@ in
 
     systemd.tmpfiles.settings."10-microvm" = lib.mkMerge ([
       # root owns the state directory and .control (runner links, metadata: what root runs
-      # and reads); each VM's data directory belongs to the VM's user (SECURITY.md)
+      # and reads); install-microvm-NAME makes each VM's data directory (SECURITY.md)
       { ${cfg.stateDir}.d = { user = "root"; group = "root"; mode = "0755"; }; }
       { "${cfg.stateDir}/.control".d = { user = "root"; group = "root"; mode = "0755"; }; }
-    ] ++ map (vm: {
-      "${cfg.stateDir}/${vm.name}".d = { inherit (hostCfg) user group; mode = "0755"; };
-    }) declared
+    ]
       # a shared directory is made when missing, and left alone when it exists
       ++ map (dir: { ${dir}.d = { user = ":${hostCfg.user}"; group = ":${hostCfg.group}"; mode = ":0775"; }; })
       (lib.unique (lib.concatMap shareDirs declared)));

@@ -23,7 +23,6 @@ that user); the CLI runs host commands as root.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import grp
 import json
@@ -108,20 +107,8 @@ def account(user: str, group: str | None) -> tuple[Account, str | None]:
 
 
 def vm_user(vm: VMDir, user: str = defaults.USER, group: str = defaults.GROUP) -> tuple[str, str]:
-    """The user and group VM `vm` runs as: the owner of its data directory (`create --user
-    --group` and install-microvm-NAME hand it to them); where root owns it (the user did not
-    exist then), `user` and `group`."""
-    try:
-        st = os.lstat(vm.path)
-    except OSError:
-        return user, group
-    if stat.S_ISDIR(st.st_mode) and st.st_uid != 0:
-        with contextlib.suppress(KeyError):
-            user = pwd.getpwuid(st.st_uid).pw_name
-    if stat.S_ISDIR(st.st_mode) and st.st_gid != 0:
-        with contextlib.suppress(KeyError):
-            group = grp.getgrgid(st.st_gid).gr_name
-    return user, group
+    """The user and group VM `vm` runs as (VMDir.account)."""
+    return vm.account(user, group)
 
 
 def _group_name(gid: int) -> str:

@@ -26,6 +26,8 @@ from . import access, defaults, nix
 from .pin import Pin, describe_change, parse_git_flake, prefetch
 from .service import Service, control_script
 from .state import (
+    ACCOUNT,
+    COMPAT_LINKS,
     Flake,
     MetaRecord,
     Runner,
@@ -34,13 +36,16 @@ from .state import (
     check_name,
     check_tree,
     checkpoint,
+    compat_link_ok,
     get_vm,
     list_vms,
+    make_data_dir,
     pinned_sockets,
     prepare_vm_dir,
     switch_link,
     trusted_runner,
     unit,
+    write_json,
 )
 
 Echo = Callable[[str], None]
@@ -115,17 +120,39 @@ def remove_gcroots(vm: VMDir) -> None:
             (roots / name).unlink()
 
 
-def _chown_for_service(vm: VMDir, user: str | None, group: str | None) -> str | None:
-    """Give the VM directory to the user the units run VMs as; a note when that is impossible."""
+def _data_dir_for_service(vm: VMDir, user: str | None, group: str | None) -> str | None:
+    """Record whom the units run the VM as (root's account.json) and make its data directory
+    (make_data_dir) for that group; a note when the user or group does not exist (yet)."""
     if os.geteuid() != 0 or (user is None and group is None):
+        make_data_dir(vm, None)
         return None
+    user, group = user or defaults.USER, group or defaults.GROUP
+    write_json(vm.file(ACCOUNT), {"user": user, "group": group})
+    note = None
     try:
-        uid = pwd.getpwnam(user).pw_uid if user else -1
-        gid = grp.getgrnam(group).gr_gid if group else -1
+        pwd.getpwnam(user)
+        gid: int | None = grp.getgrnam(group).gr_gid
     except KeyError as e:
-        return f"not handing {vm.path} to {user}:{group}: {e.args[0]}"
-    os.chown(vm.path, uid, gid)
-    return None
+        note = f"not handing {vm.path} to {user}:{group}: {e.args[0]}"
+        gid = None
+    make_data_dir(vm, gid)
+    return note
+
+
+def _update_data_dir(vm: VMDir) -> None:
+    """Bring the data directory of a VM an older version made to the current layout (whom it
+    runs as was then the directory's owner: recorded first)."""
+    if os.geteuid() != 0:
+        make_data_dir(vm, None)
+        return
+    user, group = vm.account()
+    if not vm.file(ACCOUNT).exists() and vm.path.is_dir() and vm.path.lstat().st_uid != 0:
+        write_json(vm.file(ACCOUNT), {"user": user, "group": group})
+    try:
+        gid: int | None = grp.getgrnam(group).gr_gid
+    except KeyError:
+        gid = None
+    make_data_dir(vm, gid)
 
 
 def _build_flake(vm: VMDir, flake: str, old_pin: Pin | None, echo: Echo) -> tuple[Path, Pin | None]:
@@ -180,9 +207,9 @@ def create(host: Host, name: str, *, flake: str | None = None, runner: str | Non
             source = RunnerPath(os.path.abspath(runner))
         checked_runner(target)
         check_host_conflicts(host, name, target)
-        note = _chown_for_service(vm, user, group)
+        note = _data_dir_for_service(vm, user, group)
         if note:
-            host.echo(note)
+            reporting(host).echo(note)  # a note: its loss changes nothing
         ensure_gcroots(vm, target)
         checkpoint("create:before-current")
         vm.commit(target, MetaRecord(source, restart_on_update), "create")
@@ -269,6 +296,7 @@ def _update_one(host: Host, vm: VMDir, *, restart: bool, flake: str | None,
         checked_runner(new)
         access.check_vm_runner(host.echo, vm, new)  # can the VM's user run it?
         check_host_conflicts(host, vm.name, new)
+        _update_data_dir(vm)  # a data directory of an older layout: microvm.nix's links
         checkpoint("update:built")
         if old != new:
             ensure_gcroots(vm, new)
@@ -662,7 +690,8 @@ def remove(host: Host, name: str, *, purge: bool = False, timeout: int = 60) -> 
         for v in outside:
             host.echo(f"{name}: kept volume outside the state directory: {v}")
         return
-    _unlink(*(vm.data(entry) for entry in DATA_METADATA))
+    _unlink(*(vm.data(entry) for entry in DATA_METADATA),
+            *(vm.data(n) for n in COMPAT_LINKS if compat_link_ok(vm, n)))
     kept = sorted(p.name for p in vm.path.iterdir()) if vm.path.is_dir() else []
     if not kept and vm.path.is_dir():
         vm.path.rmdir()

@@ -27,7 +27,7 @@ from ..hypervisors import backend
 from ..hypervisors.qemu import KVM_MODULES
 from ..layout import Program
 from . import access, defaults
-from .state import Runner, VMDir, list_vms
+from .state import COMPAT_LINKS, Runner, VMDir, compat_link_ok, list_vms
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
@@ -341,6 +341,7 @@ def check_state(root: Path, user: str = defaults.USER,
                           f"microvm update {vm.name}, or microvm remove {vm.name}")
             continue
         yield from check_runner_as(vm, runner.path, user, group)
+        yield from check_data_dir(vm)
         hv = runner.hypervisor
         try:
             names = _runner_programs(runner)
@@ -361,6 +362,26 @@ def check_state(root: Path, user: str = defaults.USER,
                           "install them or add their directory to the VM document's runtimePath")
         else:
             yield Finding(Level.OK, f"vm {vm.name}", f"{hv}: binaries found")
+
+
+def check_data_dir(vm: VMDir) -> Iterator[Finding]:
+    """A data directory still in microvm.nix's layout, or an older one of this project: the VM's
+    user owns it, or microvm.nix's `current`/`booted` there are not root's links (SECURITY.md)."""
+    try:
+        st = os.lstat(vm.path)
+    except FileNotFoundError:
+        return
+    wrong = [n for n in COMPAT_LINKS if not compat_link_ok(vm, n)]
+    mine = (0, os.geteuid())
+    if st.st_uid not in mine or wrong:
+        how = (f"microvm.vms.{vm.name}: install-microvm-{vm.name} at the next switch"
+               if vm.declared is not None else f"microvm update {vm.name}")
+        yield Finding(Level.WARN, f"vm {vm.name}",
+                      f"{vm.path} is in an older layout (" + (
+                          f"owned by uid {st.st_uid}" if st.st_uid not in mine
+                          else "no root links " + "/".join(wrong)) +
+                      "): scripts using its current/booted may not find the runner",
+                      f"{how} takes it back")
 
 
 def _runner_programs(runner: Runner) -> tuple[str, ...] | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .. import process
-from ..errors import HostError
+from ..errors import HostError, escape
 from ..layout import Program
 from . import access
 from .state import Runner, VMDir, pinned_sockets, unit
@@ -162,16 +162,17 @@ def control_script(vm: VMDir, runner: Runner, program: Program, *args: str,
     socket through a link the VM's user planted: as root in pinned_sockets() of its control
     socket (the socket it names, by the same name), or, for a runner whose control socket is
     not one in the VM's directory (kvmtool: lkvm finds its own below .lkvm/ and the script
-    keeps a file there), in the VM's directory as that directory's owner, reaching and writing
-    only what that user could."""
+    keeps a file there), in the VM's directory as the VM's user (VMDir.account), reaching and
+    writing only what that user could."""
     argv: list[str | os.PathLike[str]] = [runner.bin(program), *args]
     model = runner.model()
-    owner = os.lstat(vm.path).st_uid
-    if model is not None and model.socket is None and owner != 0:
-        who = access.account(*access.vm_user(vm))[0].identity
-        if who.uid != owner:
-            raise HostError(f"{vm.name}: cannot run {program.path} as the owner of {vm.path} " +
-                            f"(uid {owner}): no such user")
+    if model is not None and model.socket is None and vm.user_uid() != 0:
+        user, group = vm.account()
+        try:
+            who = access.account(user, group)[0].identity
+        except HostError:
+            raise HostError(f"{vm.name}: cannot run {program.path} as the VM's user " +
+                            f"{escape(user)}: no such user") from None
         return process.run(argv, cwd=vm.path, check=False, capture=capture, timeout=timeout,
                            extra_env=extra_env, as_user=who)
     with pinned_sockets(vm, runner.control_sockets()) as where:

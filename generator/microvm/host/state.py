@@ -6,11 +6,19 @@
         meta.json                       flake, pin, runner source, restartOnUpdate (one file)
         meta.json.pending               a change in flight (see commit())
         declared.json                   present for VMs declared in the host configuration
-    <state>/<name>/                     the VM's data: its user owns it (volumes, sockets, the
-                                        console); the VM runs with it as working directory
+        account.json                    the user and group the VM runs as
+    <state>/<name>/                     the VM's data (volumes, sockets, the console); the VM
+                                        runs with it as working directory. Root owns it, the
+                                        VM's group may create in it, and it is sticky (1775):
+                                        the VM's user adds and removes its own files only
+        current -> ../.control/<name>/current   microvm.nix's names, root's links: a user's
+        booted  -> ../.control/<name>/booted    script finds the runner where microvm.nix has
+                                                it; nobody but root can replace them
 
 Nothing root reads to decide what to run lives where the VM's user can write, and every link
-or runner tree root follows is checked first (trusted_runner()). A change is a transaction: the
+or runner tree root follows is checked first (trusted_runner()). Root's own code follows only
+the links in .control; the two in the data directory are made once (make_data_dir) and never
+changed after. A change is a transaction: the
 new metadata is written completely to `meta.json.pending`, then `current` is switched (one
 atomic rename), then the pending file becomes `meta.json`. A crash before the switch leaves the
 old state (the pending file names another runner than `current` and is dropped); after it, the
@@ -22,8 +30,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -43,6 +53,11 @@ from .pin import Pin
 
 STATE_DIR_ENV = "MICROVM_STATE_DIR"
 CONTROL = ".control"
+# microvm.nix's names in a VM's data directory: links to root's of the same name in .control
+COMPAT_LINKS = ("current", "booted")
+# a data directory root hands to the VM's group: root's, group-writable, sticky (1775)
+DATA_MODE = 0o1775
+ACCOUNT = "account.json"
 META = "meta.json"
 PENDING = "meta.json.pending"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -367,10 +382,10 @@ def _hardlinks_protected() -> bool:
         return False
 
 
-def _pin_socket(vm: VMDir, dirfd: int, owner: int, name: str) -> int | None:
+def _pin_socket(vm: VMDir, dirfd: int, owners: frozenset[int], name: str) -> int | None:
     """An O_PATH descriptor of the socket `name` in the VM's data directory (open as
-    `dirfd`, owned by `owner`), opened without following a link, after checking that it is
-    a socket of the VM's user or of root (the hypervisor of `microvm run`) with no other
+    `dirfd`), opened without following a link, after checking that it is a socket of
+    `owners` (the VM's user, and root for the hypervisor of `microvm run`) with no other
     name a user could have linked from elsewhere; None when there is none (its client
     says so)."""
     shown = vm.path / name
@@ -386,7 +401,7 @@ def _pin_socket(vm: VMDir, dirfd: int, owner: int, name: str) -> int | None:
     st = os.fstat(fd)
     why = ("a symbolic link" if stat.S_ISLNK(st.st_mode)
            else "not a socket" if not stat.S_ISSOCK(st.st_mode)
-           else f"owned by uid {st.st_uid}" if st.st_uid not in {0, owner}
+           else f"owned by uid {st.st_uid}" if st.st_uid not in owners
            else "hard-linked elsewhere" if st.st_nlink != 1 and not _hardlinks_protected()
            else None)
     if why:
@@ -421,13 +436,15 @@ def pinned_sockets(vm: VMDir, names: Iterable[str]) -> Iterator[Path]:
         raise HostError(f"{vm.name}: refusing {vm.path}: {e.strerror} (not a directory, or a " +
                         "link)") from None
     try:
-        owner = os.fstat(dirfd).st_uid
+        # the VM's user (a data directory of an older layout: its owner) and root
+        owners = frozenset(u for u in (0, os.fstat(dirfd).st_uid, vm.user_uid())
+                           if u is not None)
         fds: list[int] = []
         held: list[int] = []  # descriptors a /proc link names: open until the block ends
         try:
             pinned = []
             for name in names:
-                fd = _pin_socket(vm, dirfd, owner, name)
+                fd = _pin_socket(vm, dirfd, owners, name)
                 if fd is not None:
                     fds.append(fd)
                     pinned.append((name, fd))
@@ -751,6 +768,34 @@ class VMDir:
             return None
         return data if isinstance(data, dict) else None
 
+    def account(self, user: str = defaults.USER,
+                group: str = defaults.GROUP) -> tuple[str, str]:
+        """The user and group the VM runs as: root's account.json (`create --user --group`
+        and install-microvm-NAME write it); for a VM an older version made, the owner of its
+        data directory where that is not root (and its group where that is not root's);
+        else `user` and `group`."""
+        data = self.read_json(ACCOUNT) or {}
+        if isinstance(data.get("user"), str) and isinstance(data.get("group"), str):
+            return data["user"], data["group"]
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return user, group
+        if stat.S_ISDIR(st.st_mode) and st.st_uid != 0:
+            with contextlib.suppress(KeyError):
+                user = pwd.getpwuid(st.st_uid).pw_name
+        if stat.S_ISDIR(st.st_mode) and st.st_gid != 0:
+            with contextlib.suppress(KeyError):
+                group = grp.getgrgid(st.st_gid).gr_name
+        return user, group
+
+    def user_uid(self) -> int | None:
+        """The uid of the VM's user (account()), None when there is no such user."""
+        try:
+            return pwd.getpwnam(self.account()[0]).pw_uid
+        except KeyError:
+            return None
+
     @property
     def declared(self) -> Declared | None:
         data = self.read_json("declared.json")
@@ -892,6 +937,58 @@ def prepare_vm_dir(root: Path, name: str) -> VMDir:
         if d.is_symlink() or (d.exists() and not d.is_dir()):
             raise HostError(f"{d} exists and is no directory")
     make_control(vm)
-    with writing(vm.path):
-        vm.path.mkdir(exist_ok=True)
     return vm
+
+
+def compat_link_ok(vm: VMDir, name: str) -> bool:
+    """Is microvm.nix's link `name` in the data directory ours, pointing where it should?"""
+    link = vm.path / name
+    try:
+        st = os.lstat(link)
+        return (stat.S_ISLNK(st.st_mode) and st.st_uid in (0, os.geteuid())
+                and os.readlink(link) == compat_target(vm, name))
+    except OSError:
+        return False
+
+
+def compat_target(vm: VMDir, name: str) -> str:
+    """Where microvm.nix's link `name` in the data directory points: root's in .control."""
+    return f"../{CONTROL}/{vm.name}/{name}"
+
+
+def make_data_dir(vm: VMDir, gid: int | None) -> None:
+    """Create the VM's data directory, or bring one of an older layout up to date: root's (or
+    ours), with microvm.nix's `current` and `booted` as our links into .control/NAME, then,
+    as root with the VM's group `gid`, open to that group and sticky (DATA_MODE): its user
+    creates and removes its own files, and cannot rename or replace root's links. Where a
+    link is missing or another's (microvm.nix's layout gave the directory to the VM's user,
+    whose `current` it was), the directory is first closed to all but root, so that nobody
+    can race the links being made."""
+    path = vm.path
+    root = os.geteuid() == 0
+    with writing(path):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path, 0o755)
+            st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise HostError(f"{path} exists and is no directory")
+        wrong = [n for n in COMPAT_LINKS if not compat_link_ok(vm, n)]
+        if root and (st.st_uid != 0 or wrong):
+            os.chown(path, 0, 0, follow_symlinks=False)
+            os.chmod(path, 0o755)
+        for name in wrong:
+            link = path / name
+            if link.is_dir() and not link.is_symlink():
+                raise HostError(f"{link} is a directory where the link to {vm.control / name} " +
+                                "belongs (microvm.nix's name): move it away")
+            tmp = _temp_name(link)  # nobody else writes the directory now
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.symlink(compat_target(vm, name), tmp)
+            os.replace(tmp, link)
+        if root and gid is not None:
+            os.chown(path, 0, gid, follow_symlinks=False)
+            os.chmod(path, DATA_MODE)
+        fsync_dir(path)
