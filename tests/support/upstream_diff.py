@@ -27,6 +27,10 @@ HYPERVISORS = (
     "vfkit",
 )
 
+# the configurations of tests/nix/upstream/matrix.nix every hypervisor is evaluated with (its
+# `cases`; tests/test_upstream.py counts them)
+MATRIX_CASES = 17
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -641,8 +645,8 @@ TABLE: tuple[Entry, ...] = (
         r"--block \[path=@storeDisk\].*|-r @storeDisk",
         D,
         "store disk as a read-only --block, not -r",
-        "-r (crosvm's root disk) also puts root=/dev/vda on the kernel command line; the store disk is "
-        + "not the root file system (the guest mounts it at /nix/.ro-store).",
+        "-r (crosvm's root disk) also puts root=/dev/vda on the kernel command line; the store "
+        + "disk is not the root file system (the guest mounts it at /nix/.ro-store).",
         "crosvm run --help (--root, --block)",
     ),
     _e(
@@ -1228,7 +1232,8 @@ def render() -> str:
         "The option names are microvm.nix's, and most configurations produce the same "
         + "hypervisor command line. `tests/test_upstream.py` checks this: it evaluates "
         + "microvm.nix's own runner code and this project's backends for "
-        + "17 configurations on each of the eight hypervisors (`tests/nix/upstream/matrix.nix`) "
+        + f"{MATRIX_CASES} configurations on each of the eight hypervisors "
+        + "(`tests/nix/upstream/matrix.nix`) "
         + "and compares the command lines and config files option by option. Every difference "
         + "it finds is listed below; a new or vanished difference fails the test.",
         "",
