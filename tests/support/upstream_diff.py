@@ -216,8 +216,10 @@ TABLE: tuple[Entry, ...] = (
         D,
         "stricter QEMU seccomp sandbox",
         "Upstream enables `-sandbox on` when QEMU is built with seccomp; here the sandbox also "
-        + "denies obsolete syscalls, privilege elevation, spawning (unless a bridge helper is "
-        + "needed) and resource control.",
+        + "denies obsolete syscalls, privilege elevation (unless QEMU drops to microvm.user), "
+        + "spawning (unless a guest forwarding rule runs a command) and resource control. With "
+        + "a bridge interface there is no sandbox: QEMU then runs the setuid "
+        + "qemu-bridge-helper.",
         QEMU_DOC + " (-sandbox)",
     ),
     _e(
