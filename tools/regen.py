@@ -57,6 +57,10 @@ FILES: tuple[Generated, ...] = (
               "generator/microvm/schema/vm.schema.json, the capability table and the Nix " +
               "module, by tools/gen_options.py", "gen_options", _call("render"),
               needs_nix=True),
+    Generated("docs/migrating.md",
+              "its BEGIN/END blocks: the Nix module's options, the capability table and the " +
+              "reviewed differences, by tools/gen_migrating.py", "gen_migrating",
+              lambda module, current: str(module.render_page(current)), needs_nix=True),
     Generated("docs/microvm-nix-differences.md",
               "the reviewed differences from microvm.nix, by tests/support/upstream_diff.py",
               "support.upstream_diff", _call("render")),

@@ -27,17 +27,24 @@ HYPERVISORS = (
     "vfkit",
 )
 
+# the configurations of tests/nix/upstream/matrix.nix every hypervisor is evaluated with (its
+# `cases`; tests/test_upstream.py counts them)
+MATRIX_CASES = 17
+
 
 @dataclass(frozen=True)
 class Entry:
     id: str
     # which side alone has the item: "upstream" or "project"
     side: str
-    # configurations (names in tests/nix/upstream/matrix.nix, fnmatch globs) it may appear in
+    # configurations (names in tests/nix/upstream/matrix.nix, fnmatch globs) it appears in: each
+    # name, and some configuration of each glob, shows it (tests/test_upstream.py)
     configs: tuple[str, ...]
     # regular expression matched in full against the item (see tests/test_upstream.py)
     item: str
     kind: str
+    # summary and reason: every hypervisor flag they name (`-x`, `--x`) is in the command line
+    # of one side for a configuration that shows the difference (tests/test_upstream.py)
     summary: str
     reason: str
     source: str
@@ -88,19 +95,17 @@ TABLE: tuple[Entry, ...] = (
     _e(
         "refuse-ignored-options",
         U,
-        "kvmtool.user-forward vfkit.user-forward stratovirt.user-forward "
-        + "firecracker.volume-options alioth.volume-options vfkit.volume-options "
-        + "kvmtool.volume-options",
-        r"accepts \(project: .*(forwardPorts|volumes\[0\]\.(direct|serial)"
-        + r"|interfaces\[0\]\.type).*\)",
+        "kvmtool.user-forward vfkit.user-forward stratovirt.user-forward vfkit.volume-options",
+        r"accepts \(project: .*(forwardPorts|volumes\[0\]\.direct|interfaces\[0\]\.type).*\)",
         D,
         "options a hypervisor cannot honour are refused, not dropped",
-        "Upstream drops forwardPorts without user networking, volume serials and direct I/O "
-        + "on firecracker, alioth and kvmtool (with a warning) and on vfkit (silently), and passes "
-        + "`-netdev user` to stratovirt, which has no user networking. Here the option path is "
+        "Upstream's runners drop forwardPorts on kvmtool and vfkit and direct I/O on vfkit "
+        + "without a word, and pass `-netdev user` to stratovirt, which has no user networking "
+        + "(upstream's NixOS module also refuses forwardPorts outside QEMU, by a failed "
+        + "assertion this comparison of runners does not evaluate). Here the option path is "
         + "named in an error instead.",
-        "microvm.nix lib/runners/{kvmtool,vfkit,firecracker,alioth,stratovirt}.nix "
-        + "(warnIf, unused options); "
+        "microvm.nix lib/runners/{kvmtool,vfkit,stratovirt}.nix (unused options), "
+        + "nixos-modules/microvm/asserts.nix (forwardPorts); "
         + "StratoVirt docs/config_guidebook.md (netdev: tap and vhost-user only)",
     ),
     _e(
@@ -155,8 +160,8 @@ TABLE: tuple[Entry, ...] = (
         r"-name vm-qemu",
         D,
         "QEMU -name also names the process",
-        "`-name guest=NAME,process=NAME` titles the QEMU process like upstream's `exec -a` "
-        + "does for microvm-run (prettyProcnames).",
+        "`-name guest=NAME,process=NAME` titles the QEMU process with the VM's name, as "
+        + "upstream's runner does by executing microvm-run under that name (prettyProcnames).",
         QEMU_DOC + " (-name)",
     ),
     _e(
@@ -211,8 +216,10 @@ TABLE: tuple[Entry, ...] = (
         D,
         "stricter QEMU seccomp sandbox",
         "Upstream enables `-sandbox on` when QEMU is built with seccomp; here the sandbox also "
-        + "denies obsolete syscalls, privilege elevation, spawning (unless a bridge helper is "
-        + "needed) and resource control.",
+        + "denies obsolete syscalls, privilege elevation (unless QEMU drops to microvm.user), "
+        + "spawning (unless a guest forwarding rule runs a command) and resource control. With "
+        + "a bridge interface there is no sandbox: QEMU then runs the setuid "
+        + "qemu-bridge-helper.",
         QEMU_DOC + " (-sandbox)",
     ),
     _e(
@@ -357,7 +364,7 @@ TABLE: tuple[Entry, ...] = (
     _e(
         "qemu-discard",
         U,
-        "qemu.volumes qemu.volume-options",
+        "qemu.volumes",
         r"-drive \[id=drive\d\] discard=unmap",
         D,
         "no discard=unmap on read-only QEMU volumes",
@@ -520,7 +527,7 @@ TABLE: tuple[Entry, ...] = (
         D,
         "machineId as the platform UUID",
         "cloud-hypervisor exposes --platform uuid= as the SMBIOS system UUID, like QEMU's "
-        + "-smbios type=1, so the guest's firmware tells the same machine id as its "
+        + "SMBIOS type 1 table, so the guest's firmware tells the same machine id as its "
         + "/etc/machine-id (derived from the host name when unset, as on both sides); upstream "
         + "passes machineId to QEMU only.",
         CH_DOC + " (--platform uuid)",
@@ -640,8 +647,8 @@ TABLE: tuple[Entry, ...] = (
         r"--block \[path=@storeDisk\].*|-r @storeDisk",
         D,
         "store disk as a read-only --block, not -r",
-        "-r (--root) also puts root=/dev/vda on the kernel command line; the store disk is "
-        + "not the root file system (the guest mounts it at /nix/.ro-store).",
+        "-r (crosvm's root disk) also puts root=/dev/vda on the kernel command line; the store "
+        + "disk is not the root file system (the guest mounts it at /nix/.ro-store).",
         "crosvm run --help (--root, --block)",
     ),
     _e(
@@ -855,20 +862,20 @@ TABLE: tuple[Entry, ...] = (
         "alioth-boot",
         U,
         "alioth.*",
-        r"subcommand run|--num-cpu \d",
+        r"subcommand run",
         D,
-        "alioth 0.10 syntax (boot, --cpu count=)",
-        "alioth 0.10 names the subcommand boot (run is an alias) and takes --cpu count=N; "
-        + "--num-cpu is the 0.9 spelling.",
-        "/work/shared/hypervisors.md section 9; alioth-cli/src/boot/boot.rs",
+        "alioth's subcommand spelled boot",
+        "alioth-cli names the subcommand boot (run is an alias of it from 0.10 on). Both "
+        + "sides pass --num-cpu, which alioth 0.9 to 0.12 all take.",
+        "alioth-cli/src/boot/boot.rs; generator/microvm/hypervisors/alioth.py",
     ),
     _e(
         "alioth-boot-p",
         P,
         "alioth.*",
-        r"subcommand boot|--cpu \[\]( count=\d)?",
+        r"subcommand boot",
         D,
-        "alioth 0.10 syntax (boot, --cpu count=)",
+        "alioth's subcommand spelled boot",
         "See alioth-boot.",
         "alioth-cli/src/boot/boot.rs",
     ),
@@ -1227,7 +1234,8 @@ def render() -> str:
         "The option names are microvm.nix's, and most configurations produce the same "
         + "hypervisor command line. `tests/test_upstream.py` checks this: it evaluates "
         + "microvm.nix's own runner code and this project's backends for "
-        + "17 configurations on each of the eight hypervisors (`tests/nix/upstream/matrix.nix`) "
+        + f"{MATRIX_CASES} configurations on each of the eight hypervisors "
+        + "(`tests/nix/upstream/matrix.nix`) "
         + "and compares the command lines and config files option by option. Every difference "
         + "it finds is listed below; a new or vanished difference fails the test.",
         "",
