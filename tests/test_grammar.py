@@ -201,10 +201,13 @@ VFKIT_DEVICES: dict[str, Opt] = {
     "virtio-gpu": opt("width height"),
     "virtio-input": opt(words="keyboard pointing"),
     "virtio-balloon": opt(),
+    "rosetta": opt("mountTag install ignore-if-missing", required="mountTag",
+                   words="install ignore-if-missing"),
 }
 VFKIT = Grammar(
     source="crc-org/vfkit@b2bc27e: pkg/cmdline/cmdline.go (flags), pkg/config/virtio.go " +
-           "(`deviceFromCmdLine` and each `FromOptions`), pkg/config/bootloader.go",
+           "(`deviceFromCmdLine` and each `FromOptions`; rosetta: `RosettaShare`), " +
+           "pkg/config/bootloader.go",
     prefix=("vfkit",),
     flags={
         "--cpus": VALUE, "--memory": VALUE, "--log-level": VALUE, "--restful-uri": VALUE,
