@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
+from microvm.errors import ValidationError
 from microvm.hypervisors import RunContext, backend
 from microvm.hypervisors.base import NOTIFY_VSOCK_PORT_BASE
-from microvm.errors import ValidationError
 from support.backend_cases import document, load
 
 CTX = RunContext("/run/microvm/demo")
