@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from microvm.capabilities import CAPABILITIES, STORE_DISK_SERIAL, Feature, Hypervisor
+from microvm.errors import ValidationError
 from microvm.hypervisors import RunContext, backend
 from microvm.hypervisors.base import NOTIFY_VSOCK_PORT_BASE
 from support.backend_cases import document, load
@@ -288,3 +290,165 @@ def test_ignored_options_warn_and_generate(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.startswith("error: microvm.shares[0].proto: 9p shares not supported by " +
                                "firecracker")
+
+
+# -- cloud-hypervisor: what microvm.nix's runner merges ----------------------------------------
+
+CH = Hypervisor.CLOUD_HYPERVISOR
+
+
+def ch_split_commas(s: str, v36: bool) -> list[str]:
+    """cloud-hypervisor's option_parser split_commas: v36.0 drops '"' and keeps brackets;
+    v50.0 and later keep both (only '"' is special inside quotes). ValueError: unbalanced."""
+    out, cur, depth, quoted = [], "", 0, False
+    for c in s.strip():
+        if c == '"':
+            quoted = not quoted
+            if v36:
+                continue
+        elif (not quoted or v36) and c in "[]":
+            depth += 1 if c == "[" else -1
+            if depth < 0:
+                raise ValueError(s)
+        elif c == "," and not quoted and depth == 0:
+            out.append(cur)
+            cur = ""
+            continue
+        cur += c
+    if quoted or depth:
+        raise ValueError(s)
+    return [*out, cur]
+
+
+def ch_oem_strings(platform: str, v36: bool) -> list[str]:
+    """The OEM strings cloud-hypervisor reads from a --platform value: OptionParser.parse
+    (the value trimmed), then StringList (v36.0: split at every ','; v50.0: split_commas of the
+    value without its outer brackets). Read from option_parser/src/lib.rs at both tags."""
+    value = next(item.split("=", 1)[1].strip() for item in ch_split_commas(platform, v36)
+                 if item.split("=", 1)[0] == "oem_strings")
+    inner = value.strip().strip("[]")
+    return inner.split(",") if v36 else ch_split_commas(inner, v36)
+
+
+def ch_argv(**microvm: object) -> list[str]:
+    return argv(CH, **microvm)
+
+
+def flag_values(a: list[str], flag: str) -> list[str]:
+    return [a[i + 1] for i, w in enumerate(a) if w == flag]
+
+
+def refusals(hv: Hypervisor, **microvm: object) -> list[str]:
+    with pytest.raises(ValidationError) as e:
+        load(document(hv, **microvm))
+    return [str(p) for p in e.value.problems]
+
+
+def test_cloud_hypervisor_oem_strings_arrive_byte_for_byte() -> None:
+    """platformOEMStrings reach the guest's SMBIOS table as given, before the readiness
+    credential, read back with cloud-hypervisor's own parser (both ends of the range)."""
+    given = ["io.systemd.credential:greeting=hello world", "x=1;y=(2)", "caf\u00e9 'q' $HOME"]
+    a = ch_argv(vsock={"cid": 3}, **{"cloud-hypervisor": {"platformOEMStrings": given}})
+    [platform] = flag_values(a, "--platform")
+    for v36 in (True, False):
+        assert ch_oem_strings(platform, v36) == [
+            *given, f"io.systemd.credential:vmm.notify_socket=vsock-stream:2:{8888 + 3}"]
+    assert ch_oem_strings(flag_values(ch_argv(**{"cloud-hypervisor": {
+        "platformOEMStrings": ["only"]}}), "--platform")[0], False) == ["only"]
+
+
+@pytest.mark.parametrize("bad", ["a,b", "[a]", "a]", 'say "hi"', " lead", "trail ", "",
+                                 "x=oem_strings"])
+def test_cloud_hypervisor_refuses_oem_strings_its_parser_cannot_carry(bad: str) -> None:
+    """What would not arrive as given (split, trimmed, unbalanced, an empty string that ends
+    SMBIOS's string set) or that microvm.nix refuses (`oem_strings` in an item) is an error at
+    the item's option path."""
+    got = refusals(CH, **{"cloud-hypervisor": {"platformOEMStrings": ["ok", bad]}})
+    assert len(got) == 1 and got[0].startswith("microvm.cloud-hypervisor.platformOEMStrings[1]: ")
+    if bad not in ("", "x=oem_strings"):
+        # the reason: first or last in the list, cloud-hypervisor v36 or v50 reads something
+        # else, or fails
+        def misread(strings: list[str], v36: bool) -> bool:
+            try:
+                return ch_oem_strings("oem_strings=[" + ",".join(strings) + "]", v36) != strings
+            except ValueError:
+                return True
+
+        assert any(misread(strings, v36) for strings in (["ok", bad], [bad, "ok"])
+                   for v36 in (True, False))
+
+
+def test_cloud_hypervisor_merges_extra_args_into_its_own_flags() -> None:
+    """As microvm.nix: --cpus and --platform values of extraArgs join the runner's, a --vsock
+    is merged with microvm.vsock.cid, --serial and --console replace the runner's; each flag
+    once (cloud-hypervisor refuses a repeated one); other arguments are appended."""
+    extra = ["--cpus", "max=4", "--platform=serial_number=vm7", "--serial", "off",
+             "--console", "tty", "--vsock", "socket=my.vsock,id=vsock0", "--pvpanic"]
+    a = ch_argv(vcpu=2, vsock={"cid": 5}, **{"cloud-hypervisor": {"extraArgs": extra}})
+    for flag in ("--cpus", "--platform", "--serial", "--console", "--vsock"):
+        assert sum(w == flag or w.startswith(flag + "=") for w in a) == 1, flag
+    assert flag_values(a, "--cpus") == ["boot=2,max=4"]
+    assert flag_values(a, "--platform")[0].endswith(
+        f"oem_strings=[io.systemd.credential:vmm.notify_socket=vsock-stream:2:{8888 + 5}]," +
+        "serial_number=vm7")
+    assert flag_values(a, "--vsock") == ["cid=5,socket=my.vsock,id=vsock0"]
+    assert flag_values(a, "--serial") == ["off"] and flag_values(a, "--console") == ["tty"]
+    assert a[-1] == "--pvpanic"
+    # the serial port is not the console any more: no console= for the kernel
+    assert not any(w.startswith("console=") for w in flag_values(a, "--cmdline")[0].split())
+    # the host finds the socket a --vsock names (readiness relay, microvm ssh)
+    launch = backend(CH).launch(load(document(CH, vsock={"cid": 5}, **{
+        "cloud-hypervisor": {"extraArgs": extra}})), CTX)
+    assert launch.files["hybrid-vsock"] == "my.vsock\n"
+    assert "my.vsock" in launch.sockets
+    # a --serial tty keeps the console on it
+    b = ch_argv(**{"cloud-hypervisor": {"extraArgs": ["--serial", "tty"]}})
+    assert "console=ttyS0" in flag_values(b, "--cmdline")[0].split()
+    # a --vsock without microvm.vsock.cid is the VM's vsock (its socket defaulted)
+    assert flag_values(ch_argv(**{"cloud-hypervisor": {"extraArgs": ["--vsock", "cid=9"]}}),
+                       "--vsock") == ["cid=9,socket=notify.vsock"]
+
+
+@pytest.mark.parametrize(("extra", "vsock", "at", "says"), [
+    (["--cpus", "boot=4"], None, 1, "microvm.vcpu"),
+    (["--pvpanic", "--platform", "oem_strings=[a]"], None, 2, "platformOEMStrings"),
+    (["--vsock", "cid=7"], 5, 1, "microvm.vsock.cid"),
+    (["--vsock", "socket=/run/x.vsock"], 5, 1, "file name"),
+    (["--vsock", "socket=x.vsock"], None, 1, "needs cid="),
+    (["--vsock", "cid=7,socket=a", "--vsock", "cid=8,socket=b"], None, 3, "one --vsock"),
+])
+def test_cloud_hypervisor_refuses_what_it_cannot_merge(extra: list[str], vsock: int | None,
+                                                       at: int, says: str) -> None:
+    """Where microvm.nix throws (boot= with microvm.vcpu, oem_strings= in --platform, cid= with
+    microvm.vsock.cid) or a --vsock could not work, the error names the extraArgs item."""
+    microvm: dict[str, Any] = {"cloud-hypervisor": {"extraArgs": extra}}
+    if vsock is not None:
+        microvm["vsock"] = {"cid": vsock}
+    [got] = refusals(CH, **microvm)
+    assert got.startswith(f"microvm.cloud-hypervisor.extraArgs[{at}]: ") and says in got
+
+
+def test_cloud_hypervisor_boots_with_hotplug_memory_as_microvm_nix() -> None:
+    """With hotplugMem, microvm.nix gives cloud-hypervisor `size=hotplugMem` (mem unused),
+    hotplug_size=hotplugMem and hotplugged_size=hotpluggedMem; the balloon must fit that."""
+    [memory] = flag_values(ch_argv(mem=4096, hotplugMem=1024, hotpluggedMem=256), "--memory")
+    items = dict(item.split("=") for item in memory.split(","))
+    assert (items["size"], items["hotplug_size"], items["hotplugged_size"]) == (
+        "1024M", "1024M", "256M")
+    assert dict(i.split("=") for i in flag_values(ch_argv(mem=4096), "--memory")[0].split(
+        ","))["size"] == "4096M"
+    [got] = refusals(CH, mem=4096, hotplugMem=1024, hotpluggedMem=256, balloon=True,
+                     initialBalloonMem=2048)
+    assert got.startswith("microvm.initialBalloonMem: ") and "1280 MiB" in got
+
+
+def test_vfkit_rosetta_device() -> None:
+    """microvm.vfkit.rosetta: `--device rosetta` on the tag the guest mounts, with `install`
+    and `ignore-if-missing` as vfkit's RosettaShare.FromOptions spells them."""
+    def devices(**rosetta: bool) -> list[str]:
+        return flag_values(argv(Hypervisor.VFKIT, vfkit={"rosetta": rosetta}), "--device")
+
+    assert not any(d.startswith("rosetta") for d in devices(enable=False, install=True))
+    assert "rosetta,mountTag=rosetta" in devices(enable=True)
+    assert "rosetta,mountTag=rosetta,install,ignore-if-missing" in devices(
+        enable=True, install=True, ignoreIfMissing=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from microvm.capabilities import Hypervisor
+from microvm.config import MicroVM
 from microvm.hypervisors import RunContext, backend
 from support.backend_cases import CASES, load
 
@@ -201,10 +202,13 @@ VFKIT_DEVICES: dict[str, Opt] = {
     "virtio-gpu": opt("width height"),
     "virtio-input": opt(words="keyboard pointing"),
     "virtio-balloon": opt(),
+    "rosetta": opt("mountTag install ignore-if-missing", required="mountTag",
+                   words="install ignore-if-missing"),
 }
 VFKIT = Grammar(
     source="crc-org/vfkit@b2bc27e: pkg/cmdline/cmdline.go (flags), pkg/config/virtio.go " +
-           "(`deviceFromCmdLine` and each `FromOptions`), pkg/config/bootloader.go",
+           "(`deviceFromCmdLine` and each `FromOptions`; rosetta: `RosettaShare`), " +
+           "pkg/config/bootloader.go",
     prefix=("vfkit",),
     flags={
         "--cpus": VALUE, "--memory": VALUE, "--log-level": VALUE, "--restful-uri": VALUE,
@@ -349,3 +353,21 @@ def test_the_checker_catches_what_issue_9_found() -> None:
         "--vsock 'cid=3': missing required ['socket']"]
     assert check_argv(["crosvm", "run", "--block", "path=/s,ro=true,serial=x", "/k"], CROSVM) == [
         "--block 'path=/s,ro=true,serial=x': unknown key 'serial'"]
+
+
+def test_cloud_hypervisor_extra_args_merged_into_its_flags_parse() -> None:
+    """extraArgs of flags the runner gives itself (--cpus, --platform, --vsock, --serial,
+    --console) are merged into one flag each, which parses as cloud-hypervisor's grammar."""
+    doc = load_extra(Hypervisor.CLOUD_HYPERVISOR, [
+        "--cpus", "max=4", "--platform", "serial_number=vm7", "--vsock", "socket=my.vsock",
+        "--serial", "off", "--console", "tty"])
+    argv = backend(Hypervisor.CLOUD_HYPERVISOR).command(doc, RunContext("/run/microvm/demo"))
+    assert check_argv(argv, CLOUD_HYPERVISOR) == []
+    flags = [w for w in argv if w.startswith("--")]
+    assert len(flags) == len(set(flags)), flags
+
+
+def load_extra(hv: Hypervisor, extra: list[str]) -> MicroVM:
+    doc = CASES["vsock"](hv)
+    assert doc is not None
+    return load({**doc, "microvm": {**doc["microvm"], str(hv): {"extraArgs": extra}}})

@@ -33,6 +33,8 @@ HYPERVISORS = [str(hv) for hv in Hypervisor]
 # Example values where the type alone says too little (keys: the path without `microvm.`).
 EXAMPLES: dict[str, Any] = {
     "cpu": "max",
+    "cloud-hypervisor.extraArgs": ["--cpus", "max=4"],
+    "cloud-hypervisor.platformOEMStrings": ["io.systemd.credential:greeting=hello"],
     "credentialFiles": {"token": "/run/secrets/token"},
     "crosvm.pivotRoot": "/var/empty",
     "devices.*.path": "0000:01:00.0",

@@ -252,6 +252,11 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             ("Credential files are refused: passing files through fw_cfg needs a build with the " +
              "non-default `fw_cfg` feature (`--fw-cfg-config`)."),
             "Shutdown and ballooning use the REST API over the control socket with curl.",
+            ("`platformOEMStrings` join the readiness credential in `--platform oem_strings=` " +
+             "(SMBIOS tables exist on x86_64 only); `--cpus`, `--platform`, `--vsock`, " +
+             "`--serial` and `--console` in `extraArgs` are merged with the runner's, as " +
+             "microvm.nix merges them. With `hotplugMem` the boot memory is `hotplugMem` " +
+             "(`--memory size=`), as microvm.nix gives it."),
         ),
     ),
     Hypervisor.FIRECRACKER: Capabilities(
@@ -441,6 +446,8 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
             ("The REST socket must be absolute (`unix:///...`): a relative `microvm.socket` is " +
              "made absolute against the working directory at start."),
             "`--device` values cannot contain ','; the kernel command line cannot contain '\"'.",
+            ("`vfkit.rosetta.enable`: `--device rosetta` on the tag `rosetta`, which the guest " +
+             "mounts (NixOS's virtualisation.rosetta); `ignoreIfMissing` needs vfkit 0.6."),
         ),
     ),
 }

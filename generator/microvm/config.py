@@ -353,6 +353,10 @@ class MicroVM:
     firecracker_extra_config: Mapping[str, JSON] = opt("microvm.firecracker.extraConfig")
     crosvm_pivot_root: str | None = opt("microvm.crosvm.pivotRoot")
     vfkit_log_level: str | None = opt("microvm.vfkit.logLevel")
+    vfkit_rosetta: bool = opt("microvm.vfkit.rosetta.enable")
+    vfkit_rosetta_install: bool = opt("microvm.vfkit.rosetta.install")
+    vfkit_rosetta_ignore_if_missing: bool = opt("microvm.vfkit.rosetta.ignoreIfMissing")
+    ch_platform_oem_strings: tuple[str, ...] = opt("microvm.cloud-hypervisor.platformOEMStrings")
     # -- computed from other options (x-computedDefault) --------------------------------------
     # default "<hostName>.sock" where the hypervisor has a control socket
     socket: str | None = computed("microvm.socket")

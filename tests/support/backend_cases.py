@@ -139,6 +139,10 @@ def full(hv: Hypervisor) -> Doc:
                                            "logger": {"level": "Info", "log_path": "fc.log"}}
     if hv is Hypervisor.CROSVM:
         m["crosvm"]["pivotRoot"] = "/var/empty"
+    if hv is Hypervisor.CLOUD_HYPERVISOR:
+        m["cloud-hypervisor"]["platformOEMStrings"] = ["io.systemd.credential:demo=1"]
+    if hv is Hypervisor.VFKIT:
+        m["vfkit"]["rosetta"] = {"enable": True, "install": True, "ignoreIfMissing": True}
     return document(hv, **m)
 
 

@@ -509,7 +509,7 @@ TABLE: tuple[Entry, ...] = (
     _e(
         "ch-notify-credential",
         U,
-        "cloud-hypervisor.vsock",
+        "cloud-hypervisor.vsock cloud-hypervisor.vsock-extra-args",
         r"--platform \[\]( oem_strings="
         + r"\[io\.systemd\.credential:vmm\.notify_socket=vsock-stream:2:8888\])?",
         D,
@@ -934,6 +934,29 @@ TABLE: tuple[Entry, ...] = (
     ),
     # -- reviewed after the backend fixes of the "every hypervisor boots" issue ----------
     _e(
+        "vfkit-rosetta-ignore-if-missing",
+        U,
+        "vfkit.rosetta",
+        r"--device rosetta ignoreIfMissing",
+        D,
+        "Rosetta's ignoreIfMissing spelt as vfkit parses it",
+        "vfkit's `--device rosetta` takes `ignore-if-missing` (RosettaShare.FromOptions); "
+        + "upstream passes `ignoreIfMissing`, the spelling of vfkit's doc/usage.md and JSON "
+        + "field, which vfkit refuses as an unknown option. Same meaning: start without "
+        + "Rosetta when it is missing.",
+        "crc-org/vfkit pkg/config/virtio.go (RosettaShare.FromOptions, ToCmdLine)",
+    ),
+    _e(
+        "vfkit-rosetta-ignore-if-missing-p",
+        P,
+        "vfkit.rosetta",
+        r"--device rosetta ignore-if-missing",
+        D,
+        "Rosetta's ignoreIfMissing spelt as vfkit parses it",
+        "See vfkit-rosetta-ignore-if-missing.",
+        "crc-org/vfkit pkg/config/virtio.go",
+    ),
+    _e(
         "store-serial",
         P,
         "cloud-hypervisor.* stratovirt.* vfkit.*",
@@ -1021,7 +1044,7 @@ TABLE: tuple[Entry, ...] = (
     _e(
         "ch-notify-credential-p",
         P,
-        "cloud-hypervisor.vsock",
+        "cloud-hypervisor.vsock cloud-hypervisor.vsock-extra-args",
         r"--platform \[\] oem_strings=\[io\.systemd\.credential:vmm\.notify_socket="
         + r"vsock-stream:2:\d+\]",
         D,
@@ -1033,12 +1056,13 @@ TABLE: tuple[Entry, ...] = (
     _e(
         "hybrid-vsock-file",
         P,
-        "cloud-hypervisor.vsock firecracker.vsock",
-        r"config notify\.vsock\n?",
+        "cloud-hypervisor.vsock cloud-hypervisor.vsock-extra-args firecracker.vsock",
+        r"config (notify|my)\.vsock\n?",
         D,
         "share/microvm/hybrid-vsock names the vsock socket",
         "The host's notify relay reads it to listen on notify.vsock_PORT, where these "
-        + "hypervisors hand over a guest's connection to host port PORT (hybrid vsock).",
+        + "hypervisors hand over a guest's connection to host port PORT (hybrid vsock); for "
+        + "cloud-hypervisor the socket= of a --vsock in extraArgs replaces notify.vsock.",
         "cloud-hypervisor docs/vsock.md; firecracker docs/vsock.md (host-initiated and "
         + "guest-initiated connections)",
     ),
@@ -1163,17 +1187,6 @@ CORPUS: tuple[CorpusEntry, ...] = (
         + "one guest confuse neighbour discovery and networkd's MAC matches. Refused here with "
         + "both option paths.",
         "microvm.nix flake.nix (tapExamples); generator/microvm/validate.py",
-    ),
-    _c(
-        "corpus-rosetta",
-        "vfkit-rosetta.md#*",
-        r"warning: only project: microvm\.vfkit\.rosetta\.(enable|install) is not supported "
-        + r"by this project's runners and is ignored",
-        X,
-        "vfkit's Rosetta share is not implemented",
-        "Upstream mounts Rosetta into vfkit guests (microvm.vfkit.rosetta.*); here the options "
-        + "are accepted with a warning and ignored.",
-        "microvm.nix nixos-modules/microvm/rosetta.nix; doc/src/vfkit-rosetta.md",
     ),
     _c(
         "corpus-notify-warning",

@@ -4,7 +4,9 @@ REST API on a Unix socket.
 Checked against crc-org/vfkit: doc/usage.md, cmd/vfkit/root.go and pkg/cmdline/cmdline.go
 (flags), pkg/cmdline/string_slice.go (`--bootloader` splitting honours double quotes),
 pkg/config/bootloader.go, pkg/config/virtio.go (`--device` is split at every ',', no escape),
-pkg/rest/rest.go (`unix://` needs an absolute path), pkg/rest/vf/state_change.go.
+pkg/rest/rest.go (`unix://` needs an absolute path), pkg/rest/vf/state_change.go,
+RosettaShare.FromOptions in pkg/config/virtio.go (`rosetta`: mountTag, install,
+ignore-if-missing).
 """
 
 from __future__ import annotations
@@ -44,6 +46,24 @@ def unix_uri(path: str) -> str:
 def _item(key: str, value: str) -> str:
     """A --bootloader item: the whole item is double-quoted when the value holds ','."""
     return f'"{key}={value}"' if "," in value else f"{key}={value}"
+
+
+# the virtiofs tag of the Rosetta share; the guest mounts it (nix/modules/microvm/rosetta.nix)
+ROSETTA_TAG = "rosetta"
+
+
+def rosetta_device(vm: MicroVM) -> list[str]:
+    """`--device rosetta,...` for microvm.vfkit.rosetta.enable. vfkit's parser takes
+    `ignore-if-missing` (doc/usage.md and microvm.nix spell it ignoreIfMissing, which vfkit
+    refuses as an unknown option)."""
+    if not vm.vfkit_rosetta:
+        return []
+    dev = f"rosetta,mountTag={ROSETTA_TAG}"
+    if vm.vfkit_rosetta_install:
+        dev += ",install"
+    if vm.vfkit_rosetta_ignore_if_missing:
+        dev += ",ignore-if-missing"
+    return ["--device", dev]
 
 
 # what vfkit cannot escape: in --bootloader (quoted) and in --device values
@@ -94,7 +114,7 @@ class Vfkit(Backend):
                      "--device", "virtio-input,pointing"]
             if vm.graphics_backend != "headless":
                 argv.append("--gui")
-        return argv
+        return argv + rosetta_device(vm)
 
     def argv(self, vm: MicroVM, ctx: RunContext, accel: Accel, enc: Encoder) -> list[str]:
         del ctx, accel  # vfkit reads no generated files; Virtualization.framework only

@@ -11,10 +11,6 @@ let
   };
   paths = [
     [ "registerWithMachined" ]
-    [ "cloud-hypervisor" "platformOEMStrings" ]
-    [ "vfkit" "rosetta" "enable" ]
-    [ "vfkit" "rosetta" "install" ]
-    [ "vfkit" "rosetta" "ignoreIfMissing" ]
     [ "bootDisk" ]
   ];
   isSet = path: (lib.getAttrFromPath path options.microvm).highestPrio < 1500;
@@ -22,10 +18,6 @@ in
 {
   options.microvm = {
     registerWithMachined = unsupported types.bool false;
-    cloud-hypervisor.platformOEMStrings = unsupported (types.listOf types.str) [ ];
-    vfkit.rosetta.enable = unsupported types.bool false;
-    vfkit.rosetta.install = unsupported types.bool false;
-    vfkit.rosetta.ignoreIfMissing = unsupported types.bool false;
     # a disk image with kernel and initrd, for hypervisors that cannot boot a kernel directly
     # (every hypervisor here can)
     bootDisk = unsupported (types.nullOr types.path) null;

@@ -8,5 +8,6 @@
     ./guest.nix
     ./optimize.nix
     ./runner.nix
+    ./rosetta.nix
   ];
 }

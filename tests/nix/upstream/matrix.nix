@@ -75,8 +75,31 @@ let
     };
     # crosvm's own GPU device on a vhost-user socket, started by the runner
     crosvm.graphics = { microvm.graphics = { enable = true; socket = "gpu.sock"; }; };
-    # the same device for cloud-hypervisor's GPU build (--gpu)
-    cloud-hypervisor.graphics = { microvm.graphics.enable = true; };
+    cloud-hypervisor = {
+      # the same device for cloud-hypervisor's GPU build (--gpu)
+      graphics = { microvm.graphics.enable = true; };
+      # SMBIOS OEM strings (a credential for the guest's systemd)
+      oem-strings = {
+        microvm.cloud-hypervisor.platformOEMStrings = [ "io.systemd.credential:greeting=hello world" "tag:x=1" ];
+      };
+      # extraArgs of flags the runner also gives: merged into one, or replacing the runner's
+      extra-args = {
+        microvm.cloud-hypervisor.extraArgs = [
+          "--cpus" "max=4" "--platform" "serial_number=vm7" "--serial" "off" "--console" "tty"
+        ];
+      };
+      # a --vsock of extraArgs merged with microvm.vsock.cid
+      vsock-extra-args = {
+        microvm.vsock.cid = 42;
+        microvm.cloud-hypervisor.extraArgs = [ "--vsock" "socket=my.vsock" ];
+      };
+      # virtio-mem: the boot memory is hotplugMem
+      hotplug = { microvm = { mem = 2048; hotplugMem = 1024; hotpluggedMem = 512; }; };
+    };
+    # Rosetta shared with the guest
+    vfkit.rosetta = {
+      microvm.vfkit.rosetta = { enable = true; install = true; ignoreIfMissing = true; };
+    };
   };
 
   entry = hv: case: module: {
