@@ -1224,11 +1224,12 @@ CORPUS: tuple[CorpusEntry, ...] = (
         + r'project=\["/var/lib/microvms", "/var/lib/microvms/\.control"'
         + r'(, "/var/lib/microvms/[^"]+")*\]',
         D,
-        "root-owned control directory and one data directory per VM",
+        "root-owned control directory; root-owned, sticky data directory per VM",
         "Upstream's state directory belongs to the microvm user, which can therefore replace "
         + "the runner links root acts on. Here root owns the state directory and .control "
-        + "(runner links, metadata) and each declared VM gets a data directory of its own for "
-        + "its user.",
+        + "(runner links, metadata); install-microvm-NAME makes each declared VM's data "
+        + "directory root's, writable by the VM's group and sticky, with root's links "
+        + "current and booted into .control, so upstream's paths keep their meaning.",
         "SECURITY.md; microvm.nix nixos-modules/host/default.nix (systemd.tmpfiles)",
     ),
 )
