@@ -23,6 +23,12 @@ NOTES_END = "<!-- END HYPERVISOR NOTES -->"
 
 YES = "yes"
 NO = "—"
+IGNORED = "ignored"
+# rows no option asks for on its own: "—" there is what the runner cannot do, not a refusal
+NOT_ASKED = {Feature.GRACEFUL_SHUTDOWN: "`bin/microvm-shutdown` cannot ask the guest to "
+             + "power off (the VM is stopped by a signal)",
+             Feature.MACHINE_ID: "`machineId` is still the guest's `/etc/machine-id`, only "
+             + "not the firmware's system UUID"}
 
 
 def _arches(platforms: frozenset[str]) -> str:
@@ -31,7 +37,7 @@ def _arches(platforms: frozenset[str]) -> str:
 
 def _cell(caps: Capabilities, feature: Feature) -> str:
     if not caps.supports(feature):
-        return NO
+        return IGNORED if feature in caps.ignored else NO
     only = caps.feature_platforms.get(feature)
     if only is not None and only != caps.platforms:
         return f"{_arches(only)} only"
@@ -45,7 +51,15 @@ def _row(cells: Sequence[str]) -> str:
 def feature_table() -> str:
     """Markdown: one row per feature, one column per hypervisor, then platforms and images."""
     hvs = list(Hypervisor)
-    lines = [_row(["Feature", "Option (`microvm.`…)", *(f"`{hv}`" for hv in hvs)]),
+    legend = [
+        f'"{YES}" means the generated runner does it; "x86_64 only" means on that platform '
+        + f'only; "{IGNORED}" means `microvm validate` accepts the option with a warning and '
+        + f'the runner ignores it (the notes below say what happens instead); "{NO}" means '
+        + "`microvm validate` refuses the option for that hypervisor, naming it, except in "
+        + "these rows, which no option asks for on its own: "
+        + "; ".join(f"{f.value}, where {NO} means {why}" for f, why in NOT_ASKED.items())
+        + ".", ""]
+    lines = [*legend, _row(["Feature", "Option (`microvm.`…)", *(f"`{hv}`" for hv in hvs)]),
              _row(["---"] * (len(hvs) + 2))]
     for feature in Feature:
         cells = [_cell(CAPABILITIES[hv], feature) for hv in hvs]
