@@ -19,9 +19,9 @@ Derived (derive()): per network its bridge, gateway addresses and, for `ipv6 = "
 hash slot in the pool, probing upward where two VMs' slots meet, VMs in name order, pins first)
 and an IPv6 address (prefix + a 64-bit hash). A pin (`mac`, `ipv4`, `ipv6`) replaces the
 derived value. Names and numbers depend only on the host name, the network name and the VM
-name, except where two VMs' IPv4 slots meet: then the one whose name sorts later probes on
-(the record of addresses given out, kept by `microvm network up`, makes such a move an error
-that names both VMs instead of a silent renumbering).
+name, except where two VMs' IPv4 slots meet: then the one whose name sorts later probes on.
+With the record of addresses given out before (`given`, kept by the host), every VM keeps its
+address, so a VM added later takes the next free slot instead of moving an older one.
 
 Every refusal is a Problem naming the path in the declaration (`networks.lan.ipv4`,
 `vms.web[0].mac`), and both sides of a conflict.
@@ -29,6 +29,7 @@ Every refusal is a Problem naming the path in the declaration (`networks.lan.ipv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import re
@@ -164,14 +165,21 @@ class Plan:
         return next(m for m in self.members if m.vm == vm and m.network == network)
 
 
-def derive(decl: Mapping[str, Any]) -> Plan:
-    """The plan of a declaration, or ValidationError with every problem of it."""
-    return _Deriver(decl).run()
+# the IPv4 addresses given out before, by (VM, network): `microvm network up` records them
+Given = Mapping[tuple[str, str], str]
+
+
+def derive(decl: Mapping[str, Any], given: Given | None = None) -> Plan:
+    """The plan of a declaration, or ValidationError with every problem of it. `given`: the
+    IPv4 addresses a host gave out before; each VM keeps its own where it is still valid and
+    no pin claims it, so a VM added later never moves one that was there first."""
+    return _Deriver(decl, given or {}).run()
 
 
 class _Deriver:
-    def __init__(self, decl: Mapping[str, Any]) -> None:
+    def __init__(self, decl: Mapping[str, Any], given: Given) -> None:
         self.decl = decl
+        self.given = given
         self.problems: list[Problem] = []
 
     def bad(self, path: str, message: str) -> None:
@@ -435,9 +443,18 @@ class _Deriver:
                         self.bad(f"{at}.ipv6", f"{addr6} is also pinned by {taken6[addr6]}")
                     else:
                         taken6[addr6], pinned6[vm] = at, addr6
+        kept: dict[str, ipaddress.IPv4Address] = {}
+        for vm, _join, at in mine:  # the record of addresses given out, after the pins
+            before = self.given.get((vm, net.name))
+            if vm in pinned4 or before is None or net.ipv4 is None:
+                continue
+            with contextlib.suppress(ValueError):
+                addr = ipaddress.IPv4Address(before)
+                if addr in net.ipv4 and addr not in reserved4 and addr not in taken4:
+                    taken4[addr], kept[vm] = at, addr
         out = []
         for vm, join, at in mine:  # in name order (the caller sorted them)
-            ipv4 = pinned4.get(vm)
+            ipv4 = pinned4.get(vm) or kept.get(vm)
             if ipv4 is None and net.ipv4 is not None:
                 ipv4 = self._slot(host, net, vm, taken4, reserved4, at)
                 if ipv4 is not None:
