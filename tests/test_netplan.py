@@ -51,7 +51,10 @@ def test_derived_values_follow_the_documented_formula() -> None:
     def h(*parts: str) -> bytes:
         return hashlib.sha256("\0".join(parts).encode()).digest()
 
-    assert web.mac == "02:" + ":".join(f"{b:02x}" for b in h("mac", "h1", "lan", "web")[:5])
+    assert web.mac == "02:" + ":".join(f"{b:02x}" for b in h("mac", "lan", "web")[:5])
+    tap = int.from_bytes(h("tap", "lan", "web"), "big")
+    assert web.tap == "mvt-" + "".join("abcdefghijklmnopqrstuvwxyz234567"[(tap >> 5 * i) & 31]
+                                       for i in range(11))
     prefix = ipaddress.IPv6Network((b"\xfd" + h("ula", "h1", "lan")[:5] + bytes(10), 64))
     assert plan.network("lan").ipv6 == prefix
     iid = int.from_bytes(h("ipv6", "h1", "lan", "web")[:8], "big") | 2
@@ -221,22 +224,20 @@ def test_port_forward_clashes() -> None:
                  "a"), "must be a list of ports 1-65535")
 
 
-@pytest.mark.parametrize(("bridge", "expected"), [
-    ("a-bridge-name-too-long", "interface names are at most 15 bytes"),
-    ("vt-mine", "starts with a prefix systemd's own network files claim"),
-    ("ve-x", "starts with a prefix"), ("vz-x", "starts with a prefix"),
-    ("br/0", "must be an interface name")])
-def test_interface_names(bridge: str, expected: str) -> None:
-    found = problems(decl(lan={"ipv4": "10.231.0.0/24", "bridge": bridge}))
-    assert len(found) == 1 and found[0].startswith("networks.lan.bridge: "), found
+@pytest.mark.parametrize(("uplink", "expected"), [
+    ("an-uplink-too-long", "interface names are at most 15 bytes"),
+    ("eth/0", "must be an interface name"), ("", "must be an interface name")])
+def test_interface_names(uplink: str, expected: str) -> None:
+    found = problems(decl(lan={"ipv4": "10.231.0.0/24", "uplinks": ["eth0", uplink]}))
+    assert len(found) == 1 and found[0].startswith("networks.lan.uplinks[1]: "), found
     assert expected in found[0]
-    derive(decl(lan={"ipv4": "10.231.0.0/24", "bridge": "br-vms"}))
+    derive(decl(lan={"ipv4": "10.231.0.0/24", "uplinks": ["eth0", "wlp3s0"]}))
 
 
-def test_two_networks_on_one_bridge() -> None:
-    refused(decl(a={"ipv4": "10.1.0.0/24", "bridge": "br0"},
-                 b={"ipv4": "10.2.0.0/24", "bridge": "br0"}),
-            "networks.b.bridge: 'br0' is also the bridge of networks.a")
+def test_no_derived_name_is_one_systemds_network_files_claim() -> None:
+    for name in random_names(200, 3):
+        assert not netplan.bridge_name(name).startswith(netplan.SYSTEMD_PREFIXES)
+        assert not netplan.tap_name("lan", name).startswith(netplan.SYSTEMD_PREFIXES)
 
 
 def test_isolation_and_allow_rules() -> None:

@@ -14,8 +14,9 @@ The declaration, a JSON document (`microvm network ... FILE`; the NixOS host mod
      "vms": {"web": [{"network": "lan"}],
              "db": [{"network": "lan", "mac": "02:..", "ipv4": "10.231.0.5"}]}}
 
-Derived (derive()): per network its bridge, gateway addresses and, for `ipv6 = "auto"`, a ULA
-/64 from the host and network name; per VM and network a tap name, a MAC, an IPv4 address (a
+Derived (derive()): per network its bridge (from the network's name), gateway addresses and,
+for `ipv6 = "auto"`, a ULA /64 from the host and network name; per VM and network a tap name
+and a MAC (from the network and VM name: the VM's runner derives the same), an IPv4 address (a
 hash slot in the pool, probing upward where two VMs' slots meet, VMs in name order, pins first)
 and an IPv6 address (prefix + a 64-bit hash). A pin (`mac`, `ipv4`, `ipv6`) replaces the
 derived value. Names and numbers depend only on the host name, the network name and the VM
@@ -40,7 +41,8 @@ from typing import Any
 from .errors import Problem, ValidationError
 
 IFNAMSIZ = 16
-# interface name prefixes systemd's shipped .network files match (vmspawn, nspawn)
+# interface name prefixes systemd's shipped .network files match (vmspawn, nspawn): no derived
+# name starts with one, and a VM's pinned tap name may not
 SYSTEMD_PREFIXES = ("vt-", "ve-", "vz-")
 BRIDGE_PREFIX = "mvb-"
 TAP_PREFIX = "mvt-"
@@ -75,14 +77,16 @@ def bridge_name(network: str) -> str:
     return name if len(name) < IFNAMSIZ else BRIDGE_PREFIX + _b32(_hash("bridge", network), 11)
 
 
-def tap_name(host: str, network: str, vm: str) -> str:
-    """`mvt-` and 11 characters of a hash of host, network and VM (15 bytes)."""
-    return TAP_PREFIX + _b32(_hash("tap", host, network, vm), 11)
+def tap_name(network: str, vm: str) -> str:
+    """`mvt-` and 11 characters of a hash of network and VM (15 bytes). Not of the host: the
+    VM's runner derives it too (a bridge is the host's own, so unique per host is enough)."""
+    return TAP_PREFIX + _b32(_hash("tap", network, vm), 11)
 
 
-def mac_address(host: str, network: str, vm: str) -> str:
-    """A locally administered unicast MAC: 02 and five bytes of a hash."""
-    return ":".join(f"{b:02x}" for b in (0x02, *_hash("mac", host, network, vm)[:5]))
+def mac_address(network: str, vm: str) -> str:
+    """A locally administered unicast MAC: 02 and five bytes of a hash of network and VM (as
+    tap_name, derived by the VM's runner and the host alike)."""
+    return ":".join(f"{b:02x}" for b in (0x02, *_hash("mac", network, vm)[:5]))
 
 
 def ula_prefix(host: str, network: str) -> ipaddress.IPv6Network:
@@ -232,22 +236,20 @@ class _Deriver:
         if not isinstance(body, Mapping):
             self.bad(path, "must be an object")
             return None
-        known = {"ipv4", "ipv6", "uplinks", "domain", "isolation", "allow", "forwardPorts",
-                 "bridge"}
+        known = {"ipv4", "ipv6", "uplinks", "domain", "isolation", "allow", "forwardPorts"}
         for key in sorted(set(body) - known):
             self.bad(f"{path}.{key}", f"unknown option (known: {', '.join(sorted(known))})")
         ipv4 = self._ipv4(f"{path}.ipv4", body.get("ipv4"))
         ipv6 = self._ipv6(f"{path}.ipv6", body.get("ipv6"), host, name)
         if ipv4 is None and ipv6 is None:
             self.bad(path, "needs ipv4, ipv6 or both")
-        bridge = body.get("bridge") or bridge_name(name)
-        self._ifname(f"{path}.bridge", bridge)
+        bridge = bridge_name(name)
         uplinks = body.get("uplinks", [])
         if not isinstance(uplinks, list):
             self.bad(f"{path}.uplinks", "must be a list of host interface names")
             uplinks = []
         for i, uplink in enumerate(uplinks):
-            self._ifname(f"{path}.uplinks[{i}]", uplink, claimed_ok=True)
+            self._ifname(f"{path}.uplinks[{i}]", uplink)
         domain = body.get("domain")
         if domain is not None and (not isinstance(domain, str) or not all(
                 _LABEL.fullmatch(label) for label in domain.split("."))):
@@ -295,15 +297,12 @@ class _Deriver:
             return None
         return net
 
-    def _ifname(self, path: str, value: object, *, claimed_ok: bool = False) -> None:
+    def _ifname(self, path: str, value: object) -> None:
         if not isinstance(value, str) or not value or "/" in value or any(
                 c.isspace() or c == ":" for c in value):
             self.bad(path, f"must be an interface name, got {value!r}")
         elif len(value.encode()) >= IFNAMSIZ:
             self.bad(path, f"interface names are at most {IFNAMSIZ - 1} bytes, got {value!r}")
-        elif not claimed_ok and value.startswith(SYSTEMD_PREFIXES):
-            self.bad(path, f"{value!r} starts with a prefix systemd's own network files claim " +
-                     f"({', '.join(SYSTEMD_PREFIXES)}): networkd would configure it")
 
     def _ports(self, path: str, value: object) -> tuple[int, ...]:
         if not isinstance(value, list) or not all(
@@ -375,8 +374,8 @@ class _Deriver:
         bridges: dict[str, str] = {}
         for n in networks:
             if n.bridge in bridges:
-                self.bad(f"networks.{n.name}.bridge", f"{n.bridge!r} is also the bridge of " +
-                         f"networks.{bridges[n.bridge]}")
+                self.bad(f"networks.{n.name}", f"its bridge {n.bridge!r} is also the bridge " +
+                         f"of networks.{bridges[n.bridge]}: rename one network")
             bridges[n.bridge] = n.name
 
     # -- members -------------------------------------------------------------------------
@@ -471,8 +470,8 @@ class _Deriver:
                                     or int(mac[:2], 16) & 1):
                 self.bad(f"{at}.mac", f"must be a unicast MAC like 02:00:00:00:00:01, got {mac!r}")
                 mac = None
-            out.append(Member(vm, net.name, tap_name(host, net.name, vm),
-                              mac.lower() if mac else mac_address(host, net.name, vm), ipv4, ipv6))
+            out.append(Member(vm, net.name, tap_name(net.name, vm),
+                              mac.lower() if mac else mac_address(net.name, vm), ipv4, ipv6))
         return out
 
     def _pin4(self, path: str, value: object, net: Network,
