@@ -43,13 +43,13 @@ def refused(d: dict[str, Any], expected: str) -> None:
 
 def test_derived_values_follow_the_documented_formula() -> None:
     """The formula is the contract (a host's VMs keep their MACs and names across versions):
-    SHA-256 of the NUL-joined parts, computed here independently."""
+    SHA-256 of the newline-joined parts, computed here independently."""
     d = join(join(decl(lan={"ipv4": "10.231.0.0/24", "ipv6": "auto"}), "web"), "db")
     plan = derive(d)
     web = plan.member("web", "lan")
 
     def h(*parts: str) -> bytes:
-        return hashlib.sha256("\0".join(parts).encode()).digest()
+        return hashlib.sha256("\n".join(parts).encode()).digest()
 
     assert web.mac == "02:" + ":".join(f"{b:02x}" for b in h("mac", "lan", "web")[:5])
     tap = int.from_bytes(h("tap", "lan", "web"), "big")

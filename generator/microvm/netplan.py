@@ -61,8 +61,10 @@ _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _hash(*parts: str) -> bytes:
-    """The one hash every derived value comes from: SHA-256 of the NUL-joined parts."""
-    return hashlib.sha256("\0".join(parts).encode()).digest()
+    """The one hash every derived value comes from: SHA-256 of the parts joined by newlines
+    (no name holds one; Nix's builtins.hashString can compute the same, where a NUL could not
+    be in a Nix string)."""
+    return hashlib.sha256("\n".join(parts).encode()).digest()
 
 
 def _b32(data: bytes, n: int) -> str:
