@@ -199,8 +199,9 @@ class _Deriver:
         for key in sorted(unknown):
             self.bad(key, "unknown key (known: hostName, hostAddresses, networks, vms)")
         host = decl.get("hostName")
-        if not isinstance(host, str) or not host:
-            self.bad("hostName", f"must be the host's name (a non-empty string), got {host!r}")
+        if not isinstance(host, str) or not host or any(ord(c) < 32 for c in host):
+            self.bad("hostName", "must be the host's name (a non-empty string without control " +
+                     f"characters), got {host!r}")
             host = ""
         host_addresses = self._host_addresses(decl.get("hostAddresses", []))
         nets = decl.get("networks", {})
