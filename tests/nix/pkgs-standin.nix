@@ -44,6 +44,10 @@ let
     drv // (env.passthru or { }) // { meta = env.meta or { }; };
 
   # a package whose bin/ links the named host executables (missing ones are skipped)
+  # as nixpkgs' runCommandLocal: built on this machine, never substituted nor sent to a
+  # remote builder
+  runCommandLocal = name: env: runCommand name ({ preferLocalBuild = true; allowSubstitutes = false; } // env);
+
   hostTool = name: commands: runCommand name { } ''
     mkdir -p "$out/bin"
     for c in ${lib.escapeShellArgs commands}; do
@@ -59,7 +63,7 @@ let
   ];
 
   self = {
-    inherit lib runCommand;
+    inherit lib runCommand runCommandLocal;
     stdenv.hostPlatform = platform;
     buildPackages = self;
     path = ./fake-nixpkgs;
