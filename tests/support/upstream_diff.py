@@ -398,9 +398,22 @@ TABLE: tuple[Entry, ...] = (
         QEMU_DOC + " (-fsdev)",
     ),
     _e(
+        "qemu-forward-guest-port-zero",
+        U,
+        "qemu.user-forward-guest-port-zero",
+        r"accepts \(project: microvm\.forwardPorts\[0\]\.guest\.port: .*QEMU refuses.*\)",
+        D,
+        "a forwarded guest port 0 is refused when the runner is built",
+        "Both take 0 to 65535 for the ports (types.port), and host port 0 means the same on both "
+        + "sides (the kernel picks a free port). Upstream writes a rule with guest port 0, which "
+        + "QEMU 7.2 refuses when it starts (`Bad guest port`, `Invalid guest forwarding rule`); "
+        + "here the build fails naming the option instead (tests/test_qemu.py runs QEMU).",
+        Q_RUNNER + " (forwardingOptions); QEMU net/slirp.c (hostfwd, guestfwd parsing)",
+    ),
+    _e(
         "qemu-hostfwd-comma",
         U,
-        "qemu.user-forward",
+        "qemu.user-forward qemu.user-forward-any-port",
         r"-netdev user\[id=netdev0\] ",
         D,
         "no empty option after hostfwd",

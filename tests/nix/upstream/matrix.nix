@@ -72,6 +72,16 @@ let
         microvm.graphics = { enable = true; backend = "headless"; vulkan = "venus"; hostmem = "1G"; };
       };
       graphics-gtk = { microvm.graphics = { enable = true; backend = "gtk"; }; };
+      # host port 0 (types.port takes it): a port the kernel picks when QEMU starts
+      user-forward-any-port = {
+        microvm.interfaces = [{ type = "user"; id = "usernet"; mac = "02:00:00:00:02:01"; }];
+        microvm.forwardPorts = [{ host.port = 0; guest.port = 22; }];
+      };
+      # guest port 0: upstream writes the rule, QEMU refuses it when it starts
+      user-forward-guest-port-zero = {
+        microvm.interfaces = [{ type = "user"; id = "usernet"; mac = "02:00:00:00:02:01"; }];
+        microvm.forwardPorts = [{ host.port = 2222; guest.port = 0; }];
+      };
     };
     # crosvm's own GPU device on a vhost-user socket, started by the runner
     crosvm.graphics = { microvm.graphics = { enable = true; socket = "gpu.sock"; }; };
