@@ -38,6 +38,16 @@ class Tree:
     files: Mapping[str, tuple[str, bool]]
 
 
+# A volume of another image type is made as a raw image with its file system, then written in
+# that format by qemu-img (format, -o options); "vhd" is the fixed VHD (cloud-hypervisor reads
+# no other), its size exactly the volume's (force_size: no rounding to a disk geometry).
+IMAGE_CONVERSION: Mapping[str, tuple[str, str]] = {
+    "qcow2": ("qcow2", ""),
+    "vhd": ("vpc", "subformat=fixed,force_size=on"),
+    "vhdx": ("vhdx", ""),
+}
+
+
 def _mkfs_args(fs_type: str, label: str | None, extra: tuple[str, ...]) -> list[str]:
     args = [_LABEL_FLAG.get(fs_type, "-L"), label] if label else []
     return [*args, *extra]
@@ -162,6 +172,7 @@ class _Scripts:
     def run(self, launch: Launch, links: _Links) -> None:
         vm = self.vm
         volumes = [{"image": v.image, "size": v.size, "fs_type": v.fs_type,
+                    "convert": IMAGE_CONVERSION.get(v.image_type, ("", "")),
                     "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
                    for v in vm.volumes if v.auto_create]
         variants = [(str(accel), argv) for accel, argv in launch.variants.items()]

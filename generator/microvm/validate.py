@@ -372,9 +372,6 @@ def _check_volumes(c: _Checker) -> None:
             known = ", ".join(sorted(c.caps.image_types))
             c.add(f"{p}.imageType",
                   f"{vm.hypervisor} reads only {known} images, got {v.image_type!r}")
-        elif v.auto_create and v.image_type != "raw":
-            c.add(f"{p}.imageType",
-                  "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false")
 
 
 def _check_shares(c: _Checker) -> None:

@@ -107,6 +107,7 @@ let
 
     qemu = hostTool "qemu" [ "qemu-system-x86_64" "qemu-system-aarch64" ];
     qemu_kvm = hostTool "qemu-kvm" [ "qemu-system-x86_64" ];
+    qemu-utils = hostTool "qemu-utils" [ "qemu-img" ];
     virtiofsd = hostTool "virtiofsd" [ "/usr/lib/qemu/virtiofsd" ];
     cloud-hypervisor = hostTool "cloud-hypervisor" [ "cloud-hypervisor" "ch-remote" ];
     firecracker = hostTool "firecracker" [ "firecracker" ];

@@ -367,9 +367,35 @@ TABLE: tuple[Entry, ...] = (
         Q_RUNNER + "; " + QEMU_DOC + " (-drive discard)",
     ),
     _e(
+        "qemu-volume-image-type",
+        U,
+        "qemu.volume-qcow2",
+        r"-drive \[id=drive\d\] format=raw",
+        D,
+        "QEMU is told a volume's imageType, and an image the runner creates is in that format",
+        "Upstream passes imageType to cloud-hypervisor only (its option text: the format is "
+        + "only passed to the hypervisor and does not change the image autoCreate makes); QEMU "
+        + "gets format=raw whatever it says, and a missing image is made raw. Here QEMU gets "
+        + "the volume's format (vhd as vpc), and a missing image is made in it: a raw file with "
+        + "the file system, written by qemu-img convert (tests/test_runner.py reads the result "
+        + "with qemu-img).",
+        "microvm.nix nixos-modules/microvm/options.nix (volumes.*.imageType), lib/volumes.nix, "
+        + Q_RUNNER + " (-drive format=raw); " + QEMU_DOC + " (-drive format)",
+    ),
+    _e(
+        "qemu-volume-image-type-given",
+        P,
+        "qemu.volume-qcow2",
+        r"-drive \[id=drive\d\] format=qcow2",
+        D,
+        "(the other half of the row above: QEMU gets the volume's format)",
+        "See the row above.",
+        QEMU_DOC + " (-drive format)",
+    ),
+    _e(
         "qemu-volume-defaults",
         U,
-        "qemu.volumes qemu.volume-options",
+        "qemu.volumes qemu.volume-options qemu.volume-qcow2",
         r"-drive \[id=drive\d\] (read-only=off|cache=none)",
         D,
         "default and equivalent -drive options",

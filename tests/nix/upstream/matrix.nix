@@ -77,6 +77,10 @@ let
         microvm.interfaces = [{ type = "user"; id = "usernet"; mac = "02:00:00:00:02:01"; }];
         microvm.forwardPorts = [{ host.port = 0; guest.port = 22; }];
       };
+      # a qcow2 volume the runner creates when it is missing (autoCreate defaults to true)
+      volume-qcow2 = {
+        microvm.volumes = [{ image = "data.qcow2"; mountPoint = "/data"; size = 64; imageType = "qcow2"; }];
+      };
       # guest port 0: upstream writes the rule, QEMU refuses it when it starts
       user-forward-guest-port-zero = {
         microvm.interfaces = [{ type = "user"; id = "usernet"; mac = "02:00:00:00:02:01"; }];
@@ -87,6 +91,10 @@ let
     crosvm.graphics = { microvm.graphics = { enable = true; socket = "gpu.sock"; }; };
     # the same device for cloud-hypervisor's GPU build (--gpu)
     cloud-hypervisor.graphics = { microvm.graphics.enable = true; };
+    # a qcow2 volume the runner creates when it is missing (autoCreate defaults to true)
+    cloud-hypervisor.volume-qcow2 = {
+      microvm.volumes = [{ image = "data.qcow2"; mountPoint = "/data"; size = 64; imageType = "qcow2"; }];
+    };
   };
 
   entry = hv: case: module: {
