@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from microvm import runner, units
@@ -628,3 +629,17 @@ def test_template_input_resolves_through_the_documented_registry_name(tmp_path: 
     assert microvm["locked"]["type"] == "path"
     assert microvm["locked"]["path"] == str(project) and microvm["locked"]["narHash"]
     assert microvm["inputs"]["nixpkgs"] == ["nixpkgs"]  # follows the host's nixpkgs
+
+
+def test_the_microvm_command_is_installed_unless_turned_off() -> None:
+    """microvm.host.installCommand (microvm.nix made its command optional, default on): the
+    generator is in environment.systemPackages by default and not when it is false, while the
+    units still run the same generator."""
+    def get(attr: str, options: str = "{ }") -> Any:
+        return json.loads(nix_eval(host(attr, host_options=options)).stdout)
+
+    packages = "config.environment.systemPackages"
+    assert [p.endswith("-microvm-generator") for p in get(packages)] == [True]
+    assert get(packages, "{ installCommand = false; }") == []
+    reconcile = "config.systemd.services.microvm-reconcile.serviceConfig.ExecStart"
+    assert get(reconcile, "{ installCommand = false; }") == get(reconcile)
