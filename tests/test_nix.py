@@ -218,7 +218,6 @@ NIX_ONLY = {
     "storeDiskErofsFlags", "storeDiskSquashfsFlags", "registerClosure",
     *(f"{hv}.package" for hv in ("qemu", "cloud-hypervisor", "firecracker", "crosvm",
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
-    "registerWithMachined",
     "cloud-hypervisor.platformOEMStrings", "vfkit.rosetta.enable",
     "vfkit.rosetta.install", "vfkit.rosetta.ignoreIfMissing", "graphics.crosvmPackage",
     "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",

@@ -210,6 +210,8 @@ def _meta(vm: MicroVM, launch: Launch, links: _Links) -> dict[str, str]:
     meta[Meta.USB_DEVICES] = _lines([d.path for d in vm.devices if d.bus == "usb"])
     if vm.vsock_cid is not None:
         meta[Meta.VSOCK_CID] = f"{vm.vsock_cid}\n"
+    if vm.register_with_machined:  # read by the units' machined helper (as root)
+        meta[Meta.MACHINED] = f"{vm.machine_uuid.lower()}\n"
     for s in _virtiofs(vm):
         meta[virtiofs_meta(s.tag, "socket")] = f"{s.socket}\n"
         meta[virtiofs_meta(s.tag, "source")] = f"{s.source}\n"

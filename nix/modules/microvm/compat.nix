@@ -10,7 +10,6 @@ let
     description = "Accepted for compatibility; this project's runners ignore it (a warning says so when set).";
   };
   paths = [
-    [ "registerWithMachined" ]
     [ "cloud-hypervisor" "platformOEMStrings" ]
     [ "vfkit" "rosetta" "enable" ]
     [ "vfkit" "rosetta" "install" ]
@@ -21,7 +20,6 @@ let
 in
 {
   options.microvm = {
-    registerWithMachined = unsupported types.bool false;
     cloud-hypervisor.platformOEMStrings = unsupported (types.listOf types.str) [ ];
     vfkit.rosetta.enable = unsupported types.bool false;
     vfkit.rosetta.install = unsupported types.bool false;
