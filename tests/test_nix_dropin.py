@@ -325,6 +325,21 @@ def test_removed_and_compat_options(tmp_path: Path) -> None:
     assert ok is True
 
 
+def test_a_volume_made_in_another_format_puts_qemu_img_on_the_runners_path(
+        tmp_path: Path) -> None:
+    """The runner writes a missing qcow2 (vhd, vhdx) volume with qemu-img: the Nix runner's
+    PATH has it then (qemu-utils), and not for raw volumes or ones it does not create."""
+    def path(volumes: str) -> list[str]:
+        doc = json.loads(json.loads(nix_eval(guest_inline(
+            tmp_path, f"{{ microvm.volumes = [ {volumes} ]; }}", "json")).stdout))
+        return [p for p in doc["runtimePath"] if "qemu-utils" in p]
+
+    qcow2 = '{ image = "a.qcow2"; mountPoint = "/a"; imageType = "qcow2"; '
+    assert len(path(qcow2 + "size = 8; }")) == 1
+    assert path('{ image = "a.img"; mountPoint = "/a"; size = 8; }') == []
+    assert path(qcow2 + "autoCreate = false; }") == []
+
+
 LIB_CASES = """{
   a = m.extractOptValues "-b" ["-a" "a" "-b" "b" "-c" "c" "-b" "b2"];
   b = m.extractOptValues ["-p" "-platform"] ["-p" "short" "-vnc" ":0" "-platform" "long" "-usb"];
