@@ -476,3 +476,16 @@ def test_crosvm_graphics_start_the_gpu_device_first_and_stop_it_after(tmp_path: 
                        capture_output=True, text=True)
     assert r.returncode == 1 and "GPU device exited before the VM started" in r.stderr
     assert not log.exists()
+
+
+def test_every_image_type_has_a_qemu_format() -> None:
+    """The schema's image types, and every type a hypervisor reads, have a qemu-img format the
+    runner can create a missing image in (hypervisors/base.py QEMU_IMAGE_FORMATS)."""
+    from microvm.capabilities import CAPABILITIES
+    from microvm.hypervisors.base import QEMU_IMAGE_FORMATS
+    from microvm.options import schema
+
+    volume = schema()["properties"]["microvm"]["properties"]["volumes"]["items"]["properties"]
+    types = set(volume["imageType"]["enum"])
+    assert set().union(*(c.image_types for c in CAPABILITIES.values())) <= types
+    assert set(QEMU_IMAGE_FORMATS) == types

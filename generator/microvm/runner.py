@@ -23,7 +23,7 @@ from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, Share, ShareProto
 from .errors import UsageError
 from .hypervisors import Backend, Launch, RunContext, backend
-from .hypervisors.base import macvtap_fds, queues
+from .hypervisors.base import QEMU_IMAGE_FORMATS, macvtap_fds, queues
 from .layout import META_DIR, LaunchRecord, Meta, Program, template_names, virtiofs_meta
 from .render import render
 
@@ -36,16 +36,6 @@ class Tree:
     """The runner tree as data: relative path -> (content, executable)."""
 
     files: Mapping[str, tuple[str, bool]]
-
-
-# A volume of another image type is made as a raw image with its file system, then written in
-# that format by qemu-img (format, -o options); "vhd" is the fixed VHD (cloud-hypervisor reads
-# no other), its size exactly the volume's (force_size: no rounding to a disk geometry).
-IMAGE_CONVERSION: Mapping[str, tuple[str, str]] = {
-    "qcow2": ("qcow2", ""),
-    "vhd": ("vpc", "subformat=fixed,force_size=on"),
-    "vhdx": ("vhdx", ""),
-}
 
 
 def _mkfs_args(fs_type: str, label: str | None, extra: tuple[str, ...]) -> list[str]:
@@ -172,7 +162,9 @@ class _Scripts:
     def run(self, launch: Launch, links: _Links) -> None:
         vm = self.vm
         volumes = [{"image": v.image, "size": v.size, "fs_type": v.fs_type,
-                    "convert": IMAGE_CONVERSION.get(v.image_type, ("", "")),
+                    # a raw image is made as it is; others through qemu-img convert
+                    "convert": (("", "") if v.image_type == "raw"
+                                else QEMU_IMAGE_FORMATS[v.image_type]),
                     "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
                    for v in vm.volumes if v.auto_create]
         variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
