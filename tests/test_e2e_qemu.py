@@ -101,6 +101,39 @@ umount /mnt/data && echo E2E-WRITTEN
     assert not list(image.parent.glob("*.microvm-new.*"))
 
 
+def test_a_qcow2_volume_is_created_and_the_guest_uses_it(make_initrd: InitrdFactory,
+                                                        tmp_path: Path) -> None:
+    """autoCreate with imageType = "qcow2" (accepted as microvm.nix does): the runner makes the
+    missing image as qcow2 holding the file system, QEMU opens it as qcow2, the guest mounts
+    and writes it, and the second run finds the first run's file in the same image."""
+    script = r"""
+dev=$(disk_by_serial data)
+mkdir -p /mnt/data && mount -t ext4 "$dev" /mnt/data
+if [ -e /mnt/data/note ]; then echo "E2E-FOUND:$(cat /mnt/data/note)"; fi
+echo "run-$(param e2e.run)" > /mnt/data/note
+umount /mnt/data && echo E2E-WRITTEN
+"""
+    volume = {"image": "data.qcow2", "size": 32, "serial": "data", "imageType": "qcow2"}
+    image = tmp_path / "data.qcow2"
+    for run in (1, 2):
+        doc = document("vol", vmtest.guest_kernel().vmlinux, make_initrd(script),
+                       volumes=[volume], kernelParams=["quiet", f"e2e.run={run}"])
+        runner = generate(doc, tmp_path)
+        with VM(runner, tmp_path) as vm:
+            vm.wait_for("E2E-WRITTEN")
+            assert vm.wait_exit() == 0
+        assert ("E2E-FOUND:run-1" in vm.console) == (run == 2)
+    info = subprocess.run(["qemu-img", "info", "-f", "qcow2", "--output=json", str(image)],
+                          capture_output=True, text=True, check=True).stdout
+    assert '"virtual-size": 33554432' in info
+    raw = tmp_path / "data.raw"
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(image), str(raw)],
+                   check=True)
+    out = subprocess.run(["debugfs", "-R", "cat /note", str(raw)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out == "run-2\n"
+
+
 def test_q35_machine_with_pci_devices(make_initrd: InitrdFactory, tmp_path: Path) -> None:
     """On q35 the devices are virtio-*-pci with disable-legacy=on and romfile= (no iPXE): the
     guest finds its volume by serial and its network card, and powers off through ACPI."""

@@ -139,6 +139,18 @@ def test_the_check_needs_nothing_of_the_guest() -> None:
         assert [p for p in needed if p.endswith("-microvm-generator.drv")], (name, needed)
 
 
+def test_runner_and_store_disk_are_built_locally() -> None:
+    """As microvm.nix (its runner since PR 593, its store disk before), the runner and the store
+    disk are runCommandLocal derivations: preferLocalBuild, never substituted, so a remote
+    builder is not sent the store disk to write a few scripts."""
+    got = nix_json("let m = (import ./eval.nix { configuration = ./configs/firecracker.nix; " +
+                   "inherit python repo; }).config.microvm; in map (d: { inherit (d) name; " +
+                   "local = d.preferLocalBuild or false; subst = d.allowSubstitutes or true; }) " +
+                   "[ m.declaredRunner m.storeDisk ]")
+    assert [(g["local"], g["subst"]) for g in got] == [(True, False)] * 2, got
+    assert got[1]["name"].startswith("microvm-store-disk."), got
+
+
 def nix_build(expr: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", *nix_args(), "-E", expr],
                           cwd=NIXDIR, capture_output=True, text=True, timeout=300)
@@ -206,7 +218,7 @@ NIX_ONLY = {
     "storeDiskErofsFlags", "storeDiskSquashfsFlags", "registerClosure",
     *(f"{hv}.package" for hv in ("qemu", "cloud-hypervisor", "firecracker", "crosvm",
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
-    "registerWithMachined", "graphics.crosvmPackage",
+    "graphics.crosvmPackage",
     "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",
     "deploy.rebuild",
 }

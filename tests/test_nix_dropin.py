@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from microvm import runner, units
@@ -324,6 +325,21 @@ def test_removed_and_compat_options(tmp_path: Path) -> None:
     assert ok is True
 
 
+def test_a_volume_made_in_another_format_puts_qemu_img_on_the_runners_path(
+        tmp_path: Path) -> None:
+    """The runner writes a missing qcow2 (vhd, vhdx) volume with qemu-img: the Nix runner's
+    PATH has it then (qemu-utils), and not for raw volumes or ones it does not create."""
+    def path(volumes: str) -> list[str]:
+        doc = json.loads(json.loads(nix_eval(guest_inline(
+            tmp_path, f"{{ microvm.volumes = [ {volumes} ]; }}", "json")).stdout))
+        return [p for p in doc["runtimePath"] if "qemu-utils" in p]
+
+    qcow2 = '{ image = "a.qcow2"; mountPoint = "/a"; imageType = "qcow2"; '
+    assert len(path(qcow2 + "size = 8; }")) == 1
+    assert path('{ image = "a.img"; mountPoint = "/a"; size = 8; }') == []
+    assert path(qcow2 + "autoCreate = false; }") == []
+
+
 LIB_CASES = """{
   a = m.extractOptValues "-b" ["-a" "a" "-b" "b" "-c" "c" "-b" "b2"];
   b = m.extractOptValues ["-p" "-platform"] ["-p" "short" "-vnc" ":0" "-platform" "long" "-usb"];
@@ -628,3 +644,17 @@ def test_template_input_resolves_through_the_documented_registry_name(tmp_path: 
     assert microvm["locked"]["type"] == "path"
     assert microvm["locked"]["path"] == str(project) and microvm["locked"]["narHash"]
     assert microvm["inputs"]["nixpkgs"] == ["nixpkgs"]  # follows the host's nixpkgs
+
+
+def test_the_microvm_command_is_installed_unless_turned_off() -> None:
+    """microvm.host.installCommand (microvm.nix made its command optional, default on): the
+    generator is in environment.systemPackages by default and not when it is false, while the
+    units still run the same generator."""
+    def get(attr: str, options: str = "{ }") -> Any:
+        return json.loads(nix_eval(host(attr, host_options=options)).stdout)
+
+    packages = "config.environment.systemPackages"
+    assert [p.endswith("-microvm-generator") for p in get(packages)] == [True]
+    assert get(packages, "{ installCommand = false; }") == []
+    reconcile = "config.systemd.services.microvm-reconcile.serviceConfig.ExecStart"
+    assert get(reconcile, "{ installCommand = false; }") == get(reconcile)

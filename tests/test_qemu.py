@@ -390,3 +390,39 @@ def test_qemu_takes_the_graphics_devices() -> None:
     # egl-headless needs no window, only a render node
     said = _qemu_says("-display", "egl-headless")
     assert said == "" if has_dri else "no drm render node available" in said, said
+
+
+def test_forwarded_host_port_zero_is_passed_on_and_guest_port_zero_refused() -> None:
+    """microvm.nix's forwardPorts ports are types.port (0 to 65535): host port 0 is accepted,
+    more than once, and written as it is; guest port 0 is an error naming the option."""
+    users = [{"type": "user", "id": "u", "mac": "02:00:00:00:00:01"}]
+    a = argv(interfaces=users, forwardPorts=[{"host": {"port": 0}, "guest": {"port": 22}},
+                                             {"host": {"port": 0}, "guest": {"port": 80}}])
+    assert values(a, "-netdev") == ["user,id=net0,hostfwd=tcp::0-:22,hostfwd=tcp::0-:80"]
+    for direction in ("host", "guest"):
+        with pytest.raises(ValidationError) as e:
+            argv(interfaces=users, forwardPorts=[
+                {"from": direction, "host": {"port": 2222}, "guest": {"port": 0}}])
+        assert [str(p) for p in e.value.problems] == [
+            "microvm.forwardPorts[0].guest.port: must be between 1 and 65535: QEMU refuses a " +
+            "forwarding rule with guest port 0 (microvm.nix passes it on and QEMU fails to " +
+            "start)"]
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                    reason="qemu-system-x86_64 is not installed")
+def test_qemu_listens_on_a_free_port_for_host_port_zero_and_refuses_guest_port_zero() -> None:
+    """The oracle of the rule above, QEMU 7.2 itself: with hostfwd host port 0 it starts and
+    listens on a port the kernel picked (`info usernet`); a rule with guest port 0, either
+    direction, makes it exit at once."""
+    base = ["qemu-system-x86_64", "-machine", "microvm", "-nodefaults", "-display", "none",
+            "-S", "-monitor", "stdio", "-netdev"]
+    r = subprocess.run([*base, "user,id=n0,hostfwd=tcp::0-:22"], input="info usernet\nquit\n",
+                       capture_output=True, text=True, timeout=30)
+    listening = [ln.split() for ln in r.stdout.splitlines() if "HOST_FORWARD" in ln]
+    assert r.returncode == 0 and len(listening) == 1, r
+    assert int(listening[0][3]) > 0 and listening[0][-4:-2] == ["10.0.2.15", "22"], listening
+    for rule in ("hostfwd=tcp::2222-:0", "guestfwd=tcp:10.0.2.100:0-cmd:true"):
+        r = subprocess.run([*base, f"user,id=n0,{rule}"], input="quit\n", capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode != 0 and "forwarding rule" in r.stderr, (rule, r)

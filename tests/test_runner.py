@@ -271,6 +271,36 @@ def test_volume_image_starting_with_a_dash_is_made_by_mkfs(tmp_path: Path,
     assert not list(tmp_path.glob("*.microvm-new.*"))
 
 
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
+def test_volumes_of_other_image_types_are_created_in_their_format(tmp_path: Path,
+                                                                  fake_path: Path) -> None:
+    """autoCreate with imageType qcow2, vhd or vhdx (microvm.nix accepts them; it would write a
+    raw image the hypervisor is then told is qcow2): a missing image is made in that format,
+    holding the file system, its virtual size the volume's size, as qemu-img itself reads it;
+    an existing one, of any content, is left alone; names with ':' or a leading '-' work."""
+    names = {"qcow2": "data:1.qcow2", "vhd": "-d.vhd", "vhdx": "sub/d.vhdx"}
+    d = doc(volumes=[{"image": names[t], "size": 8, "label": f"l-{t}", "imageType": t}
+                     for t in names] + [{"image": "kept.qcow2", "size": 8, "imageType": "qcow2"}])
+    out = runner.write(from_document(d), tmp_path / "r")
+    work = tmp_path / "state"
+    work.mkdir()
+    (work / "kept.qcow2").write_bytes(b"user data")
+    run_runner(out, work, fake_path, tmp_path / "argv.json")
+    assert (work / "kept.qcow2").read_bytes() == b"user data"
+    for image_type, name in names.items():
+        fmt = {"vhd": "vpc"}.get(image_type, image_type)
+        info = json.loads(subprocess.run(
+            ["qemu-img", "info", "-f", fmt, "--output=json", f"./{name}"], cwd=work,
+            capture_output=True, text=True, check=True).stdout)
+        assert (info["format"], info["virtual-size"]) == (fmt, 8 << 20), (name, info)
+        raw = tmp_path / f"{image_type}.raw"
+        subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", "raw", f"./{name}", str(raw)],
+                       cwd=work, check=True)
+        label = subprocess.run(["dumpe2fs", "-h", str(raw)], capture_output=True, text=True)
+        assert f"Filesystem volume name:   l-{image_type}" in label.stdout, name
+    assert not [p for p in work.rglob("*") if ".microvm-new." in p.name]
+
+
 C_VIRTIOFSD = Path("/usr/lib/qemu/virtiofsd")
 
 
@@ -446,3 +476,16 @@ def test_crosvm_graphics_start_the_gpu_device_first_and_stop_it_after(tmp_path: 
                        capture_output=True, text=True)
     assert r.returncode == 1 and "GPU device exited before the VM started" in r.stderr
     assert not log.exists()
+
+
+def test_every_image_type_has_a_qemu_format() -> None:
+    """The schema's image types, and every type a hypervisor reads, have a qemu-img format the
+    runner can create a missing image in (hypervisors/base.py QEMU_IMAGE_FORMATS)."""
+    from microvm.capabilities import CAPABILITIES
+    from microvm.hypervisors.base import QEMU_IMAGE_FORMATS
+    from microvm.options import schema
+
+    volume = schema()["properties"]["microvm"]["properties"]["volumes"]["items"]["properties"]
+    types = set(volume["imageType"]["enum"])
+    assert set().union(*(c.image_types for c in CAPABILITIES.values())) <= types
+    assert set(QEMU_IMAGE_FORMATS) == types

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -306,6 +307,78 @@ def test_tap_vm_keeps_its_tap_across_an_automatic_restart(host: Host) -> None:
     host.wait("the tap unit to remove vm-net", lambda: host.run(
         "ip", "link", "show", "vm-net", check=False).returncode != 0, timeout=10)
     host.microvm("remove", "net")
+
+
+def _systemd_container_deb(h: Host) -> Path:
+    """Debian's systemd-container (systemd-machined, machinectl) of the host root's systemd
+    version, downloaded once with apt-get into the test cache (the root is debootstrapped
+    without it)."""
+    status = h.path("/var/lib/dpkg/status").read_text()
+    found = re.search(r"^Package: systemd\n(?:[^\n]+\n)*?Version: (\S+)$", status, re.M)
+    assert found, "no systemd in the host root"
+    version = found.group(1)
+    cache = vmtest.testguest.cache_dir()
+    deb = cache / f"systemd-container_{version.replace(':', '%3a')}_amd64.deb"
+    if not deb.is_file():
+        with vmtest.locked(cache / ".systemd-container.lock"):
+            r = subprocess.run(["apt-get", "download", f"systemd-container={version}"],
+                               cwd=cache, capture_output=True, text=True, timeout=300)
+        if r.returncode != 0 or not deb.is_file():
+            pytest.skip(f"cannot download systemd-container {version}: {r.stderr.strip()}")
+    return deb
+
+
+def test_a_vm_that_asks_is_registered_with_systemd_machined(host: Host, tmp_path: Path) -> None:
+    """microvm.registerWithMachined under a real systemd-machined (Debian's, unpacked into the
+    container): the running VM is machine NAME of class vm with the machine id as its UUID,
+    the hypervisor as leader and its tap as interface; a VM that does not ask is not
+    registered; stopping the unit removes the machine."""
+    unpacked = tmp_path / "systemd-container"
+    subprocess.run(["dpkg", "-x", str(_systemd_container_deb(host)), str(unpacked)], check=True)
+    # the root's /bin and /lib are links into /usr (merged /usr): copy file by file
+    for f in sorted(unpacked.rglob("*")):
+        if f.is_dir() and not f.is_symlink():
+            continue
+        rel = f.relative_to(unpacked).as_posix()
+        to = host.path(("usr/" if rel.split("/")[0] in ("bin", "lib", "sbin") else "") + rel)
+        to.parent.mkdir(parents=True, exist_ok=True)
+        if f.is_symlink():
+            to.unlink(missing_ok=True)
+            to.symlink_to(f.readlink())
+        else:
+            shutil.copy2(f, to)
+    host.systemctl("daemon-reload")
+    host.systemctl("reload", "dbus")
+    uuid = "8d3c0c64-0c5f-4a4e-9a6e-2f6f3c0e4b11"
+    runner = make_vm(host, "mach", registerWithMachined=True, machineId=uuid,
+                     interfaces=[{"type": "tap", "id": "vm-mach", "mac": "02:00:00:00:0a:02"}])
+    host.microvm("create", "mach", "--runner", runner)
+    host.microvm("create", "nomach", "--runner", make_vm(host, "nomach"))
+    for name in ("mach", "nomach"):
+        start(host, name)
+        wait_ready(host, name, 0)
+    show = dict(line.split("=", 1) for line in host.run(
+        "machinectl", "show", "mach").stdout.splitlines() if "=" in line)
+    assert {k: show.get(k) for k in ("Name", "Id", "Class", "Service", "Unit", "Leader")} == {
+        "Name": "mach", "Id": uuid.replace("-", ""), "Class": "vm", "Service": "microvm.nix",
+        "Unit": "microvm@mach.service", "Leader": host.prop("microvm@mach.service", "MainPID"),
+    }, show
+    # (machinectl show does not print the interfaces; the machine's D-Bus property holds them)
+    ifindex = host.run("cat", "/sys/class/net/vm-mach/ifindex").stdout.strip()
+    assert host.run("busctl", "get-property", "org.freedesktop.machine1",
+                    "/org/freedesktop/machine1/machine/mach", "org.freedesktop.machine1.Machine",
+                    "NetworkInterfaces").stdout.strip() == f"ai 1 {ifindex}"
+    names = host.run("machinectl", "list", "--no-legend").stdout
+    assert "mach" in names.split() and "nomach" not in names, names
+    host.systemctl("stop", "microvm@mach")
+    host.wait("machine mach to go", lambda: host.run(
+        "machinectl", "show", "mach", check=False).returncode != 0, timeout=20)
+    for u in all_units("mach"):  # the helpers stop a moment after the VM (PartOf=)
+        host.wait(f"{u} to stop", lambda u=u: host.state(u) == "inactive",  # type: ignore[misc]
+                  timeout=10)
+    for name in ("mach", "nomach"):
+        host.microvm("remove", name)
+    assert failed_units(host) == []
 
 
 def test_a_vm_that_cannot_start_gives_up_and_says_why(host: Host) -> None:

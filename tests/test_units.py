@@ -694,3 +694,151 @@ def test_a_vm_is_started_at_boot_only_when_its_unit_is_enabled(
               + f"exit {0 if state != 'disabled' else 1}\n")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     assert Service(use_systemd=True).enabled(VMDir(tmp_path, "web")) is enabled
+
+
+# -- machined (microvm.registerWithMachined) ---------------------------------------------------
+
+MACHINE1_MAN = Path("/usr/share/man/man5/org.freedesktop.machine1.5.gz")
+UUID = "a67472e5-570e-5c8a-b18c-ae3c77701050"
+
+
+def machine1_in_args(method: str) -> list[str]:
+    """The D-Bus types of a Manager method's in-arguments, read from systemd's own manual
+    (org.freedesktop.machine1(5), installed with this machine's systemd)."""
+    import gzip
+
+    text = gzip.decompress(MACHINE1_MAN.read_bytes()).decode()
+    text = re.sub(r"\\f[BIRP]|\\-|\\&", lambda m: "-" if m.group() == "\\-" else "", text)
+    m = re.search(rf"\b{method}\(([^)]*)\)", text)
+    assert m, method
+    return re.findall(r"\bin +(\S+) ", m.group(1))
+
+
+def machined_runner(tmp_path: Path, uuid: str | None, taps: list[str]) -> Path:
+    runner = tmp_path / "runner"
+    meta = runner / "share" / "microvm"
+    meta.mkdir(parents=True)
+    if uuid is not None:
+        (meta / "machined").write_text(uuid + "\n")
+    (meta / "tap-interfaces").write_text("".join(t + "\n" for t in taps))
+    link = tmp_path / "booted"
+    link.symlink_to(runner)
+    return link
+
+
+@pytest.mark.skipif(not (shutil.which("dbus-run-session") and shutil.which("dbus-monitor")
+                         and shutil.which("busctl") and MACHINE1_MAN.is_file()),
+                    reason="needs dbus-daemon, dbus-monitor, busctl and systemd's manual")
+@pytest.mark.parametrize("taps", [[], ["vm-a", "vm-b", "vm-gone"]])
+def test_machined_registers_with_the_documented_call(helpers: Path, tmp_path: Path,
+                                                     taps: list[str]) -> None:
+    """The helper's call, made by the real busctl on a private bus and read back by
+    dbus-monitor, is the method of org.freedesktop.machine1(5) with the argument types the
+    manual gives: the VM's name, its UUID as 16 bytes, service microvm.nix, class vm, the
+    leader PID, root directory /, and the ifindex of each tap interface that exists."""
+    link = machined_runner(tmp_path, UUID, taps)
+    sysfs = tmp_path / "sys"
+    for tap, index in (("vm-a", 7), ("vm-b", 12)):
+        (sysfs / "class/net" / tap).mkdir(parents=True)
+        (sysfs / "class/net" / tap / "ifindex").write_text(f"{index}\n")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "busctl").write_text(f'#!/bin/sh\nexec {shutil.which("busctl")} --user "$@"\n')
+    (fake / "busctl").chmod(0o755)
+    log = tmp_path / "monitor.txt"
+    script = (f"dbus-monitor --session --monitor > {log} 2>&1 & m=$!; sleep 0.5; " +
+              f"{helpers}/machined register vm {link} 4242; echo rc=$?; sleep 0.5; kill $m")
+    r = subprocess.run(["dbus-run-session", "--", "sh", "-c", script], text=True,
+                       capture_output=True, timeout=60,
+                       env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
+                            "MICROVM_SYSFS": str(sysfs)})
+    # no machined on the private bus: the call is made, and only the destination is missing
+    assert "rc=1" in r.stdout and "was not provided by any .service files" in r.stderr, r
+    calls = log.read_text().split("method call ")
+    [call] = [c for c in calls if "interface=org.freedesktop.machine1.Manager" in c]
+    method = re.search(r"member=(\w+)", call)
+    assert method
+    expected = {
+        "RegisterMachine": ["s", "ay", "s", "s", "u", "s"],
+        "RegisterMachineWithNetwork": ["s", "ay", "s", "s", "u", "s", "ai"],
+    }
+    assert method.group(1) == ("RegisterMachineWithNetwork" if taps else "RegisterMachine")
+    assert machine1_in_args(method.group(1)) == expected[method.group(1)]
+    body = call.split("\n", 1)[1].split("\nerror ", 1)[0]
+    assert re.findall(r'(?m)^   (string "[^"]*"|uint32 \d+)', body) == [
+        'string "vm"', 'string "microvm.nix"', 'string "vm"', "uint32 4242", 'string "/"']
+    uuid = re.search(r"array of bytes \[\s*([0-9a-f ]+?)\s*\]", body)
+    assert uuid and uuid.group(1).replace(" ", "") == UUID.replace("-", ""), body
+    assert re.findall(r"int32 (\d+)", body.replace("uint32", "")) == (
+        ["7", "12"] if taps else [])
+
+
+def test_machined_does_nothing_unless_asked_and_refuses_what_it_cannot_trust(
+        helpers: Path, tmp_path: Path) -> None:
+    """No share/microvm/machined: no call at all. A bad UUID, a runner the VM's user could
+    have changed, a bad PID or name: refused before any call. unregister leaves a machine of
+    another unit alone."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls"
+    (fake / "busctl").write_text(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + str(calls) + "\n" +
+        'case "$*" in *GetMachine*) echo \'o "/org/freedesktop/machine1/machine/vm"\' ;;\n' +
+        '  *get-property*) echo "s \\"$UNIT\\"" ;; esac\n')
+    (fake / "busctl").chmod(0o755)
+
+    def run(*args: str, unit: str = "microvm@vm.service") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(helpers / "machined"), *args], text=True, capture_output=True,
+                              env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
+                                   "UNIT": unit})
+
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    assert run("register", "vm", str(machined_runner(quiet, None, [])), "1").returncode == 0
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    r = run("register", "vm", str(machined_runner(bad, "not-a-uuid", [])), "1")
+    assert r.returncode == 1 and "not a UUID" in r.stderr
+    open_ = tmp_path / "open"
+    open_.mkdir()
+    link = machined_runner(open_, UUID, [])
+    (open_ / "runner" / "share").chmod(0o777)
+    r = run("register", "vm", str(link), "1")
+    assert r.returncode == 1 and "writable by group or others" in r.stderr, r.stderr
+    for args in (("register", "vm", str(link), "1x"), ("register", "../vm", str(link), "1"),
+                 ("register", "vm"), ("stop", "vm")):
+        assert run(*args).returncode == 2, args
+    assert not calls.exists()
+    assert run("unregister", "vm", unit="microvm@other.service").returncode == 0
+    assert "UnregisterMachine" not in calls.read_text()
+    assert run("unregister", "vm").returncode == 0
+    assert calls.read_text().splitlines()[-1] == (
+        "call org.freedesktop.machine1 /org/freedesktop/machine1 " +
+        "org.freedesktop.machine1.Manager UnregisterMachine s vm")
+
+
+def test_machined_is_asked_for_by_the_runner_and_wired_into_the_units(tmp_path: Path) -> None:
+    """microvm.registerWithMachined writes the machine UUID into the runner; microvm@.service
+    runs the helper as root after start and stop; a declared VM that registers wants machined
+    and starts after it, as microvm.nix's host module orders it."""
+    from microvm import runner
+    from microvm.document import from_document
+
+    doc: dict[str, Any] = {"hostName": "vm", "microvm": {"kernel": "/k", "storeOnDisk": False,
+                                                         "machineId": UUID.upper()}}
+    plain = runner.write(from_document(doc), tmp_path / "plain")
+    doc["microvm"]["registerWithMachined"] = True
+    asks = runner.write(from_document(doc), tmp_path / "asks")
+    assert not (plain / "share/microvm/machined").exists()
+    assert (asks / "share/microvm/machined").read_text() == UUID + "\n"
+    opts = UnitOptions(state_dir="/var/lib/microvms", declared=(
+        DeclaredVM("a", str(asks)), DeclaredVM("b", str(plain))))
+    out = tree(tmp_path, opts)
+    unit = (out / units.UNIT_DIR / "microvm@.service").read_text()
+    libexec = out / units.LIBEXEC_DIR
+    assert (f"ExecStartPost=+{libexec}/machined register %i " +
+            "%S/microvms/.control/%i/booted $MAINPID") in unit
+    assert f"ExecStopPost=+{libexec}/machined unregister %i" in unit
+    for name, wants in (("a", True), ("b", False)):
+        drop = (out / units.UNIT_DIR / f"microvm@{name}.service.d/50-declared.conf").read_text()
+        assert ("Wants=systemd-machined.service\nAfter=systemd-machined.service" in drop) == wants

@@ -461,3 +461,34 @@ if __name__ == "__main__":  # print the current differences (for reviewing the t
     for diff in all_differences():
         hit = [e.id for e in upstream_diff.CORPUS if matches(e, diff)]
         print(f"{diff}    <- {','.join(hit) or 'UNLISTED'}")
+
+
+@pytest.mark.parametrize(("module", "expected"), [
+    # nothing set: every script is there (the guest has sshd and the host's store)
+    ("{ }", {"installOnHost": "package", "sshSwitch": "package", "rebuild": "package"}),
+    # a configuration drops the SSH scripts, as microvm.nix's types (nullOr package) allow
+    ("{ lib, ... }: { microvm.deploy.rebuild = lib.mkForce null; " +
+     "microvm.deploy.sshSwitch = lib.mkForce null; }",
+     {"installOnHost": "package", "sshSwitch": "null", "rebuild": "null"}),
+    # without mkForce, null conflicts with the module's own definition, on both sides
+    ("{ microvm.deploy.rebuild = null; }",
+     {"installOnHost": "package", "sshSwitch": "package", "rebuild": "error"}),
+    # no sshd in the guest: no sshSwitch
+    ("{ lib, ... }: { services.openssh.enable = lib.mkForce false; }",
+     {"installOnHost": "package", "sshSwitch": "null", "rebuild": "package"}),
+])
+def test_deploy_options_take_what_microvm_nix_takes(tmp_path: Path, module: str,
+                                                    expected: dict[str, str]) -> None:
+    """microvm.deploy.* defined by a configuration (tests/nix/upstream/deploy-eval.nix): each
+    option evaluates, is null, or fails, as with upstream's guest module."""
+    (tmp_path / "m.nix").write_text(module + "\n")
+    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "deploy-eval.nix",
+                        "--arg", "upstream", str(upstream_src()),
+                        "--arg", "module", str(tmp_path / "m.nix"),
+                        "--arg", "python", json.dumps(sys.executable),
+                        "--arg", "repo", json.dumps(str(REPO))],
+                       cwd=NIXDIR, capture_output=True, text=True, env=nix_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = {side: {o: "error" if not f["ok"] else "null" if f["null"] else "package"
+                  for o, f in facts.items()} for side, facts in json.loads(r.stdout).items()}
+    assert got == {"upstream": expected, "project": expected}

@@ -346,6 +346,7 @@ class MicroVM:
                                                         kind=_sorted_pairs)
     pretty_procnames: bool = opt("microvm.prettyProcnames")
     machine_id: str | None = opt("microvm.machineId")
+    register_with_machined: bool = opt("microvm.registerWithMachined")
     virtiofsd: VirtiofsdOptions = opt("microvm.virtiofsd", item=VirtiofsdOptions)
     qemu: QemuOptions = opt("microvm.qemu", item=QemuOptions)
     firecracker_drive_io_engine: str = opt("microvm.firecracker.driveIoEngine")

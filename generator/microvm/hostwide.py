@@ -126,7 +126,8 @@ class _Port:
 
 def _ports(vm: MicroVM) -> list[_Port]:
     return [_Port(f.proto, f.host_port, f.host_address, f"microvm.forwardPorts[{i}].host.port")
-            for i, f in enumerate(vm.forward_ports) if f.direction == "host"]
+            for i, f in enumerate(vm.forward_ports)
+            if f.direction == "host" and f.host_port != 0]  # 0: a free port, each its own
 
 
 def _overlap(a: str, b: str) -> bool:

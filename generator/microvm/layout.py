@@ -58,6 +58,7 @@ class Meta(StrEnum):
     PCI_DEVICES = "pci-devices"
     USB_DEVICES = "usb-devices"
     VSOCK_CID = "vsock-cid"
+    MACHINED = "machined"  # the machine UUID the units register (microvm.registerWithMachined)
     PRE_START = "pre-start"  # microvm.preStart, sourced by microvm-run
     HYBRID_VSOCK = "hybrid-vsock"  # the hypervisor's vsock multiplexer socket (backends write)
     VM_JSON = "vm.json"  # the VM document (its to_json)

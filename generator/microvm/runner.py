@@ -23,7 +23,7 @@ from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, Share, ShareProto
 from .errors import UsageError
 from .hypervisors import Backend, Launch, RunContext, backend
-from .hypervisors.base import macvtap_fds, queues
+from .hypervisors.base import QEMU_IMAGE_FORMATS, macvtap_fds, queues
 from .layout import META_DIR, LaunchRecord, Meta, Program, template_names, virtiofs_meta
 from .render import render
 
@@ -162,6 +162,9 @@ class _Scripts:
     def run(self, launch: Launch, links: _Links) -> None:
         vm = self.vm
         volumes = [{"image": v.image, "size": v.size, "fs_type": v.fs_type,
+                    # a raw image is made as it is; others through qemu-img convert
+                    "convert": (("", "") if v.image_type == "raw"
+                                else QEMU_IMAGE_FORMATS[v.image_type]),
                     "mkfs_args": _mkfs_args(v.fs_type, v.label, v.mkfs_extra_args)}
                    for v in vm.volumes if v.auto_create]
         variants = [(str(accel), argv) for accel, argv in launch.variants.items()]
@@ -199,6 +202,8 @@ def _meta(vm: MicroVM, launch: Launch, links: _Links) -> dict[str, str]:
     meta[Meta.USB_DEVICES] = _lines([d.path for d in vm.devices if d.bus == "usb"])
     if vm.vsock_cid is not None:
         meta[Meta.VSOCK_CID] = f"{vm.vsock_cid}\n"
+    if vm.register_with_machined:  # read by the units' machined helper (as root)
+        meta[Meta.MACHINED] = f"{vm.machine_uuid.lower()}\n"
     for s in _virtiofs(vm):
         meta[virtiofs_meta(s.tag, "socket")] = f"{s.socket}\n"
         meta[virtiofs_meta(s.tag, "source")] = f"{s.source}\n"

@@ -56,7 +56,7 @@ TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
 # the units that are the same for every VM: NixOS declares them from nix/lib/units.json
 NIXOS_UNITS = (*TEMPLATE_UNITS, "microvms.target")
 HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup",
-           "runner-exec", "macvtap-owner", "mark-started")
+           "runner-exec", "macvtap-owner", "mark-started", "machined")
 # where the helpers keep what lasts one boot (a tmpfs): the restart counts mark-started records
 RUN_DIR = "/run/microvm"
 # microvm@NAME gives up after this many starts within this many seconds (RestartSec=5s)
@@ -218,6 +218,7 @@ def _declared_files(vm: DeclaredVM, common: dict[str, Any],
                # as microvm.nix's host: a VM whose guest reports readiness over vsock is
                # ready when it says so, whatever the host-wide readiness
                notifies=model is not None and model.vsock_cid is not None,
+               machined=model is not None and model.register_with_machined,
                hypervisor=(str(model.hypervisor) if model is not None
                            else _hypervisor(vm.runner)),
                crosvm_syscalls=CROSVM_JAIL_SYSCALLS), 0o644)

@@ -372,9 +372,6 @@ def _check_volumes(c: _Checker) -> None:
             known = ", ".join(sorted(c.caps.image_types))
             c.add(f"{p}.imageType",
                   f"{vm.hypervisor} reads only {known} images, got {v.image_type!r}")
-        elif v.auto_create and v.image_type != "raw":
-            c.add(f"{p}.imageType",
-                  "autoCreate makes raw images; set imageType = \"raw\" or autoCreate = false")
 
 
 def _check_shares(c: _Checker) -> None:
@@ -459,8 +456,15 @@ def _check_forward_ports(c: _Checker) -> None:
                     ipaddress.IPv4Address(addr)
                 except ValueError:
                     c.add(f"{p}.{side}.address", f"must be an IPv4 address or empty, got {addr!r}")
+        # the option's type (as microvm.nix's types.port) takes 0; QEMU 7.2 refuses a rule
+        # with guest port 0 ("Bad guest port", "Invalid guest forwarding rule") at start
+        if f.guest_port == 0:
+            c.add(f"{p}.guest.port", "must be between 1 and 65535: QEMU refuses a forwarding " +
+                  "rule with guest port 0 (microvm.nix passes it on and QEMU fails to start)")
+    # host port 0 asks the kernel for a free port, a different one for each rule
     c.unique(((f"microvm.forwardPorts[{i}].host.port", f"{f.proto}/{f.host_port}")
-              for i, f in enumerate(vm.forward_ports) if f.direction == "host"), "host port")
+              for i, f in enumerate(vm.forward_ports)
+              if f.direction == "host" and f.host_port != 0), "host port")
 
 
 def _check_vsock(c: _Checker) -> None:

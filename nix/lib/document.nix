@@ -33,6 +33,8 @@ let
   };
   mkfsPackages = lib.unique (lib.concatMap
     (v: lib.optional (v.autoCreate && mkfsPackage ? ${v.fsType}) mkfsPackage.${v.fsType}) cfg.volumes);
+  # a volume made in another format than raw is written by qemu-img (generator/microvm/runner.py)
+  convertsVolumes = lib.any (v: v.autoCreate && v.imageType != "raw") cfg.volumes;
   # virtiofs shares need a virtiofsd unless the hypervisor serves them itself
   usesVirtiofsd = lib.any (s: s.proto == "virtiofs") cfg.shares
     && mlib.capabilities.capabilities.${hv}.virtiofsd;
@@ -45,6 +47,7 @@ let
     # crosvm's GPU device, which the runner starts for graphics (hypervisors/base.py GpuDaemon)
     ++ lib.optional (usesGpuDaemon && cfg.graphics.crosvmPackage != null) cfg.graphics.crosvmPackage
     ++ map (name: hostPkgs.${name}) mkfsPackages
+    ++ lib.optional convertsVolumes hostPkgs.qemu-utils
     ++ lib.optional (usesHostNetwork && hostPkgs.stdenv.hostPlatform.isLinux) hostPkgs.iproute2
     ++ [ hostPkgs.socat hostPkgs.curl hostPkgs.coreutils hostPkgs.gnugrep ]
     # `script` gives alioth a pseudo-terminal when stdin is none (hypervisors/alioth.py)

@@ -35,7 +35,10 @@ let
     touch "$out"
   '';
 in
-pkgs.runCommand name
+# runCommandLocal (preferLocalBuild, no substitution), as microvm.nix builds its runner: the
+# runner only writes scripts, and a remote builder would first need its inputs, the store disk
+# among them, copied to it
+pkgs.runCommandLocal name
   ({
     nativeBuildInputs = [ generator ];
     document = json;

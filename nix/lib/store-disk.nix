@@ -17,7 +17,9 @@ let
   # command line, joined as they are, so `$NIX_BUILD_CORES` in them is expanded by the builder.
   words = lib.concatStringsSep " ";
 in
-pkgs.runCommand "microvm-store-disk.${type}"
+# runCommandLocal, as microvm.nix: the image is made from the closure, which is here already;
+# a remote builder would need the whole closure copied to it and the image copied back
+pkgs.runCommandLocal "microvm-store-disk.${type}"
   {
     nativeBuildInputs = [ (if type == "erofs" then build.erofs-utils else build.squashfs-tools-ng) ];
     passthru = { inherit closure; };

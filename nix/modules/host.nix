@@ -191,6 +191,16 @@ in
       defaultText = literalExpression "pkgs.microvm-generator";
       description = "The generator: the `microvm` command and the source of the host's units.";
     };
+    # microvm.nix made installing its command optional (PR 591, default on); the name of its
+    # option could not be read here (that change is newer than the stored upstream source)
+    host.installCommand = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Put the `microvm` command on the system's PATH. The units use the generator from
+        host.package whatever this says; turn it off where VMs are only declared here.
+      '';
+    };
     host.user = mkOption {
       type = types.str;
       default = hostDefaults.user;
@@ -253,7 +263,7 @@ in
     };
     users.groups.${hostCfg.group} = { };
 
-    environment.systemPackages = [ hostCfg.package ];
+    environment.systemPackages = lib.mkIf hostCfg.installCommand [ hostCfg.package ];
     # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins
     # bridges its ACL allows
     environment.etc."qemu/bridge.conf" = lib.mkIf (qemuBridges != [ ]) {

@@ -44,6 +44,10 @@ let
     drv // (env.passthru or { }) // { meta = env.meta or { }; };
 
   # a package whose bin/ links the named host executables (missing ones are skipped)
+  # as nixpkgs' runCommandLocal: built on this machine, never substituted nor sent to a
+  # remote builder
+  runCommandLocal = name: env: runCommand name ({ preferLocalBuild = true; allowSubstitutes = false; } // env);
+
   hostTool = name: commands: runCommand name { } ''
     mkdir -p "$out/bin"
     for c in ${lib.escapeShellArgs commands}; do
@@ -59,7 +63,7 @@ let
   ];
 
   self = {
-    inherit lib runCommand;
+    inherit lib runCommand runCommandLocal;
     stdenv.hostPlatform = platform;
     buildPackages = self;
     path = ./fake-nixpkgs;
@@ -103,6 +107,7 @@ let
 
     qemu = hostTool "qemu" [ "qemu-system-x86_64" "qemu-system-aarch64" ];
     qemu_kvm = hostTool "qemu-kvm" [ "qemu-system-x86_64" ];
+    qemu-utils = hostTool "qemu-utils" [ "qemu-img" ];
     virtiofsd = hostTool "virtiofsd" [ "/usr/lib/qemu/virtiofsd" ];
     cloud-hypervisor = hostTool "cloud-hypervisor" [ "cloud-hypervisor" "ch-remote" ];
     firecracker = hostTool "firecracker" [ "firecracker" ];

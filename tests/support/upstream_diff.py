@@ -374,9 +374,35 @@ TABLE: tuple[Entry, ...] = (
         Q_RUNNER + "; " + QEMU_DOC + " (-drive discard)",
     ),
     _e(
+        "qemu-volume-image-type",
+        U,
+        "qemu.volume-qcow2",
+        r"-drive \[id=drive\d\] format=raw",
+        D,
+        "QEMU is told a volume's imageType, and an image the runner creates is in that format",
+        "Upstream passes imageType to cloud-hypervisor only (its option text: the format is "
+        + "only passed to the hypervisor and does not change the image autoCreate makes); QEMU "
+        + "gets format=raw whatever it says, and a missing image is made raw. Here QEMU gets "
+        + "the volume's format (vhd as vpc), and a missing image is made in it: a raw file with "
+        + "the file system, written by qemu-img convert (tests/test_runner.py reads the result "
+        + "with qemu-img).",
+        "microvm.nix nixos-modules/microvm/options.nix (volumes.*.imageType), lib/volumes.nix, "
+        + Q_RUNNER + " (-drive format=raw); " + QEMU_DOC + " (-drive format)",
+    ),
+    _e(
+        "qemu-volume-image-type-given",
+        P,
+        "qemu.volume-qcow2",
+        r"-drive \[id=drive\d\] format=qcow2",
+        D,
+        "(the other half of the row above: QEMU gets the volume's format)",
+        "See the row above.",
+        QEMU_DOC + " (-drive format)",
+    ),
+    _e(
         "qemu-volume-defaults",
         U,
-        "qemu.volumes qemu.volume-options",
+        "qemu.volumes qemu.volume-options qemu.volume-qcow2",
         r"-drive \[id=drive\d\] (read-only=off|cache=none)",
         D,
         "default and equivalent -drive options",
@@ -405,9 +431,22 @@ TABLE: tuple[Entry, ...] = (
         QEMU_DOC + " (-fsdev)",
     ),
     _e(
+        "qemu-forward-guest-port-zero",
+        U,
+        "qemu.user-forward-guest-port-zero",
+        r"accepts \(project: microvm\.forwardPorts\[0\]\.guest\.port: .*QEMU refuses.*\)",
+        D,
+        "a forwarded guest port 0 is refused when the runner is built",
+        "Both take 0 to 65535 for the ports (types.port), and host port 0 means the same on both "
+        + "sides (the kernel picks a free port). Upstream writes a rule with guest port 0, which "
+        + "QEMU 7.2 refuses when it starts (`Bad guest port`, `Invalid guest forwarding rule`); "
+        + "here the build fails naming the option instead (tests/test_qemu.py runs QEMU).",
+        Q_RUNNER + " (forwardingOptions); QEMU net/slirp.c (hostfwd, guestfwd parsing)",
+    ),
+    _e(
         "qemu-hostfwd-comma",
         U,
-        "qemu.user-forward",
+        "qemu.user-forward qemu.user-forward-any-port",
         r"-netdev user\[id=netdev0\] ",
         D,
         "no empty option after hostfwd",

@@ -256,6 +256,19 @@ def limit_problems(vm: MicroVM, limits: Limits) -> list[Problem]:
     return out
 
 
+# QEMU's (and qemu-img's) name of each microvm.volumes.*.imageType, and the -o options the
+# runner creates a missing image of that type with (generator/microvm/runner.py: the file
+# system is made in a raw file, which qemu-img convert writes in the format). "vhd" is the fixed
+# VHD (cloud-hypervisor reads no other), exactly the volume's size (force_size: no rounding to a
+# disk geometry).
+QEMU_IMAGE_FORMATS: Mapping[str, tuple[str, str]] = {
+    "raw": ("raw", ""),
+    "qcow2": ("qcow2", ""),
+    "vhd": ("vpc", "subformat=fixed,force_size=on"),
+    "vhdx": ("vhdx", ""),
+}
+
+
 @dataclass(frozen=True)
 class Disk:
     """A disk the hypervisor attaches (`disks`): the store disk, then the volumes."""

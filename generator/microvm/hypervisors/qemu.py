@@ -13,6 +13,7 @@ from ..capabilities import Hypervisor
 from ..config import Interface, InterfaceType, MicroVM, ShareProto
 from ..errors import Problem
 from .base import (
+    QEMU_IMAGE_FORMATS,
     Accel,
     Backend,
     Control,
@@ -346,7 +347,7 @@ class Qemu(Backend):
         argv: list[str] = []
         for d in disks(vm):
             argv += ["-drive", opts(None, {
-                "id": d.id, "format": {"vhd": "vpc"}.get(d.image_type, d.image_type),
+                "id": d.id, "format": QEMU_IMAGE_FORMATS[d.image_type][0],
                 "file": d.path, "if": "none",
                 "read-only": True if d.read_only else None,
                 "cache.direct": True if d.direct else None,

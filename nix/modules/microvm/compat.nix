@@ -10,14 +10,12 @@ let
     description = "Accepted for compatibility; this project's runners ignore it (a warning says so when set).";
   };
   paths = [
-    [ "registerWithMachined" ]
     [ "bootDisk" ]
   ];
   isSet = path: (lib.getAttrFromPath path options.microvm).highestPrio < 1500;
 in
 {
   options.microvm = {
-    registerWithMachined = unsupported types.bool false;
     # a disk image with kernel and initrd, for hypervisors that cannot boot a kernel directly
     # (every hypervisor here can)
     bootDisk = unsupported (types.nullOr types.path) null;

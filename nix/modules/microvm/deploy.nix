@@ -35,9 +35,11 @@ let
 in
 {
   options.microvm.deploy = {
+    # Not read-only, and with microvm.nix's types: a configuration may replace a script, or
+    # drop sshSwitch and rebuild with `lib.mkForce null`, as there. (A plain `= null` conflicts
+    # with the module's own definition on both sides.)
     installOnHost = mkOption {
       type = types.package;
-      readOnly = true;
       description = ''
         `microvm-install-on-host root@HOST [--use-remote-sudo]`: copies this VM's runner to
         HOST and makes it the VM's current runner there (`microvm create` the first time,
@@ -46,7 +48,8 @@ in
     };
     sshSwitch = mkOption {
       type = types.nullOr types.package;
-      readOnly = true;
+      default = null;
+      defaultText = lib.literalMD "the script this module defines";
       description = ''
         `microvm-switch root@VM [--use-remote-sudo] [switch|boot|test]`: copies the system
         to the running VM and runs its switch-to-configuration there. Needs
@@ -54,8 +57,9 @@ in
       '';
     };
     rebuild = mkOption {
-      type = types.package;
-      readOnly = true;
+      type = types.nullOr types.package;
+      default = null;
+      defaultText = lib.literalMD "the script this module defines";
       description = ''
         `microvm-rebuild root@HOST root@VM [--use-remote-sudo]`: installOnHost, then
         sshSwitch where it is available, else a restart of `microvm@NAME` on HOST.
@@ -75,7 +79,7 @@ in
           microvm create "$1" --runner "$2"
         fi''} ${lib.escapeShellArgs [ name "${runner}" ]}
     '';
-    sshSwitch = if !canSwitch then null else script "microvm-switch" ''
+    sshSwitch = lib.mkIf canSwitch (script "microvm-switch" ''
       ${args "root@VM"}
       action=''${1:-switch}
       case "$action" in switch|boot|test|dry-activate) ;; *) usage ;; esac
@@ -87,7 +91,7 @@ in
         fi
         nix-env -p /nix/var/nix/profiles/system --set "$2"
         "$2/bin/switch-to-configuration" "$3"''} ${lib.escapeShellArgs [ name "${toplevel}" ]} "$action"
-    '';
+    '');
     rebuild = script "microvm-rebuild" ''
       usage() { echo "usage: $0 root@HOST root@VM [--use-remote-sudo] [switch|boot|test]" >&2; exit 2; }
       [ "$#" -ge 2 ] || usage

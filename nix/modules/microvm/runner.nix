@@ -17,7 +17,7 @@ let
     generator = mlib.generatorFor hostPkgs.buildPackages;
     inherit (cfg) binScripts;
   } // {
-    # read by microvm.nix's host tooling; accepted, but nothing registers here (compat.nix)
+    # read by microvm.nix's host tooling (its host module orders microvm@NAME after machined)
     inherit (cfg) registerWithMachined;
   };
 

@@ -72,6 +72,20 @@ let
         microvm.graphics = { enable = true; backend = "headless"; vulkan = "venus"; hostmem = "1G"; };
       };
       graphics-gtk = { microvm.graphics = { enable = true; backend = "gtk"; }; };
+      # host port 0 (types.port takes it): a port the kernel picks when QEMU starts
+      user-forward-any-port = {
+        microvm.interfaces = [{ type = "user"; id = "usernet"; mac = "02:00:00:00:02:01"; }];
+        microvm.forwardPorts = [{ host.port = 0; guest.port = 22; }];
+      };
+      # a qcow2 volume the runner creates when it is missing (autoCreate defaults to true)
+      volume-qcow2 = {
+        microvm.volumes = [{ image = "data.qcow2"; mountPoint = "/data"; size = 64; imageType = "qcow2"; }];
+      };
+      # guest port 0: upstream writes the rule, QEMU refuses it when it starts
+      user-forward-guest-port-zero = {
+        microvm.interfaces = [{ type = "user"; id = "usernet"; mac = "02:00:00:00:02:01"; }];
+        microvm.forwardPorts = [{ host.port = 2222; guest.port = 0; }];
+      };
     };
     # crosvm's own GPU device on a vhost-user socket, started by the runner
     crosvm.graphics = { microvm.graphics = { enable = true; socket = "gpu.sock"; }; };
@@ -95,6 +109,10 @@ let
       };
       # virtio-mem: the boot memory is hotplugMem
       hotplug = { microvm = { mem = 2048; hotplugMem = 1024; hotpluggedMem = 512; }; };
+      # a qcow2 volume the runner creates when it is missing (autoCreate defaults to true)
+      volume-qcow2 = {
+        microvm.volumes = [{ image = "data.qcow2"; mountPoint = "/data"; size = 64; imageType = "qcow2"; }];
+      };
     };
     # Rosetta shared with the guest
     vfkit.rosetta = {
