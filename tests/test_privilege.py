@@ -85,6 +85,19 @@ def planted_runner(base: Path, marker: Path) -> Path:
     return evil
 
 
+def created_with_a_planted_runner(world: Path) -> tuple[Path, Path, VMDir, Path, Path]:
+    """VM `vm` made by root for the VM's user nobody, and a runner that user planted in a
+    directory anyone can write: (runner, state root, the VM, the marker file, the planted)."""
+    runner = make_runner(world, "vm")
+    root = world / "state"
+    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
+        state_dir=root, check=True)
+    marker = world / "ran-as"
+    (world / "drop").mkdir(mode=0o777)
+    (world / "drop").chmod(0o777)
+    return runner, root, VMDir(root, "vm"), marker, planted_runner(world / "drop", marker)
+
+
 def test_the_vms_user_writes_data_and_nothing_root_follows(world: Path) -> None:
     runner = make_runner(world, "vm")
     root = world / "state"
@@ -138,15 +151,7 @@ def test_microvm_nix_layout_is_taken_back_from_the_vms_user(world: Path) -> None
     """A data directory as microvm.nix (or this project before) left it: the VM's user's, with
     its own `current`. `microvm update` makes the directory root's and `current`/`booted` root's
     links; a root-run script using <state>/NAME/current never reaches the planted runner."""
-    runner = make_runner(world, "vm")
-    root = world / "state"
-    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
-        state_dir=root, check=True)
-    vm = VMDir(root, "vm")
-    marker = world / "ran-as"
-    (world / "drop").mkdir(mode=0o777)
-    (world / "drop").chmod(0o777)
-    evil = planted_runner(world / "drop", marker)
+    runner, root, vm, _marker, evil = created_with_a_planted_runner(world)
     for name in ("current", "booted"):  # the old layout: the user's directory and links
         (vm.path / name).unlink()
     os.chown(vm.path, NOBODY.pw_uid, NOBODY.pw_gid)
@@ -177,15 +182,7 @@ def test_microvm_nix_layout_is_taken_back_from_the_vms_user(world: Path) -> None
 def test_remove_as_root_refuses_a_planted_tap_down(world: Path, how: str) -> None:
     """Issue 12's reproduction: with `current` pointing at a planted runner, `microvm remove`
     as root must not run its bin/tap-down."""
-    runner = make_runner(world, "vm")
-    root = world / "state"
-    cli("create", "vm", "--runner", str(runner), "--user", "nobody", "--group", "nogroup",
-        state_dir=root, check=True)
-    vm = VMDir(root, "vm")
-    marker = world / "ran-as"
-    (world / "drop").mkdir(mode=0o777)
-    (world / "drop").chmod(0o777)
-    evil = planted_runner(world / "drop", marker)
+    _runner, root, vm, marker, evil = created_with_a_planted_runner(world)
     if how == "control directory of the VM's user":  # the layout before this change
         os.chown(vm.control, NOBODY.pw_uid, NOBODY.pw_gid)
 

@@ -92,7 +92,9 @@ def hypervisor_notes() -> str:
     return "\n".join(out)
 
 
-def _replace(text: str, begin: str, end: str, body: str) -> str:
+def replace_block(text: str, begin: str, end: str, body: str) -> str:
+    """`text` with what lies between the markers `begin` and `end` replaced by `body` (the
+    generated pages' blocks: this page's and docs/migrating.md's)."""
     try:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
@@ -103,5 +105,5 @@ def _replace(text: str, begin: str, end: str, body: str) -> str:
 
 def render_page(text: str) -> str:
     """`text` with its generated blocks replaced by the current ones."""
-    text = _replace(text, TABLE_BEGIN, TABLE_END, feature_table())
-    return _replace(text, NOTES_BEGIN, NOTES_END, hypervisor_notes())
+    text = replace_block(text, TABLE_BEGIN, TABLE_END, feature_table())
+    return replace_block(text, NOTES_BEGIN, NOTES_END, hypervisor_notes())

@@ -28,6 +28,7 @@ for _d in ("generator", "tools", "tests"):
     if str(REPO / _d) not in sys.path:
         sys.path.insert(0, str(REPO / _d))
 
+from gen_hypervisors import replace_block  # noqa: E402
 from microvm.capabilities import CAPABILITIES, Feature, Hypervisor  # noqa: E402
 
 CHECKS_BEGIN = "<!-- BEGIN CONFIGURATION CHECKS -->"
@@ -139,16 +140,7 @@ def accepted_block() -> str:
             + "; ".join(accepted_here()) + ".\n")
 
 
-def _replace(text: str, begin: str, end: str, body: str) -> str:
-    try:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-    except ValueError:
-        raise ValueError(f"markers {begin} ... {end} not found") from None
-    return f"{head}{begin}\n{body}{end}{tail}"
-
-
 def render_page(text: str) -> str:
     """`text` with its generated blocks replaced by the current ones."""
-    text = _replace(text, CHECKS_BEGIN, CHECKS_END, checks_table())
-    return _replace(text, NEW_BEGIN, NEW_END, accepted_block())
+    text = replace_block(text, CHECKS_BEGIN, CHECKS_END, checks_table())
+    return replace_block(text, NEW_BEGIN, NEW_END, accepted_block())
