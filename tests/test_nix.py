@@ -231,6 +231,8 @@ NO_SCHEMA_DEFAULT = {
     "volumes.*.size": "null",       # omitted from vm.json while null
     "machineId": "computed",        # derived from the host name (microvm.nix's derivation)
     "graphics.socket": "computed",  # "<hostName>-gpu.sock"
+    "interfaces.*.id": "computed",  # derived for type = "network", required otherwise
+    "interfaces.*.mac": "computed",  # derived for type = "network", required otherwise
 }
 
 

@@ -658,3 +658,44 @@ def test_the_microvm_command_is_installed_unless_turned_off() -> None:
     assert get(packages, "{ installCommand = false; }") == []
     reconcile = "config.systemd.services.microvm-reconcile.serviceConfig.ExecStart"
     assert get(reconcile, "{ installCommand = false; }") == get(reconcile)
+
+
+def test_network_interfaces_derive_the_same_tap_and_mac_in_nix_and_python() -> None:
+    """A type = "network" interface's tap name and MAC: the Nix module's (nix/lib) and the
+    generator's (netplan.py) over 300 random network and host names."""
+    import random
+    import string
+
+    from microvm import netplan
+
+    rng = random.Random(23)
+    cases = [("".join(rng.choice(string.ascii_lowercase + string.digits)
+                      for _ in range(rng.randint(1, 31))),
+              "".join(rng.choice(string.ascii_letters + string.digits + "-_.")
+                      for _ in range(rng.randint(1, 63)))) for _ in range(300)]
+    expr = ("let m = import ../../nix/lib { lib = import <nixpkgs/lib>; }; in map (c: " +
+            "[ (m.netTapName c) (m.netMac c) ]) (builtins.fromJSON " +
+            json.dumps(json.dumps([{"network": n, "hostName": h} for n, h in cases])) + ")")
+    got = json.loads(nix_eval(expr).stdout)
+    assert got == [[netplan.tap_name(n, h), netplan.mac_address(n, h)] for n, h in cases]
+
+
+def test_a_guests_network_interface_is_written_as_the_generator_reads_it(tmp_path: Path) -> None:
+    """The NixOS guest writes a network interface's derived id and mac into vm.json, and they
+    are what the generator derives for the same document without them; a tap without its id
+    fails evaluation with the reason."""
+    from microvm import netplan
+
+    doc = json.loads(json.loads(nix_eval(guest_inline(
+        tmp_path, '{ networking.hostName = "web"; microvm.interfaces = [ { type = "network"; ' +
+        'network = "lan"; } ]; }', "json")).stdout))
+    [iface] = doc["microvm"]["interfaces"]
+    assert (iface["id"], iface["mac"], iface["network"]) == (
+        netplan.tap_name("lan", "web"), netplan.mac_address("lan", "web"), "lan")
+    bare = {**doc, "microvm": {**doc["microvm"], "interfaces": [
+        {"type": "network", "network": "lan"}]}}
+    assert from_document(bare).interfaces == from_document(doc).interfaces
+    r = nix_eval(guest_inline(tmp_path, '{ microvm.interfaces = [ { type = "tap"; ' +
+                              'mac = "02:00:00:00:00:01"; } ]; }', "json"), check=False)
+    assert r.returncode != 0
+    assert "an interface of type tap needs its id" in r.stderr

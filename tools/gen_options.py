@@ -54,6 +54,7 @@ EXAMPLES: dict[str, Any] = {
     "interfaces.*.bridge": "br0",
     "interfaces.*.id": "vm-web",
     "interfaces.*.mac": "02:00:00:00:00:01",
+    "interfaces.*.network": "lan",
     "interfaces.*.macvtap.link": "eth0",
     "kernel": "/nix/store/…-linux/bzImage",
     "kernelParams": ["console=ttyS0"],
@@ -99,6 +100,7 @@ ELEMENT_VARIANTS: dict[str, dict[str, Any]] = {
     "interfaces.*.macvtap": {"type": "macvtap", "id": "vm-web", "mac": "02:00:00:00:00:01",
                              "macvtap": {"link": "eth0", "mode": "bridge"}},
     "interfaces.*.bridge": {"type": "bridge", "id": "vm-web", "mac": "02:00:00:00:00:01"},
+    "interfaces.*.network": {"type": "network"},
     "volumes.*.imageType": {"image": "data.qcow2", "mountPoint": "/srv", "autoCreate": False},
 }
 # Options an example needs set as well (keys: a path prefix without `microvm.`).

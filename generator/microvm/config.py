@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from . import netplan
 from .capabilities import CAPABILITIES, Feature, Hypervisor
 from .options import schema
 
@@ -38,11 +39,12 @@ class InterfaceType(StrEnum):
     TAP = "tap"
     MACVTAP = "macvtap"
     BRIDGE = "bridge"
+    NETWORK = "network"  # a tap on a declared host network (netplan.py)
 
     @property
     def uses_tap_device(self) -> bool:
-        """tap and bridge interfaces are tap devices the hypervisor opens by name."""
-        return self in (InterfaceType.TAP, InterfaceType.BRIDGE)
+        """tap, bridge and network interfaces are tap devices the hypervisor opens by name."""
+        return self in (InterfaceType.TAP, InterfaceType.BRIDGE, InterfaceType.NETWORK)
 
 
 # -- the mapping between fields and options ---------------------------------------------------
@@ -218,8 +220,31 @@ class Interface:
     macvtap_link: str | None = opt("macvtap.link")
     macvtap_mode: str | None = opt("macvtap.mode")
     bridge: str | None = opt("bridge")
+    # type = "network": the declared host network; id and mac default to what netplan.py
+    # derives from it and the host name (x-computedDefault; the Nix module computes the same).
+    # Another type's id and mac are None only in a document without them, which validation
+    # refuses before anything reads them.
+    network: str | None = opt("network")
     vhost: bool = opt("tap.vhost")
     others: Mapping[str, JSON] = others_field()
+
+    @staticmethod
+    def _decode(d: Mapping[str, JSON], ctx: Mapping[str, JSON], kw: Mapping[str, Any]
+                ) -> dict[str, Any]:
+        network = kw.get("network")
+        if kw.get("type") is not InterfaceType.NETWORK or not isinstance(network, str):
+            return {}
+        host = str(ctx["hostName"])
+        return {"id": kw.get("id") or netplan.tap_name(network, host),
+                "mac": kw.get("mac") or netplan.mac_address(network, host)}
+
+    @property
+    def host_bridge(self) -> str | None:
+        """The host bridge the runner's tap-up joins the tap to: a bridge interface's own, a
+        network interface's network's."""
+        if self.type is InterfaceType.NETWORK and self.network is not None:
+            return netplan.bridge_name(self.network)
+        return self.bridge if self.type is InterfaceType.BRIDGE else None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -111,7 +111,7 @@ class _Links:
     def of(vm: MicroVM, be: Backend) -> _Links:
         fds = macvtap_fds(vm)
         return _Links(
-            taps=[{"id": i.id, "bridge": i.bridge if i.type is InterfaceType.BRIDGE else None,
+            taps=[{"id": i.id, "bridge": i.host_bridge, "network": i.network,
                    "multi_queue": queues(vm) > 1} for i in be.runner_taps(vm)],
             macvtaps=[{"id": i.id, "mac": i.mac, "link": i.macvtap_link,
                        "mode": i.macvtap_mode, "fds": fds[i.id]}

@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 
+from . import netplan
 from .capabilities import CAPABILITIES, Feature, Hypervisor, supporting
 from .config import Interface, InterfaceType, MicroVM, ShareProto
 from .errors import Problem
@@ -399,12 +400,29 @@ def _check_shares(c: _Checker) -> None:
 _FEATURE_OF_INTERFACE = {
     InterfaceType.USER: Feature.NET_USER, InterfaceType.TAP: Feature.NET_TAP,
     InterfaceType.MACVTAP: Feature.NET_MACVTAP, InterfaceType.BRIDGE: Feature.NET_BRIDGE,
+    InterfaceType.NETWORK: Feature.NET_TAP,  # a tap the runner makes and joins to the bridge
 }
 
 
 def _check_interface(c: _Checker, p: str, iface: Interface) -> None:
     """One of microvm.interfaces, at option path `p`."""
     c.need(_FEATURE_OF_INTERFACE[iface.type], f"{p}.type")
+    if iface.type is InterfaceType.NETWORK:
+        if iface.network is None:
+            c.add(f"{p}.network", "must be set for a network interface (the name of a network " +
+                  "the host declares)")
+            return
+        if iface.id.startswith(netplan.SYSTEMD_PREFIXES):
+            c.add(f"{p}.id", f"{iface.id!r} starts with a prefix systemd's own network files " +
+                  f"claim ({', '.join(netplan.SYSTEMD_PREFIXES)}): networkd would configure it")
+    elif iface.network is not None:
+        c.add(f"{p}.network", f'applies to type = "network" only, got type = "{iface.type}"')
+    missing = [key for key in ("id", "mac") if getattr(iface, key) is None]
+    for key in missing:
+        c.add(f"{p}.{key}", f"must be set for a {iface.type} interface (only type = " +
+              '"network" derives it)')
+    if missing:
+        return
     if _MAC_MULTICAST.fullmatch(iface.mac):
         c.add(f"{p}.mac", f"must be a unicast address (first octet even), got {iface.mac!r}")
     if iface.type is not InterfaceType.USER and (e := _ifname_problem(iface.id)):
@@ -419,7 +437,8 @@ def _check_interface(c: _Checker, p: str, iface: Interface) -> None:
         _host_interface(c, f"{p}.bridge", iface.bridge, "bridge")
     if iface.vhost:
         if iface.type is InterfaceType.USER:
-            c.add(f"{p}.tap.vhost", "vhost-net applies to tap, bridge and macvtap only")
+            c.add(f"{p}.tap.vhost", "vhost-net applies to tap, bridge, network and macvtap " +
+                  "only")
         else:
             c.need(Feature.VHOST_NET, f"{p}.tap.vhost")
 
@@ -437,7 +456,7 @@ def _check_interfaces(c: _Checker) -> None:
     for i, iface in enumerate(vm.interfaces):
         _check_interface(c, f"microvm.interfaces[{i}]", iface)
     c.unique(((f"microvm.interfaces[{i}].mac", x.mac.lower())
-              for i, x in enumerate(vm.interfaces)), "MAC")
+              for i, x in enumerate(vm.interfaces) if x.mac is not None), "MAC")
     if len(vm.interfaces_of(InterfaceType.USER)) > 1 and vm.hypervisor is Hypervisor.KVMTOOL:
         c.add("microvm.interfaces", "kvmtool has one user-mode network per VM")
 

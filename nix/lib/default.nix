@@ -43,6 +43,27 @@ let
     defaultShareSocket = { hostName, proto, tag }:
       if proto == "virtiofs" then "${hostName}-virtiofs-${tag}.sock" else null;
 
+    # A type = "network" interface's tap name and MAC, derived from the network and the host
+    # name as generator/microvm/netplan.py derives them (tap_name, mac_address; the parity is
+    # tested over many names in tests/test_nix_dropin.py): SHA-256 of the newline-joined parts;
+    # the MAC is 02 and its first five bytes, the tap name mvt- and 11 base32 digits of its
+    # low 55 bits (lowest first).
+    netMac = { network, hostName }:
+      let h = builtins.hashString "sha256" "mac\n${network}\n${hostName}"; in
+      lib.concatStringsSep ":" ([ "02" ] ++ map (i: builtins.substring (2 * i) 2 h) [ 0 1 2 3 4 ]);
+    netTapName = { network, hostName }:
+      let
+        h = builtins.hashString "sha256" "tap\n${network}\n${hostName}";
+        hex = lib.listToAttrs (lib.imap0 (i: c: lib.nameValuePair c i)
+          (lib.stringToCharacters "0123456789abcdef"));
+        # the low 56 bits (the last 14 hex digits) as an integer
+        low = lib.foldl' (acc: c: acc * 16 + hex.${c}) 0
+          (lib.stringToCharacters (builtins.substring 50 14 h));
+        alphabet = lib.stringToCharacters "abcdefghijklmnopqrstuvwxyz234567";
+        digits = n: k: if k == 0 then [ ]
+          else [ (builtins.elemAt alphabet (lib.mod n 32)) ] ++ digits (builtins.div n 32) (k - 1);
+      in "mvt-" + lib.concatStrings (digits low 11);
+
     # A mount point as the guest mounts it: without trailing slashes ("/data/" is "/data"; "/"
     # stays). NixOS refuses a fileSystems mount point with a trailing slash; the generator
     # compares mount points the same way (`m.rstrip("/") or "/"`).

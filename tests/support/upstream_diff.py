@@ -1118,6 +1118,17 @@ UP_MOUNTS = "microvm.nix nixos-modules/microvm/mounts.nix"
 # `warning: ...` and `host ...` (the units a host declares)
 CORPUS: tuple[CorpusEntry, ...] = (
     _c(
+        "corpus-interface-network",
+        "*",
+        r'value microvm\.interfaces\[\d+\]\.network: upstream="@absent" project=null',
+        D,
+        "interfaces.*.network for declared host networks",
+        "Upstream has no declared host networks; here an interface may join one "
+        + "(type = \"network\"); every other interface has network = null, so nothing changes "
+        + "for upstream's configurations.",
+        "docs/networking.md; docs/options.md",
+    ),
+    _c(
         "corpus-extra-args",
         "*",
         r'value microvm\.(alioth|kvmtool|stratovirt)\.extraArgs: upstream="@absent" project=\[\]',

@@ -183,9 +183,9 @@ class Backend(ABC):
         """argv (per acceleration) and files to start `vm`."""
 
     def runner_taps(self, vm: MicroVM) -> list[Interface]:
-        """The tap and bridge interfaces whose tap device the runner makes (bin/tap-up, the
-        host's microvm-tap-interfaces@ unit) and attaches to its bridge."""
-        return vm.interfaces_of(InterfaceType.TAP, InterfaceType.BRIDGE)
+        """The tap, bridge and network interfaces whose tap device the runner makes (bin/tap-up,
+        the host's microvm-tap-interfaces@ unit) and attaches to its bridge."""
+        return vm.interfaces_of(InterfaceType.TAP, InterfaceType.BRIDGE, InterfaceType.NETWORK)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         """The request that makes the guest power off, or None when there is none."""

@@ -210,7 +210,7 @@ def _netdev(iface: Interface, netdev_id: str, fds: dict[str, list[int]], queues:
     match iface.type:
         case InterfaceType.USER:
             return ",".join([opts("user", netdev), *forwards])
-        case InterfaceType.TAP:
+        case InterfaceType.TAP | InterfaceType.NETWORK:
             netdev.update({"ifname": iface.id, "script": "no", "downscript": "no",
                            "vhost": True if iface.vhost else None, "queues": queues})
         case InterfaceType.BRIDGE:
@@ -383,7 +383,8 @@ class Qemu(Backend):
         users = vm.interfaces_of(InterfaceType.USER)
         for i, iface in enumerate(vm.interfaces):
             # a bridge's tap is made by qemu-bridge-helper, single queue
-            multiqueue = q > 1 and iface.type in (InterfaceType.TAP, InterfaceType.MACVTAP)
+            multiqueue = q > 1 and iface.type in (InterfaceType.TAP, InterfaceType.NETWORK,
+                                                  InterfaceType.MACVTAP)
             # the port forwards go on the first user network
             forwards = _host_fwd(vm) if users and iface is users[0] else []
             device: dict[str, str | int | bool | None] = {"netdev": f"net{i}", "mac": iface.mac}
@@ -458,9 +459,9 @@ class Qemu(Backend):
                       console_socket=console, fallbacks=fallbacks)
 
     def runner_taps(self, vm: MicroVM) -> list[Interface]:
-        """Tap interfaces only: QEMU has qemu-bridge-helper make the tap of a bridge
+        """Tap and network interfaces: QEMU has qemu-bridge-helper make the tap of a bridge
         interface and attach it (`-netdev bridge`)."""
-        return vm.interfaces_of(InterfaceType.TAP)
+        return vm.interfaces_of(InterfaceType.TAP, InterfaceType.NETWORK)
 
     def shutdown(self, vm: MicroVM) -> Control | None:
         if vm.socket is None:

@@ -46,6 +46,20 @@ let
       default = "${hostName}-gpu.sock";
       defaultText = literalExpression ''"''${hostName}-gpu.sock"'';
     };
+    # a type = "network" interface derives its tap name and MAC (generator: config.Interface);
+    # every other type must set them
+    "interfaces.*.id" = iface: {
+      default = if iface.type == "network" && iface.network != null
+        then mlib.netTapName { inherit (iface) network; inherit hostName; }
+        else throw "microvm.interfaces: an interface of type ${iface.type} needs its id (only type = \"network\" derives it)";
+      defaultText = literalExpression ''"mvt-" + a hash of network and hostName, for type = "network"'';
+    };
+    "interfaces.*.mac" = iface: {
+      default = if iface.type == "network" && iface.network != null
+        then mlib.netMac { inherit (iface) network; inherit hostName; }
+        else throw "microvm.interfaces: an interface of type ${iface.type} needs its mac (only type = \"network\" derives it)";
+      defaultText = literalExpression ''"02:" + a hash of network and hostName, for type = "network"'';
+    };
     "shares.*.socket" = share: {
       default = mlib.defaultShareSocket { inherit hostName; inherit (share) proto tag; };
       defaultText = literalExpression ''if proto == "virtiofs" then "''${hostName}-virtiofs-''${tag}.sock" else null'';

@@ -1,0 +1,108 @@
+"""A VM's side of a declared host network (issue 23): `type = "network"` interfaces, their
+derived tap name and MAC, the runner's tap-up joining the network's bridge, and the refusals
+naming the option."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from microvm import netplan
+from microvm.capabilities import CAPABILITIES, Feature, Hypervisor
+from microvm.document import from_document
+from microvm.errors import ValidationError
+from support import vmtest
+
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+
+def document(hv: str = "qemu", **microvm: Any) -> dict[str, Any]:
+    kernel = "/nix/store/kkkk-linux/Image" if hv == "vfkit" else "/nix/store/k/kernel"
+    return {"hostName": "web", "system": "aarch64-darwin" if hv == "vfkit" else "x86_64-linux",
+            "microvm": {"hypervisor": hv, "kernel": kernel, "initrdPath": "/nix/store/i/initrd",
+                        "storeOnDisk": False, **microvm}}
+
+
+def refusals(doc: dict[str, Any]) -> list[str]:
+    with pytest.raises(ValidationError) as e:
+        from_document(doc)
+    return [f"{p.path}: {p.message}" for p in e.value.problems]
+
+
+@pytest.mark.parametrize("hv", [str(h) for h in Hypervisor])
+def test_a_network_interface_is_a_tap_where_the_hypervisor_has_taps(hv: str) -> None:
+    doc = document(hv, interfaces=[{"type": "network", "network": "lan"}])
+    if CAPABILITIES[Hypervisor(hv)].supports(Feature.NET_TAP):
+        [iface] = from_document(doc).interfaces
+        assert (iface.id, iface.mac) == (netplan.tap_name("lan", "web"),
+                                         netplan.mac_address("lan", "web"))
+        assert iface.host_bridge == "mvb-lan"
+    else:
+        assert refusals(doc)[0].startswith(
+            f"microvm.interfaces[0].type: tap interfaces not supported by {hv}")
+
+
+def test_pins_and_refusals_name_the_option() -> None:
+    pinned = document(interfaces=[{"type": "network", "network": "lan", "id": "mine0",
+                                   "mac": "02:00:00:00:00:07"}])
+    [iface] = from_document(pinned).interfaces
+    assert (iface.id, iface.mac) == ("mine0", "02:00:00:00:00:07")
+    assert refusals(document(interfaces=[{"type": "network"}])) == [
+        "microvm.interfaces[0].network: must be set for a network interface (the name of a " +
+        "network the host declares)"]
+    assert refusals(document(interfaces=[{"type": "network", "network": "LAN"}]))[0] == (
+        "microvm.interfaces[0].network: must be a network name (1-31 lowercase letters, " +
+        "digits and '-'), got 'LAN'")
+    assert refusals(document(interfaces=[{"type": "tap", "mac": "02:00:00:00:00:01"}])) == [
+        'microvm.interfaces[0].id: must be set for a tap interface (only type = "network" ' +
+        "derives it)"]
+    assert refusals(document(interfaces=[{"type": "tap", "id": "t0", "mac": "02:00:00:00:00:01",
+                                          "network": "lan"}])) == [
+        'microvm.interfaces[0].network: applies to type = "network" only, got type = "tap"']
+    assert "claim (vt-, ve-, vz-)" in refusals(document(interfaces=[
+        {"type": "network", "network": "lan", "id": "vt-web"}]))[0]
+    two = document(interfaces=[{"type": "network", "network": "lan"},
+                               {"type": "network", "network": "lan"}])
+    assert any("interfaces[1].id" in r for r in refusals(two))
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"mvnet-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@ROOT
+def test_tap_up_joins_the_networks_bridge_or_says_it_is_not_up(tmp_path: Path,
+                                                               netns: str) -> None:
+    doc = vmtest.document("web", Path("/nonexistent/vmlinux"), Path("/nonexistent/initrd"),
+                          interfaces=[{"type": "network", "network": "lan"}])
+    runner = vmtest.generate(doc, tmp_path / "src", name="runner")
+    tap = netplan.tap_name("lan", "web")
+
+    def in_ns(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", netns, *map(str, argv)], text=True,
+                              capture_output=True)
+
+    r = in_ns(runner / "bin" / "tap-up")
+    assert r.returncode == 1
+    assert r.stderr.startswith("tap-up: network lan is not up on this host (no bridge mvb-lan)")
+    assert tap not in in_ns("ip", "-j", "link").stdout  # nothing made
+    in_ns("ip", "link", "add", "mvb-lan", "type", "bridge")
+    r = in_ns(runner / "bin" / "tap-up")
+    assert r.returncode == 0, r.stderr
+    [link] = json.loads(in_ns("ip", "-j", "link", "show", "dev", tap).stdout)
+    assert link["master"] == "mvb-lan" and "UP" in link["flags"]
+    assert in_ns(runner / "bin" / "tap-up").returncode == 0  # again: nothing to do
+    assert in_ns(runner / "bin" / "tap-down").returncode == 0
+    assert tap not in in_ns("ip", "-j", "link").stdout
