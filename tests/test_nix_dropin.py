@@ -699,3 +699,20 @@ def test_a_guests_network_interface_is_written_as_the_generator_reads_it(tmp_pat
                               'mac = "02:00:00:00:00:01"; } ]; }', "json"), check=False)
     assert r.returncode != 0
     assert "an interface of type tap needs its id" in r.stderr
+
+
+def test_a_guest_configures_its_network_interface_by_mac(tmp_path: Path) -> None:
+    """The guest's systemd-networkd takes the network interface by its (derived) MAC, by DHCP
+    and router advertisements; a guest without one gets no network configuration from us."""
+    from microvm import netplan
+
+    got = json.loads(nix_eval(guest_inline(
+        tmp_path, '{ networking.hostName = "web"; microvm.interfaces = [ { type = "network"; ' +
+        'network = "lan"; } { type = "tap"; id = "t0"; mac = "02:00:00:00:00:09"; } ]; }',
+        "config.systemd.network")).stdout)
+    assert got["enable"] is True
+    assert got["networks"] == {"10-microvm-lan": {
+        "matchConfig": {"MACAddress": netplan.mac_address("lan", "web")},
+        "networkConfig": {"DHCP": "ipv4", "IPv6AcceptRA": True}}}
+    none = json.loads(nix_eval(guest_inline(tmp_path, "{ }", "config.systemd.network")).stdout)
+    assert "networks" not in none and "enable" not in none

@@ -184,5 +184,18 @@ in
     environment.etc."machine-id" = lib.mkIf (cfg.machineId != null) {
       text = lib.replaceStrings [ "-" ] [ "" ] cfg.machineId + "\n";
     };
+
+    # an interface on a declared host network (type = "network"): configured by systemd-networkd,
+    # matched by its MAC (never by interface type, which would also take a container's veths);
+    # the host's dnsmasq gives its fixed address, the gateway, DNS and the search domain, and
+    # router advertisements its IPv6 address
+    systemd.network = let nets = lib.filter (i: i.type == "network") cfg.interfaces; in
+      lib.mkIf (nets != [ ]) {
+        enable = lib.mkDefault true;
+        networks = lib.listToAttrs (map (i: lib.nameValuePair "10-microvm-${i.network}" {
+          matchConfig.MACAddress = i.mac;
+          networkConfig = { DHCP = lib.mkDefault "ipv4"; IPv6AcceptRA = lib.mkDefault true; };
+        }) nets);
+      };
   };
 }
