@@ -387,8 +387,12 @@ def _read_state(paths: Paths) -> dict[str, Any]:
 
 
 def _write_state(paths: Paths, state: dict[str, Any]) -> None:
+    """Record the state (unless it is recorded already: `up` again writes nothing)."""
     from .state import write_json
 
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(paths.state.read_text("utf-8")) == state:
+            return
     write_json(paths.state, state)
 
 

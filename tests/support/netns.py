@@ -1,0 +1,129 @@
+"""Network namespaces for tests that need a host, an uplink and guests without touching the
+root namespace: `Lab` makes namespaces with a unique prefix, veth pairs between them, and
+removes everything it made (killing what it started in them) on close. Small Python programs
+run inside give a TCP echo of who connected (`serve`) and a client (`connect`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+# a TCP server on each port given (IPv4 and IPv6) answering "<tag> <peer address>\n"
+SERVER = textwrap.dedent("""
+    import selectors, socket, sys
+    tag, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+    sel = selectors.DefaultSelector()
+    for port in ports:
+        s = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        sel.register(s, selectors.EVENT_READ)
+    print("listening", flush=True)
+    while True:
+        for key, _ in sel.select():
+            conn, peer = key.fileobj.accept()
+            with conn:
+                addr = peer[0].removeprefix("::ffff:")
+                conn.sendall(f"{tag} {addr}\\n".encode())
+""")
+# connect to HOST PORT (optionally from SOURCE); print the answer or "FAIL <error>"
+CLIENT = textwrap.dedent("""
+    import socket, sys
+    host, port = sys.argv[1], int(sys.argv[2])
+    source = (sys.argv[3], 0) if len(sys.argv) > 3 else None
+    try:
+        with socket.create_connection((host, port), timeout=3, source_address=source) as s:
+            print(s.recv(200).decode().strip())
+    except OSError as e:
+        print(f"FAIL {e}")
+""")
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.prefix = f"mvn{uuid.uuid4().hex[:5]}"
+        self.namespaces: list[str] = []
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def ns(self, name: str) -> str:
+        """A new namespace PREFIX-NAME with its loopback up."""
+        full = f"{self.prefix}-{name}"
+        subprocess.run(["ip", "netns", "add", full], check=True)
+        self.namespaces.append(full)
+        self.run(full, "ip", "link", "set", "lo", "up", check=True)
+        return full
+
+    def run(self, ns: str, *argv: str, check: bool = False, timeout: float = 60,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                           timeout=timeout, env={**os.environ, **(env or {})})
+        if check:
+            assert p.returncode == 0, f"{ns}: {' '.join(argv)}: {p.returncode}\n{p.stderr}"
+        return p
+
+    def veth(self, ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+        """A veth pair: name_a in ns_a, name_b in ns_b, both down."""
+        subprocess.run(["ip", "-n", ns_a, "link", "add", name_a, "type", "veth", "peer",
+                        "name", name_b, "netns", ns_b], check=True)
+
+    def spawn(self, ns: str, *argv: str) -> subprocess.Popen[str]:
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def serve(self, ns: str, tag: str, ports: Sequence[int]) -> None:
+        p = self.spawn(ns, sys.executable, "-c", SERVER, tag, *map(str, ports))
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "listening", p.stderr.read() if p.stderr else ""
+
+    def connect(self, ns: str, host: str, port: int, source: str | None = None) -> str:
+        """What a TCP client in `ns` got from host:port ("FAIL ..." when it got nothing)."""
+        return self.run(ns, sys.executable, "-c", CLIENT, host, str(port),
+                        *([source] if source else [])).stdout.strip()
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        for ns in reversed(self.namespaces):
+            # whatever still runs in it (a daemon the test under way started) ends with it
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+        self.namespaces.clear()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.2) -> bool:
+    """Poll predicate() until it is true (True) or `timeout` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+
+
+def udhcpc_script(path: Path) -> Path:
+    """A udhcpc script: on a lease, set the address and default route and write what the server
+    said (ip, mask, router, dns, domain) to $LEASE_FILE."""
+    path.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        case "$1" in bound|renew) ;; *) exit 0 ;; esac
+        ip addr add "$ip/$mask" dev "$interface"
+        ip route replace default via "$router" dev "$interface"
+        printf '%s\\n' "ip=$ip" "mask=$mask" "router=$router" "dns=$dns" "domain=$domain" \\
+            > "$LEASE_FILE"
+        """))
+    path.chmod(0o755)
+    return path
