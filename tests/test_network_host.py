@@ -11,6 +11,7 @@ with a control that shows the check can fail."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -22,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO
-from support.host_cli import cli
-from support.netns import Lab, udhcpc_script, wait_for
-
 from microvm import cli as cli_module
 from microvm.host import network
 from microvm.netplan import Plan, derive
+from support import REPO
+from support.host_cli import cli
+from support.netns import Lab, udhcpc_script, wait_for
 
 UPLINK4, HOST4 = "192.0.2.2", "192.0.2.1"          # RFC 5737
 UPLINK6, HOST6 = "2001:db8::2", "2001:db8::1"      # RFC 3849
@@ -182,9 +182,7 @@ def test_check_refuses_a_bad_declaration(tmp_path: Path) -> None:
 
 
 def test_every_network_command_has_examples() -> None:
-    group = cli_module.network_group
-    assert isinstance(group, cli_module.click.Group)
-    for name, command in group.commands.items():
+    for name, command in cli_module.network_group.commands.items():
         assert command.epilog and f"microvm network {name}" in command.epilog, name
 
 
@@ -268,6 +266,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             if m.ipv6 is not None:  # the address DHCPv6 would give (busybox has no udhcpc6)
                 lab.run(guests[vm], "ip", "addr", "add", f"{m.ipv6}/64", "dev", "eth0", "nodad",
                         check=True)
+        for vm in ("web", "db"):  # IPv6's default route comes with a router advertisement
+            wait_for(functools.partial(_ra_route, lab, guests[vm]), timeout=30)
         yield w
         w.down()
     finally:
@@ -284,12 +284,17 @@ def test_each_guest_gets_its_derived_address_by_dhcp(world: World) -> None:
     assert world.plan.member("web", "lan").mac in leases
 
 
-def test_router_advertisements_reach_the_guests(world: World) -> None:
-    def default_route() -> bool:
-        out = world.lab.run(world.guests["web"], "ip", "-6", "route", "show", "default").stdout
-        return "via fe80::" in out and "proto ra" in out
+def _ra_route(lab: Lab, ns: str) -> bool:
+    out = lab.run(ns, "ip", "-6", "route", "show", "default").stdout
+    return "via fe80::" in out and "proto ra" in out
 
-    assert wait_for(default_route, timeout=30), "no IPv6 default route from an RA"
+
+def test_router_advertisements_reach_the_guests(world: World) -> None:
+    for vm in ("web", "db"):
+        assert wait_for(functools.partial(_ra_route, world.lab, world.guests[vm]),
+                        timeout=30), vm
+    # the control: the network without IPv6 sends none
+    assert not _ra_route(world.lab, world.guests["far"])
     # managed (DHCPv6), no SLAAC: no global address but the one the guest was given
     addrs = world.lab.run(world.guests["web"], "ip", "-6", "addr", "show", "dev", "eth0",
                           "scope", "global").stdout
@@ -304,9 +309,9 @@ def test_names_resolve_through_the_hosts_dnsmasq(world: World) -> None:
                         "10.232.0.1").stdout
     assert world.ip("far", "other") in out, out
     # the control: a name nobody declared is not found
-    out = world.lab.run(world.guests["db"], "busybox", "nslookup", "nope.vm.internal",
-                        "10.231.0.1")
-    assert world.ip("web") not in out.stdout and "NXDOMAIN" in out.stdout + out.stderr
+    nope = world.lab.run(world.guests["db"], "busybox", "nslookup", "nope.vm.internal",
+                         "10.231.0.1")
+    assert world.ip("web") not in nope.stdout and "NXDOMAIN" in nope.stdout + nope.stderr
 
 
 def test_guests_reach_the_uplink_through_nat(world: World) -> None:
@@ -469,6 +474,8 @@ def test_up_twice_changes_nothing(world: World) -> None:
 def test_down_leaves_nothing_and_is_idempotent(world: World) -> None:
     before_forwarding = "0"  # the namespace's default, before the first up
     assert world.host_sh("cat", "/proc/sys/net/ipv4/conf/up0/forwarding").strip() == "1"
+    # the uplink keeps taking router advertisements while the host forwards IPv6
+    assert world.host_sh("cat", "/proc/sys/net/ipv6/conf/up0/accept_ra").strip() == "2"
     try:
         for _ in range(2):
             p = world.down()
@@ -478,9 +485,10 @@ def test_down_leaves_nothing_and_is_idempotent(world: World) -> None:
             assert "microvm" not in world.host_sh("nft", "list", "tables")
             assert _dnsmasq_pids(world) == []
             assert not world.run_dir.exists()
-            for key in ("ipv4/conf/up0/forwarding", "ipv6/conf/all/forwarding"):
-                assert world.host_sh("cat", f"/proc/sys/net/{key}").strip() == \
-                    before_forwarding, key
+            for key, value in (("ipv4/conf/up0/forwarding", before_forwarding),
+                               ("ipv6/conf/all/forwarding", before_forwarding),
+                               ("ipv6/conf/up0/accept_ra", "1")):
+                assert world.host_sh("cat", f"/proc/sys/net/{key}").strip() == value, key
             # the VMs' taps are theirs: still there, on no bridge
             tap = world.plan.member("web", "lan").tap
             assert tap in links and "master" not in world.host_sh("ip", "-o", "link", "show",
