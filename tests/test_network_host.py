@@ -15,8 +15,10 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +183,29 @@ def test_check_refuses_a_bad_declaration(tmp_path: Path) -> None:
     assert p.returncode == 2 and p.stderr.startswith("error: "), p.stderr
 
 
+def test_up_and_down_need_root(tmp_path: Path) -> None:
+    """As another user: refused before anything is made (the run directory included)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (to run the command as another user)")
+    del tmp_path  # pytest's is root's alone
+    where = Path(tempfile.mkdtemp(prefix="mvnet-"))
+    try:
+        where.chmod(0o755)
+        decl = where / "n.json"
+        decl.write_text(json.dumps(BASE))
+        for command in ("up", "down"):
+            p = subprocess.run(
+                [sys.executable, "-m", "microvm.cli", "network", command, str(decl),
+                 "--run-dir", str(where / "run")], capture_output=True, text=True, user=65534,
+                group=65534, env={**os.environ, "PYTHONPATH": str(REPO / "generator")}, cwd="/")
+            assert p.returncode == 1, p.stderr
+            assert p.stderr == f"error: microvm network {command} changes the host's " + \
+                "interfaces and firewall: run it as root\n"
+        assert not (where / "run").exists()
+    finally:
+        shutil.rmtree(where)
+
+
 def test_every_network_command_has_examples() -> None:
     for name, command in cli_module.network_group.commands.items():
         assert command.epilog and f"microvm network {name}" in command.epilog, name
@@ -299,6 +324,13 @@ def test_router_advertisements_reach_the_guests(world: World) -> None:
     addrs = world.lab.run(world.guests["web"], "ip", "-6", "addr", "show", "dev", "eth0",
                           "scope", "global").stdout
     assert re.findall(r"inet6 (\S+)/", addrs) == [world.ip6("web")]
+
+
+def test_dhcpv6_offers_each_guest_its_derived_address(world: World) -> None:
+    for vm in ("web", "db"):
+        assert world.lab.dhcpv6(world.guests[vm], "eth0") == world.ip6(vm), vm
+    # the control: no DHCPv6 server on the network without IPv6
+    assert world.lab.dhcpv6(world.guests["far"], "eth0").startswith("FAIL")
 
 
 def test_names_resolve_through_the_hosts_dnsmasq(world: World) -> None:
@@ -469,6 +501,22 @@ def test_up_twice_changes_nothing(world: World) -> None:
     after = _snapshot(world)
     assert after["ruleset"] != before["ruleset"] and after["dnsmasq"] == before["dnsmasq"]
     world.up()
+
+
+def test_up_removes_a_network_the_declaration_dropped(world: World) -> None:
+    smaller = copy.deepcopy(BASE)
+    del smaller["networks"]["other"], smaller["vms"]["far"]
+    world.up(smaller)
+    try:
+        assert "mvb-other" not in world.host_sh("ip", "-o", "link", "show")
+        assert len(_dnsmasq_pids(world)) == 1
+        assert sorted(p.name for p in world.run_dir.iterdir()) == [
+            "lan.conf", "lan.leases", "lan.pid", "microvm.nft", "state.json"]
+        assert world.lab.connect(world.guests["web"], UPLINK4, 80) == f"uplink {HOST4}"
+    finally:
+        world.up()
+    assert "mvb-other" in world.host_sh("ip", "-o", "link", "show")
+    assert world.lab.connect(world.host, world.ip("far", "other"), 443).startswith("far ")
 
 
 def test_down_leaves_nothing_and_is_idempotent(world: World) -> None:

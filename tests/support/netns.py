@@ -43,6 +43,48 @@ CLIENT = textwrap.dedent("""
         print(f"FAIL {e}")
 """)
 
+# a DHCPv6 SOLICIT on IFACE (busybox has no udhcpc6): print the address the server's ADVERTISE
+# offers in its IA_NA, or "FAIL ...". The client identifies itself by a DUID-EN, which holds no
+# MAC: the server has to find the MAC itself, as with most real clients.
+DHCPV6_CLIENT = textwrap.dedent("""
+    import os, socket, struct, sys
+    iface = sys.argv[1]
+    def opt(code, data): return struct.pack("!HH", code, len(data)) + data
+    xid = os.urandom(3)
+    duid = struct.pack("!HI", 2, 32473) + os.urandom(8)           # DUID-EN
+    msg = (bytes([1]) + xid + opt(1, duid) + opt(8, b"\\0\\0")
+           + opt(3, struct.pack("!III", 1, 0, 0)) + opt(6, struct.pack("!H", 23)))
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+    s.bind(("::", 546))
+    s.settimeout(3)
+    idx = socket.if_nametoindex(iface)
+    for _ in range(3):
+        s.sendto(msg, ("ff02::1:2", 547, 0, idx))
+        try:
+            data = s.recv(2000)
+        except TimeoutError:
+            continue
+        if data[0] != 2 or data[1:4] != xid:
+            continue
+        i = 4
+        while i + 4 <= len(data):
+            code, length = struct.unpack("!HH", data[i:i + 4])
+            body = data[i + 4:i + 4 + length]
+            if code == 3:                                         # IA_NA
+                j = 12
+                while j + 4 <= len(body):
+                    c, n = struct.unpack("!HH", body[j:j + 4])
+                    if c == 5:                                    # IAADDR
+                        print(socket.inet_ntop(socket.AF_INET6, body[j + 4:j + 20]))
+                        sys.exit(0)
+                    j += 4 + n
+            i += 4 + length
+        print("FAIL an ADVERTISE without an address")
+        sys.exit(0)
+    print("FAIL no ADVERTISE")
+""")
+
 
 class Lab:
     def __init__(self) -> None:
@@ -86,6 +128,10 @@ class Lab:
         """What a TCP client in `ns` got from host:port ("FAIL ..." when it got nothing)."""
         return self.run(ns, sys.executable, "-c", CLIENT, host, str(port),
                         *([source] if source else [])).stdout.strip()
+
+    def dhcpv6(self, ns: str, iface: str) -> str:
+        """The address a DHCPv6 server on iface's link offers ("FAIL ..." for none)."""
+        return self.run(ns, sys.executable, "-c", DHCPV6_CLIENT, iface).stdout.strip()
 
     def close(self) -> None:
         for p in self.procs:

@@ -427,9 +427,16 @@ def _restore_sysctls(state: dict[str, Any]) -> None:
     state["sysctls"] = {}
 
 
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise HostError(f"microvm network {what} changes the host's interfaces and firewall: " +
+                        "run it as root")
+
+
 def up(plan: Plan, run_dir: Path, resolv: Path | None = RESOLV_CONF) -> None:
     """Bring the plan's networks up (idempotent); remove the ones an earlier plan had."""
     check(plan)
+    _need_root("up")
     paths = Paths(run_dir)
     with _locked(run_dir):
         state = _read_state(paths)
@@ -582,6 +589,7 @@ def _remove_network(paths: Paths, name: str, bridge: str) -> None:
 def down(plan: Plan, run_dir: Path) -> None:
     """Remove what `up` made for the plan, and what the run directory's record names:
     dnsmasq, bridges, the table, host sysctls back as they were, the run directory's files."""
+    _need_root("down")
     paths = Paths(run_dir)
     if not run_dir.exists() and not any(_exists(n.bridge) for n in plan.networks):
         _nft(_prologue_only())
