@@ -465,6 +465,22 @@ def test_up_and_down_refuse_a_bad_declaration_and_change_nothing(world: World,
     assert _snapshot(world) == before
 
 
+def test_up_refuses_an_interface_in_the_bridges_way(world: World, tmp_path: Path) -> None:
+    world.host_sh("ip", "link", "add", "mvb-x", "type", "veth", "peer", "name", "mvx-peer")
+    try:
+        decl = copy.deepcopy(BASE)
+        decl["networks"]["x"] = {"ipv4": "10.233.0.0/24"}
+        path = tmp_path / "x.json"
+        path.write_text(json.dumps(decl))
+        before = _snapshot(world)
+        p = world.microvm("network", "up", str(path), "--run-dir", str(world.run_dir))
+        assert (p.returncode, p.stderr) == (1, "error: mvb-x exists and is not a bridge " +
+                                            "(networks.x)\n")
+        assert _snapshot(world) == before
+    finally:
+        world.host_sh("ip", "link", "del", "mvb-x")
+
+
 def _snapshot(world: World) -> dict[str, Any]:
     # the lease files are dnsmasq's, which rewrites them when it likes
     files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns)

@@ -438,8 +438,14 @@ def up(plan: Plan, run_dir: Path, resolv: Path | None = RESOLV_CONF) -> None:
     check(plan)
     _need_root("up")
     paths = Paths(run_dir)
+    for net in plan.networks:
+        if _exists(net.bridge) and not _is_bridge(net.bridge):
+            raise HostError(f"{net.bridge} exists and is not a bridge (networks.{net.name})")
     with _locked(run_dir):
         state = _read_state(paths)
+        # the table first: it names taps and bridges, which need not exist, so no tap is
+        # ever on a bridge without its anti-spoofing and isolation
+        _load_table(plan, paths)
         wanted = {n.name: n.bridge for n in plan.networks}
         for name, bridge in sorted(state["networks"].items()):
             if wanted.get(name) != bridge:
@@ -447,13 +453,10 @@ def up(plan: Plan, run_dir: Path, resolv: Path | None = RESOLV_CONF) -> None:
                 del state["networks"][name]
                 _write_state(paths, state)
         for net in plan.networks:
-            if _exists(net.bridge) and not _is_bridge(net.bridge):
-                raise HostError(f"{net.bridge} exists and is not a bridge (networks.{net.name})")
             state["networks"][net.name] = net.bridge
             _write_state(paths, state)  # before it exists: a failed up is undone by down
             _bridge_up(plan, net, state)
             _write_state(paths, state)
-        _load_table(plan, paths)
         for net in plan.networks:
             _dnsmasq_up(plan, net, paths, resolv)
 
