@@ -40,7 +40,9 @@ BASE: dict[str, Any] = {
         "lan": {"ipv4": "10.231.0.0/24", "ipv6": "auto", "uplinks": ["up0"],
                 "domain": "vm.internal", "isolation": "rules",
                 "allow": [{"from": "web", "to": "db", "tcp": [5432]}],
-                "forwardPorts": [{"vm": "web", "hostPort": 8443, "port": 443}]},
+                "forwardPorts": [{"vm": "web", "hostPort": 8443, "port": 443},
+                                 # the host's DNS port: the VMs' own DNS must stay dnsmasq's
+                                 {"vm": "db", "hostPort": 53, "port": 5353, "proto": "udp"}]},
         "other": {"ipv4": "10.232.0.0/24", "domain": "other.internal"},
     },
     "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan"}],
@@ -277,7 +279,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             lab.veth(host, m.tap, ns, "eth0")
             lab.run(ns, "ip", "link", "set", "eth0", "address", m.mac, check=True)
             lab.run(ns, "ip", "link", "set", "eth0", "up", check=True)
-            lab.serve(ns, vm, [443, 5432, 5433])
+            lab.serve(ns, vm, [443, 5353, 5432, 5433])
         w = World(lab, host, uplink, guests, tmp / "networks.json", tmp / "run", plan)
         w.up()
         script = udhcpc_script(tmp / "udhcpc.sh")
@@ -370,8 +372,15 @@ def test_a_port_forward_is_reached_from_outside_and_from_the_host(world: World) 
     finally:
         world.host_sh("sh", "-c", f"echo 1 > {brnf}")
     assert lab.connect(world.guests["db"], HOST4, 8443).startswith("FAIL")
+    # UDP, on the DNS port: from outside it is db's; the VMs still ask dnsmasq on their gateway
+    assert lab.connect(world.uplink, HOST4, 53, udp=True) == f"db {UPLINK4}"
+    assert lab.connect(world.host, HOST4, 53, udp=True).startswith("db ")
+    out = lab.run(world.guests["web"], "busybox", "nslookup", "db.vm.internal",
+                  "10.231.0.1").stdout
+    assert world.ip("db") in out, out
     # the control: a port nobody forwards
     assert lab.connect(world.uplink, HOST4, 8444).startswith("FAIL")
+    assert lab.connect(world.uplink, HOST4, 54, udp=True).startswith("FAIL")
 
 
 def test_one_network_cannot_reach_another(world: World) -> None:

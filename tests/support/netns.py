@@ -15,27 +15,51 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-# a TCP server on each port given (IPv4 and IPv6) answering "<tag> <peer address>\n"
+# a TCP and a UDP server on each port given (IPv4 and IPv6) answering "<tag> <peer address>\n"
 SERVER = textwrap.dedent("""
     import selectors, socket, sys
     tag, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
     sel = selectors.DefaultSelector()
     for port in ports:
         s = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
-        sel.register(s, selectors.EVENT_READ)
+        sel.register(s, selectors.EVENT_READ, "tcp")
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        u.bind(("", port))
+        sel.register(u, selectors.EVENT_READ, "udp")
     print("listening", flush=True)
     while True:
         for key, _ in sel.select():
+            if key.data == "udp":
+                _, peer = key.fileobj.recvfrom(100)
+                addr = peer[0].removeprefix("::ffff:")
+                key.fileobj.sendto(f"{tag} {addr}\\n".encode(), peer)
+                continue
             conn, peer = key.fileobj.accept()
             with conn:
                 addr = peer[0].removeprefix("::ffff:")
                 conn.sendall(f"{tag} {addr}\\n".encode())
 """)
-# connect to HOST PORT (optionally from SOURCE); print the answer or "FAIL <error>"
+# connect to HOST PORT (optionally from SOURCE; "udp" as the last argument: one datagram and
+# its answer); print the answer or "FAIL <error>"
 CLIENT = textwrap.dedent("""
     import socket, sys
-    host, port = sys.argv[1], int(sys.argv[2])
-    source = (sys.argv[3], 0) if len(sys.argv) > 3 else None
+    udp = sys.argv[-1] == "udp"
+    args = sys.argv[1:-1] if udp else sys.argv[1:]
+    host, port = args[0], int(args[1])
+    source = (args[2], 0) if len(args) > 2 else None
+    if udp:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(3)
+            if source:
+                s.bind(source)
+            try:
+                s.sendto(b"hello", (host, port))
+                print(s.recv(200).decode().strip())
+            except OSError as e:
+                print(f"FAIL {e}")
+        sys.exit(0)
     try:
         with socket.create_connection((host, port), timeout=3, source_address=source) as s:
             print(s.recv(200).decode().strip())
@@ -124,10 +148,11 @@ class Lab:
         assert p.stdout is not None
         assert p.stdout.readline().strip() == "listening", p.stderr.read() if p.stderr else ""
 
-    def connect(self, ns: str, host: str, port: int, source: str | None = None) -> str:
-        """What a TCP client in `ns` got from host:port ("FAIL ..." when it got nothing)."""
+    def connect(self, ns: str, host: str, port: int, source: str | None = None, *,
+                udp: bool = False) -> str:
+        """What a TCP (or UDP) client in `ns` got from host:port ("FAIL ..." for nothing)."""
         return self.run(ns, sys.executable, "-c", CLIENT, host, str(port),
-                        *([source] if source else [])).stdout.strip()
+                        *([source] if source else []), *(["udp"] if udp else [])).stdout.strip()
 
     def dhcpv6(self, ns: str, iface: str) -> str:
         """The address a DHCPv6 server on iface's link offers ("FAIL ..." for none)."""

@@ -182,6 +182,7 @@ def _inet(plan: Plan) -> list[str]:
     out += ["\t}",
             "\tchain prerouting {",
             "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+            *_dnsmasq_exempt(plan),
             "\t\tfib daddr type local jump forward_ports",
             "\t}",
             "\tchain output {",
@@ -224,6 +225,30 @@ def _inet(plan: Plan) -> list[str]:
         out += ["\t\tdrop", "\t}"]
     out += ["}", ""]
     return out
+
+
+# what dnsmasq serves on a gateway: DNS; DHCP and DHCPv6 (their server ports)
+DNSMASQ_PORTS = {"tcp": (53,), "udp": (53, 67, 547)}
+
+
+def _dnsmasq_exempt(plan: Plan) -> list[str]:
+    """A forward of a port dnsmasq serves on the gateways (53: DNS) would take the VMs' own
+    queries to their gateway: those are not forwarded."""
+    used = {(f.proto, f.host_port) for n in plan.networks for f in n.forwards}
+    rules = []
+    for proto, ports in DNSMASQ_PORTS.items():
+        hit = sorted(p for p in ports if (proto, p) in used)
+        if not hit:
+            continue
+        for net in plan.networks:
+            br = _q(net.bridge)
+            if net.gateway4 is not None:
+                rules.append(f"\t\tiifname {br} ip daddr {net.gateway4} {proto} dport " +
+                             f"{_ports(hit)} return")
+            if net.gateway6 is not None:
+                rules.append(f"\t\tiifname {br} ip6 daddr {{ {net.gateway6}, fe80::/10 }} " +
+                             f"{proto} dport {_ports(hit)} return")
+    return rules
 
 
 def _bridge(plan: Plan) -> list[str]:
