@@ -39,7 +39,7 @@ BASE: dict[str, Any] = {
     "networks": {
         "lan": {"ipv4": "10.231.0.0/24", "ipv6": "auto", "uplinks": ["up0"],
                 "domain": "vm.internal", "isolation": "rules",
-                "allow": [{"from": "web", "to": "db", "tcp": [5432]}],
+                "allow": [{"from": "web", "to": "db", "tcp": [5432], "udp": [5353]}],
                 "forwardPorts": [{"vm": "web", "hostPort": 8443, "port": 443},
                                  # the host's DNS port: the VMs' own DNS must stay dnsmasq's
                                  {"vm": "db", "hostPort": 53, "port": 5353, "proto": "udp"}]},
@@ -404,9 +404,12 @@ def test_isolation_within_a_network(world: World, isolation: str) -> None:
             "db->web:443": lab.connect(db, world.ip("web"), 443),
             "db->web:5432": lab.connect(db, world.ip("web"), 5432),
             "web->db:5432 (v6)": lab.connect(web, world.ip6("db"), 5432),
+            "web->db:5353/udp": lab.connect(web, world.ip("db"), 5353, udp=True),
+            "db->web:5353/udp": lab.connect(db, world.ip("web"), 5353, udp=True),
         }
         passed = {k for k, v in got.items() if not v.startswith("FAIL")}
-        want = {"rules": {"web->db:5432", "web->db:5432 (v6)"}, "isolated": set(),
+        want = {"rules": {"web->db:5432", "web->db:5432 (v6)", "web->db:5353/udp"},
+                "isolated": set(),
                 "open": set(got)}[isolation]
         assert passed == want, got
         if "web->db:5432" in passed:
@@ -526,6 +529,16 @@ def test_up_twice_changes_nothing(world: World) -> None:
     after = _snapshot(world)
     assert after["ruleset"] != before["ruleset"] and after["dnsmasq"] == before["dnsmasq"]
     world.up()
+
+
+def test_up_joins_a_member_tap_that_left_its_bridge(world: World) -> None:
+    """As for a VM whose tap was made after the last `up`: `up` again joins it."""
+    tap = world.plan.member("db", "lan").tap
+    world.host_sh("ip", "link", "set", "dev", tap, "nomaster")
+    assert world.lab.connect(world.guests["db"], UPLINK4, 80).startswith("FAIL")
+    world.up()
+    assert "master mvb-lan" in world.host_sh("ip", "-o", "link", "show", "dev", tap)
+    assert world.lab.connect(world.guests["db"], UPLINK4, 80) == f"uplink {HOST4}"
 
 
 def test_up_removes_a_network_the_declaration_dropped(world: World) -> None:
