@@ -45,7 +45,7 @@ from typing import Any
 
 from .. import process
 from ..errors import HostError, Problem, ValidationError
-from ..netplan import Member, Network, Plan
+from ..netplan import BRIDGE_PREFIX, Member, Network, Plan
 
 RUN_DIR = "/run/microvm/net"
 TABLE = "microvm"
@@ -468,6 +468,14 @@ def up(plan: Plan, run_dir: Path, resolv: Path | None = RESOLV_CONF) -> None:
             raise HostError(f"{net.bridge} exists and is not a bridge (networks.{net.name})")
     with _locked(run_dir):
         state = _read_state(paths)
+        for net in plan.networks:
+            # a bridge of someone else's (a `bridge` the declaration names, made by the
+            # host's own network configuration) is never taken over: up would replace its
+            # addresses and down delete it
+            if _exists(net.bridge) and not _ours(net.bridge, state):
+                raise HostError(f"{net.bridge} exists and was not made by `microvm network " +
+                                f"up` (networks.{net.name}.bridge): name another bridge, or " +
+                                "remove this one")
         # the table first: it names taps and bridges, which need not exist, so no tap is
         # ever on a bridge without its anti-spoofing and isolation
         _load_table(plan, paths)
@@ -484,6 +492,12 @@ def up(plan: Plan, run_dir: Path, resolv: Path | None = RESOLV_CONF) -> None:
             _write_state(paths, state)
         for net in plan.networks:
             _dnsmasq_up(plan, net, paths, resolv)
+
+
+def _ours(bridge: str, state: dict[str, Any]) -> bool:
+    """Made by `up`: recorded in the run directory, or named with the derived prefix (a run
+    directory lost while the bridges stayed)."""
+    return bridge in state["networks"].values() or bridge.startswith(BRIDGE_PREFIX)
 
 
 def _bridge_up(plan: Plan, net: Network, state: dict[str, Any]) -> None:
@@ -624,7 +638,8 @@ def down(plan: Plan, run_dir: Path) -> None:
         return
     with _locked(run_dir):
         state = _read_state(paths)
-        names = {**{n.name: n.bridge for n in plan.networks}, **state["networks"]}
+        names = {**{n.name: n.bridge for n in plan.networks if _ours(n.bridge, state)},
+                 **state["networks"]}
         for name, bridge in sorted(names.items()):
             _remove_network(paths, name, bridge)
         _nft(_prologue_only())
