@@ -624,6 +624,90 @@ def doctor(ctx: click.Context, user: str, group: str, state_dir: str | None) -> 
     ctx.exit(1 if d.worst(findings) is d.Level.FAIL else 0)
 
 
+# -- declared host networks -------------------------------------------------------------------
+
+NET_DECL = click.Path(path_type=Path)
+
+
+def _plan(file: Path) -> Any:
+    """The plan of a network declaration (netplan.derive), checked for what the host side
+    needs (host/network.problems)."""
+    from .document import read_json
+    from .host import network as net
+    from .netplan import derive
+
+    plan = derive(read_json(file))
+    net.check(plan)
+    return plan
+
+
+# host/network.RUN_DIR (not imported here: `microvm --help` stays fast; a test ties the two)
+NETWORK_RUN_DIR = "/run/microvm/net"
+
+
+def _run_dir_option(f: F) -> F:
+    return click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False),
+                        default=NETWORK_RUN_DIR, show_default=True,
+                        help="Where dnsmasq's configuration, pid and lease files and the " +
+                        "loaded table's copy live.")(f)
+
+
+@main.group("network")
+def network_group() -> None:
+    """Declared host networks: a bridge per network with the VMs' gateway, DHCP, DNS names
+    and router advertisements (dnsmasq), NAT to the uplinks, port forwards, isolation and
+    anti-spoofing (one nftables table of its own). FILE is the JSON declaration
+    (hostName, hostAddresses, networks, vms)."""
+
+
+@network_group.command("check")
+@click.argument("file", type=NET_DECL)
+def network_check(file: Path) -> None:
+    """Check a declaration; print one line per problem (exit 2) or nothing (exit 0)."""
+    _plan(file)
+
+
+@network_group.command("show")
+@click.argument("file", type=NET_DECL)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def network_show(file: Path, as_json: bool) -> None:
+    """Show what is derived for every VM on every network: tap, MAC, addresses, DNS name."""
+    from .host.network import rows
+
+    table = rows(_plan(file))
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+        return
+    cols = ("network", "vm", "tap", "mac", "ipv4", "ipv6", "name")
+    cells = [[escape(str(r[c] if r[c] is not None else "-")) for c in cols] for r in table]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    for row in [[c.upper() for c in cols], *cells]:
+        click.echo("  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@network_group.command("up")
+@click.argument("file", type=NET_DECL)
+@_run_dir_option
+def network_up(file: Path, run_dir: Path) -> None:
+    """Create or update the declared networks (as root): bridges and their addresses, the
+    nftables table, one dnsmasq per network; join member taps that exist. Running it again
+    changes nothing; networks an earlier FILE had and this one has not are removed."""
+    from .host import network as net
+
+    net.up(_plan(file), Path(os.path.abspath(run_dir)))
+
+
+@network_group.command("down")
+@click.argument("file", type=NET_DECL)
+@_run_dir_option
+def network_down(file: Path, run_dir: Path) -> None:
+    """Remove the declared networks (as root): dnsmasq, bridges, the table, the host sysctls
+    `up` changed (restored) and the run directory's files. Running it again does nothing."""
+    from .host import network as net
+
+    net.down(_plan(file), Path(os.path.abspath(run_dir)))
+
+
 # -- examples in every command's --help --------------------------------------------------------
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -649,6 +733,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "reconcile": ("microvm reconcile --declared web --declared db",),
     "doctor": ("microvm doctor",),
     "host": ("microvm host install", "microvm host uninstall"),
+    "network": ("microvm network show networks.json", "microvm network up networks.json"),
 }
 # the subcommands of `microvm host`
 HOST_EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -656,7 +741,16 @@ HOST_EXAMPLES: dict[str, tuple[str, ...]] = {
                 "microvm host install --state-dir /srv/vms --root /tmp/image"),
     "uninstall": ("microvm host uninstall", "microvm host uninstall --force"),
 }
-for _examples, _group in ((EXAMPLES, main), (HOST_EXAMPLES, host_group)):
+# the subcommands of `microvm network`
+NETWORK_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "check": ("microvm network check networks.json",),
+    "show": ("microvm network show networks.json", "microvm network show networks.json --json"),
+    "up": ("microvm network up networks.json",
+           "microvm network up networks.json --run-dir /tmp/net"),
+    "down": ("microvm network down networks.json",),
+}
+for _examples, _group in ((EXAMPLES, main), (HOST_EXAMPLES, host_group),
+                          (NETWORK_EXAMPLES, network_group)):
     for _name, _command in _group.commands.items():
         # \b keeps click from re-wrapping the lines
         _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {x}" for x in _examples[_name])
