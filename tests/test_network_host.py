@@ -493,30 +493,6 @@ def test_up_refuses_an_interface_in_the_bridges_way(world: World, tmp_path: Path
         world.host_sh("ip", "link", "del", "mvb-x")
 
 
-def test_a_bridge_of_someone_elses_is_never_taken_over(world: World, tmp_path: Path) -> None:
-    world.host_sh("ip", "link", "add", "mvb-x", "type", "bridge")  # the host's own, by that name
-    world.host_sh("ip", "addr", "add", "10.233.0.7/24", "dev", "mvb-x")
-    try:
-        decl = copy.deepcopy(BASE)
-        decl["networks"]["x"] = {"ipv4": "10.233.0.0/24"}
-        path = tmp_path / "x.json"
-        path.write_text(json.dumps(decl))
-        before = _snapshot(world)
-        p = world.microvm("network", "up", str(path), "--run-dir", str(world.run_dir))
-        assert p.returncode == 1 and p.stderr.startswith(
-            "error: mvb-x exists and was not made by `microvm network up` " +
-            "(the bridge of networks.x)"), p.stderr
-        assert _snapshot(world) == before
-        # down with that declaration removes ours and leaves it alone
-        p = world.microvm("network", "down", str(path), "--run-dir", str(world.run_dir))
-        assert p.returncode == 0, p.stderr
-        links = world.host_sh("ip", "-o", "addr", "show")
-        assert "mvb-lan" not in links and "10.233.0.7/24" in links
-    finally:
-        world.host_sh("ip", "link", "del", "mvb-x")
-        world.up()
-
-
 def _snapshot(world: World) -> dict[str, Any]:
     # the lease files are dnsmasq's, which rewrites them when it likes
     files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns)

@@ -468,14 +468,6 @@ def up(plan: Plan, run_dir: Path, resolv: Path | None = RESOLV_CONF) -> None:
             raise HostError(f"{net.bridge} exists and is not a bridge (networks.{net.name})")
     with _locked(run_dir):
         state = _read_state(paths)
-        for net in plan.networks:
-            # an interface of someone else's by the bridge's name (made by the host's own
-            # network configuration) is never taken over: up would replace its addresses and
-            # down delete it
-            if _exists(net.bridge) and not _ours(net.bridge, state):
-                raise HostError(f"{net.bridge} exists and was not made by `microvm network " +
-                                f"up` (the bridge of networks.{net.name}): rename the network, " +
-                                "or remove that interface")
         # the table first: it names taps and bridges, which need not exist, so no tap is
         # ever on a bridge without its anti-spoofing and isolation
         _load_table(plan, paths)
