@@ -65,11 +65,13 @@ class VM:
     line. `started`: the monotonic time it was started, after the boot lock was taken."""
 
     def __init__(self, runner: Path, cwd: Path, env: Mapping[str, str] | None = None,
-                 wrap: list[str] | None = None, argv: Sequence[str] | None = None) -> None:
+                 wrap: list[str] | None = None, argv: Sequence[str] | None = None, *,
+                 lock: bool = True) -> None:
+        """lock=False: the caller holds boot_lock() (a test that runs two VMs at once)."""
         self.runner = runner
         self.cwd = cwd
         self.lines: list[str] = []
-        self._lock = boot_lock()
+        self._lock = boot_lock() if lock else contextlib.nullcontext()
         self._lock.__enter__()
         full_env = {**os.environ, "MICROVM_ACCEL": "tcg", **(env or {})}
         self.started = time.monotonic()

@@ -1,0 +1,114 @@
+"""Declared networks end to end (issue 23): two QEMU TCG guests from generated runners, each with
+a `type = "network"` interface, on a network `microvm network up` made in a namespace the test
+creates (with an uplink namespace that has no route back). The guests get their derived
+addresses by DHCP from the host's dnsmasq, resolve each other's names, reach the uplink through
+NAT, and a port forward reaches one of them from the uplink side and from the host itself.
+Nothing outside the test's namespaces is touched."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from microvm.netplan import derive
+from support import vmtest
+from support.netns import Lab, wait_for
+from support.vmtest import VM, document, generate
+
+pytestmark = pytest.mark.boot
+
+HOST4, UPLINK4 = "192.0.2.1", "192.0.2.2"
+DECL = {"hostName": "e2e", "networks": {"lan": {
+    "ipv4": "10.232.0.0/24", "uplinks": ["up0"], "domain": "vm.internal", "isolation": "open",
+    "forwardPorts": [{"vm": "web", "hostPort": 8080, "port": 80}]}},
+    "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan"}]}}
+
+# the guest: DHCP on the interface whose MAC is the derived one, then what the test reads
+GUEST = r"""
+ip link set lo up
+cat > /udhcpc.sh <<'EOF'
+#!/bin/sh
+case "$1" in bound|renew) ;; *) exit 0 ;; esac
+ip addr add "$ip/$mask" dev "$interface"
+ip route replace default via "$router" dev "$interface"
+mkdir -p /etc && echo "nameserver $dns" > /etc/resolv.conf
+echo "E2E-LEASE ip=$ip router=$router dns=$dns domain=$domain"
+EOF
+chmod +x /udhcpc.sh
+mac=$(param e2e.mac)
+for d in /sys/class/net/*; do [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}; done
+ip link set "$dev" up
+udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 || echo "E2E-NO-LEASE"
+mkdir -p /www && echo "hello from $(param e2e.name)" > /www/index.html
+httpd -p 80 -h /www
+echo "E2E-PEER $(nslookup "$(param e2e.peer).vm.internal" | tr '\n' ' ')"
+echo "E2E-UPLINK $(nc -w 5 192.0.2.2 80 </dev/null)"
+echo E2E-DONE
+while :; do sleep 1; done
+"""
+
+
+@pytest.fixture
+def lab(root_only: None) -> Iterator[Lab]:
+    lab = Lab()
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str], Path],
+                                          tmp_path: Path) -> None:
+    host, uplink = lab.ns("host"), lab.ns("uplink")
+    lab.veth(host, "up0", uplink, "eth0")
+    for ns, dev, addr in ((host, "up0", HOST4), (uplink, "eth0", UPLINK4)):
+        lab.run(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev, check=True)
+        lab.run(ns, "ip", "link", "set", dev, "up", check=True)
+    lab.serve(uplink, "uplink", [80])  # answers "uplink <peer address>"
+    decl = tmp_path / "networks.json"
+    decl.write_text(json.dumps(DECL))
+    up = lab.run(host, sys.executable, "-m", "microvm.cli", "network", "up", str(decl),
+                 "--run-dir", str(tmp_path / "run"))
+    assert up.returncode == 0, up.stderr
+    plan = derive(DECL)
+    initrd = make_initrd(GUEST)
+    vms: dict[str, VM] = {}
+    stack = contextlib.ExitStack()
+    stack.enter_context(vmtest.boot_lock())  # two VMs at once: no other boot meanwhile
+    try:
+        for name, peer in (("web", "db"), ("db", "web")):
+            member = plan.member(name, "lan")
+            doc = document(name, vmtest.guest_kernel().vmlinux, initrd,
+                           kernelParams=["quiet", f"e2e.mac={member.mac}", f"e2e.name={name}",
+                                         f"e2e.peer={peer}"],
+                           interfaces=[{"type": "network", "network": "lan"}])
+            runner = generate(doc, tmp_path / name)
+            vms[name] = stack.enter_context(
+                VM(runner, tmp_path / name, wrap=["ip", "netns", "exec", host], lock=False))
+        for name, vm in vms.items():
+            member = plan.member(name, "lan")
+            vm.wait_for("E2E-DONE", timeout=240)
+            console = vm.console
+            assert (f"E2E-LEASE ip={member.ipv4} router=10.232.0.1 dns=10.232.0.1 " +
+                    "domain=vm.internal") in console, console[-3000:]
+            other = plan.member("db" if name == "web" else "web", "lan")
+            peer_line = next(line for line in console.splitlines() if "E2E-PEER" in line)
+            assert str(other.ipv4) in peer_line, peer_line
+            # NAT: the uplink saw the host's address, not the guest's
+            assert f"E2E-UPLINK uplink {HOST4}" in console, console[-3000:]
+        # the forward to web:80, from the uplink side and from the host itself
+        web = "hello from web"
+        assert wait_for(lambda: web in lab.run(
+            uplink, "busybox", "wget", "-q", "-O", "-", f"http://{HOST4}:8080/").stdout, 30)
+        assert web in lab.run(host, "busybox", "wget", "-q", "-O", "-",
+                              "http://127.0.0.1:8080/").stdout
+    finally:
+        stack.close()
+        down = lab.run(host, sys.executable, "-m", "microvm.cli", "network", "down",
+                       str(decl), "--run-dir", str(tmp_path / "run"))
+        assert down.returncode == 0, down.stderr
+    assert "mvb-lan" not in lab.run(host, "ip", "link").stdout
