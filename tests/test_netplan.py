@@ -6,8 +6,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import json
 import random
 import string
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -267,3 +271,27 @@ def test_malformed_declarations_name_the_key() -> None:
     refused(join(join(decl(), "a"), "a"), "vms.a[1].network: a joins lan twice")
     refused(decl(lan={"ipv4": "10.1.0.0/24", "domain": "Bad_Domain"}), "networks.lan.domain")
     refused({"networks": {}}, "hostName: must be the host's name")
+
+
+def test_the_cli_reads_the_hosts_record_of_addresses(tmp_path: Path) -> None:
+    """`microvm network show` (and up, check) derive with the record `up` keeps in the state
+    directory: a VM keeps the address it was given even where its own slot says otherwise."""
+    d = decl(lan={"ipv4": "10.231.0.0/29"})
+    for name in "abc":
+        join(d, name)
+    derived = {m.vm: str(m.ipv4) for m in derive(d).members}
+    free = next(str(a) for a in ipaddress.IPv4Network("10.231.0.0/29").hosts()
+                if str(a) not in derived.values() and str(a) != "10.231.0.1")
+    (tmp_path / "state" / ".control").mkdir(parents=True)
+    (tmp_path / "state" / ".control" / "network-addresses.json").write_text(
+        json.dumps({"lan": {"a": free}}))
+    (tmp_path / "n.json").write_text(json.dumps(d))
+
+    def show(*extra: str) -> dict[str, str]:
+        p = subprocess.run([sys.executable, "-m", "microvm.cli", "network", "show",
+                            str(tmp_path / "n.json"), "--json", *extra], text=True,
+                           capture_output=True, check=True)
+        return {r["vm"]: r["ipv4"] for r in json.loads(p.stdout)}
+
+    assert show("--state-dir", str(tmp_path / "state"))["a"] == free
+    assert show("--state-dir", str(tmp_path / "none")) == derived

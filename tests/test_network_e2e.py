@@ -72,7 +72,7 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
     decl = tmp_path / "networks.json"
     decl.write_text(json.dumps(DECL))
     up = lab.run(host, sys.executable, "-m", "microvm.cli", "network", "up", str(decl),
-                 "--run-dir", str(tmp_path / "run"))
+                 "--run-dir", str(tmp_path / "run"), "--state-dir", str(tmp_path / "state"))
     assert up.returncode == 0, up.stderr
     plan = derive(DECL)
     initrd = make_initrd(GUEST)
@@ -109,6 +109,7 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
     finally:
         stack.close()
         down = lab.run(host, sys.executable, "-m", "microvm.cli", "network", "down",
-                       str(decl), "--run-dir", str(tmp_path / "run"))
+                       str(decl), "--run-dir", str(tmp_path / "run"), "--state-dir",
+                       str(tmp_path / "state"))
         assert down.returncode == 0, down.stderr
     assert "mvb-lan" not in lab.run(host, "ip", "link").stdout

@@ -228,7 +228,13 @@ class World:
 
     def microvm(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.lab.run(self.host, sys.executable, "-m", "microvm.cli", *args,
-                            env={"PYTHONPATH": str(REPO / "generator")}, timeout=120)
+                            env={"PYTHONPATH": str(REPO / "generator"),
+                                 "MICROVM_STATE_DIR": str(self.state_dir)}, timeout=120)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where `up` records the addresses it gave out (never the host's own)."""
+        return self.run_dir.parent / "state"
 
     def up(self, decl: dict[str, Any] | None = None) -> None:
         decl = BASE if decl is None else decl
@@ -309,6 +315,12 @@ def test_each_guest_gets_its_derived_address_by_dhcp(world: World) -> None:
                                     "domain": n.domain}, vm
     leases = (world.run_dir / "lan.leases").read_text()
     assert world.plan.member("web", "lan").mac in leases
+    # and `up` recorded what it gave out, in the state directory, for the next `up`
+    record = json.loads((world.state_dir / ".control" / "network-addresses.json").read_text())
+    assert record == {n.name: {m.vm: str(m.ipv4) for m in world.plan.members_of(n.name)
+                               if m.ipv4 is not None}
+                      for n in world.plan.networks if world.plan.members_of(n.name)
+                      and n.ipv4 is not None}
 
 
 def _ra_route(lab: Lab, ns: str) -> bool:

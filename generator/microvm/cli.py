@@ -629,14 +629,16 @@ def doctor(ctx: click.Context, user: str, group: str, state_dir: str | None) -> 
 NET_DECL = click.Path(path_type=Path)
 
 
-def _plan(file: Path) -> Any:
-    """The plan of a network declaration (netplan.derive), checked for what the host side
-    needs (host/network.problems)."""
+def _plan(file: Path, state_dir: str | None) -> Any:
+    """The plan of a network declaration (netplan.derive) with the IPv4 addresses the host
+    gave out before (host/network.read_addresses, in the state directory), checked for what
+    the host side needs (host/network.problems)."""
     from .document import read_json
     from .host import network as net
+    from .host.state import state_root
     from .netplan import derive
 
-    plan = derive(read_json(file))
+    plan = derive(read_json(file), net.read_addresses(state_root(state_dir)))
     net.check(plan)
     return plan
 
@@ -662,19 +664,21 @@ def network_group() -> None:
 
 @network_group.command("check")
 @click.argument("file", type=NET_DECL)
-def network_check(file: Path) -> None:
+@_state_dir_option
+def network_check(file: Path, state_dir: str | None) -> None:
     """Check a declaration; print one line per problem (exit 2) or nothing (exit 0)."""
-    _plan(file)
+    _plan(file, state_dir)
 
 
 @network_group.command("show")
 @click.argument("file", type=NET_DECL)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def network_show(file: Path, as_json: bool) -> None:
+@_state_dir_option
+def network_show(file: Path, as_json: bool, state_dir: str | None) -> None:
     """Show what is derived for every VM on every network: tap, MAC, addresses, DNS name."""
     from .host.network import rows
 
-    table = rows(_plan(file))
+    table = rows(_plan(file, state_dir))
     if as_json:
         click.echo(json.dumps(table, indent=2))
         return
@@ -688,24 +692,32 @@ def network_show(file: Path, as_json: bool) -> None:
 @network_group.command("up")
 @click.argument("file", type=NET_DECL)
 @_run_dir_option
-def network_up(file: Path, run_dir: Path) -> None:
+@_state_dir_option
+def network_up(file: Path, run_dir: Path, state_dir: str | None) -> None:
     """Create or update the declared networks (as root): bridges and their addresses, the
     nftables table, one dnsmasq per network; join member taps that exist. Running it again
-    changes nothing; networks an earlier FILE had and this one has not are removed."""
+    changes nothing; networks an earlier FILE had and this one has not are removed. The IPv4
+    address each VM got is recorded in the state directory: a VM keeps it when others are
+    added or removed."""
     from .host import network as net
+    from .host.state import state_root
 
-    net.up(_plan(file), Path(os.path.abspath(run_dir)))
+    plan = _plan(file, state_dir)
+    net.up(plan, Path(os.path.abspath(run_dir)))
+    net.record_addresses(state_root(state_dir), plan)
 
 
 @network_group.command("down")
 @click.argument("file", type=NET_DECL)
 @_run_dir_option
-def network_down(file: Path, run_dir: Path) -> None:
+@_state_dir_option
+def network_down(file: Path, run_dir: Path, state_dir: str | None) -> None:
     """Remove the declared networks (as root): dnsmasq, bridges, the table, the host sysctls
-    `up` changed (restored) and the run directory's files. Running it again does nothing."""
+    `up` changed (restored) and the run directory's files. Running it again does nothing; the
+    record of addresses given out stays (the next `up` gives each VM its own again)."""
     from .host import network as net
 
-    net.down(_plan(file), Path(os.path.abspath(run_dir)))
+    net.down(_plan(file, state_dir), Path(os.path.abspath(run_dir)))
 
 
 # -- examples in every command's --help --------------------------------------------------------

@@ -46,6 +46,7 @@ from typing import Any
 from .. import process
 from ..errors import HostError, Problem, ValidationError
 from ..netplan import BRIDGE_PREFIX, Member, Network, Plan
+from .state import CONTROL, write_json
 
 RUN_DIR = "/run/microvm/net"
 TABLE = "microvm"
@@ -450,6 +451,46 @@ def _restore_sysctls(state: dict[str, Any]) -> None:
             if path.read_text().strip() == ours:
                 path.write_text(old + "\n")
     state["sysctls"] = {}
+
+
+ADDRESSES = "network-addresses.json"  # in <state>/.control: root's, kept across reboots
+
+
+def read_addresses(state_dir: Path) -> dict[tuple[str, str], str]:
+    """The IPv4 address each (VM, network) was given by an earlier `up` (netplan.derive's
+    `given`); none when there is no readable record."""
+    try:
+        data = json.loads((state_dir / CONTROL / ADDRESSES).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {(vm, net): addr for net, vms in data.items() if isinstance(vms, dict)
+            for vm, addr in vms.items() if isinstance(addr, str)}
+
+
+def record_addresses(state_dir: Path, plan: Plan) -> None:
+    """Keep the IPv4 addresses of `plan` (merged into the record: a VM that left keeps its
+    address reserved for its return only as long as no other takes it)."""
+    record: dict[str, dict[str, str]] = {}
+    for (vm, net), addr in read_addresses(state_dir).items():
+        record.setdefault(net, {})[vm] = addr
+    for m in plan.members:
+        if m.ipv4 is not None:
+            record.setdefault(m.network, {})[m.vm] = str(m.ipv4)
+    taken: dict[tuple[str, str], str] = {}
+    for net, vms in record.items():  # an address now another VM's is no longer the old one's
+        for vm, addr in sorted(vms.items()):
+            current = next((m.vm for m in plan.members if m.network == net
+                            and str(m.ipv4) == addr), None)
+            if current in (None, vm):
+                taken[(vm, net)] = addr
+    out: dict[str, dict[str, str]] = {}
+    for (vm, net), addr in sorted(taken.items()):
+        out.setdefault(net, {})[vm] = addr
+    control = state_dir / CONTROL
+    control.mkdir(parents=True, exist_ok=True, mode=0o755)
+    write_json(control / ADDRESSES, out)
 
 
 def _need_root(what: str) -> None:
