@@ -595,3 +595,47 @@ def test_down_leaves_nothing_and_is_idempotent(world: World) -> None:
         world.up()
     assert len(_dnsmasq_pids(world)) == 2
     assert world.lab.connect(world.guests["web"], UPLINK4, 80) == f"uplink {HOST4}"
+
+
+def test_doctor_names_what_breaks_a_declared_network(scratch_ns: str, tmp_path: Path) -> None:
+    """`microvm doctor --networks FILE`, in a namespace the test sets up as a host with Docker's
+    forward drop and a VPN's route over the network's subnet; the same namespace without them
+    is the control."""
+    decl = tmp_path / "n.json"
+    decl.write_text(json.dumps({"hostName": "h", "networks": {"lan": {"ipv4": "10.231.0.0/24"}},
+                                "vms": {}}))
+
+    def findings() -> list[str]:
+        p = subprocess.run(["ip", "netns", "exec", scratch_ns, sys.executable, "-m",
+                            "microvm.cli", "doctor", "--networks", str(decl), "--state-dir",
+                            str(tmp_path / "state")], text=True, capture_output=True,
+                           env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+        assert "Traceback" not in p.stderr, p.stderr
+        return [line for line in p.stdout.splitlines() if line.split()[1:2] == ["networks"]
+                or "networks:" in line]
+
+    def run(*argv: str) -> None:
+        subprocess.run(["ip", "netns", "exec", scratch_ns, *argv], check=True)
+
+    br_nf = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    if br_nf.exists():
+        run("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+    control = findings()
+    assert not [f for f in control if "forward drop" in f or "networks: lan" in f], control
+    tun = Path("/dev/net/tun").stat().st_mode & 0o006
+    assert any("/dev/net/tun" in f for f in control) == (not tun), control
+    run("ip", "link", "add", "vpn0", "type", "veth", "peer", "name", "vpn1")
+    run("ip", "link", "set", "vpn1", "up")
+    run("ip", "link", "set", "vpn0", "up")
+    run("ip", "route", "add", "10.231.0.0/25", "dev", "vpn0")
+    run("nft", "add table ip filter; add chain ip filter FORWARD { type filter hook forward " +
+        "priority 0; policy drop; }")
+    if br_nf.exists():
+        run("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+    found = findings()
+    assert any(f.startswith("warn  networks: forward drop") and
+               "table ip filter, chain FORWARD: drops what it does not accept" in f
+               for f in found), found
+    assert any(f.startswith("warn  networks: lan") and "route 10.231.0.0/25 dev vpn0 overlaps " +
+               "10.231.0.0/24 (networks.lan)" in f for f in found), found
+    assert any("br_netfilter" in f for f in found) == br_nf.exists(), found

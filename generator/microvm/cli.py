@@ -606,14 +606,20 @@ def reconcile(declared: tuple[str, ...], names: tuple[str, ...], timeout: int,
 @main.command()
 @click.option("--user", default=defaults.USER, show_default=True)
 @click.option("--group", default=defaults.GROUP, show_default=True)
+@click.option("--networks", type=click.Path(path_type=Path), default=None,
+              help="A network declaration (as for `microvm network`): also check what on " +
+              "this host breaks those networks (another table's forward drop, br_netfilter, " +
+              "a route over a network's subnet, /dev/net/tun).")
 @_state_dir_option
 @click.pass_context
-def doctor(ctx: click.Context, user: str, group: str, state_dir: str | None) -> None:
+def doctor(ctx: click.Context, user: str, group: str, networks: Path | None,
+           state_dir: str | None) -> None:
     """Check what this host can run and say what to fix (exit 1 on failures)."""
     from .host import doctor as d
     from .host.state import state_root
 
-    findings = d.diagnose(state_root(state_dir), user, group)
+    plan = _plan(networks, state_dir) if networks is not None else None
+    findings = d.diagnose(state_root(state_dir), user, group, networks=plan)
     color = _use_color()
     fg = {d.Level.OK: "green", d.Level.WARN: "yellow", d.Level.FAIL: "red"}
     for f in findings:

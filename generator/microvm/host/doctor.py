@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import grp
+import ipaddress
+import json
 import os
 import platform
 import pwd
@@ -26,6 +28,7 @@ from ..errors import HostError, ProcessError
 from ..hypervisors import backend
 from ..hypervisors.qemu import KVM_MODULES
 from ..layout import Program
+from ..netplan import Plan
 from . import access, defaults
 from .state import COMPAT_LINKS, Runner, VMDir, compat_link_ok, list_vms
 
@@ -406,7 +409,7 @@ def _runtime_path(runner: Runner) -> list[str]:
 
 
 def diagnose(root: Path, user: str = defaults.USER, group: str = defaults.GROUP,
-             path: str | None = None) -> list[Finding]:
+             path: str | None = None, networks: Plan | None = None) -> list[Finding]:
     qemu = shutil.which(f"qemu-system-{_arch()}", path=path)
     out: list[Finding] = [*check_kvm(qemu)]
     out.append(check_device("/dev/net/tun", "tap devices", "modprobe tun", Level.WARN))
@@ -419,6 +422,8 @@ def diagnose(root: Path, user: str = defaults.USER, group: str = defaults.GROUP,
     out += check_tools(path)
     out += check_accounts(user, group)
     out += check_state(root, user, group)
+    if networks is not None:
+        out += check_networks(networks)
     return out
 
 
@@ -427,3 +432,118 @@ def worst(findings: Sequence[Finding]) -> Level:
     return Level.FAIL if Level.FAIL in levels else Level.WARN if Level.WARN in levels \
         else Level.OK
 
+
+
+# -- declared networks: what breaks one at run time (issue 23) --------------------------------
+
+BR_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+TUN = Path("/dev/net/tun")
+OUR_TABLES = {("inet", "microvm"), ("bridge", "microvm")}
+
+
+def check_networks(plan: Plan) -> Iterator[Finding]:
+    """What, elsewhere on the host, breaks the declared networks of `plan`: another table's
+    forward drop (Docker's), br_netfilter sending bridged traffic through it, a route that
+    takes a network's subnet elsewhere (a VPN), /dev/net/tun closed to the users of rootless
+    VMs; one ok finding when nothing is in the way."""
+    found = list(_network_problems(plan))
+    yield from found or [Finding(Level.OK, "networks",
+                                 f"nothing in the way of {len(plan.networks)} declared")]
+
+
+def _network_problems(plan: Plan) -> Iterator[Finding]:
+    if not plan.networks:
+        return
+    names = ", ".join(n.name for n in plan.networks)
+    yield from _forward_drops(names)
+    try:
+        br_nf = BR_NF.read_text().strip() == "1"
+    except OSError:
+        br_nf = False
+    if br_nf:
+        yield Finding(Level.WARN, "networks: br_netfilter",
+                      f"{BR_NF} is 1: traffic between VMs of one network ({names}) passes the " +
+                      "ip/inet forward hooks, where another table's drop blocks it and a " +
+                      "port forward's hairpin meets the network's isolation",
+                      "sysctl net.bridge.bridge-nf-call-iptables=0 (unless Docker's own " +
+                      "bridges need it; then accept the mvb- bridges in its table)")
+    for net in plan.networks:
+        yield from _shadowing_routes(net.name, net.bridge,
+                                     [s for s in (net.ipv4, net.ipv6) if s is not None])
+    try:
+        mode = TUN.stat().st_mode
+    except OSError:
+        yield Finding(Level.WARN, "networks: /dev/net/tun", "missing: no tap can be made",
+                      "modprobe tun")
+        return
+    if not mode & 0o006:
+        yield Finding(Level.WARN, "networks: /dev/net/tun",
+                      f"mode {oct(mode & 0o777)}: only root (and its group) may open it, so a " +
+                      "VM run by another user cannot make or open a tap, nor pasta a " +
+                      "namespace's", "chmod 0666 /dev/net/tun (as distributions ship it)")
+
+
+def _nft_ruleset() -> list[dict[str, object]]:
+    try:
+        out = process.run(["nft", "-j", "list", "ruleset"], check=False, capture=True)
+    except (ProcessError, OSError):
+        return []
+    if out.returncode != 0:
+        return []
+    try:
+        data = json.loads(out.stdout)
+    except ValueError:
+        return []
+    items = data.get("nftables", []) if isinstance(data, dict) else []
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _forward_drops(names: str) -> Iterator[Finding]:
+    for item in _nft_ruleset():
+        chain = item.get("chain")
+        if not isinstance(chain, dict) or chain.get("hook") != "forward" or \
+                chain.get("policy") != "drop":
+            continue
+        table = (str(chain.get("family")), str(chain.get("table")))
+        if table in OUR_TABLES:
+            continue
+        yield Finding(Level.WARN, "networks: forward drop",
+                      f"table {table[0]} {table[1]}, chain {chain.get('name')}: drops what it " +
+                      "does not accept (policy drop; Docker's is one), and an accept in " +
+                      f"microvm's table does not override it: VMs of {names} lose NAT and " +
+                      "forwards", "accept the mvb- bridges in that table (Docker: iptables -I " +
+                      "DOCKER-USER -i mvb-NAME -j ACCEPT and -o mvb-NAME -j ACCEPT)")
+
+
+def _shadowing_routes(name: str, bridge: str,
+                      subnets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+                      ) -> Iterator[Finding]:
+    for subnet in subnets:
+        family = "-6" if subnet.version == 6 else "-4"
+        try:
+            out = process.run(["ip", "-j", family, "route", "show", "table", "all"],
+                              check=False, capture=True)
+        except (ProcessError, OSError):
+            return
+        try:
+            routes = json.loads(out.stdout or "[]")
+        except ValueError:
+            continue
+        for r in routes:
+            dst, dev = r.get("dst"), r.get("dev")
+            if not isinstance(dst, str) or dst == "default" or dev == bridge:
+                continue
+            if r.get("type") in ("local", "broadcast", "multicast", "anycast") or \
+                    dst.startswith(("fe80:", "ff00:")):
+                continue
+            try:
+                net = ipaddress.ip_network(dst if "/" in dst else
+                                           f"{dst}/{32 if subnet.version == 4 else 128}",
+                                           strict=False)
+            except ValueError:
+                continue
+            if net.version == subnet.version and net.overlaps(subnet):
+                yield Finding(Level.WARN, f"networks: {name}",
+                              f"route {dst} dev {dev} overlaps {subnet} (networks.{name}): " +
+                              "traffic to those VMs may leave by it (a VPN's route?)",
+                              f"declare another subnet for {name}, or narrow that route")
