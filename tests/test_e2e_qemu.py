@@ -67,14 +67,19 @@ def test_boot_and_shutdown(make_initrd: InitrdFactory, tmp_path: Path) -> None:
     assert vm.run_tool("microvm-shutdown").returncode == 0
 
 
-def test_volume_is_created_written_and_kept(make_initrd: InitrdFactory, tmp_path: Path) -> None:
-    script = r"""
+# the guest's side of the volume tests: mount the volume labelled data, say what an earlier run
+# left, write this run's note
+VOLUME_SCRIPT = r"""
 dev=$(disk_by_serial data)
 mkdir -p /mnt/data && mount -t ext4 "$dev" /mnt/data
 if [ -e /mnt/data/note ]; then echo "E2E-FOUND:$(cat /mnt/data/note)"; fi
 echo "run-$(param e2e.run)" > /mnt/data/note
 umount /mnt/data && echo E2E-WRITTEN
 """
+
+
+def test_volume_is_created_written_and_kept(make_initrd: InitrdFactory, tmp_path: Path) -> None:
+    script = VOLUME_SCRIPT
     volume = {"image": "vols/data.img", "size": 32, "serial": "data", "label": "data"}
     image = tmp_path / "vols" / "data.img"
     for run in (1, 2):
@@ -106,13 +111,7 @@ def test_a_qcow2_volume_is_created_and_the_guest_uses_it(make_initrd: InitrdFact
     """autoCreate with imageType = "qcow2" (accepted as microvm.nix does): the runner makes the
     missing image as qcow2 holding the file system, QEMU opens it as qcow2, the guest mounts
     and writes it, and the second run finds the first run's file in the same image."""
-    script = r"""
-dev=$(disk_by_serial data)
-mkdir -p /mnt/data && mount -t ext4 "$dev" /mnt/data
-if [ -e /mnt/data/note ]; then echo "E2E-FOUND:$(cat /mnt/data/note)"; fi
-echo "run-$(param e2e.run)" > /mnt/data/note
-umount /mnt/data && echo E2E-WRITTEN
-"""
+    script = VOLUME_SCRIPT
     volume = {"image": "data.qcow2", "size": 32, "serial": "data", "imageType": "qcow2"}
     image = tmp_path / "data.qcow2"
     for run in (1, 2):
