@@ -284,7 +284,7 @@ def test_the_cli_reads_the_hosts_record_of_addresses(tmp_path: Path) -> None:
                 if str(a) not in derived.values() and str(a) != "10.231.0.1")
     (tmp_path / "state" / ".control").mkdir(parents=True)
     (tmp_path / "state" / ".control" / "network-addresses.json").write_text(
-        json.dumps({"lan": {"a": free}}))
+        json.dumps({"lan": {"a": {"ipv4": free, "name": "a"}}}))
     (tmp_path / "n.json").write_text(json.dumps(d))
 
     def show(*extra: str) -> dict[str, str]:

@@ -317,8 +317,8 @@ def test_each_guest_gets_its_derived_address_by_dhcp(world: World) -> None:
     assert world.plan.member("web", "lan").mac in leases
     # and `up` recorded what it gave out, in the state directory, for the next `up`
     record = json.loads((world.state_dir / ".control" / "network-addresses.json").read_text())
-    assert record == {n.name: {m.vm: str(m.ipv4) for m in world.plan.members_of(n.name)
-                               if m.ipv4 is not None}
+    assert record == {n.name: {m.vm: {"ipv4": str(m.ipv4), "name": network.fqdn(n, m)}
+                               for m in world.plan.members_of(n.name) if m.ipv4 is not None}
                       for n in world.plan.networks if world.plan.members_of(n.name)
                       and n.ipv4 is not None}
 

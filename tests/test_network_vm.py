@@ -106,3 +106,24 @@ def test_tap_up_joins_the_networks_bridge_or_says_it_is_not_up(tmp_path: Path,
     assert in_ns(runner / "bin" / "tap-up").returncode == 0  # again: nothing to do
     assert in_ns(runner / "bin" / "tap-down").returncode == 0
     assert tap not in in_ns("ip", "-j", "link").stdout
+
+
+def test_list_shows_each_vms_network_address_and_name(tmp_path: Path) -> None:
+    """`microvm list` (and --json): the network a VM joins, with the address and DNS name
+    `microvm network up` recorded for it, or that it has none yet."""
+    from support.host_cli import cli
+
+    doc = vmtest.document("web", Path("/nonexistent/vmlinux"), Path("/nonexistent/initrd"),
+                          interfaces=[{"type": "network", "network": "lan"}])
+    runner = vmtest.generate(doc, tmp_path / "src", name="runner")
+    state = tmp_path / "state"
+    cli("create", "web", "--runner", str(runner), state_dir=state, check=True)
+    before = cli("list", state_dir=state, check=True).stdout
+    assert "network: lan (no address yet)" in before, before
+    (state / ".control" / "network-addresses.json").write_text(json.dumps(
+        {"lan": {"web": {"ipv4": "10.231.0.76", "name": "web.vm.internal"}}}))
+    after = cli("list", state_dir=state, check=True).stdout
+    assert "network: lan 10.231.0.76 web.vm.internal" in after, after
+    [row] = json.loads(cli("list", "--json", state_dir=state, check=True).stdout)
+    assert row["networks"] == [{"network": "lan", "ipv4": "10.231.0.76",
+                                "name": "web.vm.internal"}]

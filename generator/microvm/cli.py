@@ -501,6 +501,8 @@ def list_cmd(check: bool, as_json: bool, state_dir: str | None) -> None:
     width = max(len("NAME"), *(len(escape(r.name)) for r in rows))
     click.echo(f"{'NAME':<{width}}  {'STATE':<8} {'HYPERVISOR':<17} RUNNER")
     for r in rows:
+        nets = "; ".join(f"{n} {a or '(no address yet)'}" + (f" {d}" if d else "")
+                         for n, a, d in r.networks)
         state = r.state
         runner = escape(r.runner_state)
         name, hypervisor = escape(r.name), escape(r.hypervisor)
@@ -511,6 +513,8 @@ def list_cmd(check: bool, as_json: bool, state_dir: str | None) -> None:
                 f"{click.style(f'{state:<8}', fg=fg_state)} {hypervisor:<17} " +
                 f"{click.style(runner, fg=fg_runner)}")
         click.echo(line, color=color)
+        if nets:
+            click.echo(f"{'':<{width}}  network: {escape(nets)}", color=color)
 
 
 @main.command()

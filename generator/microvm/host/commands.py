@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
+from ..config import InterfaceType
 from ..errors import HostError, ProcessError, UsageError, ValidationError, escape
 from ..hostwide import host_problems
 from ..layout import META_DIR, Meta, Program
@@ -443,6 +444,9 @@ class Status:
     valid: bool
     autostart: bool = False  # started at boot (microvm enable, or declared with autostart)
     failed: bool = False  # systemd gave up on it (journalctl -u microvm@NAME says why)
+    # its declared networks: (network, IPv4 address, DNS name), as `microvm network up` recorded
+    # them (None where it has not given one yet)
+    networks: tuple[tuple[str, str | None, str | None], ...] = ()
 
     @property
     def state(self) -> str:
@@ -466,7 +470,8 @@ class Status:
                 "current": str(self.current) if self.current else None,
                 "booted": str(self.booted) if self.booted else None,
                 "source": self.source, "declared": self.declared, "outdated": self.outdated,
-                "autostart": self.autostart, "runner": self.runner_state}
+                "autostart": self.autostart, "runner": self.runner_state,
+                "networks": [{"network": n, "ipv4": a, "name": d} for n, a, d in self.networks]}
 
 
 def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
@@ -485,13 +490,30 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
         except ProcessError as e:
             host.echo(f"{vm.name}: cannot evaluate {flake}: {e}")
     runner = vm.runner("booted") if running and booted else current
-    return Status(name=vm.name, running=running,
+    return Status(name=vm.name, running=running, networks=_networks(host, runner),
                   hypervisor=runner.hypervisor if runner else "?",
                   current=vm.current, booted=booted if running else None, source=source,
                   declared=declared, outdated=outdated,
                   valid=current is not None and current.valid,
                   autostart=host.service.enabled(vm),
                   failed=not running and host.service.failed(vm))
+
+
+def _networks(host: Host, runner: Runner | None
+              ) -> tuple[tuple[str, str | None, str | None], ...]:
+    """The declared networks the runner's VM joins, with what `microvm network up` gave it."""
+    model = runner.model() if runner is not None else None
+    if model is None:
+        return ()
+    from . import network
+
+    record = network.recorded_names(host.root)
+    out = []
+    for iface in model.interfaces_of(InterfaceType.NETWORK):
+        if iface.network is not None:
+            entry = record.get((model.host_name, iface.network), {})
+            out.append((iface.network, entry.get("ipv4"), entry.get("name")))
+    return tuple(out)
 
 
 def list_status(host: Host, *, check: bool = False) -> list[Status]:

@@ -456,41 +456,47 @@ def _restore_sysctls(state: dict[str, Any]) -> None:
 ADDRESSES = "network-addresses.json"  # in <state>/.control: root's, kept across reboots
 
 
-def read_addresses(state_dir: Path) -> dict[tuple[str, str], str]:
-    """The IPv4 address each (VM, network) was given by an earlier `up` (netplan.derive's
-    `given`); none when there is no readable record."""
+def _record(state_dir: Path) -> dict[str, dict[str, dict[str, str]]]:
+    """network -> VM -> {"ipv4": ..., "name": ...}: what `up` gave out, as it recorded it."""
     try:
         data = json.loads((state_dir / CONTROL / ADDRESSES).read_text("utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {(vm, net): addr for net, vms in data.items() if isinstance(vms, dict)
-            for vm, addr in vms.items() if isinstance(addr, str)}
+    return {net: {vm: {k: v for k, v in entry.items() if isinstance(v, str)}
+                  for vm, entry in vms.items() if isinstance(entry, dict)}
+            for net, vms in data.items() if isinstance(vms, dict)}
+
+
+def read_addresses(state_dir: Path) -> dict[tuple[str, str], str]:
+    """The IPv4 address each (VM, network) was given by an earlier `up` (netplan.derive's
+    `given`); none when there is no readable record."""
+    return {(vm, net): entry["ipv4"] for net, vms in _record(state_dir).items()
+            for vm, entry in vms.items() if "ipv4" in entry}
+
+
+def recorded_names(state_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """(VM, network) -> its recorded IPv4 address and DNS name, for `microvm list`."""
+    return {(vm, net): entry for net, vms in _record(state_dir).items()
+            for vm, entry in vms.items()}
 
 
 def record_addresses(state_dir: Path, plan: Plan) -> None:
-    """Keep the IPv4 addresses of `plan` (merged into the record: a VM that left keeps its
-    address reserved for its return only as long as no other takes it)."""
-    record: dict[str, dict[str, str]] = {}
-    for (vm, net), addr in read_addresses(state_dir).items():
-        record.setdefault(net, {})[vm] = addr
+    """Keep the IPv4 address and DNS name of each member of `plan`, merged into the record: a
+    VM that left keeps its address for its return as long as no other VM has taken it."""
+    record = _record(state_dir)
     for m in plan.members:
         if m.ipv4 is not None:
-            record.setdefault(m.network, {})[m.vm] = str(m.ipv4)
-    taken: dict[tuple[str, str], str] = {}
-    for net, vms in record.items():  # an address now another VM's is no longer the old one's
-        for vm, addr in sorted(vms.items()):
-            current = next((m.vm for m in plan.members if m.network == net
-                            and str(m.ipv4) == addr), None)
-            if current in (None, vm):
-                taken[(vm, net)] = addr
-    out: dict[str, dict[str, str]] = {}
-    for (vm, net), addr in sorted(taken.items()):
-        out.setdefault(net, {})[vm] = addr
+            record.setdefault(m.network, {})[m.vm] = {
+                "ipv4": str(m.ipv4), "name": fqdn(plan.network(m.network), m)}
+    holders = {(m.network, str(m.ipv4)): m.vm for m in plan.members if m.ipv4 is not None}
+    out = {net: {vm: entry for vm, entry in sorted(vms.items())
+                 if holders.get((net, entry.get("ipv4", ""))) in (None, vm)}
+           for net, vms in sorted(record.items())}
     control = state_dir / CONTROL
     control.mkdir(parents=True, exist_ok=True, mode=0o755)
-    write_json(control / ADDRESSES, out)
+    write_json(control / ADDRESSES, {net: vms for net, vms in out.items() if vms})
 
 
 def _need_root(what: str) -> None:
