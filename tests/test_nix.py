@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -571,3 +572,33 @@ def test_vfkit_rosetta_is_mounted_in_the_guest_on_the_devices_tag() -> None:
                               "inherit python repo; }).json"))
     assert doc["microvm"]["vfkit"]["rosetta"] == {"enable": True, "install": False,
                                                    "ignoreIfMissing": False}
+
+
+def test_host_networks_write_the_declaration_microvm_network_reads() -> None:
+    """microvm.host.networks: /etc/microvm/networks.json is a declaration `microvm network`
+    accepts, with the joining VMs by host name and the MACs their own guests derived or
+    pinned; microvm-networks runs `network up` before microvms.target, and only the VMs that
+    join require it."""
+    from microvm.netplan import derive
+
+    got = nix_json("(import ./host-network-eval.nix { inherit python repo; })")
+    decl = json.loads(got["declaration"])
+    assert decl["hostName"] == "h1" and decl["hostAddresses"] == ["192.168.1.10/24"]
+    assert set(decl["vms"]) == {"web", "db"}
+    plan = derive(decl)
+    assert plan.member("db", "lan").mac == "02:00:00:00:00:42"
+    assert [plan.member("web", "lan").mac] == got["macs"]["web"]
+    assert plan.network("lan").forwards[0].host_port == 8443
+    unit = got["unit"]
+    assert unit["ExecStart"].endswith(" network up /etc/microvm/networks.json --state-dir " +
+                                      "/var/lib/microvms")
+    assert "microvms.target" in unit["before"] and unit["Type"] == "oneshot"
+    assert "microvm-networks.service" in got["requires"]["microvm@web"]
+    assert "microvm-networks.service" in got["requires"]["microvm@db"]
+    assert "microvm-networks.service" not in got["requires"].get("microvm@plain", [])
+    path = Path(tempfile.mkdtemp()) / "networks.json"
+    path.write_text(got["declaration"])
+    check = subprocess.run([sys.executable, "-m", "microvm.cli", "network", "check", str(path),
+                            "--state-dir", str(path.parent / "state")], text=True,
+                           capture_output=True)
+    assert check.returncode == 0, check.stderr

@@ -102,6 +102,54 @@ let
     ] ++ modules ++ vm.extraModules;
   };
 
+  # microvm.host.networks.NAME: the shape of generator/microvm/netplan.py's declaration
+  networkOptions = {
+    options = {
+      ipv4 = mkOption { type = types.nullOr types.str; default = null; description = "IPv4 network ADDRESS/PREFIX (a /29 or larger, private)."; };
+      ipv6 = mkOption { type = types.nullOr types.str; default = null; description = "\"auto\" (a ULA /64 derived from the host and network name) or an IPv6 /64."; };
+      uplinks = mkOption { type = types.listOf types.str; default = [ ]; description = "Host interfaces the network is NATed to ([]: host-only)."; };
+      domain = mkOption { type = types.nullOr types.str; default = null; description = "DNS domain of the VMs' names (VM.DOMAIN)."; };
+      isolation = mkOption { type = types.enum [ "open" "isolated" "rules" ]; default = "open"; description = "Between VMs of the network: everything, nothing, or what `allow` lists."; };
+      allow = mkOption {
+        type = types.listOf (types.submodule { options = {
+          from = mkOption { type = types.str; };
+          to = mkOption { type = types.str; };
+          tcp = mkOption { type = types.listOf types.port; default = [ ]; };
+          udp = mkOption { type = types.listOf types.port; default = [ ]; };
+        }; });
+        default = [ ];
+        description = "With isolation = \"rules\": what one VM may open to another.";
+      };
+      forwardPorts = mkOption {
+        type = types.listOf (types.submodule { options = {
+          vm = mkOption { type = types.str; };
+          hostPort = mkOption { type = types.port; };
+          port = mkOption { type = types.port; };
+          proto = mkOption { type = types.enum [ "tcp" "udp" ]; default = "tcp"; };
+        }; });
+        default = [ ];
+        description = "Host ports forwarded to a VM of the network (from outside and from the host).";
+      };
+    };
+  };
+
+  # what `microvm network` reads: the networks, and which declared VMs join them (by host
+  # name, from which the VM's side derives its tap and MAC too)
+  networkDeclaration = {
+    hostName = config.networking.hostName;
+    hostAddresses = hostCfg.addresses;
+    networks = lib.mapAttrs (_: n: lib.filterAttrs (_: v: v != null) {
+      inherit (n) ipv4 ipv6 uplinks domain isolation forwardPorts;
+      allow = map (a: { inherit (a) from to tcp udp; }) n.allow;
+    }) hostCfg.networks;
+    vms = lib.listToAttrs (lib.concatMap (vm:
+      let joins = lib.filter (i: i.type == "network") vm.guest.microvm.interfaces; in
+      lib.optional (joins != [ ]) (lib.nameValuePair vm.guest.networking.hostName
+        (map (i: { inherit (i) network mac; }) joins))) declared);
+  };
+  networksFile = "/etc/microvm/networks.json";
+  networkUser = name: vm: lib.any (i: i.type == "network") vm.guest.microvm.interfaces;
+
   # the evaluated guest system of a declared VM
   guestOf = name: vm:
     if vm.flake != null then vm.flake.nixosConfigurations.${name}
@@ -225,6 +273,24 @@ in
         has started. A VM that never reports fails to start after host.startupTimeout.
       '';
     };
+    host.networks = mkOption {
+      type = types.attrsOf (types.submodule networkOptions);
+      default = { };
+      example = lib.literalExpression ''{ lan = { ipv4 = "10.231.0.0/24"; ipv6 = "auto"; uplinks = [ "eth0" ]; domain = "vm.internal"; }; }'';
+      description = ''
+        Networks of this host that VMs join by name (`microvm.interfaces = [ { type = "network";
+        network = "lan"; } ]`): a bridge each with the VMs' gateway, DHCP with a fixed lease and
+        a DNS name per VM, router advertisements, NAT to the uplinks, port forwards, isolation
+        and anti-spoofing, made by `microvm network up` (the unit microvm-networks) from
+        /etc/microvm/networks.json, which this option writes. docs/networking.md.
+      '';
+    };
+    host.addresses = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "192.168.1.10/24" ];
+      description = "The host's own addresses (ADDRESS/PREFIX): a declared network that overlaps one is refused.";
+    };
     vms = mkOption {
       type = types.attrsOf (types.submodule vmOptions);
       default = { };
@@ -264,6 +330,9 @@ in
     users.groups.${hostCfg.group} = { };
 
     environment.systemPackages = lib.mkIf hostCfg.installCommand [ hostCfg.package ];
+    environment.etc."microvm/networks.json" = lib.mkIf (hostCfg.networks != { }) {
+      text = builtins.toJSON networkDeclaration;
+    };
     # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins
     # bridges its ACL allows
     environment.etc."qemu/bridge.conf" = lib.mkIf (qemuBridges != [ ]) {
@@ -288,7 +357,31 @@ in
       ++ map (vm: { "install-microvm-${vm.name}" = enable "microvms.target"; }) declared
       ++ map (name: { "microvm@${name}" = instance; }) vmNames
       ++ map (vm: { "microvm@${vm.name}".restartIfChanged = lib.mkDefault vm.restartIfChanged; }) declared
-      ++ map (name: { "microvm@${name}".wantedBy = [ "microvms.target" ]; }) cfg.autostart);
+      ++ map (name: { "microvm@${name}".wantedBy = [ "microvms.target" ]; }) cfg.autostart
+      # the declared networks, made before the VMs that join them start (and again on change:
+      # `up` applies a changed declaration and joins the taps of VMs already running)
+      ++ lib.optional (hostCfg.networks != { }) {
+        microvm-networks = {
+          description = "MicroVM networks (microvm.host.networks)";
+          wantedBy = [ "microvms.target" ];
+          before = [ "microvms.target" ];
+          after = [ "network.target" ];
+          restartTriggers = [ (builtins.toJSON networkDeclaration) ];
+          path = [ pkgs.iproute2 pkgs.nftables pkgs.dnsmasq ];
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStart = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "up"
+              networksFile "--state-dir" cfg.stateDir ];
+            ExecStop = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "down"
+              networksFile "--state-dir" cfg.stateDir ];
+          };
+        };
+      }
+      ++ map (vm: { "microvm@${vm.name}" = {
+        requires = [ "microvm-networks.service" ];
+        after = [ "microvm-networks.service" ];
+      }; }) (lib.filter (vm: networkUser vm.name vm) declared));
 
     systemd.tmpfiles.settings."10-microvm" = lib.mkMerge ([
       # root owns the state directory and .control (runner links, metadata: what root runs

@@ -119,6 +119,8 @@ let
     e2fsprogs = hostTool "e2fsprogs" [ "/usr/sbin/mkfs.ext4" "/sbin/mkfs.ext4" ];
     xfsprogs = hostTool "xfsprogs" [ "/usr/sbin/mkfs.xfs" ];
     iproute2 = hostTool "iproute2" [ "/usr/sbin/ip" "/bin/ip" ];
+    nftables = hostTool "nftables" [ "/usr/sbin/nft" ];
+    dnsmasq = hostTool "dnsmasq" [ "/usr/sbin/dnsmasq" ];
     socat = hostTool "socat" [ "socat" ];
     curl = hostTool "curl" [ "curl" ];
     coreutils = hostTool "coreutils" coreutils;

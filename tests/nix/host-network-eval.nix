@@ -1,0 +1,42 @@
+# The host module with declared networks (microvm.host.networks), evaluated with the NixOS stub:
+# two declared VMs join "lan" (one with a pinned MAC), one has only a tap.
+{ python ? "python3", repo ? toString ../.. }:
+
+let
+  lib = import <nixpkgs/lib>;
+  pkgs = import ./pkgs-standin.nix { inherit lib python repo; };
+  evaluated = lib.evalModules {
+    modules = [
+      ./stub.nix
+      ../../nix/modules/host.nix
+      { _module.args.pkgs = pkgs; }
+      {
+        networking.hostName = "h1";
+        microvm.host.addresses = [ "192.168.1.10/24" ];
+        microvm.host.networks.lan = {
+          ipv4 = "10.231.0.0/24"; ipv6 = "auto"; uplinks = [ "eth0" ]; domain = "vm.internal";
+          isolation = "rules";
+          allow = [ { from = "web"; to = "db"; tcp = [ 5432 ]; } ];
+          forwardPorts = [ { vm = "web"; hostPort = 8443; port = 443; } ];
+        };
+        microvm.vms.web.config.microvm.interfaces = [ { type = "network"; network = "lan"; } ];
+        microvm.vms.db.config.microvm.interfaces = [
+          { type = "network"; network = "lan"; mac = "02:00:00:00:00:42"; } ];
+        microvm.vms.plain.config.microvm.interfaces = [
+          { type = "tap"; id = "vm-plain"; mac = "02:00:00:00:00:43"; } ];
+      }
+    ];
+  };
+  inherit (evaluated) config;
+  svc = config.systemd.services;
+in
+{
+  declaration = config.environment.etc."microvm/networks.json".text;
+  unit = {
+    inherit (svc.microvm-networks) wantedBy before after;
+    inherit (svc.microvm-networks.serviceConfig) ExecStart ExecStop Type;
+  };
+  requires = lib.mapAttrs (_: s: s.requires or [ ])
+    (lib.filterAttrs (n: _: lib.hasPrefix "microvm@" n && n != "microvm@") svc);
+  macs = lib.mapAttrs (_: vm: map (i: i.mac) vm.config.config.microvm.interfaces) config.microvm.vms;
+}
