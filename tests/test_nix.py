@@ -593,6 +593,10 @@ def test_host_networks_write_the_declaration_microvm_network_reads() -> None:
     assert unit["ExecStart"].endswith(" network up /etc/microvm/networks.json --state-dir " +
                                       "/var/lib/microvms")
     assert "microvms.target" in unit["before"] and unit["Type"] == "oneshot"
+    # a firewall reload (which flushes the ruleset) is passed on: `up` puts the table back
+    assert unit["ExecReload"] == unit["ExecStart"]
+    assert unit["ReloadPropagatedFrom"] == ["firewall.service", "nftables.service"]
+    assert "nftables.service" in unit["after"]
     assert "microvm-networks.service" in got["requires"]["microvm@web"]
     assert "microvm-networks.service" in got["requires"]["microvm@db"]
     assert "microvm-networks.service" not in got["requires"].get("microvm@plain", [])

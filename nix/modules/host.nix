@@ -365,7 +365,6 @@ in
           description = "MicroVM networks (microvm.host.networks)";
           wantedBy = [ "microvms.target" ];
           before = [ "microvms.target" ];
-          after = [ "network.target" ];
           restartTriggers = [ (builtins.toJSON networkDeclaration) ];
           path = [ pkgs.iproute2 pkgs.nftables pkgs.dnsmasq ];
           serviceConfig = {
@@ -375,7 +374,13 @@ in
               networksFile "--state-dir" cfg.stateDir ];
             ExecStop = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "down"
               networksFile "--state-dir" cfg.stateDir ];
+            # `up` again: the table back after a firewall reload flushed the ruleset
+            ExecReload = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "up"
+              networksFile "--state-dir" cfg.stateDir ];
           };
+          # NixOS's firewall (iptables or nftables) reloads with a flush on every change
+          unitConfig.ReloadPropagatedFrom = [ "firewall.service" "nftables.service" ];
+          after = [ "network.target" "firewall.service" "nftables.service" ];
         };
       }
       ++ map (vm: { "microvm@${vm.name}" = {

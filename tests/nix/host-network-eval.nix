@@ -34,7 +34,8 @@ in
   declaration = config.environment.etc."microvm/networks.json".text;
   unit = {
     inherit (svc.microvm-networks) wantedBy before after;
-    inherit (svc.microvm-networks.serviceConfig) ExecStart ExecStop Type;
+    inherit (svc.microvm-networks.serviceConfig) ExecStart ExecStop ExecReload Type;
+    inherit (svc.microvm-networks.unitConfig) ReloadPropagatedFrom;
   };
   requires = lib.mapAttrs (_: s: s.requires or [ ])
     (lib.filterAttrs (n: _: lib.hasPrefix "microvm@" n && n != "microvm@") svc);
