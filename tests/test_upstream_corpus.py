@@ -2,16 +2,18 @@
 
 tests/support/upstream_corpus.py reads the corpus from upstream's source ($MICROVM_NIX_SRC, else
 /opt/microvm.nix): every Nix block of the handbook (doc/src/*.md), the examples, the flake
-template and the example configurations of upstream's flake.nix. Each is evaluated by
-tests/nix/upstream/corpus.nix twice with one stand-in NixOS and package set: with upstream's
-modules and with this project's. Compared, for every guest: the VM document's values (this
-project: what nix/lib/document.nix gives the generator; upstream: its microvm.* option values at
-the same paths), fileSystems, whether the configuration is refused (failed assertions and runners
-that throw; here also the Nix checks and the generator's own checks of the document, as when the
-runner is built) and the warnings (here also the generator's); for every host: the units it
-declares for each VM and their settings (this project: rendered by the generator from what the
-host module gives it). Warnings are config.warnings and what either side prints with lib.warn
-while an entry is evaluated (upstream's runners warn that way).
+template and the example configurations of upstream's flake.nix; and real users' public
+configurations reduced to their microvm part (tests/nix/users/*.nix, each naming its source).
+Each is evaluated by tests/nix/upstream/corpus.nix twice with one stand-in NixOS and package
+set: with upstream's modules and with this project's. Compared, for every guest: the VM
+document's values (this project: what nix/lib/document.nix gives the generator; upstream: its
+microvm.* option values at the same paths), fileSystems, whether the configuration is refused
+(failed assertions and runners that throw; here also the Nix checks and the generator's own
+checks of the document, as when the runner is built) and the warnings (here also the
+generator's); for every host: the units it declares for each VM and their settings (this
+project: rendered by the generator from what the host module gives it). Warnings are
+config.warnings and what either side prints with lib.warn while an entry is evaluated
+(upstream's runners warn that way).
 
 Every difference must match exactly one reviewed entry of tests/support/upstream_diff.py
 (CORPUS), and every entry must match a difference; docs/microvm-nix-differences.md shows them
@@ -413,6 +415,9 @@ def test_corpus_is_read_from_upstream_and_large_enough() -> None:
     assert len(handbook) >= 25, handbook
     assert any(k.startswith("examples/") for k in keys)
     assert "flake-template/flake.nix" in keys
+    # real users' configurations (tests/nix/users), each naming its source
+    users = [k for k in keys if k.startswith("users/")]
+    assert len(users) >= 6, users
     # every listed fix and skip still names a block of the handbook (upstream moved text?)
     blocks = {k for k, _, _ in upstream_corpus.handbook_blocks(upstream_src())}
     stale = (set(upstream_corpus.SKIP) | set(upstream_corpus.FIXES)) - blocks

@@ -6,7 +6,10 @@ Read from upstream's source at test time (so new handbook text is picked up):
   - examples/*.nix, keyed `examples/FILE.nix`;
   - flake-template/flake.nix, keyed `flake-template/flake.nix`;
   - the example configurations upstream's flake.nix declares (`nixosConfigurations`, the
-    `*-example` packages), keyed `flake.nix`.
+    `*-example` packages), keyed `flake.nix`;
+  - real users' configurations, reduced to their microvm part, from this repository's
+    tests/nix/users/*.nix (each file names its source), keyed `users/FILE.nix`, with
+    USER_FIXES where a stand-in needs one.
 
 How a block is evaluated is decided by its text (a flake, a module, or bindings to be wrapped
 in a module; for the host when it sets microvm.vms, microvm.autostart or microvm.host.*, or no
@@ -269,6 +272,45 @@ def flake_examples_snippet(src: Path) -> Snippet:
                    + "the examples)")
 
 
+USERS = Path(__file__).resolve().parents[1] / "nix" / "users"
+
+# users' files that need something the stand-ins do not give (file name -> fix)
+USER_FIXES: dict[str, Fix] = {
+    "gshipunov-nix-config-minime-host.nix": Fix(
+        None,
+        (("{ inputs, ... }:", "{ ... }:"),),
+        "`inputs` is a specialArgs of the user's flake and `inputs.self` the flake itself, whose "
+        + "nixosConfigurations.auth and .radicale the host builds; bound here to a flake with "
+        + "those two configurations (minimal guests)",
+        bindings='inputs.self = { outPath = "/nix/store/00000000000000000000000000000000-source"; '
+        + "nixosConfigurations = env.lib.genAttrs [ \"auth\" \"radicale\" ] (name: "
+        + "env.nixosSystem { modules = [ env.microvm.nixosModules.microvm "
+        + "{ networking.hostName = name; } ]; }); };",
+    ),
+}
+
+
+def user_snippets(users: Path = USERS) -> list[Snippet]:
+    """Real users' configurations (tests/nix/users/*.nix): each a module, for the host
+    (FILE-host.nix) or a guest (FILE-guest.nix)."""
+    out = []
+    for path in sorted(users.glob("*.nix")):
+        text = path.read_text()
+        source = text.splitlines()[0]
+        assert source.startswith("# Source: "), f"{path}: does not start by naming its source"
+        fix = USER_FIXES.get(path.name, Fix())
+        for old, new in fix.replace:
+            assert old in text, f"{path.name}: fix-up text {old!r} not found"
+            text = text.replace(old, new)
+        assert path.stem.endswith(("-host", "-guest")), f"{path.name}: name it *-host or *-guest"
+        kind = fix.kind or ("host" if path.stem.endswith("-host") else "guest")
+        out.append(Snippet(f"users/{path.name}", kind, wrap(kind, text, fix.system, fix.bindings),
+                           str(path), fix.why))
+    stale = set(USER_FIXES) - {p.name for p in users.glob("*.nix")}
+    assert not stale, f"USER_FIXES for files tests/nix/users/ no longer has: {stale}"
+    return out
+
+
 def snippets(src: Path) -> tuple[list[Snippet], dict[str, str]]:
     """The corpus, and the blocks left out with the reason."""
     out: list[Snippet] = []
@@ -289,4 +331,5 @@ def snippets(src: Path) -> tuple[list[Snippet], dict[str, str]]:
     out += example_snippets(src)
     out.append(template_snippet(src))
     out.append(flake_examples_snippet(src))
+    out += user_snippets()
     return out, skipped

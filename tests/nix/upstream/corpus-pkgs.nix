@@ -18,6 +18,8 @@ let
     python3Packages = (base.python3Packages or { }) // { supervisor = tool "supervisor"; };
     writers = base.writers // { writePython3 = name: _args: _text: tool name; };
     replaceVars = path: _vars: path;
+    # firmware a user's QEMU arguments name (tests/nix/users/tiiuae-ghaf-*)
+    OVMF = (base.OVMF or { }) // { fd = tool "OVMF-fd"; };
     # lib.getExe reads meta.mainProgram (nixpkgs sets it; without it lib warns)
     virtiofsd = base.virtiofsd // { meta = (base.virtiofsd.meta or { }) // { mainProgram = "virtiofsd"; }; };
     socat = base.socat // { meta = (base.socat.meta or { }) // { mainProgram = "socat"; }; };
