@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,40 @@ def test_list_shows_each_vms_network_address_and_name(tmp_path: Path) -> None:
     [row] = json.loads(cli("list", "--json", state_dir=state, check=True).stdout)
     assert row["networks"] == [{"network": "lan", "ipv4": "10.231.0.76",
                                 "name": "web.vm.internal"}]
+
+
+def test_validate_host_checks_network_interfaces_against_the_declaration(tmp_path: Path) -> None:
+    """`microvm validate-host --networks FILE`: each VM's network interface names a declared
+    network it is a member of, with the MAC and tap the host uses for it; both sides named."""
+    decl = {"hostName": "h", "networks": {"lan": {"ipv4": "10.231.0.0/24"}},
+            "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan",
+                                                          "mac": "02:00:00:00:00:42"}]}}
+    (tmp_path / "n.json").write_text(json.dumps(decl))
+
+    def doc(name: str, **iface: str) -> Path:
+        d = document(interfaces=[{"type": "tap", "id": "t-" + name,
+                                  "mac": f"02:00:00:00:01:{len(name):02x}"},
+                                 {"type": "network", "network": "lan", **iface}])
+        d["hostName"] = name
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(d))
+        return path
+
+    def validate(*docs: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "microvm.cli", "validate-host",
+                               *map(str, docs), "--networks", str(tmp_path / "n.json")],
+                              text=True, capture_output=True)
+
+    ok = validate(doc("web"), doc("db", mac="02:00:00:00:00:42"))
+    assert ok.returncode == 0, ok.stderr
+    bad = validate(doc("web", network="wan"), doc("db"), doc("cache"))
+    assert bad.returncode == 2, bad.stderr
+    db_mac = netplan.mac_address("lan", "db")
+    assert bad.stderr.splitlines() == [
+        f"error: {tmp_path}/web.json: microvm.interfaces[1].network: no network 'wan' is " +
+        "declared (declared: lan)",
+        f"error: {tmp_path}/db.json: microvm.interfaces[1].mac: {db_mac} is not the MAC the " +
+        "declaration has for db on lan (02:00:00:00:00:42): pin the same in both",
+        f"error: {tmp_path}/cache.json: microvm.interfaces[1].network: cache joins lan, but " +
+        "the declaration lists no vms.cache on it: it would get no lease, name or forward",
+    ], bad.stderr

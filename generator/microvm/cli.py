@@ -206,7 +206,10 @@ def generate(document: Path | None, out: Path | None, batch: tuple[tuple[Path, P
 @click.option("--state-dir", default=defaults.STATE_DIR, show_default=True,
               help="Where the host runs each VM (relative paths are resolved in " +
               "<state-dir>/<hostName>).")
-def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
+@click.option("--networks", type=click.Path(path_type=Path), default=None,
+              help="The host's network declaration (as for `microvm network`): also check " +
+              "each VM's type = \"network\" interfaces against it.")
+def validate_host(documents: tuple[Path, ...], state_dir: str, networks: Path | None) -> None:
     """Check the VM documents of one host together: each must be valid, and no two may use
     the same interface name, MAC, vsock CID, forwarded host port, socket, PCI or USB device,
     or volume image one of them writes. One line per problem (exit 2) or nothing (exit 0)."""
@@ -223,6 +226,16 @@ def validate_host(documents: tuple[Path, ...], state_dir: str) -> None:
                          for p in e.problems]
     if not problems:
         problems = host_problems(vms, os.path.abspath(state_dir))
+    if not problems and networks is not None:
+        from .config import InterfaceType
+        from .document import read_json
+        from .netplan import derive, vm_problems
+
+        plan = derive(read_json(networks))
+        for document, vm in zip(documents, vms, strict=True):
+            problems += vm_problems(plan, vm.host_name, [
+                (n, str(i.network), i.id, i.mac) for n, i in enumerate(vm.interfaces)
+                if i.type is InterfaceType.NETWORK], f"{document}: ")
     if problems:
         raise ValidationError(problems)
 

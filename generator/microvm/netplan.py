@@ -560,3 +560,31 @@ class _Deriver:
                     self.bad(f"{at}.hostPort", f"{fwd.proto} port {fwd.host_port} is also " +
                              f"forwarded by {all_ports[key]}")
                 all_ports.setdefault(key, at)
+
+
+def vm_problems(plan: Plan, host_name: str,
+                interfaces: Sequence[tuple[int, str, str, str]], where: str = "") -> list[Problem]:
+    """A VM's network interfaces (index in microvm.interfaces, network, tap name, MAC) against
+    the host's declaration: the network is declared, the VM (by host name) is one of its
+    members, and its tap name and MAC are the ones the host's side uses for it."""
+    out: list[Problem] = []
+    for i, network, tap, mac in interfaces:
+        path = f"{where}microvm.interfaces[{i}]"
+        if network not in {n.name for n in plan.networks}:
+            out.append(Problem(f"{path}.network", f"no network {network!r} is declared " +
+                               f"(declared: {', '.join(n.name for n in plan.networks) or 'none'})"))
+            continue
+        member = next((m for m in plan.members if m.vm == host_name and m.network == network),
+                      None)
+        if member is None:
+            out.append(Problem(f"{path}.network", f"{host_name} joins {network}, but the " +
+                               f"declaration lists no vms.{host_name} on it: it would get no " +
+                               "lease, name or forward"))
+            continue
+        if mac.lower() != member.mac:
+            out.append(Problem(f"{path}.mac", f"{mac} is not the MAC the declaration has for " +
+                               f"{host_name} on {network} ({member.mac}): pin the same in both"))
+        if tap != member.tap:
+            out.append(Problem(f"{path}.id", f"{tap!r} is not the tap the host joins for " +
+                               f"{host_name} on {network} ({member.tap!r})"))
+    return out
