@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pwd
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,8 +24,9 @@ from support.netns import Lab, wait_for
 from support.vmtest import VM, document, generate
 
 pytestmark = pytest.mark.boot
+NOBODY = pwd.getpwnam("nobody")
 
-HOST4, UPLINK4 = "192.0.2.1", "192.0.2.2"
+HOST4, UPLINK4, FAR4 = "192.0.2.1", "192.0.2.2", "198.51.100.7"
 DECL = {"hostName": "e2e", "networks": {"lan": {
     "ipv4": "10.232.0.0/24", "uplinks": ["up0"], "domain": "vm.internal", "isolation": "open",
     "forwardPorts": [{"vm": "web", "hostPort": 8080, "port": 80}]}},
@@ -46,7 +51,7 @@ udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 || echo "E2E-NO-LEASE"
 mkdir -p /www && echo "hello from $(param e2e.name)" > /www/index.html
 httpd -p 80 -h /www
 echo "E2E-PEER $(nslookup "$(param e2e.peer).vm.internal" | tr '\n' ' ')"
-echo "E2E-UPLINK $(nc -w 5 192.0.2.2 80 </dev/null)"
+echo "E2E-UPLINK $(nc -w 5 "$(param e2e.far)" 80 </dev/null)"
 echo E2E-DONE
 while :; do sleep 1; done
 """
@@ -84,7 +89,7 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
             member = plan.member(name, "lan")
             doc = document(name, vmtest.guest_kernel().vmlinux, initrd,
                            kernelParams=["quiet", f"e2e.mac={member.mac}", f"e2e.name={name}",
-                                         f"e2e.peer={peer}"],
+                                         f"e2e.peer={peer}", f"e2e.far={UPLINK4}"],
                            interfaces=[{"type": "network", "network": "lan"}])
             runner = generate(doc, tmp_path / name)
             vms[name] = stack.enter_context(
@@ -113,3 +118,58 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
                        str(tmp_path / "state"))
         assert down.returncode == 0, down.stderr
     assert "mvb-lan" not in lab.run(host, "ip", "link").stdout
+
+
+def test_a_guest_run_rootless_gets_passts_network(lab: Lab, make_initrd: Callable[[str], Path],
+                                                  tmp_path: Path) -> None:
+    """A VM with a network interface run by an unprivileged user (nobody), with no tap made
+    for it: the runner starts passt and QEMU uses its socket (-netdev stream). The guest gets
+    an address by DHCP, reaches the uplink, and microvm.forwardPorts reach it through passt."""
+    host, uplink = lab.ns("host"), lab.ns("uplink")
+    lab.veth(host, "up0", uplink, "eth0")
+    for ns, dev, addr in ((host, "up0", HOST4), (uplink, "eth0", UPLINK4)):
+        lab.run(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev, check=True)
+        lab.run(ns, "ip", "link", "set", dev, "up", check=True)
+    lab.run(host, "ip", "route", "add", "default", "via", UPLINK4, check=True)
+    # the server beyond the gateway (passt maps the gateway's own address to the host)
+    lab.run(uplink, "ip", "addr", "add", f"{FAR4}/32", "dev", "lo", check=True)
+    lab.serve(uplink, "uplink", [80])
+    # everything nobody reads or writes, in a directory nobody may enter
+    world = Path(tempfile.mkdtemp(prefix="microvm-rootless-"))
+    try:
+        world.chmod(0o755)
+        kernel = world / "vmlinux"
+        shutil.copy(vmtest.guest_kernel().vmlinux, kernel)
+        initrd = world / "initrd.gz"
+        shutil.copy(make_initrd(GUEST), initrd)
+        mac = "02:00:00:00:00:51"
+        doc = document("web", kernel, initrd,
+                       kernelParams=["quiet", f"e2e.mac={mac}", "e2e.name=web", "e2e.peer=web",
+                                     f"e2e.far={FAR4}"],
+                       interfaces=[{"type": "network", "network": "lan", "mac": mac}],
+                       forwardPorts=[{"from": "host", "host": {"port": 8080},
+                                      "guest": {"port": 80}}])
+        runner = generate(doc, world / "src")
+        vmdir = world / "vm"
+        vmdir.mkdir()
+        os.chown(vmdir, NOBODY.pw_uid, NOBODY.pw_gid)
+        for path in [world, *world.rglob("*")]:
+            if path != vmdir:
+                path.chmod(path.stat().st_mode | 0o005)
+        wrap = ["ip", "netns", "exec", host, "setpriv", f"--reuid={NOBODY.pw_uid}",
+                f"--regid={NOBODY.pw_gid}", "--clear-groups", "--"]
+        with VM(runner, vmdir, wrap=wrap) as vm:
+            vm.wait_for("E2E-DONE", timeout=240)
+            console = vm.console
+            assert "E2E-LEASE ip=" in console and "E2E-NO-LEASE" not in console, console[-3000:]
+            # passt's guest has the host's address: the uplink sees the host
+            assert f"E2E-UPLINK uplink {HOST4}" in console, console[-3000:]
+            got = lab.run(uplink, "busybox", "wget", "-q", "-O", "-", f"http://{HOST4}:8080/")
+            assert "hello from web" in got.stdout, got.stderr
+            procs = [line.split(None, 1) for line in
+                     lab.run(host, "ps", "-eo", "user=,args=").stdout.splitlines()
+                     if "--socket web-" in line and "passt" in line]
+            assert procs and all(u == "nobody" for u, _ in procs), procs  # the VM's user's
+            assert not lab.run(host, "ip", "-o", "link", "show", "type", "tun").stdout.strip()
+    finally:
+        shutil.rmtree(world, ignore_errors=True)

@@ -70,6 +70,8 @@ def feature_table() -> str:
                        *(", ".join(sorted(CAPABILITIES[hv].image_types)) for hv in hvs)]))
     lines.append(_row(["multiqueue taps", "(`vcpu` > 1)",
                        *(YES if CAPABILITIES[hv].multiqueue_tap else NO for hv in hvs)]))
+    lines.append(_row(["rootless network (passt)", "`interfaces.*.type = \"network\"`",
+                       *(YES if CAPABILITIES[hv].passt else NO for hv in hvs)]))
     return "\n".join(lines) + "\n"
 
 

@@ -133,6 +133,10 @@ class Capabilities:
     # graphics come from crosvm's vhost-user GPU device (`crosvm device gpu`), a process the
     # runner starts before the hypervisor (hypervisors/base.py GpuDaemon)
     gpu_daemon: bool = False
+    # a network interface (type = "network") of a VM run by a user who cannot have its tap
+    # falls back to user-mode networking through passt (QEMU: -netdev stream); False: the
+    # runner says the tap is needed
+    passt: bool = False
     # the guest device of the console the runner connects to its stdio, by architecture
     # (x86_64, aarch64): an 8250 UART is ttyS0, a PL011 ttyAMA0, a virtio console hvc0.
     # The backends put it on the kernel command line; the guest module starts its getty there.
@@ -208,6 +212,7 @@ CAPABILITIES: dict[Hypervisor, Capabilities] = {
         kernel_formats="x86_64: bzImage (an ELF vmlinux only with the PVH note); " +
                        "aarch64: Image",
         multiqueue_tap=True,
+        passt=True,
         consoles=_PL011_ON_ARM,
         versions="QEMU 7.2 (Debian 12; booted by the tests) and later",
         reboot_params=_REBOOT_TRIPLE_FAULT,

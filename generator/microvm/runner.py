@@ -23,7 +23,7 @@ from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, Share, ShareProto
 from .errors import UsageError
 from .hypervisors import Backend, Launch, RunContext, backend
-from .hypervisors.base import QEMU_IMAGE_FORMATS, macvtap_fds, queues
+from .hypervisors.base import QEMU_IMAGE_FORMATS, macvtap_fds, passt_socket, queues
 from .layout import META_DIR, LaunchRecord, Meta, Program, template_names, virtiofs_meta
 from .render import render
 
@@ -110,12 +110,29 @@ class _Links:
     @staticmethod
     def of(vm: MicroVM, be: Backend) -> _Links:
         fds = macvtap_fds(vm)
+        networks = vm.interfaces_of(InterfaceType.NETWORK)
+        first_network = networks[0] if networks else None
         return _Links(
             taps=[{"id": i.id, "bridge": i.host_bridge, "network": i.network,
+                   "passt": (passt_socket(vm, i) if i.network and CAPABILITIES[vm.hypervisor].passt
+                             else None),
+                   "passt_args": _passt_forwards(vm) if i is first_network else [],
                    "multi_queue": queues(vm) > 1} for i in be.runner_taps(vm)],
             macvtaps=[{"id": i.id, "mac": i.mac, "link": i.macvtap_link,
                        "mode": i.macvtap_mode, "fds": fds[i.id]}
                       for i in vm.interfaces_of(InterfaceType.MACVTAP)])
+
+
+def _passt_forwards(vm: MicroVM) -> list[str]:
+    """passt's -t/-u options for microvm.forwardPorts, where no user interface takes them
+    (validate.py: they go to the first network interface run rootless)."""
+    if vm.interfaces_of(InterfaceType.USER):
+        return []
+    out: list[str] = []
+    for f in vm.forward_ports:
+        where = f"{f.host_address}/" if f.host_address else ""
+        out += ["-u" if f.proto == "udp" else "-t", f"{where}{f.host_port}:{f.guest_port}"]
+    return out
 
 
 def _virtiofs(vm: MicroVM) -> list[Share]:

@@ -464,10 +464,18 @@ def _check_interfaces(c: _Checker) -> None:
 def _check_forward_ports(c: _Checker) -> None:
     vm = c.vm
     users = vm.interfaces_of(InterfaceType.USER)
+    # without a user interface, forwards go to passt's user-mode network of the first network
+    # interface, where the VM runs without its tap (rootless; hypervisors with `passt`)
+    passt = not users and bool(vm.interfaces_of(InterfaceType.NETWORK)) and \
+        CAPABILITIES[vm.hypervisor].passt
     for i, f in enumerate(vm.forward_ports):
         p = f"microvm.forwardPorts[{i}]"
-        if not users:
-            c.add(p, "port forwarding needs an interface with type = \"user\"")
+        if not users and not passt:
+            c.add(p, "port forwarding needs an interface with type = \"user\" (or, on " +
+                  "hypervisors with passt, type = \"network\", for when it runs rootless)")
+        elif passt and f.direction != "host":
+            c.add(f"{p}.from", "passt forwards ports from the host only (from = \"host\"); " +
+                  "a guest-side forward needs an interface with type = \"user\"")
         c.need(Feature.FORWARD_PORTS, p)
         for side, addr in (("host", f.host_address), ("guest", f.guest_address)):
             if addr:

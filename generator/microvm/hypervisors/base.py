@@ -137,6 +137,17 @@ class Fallback:
         assert len(self.new) == len(self.old) > 0
 
 
+def rootless_probe(tap: str) -> tuple[str, ...]:
+    """Fails where a network interface's tap cannot be had: not root, and no tap made for the
+    VM (microvm@'s tap unit makes it as root; `microvm-run` as root makes it itself)."""
+    return ("sh", "-c", '[ "$(id -u)" = 0 ] || [ -e "/sys/class/net/$1" ]', "sh", tap)
+
+
+def passt_socket(vm: MicroVM, iface: Interface) -> str:
+    """passt's socket for a network interface run rootless: in the VM's working directory."""
+    return f"{vm.host_name}-{iface.id}.passt"
+
+
 def macvtap_fds(vm: MicroVM) -> dict[str, list[int]]:
     """fd numbers the runner opens for each macvtap interface id (one per queue)."""
     fds: dict[str, list[int]] = {}

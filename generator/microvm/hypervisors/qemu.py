@@ -27,7 +27,9 @@ from .base import (
     macvtap_fds,
     notify_credential,
     opts,
+    passt_socket,
     queues,
+    rootless_probe,
 )
 
 # the serial console's chardev, and its replacement when a service manager runs the VM
@@ -240,7 +242,15 @@ def _fallbacks(vm: MicroVM) -> tuple[Fallback, ...]:
             why="QEMU before 9.1 has no -run-with; it drops privileges with -runas",
             probe=(binary(vm), "-run-with", user, "-version"),
             new=("-run-with", user), old=("-runas", vm.user)),)
+    q = queues(vm)
     for i, iface in enumerate(vm.interfaces):
+        if iface.type is InterfaceType.NETWORK:
+            tap = _netdev(iface, f"net{i}", {}, q if q > 1 else None, [])
+            fallbacks += (Fallback(
+                why=f"no tap {iface.id} for an unprivileged user: passt's user-mode network",
+                probe=rootless_probe(iface.id), new=(tap,),
+                old=(opts("stream", {"id": f"net{i}", "server": False, "addr.type": "unix",
+                                     "addr.path": passt_socket(vm, iface)}),)),)
         if iface.type is InterfaceType.BRIDGE:
             netdev: dict[str, str | int | bool | None] = {"id": f"net{i}"}
             fallbacks += (Fallback(
