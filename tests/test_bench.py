@@ -4,6 +4,7 @@ writes a report, so the benchmark code cannot rot. No timing is asserted (they v
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -75,3 +76,21 @@ def test_quick_run_writes_a_report_with_ratios(tmp_path: Path) -> None:
         for png in ("generation.png", "store.png"):
             assert (report.parent / png).stat().st_size > 1000
             assert f"]({png})" in text
+
+
+@pytest.mark.boot
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, taps)")
+def test_network_bench_measures_every_path(tmp_path: Path) -> None:
+    """bench/network.py once, with 1 MiB: a row per path, each a ratio to the plain tap."""
+    spec = importlib.util.spec_from_file_location("bench_network",
+                                                  REPO / "bench" / "network.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = tmp_path / "NETWORK.md"
+    assert module.main(["--rounds", "1", "--mib", "1", "--report", str(report)]) == 0
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| ")][1:]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [
+        "plain tap (reference)", "declared network", "passt (rootless)",
+        "QEMU user networking", "guest to guest, declared network"]
+    assert rows[0].endswith("| 1.00x |")
