@@ -34,27 +34,19 @@ sys.path.insert(0, str(REPO / "generator"))
 
 from microvm.netplan import derive  # noqa: E402
 from support import vmtest  # noqa: E402
-from support.netns import Lab  # noqa: E402
+from support.netns import GUEST_DHCP, Lab  # noqa: E402
 
 NOBODY = pwd.getpwnam("nobody")
 GATEWAY, HOST4, UPLINK4 = "10.233.0.1", "192.0.2.1", "192.0.2.2"
 PORT = 5001
 # the guest: its address (DHCP, or e2e.ip), then send e2e.mib MiB to e2e.dst:PORT, timed
-GUEST = r"""
-ip link set lo up
-cat > /udhcpc.sh <<'EOF'
-#!/bin/sh
-case "$1" in bound|renew) ;; *) exit 0 ;; esac
-ip addr add "$ip/$mask" dev "$interface"
-ip route replace default via "$router" dev "$interface"
-EOF
-chmod +x /udhcpc.sh
+GUEST = GUEST_DHCP + r"""
 for d in /sys/class/net/eth*; do dev=${d##*/}; done
 ip link set "$dev" up
 if ip=$(param e2e.ip); then
   ip addr add "$ip" dev "$dev"
 else
-  udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 >/dev/null 2>&1
+  udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 >/dev/null
 fi
 if [ "$(param e2e.role)" = sink ]; then
   echo E2E-LISTENING

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from microvm.netplan import derive
 from support import vmtest
-from support.netns import Lab, wait_for
+from support.netns import GUEST_DHCP, Lab, wait_for
 from support.vmtest import VM, document, generate
 
 pytestmark = pytest.mark.boot
@@ -33,17 +33,7 @@ DECL = {"hostName": "e2e", "networks": {"lan": {
     "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan"}]}}
 
 # the guest: DHCP on the interface whose MAC is the derived one, then what the test reads
-GUEST = r"""
-ip link set lo up
-cat > /udhcpc.sh <<'EOF'
-#!/bin/sh
-case "$1" in bound|renew) ;; *) exit 0 ;; esac
-ip addr add "$ip/$mask" dev "$interface"
-ip route replace default via "$router" dev "$interface"
-mkdir -p /etc && echo "nameserver $dns" > /etc/resolv.conf
-echo "E2E-LEASE ip=$ip router=$router dns=$dns domain=$domain"
-EOF
-chmod +x /udhcpc.sh
+GUEST = GUEST_DHCP + r"""
 mac=$(param e2e.mac)
 for d in /sys/class/net/*; do [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}; done
 ip link set "$dev" up

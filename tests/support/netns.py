@@ -184,6 +184,24 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, step: float
         time.sleep(step)
 
 
+# The test guest's side of DHCP (a busybox init script fragment): writes /udhcpc.sh, which
+# on a lease sets the address, the default route and /etc/resolv.conf and prints an
+# E2E-LEASE line; the guests of tests/test_network_e2e.py and bench/network.py start with
+# it.
+GUEST_DHCP = r"""
+ip link set lo up
+cat > /udhcpc.sh <<'EOF'
+#!/bin/sh
+case "$1" in bound|renew) ;; *) exit 0 ;; esac
+ip addr add "$ip/$mask" dev "$interface"
+ip route replace default via "$router" dev "$interface"
+mkdir -p /etc && echo "nameserver $dns" > /etc/resolv.conf
+echo "E2E-LEASE ip=$ip router=$router dns=$dns domain=$domain"
+EOF
+chmod +x /udhcpc.sh
+"""
+
+
 def udhcpc_script(path: Path) -> Path:
     """A udhcpc script: on a lease, set the address and default route and write what the server
     said (ip, mask, router, dns, domain) to $LEASE_FILE."""
