@@ -41,7 +41,6 @@ from .. import process
 from ..capabilities import CAPABILITIES, Feature
 from ..errors import HostError, MicrovmError, UsageError
 from ..layout import META_DIR, Meta, Program
-from . import defaults
 from .state import Runner, VMDir, unit
 
 PROBE = Path(__file__).with_name("access_probe.py")
@@ -104,11 +103,6 @@ def account(user: str, group: str | None) -> tuple[Account, str | None]:
     # systemd's User= with Group=: that gid, and the user's groups as getgrouplist gives them
     groups = tuple(sorted(set(os.getgrouplist(user, gid))))
     return Account(user, name, process.Identity(pw.pw_uid, gid, groups)), note
-
-
-def vm_user(vm: VMDir, user: str = defaults.USER, group: str = defaults.GROUP) -> tuple[str, str]:
-    """The user and group VM `vm` runs as (VMDir.account)."""
-    return vm.account(user, group)
 
 
 def _group_name(gid: int) -> str:
@@ -342,9 +336,9 @@ def check_runner(echo: Echo, runner: Path, name: str, user: str | None, group: s
 
 
 def check_vm_runner(echo: Echo, vm: VMDir, runner: Path) -> None:
-    """check_runner for an existing VM (`microvm update`), as the user it runs as (vm_user).
+    """check_runner for an existing VM (`microvm update`), as the user it runs as (account).
     No warning when that user does not exist: `create` gave it, and doctor reports it."""
-    user, group = vm_user(vm)
+    user, group = vm.account()
     check_runner(echo, runner, vm.name, user, group, vm.root, warn_missing_user=False)
 
 

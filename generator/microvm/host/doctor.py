@@ -305,10 +305,11 @@ def _group_name(gid: int) -> str:
 
 
 def check_runner_as(vm: VMDir, target: Path, user: str, group: str) -> Iterator[Finding]:
-    """Whether the VM's user (access.vm_user: its data directory's owner, else `user`, `group`)
-    can run its runner as microvm@NAME.service does: through the `current` link (ExecStart=
-    goes through root's directory of the VM), the runner tree and what it reads."""
-    user, group = access.vm_user(vm, user, group)
+    """Whether the VM's user (VMDir.account: its account.json, else an older layout's
+    directory owner, else `user`, `group`) can run its runner as microvm@NAME.service does:
+    through the `current` link (ExecStart= goes through root's directory of the VM), the runner
+    tree and what it reads."""
+    user, group = vm.account(user, group)
     check = f"vm {vm.name} as {user}"
     acct, why = _account(user, group)
     if acct is None:
@@ -467,9 +468,7 @@ def _network_problems(plan: Plan) -> Iterator[Finding]:
                       "port forward's hairpin meets the network's isolation",
                       "sysctl net.bridge.bridge-nf-call-iptables=0 (unless Docker's own " +
                       "bridges need it; then accept the mvb- bridges in its table)")
-    for net in plan.networks:
-        yield from _shadowing_routes(net.name, net.bridge,
-                                     [s for s in (net.ipv4, net.ipv6) if s is not None])
+    yield from _shadowing_routes(plan)
     try:
         mode = TUN.stat().st_mode
     except OSError:
@@ -515,35 +514,41 @@ def _forward_drops(names: str) -> Iterator[Finding]:
                       "DOCKER-USER -i mvb-NAME -j ACCEPT and -o mvb-NAME -j ACCEPT)")
 
 
-def _shadowing_routes(name: str, bridge: str,
-                      subnets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-                      ) -> Iterator[Finding]:
-    for subnet in subnets:
-        family = "-6" if subnet.version == 6 else "-4"
+def _routes(version: int) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                         str, str]]:
+    """The host's routes of one IP version (every table) as (destination, as written, dev),
+    without the default, local, broadcast, multicast and link-local ones."""
+    try:
+        out = process.run(["ip", "-j", f"-{version}", "route", "show", "table", "all"],
+                          check=False, capture=True)
+        routes = json.loads(out.stdout or "[]")
+    except (ProcessError, OSError, ValueError):
+        return []
+    found = []
+    for r in routes:
+        dst, dev = r.get("dst"), r.get("dev")
+        if not isinstance(dst, str) or dst == "default" or \
+                r.get("type") in ("local", "broadcast", "multicast", "anycast") or \
+                dst.startswith(("fe80:", "ff00:")):
+            continue
         try:
-            out = process.run(["ip", "-j", family, "route", "show", "table", "all"],
-                              check=False, capture=True)
-        except (ProcessError, OSError):
-            return
-        try:
-            routes = json.loads(out.stdout or "[]")
+            net = ipaddress.ip_network(dst if "/" in dst else
+                                       f"{dst}/{32 if version == 4 else 128}", strict=False)
         except ValueError:
             continue
-        for r in routes:
-            dst, dev = r.get("dst"), r.get("dev")
-            if not isinstance(dst, str) or dst == "default" or dev == bridge:
-                continue
-            if r.get("type") in ("local", "broadcast", "multicast", "anycast") or \
-                    dst.startswith(("fe80:", "ff00:")):
-                continue
-            try:
-                net = ipaddress.ip_network(dst if "/" in dst else
-                                           f"{dst}/{32 if subnet.version == 4 else 128}",
-                                           strict=False)
-            except ValueError:
-                continue
-            if net.version == subnet.version and net.overlaps(subnet):
-                yield Finding(Level.WARN, f"networks: {name}",
-                              f"route {dst} dev {dev} overlaps {subnet} (networks.{name}): " +
-                              "traffic to those VMs may leave by it (a VPN's route?)",
-                              f"declare another subnet for {name}, or narrow that route")
+        found.append((net, dst, str(dev)))
+    return found
+
+
+def _shadowing_routes(plan: Plan) -> Iterator[Finding]:
+    """A route over a declared subnet by an interface other than the network's bridge (the
+    routes of each IP version read once)."""
+    routes = {v: _routes(v) for v in (4, 6)}
+    for n in plan.networks:
+        for subnet in (s for s in (n.ipv4, n.ipv6) if s is not None):
+            for net, dst, dev in routes[subnet.version]:
+                if dev != n.bridge and net.overlaps(subnet):
+                    yield Finding(Level.WARN, f"networks: {n.name}",
+                                  f"route {dst} dev {dev} overlaps {subnet} (networks.{n.name}): " +
+                                  "traffic to those VMs may leave by it (a VPN's route?)",
+                                  f"declare another subnet for {n.name}, or narrow that route")
