@@ -13,7 +13,7 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -474,7 +474,9 @@ class Status:
                 "networks": [{"network": n, "ipv4": a, "name": d} for n, a, d in self.networks]}
 
 
-def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
+def status(host: Host, vm: VMDir, record: Mapping[tuple[str, str], Mapping[str, str]], *,
+           check: bool = False) -> Status:
+    """The VM's state; `record`: what `microvm network up` gave each (VM, network)."""
     current = vm.runner("current")
     booted = vm.booted
     running = host.service.running(vm)
@@ -490,7 +492,7 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
         except ProcessError as e:
             host.echo(f"{vm.name}: cannot evaluate {flake}: {e}")
     runner = vm.runner("booted") if running and booted else current
-    return Status(name=vm.name, running=running, networks=_networks(host, runner),
+    return Status(name=vm.name, running=running, networks=_networks(runner, record),
                   hypervisor=runner.hypervisor if runner else "?",
                   current=vm.current, booted=booted if running else None, source=source,
                   declared=declared, outdated=outdated,
@@ -499,15 +501,12 @@ def status(host: Host, vm: VMDir, *, check: bool = False) -> Status:
                   failed=not running and host.service.failed(vm))
 
 
-def _networks(host: Host, runner: Runner | None
+def _networks(runner: Runner | None, record: Mapping[tuple[str, str], Mapping[str, str]]
               ) -> tuple[tuple[str, str | None, str | None], ...]:
     """The declared networks the runner's VM joins, with what `microvm network up` gave it."""
     model = runner.model() if runner is not None else None
     if model is None:
         return ()
-    from . import network
-
-    record = network.recorded_names(host.root)
     out = []
     for iface in model.interfaces_of(InterfaceType.NETWORK):
         if iface.network is not None:
@@ -517,7 +516,10 @@ def _networks(host: Host, runner: Runner | None
 
 
 def list_status(host: Host, *, check: bool = False) -> list[Status]:
-    return [status(host, vm, check=check) for vm in list_vms(host.root)]
+    from .network import recorded_names  # read once for all VMs
+
+    record = recorded_names(host.root)
+    return [status(host, vm, record, check=check) for vm in list_vms(host.root)]
 
 
 # -- shutdown, balloon, console, ssh ---------------------------------------------------------
