@@ -23,7 +23,13 @@ from .capabilities import CAPABILITIES
 from .config import InterfaceType, MicroVM, Share, ShareProto
 from .errors import UsageError
 from .hypervisors import Backend, Launch, RunContext, backend
-from .hypervisors.base import QEMU_IMAGE_FORMATS, macvtap_fds, passt_socket, queues
+from .hypervisors.base import (
+    QEMU_IMAGE_FORMATS,
+    macvtap_fds,
+    passt_socket,
+    queues,
+    rootless_probe,
+)
 from .layout import META_DIR, LaunchRecord, Meta, Program, template_names, virtiofs_meta
 from .render import render
 
@@ -117,6 +123,8 @@ class _Links:
                    "passt": (passt_socket(vm, i) if i.network and CAPABILITIES[vm.hypervisor].passt
                              else None),
                    "passt_args": _passt_forwards(vm) if i is first_network else [],
+                   # fails where the tap cannot be had (the QEMU fallback's probe too)
+                   "rootless": rootless_probe(i.id) if i.network else None,
                    "multi_queue": queues(vm) > 1} for i in be.runner_taps(vm)],
             macvtaps=[{"id": i.id, "mac": i.mac, "link": i.macvtap_link,
                        "mode": i.macvtap_mode, "fds": fds[i.id]}
