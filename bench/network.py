@@ -108,12 +108,7 @@ class Bench:
         return out
 
     def host_pair(self, lab: Lab) -> str:
-        host, uplink = lab.ns("host"), lab.ns("uplink")
-        lab.veth(host, "up0", uplink, "eth0")
-        for ns, dev, addr in ((host, "up0", HOST4), (uplink, "eth0", UPLINK4)):
-            lab.run(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev, check=True)
-            lab.run(ns, "ip", "link", "set", dev, "up", check=True)
-        lab.run(host, "ip", "route", "add", "default", "via", UPLINK4, check=True)
+        host, _ = lab.host_and_uplink(HOST4, UPLINK4, default_route=True)
         p = lab.spawn(host, sys.executable, "-c", SINK, str(self.mib * 1048576))
         assert p.stdout is not None
         assert p.stdout.readline().strip() == "listening"

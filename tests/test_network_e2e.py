@@ -58,11 +58,7 @@ def lab(root_only: None) -> Iterator[Lab]:
 
 def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str], Path],
                                           tmp_path: Path) -> None:
-    host, uplink = lab.ns("host"), lab.ns("uplink")
-    lab.veth(host, "up0", uplink, "eth0")
-    for ns, dev, addr in ((host, "up0", HOST4), (uplink, "eth0", UPLINK4)):
-        lab.run(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev, check=True)
-        lab.run(ns, "ip", "link", "set", dev, "up", check=True)
+    host, uplink = lab.host_and_uplink(HOST4, UPLINK4)
     lab.serve(uplink, "uplink", [80])  # answers "uplink <peer address>"
     decl = tmp_path / "networks.json"
     decl.write_text(json.dumps(DECL))
@@ -115,12 +111,7 @@ def test_a_guest_run_rootless_gets_passts_network(lab: Lab, make_initrd: Callabl
     """A VM with a network interface run by an unprivileged user (nobody), with no tap made
     for it: the runner starts passt and QEMU uses its socket (-netdev stream). The guest gets
     an address by DHCP, reaches the uplink, and microvm.forwardPorts reach it through passt."""
-    host, uplink = lab.ns("host"), lab.ns("uplink")
-    lab.veth(host, "up0", uplink, "eth0")
-    for ns, dev, addr in ((host, "up0", HOST4), (uplink, "eth0", UPLINK4)):
-        lab.run(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev, check=True)
-        lab.run(ns, "ip", "link", "set", dev, "up", check=True)
-    lab.run(host, "ip", "route", "add", "default", "via", UPLINK4, check=True)
+    host, uplink = lab.host_and_uplink(HOST4, UPLINK4, default_route=True)
     # the server beyond the gateway (passt maps the gateway's own address to the host)
     lab.run(uplink, "ip", "addr", "add", f"{FAR4}/32", "dev", "lo", check=True)
     lab.serve(uplink, "uplink", [80])

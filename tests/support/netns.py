@@ -137,6 +137,19 @@ class Lab:
         subprocess.run(["ip", "-n", ns_a, "link", "add", name_a, "type", "veth", "peer",
                         "name", name_b, "netns", ns_b], check=True)
 
+    def host_and_uplink(self, host4: str, uplink4: str, *,
+                        default_route: bool = False) -> tuple[str, str]:
+        """Namespaces `host` and `uplink` joined by a veth (up0 in host, eth0 in uplink) with
+        these /24 addresses, up; with default_route, the host's default route is the uplink."""
+        host, uplink = self.ns("host"), self.ns("uplink")
+        self.veth(host, "up0", uplink, "eth0")
+        for ns, dev, addr in ((host, "up0", host4), (uplink, "eth0", uplink4)):
+            self.run(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev, check=True)
+            self.run(ns, "ip", "link", "set", dev, "up", check=True)
+        if default_route:
+            self.run(host, "ip", "route", "add", "default", "via", uplink4, check=True)
+        return host, uplink
+
     def spawn(self, ns: str, *argv: str) -> subprocess.Popen[str]:
         p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
