@@ -41,7 +41,9 @@ udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 || echo "E2E-NO-LEASE"
 mkdir -p /www && echo "hello from $(param e2e.name)" > /www/index.html
 httpd -p 80 -h /www
 echo "E2E-PEER $(nslookup "$(param e2e.peer).vm.internal" | tr '\n' ' ')"
-echo "E2E-UPLINK $(nc -w 5 "$(param e2e.far)" 80 </dev/null)"
+# busybox nc's -w bounds only the connect; Debian 12's passt (2023-03) can lose the server's FIN
+# on a loaded machine, so the whole exchange is bounded too (the answer has arrived by then)
+echo "E2E-UPLINK $(timeout 20 nc -w 5 "$(param e2e.far)" 80 </dev/null)"
 echo E2E-DONE
 while :; do sleep 1; done
 """
