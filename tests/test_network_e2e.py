@@ -21,6 +21,7 @@ import pytest
 from microvm.netplan import derive
 from support import vmtest
 from support.netns import GUEST_DHCP, Lab, wait_for
+from support.nixeval import nix_json
 from support.vmtest import VM, document, generate
 
 pytestmark = pytest.mark.boot
@@ -32,12 +33,33 @@ DECL = {"hostName": "e2e", "networks": {"lan": {
     "forwardPorts": [{"vm": "web", "hostPort": 8080, "port": 80}]}},
     "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan"}]}}
 
+# the same host declared on NixOS: its module derives the addresses (nix/lib/netplan.nix), writes
+# them into the declaration as pins and into db's static network configuration
+NIX_HOST = """{
+  networking.hostName = "e2e";
+  microvm.host.networks.lan = {
+    ipv4 = "10.232.0.0/24"; uplinks = [ "up0" ]; domain = "vm.internal"; isolation = "open";
+    forwardPorts = [ { vm = "web"; hostPort = 8080; port = 80; } ];
+  };
+  microvm.vms.web.config.microvm.interfaces =
+    [ { type = "network"; network = "lan"; addressing = "dhcp"; } ];
+  microvm.vms.db.config.microvm.interfaces = [ { type = "network"; network = "lan"; } ];
+}"""
+
 # the guest: DHCP on the interface whose MAC is the derived one, then what the test reads
 GUEST = GUEST_DHCP + r"""
 mac=$(param e2e.mac)
 for d in /sys/class/net/*; do [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}; done
 ip link set "$dev" up
-udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 || echo "E2E-NO-LEASE"
+if [ -n "$(param e2e.static)" ]; then  # static: ADDRESS/LEN,GATEWAY as the NixOS guest writes
+    ip addr add "$(param e2e.static | cut -d, -f1)" dev "$dev"
+    gw=$(param e2e.static | cut -d, -f2)
+    ip route replace default via "$gw" dev "$dev"
+    mkdir -p /etc && printf 'nameserver %s\n' "$gw" > /etc/resolv.conf
+    echo "E2E-STATIC $(param e2e.static)"
+else
+    udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 || echo "E2E-NO-LEASE"
+fi
 mkdir -p /www && echo "hello from $(param e2e.name)" > /www/index.html
 httpd -p 80 -h /www
 echo "E2E-PEER $(nslookup "$(param e2e.peer).vm.internal" | tr '\n' ' ')"
@@ -62,8 +84,13 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
                                           tmp_path: Path) -> None:
     host, uplink = lab.host_and_uplink(HOST4, UPLINK4)
     lab.serve(uplink, "uplink", [80])  # answers "uplink <peer address>"
+    nixos = nix_json(f"(import ./host-network-eval.nix {{ inherit python repo; host = {NIX_HOST}; }})")
+    # what NixOS declares is what `microvm network` derives from the plain declaration
+    assert derive(json.loads(nixos["declaration"])).members == derive(DECL).members
+    [db_net] = nixos["networks"]["db"].values()
+    assert nixos["networks"]["web"]["10-microvm-lan"]["networkConfig"]["DHCP"] == "ipv4"
     decl = tmp_path / "networks.json"
-    decl.write_text(json.dumps(DECL))
+    decl.write_text(nixos["declaration"])
     up = lab.run(host, sys.executable, "-m", "microvm.cli", "network", "up", str(decl),
                  "--run-dir", str(tmp_path / "run"), "--state-dir", str(tmp_path / "state"))
     assert up.returncode == 0, up.stderr
@@ -75,9 +102,12 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
     try:
         for name, peer in (("web", "db"), ("db", "web")):
             member = plan.member(name, "lan")
+            # db is configured statically, with what the NixOS guest module writes for it
+            static = [f"e2e.static={db_net['address'][0]},{db_net['gateway'][0]}"]
             doc = document(name, vmtest.guest_kernel().vmlinux, initrd,
                            kernelParams=["quiet", f"e2e.mac={member.mac}", f"e2e.name={name}",
-                                         f"e2e.peer={peer}", f"e2e.far={UPLINK4}"],
+                                         f"e2e.peer={peer}", f"e2e.far={UPLINK4}",
+                                         *(static if name == "db" else [])],
                            interfaces=[{"type": "network", "network": "lan"}])
             runner = generate(doc, tmp_path / name)
             vms[name] = stack.enter_context(
@@ -86,8 +116,11 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
             member = plan.member(name, "lan")
             vm.wait_for("E2E-DONE", timeout=240)
             console = vm.console
-            assert (f"E2E-LEASE ip={member.ipv4} router=10.232.0.1 dns=10.232.0.1 " +
-                    "domain=vm.internal") in console, console[-3000:]
+            if name == "db":
+                assert f"E2E-STATIC {member.ipv4}/24,10.232.0.1" in console, console[-3000:]
+            else:
+                assert (f"E2E-LEASE ip={member.ipv4} router=10.232.0.1 dns=10.232.0.1 " +
+                        "domain=vm.internal") in console, console[-3000:]
             other = plan.member("db" if name == "web" else "web", "lan")
             peer_line = next(line for line in console.splitlines() if "E2E-PEER" in line)
             assert str(other.ipv4) in peer_line, peer_line

@@ -225,6 +225,11 @@ class Interface:
     # Another type's id and mac are None only in a document without them, which validation
     # refuses before anything reads them.
     network: str | None = opt("network")
+    # the NixOS guest's side of a network interface: static or DHCP, and pinned addresses (the
+    # host's declaration takes the pins; the runner needs none of them)
+    addressing: str = opt("addressing")
+    ipv4: str | None = opt("ipv4")
+    ipv6: str | None = opt("ipv6")
     vhost: bool = opt("tap.vhost")
     others: Mapping[str, JSON] = others_field()
 

@@ -415,8 +415,20 @@ def _check_interface(c: _Checker, p: str, iface: Interface) -> None:
         if iface.id.startswith(netplan.SYSTEMD_PREFIXES):
             c.add(f"{p}.id", f"{iface.id!r} starts with a prefix systemd's own network files " +
                   f"claim ({', '.join(netplan.SYSTEMD_PREFIXES)}): networkd would configure it")
-    elif iface.network is not None:
-        c.add(f"{p}.network", f'applies to type = "network" only, got type = "{iface.type}"')
+        for family, value, version in (("ipv4", iface.ipv4, 4), ("ipv6", iface.ipv6, 6)):
+            try:
+                ok = value is None or ipaddress.ip_address(value).version == version
+            except ValueError:
+                ok = False
+            if not ok:
+                c.add(f"{p}.{family}", f"must be an IPv{version} address, got {value!r}")
+    else:
+        for key in ("network", "ipv4", "ipv6"):
+            if getattr(iface, key) is not None:
+                c.add(f"{p}.{key}", f'applies to type = "network" only, got type = "{iface.type}"')
+        if iface.addressing != "auto":
+            c.add(f"{p}.addressing",
+                  f'applies to type = "network" only, got type = "{iface.type}"')
     missing = [key for key in ("id", "mac") if getattr(iface, key) is None]
     for key in missing:
         c.add(f"{p}.{key}", f"must be set for a {iface.type} interface (only type = " +

@@ -202,6 +202,8 @@ let
           + lib.concatMapStrings (a: lib.concatMapStrings (openOne a) a.fds) assigned;
       };
     buildStoreDisk = import ./store-disk.nix { inherit lib; };
+    # the addresses of VMs on a host's declared networks (as netplan.py's derive())
+    netPlan = (import ./netplan.nix { inherit lib; }).plan;
     buildUnits = import ./units.nix { inherit lib; };
 
     # The units every VM uses (microvm@ and its helpers, microvms.target) as NixOS definitions:

@@ -99,6 +99,10 @@ let
     modules = [
       guestModule
       { networking.hostName = lib.mkDefault name; }
+      # the addresses this host derived for the VM on its declared networks
+      ({ config, ... }: {
+        microvm.networkAddresses = networkPlan.${config.networking.hostName} or { };
+      })
     ] ++ modules ++ vm.extraModules;
   };
 
@@ -142,11 +146,36 @@ let
       inherit (n) ipv4 ipv6 uplinks domain isolation forwardPorts;
       allow = map (a: { inherit (a) from to tcp udp; }) n.allow;
     }) hostCfg.networks;
-    vms = lib.listToAttrs (lib.concatMap (vm:
-      let joins = lib.filter (i: i.type == "network") vm.guest.microvm.interfaces; in
-      lib.optional (joins != [ ]) (lib.nameValuePair vm.guest.networking.hostName
-        (map (i: { inherit (i) network mac; }) joins))) declared);
+    # with the addresses derived here (the guest's static configuration has them): pins
+    vms = lib.mapAttrs (vm: joins: map (j: lib.filterAttrs (_: v: v != null) {
+      inherit (j) network mac;
+      inherit (networkPlan.${vm}.${j.network}) ipv4 ipv6;
+    }) joins) networkJoins;
   };
+  # the declared VMs' network interfaces by guest host name, each with its option path
+  networkJoins = lib.listToAttrs (lib.concatMap (vm:
+    let
+      joins = lib.concatLists (lib.imap0 (i: iface: lib.optional (iface.type == "network") {
+        inherit (iface) network mac ipv4 ipv6;
+        at = "microvm.vms.${vm.name}.config.microvm.interfaces[${toString i}]";
+      }) vm.guest.microvm.interfaces);
+    in
+    lib.optional (joins != [ ]) (lib.nameValuePair vm.guest.networking.hostName joins)) declared);
+  # what each VM is given on each network it joins (nix/lib/netplan.nix)
+  networkPlan = mlib.netPlan {
+    host = config.networking.hostName;
+    networks = hostCfg.networks;
+    vms = networkJoins;
+  };
+  # the declaration, checked by `microvm network check` when it is built: a conflict fails the
+  # build with the generator's message, before anything runs
+  networksJson = pkgs.runCommand "microvm-networks.json" {
+    declaration = builtins.toJSON networkDeclaration;
+    passAsFile = [ "declaration" ];
+  } ''
+    ${hostCfg.package}/bin/microvm network check "$declarationPath" --state-dir "$TMPDIR/state"
+    cp "$declarationPath" "$out"
+  '';
   networksFile = "/etc/microvm/networks.json";
   networkUser = name: vm: lib.any (i: i.type == "network") vm.guest.microvm.interfaces;
 
@@ -331,7 +360,7 @@ in
 
     environment.systemPackages = lib.mkIf hostCfg.installCommand [ hostCfg.package ];
     environment.etc."microvm/networks.json" = lib.mkIf (hostCfg.networks != { }) {
-      text = builtins.toJSON networkDeclaration;
+      source = networksJson;
     };
     # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins
     # bridges its ACL allows

@@ -1,6 +1,7 @@
 # The host module with declared networks (microvm.host.networks), evaluated with the NixOS stub:
 # two declared VMs join "lan" (one with a pinned MAC), one has only a tap.
-{ python ? "python3", repo ? toString ../.. }:
+# host: another host configuration in place of this one; extra: a module added to it.
+{ python ? "python3", repo ? toString ../.., host ? null, extra ? { } }:
 
 let
   lib = import <nixpkgs/lib>;
@@ -10,7 +11,7 @@ let
       ./stub.nix
       ../../nix/modules/host.nix
       { _module.args.pkgs = pkgs; }
-      {
+      (if host != null then host else {
         networking.hostName = "h1";
         microvm.host.addresses = [ "192.168.1.10/24" ];
         microvm.host.networks.lan = {
@@ -24,14 +25,19 @@ let
           { type = "network"; network = "lan"; mac = "02:00:00:00:00:42"; } ];
         microvm.vms.plain.config.microvm.interfaces = [
           { type = "tap"; id = "vm-plain"; mac = "02:00:00:00:00:43"; } ];
-      }
+      })
+      extra
     ];
   };
   inherit (evaluated) config;
   svc = config.systemd.services;
 in
 {
-  declaration = config.environment.etc."microvm/networks.json".text;
+  # the declaration's text, and the file (built by `microvm network check` and a copy)
+  declaration = config.environment.etc."microvm/networks.json".source.declaration;
+  declarationFile = config.environment.etc."microvm/networks.json".source;
+  networks = lib.mapAttrs (_: vm: vm.config.config.systemd.network.networks or { })
+    config.microvm.vms;
   unit = {
     inherit (svc.microvm-networks) wantedBy before after;
     inherit (svc.microvm-networks.serviceConfig) ExecStart ExecStop ExecReload Type;

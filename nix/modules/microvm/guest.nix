@@ -55,13 +55,30 @@ let
     if cfg.storeOnDisk then builtins.unsafeDiscardStringContext "${registration}" else "${registration}";
 
   console = mlib.consoleDevice { hypervisor = hv; inherit system; };
+
+  # the type = "network" interfaces, each with what the host derived for it (null: nothing,
+  # the host did not declare this VM inline) and whether it is configured statically
+  networkIfaces = lib.concatLists (lib.imap0 (i: iface:
+    let given = cfg.networkAddresses.${iface.network} or null; in
+    lib.optional (iface.type == "network") {
+      inherit iface given;
+      at = "microvm.interfaces[${toString i}]";
+      static = iface.addressing != "dhcp" && given != null;
+      wantsStatic = iface.addressing == "static";
+    }) cfg.interfaces);
 in
 {
   config = lib.mkIf cfg.guest.enable {
     assertions = [{
       assertion = cfg.storeOnDisk || storeShares != [ ];
       message = "microvm.storeOnDisk: false needs a microvm.shares entry with source = \"/nix/store\"";
-    }];
+    }] ++ map ({ at, iface, ... }: {
+      assertion = false;
+      message = "${at}.addressing = \"static\": no addresses for network ${iface.network} " +
+        "from the host. Only a host that declares this VM inline (microvm.vms.NAME.config) " +
+        "with microvm.host.networks.${iface.network} derives them; elsewhere use addressing " +
+        "= \"dhcp\" (the host's DHCP server gives the same address).";
+    }) (lib.filter (n: n.wantsStatic && n.given == null) networkIfaces);
 
     boot.loader.grub.enable = false;
 
@@ -186,16 +203,26 @@ in
     };
 
     # an interface on a declared host network (type = "network"): configured by systemd-networkd,
-    # matched by its MAC (never by interface type, which would also take a container's veths);
-    # the host's dnsmasq gives its fixed address, the gateway, DNS and the search domain, and
-    # router advertisements its IPv6 address
-    systemd.network = let nets = lib.filter (i: i.type == "network") cfg.interfaces; in
-      lib.mkIf (nets != [ ]) {
-        enable = lib.mkDefault true;
-        networks = lib.listToAttrs (map (i: lib.nameValuePair "10-microvm-${i.network}" {
-          matchConfig.MACAddress = i.mac;
+    # matched by its MAC (never by interface type, which would also take a container's veths).
+    # Static: the addresses, gateway, DNS and search domain the host derived (given by the host
+    # module, microvm.networkAddresses); DHCP: the host's dnsmasq gives the same address, the
+    # gateway, DNS and the search domain, and router advertisements the IPv6 prefix.
+    systemd.network = lib.mkIf (networkIfaces != [ ]) {
+      enable = lib.mkDefault true;
+      networks = lib.listToAttrs (map ({ iface, static, given, ... }:
+        lib.nameValuePair "10-microvm-${iface.network}" ({
+          matchConfig.MACAddress = iface.mac;
+        } // (if static then {
+          address = lib.optional (given.ipv4 != null) "${given.ipv4}/${toString given.prefixLength4}"
+            ++ lib.optional (given.ipv6 != null) "${given.ipv6}/64";
+          gateway = lib.optional (given ? gateway4) given.gateway4
+            ++ lib.optional (given ? gateway6) given.gateway6;
+          dns = given.dns;
+          domains = lib.optional (given.domain != null) given.domain;
+          networkConfig = { DHCP = lib.mkDefault "no"; IPv6AcceptRA = lib.mkDefault false; };
+        } else {
           networkConfig = { DHCP = lib.mkDefault "ipv4"; IPv6AcceptRA = lib.mkDefault true; };
-        }) nets);
-      };
+        }))) networkIfaces);
+    };
   };
 }

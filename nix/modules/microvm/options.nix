@@ -70,6 +70,17 @@ in
   options.microvm = (import ../../lib/options.nix { inherit lib; } { inherit overrides; }).declare
     config // {
     # -- Nix only: not part of vm.json -------------------------------------------------------
+    networkAddresses = mkOption {
+      type = types.attrsOf (types.attrsOf types.anything);
+      default = { };
+      internal = true;
+      description = ''
+        Set by the host module for a VM it declares inline: per declared network the VM joins,
+        the addresses the host derived for it (nix/lib/netplan.nix), which an interface with
+        addressing = "static" (or "auto") writes into the guest's network configuration.
+      '';
+    };
+
     guest.enable = mkOption {
       type = types.bool;
       default = true;
