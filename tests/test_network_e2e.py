@@ -84,7 +84,8 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
                                           tmp_path: Path) -> None:
     host, uplink = lab.host_and_uplink(HOST4, UPLINK4)
     lab.serve(uplink, "uplink", [80])  # answers "uplink <peer address>"
-    nixos = nix_json(f"(import ./host-network-eval.nix {{ inherit python repo; host = {NIX_HOST}; }})")
+    nixos = nix_json("(import ./host-network-eval.nix { inherit python repo; " +
+                     f"host = {NIX_HOST}; }})")
     # what NixOS declares is what `microvm network` derives from the plain declaration
     assert derive(json.loads(nixos["declaration"])).members == derive(DECL).members
     [db_net] = nixos["networks"]["db"].values()

@@ -115,8 +115,10 @@ let
         else { taken = acc.taken // { ${toString idx} = m.at; }; out = acc.out // { ${m.vm} = idx; }; })
         { taken = takenByPins; out = { }; }
         (lib.sort (a: b: a.vm < b.vm) (lib.filter (m: m.ipv4 or null == null) members));
+      # (forcing every assignment first: a clash between pins is refused even where no VM
+      # probes)
       ipv4Of = m: if n4 == null then null
-        else format4 (n4.base + (if m.ipv4 or null != null then pinIndex m else derived.out.${m.vm}));
+        else builtins.seq derived.taken format4 (n4.base + (if m.ipv4 or null != null then pinIndex m else derived.out.${m.vm}));
       ipv6Of = m: if p6 == null then null
         else if m.ipv6 or null != null then m.ipv6
         else format6 (p6 ++ interfaceId host name m.vm);
