@@ -726,6 +726,8 @@ def network_up(file: Path, run_dir: Path, state_dir: str | None) -> None:
     from .host.state import state_root
 
     plan = _plan(file, state_dir)
+    for line in net.moved(plan, net.read_addresses(state_root(state_dir))):
+        click.echo(f"microvm network up: warning: {escape(line)}", err=True)
     net.up(plan, Path(os.path.abspath(run_dir)))
     net.record_addresses(state_root(state_dir), plan)
 

@@ -38,7 +38,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -474,6 +474,17 @@ def read_addresses(state_dir: Path) -> dict[tuple[str, str], str]:
     `given`); none when there is no readable record."""
     return {(vm, net): entry["ipv4"] for net, vms in _record(state_dir).items()
             for vm, entry in vms.items() if "ipv4" in entry}
+
+
+def moved(plan: Plan, given: Mapping[tuple[str, str], str]) -> list[str]:
+    """A line for each VM whose IPv4 address differs from the one an earlier `up` gave it: a
+    pin (the NixOS host's pins are the addresses its guests are configured with, derived
+    without this record) or a changed network moved it. Said before the change, with how to
+    keep the old address."""
+    return [f"{m.vm} on {m.network}: its address moves from {given[(m.vm, m.network)]} to " +
+            f"{m.ipv4}; pin ipv4 = \"{given[(m.vm, m.network)]}\" on its interface to keep it"
+            for m in plan.members
+            if m.ipv4 is not None and given.get((m.vm, m.network)) not in (None, str(m.ipv4))]
 
 
 def recorded_names(state_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
