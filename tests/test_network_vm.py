@@ -165,3 +165,41 @@ def test_validate_host_checks_network_interfaces_against_the_declaration(tmp_pat
         f"error: {tmp_path}/cache.json: microvm.interfaces[1].network: cache joins lan, but " +
         "the declaration lists no vms.cache on it: it would get no lease, name or forward",
     ], bad.stderr
+
+
+@ROOT
+def test_create_checks_a_network_interface_against_the_hosts_declaration(tmp_path: Path) -> None:
+    """`microvm create` (and `update`, the same check) refuses a runner whose network interface
+    the host's declaration (/etc/microvm/networks.json; here MICROVM_NETWORKS_FILE) does not
+    give it: a VM the declaration does not list, an address pinned otherwise. Nothing is
+    created. A declaration others could write is not read."""
+    from support.host_cli import cli, make_runner
+
+    decl = tmp_path / "networks.json"
+    decl.write_text(json.dumps({"hostName": "h", "networks": {"lan": {"ipv4": "10.9.0.0/24"}},
+                                "vms": {"web": [{"network": "lan"}]}}))
+    decl.chmod(0o644)
+    state = tmp_path / "state"
+    env = {"MICROVM_NETWORKS_FILE": str(decl)}
+    iface = {"type": "network", "network": "lan"}
+
+    def create(name: str, **pins: str) -> subprocess.CompletedProcess[str]:
+        runner = make_runner(tmp_path, name, name=f"r-{name}-{len(pins)}",
+                             interfaces=[{**iface, **pins}])
+        return cli("create", name, "--runner", str(runner), env=env, state_dir=state)
+
+    plan = netplan.derive(json.loads(decl.read_text()))
+    r = create("db")
+    assert r.returncode == 2 and not (state / "db").exists(), r.stderr
+    assert "db: microvm.interfaces[0].network: db joins lan, but the declaration lists no " + \
+        "vms.db on it" in r.stderr
+    r = create("web", ipv4="10.9.0.250")
+    assert r.returncode == 2 and not (state / "web").exists(), r.stderr
+    assert f"web: microvm.interfaces[0].ipv4: 10.9.0.250 is not the address {decl} has for " + \
+        f"web on lan ({plan.member('web', 'lan').ipv4}): pin the same in both" in r.stderr
+    decl.chmod(0o666)
+    r = create("web")
+    assert r.returncode == 2 and "not root's, or writable by others" in r.stderr, r.stderr
+    decl.chmod(0o644)
+    r = create("web", ipv4=str(plan.member("web", "lan").ipv4))
+    assert r.returncode == 0, r.stderr

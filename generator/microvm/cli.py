@@ -414,7 +414,9 @@ def _host(state_dir: str | None) -> Any:
     from .host.service import Service
     from .host.state import state_root
 
-    return Host(root=state_root(state_dir), service=Service(echo=_echo), echo=_echo)
+    networks = os.environ.get("MICROVM_NETWORKS_FILE") or defaults.NETWORKS_FILE
+    return Host(root=state_root(state_dir), service=Service(echo=_echo), echo=_echo,
+                networks=Path(networks))
 
 
 def _use_color() -> bool:

@@ -176,7 +176,7 @@ let
     ${hostCfg.package}/bin/microvm network check "$declarationPath" --state-dir "$TMPDIR/state"
     cp "$declarationPath" "$out"
   '';
-  networksFile = "/etc/microvm/networks.json";
+  networksFile = hostDefaults.networksFile;
   networkUser = name: vm: lib.any (i: i.type == "network") vm.guest.microvm.interfaces;
 
   # the evaluated guest system of a declared VM
@@ -359,7 +359,7 @@ in
     users.groups.${hostCfg.group} = { };
 
     environment.systemPackages = lib.mkIf hostCfg.installCommand [ hostCfg.package ];
-    environment.etc."microvm/networks.json" = lib.mkIf (hostCfg.networks != { }) {
+    environment.etc.${lib.removePrefix "/etc/" networksFile} = lib.mkIf (hostCfg.networks != { }) {
       source = networksJson;
     };
     # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import grp
+import ipaddress
 import os
 import pwd
 import re
@@ -18,9 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import process
-from ..config import InterfaceType
-from ..errors import HostError, ProcessError, UsageError, ValidationError, escape
+from .. import netplan, process
+from ..config import InterfaceType, MicroVM
+from ..document import read_json
+from ..errors import HostError, Problem, ProcessError, UsageError, ValidationError, escape
 from ..hostwide import host_problems
 from ..layout import META_DIR, Meta, Program
 from . import access, defaults, nix
@@ -62,6 +64,8 @@ class Host:
     root: Path
     service: Service
     echo: Echo
+    # the host's network declaration: a VM's network interfaces are checked against it
+    networks: Path = Path(defaults.NETWORKS_FILE)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -653,8 +657,44 @@ def check_host_conflicts(host: Host, name: str, target: Path) -> None:
             names.append(other.name)
             vms.append(model)
     problems = host_problems([*vms, new], str(host.root), [*names, name])
+    if not problems:
+        problems = network_problems(host, name, new)
     if problems:
         raise ValidationError(problems)
+
+
+def network_problems(host: Host, name: str, vm: MicroVM) -> list[Problem]:
+    """A VM's type = "network" interfaces against the host's declaration (netplan.vm_problems),
+    when the host has one: a network it does not declare, or a MAC, tap or pinned address other
+    than the declaration's, would leave the VM without its lease, name or traffic. The file is
+    read only if root's and not writable by others (root takes no instructions from others)."""
+    ifaces = [(n, i) for n, i in enumerate(vm.interfaces) if i.type is InterfaceType.NETWORK]
+    if not ifaces:
+        return []
+    try:
+        st = host.networks.stat()
+    except FileNotFoundError:
+        return []
+    where = f"{host.networks}: "
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        return [Problem(where.rstrip(": "), "not root's, or writable by others: not read (make " +
+                        "it root's, mode 0644)")]
+    try:
+        plan = netplan.derive(read_json(host.networks))
+    except ValidationError as e:
+        return [Problem(f"{where}{p.path}", p.message) for p in e.problems]
+    out = netplan.vm_problems(plan, vm.host_name,
+                              [(n, str(i.network), i.id, i.mac) for n, i in ifaces])
+    for n, i in ifaces:
+        member = next((m for m in plan.members
+                       if m.vm == vm.host_name and m.network == i.network), None)
+        for family, pin in (("ipv4", i.ipv4), ("ipv6", i.ipv6)):
+            got = None if member is None else getattr(member, family)
+            if pin is not None and got is not None and ipaddress.ip_address(pin) != got:
+                out.append(Problem(f"microvm.interfaces[{n}].{family}", f"{pin} is not the " +
+                                   f"address {host.networks} has for {vm.host_name} on " +
+                                   f"{i.network} ({got}): pin the same in both"))
+    return [Problem(f"{name}: {p.path}", p.message) for p in out]
 
 
 def _volumes(vm: VMDir) -> list[Path]:

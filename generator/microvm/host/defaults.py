@@ -2,7 +2,7 @@
 VMs as, and its group, which may open /dev/kvm). Declared once, in defaults.json beside this
 file, which the Nix host module reads too (nix/lib/host-defaults.nix). Read by the `microvm`
 command's options (this module imports only json, so `microvm --help` stays fast), the state
-directory, the units, `host install` and doctor."""
+directory, the units, `host install` and doctor; and the host's network declaration."""
 
 import json
 from pathlib import Path
@@ -13,3 +13,6 @@ _DEFAULTS: dict[str, str] = json.loads(
 STATE_DIR = _DEFAULTS["stateDir"]
 USER = _DEFAULTS["user"]
 GROUP = _DEFAULTS["group"]
+# the host's network declaration (`microvm network`; the NixOS host module writes it), which
+# `create` and `update` check a VM's network interfaces against when it exists
+NETWORKS_FILE = _DEFAULTS["networksFile"]
