@@ -55,6 +55,9 @@ EXAMPLES: dict[str, Any] = {
     "interfaces.*.id": "vm-web",
     "interfaces.*.mac": "02:00:00:00:00:01",
     "interfaces.*.network": "lan",
+    "interfaces.*.addressing": "dhcp",
+    "interfaces.*.ipv4": "10.231.0.5",
+    "interfaces.*.ipv6": "fd00:0:0:1::5",
     "interfaces.*.macvtap.link": "eth0",
     "kernel": "/nix/store/…-linux/bzImage",
     "kernelParams": ["console=ttyS0"],
@@ -101,6 +104,9 @@ ELEMENT_VARIANTS: dict[str, dict[str, Any]] = {
                              "macvtap": {"link": "eth0", "mode": "bridge"}},
     "interfaces.*.bridge": {"type": "bridge", "id": "vm-web", "mac": "02:00:00:00:00:01"},
     "interfaces.*.network": {"type": "network"},
+    "interfaces.*.addressing": {"type": "network", "network": "lan"},
+    "interfaces.*.ipv4": {"type": "network", "network": "lan"},
+    "interfaces.*.ipv6": {"type": "network", "network": "lan"},
     "volumes.*.imageType": {"image": "data.qcow2", "mountPoint": "/srv", "autoCreate": False},
 }
 # Options an example needs set as well (keys: a path prefix without `microvm.`).
