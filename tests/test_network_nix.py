@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from microvm import netplan
 from microvm.errors import ValidationError
-from support.nixeval import NIX_OPTS, NIXDIR, nix_args, nix_eval, nix_json, nix_problem
+from support.nixeval import (
+    NIX_OPTS,
+    NIXDIR,
+    guest_inline,
+    nix_args,
+    nix_eval,
+    nix_json,
+    nix_problem,
+)
 
 pytestmark = pytest.mark.skipif(nix_problem() is not None, reason=str(nix_problem()))
 
@@ -176,8 +184,6 @@ def test_clashing_pins_fail_evaluation_naming_both_interfaces() -> None:
 def test_static_addressing_needs_the_host(tmp_path: Path) -> None:
     """A guest evaluated on its own has no derived addresses: auto means DHCP, and static is
     refused naming the option and what to do."""
-    from test_nix_dropin import guest_inline
-
     r = nix_eval(guest_inline(tmp_path, '{ microvm.interfaces = [ { type = "network"; ' +
                               'network = "lan"; addressing = "static"; } ]; }', "json"),
                  check=False)
@@ -185,19 +191,6 @@ def test_static_addressing_needs_the_host(tmp_path: Path) -> None:
     assert 'microvm.interfaces[0].addressing = \\"static\\": no addresses for network lan' in \
         r.stderr or 'microvm.interfaces[0].addressing = "static": no addresses for network ' + \
         'lan' in r.stderr, r.stderr[-2000:]
-
-
-def test_the_guest_sides_options_are_refused_where_they_do_not_apply() -> None:
-    from test_network_vm import document, refusals
-
-    assert refusals(document(interfaces=[{"type": "tap", "id": "t0", "mac": "02:00:00:00:00:01",
-                                          "ipv4": "10.0.0.5", "addressing": "dhcp"}])) == [
-        'microvm.interfaces[0].ipv4: applies to type = "network" only, got type = "tap"',
-        'microvm.interfaces[0].addressing: applies to type = "network" only, got type = "tap"']
-    assert refusals(document(interfaces=[{"type": "network", "network": "lan",
-                                          "ipv4": "10.0.0.256", "ipv6": "10.0.0.5"}])) == [
-        "microvm.interfaces[0].ipv4: must be an IPv4 address, got '10.0.0.256'",
-        "microvm.interfaces[0].ipv6: must be an IPv6 address, got '10.0.0.5'"]
 
 
 def test_up_says_which_vm_a_pin_moves_and_how_to_keep_it() -> None:

@@ -167,6 +167,17 @@ def test_validate_host_checks_network_interfaces_against_the_declaration(tmp_pat
     ], bad.stderr
 
 
+def test_the_guest_sides_options_are_refused_where_they_do_not_apply() -> None:
+    assert refusals(document(interfaces=[{"type": "tap", "id": "t0", "mac": "02:00:00:00:00:01",
+                                          "ipv4": "10.0.0.5", "addressing": "dhcp"}])) == [
+        'microvm.interfaces[0].ipv4: applies to type = "network" only, got type = "tap"',
+        'microvm.interfaces[0].addressing: applies to type = "network" only, got type = "tap"']
+    assert refusals(document(interfaces=[{"type": "network", "network": "lan",
+                                          "ipv4": "10.0.0.256", "ipv6": "10.0.0.5"}])) == [
+        "microvm.interfaces[0].ipv4: must be an IPv4 address, got '10.0.0.256'",
+        "microvm.interfaces[0].ipv6: must be an IPv6 address, got '10.0.0.5'"]
+
+
 @ROOT
 def test_create_checks_a_network_interface_against_the_hosts_declaration(tmp_path: Path) -> None:
     """`microvm create` (and `update`, the same check) refuses a runner whose network interface

@@ -19,7 +19,7 @@ from microvm import runner, units
 from microvm.document import from_document
 from support import REPO
 from support.documents import DOCS
-from support.nixeval import NIX_OPTS, NIXDIR, nix_eval, nix_problem
+from support.nixeval import NIX_OPTS, NIXDIR, guest_inline, nix_eval, nix_problem
 
 pytestmark = [pytest.mark.nix]
 
@@ -303,13 +303,6 @@ def test_deploy_scripts_install_create_then_update_and_switch(tmp_path: Path) ->
             r = subprocess.run(["shellcheck", "-s", "bash", str(exe)], text=True,
                                capture_output=True)
             assert r.returncode == 0, r.stdout
-
-
-def guest_inline(tmp_path: Path, module: str, attr: str) -> str:
-    config = tmp_path / f"c{len(list(tmp_path.glob('c*.nix')))}.nix"
-    config.write_text(f"{{ module = {module}; }}\n")
-    return (f"(import ./eval.nix {{ configuration = {config}; " +
-            f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }}).{attr}")
 
 
 def test_removed_and_compat_options(tmp_path: Path) -> None:

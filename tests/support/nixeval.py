@@ -47,6 +47,14 @@ def nix_json(expr: str) -> Any:
     return json.loads(nix_eval(f"{{ python, repo }}: {expr}").stdout)
 
 
+def guest_inline(tmp_path: Path, module: str, attr: str) -> str:
+    """An expression for `attr` of a guest evaluated from `module` (Nix text) by eval.nix."""
+    config = tmp_path / f"c{len(list(tmp_path.glob('c*.nix')))}.nix"
+    config.write_text(f"{{ module = {module}; }}\n")
+    return (f"(import ./eval.nix {{ configuration = {config}; " +
+            f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; }}).{attr}")
+
+
 def validate(doc: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     f = tmp_path / "vm.json"
     f.write_text(doc)
