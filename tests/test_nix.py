@@ -221,7 +221,7 @@ NIX_ONLY = {
                                  "kvmtool", "stratovirt", "alioth", "vfkit", "virtiofsd")),
     "graphics.crosvmPackage",
     "bootDisk", "balloonMem", "vsock.ssh.enable", "deploy.installOnHost", "deploy.sshSwitch",
-    "deploy.rebuild",
+    "deploy.rebuild", "networkAddresses",
 }
 # Schema properties without a default, and what the Nix option does instead.
 NO_SCHEMA_DEFAULT = {

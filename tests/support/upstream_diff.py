@@ -1120,12 +1120,15 @@ CORPUS: tuple[CorpusEntry, ...] = (
     _c(
         "corpus-interface-network",
         "*",
-        r'value microvm\.interfaces\[\d+\]\.network: upstream="@absent" project=null',
+        r'value microvm\.interfaces\[\d+\]\.(network|ipv4|ipv6): upstream="@absent" ' +
+        r'project=null|value microvm\.interfaces\[\d+\]\.addressing: upstream="@absent" ' +
+        r'project="auto"',
         D,
-        "interfaces.*.network for declared host networks",
+        "interfaces.*.network, addressing, ipv4, ipv6 for declared host networks",
         "Upstream has no declared host networks; here an interface may join one "
-        + "(type = \"network\"); every other interface has network = null, so nothing changes "
-        + "for upstream's configurations.",
+        + "(type = \"network\") with its addressing and pinned addresses; every other "
+        + "interface has network, ipv4 and ipv6 = null and addressing = \"auto\" (which only a "
+        + "network interface reads), so nothing changes for upstream's configurations.",
         "docs/networking.md; docs/options.md",
     ),
     _c(
