@@ -31,6 +31,7 @@ from microvm.netplan import Plan, derive
 from support import REPO
 from support.host_cli import cli
 from support.netns import Lab, udhcpc_script, wait_for
+from support.nixeval import NIX_OPTS, NIXDIR, nix_args, nix_json, nix_problem
 
 UPLINK4, HOST4 = "192.0.2.2", "192.0.2.1"          # RFC 5737
 UPLINK6, HOST6 = "2001:db8::2", "2001:db8::1"      # RFC 3849
@@ -483,6 +484,70 @@ def test_up_again_after_a_flushed_ruleset_restores_the_table(world: World) -> No
     world.up()
     assert lab.connect(world.guests["web"], UPLINK4, 80) == f"uplink {HOST4}"
     assert lab.connect(world.guests["far"], world.ip("web"), 443).startswith("FAIL")
+
+
+# BASE declared on NixOS, whose nftables service loads the project's tables itself
+# (networking.nftables.tables; tests/nix/nftables-standin.nix composes its script as NixOS does)
+NIXOS_BASE = """{
+  networking.hostName = "testhost";
+  microvm.host.networks.lan = {
+    ipv4 = "10.231.0.0/24"; ipv6 = "auto"; uplinks = [ "up0" ]; domain = "vm.internal";
+    isolation = "rules";
+    allow = [ { from = "web"; to = "db"; tcp = [ 5432 ]; udp = [ 5353 ]; } ];
+    forwardPorts = [ { vm = "web"; hostPort = 8443; port = 443; }
+                     { vm = "db"; hostPort = 53; port = 5353; proto = "udp"; } ];
+  };
+  microvm.host.networks.other = { ipv4 = "10.232.0.0/24"; domain = "other.internal"; };
+  microvm.vms.web.config.microvm.interfaces = [ { type = "network"; network = "lan"; } ];
+  microvm.vms.db.config.microvm.interfaces = [ { type = "network"; network = "lan"; } ];
+  microvm.vms.far.config.microvm.interfaces = [ { type = "network"; network = "other"; } ];
+}"""
+
+
+def _tables(world: World) -> str:
+    return "".join(world.host_sh("nft", "list", "table", family, network.TABLE)
+                   for family in network.FAMILIES)
+
+
+@pytest.mark.skipif(nix_problem() is not None, reason=str(nix_problem()))
+@pytest.mark.parametrize("flush", [True, False])
+def test_nixos_firewall_reloads_keep_the_declared_table(world: World, flush: bool) -> None:
+    """On NixOS the tables are networking.nftables.tables too: the script nftables.service runs
+    at start and at each reload (a flush of the whole ruleset, or the deletion of the tables it
+    declares) loads the same tables `up` loads, so NAT and the networks' separation hold after
+    a reload with no `up` run, beside the administrator's own table."""
+    extra = ("{ imports = [ ./nftables-standin.nix ]; networking.nftables = { enable = true; " +
+             f"flushRuleset = {'true' if flush else 'false'}; ruleset = ''table inet filter " +
+             "{ chain input { type filter hook input priority 0; policy accept; }; }''; }; }")
+    expr = f"(import ./host-network-eval.nix {{ inherit python repo; host = {NIXOS_BASE}; " + \
+        f"extra = {extra}; }})"
+    nixos = nix_json(expr)
+    assert derive(json.loads(nixos["declaration"])).members == world.plan.members
+    built = subprocess.run(["nix-build", *NIX_OPTS, "--no-out-link", *nix_args(), "-E",
+                            f"{{ python, repo }}: {expr}.nftablesRules"], cwd=NIXDIR,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    rules = built.stdout.strip()
+    lab = world.lab
+    loaded = _tables(world)  # what `up` loaded
+    try:
+        world.host_sh("nft", "-f", rules)  # nftables.service starts
+        world.host_sh("nft", "-f", rules)  # and reloads
+        assert _tables(world) == loaded
+        assert "table inet filter" in world.host_sh("nft", "list", "tables")
+        assert lab.connect(world.guests["web"], UPLINK4, 80) == f"uplink {HOST4}"
+        assert lab.connect(world.guests["far"], world.ip("web"), 443).startswith("FAIL")
+        # the control: without the project's tables the networks meet
+        world.host_sh("nft", "flush", "ruleset")
+        assert lab.connect(world.guests["far"], world.ip("web"), 443) == \
+            f"web {world.ip('far', 'other')}"
+        world.host_sh("nft", "-f", rules)
+        assert _tables(world) == loaded
+        assert lab.connect(world.guests["far"], world.ip("web"), 443).startswith("FAIL")
+    finally:
+        world.host_sh("nft", "flush", "ruleset")
+        world.up()
+    assert _tables(world) == loaded
 
 
 def test_up_and_down_refuse_a_bad_declaration_and_change_nothing(world: World,

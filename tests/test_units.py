@@ -177,7 +177,8 @@ def test_the_nix_host_defaults_are_the_generators() -> None:
                           str(REPO / "nix" / "lib" / "host-defaults.nix")],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == {"stateDir": defaults.STATE_DIR, "user": defaults.USER,
-                               "group": defaults.GROUP, "networksFile": defaults.NETWORKS_FILE}
+                               "group": defaults.GROUP, "networksFile": defaults.NETWORKS_FILE,
+                               "nftTable": defaults.NFT_TABLE}
 
 
 def test_the_state_directory_is_declared_once() -> None:

@@ -714,6 +714,26 @@ def network_show(file: Path, as_json: bool, state_dir: str | None) -> None:
         click.echo("  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+@network_group.command("tables")
+@click.argument("file", type=NET_DECL)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="A directory to create (it must not exist): FAMILY.nft for each table.")
+@_state_dir_option
+def network_tables(file: Path, out: Path, state_dir: str | None) -> None:
+    """Write the body of each of the project's nftables tables (inet.nft, bridge.nft: what goes
+    between `table FAMILY microvm {` and `}`), for a firewall that declares its tables itself
+    (the NixOS host module gives them to networking.nftables.tables). `up` loads the same."""
+    from .host import network as net
+    from .host.state import write_atomic
+
+    bodies = net.tables(_plan(file, state_dir))
+    if out.exists() or out.is_symlink():
+        raise UsageError(f"--out {out}: exists; give a directory that does not")
+    out.mkdir(parents=True)
+    for family, body in bodies.items():
+        write_atomic(out / f"{family}.nft", body)
+
+
 @network_group.command("up")
 @click.argument("file", type=NET_DECL)
 @_run_dir_option
@@ -787,6 +807,7 @@ NETWORK_EXAMPLES: dict[str, tuple[str, ...]] = {
     "up": ("microvm network up networks.json",
            "microvm network up networks.json --run-dir /tmp/net"),
     "down": ("microvm network down networks.json",),
+    "tables": ("microvm network tables networks.json --out tables",),
 }
 for _examples, _group in ((EXAMPLES, main), (HOST_EXAMPLES, host_group),
                           (NETWORK_EXAMPLES, network_group)):

@@ -177,6 +177,11 @@ let
     cp "$declarationPath" "$out"
   '';
   networksFile = hostDefaults.networksFile;
+  # the bodies of the project's nftables tables (`microvm network tables`: FAMILY.nft), from the
+  # checked declaration, whose pins make them what `microvm network up` loads on this host
+  networkTables = pkgs.runCommand "microvm-nftables" { } ''
+    ${hostCfg.package}/bin/microvm network tables ${networksJson} --out "$out" --state-dir "$TMPDIR/state"
+  '';
   networkUser = name: vm: lib.any (i: i.type == "network") vm.guest.microvm.interfaces;
 
   # the evaluated guest system of a declared VM
@@ -362,6 +367,15 @@ in
     environment.etc.${lib.removePrefix "/etc/" networksFile} = lib.mkIf (hostCfg.networks != { }) {
       source = networksJson;
     };
+    # the tables are NixOS's own too: nftables.service loads them, and its reload (a flush of the
+    # ruleset, or the deletion of its declared tables) puts them back (with nftables disabled,
+    # microvm-networks' reload does, below); `include` keeps them built, not read at evaluation
+    networking.nftables.tables = lib.mkIf (hostCfg.networks != { }) (lib.listToAttrs (map
+      (family: lib.nameValuePair "${hostDefaults.nftTable}-${family}" {
+        name = hostDefaults.nftTable;
+        inherit family;
+        content = ''include "${networkTables}/${family}.nft"'';
+      }) [ "inet" "bridge" ]));
     # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins
     # bridges its ACL allows
     environment.etc."qemu/bridge.conf" = lib.mkIf (qemuBridges != [ ]) {
@@ -403,11 +417,12 @@ in
               networksFile "--state-dir" cfg.stateDir ];
             ExecStop = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "down"
               networksFile "--state-dir" cfg.stateDir ];
-            # `up` again: the table back after a firewall reload flushed the ruleset
+            # `up` again: the tables back after someone flushed the ruleset (nftables.service
+            # loads them itself: networking.nftables.tables above)
             ExecReload = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "up"
               networksFile "--state-dir" cfg.stateDir ];
           };
-          # NixOS's firewall (iptables or nftables) reloads with a flush on every change
+          # a firewall's reload: `up` again (changes nothing when the tables are loaded)
           unitConfig.ReloadPropagatedFrom = [ "firewall.service" "nftables.service" ];
           after = [ "network.target" "firewall.service" "nftables.service" ];
         };

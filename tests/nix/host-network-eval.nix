@@ -36,6 +36,8 @@ in
   # the declaration's text, and the file (built by `microvm network check` and a copy)
   declaration = config.environment.etc."microvm/networks.json".source.declaration;
   declarationFile = config.environment.etc."microvm/networks.json".source;
+  # with ./nftables-standin.nix in `extra`: the script nftables.service loads (and reloads)
+  nftablesRules = config.system.build.nftablesRules or null;
   networks = lib.mapAttrs (_: vm: vm.config.config.systemd.network.networks or { })
     config.microvm.vms;
   unit = {

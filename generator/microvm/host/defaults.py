@@ -2,7 +2,8 @@
 VMs as, and its group, which may open /dev/kvm). Declared once, in defaults.json beside this
 file, which the Nix host module reads too (nix/lib/host-defaults.nix). Read by the `microvm`
 command's options (this module imports only json, so `microvm --help` stays fast), the state
-directory, the units, `host install` and doctor; and the host's network declaration."""
+directory, the units, `host install` and doctor; and the host's network declaration and
+the name of its nftables tables."""
 
 import json
 from pathlib import Path
@@ -16,3 +17,6 @@ GROUP = _DEFAULTS["group"]
 # the host's network declaration (`microvm network`; the NixOS host module writes it), which
 # `create` and `update` check a VM's network interfaces against when it exists
 NETWORKS_FILE = _DEFAULTS["networksFile"]
+# the name of the declared networks' nftables tables (one per family: host/network.FAMILIES),
+# which the NixOS host module declares in networking.nftables.tables too
+NFT_TABLE = _DEFAULTS["nftTable"]

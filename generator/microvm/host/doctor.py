@@ -29,7 +29,7 @@ from ..hypervisors import backend
 from ..hypervisors.qemu import KVM_MODULES
 from ..layout import Program
 from ..netplan import Plan
-from . import access, defaults
+from . import access, defaults, network
 from .state import COMPAT_LINKS, Runner, VMDir, compat_link_ok, list_vms
 
 KVM_GET_API_VERSION = 0xAE00
@@ -439,7 +439,7 @@ def worst(findings: Sequence[Finding]) -> Level:
 
 BR_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 TUN = Path("/dev/net/tun")
-OUR_TABLES = {("inet", "microvm"), ("bridge", "microvm")}
+OUR_TABLES = {(family, network.TABLE) for family in network.FAMILIES}
 
 
 def check_networks(plan: Plan) -> Iterator[Finding]:

@@ -46,10 +46,13 @@ from typing import Any
 from .. import process
 from ..errors import HostError, Problem, ValidationError
 from ..netplan import BRIDGE_PREFIX, Member, Network, Plan
+from . import defaults
 from .state import CONTROL, write_json
 
 RUN_DIR = "/run/microvm/net"
-TABLE = "microvm"
+TABLE = defaults.NFT_TABLE
+# the families of the project's tables (tables() gives a body for each)
+FAMILIES = ("inet", "bridge")
 RESOLV_CONF = Path("/etc/resolv.conf")
 LEASE_TIME = "1h"
 # what nft and dnsmasq can carry without quoting: interface names the plan names
@@ -152,25 +155,36 @@ def _ports(ports: Sequence[int]) -> str:
     return _set([str(p) for p in sorted(set(ports))])
 
 
+def tables(plan: Plan) -> dict[str, str]:
+    """The body of each of the project's tables, by family: what goes between
+    `table FAMILY microvm {` and `}` (what a firewall that declares tables itself is given:
+    NixOS's networking.nftables.tables, the host module)."""
+    check(plan)
+    bodies = {"inet": _inet(plan), "bridge": _bridge(plan)}
+    return {family: "\n".join(bodies[family]) + "\n" for family in FAMILIES}
+
+
 def render_nft(plan: Plan) -> str:
     """The project's nftables tables for the whole plan, as one atomic `nft -f` input."""
-    check(plan)
-    return "\n".join([*_prologue(), *_inet(plan), *_bridge(plan)]) + "\n"
+    out = _prologue()
+    for family, body in tables(plan).items():
+        out += [f"table {family} {TABLE} {{", body + "}", ""]
+    return "\n".join(out)
 
 
 def _prologue() -> list[str]:
     return ["#!/usr/sbin/nft -f",
             "# microvm network up: the declared networks' table; replaced as a whole",
-            f"table inet {TABLE} {{}}", f"delete table inet {TABLE}",
-            f"table bridge {TABLE} {{}}", f"delete table bridge {TABLE}", ""]
+            *(line for family in FAMILIES
+              for line in (f"table {family} {TABLE} {{}}", f"delete table {family} {TABLE}")),
+            ""]
 
 
 def _inet(plan: Plan) -> list[str]:
     nets = plan.networks
     bridges = [_q(n.bridge) for n in nets]
-    out = [f"table inet {TABLE} {{"]
     # port forwards: to any of the host's addresses, from outside and from the host itself
-    out += ["\tchain forward_ports {"]
+    out = ["\tchain forward_ports {"]
     for net in nets:
         for fwd in net.forwards:
             m = plan.member(fwd.vm, net.name)
@@ -224,7 +238,6 @@ def _inet(plan: Plan) -> list[str]:
         if net.uplinks:
             out.append(f"\t\toifname {_set([_q(u) for u in net.uplinks])} accept")
         out += ["\t\tdrop", "\t}"]
-    out += ["}", ""]
     return out
 
 
@@ -253,7 +266,6 @@ def _dnsmasq_exempt(plan: Plan) -> list[str]:
 
 
 def _bridge(plan: Plan) -> list[str]:
-    out = [f"table bridge {TABLE} {{"]
     members = plan.members
     chains: list[str] = []
     spoof: list[str] = []
@@ -261,8 +273,8 @@ def _bridge(plan: Plan) -> list[str]:
         name = f"tap_{_chain(m.tap)}"
         spoof.append(f"{_q(m.tap)} : jump {name}")
         chains += [f"\tchain {name} {{", *(f"\t\t{r}" for r in _spoof_rules(m)), "\t}"]
-    out += ["\tchain prerouting {",
-            "\t\ttype filter hook prerouting priority filter; policy accept;"]
+    out = ["\tchain prerouting {",
+           "\t\ttype filter hook prerouting priority filter; policy accept;"]
     if spoof:
         out.append("\t\tiifname vmap { " + ", ".join(spoof) + " }")
     out.append("\t}")
@@ -279,7 +291,7 @@ def _bridge(plan: Plan) -> list[str]:
             "\t\ttype filter hook forward priority filter; policy accept;"]
     if isolate:
         out.append("\t\tiifname vmap { " + ", ".join(isolate) + " }")
-    out += ["\t}", *chains, "}", ""]
+    out += ["\t}", *chains]
     return out
 
 
@@ -614,7 +626,7 @@ def _nft(text: str) -> None:
 
 def _tables_loaded() -> bool:
     return all(process.run(["nft", "list", "table", family, TABLE], check=False).returncode == 0
-               for family in ("inet", "bridge"))
+               for family in FAMILIES)
 
 
 def _load_table(plan: Plan, paths: Paths) -> None:
