@@ -1,9 +1,12 @@
 """Declared networks end to end (issue 23): two QEMU TCG guests from generated runners, each with
 a `type = "network"` interface, on a network `microvm network up` made in a namespace the test
-creates (with an uplink namespace that has no route back). The guests get their derived
-addresses by DHCP from the host's dnsmasq, resolve each other's names, reach the uplink through
-NAT, and a port forward reaches one of them from the uplink side and from the host itself.
-Nothing outside the test's namespaces is touched."""
+creates (with an uplink namespace that has no route back). One guest gets its derived address
+by DHCP from the host's dnsmasq, the other is configured statically as its NixOS guest module
+says; they resolve each other's names, reach the uplink through NAT, and a port forward reaches
+one of them from the uplink side and from the host itself. The network's isolation is "rules":
+what `allow` lists passes between them (web to db's port 5432), nothing else does (web to db's
+port 80, db to web's), and a source address a guest was not given never leaves its tap. Nothing
+outside the test's namespaces is touched."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shutil
 import sys
 import tempfile
@@ -28,8 +32,10 @@ pytestmark = pytest.mark.boot
 NOBODY = pwd.getpwnam("nobody")
 
 HOST4, UPLINK4, FAR4 = "192.0.2.1", "192.0.2.2", "198.51.100.7"
+SPOOF4 = "10.232.0.250"  # in the network, given to no VM
 DECL = {"hostName": "e2e", "networks": {"lan": {
-    "ipv4": "10.232.0.0/24", "uplinks": ["up0"], "domain": "vm.internal", "isolation": "open",
+    "ipv4": "10.232.0.0/24", "uplinks": ["up0"], "domain": "vm.internal", "isolation": "rules",
+    "allow": [{"from": "web", "to": "db", "tcp": [5432]}],
     "forwardPorts": [{"vm": "web", "hostPort": 8080, "port": 80}]}},
     "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan"}]}}
 
@@ -38,7 +44,8 @@ DECL = {"hostName": "e2e", "networks": {"lan": {
 NIX_HOST = """{
   networking.hostName = "e2e";
   microvm.host.networks.lan = {
-    ipv4 = "10.232.0.0/24"; uplinks = [ "up0" ]; domain = "vm.internal"; isolation = "open";
+    ipv4 = "10.232.0.0/24"; uplinks = [ "up0" ]; domain = "vm.internal"; isolation = "rules";
+    allow = [ { from = "web"; to = "db"; tcp = [ 5432 ]; } ];
     forwardPorts = [ { vm = "web"; hostPort = 8080; port = 80; } ];
   };
   microvm.vms.web.config.microvm.interfaces =
@@ -62,10 +69,34 @@ else
 fi
 mkdir -p /www && echo "hello from $(param e2e.name)" > /www/index.html
 httpd -p 80 -h /www
+httpd -p 5432 -h /www
 echo "E2E-PEER $(nslookup "$(param e2e.peer).vm.internal" | tr '\n' ' ')"
 # busybox nc's -w bounds only the connect; Debian 12's passt (2023-03) can lose the server's FIN
 # on a loaded machine, so the whole exchange is bounded too (the answer has arrived by then)
 echo "E2E-UPLINK $(timeout 20 nc -w 5 "$(param e2e.far)" 80 </dev/null)"
+get() {  # the page the peer's httpd on port $1 serves, or FAIL
+    r=$(printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 nc -w 5 "$(param e2e.peerip)" "$1" |
+        tail -n 1)
+    echo "${r:-FAIL}"
+}
+if param e2e.allowed >/dev/null; then  # what the allow-list lets through (once the peer is up)
+    i=0
+    until [ "$(get 5432)" != FAIL ] || [ $i -ge 30 ]; do i=$((i + 1)); sleep 2; done
+    echo "E2E-ALLOWED $(get 5432)"
+    echo "E2E-DENIED $(get 80)"  # the peer's httpd on 80 started with the one on 5432
+fi
+if param e2e.spoof >/dev/null; then  # a source address this guest was not given
+    gw=$(ip route show default | cut -d' ' -f3)
+    ip addr add "$(param e2e.spoof)/32" dev "$dev"
+    ping -c 2 -W 2 -I "$(param e2e.spoof)" "$gw" >/dev/null 2>&1 && s=answered || s=dropped
+    echo "E2E-SPOOF $s"
+    ip addr del "$(param e2e.spoof)/32" dev "$dev"
+    ping -c 2 -W 2 "$gw" >/dev/null 2>&1 && s=answered || s=dropped
+    echo "E2E-OWN $s"
+fi
+if param e2e.probe >/dev/null; then  # the other way, again and again: the test reads it
+    (n=0; while :; do n=$((n + 1)); echo "E2E-PROBE $n $(get 80)"; sleep 3; done) &
+fi
 echo E2E-DONE
 while :; do sleep 1; done
 """
@@ -103,12 +134,14 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
     try:
         for name, peer in (("web", "db"), ("db", "web")):
             member = plan.member(name, "lan")
-            # db is configured statically, with what the NixOS guest module writes for it
-            static = [f"e2e.static={db_net['address'][0]},{db_net['gateway'][0]}"]
+            # db is configured statically, with what the NixOS guest module writes for it, and
+            # probes web's port 80; web probes db's ports and spoofs a source address
+            own = ([f"e2e.static={db_net['address'][0]},{db_net['gateway'][0]}", "e2e.probe=1"]
+                   if name == "db" else ["e2e.allowed=1", f"e2e.spoof={SPOOF4}"])
             doc = document(name, vmtest.guest_kernel().vmlinux, initrd,
                            kernelParams=["quiet", f"e2e.mac={member.mac}", f"e2e.name={name}",
                                          f"e2e.peer={peer}", f"e2e.far={UPLINK4}",
-                                         *(static if name == "db" else [])],
+                                         f"e2e.peerip={plan.member(peer, 'lan').ipv4}", *own],
                            interfaces=[{"type": "network", "network": "lan"}])
             runner = generate(doc, tmp_path / name)
             vms[name] = stack.enter_context(
@@ -133,6 +166,19 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
             uplink, "busybox", "wget", "-q", "-O", "-", f"http://{HOST4}:8080/").stdout, 30)
         assert web in lab.run(host, "busybox", "wget", "-q", "-O", "-",
                               "http://127.0.0.1:8080/").stdout
+        # isolation "rules": web reaches db's allowed port and no other; the control is the
+        # allowed port, and the gateway answering web's own address
+        console = vms["web"].console
+        assert "E2E-ALLOWED hello from db" in console, console[-3000:] + vms["db"].console[-3000:] + lab.run(host, "nft", "list", "table", "bridge", "microvm").stdout + lab.run(host, "bridge", "link").stdout
+        assert "E2E-DENIED FAIL" in console, console[-3000:]
+        assert "E2E-SPOOF dropped" in console and "E2E-OWN answered" in console, console[-3000:]
+        # db's probes of web's port 80, from two after this point on (web's httpd is up: the
+        # forward just reached it), all fail
+        seen = len(re.findall(r"E2E-PROBE \d+ ", vms["db"].console))
+        vms["db"].wait_for(f"E2E-PROBE {seen + 2} ", timeout=60)
+        probes = re.findall(r"E2E-PROBE (\d+) (.*)", vms["db"].console)
+        assert [r for n, r in probes if int(n) > seen] and \
+            all(r.strip() == "FAIL" for n, r in probes if int(n) > seen), probes
     finally:
         stack.close()
         down = lab.run(host, sys.executable, "-m", "microvm.cli", "network", "down",
