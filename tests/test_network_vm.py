@@ -132,7 +132,8 @@ def test_list_shows_each_vms_network_address_and_name(tmp_path: Path) -> None:
 
 def test_validate_host_checks_network_interfaces_against_the_declaration(tmp_path: Path) -> None:
     """`microvm validate-host --networks FILE`: each VM's network interface names a declared
-    network it is a member of, with the MAC and tap the host uses for it; both sides named."""
+    network it is a member of, with the MAC, tap and pinned addresses the host uses for it;
+    both sides named."""
     decl = {"hostName": "h", "networks": {"lan": {"ipv4": "10.231.0.0/24"}},
             "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan",
                                                           "mac": "02:00:00:00:00:42"}]}}
@@ -154,6 +155,12 @@ def test_validate_host_checks_network_interfaces_against_the_declaration(tmp_pat
 
     ok = validate(doc("web"), doc("db", mac="02:00:00:00:00:42"))
     assert ok.returncode == 0, ok.stderr
+    web4 = netplan.derive(decl).member("web", "lan").ipv4
+    assert validate(doc("web", ipv4=str(web4))).returncode == 0
+    pin = validate(doc("web", ipv4="10.231.0.250"))
+    assert pin.returncode == 2 and pin.stderr.splitlines() == [
+        f"error: {tmp_path}/web.json: microvm.interfaces[1].ipv4: 10.231.0.250 is not the " +
+        f"address the declaration has for web on lan ({web4}): pin the same in both"], pin.stderr
     bad = validate(doc("web", network="wan"), doc("db"), doc("cache"))
     assert bad.returncode == 2, bad.stderr
     db_mac = netplan.mac_address("lan", "db")
@@ -206,8 +213,9 @@ def test_create_checks_a_network_interface_against_the_hosts_declaration(tmp_pat
         "vms.db on it" in r.stderr
     r = create("web", ipv4="10.9.0.250")
     assert r.returncode == 2 and not (state / "web").exists(), r.stderr
-    assert f"web: microvm.interfaces[0].ipv4: 10.9.0.250 is not the address {decl} has for " + \
-        f"web on lan ({plan.member('web', 'lan').ipv4}): pin the same in both" in r.stderr
+    assert "web: microvm.interfaces[0].ipv4: 10.9.0.250 is not the address the declaration " + \
+        f"has for web on lan ({plan.member('web', 'lan').ipv4}): pin the same in both " + \
+        f"({decl})" in r.stderr
     decl.chmod(0o666)
     r = create("web")
     assert r.returncode == 2 and "not root's, or writable by others" in r.stderr, r.stderr

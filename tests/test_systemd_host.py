@@ -27,6 +27,7 @@ from microvm import units
 from microvm.host.service import all_units
 from support import REPO, hostsys, vmtest
 from support.hostsys import Host
+from support.netns import GUEST_DHCP
 
 pytestmark = [pytest.mark.boot, pytest.mark.systemd]
 
@@ -525,22 +526,22 @@ while :; do sleep 1; done
 """
 
 
-def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> None:
-    """The host module's evaluation (NixOS stub, tests/nix/dropin/systemd-host.nix), installed
-    as NixOS would: the unit directory NixOS makes of its units package (systemd.packages) and
-    its systemd.services/targets definitions, with their wantedBy links, linked into
-    /etc/systemd/system; its tmpfiles rules and user. At boot
-    install-microvm-nixvm installs the Nix-built runner, microvm@nixvm boots it (its store
-    disk), a crash restarts it, a stop powers it off."""
+def _nixos_host(tmp_path: Path, script: str, network: bool = False) -> tuple[Host, str, Path]:
+    """A host (not booted) with the host module's evaluation (NixOS stub,
+    tests/nix/dropin/systemd-host.nix) installed as NixOS would: the unit directory NixOS makes
+    of its units package (systemd.packages) and its systemd.services/targets definitions, with
+    their wantedBy links, linked into /etc/systemd/system; its tmpfiles rules, user and
+    environment.etc files; its guest runs `script`. The Nix-built runner and the declaration
+    (network: the VM joins a declared network) are returned with it."""
     from support.nixeval import NIX_OPTS, NIXDIR, nix_problem
 
     if why := nix_problem():
         pytest.skip(why)
-    assets = hostsys.guest_assets(tmp_path, NIX_GUEST)
+    assets = hostsys.guest_assets(tmp_path, script)
     expr = ("(import ./dropin/systemd-host.nix { " +
             f"python = {json.dumps(sys.executable)}; repo = {json.dumps(str(REPO))}; " +
             f'hostKernel = "{hostsys.ASSETS}/vmlinux"; ' +
-            f'hostInitrd = "{hostsys.ASSETS}/initrd.gz"; }})')
+            f'hostInitrd = "{hostsys.ASSETS}/initrd.gz"; network = {str(network).lower()}; }})')
 
     def nix(*args: str) -> str:
         p = subprocess.run([*args, *NIX_OPTS], cwd=NIXDIR, capture_output=True, text=True,
@@ -552,8 +553,15 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
     runner = nix("nix-build", "--no-out-link", "-E", f"{expr}.runner")
     settings = json.loads(json.loads(nix("nix-instantiate", "--eval", "--strict", "-E",
                                          f"{expr}.settings")))
-    h = Host(tmp_path / "nixos", hostsys.root(), name="microvm-nixos",
-             binds={hostsys.ASSETS: assets, "/nix/store": Path("/nix/store")})
+    etc_files: dict[str, str] = json.loads(nix("nix-instantiate", "--eval", "--strict",
+                                               "--json", "-E", f"{expr}.etc"))
+    for name in etc_files:  # built (`network check` builds the declaration)
+        nix("nix-build", "--no-out-link", "-E", f'{expr}.etc."{name}"')
+    # the stand-in `microvm` a NixOS unit runs: this checkout's generator, by this Python
+    binds = {hostsys.ASSETS: assets, "/nix/store": Path("/nix/store"), str(REPO): REPO}
+    if not Path(sys.prefix).is_relative_to(REPO):
+        binds[sys.prefix] = Path(sys.prefix)
+    h = Host(tmp_path / "nixos", hostsys.root(), name="microvm-nixos", binds=binds)
     try:
         etc = h.path("/etc/systemd/system")
         for src in sorted(Path(units).rglob("*")):
@@ -564,6 +572,9 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
                 dst.symlink_to(os.readlink(src))  # the package's units; .wants links, relative
             else:
                 dst.symlink_to(src)  # a unit NixOS wrote from definitions
+        for name, source in etc_files.items():  # NixOS links /etc files to the store
+            h.path(f"/etc/{name}").parent.mkdir(parents=True, exist_ok=True)
+            h.path(f"/etc/{name}").symlink_to(source)
         h.path("/etc/tmpfiles.d").mkdir(parents=True, exist_ok=True)
         h.path("/etc/tmpfiles.d/10-microvm.conf").write_text(settings["tmpfiles"])
         h.console_in_journal()
@@ -572,6 +583,21 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
                      ["useradd", "--system", "--gid", settings["group"], "--home-dir", STATE,
                       "--no-create-home", settings["user"]]):
             subprocess.run([argv[0], "--root", str(h.merged), *argv[1:]], check=True)
+    except BaseException:
+        h.close()
+        raise
+    return h, runner, Path(etc_files.get("microvm/networks.json", "/nonexistent"))
+
+
+def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> None:
+    """The host module's evaluation (NixOS stub, tests/nix/dropin/systemd-host.nix), installed
+    as NixOS would: the unit directory NixOS makes of its units package (systemd.packages) and
+    its systemd.services/targets definitions, with their wantedBy links, linked into
+    /etc/systemd/system; its tmpfiles rules and user. At boot
+    install-microvm-nixvm installs the Nix-built runner, microvm@nixvm boots it (its store
+    disk), a crash restarts it, a stop powers it off."""
+    h, runner, _ = _nixos_host(tmp_path, NIX_GUEST)
+    try:
         h.boot()  # microvms.target (wanted by multi-user.target) starts the declared VM
         h.wait("the Nix-built guest's toplevel", lambda: "MICROVM-NIX-TOPLEVEL nixvm" in
                h.journal("-u", "microvm@nixvm.service"), timeout=90)
@@ -593,6 +619,59 @@ def test_nixos_host_module_units_under_systemd(host: Host, tmp_path: Path) -> No
         h.systemctl("stop", "microvm@nixvm")
         journal = h.journal("-u", "microvm@nixvm.service")
         assert "reboot: Power down" in journal and "SIGKILL" not in journal
+        assert failed_units(h) == []
+    finally:
+        h.close()
+
+
+NET_GUEST = "power_button\n" + GUEST_DHCP + r"""
+for d in /sys/class/net/*; do [ "${d##*/}" = lo ] || dev=${d##*/}; done
+ip link set "$dev" up
+udhcpc -i "$dev" -s /udhcpc.sh -q -n -t 20 -T 2 || echo "E2E-NO-LEASE"
+echo "E2E-NAME $(nslookup nixvm.vm.internal | tr '\n' ' ')"
+while :; do sleep 1; done
+"""
+
+
+def test_nixos_host_networks_under_systemd(host: Host, tmp_path: Path) -> None:
+    """A NixOS host with a declared network (microvm.host.networks) and a VM that joins it,
+    installed as NixOS would (_nixos_host). At boot microvm-networks makes the network from
+    /etc/microvm/networks.json before the VM starts (the VM requires it): its tap joins the
+    bridge, the host's dnsmasq gives the VM its derived address and name. After a flush of
+    the ruleset (another firewall's reload) the unit's reload puts the tables back; a stop of
+    the unit stops the VM first, then leaves no bridge, table or dnsmasq behind."""
+    from microvm.host import network
+    from microvm.netplan import derive
+
+    h, _, declaration = _nixos_host(tmp_path, NET_GUEST, network=True)
+    try:
+        h.boot()
+        member = derive(json.loads(declaration.read_text())).member("nixvm", "lan")
+        h.wait("the VM's lease", lambda: "E2E-LEASE" in h.journal("-u", "microvm@nixvm"),
+               timeout=120)
+        journal = h.journal("-u", "microvm@nixvm")
+        assert f"E2E-LEASE ip={member.ipv4} router=10.233.0.1 dns=10.233.0.1 " + \
+            "domain=vm.internal" in journal, journal[-3000:]
+        assert str(member.ipv4) in hostsys.lines_with(journal, "E2E-NAME")[0]
+        assert h.state("microvm-networks") == "active"
+        assert "master mvb-lan" in h.run("ip", "link", "show", member.tap).stdout
+
+        def tables() -> list[str]:
+            return [t for t in h.run("nft", "list", "tables").stdout.splitlines()
+                    if t.endswith(f" {network.TABLE}")]
+
+        assert len(tables()) == len(network.FAMILIES)
+        h.run("nft", "flush", "ruleset")
+        assert tables() == []
+        h.systemctl("reload", "microvm-networks")
+        assert len(tables()) == len(network.FAMILIES)
+        h.systemctl("stop", "microvm-networks")
+        assert h.state("microvm@nixvm") == "inactive"
+        journal = h.journal("-u", "microvm@nixvm")
+        assert "reboot: Power down" in journal and "SIGKILL" not in journal, journal[-3000:]
+        assert h.run("ip", "link", "show", "mvb-lan", check=False).returncode != 0
+        assert tables() == []
+        assert h.run("pgrep", "-x", "dnsmasq", check=False).returncode != 0
         assert failed_units(h) == []
     finally:
         h.close()

@@ -227,15 +227,12 @@ def validate_host(documents: tuple[Path, ...], state_dir: str, networks: Path | 
     if not problems:
         problems = host_problems(vms, os.path.abspath(state_dir))
     if not problems and networks is not None:
-        from .config import InterfaceType
         from .document import read_json
         from .netplan import derive, vm_problems
 
         plan = derive(read_json(networks))
         for document, vm in zip(documents, vms, strict=True):
-            problems += vm_problems(plan, vm.host_name, [
-                (n, str(i.network), i.id, i.mac) for n, i in enumerate(vm.interfaces)
-                if i.type is InterfaceType.NETWORK], f"{document}: ")
+            problems += vm_problems(plan, vm.host_name, vm.network_joins, f"{document}: ")
     if problems:
         raise ValidationError(problems)
 
@@ -654,16 +651,18 @@ def doctor(ctx: click.Context, user: str, group: str, networks: Path | None,
 NET_DECL = click.Path(path_type=Path)
 
 
-def _plan(file: Path, state_dir: str | None) -> Any:
+def _plan(file: Path, state_dir: str | None, given: Any = None) -> Any:
     """The plan of a network declaration (netplan.derive) with the IPv4 addresses the host
-    gave out before (host/network.read_addresses, in the state directory), checked for what
-    the host side needs (host/network.problems)."""
+    gave out before (`given`, or else host/network.read_addresses in the state directory),
+    checked for what the host side needs (host/network.problems)."""
     from .document import read_json
     from .host import network as net
     from .host.state import state_root
     from .netplan import derive
 
-    plan = derive(read_json(file), net.read_addresses(state_root(state_dir)))
+    if given is None:
+        given = net.read_addresses(state_root(state_dir))
+    plan = derive(read_json(file), given)
     net.check(plan)
     return plan
 
@@ -747,8 +746,9 @@ def network_up(file: Path, run_dir: Path, state_dir: str | None) -> None:
     from .host import network as net
     from .host.state import state_root
 
-    plan = _plan(file, state_dir)
-    for line in net.moved(plan, net.read_addresses(state_root(state_dir))):
+    given = net.read_addresses(state_root(state_dir))
+    plan = _plan(file, state_dir, given)
+    for line in net.moved(plan, given):
         click.echo(f"microvm network up: warning: {escape(line)}", err=True)
     net.up(plan, Path(os.path.abspath(run_dir)))
     net.record_addresses(state_root(state_dir), plan)

@@ -427,6 +427,13 @@ class MicroVM:
     def shares_of(self, proto: ShareProto) -> list[Share]:
         return [s for s in self.shares if s.proto is proto]
 
+    @property
+    def network_joins(self) -> list[netplan.Join]:
+        """The VM's type = "network" interfaces, as a host's declaration is checked against
+        (netplan.vm_problems)."""
+        return [netplan.Join(n, str(i.network), i.id, i.mac, i.ipv4, i.ipv6)
+                for n, i in enumerate(self.interfaces) if i.type is InterfaceType.NETWORK]
+
     def interfaces_of(self, *types: InterfaceType) -> list[Interface]:
         return [i for i in self.interfaces if i.type in types]
 

@@ -562,14 +562,28 @@ class _Deriver:
                 all_ports.setdefault(key, at)
 
 
-def vm_problems(plan: Plan, host_name: str,
-                interfaces: Sequence[tuple[int, str, str, str]], where: str = "") -> list[Problem]:
-    """A VM's network interfaces (index in microvm.interfaces, network, tap name, MAC) against
-    the host's declaration: the network is declared, the VM (by host name) is one of its
-    members, and its tap name and MAC are the ones the host's side uses for it."""
+@dataclass(frozen=True)
+class Join:
+    """A VM's network interface as the VM has it (config.MicroVM.network_joins): its index in
+    microvm.interfaces, the network, its tap name and MAC, and its pinned addresses."""
+
+    index: int
+    network: str
+    tap: str
+    mac: str
+    ipv4: str | None = None
+    ipv6: str | None = None
+
+
+def vm_problems(plan: Plan, host_name: str, joins: Sequence[Join],
+                where: str = "") -> list[Problem]:
+    """A VM's network interfaces against the host's declaration: the network is declared, the
+    VM (by host name) is one of its members, and its tap name, MAC and pinned addresses are
+    the ones the host's side uses for it."""
     out: list[Problem] = []
-    for i, network, tap, mac in interfaces:
-        path = f"{where}microvm.interfaces[{i}]"
+    for join in joins:
+        network, tap, mac = join.network, join.tap, join.mac
+        path = f"{where}microvm.interfaces[{join.index}]"
         if network not in {n.name for n in plan.networks}:
             out.append(Problem(f"{path}.network", f"no network {network!r} is declared " +
                                f"(declared: {', '.join(n.name for n in plan.networks) or 'none'})"))
@@ -587,4 +601,10 @@ def vm_problems(plan: Plan, host_name: str,
         if tap != member.tap:
             out.append(Problem(f"{path}.id", f"{tap!r} is not the tap the host joins for " +
                                f"{host_name} on {network} ({member.tap!r})"))
+        for family, pin, got in (("ipv4", join.ipv4, member.ipv4),
+                                 ("ipv6", join.ipv6, member.ipv6)):
+            if pin is not None and got is not None and ipaddress.ip_address(pin) != got:
+                out.append(Problem(f"{path}.{family}", f"{pin} is not the address the " +
+                                   f"declaration has for {host_name} on {network} ({got}): " +
+                                   "pin the same in both"))
     return out

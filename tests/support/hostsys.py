@@ -29,9 +29,11 @@ from support import REPO, vmtest
 
 SUITE = "bookworm"
 # what a Debian host needs to run the test VMs (QEMU, its C virtiofsd in qemu-system-common,
-# ip, socat for the control scripts, mkfs.ext4 for volumes) and to install the package
+# ip, socat for the control scripts, mkfs.ext4 for volumes), to make declared networks (nft,
+# dnsmasq) and to install the package
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "qemu-system-x86",
-            "qemu-utils", "iproute2", "socat", "e2fsprogs", "kmod", "procps", "util-linux")
+            "qemu-utils", "iproute2", "socat", "e2fsprogs", "kmod", "procps", "util-linux",
+            "nftables", "dnsmasq-base")
 MIRROR_ENV = "MICROVM_TEST_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # bump when the recipe below changes: a new key makes a new root

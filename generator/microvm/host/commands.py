@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import grp
-import ipaddress
 import os
 import pwd
 import re
@@ -668,8 +667,8 @@ def network_problems(host: Host, name: str, vm: MicroVM) -> list[Problem]:
     when the host has one: a network it does not declare, or a MAC, tap or pinned address other
     than the declaration's, would leave the VM without its lease, name or traffic. The file is
     read only if root's and not writable by others (root takes no instructions from others)."""
-    ifaces = [(n, i) for n, i in enumerate(vm.interfaces) if i.type is InterfaceType.NETWORK]
-    if not ifaces:
+    joins = vm.network_joins
+    if not joins:
         return []
     try:
         st = host.networks.stat()
@@ -683,18 +682,8 @@ def network_problems(host: Host, name: str, vm: MicroVM) -> list[Problem]:
         plan = netplan.derive(read_json(host.networks))
     except ValidationError as e:
         return [Problem(f"{where}{p.path}", p.message) for p in e.problems]
-    out = netplan.vm_problems(plan, vm.host_name,
-                              [(n, str(i.network), i.id, i.mac) for n, i in ifaces])
-    for n, i in ifaces:
-        member = next((m for m in plan.members
-                       if m.vm == vm.host_name and m.network == i.network), None)
-        for family, pin in (("ipv4", i.ipv4), ("ipv6", i.ipv6)):
-            got = None if member is None else getattr(member, family)
-            if pin is not None and got is not None and ipaddress.ip_address(pin) != got:
-                out.append(Problem(f"microvm.interfaces[{n}].{family}", f"{pin} is not the " +
-                                   f"address {host.networks} has for {vm.host_name} on " +
-                                   f"{i.network} ({got}): pin the same in both"))
-    return [Problem(f"{name}: {p.path}", p.message) for p in out]
+    return [Problem(f"{name}: {p.path}", f"{p.message} ({host.networks})")
+            for p in netplan.vm_problems(plan, vm.host_name, joins)]
 
 
 def _volumes(vm: VMDir) -> list[Path]:

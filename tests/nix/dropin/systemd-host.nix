@@ -4,7 +4,9 @@
 # and the systemd.services/targets definitions, with their enablement links
 # (./systemd-units.nix), its tmpfiles rules and its user.
 # The guest boots the test kernel and initrd (paths inside the container) with its store disk.
-{ python ? "python3", repo ? toString ../../.., hostKernel, hostInitrd }:
+# network: the VM joins a declared network "lan" (microvm.host.networks), which the unit
+# microvm-networks makes from /etc/microvm/networks.json (`etc` gives that file).
+{ python ? "python3", repo ? toString ../../.., hostKernel, hostInitrd, network ? false }:
 
 let
   lib = import <nixpkgs/lib>;
@@ -23,6 +25,10 @@ let
           microvm.socket = "nixvm.sock";
         };
       }
+      (lib.mkIf network {
+        microvm.host.networks.lan = { ipv4 = "10.233.0.0/24"; domain = "vm.internal"; };
+        microvm.vms.nixvm.config.microvm.interfaces = [ { type = "network"; network = "lan"; } ];
+      })
     ];
   };
   inherit (evaluated) config;
@@ -37,6 +43,8 @@ in
   units = nixosUnits.tree pkgs config.systemd
     (removeAttrs (nixosUnits.texts config.systemd) [ "microvm-reconcile.service" ]);
   runner = config.microvm.vms.nixvm.config.config.microvm.declaredRunner;
+  # environment.etc: file under /etc -> its source (built)
+  etc = lib.mapAttrs (_: e: e.source) config.environment.etc;
   settings = builtins.toJSON {
     inherit tmpfiles;
     user = config.microvm.host.user;

@@ -42,9 +42,15 @@ let
       lib.mkIf (config.${o} != [ ]) { ${key} = toString config.${o}; }) unitLists
       ++ [ (lib.mkIf (config.description != "") { Description = config.description; }) ]);
   };
-  service = {
+  service = { config, ... }: {
     imports = [ common ];
+    # as NixOS's service module: `path` becomes the unit's PATH, each package's bin and sbin
+    # (NixOS adds coreutils, findutils, grep, sed and systemd to it: not here, where every
+    # command the host module's units run is an absolute path or in `path`)
+    config.environment.PATH = lib.mkIf (config.path != [ ])
+      "${lib.makeBinPath config.path}:${lib.makeSearchPathOutput "bin" "sbin" config.path}";
     options = {
+      path = mkOption { type = types.listOf (types.either types.package types.str); default = [ ]; };
       serviceConfig = mkOption { type = types.attrsOf unitOption; default = { }; };
       environment = mkOption {
         type = types.attrsOf (types.nullOr (types.oneOf [ types.str types.path types.package ]));
