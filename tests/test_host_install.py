@@ -120,7 +120,7 @@ def test_install_again_changes_nothing_and_upgrades_in_place(tmp_path: Path) -> 
     before = snapshot(tmp_path)
     p = host("install", root=tmp_path, check=True)
     assert snapshot(tmp_path) == before  # the recorded settings, not the defaults
-    assert "0 files and links written, 0 removed, 20 unchanged" in p.stderr
+    assert "0 files and links written, 0 removed, 22 unchanged" in p.stderr
     assert "state directory /srv/vms, VMs run as vms:kvm" in p.stderr
     # an older version's tree: a helper it had is gone now, one unit differed
     t = top(tmp_path)
@@ -167,7 +167,7 @@ def test_uninstall_keeps_changed_files_the_state_and_the_user(tmp_path: Path) ->
     changed = t / units.UNIT_DIR / "microvm@.service"
     changed.write_text(changed.read_text() + "# my change\n")
     p = host("uninstall", root=tmp_path, check=True)
-    assert "19 files and links removed" in p.stderr
+    assert "21 files and links removed" in p.stderr
     assert f"kept {changed}: changed since it was written" in p.stderr
     assert ("kept: the state directory /srv/vms (the VMs' data) and the user microvm"
             in p.stderr)

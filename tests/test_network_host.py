@@ -209,6 +209,27 @@ def test_up_and_down_need_root(tmp_path: Path) -> None:
         shutil.rmtree(where)
 
 
+def test_up_and_down_refuse_a_declaration_others_could_write(tmp_path: Path) -> None:
+    """Root takes no instructions from a file another user could have written (or put in
+    place): the declaration and every directory above it are checked before it is read."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the check is root's)")
+    decl = tmp_path / "n.json"
+    decl.write_text(json.dumps(BASE))
+    for mode, where in ((0o666, decl), (0o644, tmp_path)):
+        decl.chmod(mode)
+        where.chmod(where.stat().st_mode | 0o002)
+        for command in ("up", "down"):
+            p = subprocess.run([sys.executable, "-m", "microvm.cli", "network", command,
+                                str(decl), "--run-dir", str(tmp_path / "run")],
+                               capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO / "generator")})
+            assert p.returncode == 1 and "writable by group or others" in p.stderr, p.stderr
+            assert str(where) in p.stderr and "Traceback" not in p.stderr, p.stderr
+        where.chmod(where.stat().st_mode & ~0o002)
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_network_command_has_examples() -> None:
     for name, command in cli_module.network_group.commands.items():
         assert command.epilog and f"microvm network {name}" in command.epilog, name

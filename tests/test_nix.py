@@ -577,8 +577,9 @@ def test_vfkit_rosetta_is_mounted_in_the_guest_on_the_devices_tag() -> None:
 def test_host_networks_write_the_declaration_microvm_network_reads() -> None:
     """microvm.host.networks: /etc/microvm/networks.json is a declaration `microvm network`
     accepts, with the joining VMs by host name and the MACs their own guests derived or
-    pinned; microvm-networks runs `network up` before microvms.target, and only the VMs that
-    join require it."""
+    pinned; microvm-networks (the unit of nix/lib/units.json every host has) runs `network up`
+    before microvms.target, is enabled where networks are declared, and only the VMs that join
+    require it."""
     from microvm.netplan import derive
 
     got = nix_json("(import ./host-network-eval.nix { inherit python repo; })")
@@ -590,12 +591,15 @@ def test_host_networks_write_the_declaration_microvm_network_reads() -> None:
     assert [plan.member("web", "lan").mac] == got["macs"]["web"]
     assert plan.network("lan").forwards[0].host_port == 8443
     unit = got["unit"]
-    assert unit["ExecStart"].endswith(" network up /etc/microvm/networks.json --state-dir " +
-                                      "/var/lib/microvms")
-    assert "microvms.target" in unit["before"] and unit["Type"] == "oneshot"
-    # a firewall reload (which flushes the ruleset) is passed on: `up` puts the table back
+    [start] = unit["ExecStart"]
+    assert start.startswith("/nix/store/") and start.endswith(
+        "/bin/microvm network up /etc/microvm/networks.json --state-dir /var/lib/microvms")
+    assert "microvms.target" in unit["before"] and unit["Type"] == ["oneshot"]
+    assert unit["wantedBy"] == ["microvms.target"]
+    # a reload of nftables.service (which may flush the ruleset) is passed on: `up` puts the
+    # tables back
     assert unit["ExecReload"] == unit["ExecStart"]
-    assert unit["ReloadPropagatedFrom"] == ["firewall.service", "nftables.service"]
+    assert unit["ReloadPropagatedFrom"] == ["nftables.service"]
     assert "nftables.service" in unit["after"]
     assert "microvm-networks.service" in got["requires"]["microvm@web"]
     assert "microvm-networks.service" in got["requires"]["microvm@db"]

@@ -6,6 +6,7 @@ runners and units are really built with nix-build through the real generator.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -136,7 +137,10 @@ def test_nixos_unit_definitions_are_the_rendered_units(options: units.UnitOption
         f"{{ microvm.stateDir = {json.dumps(options.state_dir)}; }}"))
     libexec = os.readlink(tree / "install-microvm-alpha.service").rsplit(
         "/lib/systemd/", 1)[0] + "/libexec/microvm"
-    rendered = units.build(options, libexec)
+    # the `microvm` command microvm-networks runs: the host's package's
+    package = json.loads(nix_eval(host("config.microvm.host.package.outPath")).stdout)
+    rendered = units.build(dataclasses.replace(options, command=f"{package}/bin/microvm"),
+                           libexec)
     for name in units.NIXOS_UNITS:
         text = rendered[f"{units.UNIT_DIR}/{name}"]
         assert isinstance(text, tuple)

@@ -310,6 +310,42 @@ def test_tap_vm_keeps_its_tap_across_an_automatic_restart(host: Host) -> None:
     host.microvm("remove", "net")
 
 
+def test_a_declared_network_on_a_host_without_nixos(host: Host) -> None:
+    """`microvm host install`'s microvm-networks.service makes the networks of
+    /etc/microvm/networks.json when a VM that joins one starts (its tap unit wants the unit and
+    is ordered after it): the VM's tap is on the network's bridge and the host reaches the
+    guest at its derived address through the bridge's gateway address. The unit's stop
+    leaves no bridge; without the file it does nothing."""
+    from microvm.netplan import derive
+
+    decl = {"hostName": "debian", "networks": {"lan": {"ipv4": "10.234.0.0/24",
+                                                       "domain": "vm.internal"}},
+            "vms": {"dnet": [{"network": "lan"}]}}
+    member = derive(decl).member("dnet", "lan")
+    runner = make_vm(host, "dnet", params=(f"e2e.ip={member.ipv4}/24",),
+                     interfaces=[{"type": "network", "network": "lan"}])
+    networks = host.path("/etc/microvm/networks.json")
+    networks.parent.mkdir(exist_ok=True)
+    try:
+        networks.write_text(json.dumps(decl))
+        networks.chmod(0o644)
+        host.microvm("create", "dnet", "--runner", runner)  # checked against the declaration
+        start(host, "dnet")
+        wait_ready(host, "dnet", 0)
+        assert host.state("microvm-networks") == "active"
+        assert "master mvb-lan" in host.run("ip", "link", "show", member.tap).stdout
+        assert _tcp_hello(host, str(member.ipv4)) == "HELLO-A"
+        host.systemctl("stop", "microvm@dnet", "microvm-networks")
+        assert host.run("ip", "link", "show", "mvb-lan", check=False).returncode != 0
+    finally:
+        networks.unlink(missing_ok=True)
+        host.microvm("remove", "dnet", check=False)
+    # without a declaration the unit does nothing (its condition), and fails nothing
+    host.systemctl("start", "microvm-networks")
+    assert host.prop("microvm-networks.service", "ConditionResult") == "no"
+    assert failed_units(host) == []
+
+
 def _systemd_container_deb(h: Host) -> Path:
     """Debian's systemd-container (systemd-machined, machinectl) of the host root's systemd
     version, downloaded once with apt-get into the test cache (the root is debootstrapped

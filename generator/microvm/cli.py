@@ -275,7 +275,8 @@ def _unit_options(params: dict[str, Any]) -> UnitOptions:
         group=params["group"], libexec_dir=params["libexec_dir"],
         readiness=u.Readiness(params["readiness"]), console=u.Console(params["console"]),
         start_timeout=params["start_timeout"], shutdown_timeout=params["shutdown_timeout"],
-        virtiofsd_notify=params["virtiofsd_notify"], declared=declared)
+        virtiofsd_notify=params["virtiofsd_notify"], declared=declared,
+        **({"command": params["command"]} if params["command"] else {}))
 
 
 UNIT_OPTIONS = _grouped("opts", _unit_options, [
@@ -288,6 +289,9 @@ UNIT_OPTIONS = _grouped("opts", _unit_options, [
                  help="Group the VMs run as."),
     click.option("--libexec-dir", help="Absolute directory the helpers will be installed in " +
                  "(default: <out>/libexec/microvm)."),
+    click.option("--command", help="The `microvm` command microvm-networks.service runs as " +
+                 "root: a path only root may change (default: where `microvm host install` " +
+                 "links it, PREFIX/bin/microvm with its default PREFIX)."),
     click.option("--readiness", type=click.Choice(["started", "vsock"]), default="started",
                  show_default=True, help="When microvm@NAME is up: the runner was started, " +
                  "or the guest sent READY=1 over vsock."),
@@ -740,12 +744,14 @@ def network_tables(file: Path, out: Path, state_dir: str | None) -> None:
 def network_up(file: Path, run_dir: Path, state_dir: str | None) -> None:
     """Create or update the declared networks (as root): bridges and their addresses, the
     nftables table, one dnsmasq per network; join member taps that exist. Running it again
-    changes nothing; networks an earlier FILE had and this one has not are removed. The IPv4
+    changes nothing; networks an earlier FILE had and this one has not are removed. FILE and
+    the directories above it must be root's and not writable by others. The IPv4
     address each VM got is recorded in the state directory: a VM keeps it when others are
     added or removed."""
     from .host import network as net
-    from .host.state import state_root
+    from .host.state import check_dirs, state_root
 
+    check_dirs(file)  # root takes no instructions from a file others could have written
     given = net.read_addresses(state_root(state_dir))
     plan = _plan(file, state_dir, given)
     for line in net.moved(plan, given):
@@ -763,7 +769,9 @@ def network_down(file: Path, run_dir: Path, state_dir: str | None) -> None:
     `up` changed (restored) and the run directory's files. Running it again does nothing; the
     record of addresses given out stays (the next `up` gives each VM its own again)."""
     from .host import network as net
+    from .host.state import check_dirs
 
+    check_dirs(file)
     net.down(_plan(file, state_dir), Path(os.path.abspath(run_dir)))
 
 

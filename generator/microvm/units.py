@@ -11,6 +11,8 @@ what that records, and refuses to overwrite anything else):
     lib/systemd/system/microvm-pci-devices@.service     binds share/microvm/pci-devices to vfio
     lib/systemd/system/microvm-virtiofsd@.service       booted/bin/virtiofsd-run
     lib/systemd/system/microvms.target                  wants the declared autostart VMs
+    lib/systemd/system/microvm-networks.service         the declared networks (`microvm network
+                                                        up` of /etc/microvm/networks.json)
     lib/systemd/system/install-microvm-<name>.service   per declared VM: installs its runner
     lib/systemd/system/microvm@<name>.service.d/50-declared.conf
     lib/systemd/system/*.target.wants/*                 enablement links
@@ -53,8 +55,14 @@ NOTIFY_PORT_BASE = NOTIFY_VSOCK_PORT_BASE
 # the units a VM requires; each is PartOf= the VM, so it stops and restarts with it
 DEPENDENCIES = HELPER_UNITS
 TEMPLATE_UNITS = ("microvm@.service", *(f"{d}@.service" for d in DEPENDENCIES))
+# the host's declared networks: a VM's tap unit wants it
+NETWORKS_UNIT = "microvm-networks.service"
 # the units that are the same for every VM: NixOS declares them from nix/lib/units.json
-NIXOS_UNITS = (*TEMPLATE_UNITS, "microvms.target")
+NIXOS_UNITS = (*TEMPLATE_UNITS, "microvms.target", NETWORKS_UNIT)
+# where `microvm host install` puts its tree, and its link to the `microvm` command (which
+# microvm-networks.service runs as root)
+PREFIX = "/usr/local"
+COMMAND_LINK = "bin/microvm"
 HELPERS = ("set-booted", "install-runner", "wait-virtiofsd", "notify-relay", "pci-setup",
            "runner-exec", "macvtap-owner", "mark-started", "machined")
 # where the helpers keep what lasts one boot (a tmpfs): the restart counts mark-started records
@@ -110,6 +118,8 @@ class UnitOptions:
     kill_grace: int = 30
     virtiofsd_notify: bool = False
     declared: tuple[DeclaredVM, ...] = field(default_factory=tuple)
+    # the `microvm` command microvm-networks.service runs (as root: a path only root may change)
+    command: str = f"{PREFIX}/{COMMAND_LINK}"
     # for the NixOS host module, which declares the template units (NIXOS_UNITS, from
     # nix/lib/units.json) and each declared VM's microvm@NAME and restartIfChanged as NixOS
     # definitions: the tree holds only the install units, drop-ins, tmpfiles and helpers
@@ -130,6 +140,7 @@ def safe_path(what: str, value: str) -> str:
 
 def _check(opts: UnitOptions) -> None:
     safe_path("--state-dir", opts.state_dir)
+    safe_path("--command", opts.command)
     for what, value in (("--user", opts.user), ("--group", opts.group)):
         if not _SAFE_ACCOUNT.fullmatch(value):
             raise UsageError(f"{what} must be a user/group name, got {value!r}")
@@ -196,7 +207,8 @@ def _context(opts: UnitOptions, libexec: str) -> dict[str, Any]:
         "kill_grace": opts.kill_grace, "virtiofsd_notify": opts.virtiofsd_notify,
         "notify_port_base": NOTIFY_PORT_BASE, "deps": DEPENDENCIES, "run_dir": RUN_DIR,
         "start_limit_burst": START_LIMIT_BURST, "start_limit_interval": START_LIMIT_INTERVAL,
-        **template_names(),
+        "command": opts.command, "networks_file": defaults.NETWORKS_FILE,
+        "networks_unit": NETWORKS_UNIT, **template_names(),
     }
 
 
@@ -247,6 +259,7 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
         for name, text in _template_units(common, autostart).items():
             files[f"{UNIT_DIR}/{name}"] = (text, 0o644)
         files[f"{UNIT_DIR}/multi-user.target.wants/microvms.target"] = Link("../microvms.target")
+        files[f"{UNIT_DIR}/microvms.target.wants/{NETWORKS_UNIT}"] = Link(f"../{NETWORKS_UNIT}")
     for vm in opts.declared:
         files.update(_declared_files(vm, common, opts.nixos))
     files[TMPFILES] = (render("units/microvm.tmpfiles.j2", **common), 0o644)
@@ -258,7 +271,8 @@ def build(opts: UnitOptions, libexec_dir: str) -> dict[str, Entry]:
 
 # What the NixOS host module fills in nix/lib/units.json (nix/lib/default.nix, nixosUnits)
 NIX_PLACEHOLDERS = {"state": "@state@", "state_dir": "@stateDir@", "libexec": "@libexec@",
-                    "user": "@user@", "group": "@group@", "start_timeout": "@startupTimeout@"}
+                    "user": "@user@", "group": "@group@", "start_timeout": "@startupTimeout@",
+                    "command": "@microvm@"}
 Sections = dict[str, dict[str, list[str]]]
 
 

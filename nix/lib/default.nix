@@ -213,14 +213,14 @@ let
     # Every value is a list ordered first (lib.mkBefore): a user's plain definition adds lines
     # after it (for a setting systemd takes once, the last line wins, as with a drop-in);
     # lib.mkForce replaces it.
-    nixosUnits = { stateDir, user, group, startupTimeout, useNotifySockets, libexec }:
+    nixosUnits = { stateDir, user, group, startupTimeout, useNotifySockets, libexec, command }:
       let
         dir = if stateDir == "/" then "/" else lib.removeSuffix "/" stateDir;
         # as the generator spells it (units.state_specifier): %S is /var/lib for system units
         state = if lib.hasPrefix "/var/lib/" dir then "%S/${lib.removePrefix "/var/lib/" dir}" else dir;
         fill = lib.replaceStrings
-          [ "@state@" "@stateDir@" "@libexec@" "@user@" "@group@" "@startupTimeout@" ]
-          [ state dir libexec user group (toString startupTimeout) ];
+          [ "@state@" "@stateDir@" "@libexec@" "@user@" "@group@" "@startupTimeout@" "@microvm@" ]
+          [ state dir libexec user group (toString startupTimeout) command ];
         # [Unit] settings NixOS declares as options of their own (lists of unit names)
         lists = { After = "after"; Before = "before"; Requires = "requires"; Wants = "wants";
           PartOf = "partOf"; BindsTo = "bindsTo"; Conflicts = "conflicts"; Requisite = "requisite"; };

@@ -22,7 +22,8 @@ let
   args = [ "--state-dir" stateDir "--user" user "--group" group
       "--start-timeout" (toString startupTimeout)
       "--readiness" (if useNotifySockets then "vsock" else "started") ]
-    ++ lib.optional nixos "--for-nixos"
+    # the `microvm` command microvm-networks.service runs (NixOS: from ./units.json)
+    ++ (if nixos then [ "--for-nixos" ] else [ "--command" "${generator}/bin/microvm" ])
     ++ lib.concatMap (vm: [ "--declare" "${vm.name}=${vm.runner}" ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.restartIfChanged) [ "--no-restart-if-changed" vm.name ]) declared
     ++ lib.concatMap (vm: lib.optionals (!vm.autostart) [ "--no-autostart" vm.name ]) declared

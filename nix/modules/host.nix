@@ -210,6 +210,7 @@ let
     inherit (cfg) stateDir;
     inherit (hostCfg) user group startupTimeout useNotifySockets;
     libexec = "${units}/libexec/microvm";
+    command = "${hostCfg.package}/bin/microvm";
   };
 
   # microvm@NAME of a declared or autostarted VM: a unit of its own (not a drop-in on the
@@ -369,7 +370,7 @@ in
     };
     # the tables are NixOS's own too: nftables.service loads them, and its reload (a flush of the
     # ruleset, or the deletion of its declared tables) puts them back (with nftables disabled,
-    # microvm-networks' reload does, below); `include` keeps them built, not read at evaluation
+    # microvm-networks' reload does after a flush); `include` keeps them built, not read at evaluation
     networking.nftables.tables = lib.mkIf (hostCfg.networks != { }) (lib.listToAttrs (map
       (family: lib.nameValuePair "${hostDefaults.nftTable}-${family}" {
         name = hostDefaults.nftTable;
@@ -401,30 +402,16 @@ in
       ++ map (name: { "microvm@${name}" = instance; }) vmNames
       ++ map (vm: { "microvm@${vm.name}".restartIfChanged = lib.mkDefault vm.restartIfChanged; }) declared
       ++ map (name: { "microvm@${name}".wantedBy = [ "microvms.target" ]; }) cfg.autostart
-      # the declared networks, made before the VMs that join them start (and again on change:
-      # `up` applies a changed declaration and joins the taps of VMs already running)
+      # the declared networks (microvm-networks.service of ./units.json, which runs
+      # `microvm network up` of /etc/microvm/networks.json), made before the VMs that join them
+      # start, and again on change (`up` applies a changed declaration and joins the taps of
+      # VMs already running); NixOS's iptables firewall leaves its tables alone, and
+      # nftables.service loads them itself (networking.nftables.tables above)
       ++ lib.optional (hostCfg.networks != { }) {
         microvm-networks = {
-          description = "MicroVM networks (microvm.host.networks)";
           wantedBy = [ "microvms.target" ];
-          before = [ "microvms.target" ];
           restartTriggers = [ (builtins.toJSON networkDeclaration) ];
           path = [ pkgs.iproute2 pkgs.nftables pkgs.dnsmasq ];
-          serviceConfig = {
-            Type = "oneshot";
-            RemainAfterExit = true;
-            ExecStart = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "up"
-              networksFile "--state-dir" cfg.stateDir ];
-            ExecStop = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "down"
-              networksFile "--state-dir" cfg.stateDir ];
-            # `up` again: the tables back after someone flushed the ruleset (nftables.service
-            # loads them itself: networking.nftables.tables above)
-            ExecReload = lib.escapeShellArgs [ "${hostCfg.package}/bin/microvm" "network" "up"
-              networksFile "--state-dir" cfg.stateDir ];
-          };
-          # a firewall's reload: `up` again (changes nothing when the tables are loaded)
-          unitConfig.ReloadPropagatedFrom = [ "firewall.service" "nftables.service" ];
-          after = [ "network.target" "firewall.service" "nftables.service" ];
         };
       }
       ++ map (vm: { "microvm@${vm.name}" = {

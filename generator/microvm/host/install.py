@@ -42,10 +42,10 @@ from ..render import render
 from .service import systemd_present
 from .state import check_dirs, check_tree
 
-DEFAULT_PREFIX = "/usr/local"
+DEFAULT_PREFIX = units.PREFIX
 MANIFEST = "lib/microvm/install.json"
 SYSUSERS = "lib/sysusers.d/microvm.conf"
-BIN = "bin/microvm"
+BIN = units.COMMAND_LINK
 COMMAND = "microvm"
 _UNITS = units.UnitOptions()  # the units' defaults: state directory, user, group
 
@@ -127,7 +127,8 @@ def resolve(prefix: str, root: Path | None, state_dir: str | None, user: str | N
 def build(settings: Settings, script: Path | None) -> dict[str, Entry]:
     """The installed tree, relative to the prefix."""
     opts = units.UnitOptions(state_dir=settings.state_dir, user=settings.user,
-                             group=settings.group, libexec_dir=settings.libexec)
+                             group=settings.group, libexec_dir=settings.libexec,
+                             command=settings.path(BIN))
     files: dict[str, Entry] = dict(units.build(opts, settings.libexec))
     files[SYSUSERS] = (render("units/microvm.sysusers.j2", version=__version__,
                               user=settings.user, group=settings.group,
