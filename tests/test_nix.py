@@ -580,6 +580,7 @@ def test_host_networks_write_the_declaration_microvm_network_reads() -> None:
     pinned; microvm-networks (the unit of nix/lib/units.json every host has) runs `network up`
     before microvms.target, is enabled where networks are declared, and only the VMs that join
     require it."""
+    from microvm import netplan
     from microvm.netplan import derive
 
     got = nix_json("(import ./host-network-eval.nix { inherit python repo; })")
@@ -601,6 +602,12 @@ def test_host_networks_write_the_declaration_microvm_network_reads() -> None:
     assert unit["ExecReload"] == unit["ExecStart"]
     assert unit["ReloadPropagatedFrom"] == ["nftables.service"]
     assert "nftables.service" in unit["after"]
+    # the host's own network managers leave the bridges and taps alone
+    prefixes = [f"{p}*" for p in (netplan.BRIDGE_PREFIX, netplan.TAP_PREFIX)]
+    assert got["unmanaged"] == {
+        "networkmanager": [f"interface-name:{p}" for p in prefixes], "dhcpcd": prefixes,
+        "networkd": {"matchConfig": {"Name": " ".join(prefixes)},
+                     "linkConfig": {"Unmanaged": True}}}
     assert "microvm-networks.service" in got["requires"]["microvm@web"]
     assert "microvm-networks.service" in got["requires"]["microvm@db"]
     assert "microvm-networks.service" not in got["requires"].get("microvm@plain", [])

@@ -48,6 +48,9 @@ let
     # tested over many names in tests/test_nix_dropin.py): SHA-256 of the newline-joined parts;
     # the MAC is 02 and its first five bytes, the tap name mvt- and 11 base32 digits of its
     # low 55 bits (lowest first).
+    # the names of a declared network's bridge and of its members' taps begin so
+    # (netplan.BRIDGE_PREFIX, TAP_PREFIX; tests/test_nix.py ties them)
+    netPrefixes = { bridge = "mvb-"; tap = "mvt-"; };
     netMac = { network, hostName }:
       let h = builtins.hashString "sha256" "mac\n${network}\n${hostName}"; in
       lib.concatStringsSep ":" ([ "02" ] ++ map (i: builtins.substring (2 * i) 2 h) [ 0 1 2 3 4 ]);
@@ -62,7 +65,7 @@ let
         alphabet = lib.stringToCharacters "abcdefghijklmnopqrstuvwxyz234567";
         digits = n: k: if k == 0 then [ ]
           else [ (builtins.elemAt alphabet (lib.mod n 32)) ] ++ digits (builtins.div n 32) (k - 1);
-      in "mvt-" + lib.concatStrings (digits low 11);
+      in self.netPrefixes.tap + lib.concatStrings (digits low 11);
 
     # A mount point as the guest mounts it: without trailing slashes ("/data/" is "/data"; "/"
     # stays). NixOS refuses a fileSystems mount point with a trailing slash; the generator

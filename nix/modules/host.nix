@@ -377,6 +377,16 @@ in
         inherit family;
         content = ''include "${networkTables}/${family}.nft"'';
       }) [ "inet" "bridge" ]));
+    # the host's own network managers leave the networks' bridges and taps alone (NixOS's
+    # dhcpcd would ask for a lease on each, and a catch-all .network would take them)
+    networking.networkmanager.unmanaged = lib.mkIf (hostCfg.networks != { })
+      (map (p: "interface-name:${p}*") (lib.attrValues mlib.netPrefixes));
+    networking.dhcpcd.denyInterfaces = lib.mkIf (hostCfg.networks != { })
+      (map (p: "${p}*") (lib.attrValues mlib.netPrefixes));
+    systemd.network.networks."05-microvm-networks" = lib.mkIf (hostCfg.networks != { }) {
+      matchConfig.Name = lib.concatMapStringsSep " " (p: "${p}*") (lib.attrValues mlib.netPrefixes);
+      linkConfig.Unmanaged = true;
+    };
     # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins
     # bridges its ACL allows
     environment.etc."qemu/bridge.conf" = lib.mkIf (qemuBridges != [ ]) {

@@ -36,6 +36,12 @@ in
   # the declaration's text, and the file (built by `microvm network check` and a copy)
   declaration = config.environment.etc."microvm/networks.json".source.declaration;
   declarationFile = config.environment.etc."microvm/networks.json".source;
+  # what the host's own network managers are told to leave alone
+  unmanaged = {
+    networkmanager = config.networking.networkmanager.unmanaged or null;
+    dhcpcd = config.networking.dhcpcd.denyInterfaces or null;
+    networkd = config.systemd.network.networks."05-microvm-networks" or null;
+  };
   # with ./nftables-standin.nix in `extra`: the script nftables.service loads (and reloads)
   nftablesRules = config.system.build.nftablesRules or null;
   networks = lib.mapAttrs (_: vm: vm.config.config.systemd.network.networks or { })
