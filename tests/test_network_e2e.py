@@ -5,8 +5,9 @@ by DHCP from the host's dnsmasq, the other is configured statically as its NixOS
 says; they resolve each other's names, reach the uplink through NAT, and a port forward reaches
 one of them from the uplink side and from the host itself. The network's isolation is "rules":
 what `allow` lists passes between them (web to db's port 5432), nothing else does (web to db's
-port 80, db to web's), and a source address a guest was not given never leaves its tap. Nothing
-outside the test's namespaces is touched."""
+port 80, db to web's), and a source address a guest was not given never leaves its tap. A third
+guest on a second network reaches the uplink and never web. Nothing outside the test's
+namespaces is touched."""
 
 from __future__ import annotations
 
@@ -36,8 +37,12 @@ SPOOF4 = "10.232.0.250"  # in the network, given to no VM
 DECL = {"hostName": "e2e", "networks": {"lan": {
     "ipv4": "10.232.0.0/24", "uplinks": ["up0"], "domain": "vm.internal", "isolation": "rules",
     "allow": [{"from": "web", "to": "db", "tcp": [5432]}],
-    "forwardPorts": [{"vm": "web", "hostPort": 8080, "port": 80}]}},
-    "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan"}]}}
+    "forwardPorts": [{"vm": "web", "hostPort": 8080, "port": 80}]},
+    "other": {"ipv4": "10.236.0.0/24", "uplinks": ["up0"], "domain": "other.internal"}},
+    "vms": {"web": [{"network": "lan"}], "db": [{"network": "lan"}],
+            "far": [{"network": "other"}]}}
+# each guest: its network, the peer it looks up and probes, and the test's own parameters
+GUESTS = {"web": ("lan", "db"), "db": ("lan", "web"), "far": ("other", "web")}
 
 # the same host declared on NixOS: its module derives the addresses (nix/lib/netplan.nix), writes
 # them into the declaration as pins and into db's static network configuration
@@ -48,6 +53,10 @@ NIX_HOST = """{
     allow = [ { from = "web"; to = "db"; tcp = [ 5432 ]; } ];
     forwardPorts = [ { vm = "web"; hostPort = 8080; port = 80; } ];
   };
+  microvm.host.networks.other = {
+    ipv4 = "10.236.0.0/24"; uplinks = [ "up0" ]; domain = "other.internal";
+  };
+  microvm.vms.far.config.microvm.interfaces = [ { type = "network"; network = "other"; } ];
   microvm.vms.web.config.microvm.interfaces =
     [ { type = "network"; network = "lan"; addressing = "dhcp"; } ];
   microvm.vms.db.config.microvm.interfaces = [ { type = "network"; network = "lan"; } ];
@@ -111,8 +120,8 @@ def lab(root_only: None) -> Iterator[Lab]:
         lab.close()
 
 
-def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str], Path],
-                                          tmp_path: Path) -> None:
+def test_guests_on_two_declared_networks(lab: Lab, make_initrd: Callable[[str], Path],
+                                         tmp_path: Path) -> None:
     host, uplink = lab.host_and_uplink(HOST4, UPLINK4)
     lab.serve(uplink, "uplink", [80])  # answers "uplink <peer address>"
     nixos = nix_json("(import ./host-network-eval.nix { inherit python repo; " +
@@ -130,34 +139,40 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
     initrd = make_initrd(GUEST)
     vms: dict[str, VM] = {}
     stack = contextlib.ExitStack()
-    stack.enter_context(vmtest.boot_lock())  # two VMs at once: no other boot meanwhile
+    stack.enter_context(vmtest.boot_lock())  # three VMs at once: no other boot meanwhile
+    # db is configured statically, with what the NixOS guest module writes for it, and probes
+    # web's port 80; web probes db's ports and spoofs a source address; far (on the other
+    # network, statically too) probes web's port 80
+    [far_net] = nixos["networks"]["far"].values()
+    own = {"db": [f"e2e.static={db_net['address'][0]},{db_net['gateway'][0]}", "e2e.probe=1"],
+           "web": ["e2e.allowed=1", f"e2e.spoof={SPOOF4}"],
+           "far": [f"e2e.static={far_net['address'][0]},{far_net['gateway'][0]}",
+                   "e2e.probe=1"]}
     try:
-        for name, peer in (("web", "db"), ("db", "web")):
-            member = plan.member(name, "lan")
-            # db is configured statically, with what the NixOS guest module writes for it, and
-            # probes web's port 80; web probes db's ports and spoofs a source address
-            own = ([f"e2e.static={db_net['address'][0]},{db_net['gateway'][0]}", "e2e.probe=1"]
-                   if name == "db" else ["e2e.allowed=1", f"e2e.spoof={SPOOF4}"])
+        for name, (net, peer) in GUESTS.items():
+            member = plan.member(name, net)
             doc = document(name, vmtest.guest_kernel().vmlinux, initrd,
                            kernelParams=["quiet", f"e2e.mac={member.mac}", f"e2e.name={name}",
                                          f"e2e.peer={peer}", f"e2e.far={UPLINK4}",
-                                         f"e2e.peerip={plan.member(peer, 'lan').ipv4}", *own],
-                           interfaces=[{"type": "network", "network": "lan"}])
+                                         f"e2e.peerip={plan.member(peer, 'lan').ipv4}",
+                                         *own[name]],
+                           interfaces=[{"type": "network", "network": net}])
             runner = generate(doc, tmp_path / name)
             vms[name] = stack.enter_context(
                 VM(runner, tmp_path / name, wrap=["ip", "netns", "exec", host], lock=False))
         for name, vm in vms.items():
-            member = plan.member(name, "lan")
+            net, peer = GUESTS[name]
+            member, gateway = plan.member(name, net), plan.network(net).gateway4
             vm.wait_for("E2E-DONE", timeout=240)
             console = vm.console
-            if name == "db":
-                assert f"E2E-STATIC {member.ipv4}/24,10.232.0.1" in console, console[-3000:]
+            if name != "web":
+                assert f"E2E-STATIC {member.ipv4}/24,{gateway}" in console, console[-3000:]
             else:
-                assert (f"E2E-LEASE ip={member.ipv4} router=10.232.0.1 dns=10.232.0.1 " +
+                assert (f"E2E-LEASE ip={member.ipv4} router={gateway} dns={gateway} " +
                         "domain=vm.internal") in console, console[-3000:]
-            other = plan.member("db" if name == "web" else "web", "lan")
-            peer_line = next(line for line in console.splitlines() if "E2E-PEER" in line)
-            assert str(other.ipv4) in peer_line, peer_line
+            if net == "lan":  # the other network's DNS knows only its own names
+                peer_line = next(line for line in console.splitlines() if "E2E-PEER" in line)
+                assert str(plan.member(peer, "lan").ipv4) in peer_line, peer_line
             # NAT: the uplink saw the host's address, not the guest's
             assert f"E2E-UPLINK uplink {HOST4}" in console, console[-3000:]
         # the forward to web:80, from the uplink side and from the host itself
@@ -172,20 +187,23 @@ def test_two_guests_on_a_declared_network(lab: Lab, make_initrd: Callable[[str],
         assert "E2E-ALLOWED hello from db" in console, console[-3000:] + vms["db"].console[-2000:]
         assert "E2E-DENIED FAIL" in console, console[-3000:]
         assert "E2E-SPOOF dropped" in console and "E2E-OWN answered" in console, console[-3000:]
-        # db's probes of web's port 80, from two after this point on (web's httpd is up: the
-        # forward just reached it), all fail
-        seen = len(re.findall(r"E2E-PROBE \d+ ", vms["db"].console))
-        vms["db"].wait_for(f"E2E-PROBE {seen + 2} ", timeout=60)
-        probes = re.findall(r"E2E-PROBE (\d+) (.*)", vms["db"].console)
-        assert [r for n, r in probes if int(n) > seen] and \
-            all(r.strip() == "FAIL" for n, r in probes if int(n) > seen), probes
+        # db's and far's probes of web's port 80, from two after this point on (web's httpd is
+        # up: the forward just reached it), all fail: isolation within lan, and no traffic
+        # between two networks
+        for name in ("db", "far"):
+            seen = len(re.findall(r"E2E-PROBE \d+ ", vms[name].console))
+            vms[name].wait_for(f"E2E-PROBE {seen + 2} ", timeout=60)
+            probes = re.findall(r"E2E-PROBE (\d+) (.*)", vms[name].console)
+            assert [r for n, r in probes if int(n) > seen] and \
+                all(r.strip() == "FAIL" for n, r in probes if int(n) > seen), (name, probes)
     finally:
         stack.close()
         down = lab.run(host, sys.executable, "-m", "microvm.cli", "network", "down",
                        str(decl), "--run-dir", str(tmp_path / "run"), "--state-dir",
                        str(tmp_path / "state"))
         assert down.returncode == 0, down.stderr
-    assert "mvb-lan" not in lab.run(host, "ip", "link").stdout
+    links = lab.run(host, "ip", "link").stdout
+    assert "mvb-lan" not in links and "mvb-other" not in links
 
 
 def test_a_guest_run_rootless_gets_passts_network(lab: Lab, make_initrd: Callable[[str], Path],
