@@ -11,6 +11,7 @@ runner (its kernel command line), M its memory, so a test sees which runner boot
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from microvm import units
@@ -709,5 +711,66 @@ def test_nixos_host_networks_under_systemd(host: Host, tmp_path: Path) -> None:
         assert tables() == []
         assert h.run("pgrep", "-x", "dnsmasq", check=False).returncode != 0
         assert failed_units(h) == []
+    finally:
+        h.close()
+
+
+def _network_file(definition: dict[str, Any]) -> str:
+    """A systemd.network.networks definition as NixOS writes its .network file (nixpkgs
+    nixos/modules/system/boot/networkd.nix networkToUnit: [Match] of matchConfig, [Network] of
+    networkConfig with the domains joined, then Address=, Gateway=, DNS= lines; systemd-lib's
+    attrsToSection writes booleans as true/false). Only what the guest module sets."""
+    def section(attrs: dict[str, Any]) -> list[str]:
+        return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in attrs.items()]
+
+    network = dict(definition.get("networkConfig", {}))
+    if definition.get("domains"):
+        network["Domains"] = " ".join(definition["domains"])
+    return "\n".join(["[Match]", *section(definition["matchConfig"]), "", "[Network]",
+                      *section(network),
+                      *(f"{key}={v}" for key, option in (("Address", "address"),
+                                                         ("Gateway", "gateway"), ("DNS", "dns"))
+                        for v in definition.get(option, []))]) + "\n"
+
+
+def test_the_nixos_guests_static_network_under_systemd_networkd(tmp_path: Path) -> None:
+    """What the NixOS guest module writes for a VM the host declares on a network (static:
+    IPv4 and IPv6 addresses, gateways, DNS, search domain; matched by MAC), as NixOS writes it
+    into /etc/systemd/network, applied by a real systemd-networkd (Debian 12's, 252) in a
+    container: the interface with the VM's MAC gets exactly that; another interface, of the
+    same type, is left alone."""
+    from support.nixeval import nix_json, nix_problem
+
+    if why := nix_problem():
+        pytest.skip(why)
+    [(name, web)] = nix_json("(import ./host-network-eval.nix { inherit python repo; })"
+                             )["networks"]["web"].items()
+    mac = web["matchConfig"]["MACAddress"]
+    h = Host(tmp_path / "networkd", hostsys.root(), name="microvm-networkd")
+    try:
+        h.path(f"/etc/systemd/network/{name}.network").parent.mkdir(parents=True, exist_ok=True)
+        h.path(f"/etc/systemd/network/{name}.network").write_text(_network_file(web))
+        h.boot()
+        # the guest's NIC (its MAC) and another of the same kind, each with a peer up
+        for nic, peer, address in (("eth0", "p0", mac), ("eth1", "p1", "02:00:00:00:77:01")):
+            h.run("ip", "link", "add", nic, "address", address, "type", "veth", "peer", peer)
+            h.run("ip", "link", "set", peer, "up")
+        h.systemctl("start", "systemd-networkd")
+        h.wait("networkd to configure eth0", lambda: "configured" in h.run(
+            "networkctl", "list", "eth0", "--no-legend").stdout, timeout=60)
+        v4, v6 = web["address"]
+        addrs = h.run("ip", "-o", "addr", "show", "dev", "eth0").stdout
+        assert f"inet {v4} " in addrs, addrs
+        h.wait("the IPv6 address", lambda: f"inet6 {v6} " in h.run(
+            "ip", "-o", "-6", "addr", "show", "dev", "eth0").stdout, timeout=30)
+        gw4, gw6 = web["gateway"]
+        assert f"default via {gw4} dev eth0" in h.run("ip", "route").stdout
+        assert f"default via {ipaddress.ip_address(gw6)} dev eth0" in h.run(
+            "ip", "-6", "route").stdout
+        status = h.run("networkctl", "status", "eth0").stdout
+        assert re.search(rf"DNS: {re.escape(web['dns'][0])}\b", status), status
+        assert "Search Domains: vm.internal" in status, status
+        assert "unmanaged" in h.run("networkctl", "list", "eth1", "--no-legend").stdout
+        assert "inet " not in h.run("ip", "-o", "addr", "show", "dev", "eth1").stdout
     finally:
         h.close()
