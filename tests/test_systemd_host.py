@@ -717,16 +717,19 @@ def test_nixos_host_networks_under_systemd(host: Host, tmp_path: Path) -> None:
 
 def _network_file(definition: dict[str, Any]) -> str:
     """A systemd.network.networks definition as NixOS writes its .network file (nixpkgs
-    nixos/modules/system/boot/networkd.nix networkToUnit: [Match] of matchConfig, [Network] of
-    networkConfig with the domains joined, then Address=, Gateway=, DNS= lines; systemd-lib's
-    attrsToSection writes booleans as true/false). Only what the guest module sets."""
+    nixos/modules/system/boot/networkd.nix networkToUnit: [Match] of matchConfig, [Link] of
+    linkConfig, [Network] of networkConfig with the domains joined, then Address=, Gateway=,
+    DNS= lines; systemd-lib's attrsToSection writes booleans as true/false). Only what the
+    host and guest modules set."""
     def section(attrs: dict[str, Any]) -> list[str]:
         return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in attrs.items()]
 
     network = dict(definition.get("networkConfig", {}))
     if definition.get("domains"):
         network["Domains"] = " ".join(definition["domains"])
-    return "\n".join(["[Match]", *section(definition["matchConfig"]), "", "[Network]",
+    link = definition.get("linkConfig")
+    return "\n".join(["[Match]", *section(definition["matchConfig"]), "",
+                      *(["[Link]", *section(link), ""] if link else []), "[Network]",
                       *section(network),
                       *(f"{key}={v}" for key, option in (("Address", "address"),
                                                          ("Gateway", "gateway"), ("DNS", "dns"))
@@ -772,5 +775,40 @@ def test_the_nixos_guests_static_network_under_systemd_networkd(tmp_path: Path) 
         assert "Search Domains: vm.internal" in status, status
         assert "unmanaged" in h.run("networkctl", "list", "eth1", "--no-legend").stdout
         assert "inet " not in h.run("ip", "-o", "addr", "show", "dev", "eth1").stdout
+    finally:
+        h.close()
+
+
+def test_the_nixos_hosts_networkd_leaves_the_bridges_and_taps_alone(tmp_path: Path) -> None:
+    """A NixOS host with declared networks tells systemd-networkd to leave the bridges and taps
+    alone (its 05-microvm-networks .network, as NixOS writes it): with a catch-all .network
+    beside it, a real systemd-networkd configures another interface (the control) and leaves
+    a network's bridge and a member's tap unmanaged."""
+    from microvm import netplan
+    from support.nixeval import nix_json, nix_problem
+
+    if why := nix_problem():
+        pytest.skip(why)
+    unmanaged = nix_json("(import ./host-network-eval.nix { inherit python repo; })"
+                         )["unmanaged"]["networkd"]
+    h = Host(tmp_path / "networkd-host", hostsys.root(), name="microvm-networkd-host")
+    try:
+        conf = h.path("/etc/systemd/network")
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "05-microvm-networks.network").write_text(_network_file(unmanaged))
+        (conf / "99-catch-all.network").write_text(
+            "[Match]\nName=*\n\n[Network]\nAddress=192.0.2.9/24\n")
+        h.boot()
+        bridge, tap = f"{netplan.BRIDGE_PREFIX}lan", f"{netplan.TAP_PREFIX}0123456789a"
+        h.run("ip", "link", "add", bridge, "type", "bridge")
+        for nic, peer in ((tap, "p0"), ("eth7", "p1")):
+            h.run("ip", "link", "add", nic, "type", "veth", "peer", peer)
+            h.run("ip", "link", "set", peer, "up")
+        h.systemctl("start", "systemd-networkd")
+        h.wait("the catch-all to configure eth7", lambda: "inet 192.0.2.9/24" in h.run(
+            "ip", "-o", "addr", "show", "dev", "eth7").stdout, timeout=60)
+        for name in (bridge, tap):
+            assert "unmanaged" in h.run("networkctl", "list", name, "--no-legend").stdout, name
+            assert "192.0.2.9" not in h.run("ip", "-o", "addr", "show", "dev", name).stdout
     finally:
         h.close()
