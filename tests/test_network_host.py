@@ -173,6 +173,29 @@ def test_check_and_show(tmp_path: Path) -> None:
         row.split() for row in table]
 
 
+def test_tables_writes_the_bodies_up_loads(tmp_path: Path) -> None:
+    """`network tables --out DIR`: FAMILY.nft for each table, the bodies of what `up` loads
+    (render_nft wraps each in `table FAMILY microvm { }`); an existing DIR or a bad declaration
+    is refused (exit 2) and nothing is written."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(BASE))
+    out = tmp_path / "tables"
+    cli("network", "tables", str(good), "--out", str(out), check=True)
+    bodies = {p.stem: p.read_text() for p in out.iterdir()}
+    assert list(bodies) != [] and sorted(bodies) == sorted(network.FAMILIES)
+    assert bodies == network.tables(derive(BASE))
+    loaded = network.render_nft(derive(BASE))
+    for family, body in bodies.items():
+        assert f"table {family} {network.TABLE} {{\n{body}}}\n" in loaded
+    p = cli("network", "tables", str(good), "--out", str(out))
+    assert p.returncode == 2 and "exists" in p.stderr, p.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(declaration(ipv4="172.17.1.0/24")))
+    p = cli("network", "tables", str(bad), "--out", str(tmp_path / "none"))
+    assert p.returncode == 2 and not (tmp_path / "none").exists(), p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bad.json", "good.json", "tables"]
+
+
 def test_check_refuses_a_bad_declaration(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(declaration(ipv4="172.17.1.0/24")))

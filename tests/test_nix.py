@@ -597,6 +597,9 @@ def test_host_networks_write_the_declaration_microvm_network_reads() -> None:
         "/bin/microvm network up /etc/microvm/networks.json --state-dir /var/lib/microvms")
     assert "microvms.target" in unit["before"] and unit["Type"] == ["oneshot"]
     assert unit["wantedBy"] == ["microvms.target"]
+    # a changed declaration reloads it (`up` applies the change); a restart would take the
+    # bridges from under the running VMs
+    assert unit["reloadTriggers"] == [got["declaration"]] and unit["restartTriggers"] == []
     # a reload of nftables.service (which may flush the ruleset) is passed on: `up` puts the
     # tables back
     assert unit["ExecReload"] == unit["ExecStart"]

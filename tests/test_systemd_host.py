@@ -316,8 +316,9 @@ def test_a_declared_network_on_a_host_without_nixos(host: Host) -> None:
     """`microvm host install`'s microvm-networks.service makes the networks of
     /etc/microvm/networks.json when a VM that joins one starts (its tap unit wants the unit and
     is ordered after it): the VM's tap is on the network's bridge and the host reaches the
-    guest at its derived address through the bridge's gateway address. The unit's stop
-    leaves no bridge; without the file it does nothing."""
+    guest at its derived address through the bridge's gateway address. A changed declaration
+    is applied by the unit's reload while the VM runs on. The unit's stop leaves no bridge;
+    without the file it does nothing."""
     from microvm.netplan import derive
 
     decl = {"hostName": "debian", "networks": {"lan": {"ipv4": "10.234.0.0/24",
@@ -337,8 +338,18 @@ def test_a_declared_network_on_a_host_without_nixos(host: Host) -> None:
         assert host.state("microvm-networks") == "active"
         assert "master mvb-lan" in host.run("ip", "link", "show", member.tap).stdout
         assert _tcp_hello(host, str(member.ipv4)) == "HELLO-A"
+        # a changed declaration, then a reload: applied while the VM runs on
+        decl["networks"]["dmz"] = {"ipv4": "10.235.0.0/24"}
+        networks.write_text(json.dumps(decl))
+        pid = host.prop("microvm@dnet.service", "MainPID")
+        host.systemctl("reload", "microvm-networks")
+        assert host.run("ip", "link", "show", "mvb-dmz", check=False).returncode == 0
+        assert host.prop("microvm@dnet.service", "MainPID") == pid
+        assert "master mvb-lan" in host.run("ip", "link", "show", member.tap).stdout
+        assert _tcp_hello(host, str(member.ipv4)) == "HELLO-A"
         host.systemctl("stop", "microvm@dnet", "microvm-networks")
-        assert host.run("ip", "link", "show", "mvb-lan", check=False).returncode != 0
+        for bridge in ("mvb-lan", "mvb-dmz"):
+            assert host.run("ip", "link", "show", bridge, check=False).returncode != 0
     finally:
         networks.unlink(missing_ok=True)
         host.microvm("remove", "dnet", check=False)

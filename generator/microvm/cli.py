@@ -726,15 +726,25 @@ def network_tables(file: Path, out: Path, state_dir: str | None) -> None:
     """Write the body of each of the project's nftables tables (inet.nft, bridge.nft: what goes
     between `table FAMILY microvm {` and `}`), for a firewall that declares its tables itself
     (the NixOS host module gives them to networking.nftables.tables). `up` loads the same."""
+    import shutil
+
     from .host import network as net
-    from .host.state import write_atomic
 
     bodies = net.tables(_plan(file, state_dir))
     if out.exists() or out.is_symlink():
         raise UsageError(f"--out {out}: exists; give a directory that does not")
-    out.mkdir(parents=True)
-    for family, body in bodies.items():
-        write_atomic(out / f"{family}.nft", body)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written beside it, then renamed: OUT is there whole or not at all
+    tmp = out.with_name(f".{out.name}.new.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for family, body in bodies.items():
+            (tmp / f"{family}.nft").write_text(body, "utf-8")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @network_group.command("up")

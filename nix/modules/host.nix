@@ -414,13 +414,14 @@ in
       ++ map (name: { "microvm@${name}".wantedBy = [ "microvms.target" ]; }) cfg.autostart
       # the declared networks (microvm-networks.service of ./units.json, which runs
       # `microvm network up` of /etc/microvm/networks.json), made before the VMs that join them
-      # start, and again on change (`up` applies a changed declaration and joins the taps of
-      # VMs already running); NixOS's iptables firewall leaves its tables alone, and
+      # start; a changed declaration reloads it (`up` applies the change and joins the taps of
+      # VMs already running: a restart would take the bridges from under them); NixOS's
+      # iptables firewall leaves its tables alone, and
       # nftables.service loads them itself (networking.nftables.tables above)
       ++ lib.optional (hostCfg.networks != { }) {
         microvm-networks = {
           wantedBy = [ "microvms.target" ];
-          restartTriggers = [ (builtins.toJSON networkDeclaration) ];
+          reloadTriggers = [ (builtins.toJSON networkDeclaration) ];
           path = [ pkgs.iproute2 pkgs.nftables pkgs.dnsmasq ];
         };
       }

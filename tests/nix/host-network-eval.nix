@@ -47,7 +47,8 @@ in
   networks = lib.mapAttrs (_: vm: vm.config.config.systemd.network.networks or { })
     config.microvm.vms;
   unit = {
-    inherit (svc.microvm-networks) wantedBy before after;
+    inherit (svc.microvm-networks) wantedBy before after reloadTriggers;
+    restartTriggers = svc.microvm-networks.restartTriggers or [ ];
     inherit (svc.microvm-networks.serviceConfig) ExecStart ExecStop ExecReload Type;
     inherit (svc.microvm-networks.unitConfig) ReloadPropagatedFrom;
   };
