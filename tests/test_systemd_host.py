@@ -321,9 +321,9 @@ def test_a_declared_network_on_a_host_without_nixos(host: Host) -> None:
     without the file it does nothing."""
     from microvm.netplan import derive
 
-    decl = {"hostName": "debian", "networks": {"lan": {"ipv4": "10.234.0.0/24",
-                                                       "domain": "vm.internal"}},
-            "vms": {"dnet": [{"network": "lan"}]}}
+    decl: dict[str, Any] = {
+        "hostName": "debian", "vms": {"dnet": [{"network": "lan"}]},
+        "networks": {"lan": {"ipv4": "10.234.0.0/24", "domain": "vm.internal"}}}
     member = derive(decl).member("dnet", "lan")
     runner = make_vm(host, "dnet", params=(f"e2e.ip={member.ipv4}/24",),
                      interfaces=[{"type": "network", "network": "lan"}])
