@@ -704,6 +704,9 @@ def test_nixos_host_networks_under_systemd(host: Host, tmp_path: Path) -> None:
         assert str(member.ipv4) in hostsys.lines_with(journal, "E2E-NAME")[0]
         assert h.state("microvm-networks") == "active"
         assert "master mvb-lan" in h.run("ip", "link", "show", member.tap).stdout
+        # dnsmasq serves the VM from the unit's sandbox, as nobody
+        assert h.run("ps", "-o", "user=", "-C", "dnsmasq").stdout.split() == ["nobody"]
+        assert h.prop("microvm-networks.service", "ProtectSystem") == "strict"
 
         def tables() -> list[str]:
             return [t for t in h.run("nft", "list", "tables").stdout.splitlines()

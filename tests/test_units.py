@@ -40,7 +40,7 @@ def tree(tmp_path: Path, opts: UnitOptions, name: str = "out") -> Path:
 def instances(declared: bool = True) -> list[str]:
     names = [f"{u.removesuffix('@.service')}@{INSTANCE}.service" for u in units.TEMPLATE_UNITS]
     return [*names, *([f"install-microvm-{INSTANCE}.service"] if declared else []),
-            "microvms.target"]
+            "microvms.target", units.NETWORKS_UNIT]
 
 
 OPTION_SETS = {

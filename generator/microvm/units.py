@@ -37,6 +37,7 @@ from . import __version__
 from .config import MicroVM, ShareProto
 from .errors import UsageError
 from .host import defaults
+from .host.network import RUN_DIR as NETWORK_RUN_DIR
 from .host.service import HELPER_UNITS
 from .host.state import ACCOUNT, COMPAT_LINKS, CONTROL, DATA_MODE, Runner, check_name
 from .hypervisors.base import NOTIFY_VSOCK_PORT_BASE
@@ -208,7 +209,7 @@ def _context(opts: UnitOptions, libexec: str) -> dict[str, Any]:
         "notify_port_base": NOTIFY_PORT_BASE, "deps": DEPENDENCIES, "run_dir": RUN_DIR,
         "start_limit_burst": START_LIMIT_BURST, "start_limit_interval": START_LIMIT_INTERVAL,
         "command": opts.command, "networks_file": defaults.NETWORKS_FILE,
-        "networks_unit": NETWORKS_UNIT, **template_names(),
+        "networks_unit": NETWORKS_UNIT, "network_run_dir": NETWORK_RUN_DIR, **template_names(),
     }
 
 

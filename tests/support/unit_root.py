@@ -16,9 +16,11 @@ STAND_INS = ("microvm-run", "microvm-shutdown", "tap-up", "tap-down", "macvtap-u
              "macvtap-down", "virtiofsd-run")
 
 
-def verify_root(tmp_path: Path, out: Path, state_dir: str) -> Path:
+def verify_root(tmp_path: Path, out: Path, state_dir: str,
+                command: str = units.UnitOptions().command) -> Path:
     """A --root for systemd-analyze: the distribution's units, ours in /etc/systemd/system, the
-    helpers at their absolute path and stand-in runners below the state directory."""
+    helpers at their absolute path, stand-in runners below the state directory and a stand-in
+    `microvm` command (microvm-networks.service's) at `command`."""
     root = tmp_path / "root"
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
@@ -30,6 +32,10 @@ def verify_root(tmp_path: Path, out: Path, state_dir: str) -> Path:
         for exe in STAND_INS:
             (bin_dir / exe).write_text("#!/bin/sh\n")
             (bin_dir / exe).chmod(0o755)
+    stand_in = root / command.lstrip("/")
+    stand_in.parent.mkdir(parents=True, exist_ok=True)
+    stand_in.write_text("#!/bin/sh\n")
+    stand_in.chmod(0o755)
     return root
 
 
