@@ -183,6 +183,10 @@ let
     ${hostCfg.package}/bin/microvm network tables ${networksJson} --out "$out" --state-dir "$TMPDIR/state"
   '';
   networkUser = name: vm: lib.any (i: i.type == "network") vm.guest.microvm.interfaces;
+  # what this module sets only where the host declares networks
+  withNetworks = lib.mkIf (hostCfg.networks != { });
+  # the names of the networks' bridges and taps, as globs
+  netGlobs = map (p: "${p}*") (lib.attrValues mlib.netPrefixes);
 
   # the evaluated guest system of a declared VM
   guestOf = name: vm:
@@ -365,13 +369,13 @@ in
     users.groups.${hostCfg.group} = { };
 
     environment.systemPackages = lib.mkIf hostCfg.installCommand [ hostCfg.package ];
-    environment.etc.${lib.removePrefix "/etc/" networksFile} = lib.mkIf (hostCfg.networks != { }) {
+    environment.etc.${lib.removePrefix "/etc/" networksFile} = withNetworks {
       source = networksJson;
     };
     # the tables are NixOS's own too: nftables.service loads them, and its reload (a flush of the
     # ruleset, or the deletion of its declared tables) puts them back (with nftables disabled,
     # microvm-networks' reload does after a flush); `include` keeps them built, not read at evaluation
-    networking.nftables.tables = lib.mkIf (hostCfg.networks != { }) (lib.listToAttrs (map
+    networking.nftables.tables = withNetworks (lib.listToAttrs (map
       (family: lib.nameValuePair "${hostDefaults.nftTable}-${family}" {
         name = hostDefaults.nftTable;
         inherit family;
@@ -379,12 +383,10 @@ in
       }) [ "inet" "bridge" ]));
     # the host's own network managers leave the networks' bridges and taps alone (NixOS's
     # dhcpcd would ask for a lease on each, and a catch-all .network would take them)
-    networking.networkmanager.unmanaged = lib.mkIf (hostCfg.networks != { })
-      (map (p: "interface-name:${p}*") (lib.attrValues mlib.netPrefixes));
-    networking.dhcpcd.denyInterfaces = lib.mkIf (hostCfg.networks != { })
-      (map (p: "${p}*") (lib.attrValues mlib.netPrefixes));
-    systemd.network.networks."05-microvm-networks" = lib.mkIf (hostCfg.networks != { }) {
-      matchConfig.Name = lib.concatMapStringsSep " " (p: "${p}*") (lib.attrValues mlib.netPrefixes);
+    networking.networkmanager.unmanaged = withNetworks (map (g: "interface-name:${g}") netGlobs);
+    networking.dhcpcd.denyInterfaces = withNetworks netGlobs;
+    systemd.network.networks."05-microvm-networks" = withNetworks {
+      matchConfig.Name = lib.concatStringsSep " " netGlobs;
       linkConfig.Unmanaged = true;
     };
     # QEMU attaches `type = "bridge"` interfaces through qemu-bridge-helper, which only joins
