@@ -220,5 +220,17 @@ def test_create_checks_a_network_interface_against_the_hosts_declaration(tmp_pat
     r = create("web")
     assert r.returncode == 2 and "not root's, or writable by others" in r.stderr, r.stderr
     decl.chmod(0o644)
+    # in a directory others may write: the file could be replaced under root
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / decl.name).write_text(decl.read_text())
+    (shared / decl.name).chmod(0o644)
+    shared.chmod(0o777)
+    env["MICROVM_NETWORKS_FILE"] = str(shared / decl.name)
+    r = create("web")
+    env["MICROVM_NETWORKS_FILE"] = str(decl)
+    assert r.returncode == 2 and not (state / "web").exists(), r.stderr
+    assert f"{shared / decl.name}: not read: refusing {shared}: writable by group or others" \
+        in r.stderr, r.stderr
     r = create("web", ipv4=str(plan.member("web", "lan").ipv4))
     assert r.returncode == 0, r.stderr

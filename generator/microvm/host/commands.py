@@ -35,6 +35,7 @@ from .state import (
     Runner,
     RunnerPath,
     VMDir,
+    check_dirs,
     check_name,
     check_tree,
     checkpoint,
@@ -666,7 +667,9 @@ def network_problems(host: Host, name: str, vm: MicroVM) -> list[Problem]:
     """A VM's type = "network" interfaces against the host's declaration (netplan.vm_problems),
     when the host has one: a network it does not declare, or a MAC, tap or pinned address other
     than the declaration's, would leave the VM without its lease, name or traffic. The file is
-    read only if root's and not writable by others (root takes no instructions from others)."""
+    read only if root's and not writable by others, in directories only root may change
+    (state.check_dirs, as `microvm network up` reads it): root takes no instructions from
+    others."""
     joins = vm.network_joins
     if not joins:
         return []
@@ -678,6 +681,10 @@ def network_problems(host: Host, name: str, vm: MicroVM) -> list[Problem]:
     if st.st_uid != 0 or st.st_mode & 0o022:
         return [Problem(where.rstrip(": "), "not root's, or writable by others: not read (make " +
                         "it root's, mode 0644)")]
+    try:
+        check_dirs(host.networks.parent)
+    except HostError as e:
+        return [Problem(where.rstrip(": "), f"not read: {e}")]
     try:
         plan = netplan.derive(read_json(host.networks))
     except ValidationError as e:
