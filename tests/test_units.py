@@ -240,6 +240,8 @@ def test_systemd_analyze_verify_of_a_notify_dropin(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--state-dir", "/var/lib/my vms"], "--state-dir must be an absolute path"),
     (["--state-dir", "/var/lib/%i"], "--state-dir must be an absolute path"),
+    (["--command", "microvm"], "--command must be an absolute path"),
+    (["--command", "/opt/my venv/bin/microvm"], "--command must be an absolute path"),
     (["--user", "bad user"], "--user must be a user/group name"),
     (["--declare", "web"], "--declare wants NAME=RUNNER"),
     (["--declare", "../x=/nix/store/a"], "invalid VM name"),
@@ -251,6 +253,15 @@ def test_cli_usage_errors(tmp_path: Path, args: list[str], message: str) -> None
     assert p.returncode == 2, p.stderr
     assert message in p.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_command_is_what_microvm_networks_runs(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    cli("units", "--out", str(out), "--command", "/opt/microvm/bin/microvm", check=True)
+    unit = units.parse_unit((out / units.UNIT_DIR / units.NETWORKS_UNIT).read_text())
+    for key in ("ExecStart", "ExecReload", "ExecStop"):
+        [line] = unit["Service"][key]
+        assert line.startswith("/opt/microvm/bin/microvm network "), line
 
 
 def test_cli_declared_json_and_force(tmp_path: Path) -> None:
